@@ -1,0 +1,359 @@
+/**
+ * ECDSA (secp256k1) address recovery. Native libsecp256k1 through the `secp256k1` package's N-API
+ * binding when it loads, else viem's pure-JS recovery (@noble/curves). Both backends apply the same
+ * checks first, so they accept and reject the same signatures.
+ */
+import { createRequire } from 'node:module'
+import { availableParallelism } from 'node:os'
+import { Worker } from 'node:worker_threads'
+import { type Address, type Hex, keccak256, recoverAddress as viemRecoverAddress } from 'viem'
+import { MurmurError } from '../errors.ts'
+
+export type SignatureErrorCode =
+  | 'BAD_LENGTH'
+  | 'BAD_ENCODING'
+  | 'BAD_RECOVERY_ID'
+  | 'BAD_SCALAR'
+  | 'HIGH_S'
+  | 'RECOVER_FAILED'
+
+/** A signature or digest that cannot yield a signer. */
+export class SignatureError extends MurmurError<SignatureErrorCode> {}
+
+/** Which implementation recovers addresses. */
+export type RecoverBackend = 'native' | 'js'
+
+/** secp256k1 group order n. */
+const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n
+/** Largest s allowed by EIP-2 (homestead): s <= n/2, which rules out the malleable twin. */
+const HALF_N = SECP256K1_N >> 1n
+
+interface NativeSecp256k1 {
+  ecdsaRecover(sig: Uint8Array, recid: number, msg32: Uint8Array, compressed?: boolean): Uint8Array
+}
+
+let native: NativeSecp256k1 | undefined
+let nativeLoadError: unknown
+let nativeTried = false
+
+function loadNative(): NativeSecp256k1 | undefined {
+  if (!nativeTried) {
+    nativeTried = true
+    try {
+      // `secp256k1/bindings` only loads the prebuilt N-API addon; `secp256k1` itself would silently fall
+      // back to the slow `elliptic` package.
+      native = createRequire(import.meta.url)('secp256k1/bindings') as NativeSecp256k1
+    } catch (err) {
+      nativeLoadError = err
+    }
+  }
+  return native
+}
+
+let backend: RecoverBackend =
+  process.env['MURMUR_PURE_JS_CRYPTO'] === '1' ? 'js' : loadNative() !== undefined ? 'native' : 'js'
+
+/** The backend {@link recoverAddress} uses now. */
+export function recoverBackend(): RecoverBackend {
+  return backend
+}
+
+/** True when the native binding can be loaded. */
+export function nativeRecoverAvailable(): boolean {
+  return loadNative() !== undefined
+}
+
+/**
+ * Forces a backend (tests, benchmarks, `MURMUR_PURE_JS_CRYPTO=1` does the same for 'js' at startup).
+ * Asking for 'native' when the binding cannot load is a programmer error.
+ */
+export function setRecoverBackend(next: RecoverBackend): void {
+  if (next === 'native' && loadNative() === undefined) {
+    throw new Error('native secp256k1 binding is not available', { cause: nativeLoadError })
+  }
+  backend = next
+}
+
+const HEX_RE = /^0x[0-9a-fA-F]*$/
+
+function toBytes(value: Uint8Array | Hex, what: string, len: number): Uint8Array {
+  if (value instanceof Uint8Array) {
+    if (value.length !== len) throw new SignatureError('BAD_LENGTH', `${what}: expected ${len} bytes`)
+    return value
+  }
+  if (typeof value !== 'string' || !HEX_RE.test(value) || value.length % 2 !== 0) {
+    throw new SignatureError('BAD_ENCODING', `${what}: expected 0x-prefixed hex`)
+  }
+  if (value.length !== 2 + 2 * len) throw new SignatureError('BAD_LENGTH', `${what}: expected ${len} bytes`)
+  return Buffer.from(value.slice(2), 'hex')
+}
+
+function word(bytes: Uint8Array, at: number): bigint {
+  const v = new DataView(bytes.buffer, bytes.byteOffset + at, 32)
+  return (
+    (v.getBigUint64(0) << 192n) |
+    (v.getBigUint64(8) << 128n) |
+    (v.getBigUint64(16) << 64n) |
+    v.getBigUint64(24)
+  )
+}
+
+/** A 65-byte signature, checked: r, s in range, s low (EIP-2), v in {0, 1, 27, 28}. */
+interface ParsedSignature {
+  digest: Uint8Array
+  /** r || s */
+  rs: Uint8Array
+  recid: 0 | 1
+}
+
+function parse(digest: Uint8Array | Hex, signature: Uint8Array | Hex): ParsedSignature {
+  const d = toBytes(digest, 'digest', 32)
+  const sig = toBytes(signature, 'signature', 65)
+  const v = sig[64]
+  const recid = v === 0 || v === 27 ? 0 : v === 1 || v === 28 ? 1 : undefined
+  if (recid === undefined)
+    throw new SignatureError('BAD_RECOVERY_ID', `signature: v=${v}, expected 27/28 or 0/1`)
+  const r = word(sig, 0)
+  const s = word(sig, 32)
+  if (r === 0n || r >= SECP256K1_N) throw new SignatureError('BAD_SCALAR', 'signature: r out of range')
+  if (s === 0n) throw new SignatureError('BAD_SCALAR', 'signature: s out of range')
+  if (s > HALF_N) throw new SignatureError('HIGH_S', 'signature: s > n/2 (malleable, EIP-2)')
+  return { digest: d, rs: sig.subarray(0, 64), recid }
+}
+
+function nativeRecover(p: ParsedSignature): Address {
+  const lib = native
+  if (lib === undefined) throw new Error('native secp256k1 binding is not loaded')
+  let pub: Uint8Array
+  try {
+    pub = lib.ecdsaRecover(p.rs, p.recid, p.digest, false)
+  } catch (err) {
+    throw new SignatureError('RECOVER_FAILED', 'signature: no public key recovers from it', { cause: err })
+  }
+  // Address = last 20 bytes of keccak256 of the 64-byte public key (without the 0x04 prefix).
+  const h = keccak256(pub.subarray(1), 'bytes')
+  return `0x${Buffer.from(h.buffer, h.byteOffset + 12, 20).toString('hex')}`
+}
+
+async function jsRecover(p: ParsedSignature): Promise<Address> {
+  const sig = Buffer.alloc(65)
+  sig.set(p.rs, 0)
+  sig[64] = 27 + p.recid
+  try {
+    const addr = await viemRecoverAddress({
+      hash: `0x${Buffer.from(p.digest).toString('hex')}`,
+      signature: `0x${sig.toString('hex')}`,
+    })
+    return addr.toLowerCase() as Address
+  } catch (err) {
+    throw new SignatureError('RECOVER_FAILED', 'signature: no public key recovers from it', { cause: err })
+  }
+}
+
+/**
+ * Address (lowercase) whose key made `signature` (65 bytes r || s || v) over the 32-byte `digest`.
+ * Rejects with SignatureError: BAD_LENGTH, BAD_ENCODING, BAD_RECOVERY_ID, BAD_SCALAR, HIGH_S,
+ * RECOVER_FAILED.
+ */
+export async function recoverAddress(
+  digest: Uint8Array | Hex,
+  signature: Uint8Array | Hex,
+): Promise<Address> {
+  const p = parse(digest, signature)
+  return backend === 'native' ? nativeRecover(p) : jsRecover(p)
+}
+
+/** {@link recoverAddress} on the native backend, synchronously; throws if the binding is missing. */
+export function recoverAddressNative(digest: Uint8Array | Hex, signature: Uint8Array | Hex): Address {
+  if (loadNative() === undefined) throw new Error('native secp256k1 binding is not available')
+  return nativeRecover(parse(digest, signature))
+}
+
+/** {@link recoverAddress} on the pure-JS backend, whatever the active backend is. */
+export function recoverAddressPureJs(
+  digest: Uint8Array | Hex,
+  signature: Uint8Array | Hex,
+): Promise<Address> {
+  try {
+    return jsRecover(parse(digest, signature))
+  } catch (err) {
+    return Promise.reject(err)
+  }
+}
+
+/** Why a {@link RecoverPool} could not answer. */
+export type RecoverPoolErrorCode = 'OVERLOADED' | 'CLOSED' | 'WORKER_FAILED'
+/** The pool refused or lost a recovery; not the signature's fault. */
+export class RecoverPoolError extends MurmurError<RecoverPoolErrorCode> {}
+
+/** Options of a {@link RecoverPool}. */
+export interface RecoverPoolOptions {
+  /** Worker threads. Default: available cores minus one, at least one. */
+  size?: number
+  /** Most recoveries sent to a worker in one message. Default 64. */
+  maxBatch?: number
+  /** Most recoveries waiting for a worker; beyond it `recover` rejects OVERLOADED. Default 10 000. */
+  maxQueued?: number
+  /** Backend the workers use. Default: the active backend of this thread. */
+  backend?: RecoverBackend
+}
+
+/** One recovery as sent to a worker. */
+export interface RecoverRequest {
+  digest: Uint8Array | Hex
+  signature: Uint8Array | Hex
+}
+
+/** A worker's answer for one recovery: the address, or the error's code and message. */
+export type RecoverReply = Address | { code: string; message: string }
+
+interface Job extends RecoverRequest {
+  resolve(address: Address): void
+  reject(err: Error): void
+}
+
+interface PoolWorker {
+  worker: Worker
+  inflight: Map<number, Job[]>
+}
+
+/** Batches in flight per worker: one being worked on, one ready behind it. */
+const PIPELINE_DEPTH = 2
+
+/**
+ * Recovers signatures on worker threads so the event loop (HTTP API, gossip) stays responsive under
+ * load. Requests are queued (bounded) and sent in batches; under load batches grow by themselves.
+ * Call `close()` when done.
+ */
+export class RecoverPool {
+  readonly size: number
+  readonly #maxBatch: number
+  readonly #maxQueued: number
+  readonly #backend: RecoverBackend
+  readonly #workers: PoolWorker[] = []
+  #queue: Job[] = []
+  #nextBatchId = 0
+  #closed = false
+  #flushScheduled = false
+
+  constructor(options: RecoverPoolOptions = {}) {
+    this.size = Math.max(1, options.size ?? availableParallelism() - 1)
+    this.#maxBatch = Math.max(1, options.maxBatch ?? 64)
+    this.#maxQueued = options.maxQueued ?? 10_000
+    this.#backend = options.backend ?? backend
+    for (let i = 0; i < this.size; i++) this.#workers.push(this.#spawn())
+  }
+
+  /** Recoveries waiting for a worker. */
+  get queued(): number {
+    return this.#queue.length
+  }
+
+  /** Same contract as {@link recoverAddress}; also rejects RecoverPoolError. */
+  recover(digest: Uint8Array | Hex, signature: Uint8Array | Hex): Promise<Address> {
+    if (this.#closed) return Promise.reject(new RecoverPoolError('CLOSED', 'recover pool is closed'))
+    if (this.#queue.length >= this.#maxQueued) {
+      return Promise.reject(new RecoverPoolError('OVERLOADED', 'recover pool queue is full'))
+    }
+    return new Promise<Address>((resolve, reject) => {
+      this.#queue.push({ digest, signature, resolve, reject })
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true
+        // Let the current tick add more work so it leaves as one batch.
+        setImmediate(() => {
+          this.#flushScheduled = false
+          this.#dispatch()
+        })
+      }
+    })
+  }
+
+  /** Stops the workers; pending recoveries reject CLOSED. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    const closed = new RecoverPoolError('CLOSED', 'recover pool is closed')
+    for (const job of this.#queue) job.reject(closed)
+    this.#queue = []
+    await Promise.all(
+      this.#workers.map(async (w) => {
+        for (const jobs of w.inflight.values()) for (const job of jobs) job.reject(closed)
+        w.inflight.clear()
+        await w.worker.terminate()
+      }),
+    )
+  }
+
+  #spawn(): PoolWorker {
+    const worker = new Worker(new URL('./recover-worker.ts', import.meta.url), {
+      workerData: { backend: this.#backend },
+    })
+    const pw: PoolWorker = { worker, inflight: new Map() }
+    worker.on('message', (msg: { id: number; replies: RecoverReply[] }) => {
+      const jobs = pw.inflight.get(msg.id)
+      if (jobs === undefined) return
+      pw.inflight.delete(msg.id)
+      jobs.forEach((job, i) => {
+        const reply = msg.replies[i]
+        if (typeof reply === 'string') job.resolve(reply)
+        else if (reply !== undefined && isSignatureErrorCode(reply.code)) {
+          job.reject(new SignatureError(reply.code, reply.message))
+        } else job.reject(new Error(`recover worker: ${reply?.message ?? 'no reply'}`))
+      })
+      this.#dispatch()
+    })
+    const fail = (err: unknown) => {
+      if (this.#closed) return
+      const lost = new RecoverPoolError('WORKER_FAILED', 'recover worker failed', { cause: err })
+      for (const jobs of pw.inflight.values()) for (const job of jobs) job.reject(lost)
+      pw.inflight.clear()
+      const i = this.#workers.indexOf(pw)
+      if (i >= 0) this.#workers[i] = this.#spawn()
+      this.#dispatch()
+    }
+    worker.on('error', fail)
+    worker.on('exit', (code) => fail(new Error(`exit code ${code}`)))
+    return pw
+  }
+
+  #dispatch(): void {
+    for (const pw of this.#workers) {
+      while (this.#queue.length > 0 && pw.inflight.size < PIPELINE_DEPTH) {
+        const jobs = this.#queue.splice(0, this.#maxBatch)
+        const id = this.#nextBatchId++
+        pw.inflight.set(id, jobs)
+        pw.worker.postMessage({
+          id,
+          requests: jobs.map((j) => ({ digest: j.digest, signature: j.signature })),
+        })
+      }
+    }
+  }
+}
+
+const SIGNATURE_ERROR_CODES: ReadonlySet<string> = new Set<SignatureErrorCode>([
+  'BAD_LENGTH',
+  'BAD_ENCODING',
+  'BAD_RECOVERY_ID',
+  'BAD_SCALAR',
+  'HIGH_S',
+  'RECOVER_FAILED',
+])
+
+function isSignatureErrorCode(code: string): code is SignatureErrorCode {
+  return SIGNATURE_ERROR_CODES.has(code)
+}
+
+/** Answers one batch of recoveries; the body of the worker thread. */
+export async function answerRecoverBatch(requests: readonly RecoverRequest[]): Promise<RecoverReply[]> {
+  const replies: RecoverReply[] = []
+  for (const r of requests) {
+    try {
+      replies.push(await recoverAddress(r.digest, r.signature))
+    } catch (err) {
+      const code = err instanceof SignatureError ? err.code : 'INTERNAL'
+      replies.push({ code, message: err instanceof Error ? err.message : String(err) })
+    }
+  }
+  return replies
+}

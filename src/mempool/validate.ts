@@ -1,0 +1,145 @@
+/**
+ * Validity of an intent (INTERFACES.md, "Intents"). Cheap checks first; signature recovery, the only
+ * expensive step, runs last. Pure apart from the injected context; never throws on bad input.
+ */
+import type { Address, Hex } from 'viem'
+import {
+  decodeOrderData,
+  encodedOrderSize,
+  findBadOrderField,
+  type GaslessCrossChainOrder,
+  intentId,
+  MAX_ORDER_BYTES,
+  MURMUR_ORDER_TYPEHASH,
+  type MurmurOrderData,
+  type SignedIntent,
+  signedIntentFromJson,
+} from '../codec/intent.ts'
+import { CodecError } from '../codec/json.ts'
+import { recoverAddress, SignatureError } from '../crypto/recover.ts'
+
+/** Why an intent is refused; the `code` of the API's 400 answer. */
+export type IntentRejectCode =
+  | 'MALFORMED'
+  | 'BAD_SIGNATURE'
+  | 'EXPIRED'
+  | 'NONCE_USED'
+  | 'UNKNOWN_CHAIN'
+  | 'TOO_LARGE'
+
+/** What validation needs to know about the world. */
+export interface ValidateIntentContext {
+  /** Current unix time, seconds. */
+  nowSec: number
+  /** Tolerated difference between our clock and the user's, seconds. */
+  maxClockSkewSec: number
+  /** Chain ids of the network's rollups. */
+  knownChainIds: ReadonlySet<bigint>
+  /** True when (user, nonce) was used before. Absent: no nonce is used. */
+  isNonceUsed?(user: Address, nonce: bigint): boolean
+  /** Signature recovery to use instead of {@link recoverAddress}, e.g. a worker pool. */
+  recover?(digest: Hex, signature: Hex): Promise<Address>
+}
+
+/** An accepted intent, with its id and decoded payload. */
+export interface ValidIntent {
+  ok: true
+  id: Hex
+  order: GaslessCrossChainOrder
+  signature: Hex
+  data: MurmurOrderData
+}
+
+/** A refused intent. */
+export interface InvalidIntent {
+  ok: false
+  code: IntentRejectCode
+  message: string
+}
+
+export type IntentValidation = ValidIntent | InvalidIntent
+
+const SIGNATURE_BYTES = 65
+const SIGNATURE_RE = /^0x[0-9a-f]{130}$/
+
+function reject(code: IntentRejectCode, message: string): InvalidIntent {
+  return { ok: false, code, message }
+}
+
+/**
+ * Validates a typed signed intent against the rules of INTERFACES.md. Errors thrown by the context's
+ * callbacks propagate (they are not the intent's fault); nothing else throws.
+ */
+export async function validateIntent(
+  intent: SignedIntent,
+  ctx: ValidateIntentContext,
+): Promise<IntentValidation> {
+  const { order, signature } = intent
+  if (typeof order !== 'object' || order === null) return reject('MALFORMED', 'order: expected an object')
+  const badField = findBadOrderField(order)
+  if (badField !== undefined) return reject('MALFORMED', `order.${badField}: invalid value`)
+  const size = encodedOrderSize(order)
+  if (size > MAX_ORDER_BYTES)
+    return reject('TOO_LARGE', `order: ${size} bytes encoded, at most ${MAX_ORDER_BYTES}`)
+  if (typeof signature !== 'string' || !SIGNATURE_RE.test(signature)) {
+    return reject('BAD_SIGNATURE', `signature: expected ${SIGNATURE_BYTES} bytes of lowercase hex`)
+  }
+  if (order.fillDeadline <= order.openDeadline) {
+    return reject('MALFORMED', 'order.fillDeadline: must be after openDeadline')
+  }
+  // Expired unless openDeadline is still ahead of our clock, allowing for skew.
+  if (BigInt(order.openDeadline) + BigInt(ctx.maxClockSkewSec) <= BigInt(ctx.nowSec)) {
+    return reject('EXPIRED', 'order.openDeadline: passed')
+  }
+  if (order.orderDataType !== MURMUR_ORDER_TYPEHASH) {
+    return reject('MALFORMED', 'order.orderDataType: not the MurmurOrder typehash')
+  }
+  let data: MurmurOrderData
+  try {
+    data = decodeOrderData(order.orderData)
+  } catch (err) {
+    if (err instanceof CodecError) return reject('MALFORMED', err.message)
+    throw err
+  }
+  for (const chainId of data.destinationChainIds) {
+    if (!ctx.knownChainIds.has(chainId)) {
+      return reject(
+        'UNKNOWN_CHAIN',
+        `orderData.destinationChainIds: ${chainId} is not a rollup of this network`,
+      )
+    }
+  }
+  if (ctx.isNonceUsed?.(order.user, order.nonce) === true) {
+    return reject('NONCE_USED', `order.nonce: ${order.nonce} already used by ${order.user}`)
+  }
+  const id = intentId(order)
+  let signer: Address
+  try {
+    signer = ctx.recover ? await ctx.recover(id, signature) : await recoverAddress(id, signature)
+  } catch (err) {
+    // A recovery failure is the signature's fault; anything else (a pool shutting down) is not.
+    if (err instanceof SignatureError) return reject('BAD_SIGNATURE', err.message)
+    throw err
+  }
+  if (signer !== order.user) return reject('BAD_SIGNATURE', 'signature: not made by order.user')
+  return { ok: true, id, order, signature, data }
+}
+
+/**
+ * Validates the JSON body of `POST /v1/intents` (`{order, signature}`). Never throws because of the
+ * body: anything that does not parse is MALFORMED (or TOO_LARGE for oversized bytes).
+ */
+export async function validateIntentJson(
+  body: unknown,
+  ctx: ValidateIntentContext,
+): Promise<IntentValidation> {
+  let intent: SignedIntent
+  try {
+    intent = signedIntentFromJson(body)
+  } catch (err) {
+    if (err instanceof CodecError)
+      return reject(err.code === 'TOO_LARGE' ? 'TOO_LARGE' : 'MALFORMED', err.message)
+    return reject('MALFORMED', 'body: does not parse')
+  }
+  return validateIntent(intent, ctx)
+}

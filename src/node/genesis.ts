@@ -1,0 +1,131 @@
+import { readFile } from 'node:fs/promises'
+import { z } from 'zod'
+import { ConfigError } from '../errors.ts'
+
+const address = z
+  .string()
+  .regex(/^0x[0-9a-fA-F]{40}$/, 'must be a 0x-prefixed 20-byte hex address')
+  .transform((s) => s.toLowerCase() as `0x${string}`)
+const uint = z
+  .union([z.string().regex(/^[0-9]+$/, 'must be a decimal integer string'), z.number().int().nonnegative()])
+  .transform((v) => BigInt(v))
+const chainId = z.number().int().positive().safe()
+
+const rollupSchema = z.object({
+  chainId,
+  name: z.string().min(1).max(64),
+  type: z.enum(['optimistic', 'zk']),
+  securityBps: z.number().int().min(0).max(10_000),
+})
+
+const validatorSchema = z.object({
+  address,
+  peerId: z.string().min(1),
+  stake: uint,
+  pools: z.array(chainId).min(1, 'a validator serves at least one rollup'),
+})
+
+const delegationSchema = z.object({ delegator: address, validator: address, amount: uint, chainId })
+
+/** Network parameters with their defaults. */
+const paramsSchema = z
+  .object({
+    /** Allowed clock skew for intent deadlines and signed reports, seconds. */
+    maxClockSkewSec: z.number().int().nonnegative().default(30),
+    /** Target interval between blocks, milliseconds. */
+    blockIntervalMs: z.number().int().positive().default(500),
+    /** A health report older than this is stale, milliseconds. */
+    healthFreshnessMs: z.number().int().positive().default(5_000),
+    /** Seconds an executor gets to fill an assignment before it is re-routed. */
+    fillTimeoutSec: z.number().int().positive().default(30),
+  })
+  .strict()
+  .default({ maxClockSkewSec: 30, blockIntervalMs: 500, healthFreshnessMs: 5_000, fillTimeoutSec: 30 })
+
+export const genesisSchema = z
+  .object({
+    networkId: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and dashes, at most 63 characters'),
+    genesisTime: z.number().int().nonnegative(),
+    validators: z.array(validatorSchema).min(1, 'at least one validator'),
+    delegations: z.array(delegationSchema).default([]),
+    rollups: z.array(rollupSchema).min(1, 'at least one rollup'),
+    params: paramsSchema,
+  })
+  .strict()
+  .superRefine((g, ctx) => {
+    const chains = new Set(g.rollups.map((r) => r.chainId))
+    if (chains.size !== g.rollups.length)
+      ctx.addIssue({ code: 'custom', path: ['rollups'], message: 'duplicate chainId' })
+    const addrs = new Set<string>()
+    g.validators.forEach((v, i) => {
+      if (addrs.has(v.address))
+        ctx.addIssue({ code: 'custom', path: ['validators', i, 'address'], message: 'duplicate validator' })
+      addrs.add(v.address)
+      v.pools.forEach((c, j) => {
+        if (!chains.has(c))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['validators', i, 'pools', j],
+            message: `unknown rollup ${c}`,
+          })
+      })
+    })
+    g.delegations.forEach((d, i) => {
+      if (!addrs.has(d.validator))
+        ctx.addIssue({ code: 'custom', path: ['delegations', i, 'validator'], message: 'unknown validator' })
+      if (!chains.has(d.chainId))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['delegations', i, 'chainId'],
+          message: `unknown rollup ${d.chainId}`,
+        })
+    })
+  })
+
+export type Genesis = z.output<typeof genesisSchema>
+export type GenesisInput = z.input<typeof genesisSchema>
+
+function formatPath(path: ReadonlyArray<PropertyKey>): string {
+  return path
+    .map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
+    .join('')
+}
+
+/** Validates a parsed genesis object; a ConfigError BAD_GENESIS names the first bad field. */
+export function parseGenesis(value: unknown, source = 'genesis'): Genesis {
+  const result = genesisSchema.safeParse(value)
+  if (!result.success) {
+    const issue = result.error.issues[0]!
+    const field = formatPath(issue.path) || '(root)'
+    throw new ConfigError('BAD_GENESIS', `${source}: ${field}: ${issue.message}`)
+  }
+  return result.data
+}
+
+/** Reads and validates a genesis file. */
+export async function loadGenesis(path: string): Promise<Genesis> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError('BAD_GENESIS', `cannot read genesis ${path}: ${(err as Error).message}`)
+  }
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError('BAD_GENESIS', `${path}: not valid JSON: ${(err as Error).message}`)
+  }
+  return parseGenesis(json, path)
+}
+
+/** JSON form of a genesis (bigints as decimal strings), for writing files. */
+export function genesisToJson(g: Genesis): GenesisInput {
+  return {
+    ...g,
+    validators: g.validators.map((v) => ({ ...v, stake: v.stake.toString() })),
+    delegations: g.delegations.map((d) => ({ ...d, amount: d.amount.toString() })),
+  }
+}

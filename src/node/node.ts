@@ -1,0 +1,172 @@
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { collectDefaultMetrics, Registry } from 'prom-client'
+import { ApiServer } from '../api/server.ts'
+import { ConfigError } from '../errors.ts'
+import { loadKeys, type NodeKeys } from '../identity/keys.ts'
+import { P2PHost } from '../p2p/host.ts'
+import { Store } from '../state/store.ts'
+import { type Genesis, loadGenesis } from './genesis.ts'
+import { DataDirLock } from './lock.ts'
+import { createLogger } from './logger.ts'
+import { DEFAULT_NODE_OPTIONS, isLoopback, type NodeOptions } from './options.ts'
+import { ProbeService } from './probe.ts'
+
+/** Something the composition root starts and stops. */
+interface Component {
+  readonly name: string
+  stop(): Promise<void>
+}
+
+/**
+ * The composition root: builds every component in order, starts them, and stops them in
+ * reverse. `stop()` is idempotent and leaves no timer or socket behind.
+ */
+export class MurmurNode {
+  readonly opts: NodeOptions
+  readonly log: Logger
+  readonly registry = new Registry()
+  readonly abort = new AbortController()
+  #started: Component[] = []
+  #stopping: Promise<void> | undefined
+  #keys: NodeKeys | undefined
+  #genesis: Genesis | undefined
+  #store: Store | undefined
+  #p2p: P2PHost | undefined
+  #api: ApiServer | undefined
+  readonly probes = new ProbeService(this.registry)
+
+  constructor(options: Partial<NodeOptions> & Pick<NodeOptions, 'dataDir' | 'genesisPath'>, log?: Logger) {
+    this.opts = { ...DEFAULT_NODE_OPTIONS, ...options }
+    this.log = log ?? createLogger({ level: this.opts.logLevel, file: this.opts.logFile })
+    collectDefaultMetrics({ register: this.registry, prefix: 'murmur_process_' })
+  }
+
+  get keys(): NodeKeys {
+    if (this.#keys === undefined) throw new Error('node not started')
+    return this.#keys
+  }
+  get genesis(): Genesis {
+    if (this.#genesis === undefined) throw new Error('node not started')
+    return this.#genesis
+  }
+  get store(): Store {
+    if (this.#store === undefined) throw new Error('node not started')
+    return this.#store
+  }
+  get p2p(): P2PHost {
+    if (this.#p2p === undefined) throw new Error('node not started')
+    return this.#p2p
+  }
+  /** The API's bound address (port resolved when 0 was asked). */
+  get apiAddress(): { host: string; port: number } | undefined {
+    return this.#api?.address
+  }
+
+  /** Head of the chain; consensus will own it. Until then, height 0 and the genesis hash. */
+  head(): { height: number; blockHash: string } {
+    return { height: 0, blockHash: '0x' + '0'.repeat(64) }
+  }
+
+  async start(): Promise<void> {
+    try {
+      await this.#startAll()
+    } catch (err) {
+      await this.stop()
+      throw err
+    }
+  }
+
+  async #startAll(): Promise<void> {
+    const o = this.opts
+    if (o.admin && o.api !== undefined && !isLoopback(o.api.host)) {
+      throw new ConfigError('BAD_OPTION', `--admin needs a loopback --api address, not ${o.api.host}`)
+    }
+    await mkdir(o.dataDir, { recursive: true, mode: 0o700 })
+    const lock = new DataDirLock(o.dataDir)
+    await lock.acquire()
+    this.#started.push({ name: 'lock', stop: () => lock.release() })
+
+    this.#genesis = await loadGenesis(o.genesisPath)
+    this.#keys = await loadKeys(o.dataDir, { create: true })
+
+    const store = new Store(join(o.dataDir, 'db'))
+    await store.open()
+    this.#store = store
+    this.#started.push({ name: 'store', stop: () => store.close() })
+
+    const p2p = new P2PHost(
+      {
+        ...o.p2p,
+        networkId: this.#genesis.networkId,
+        listen: o.listen,
+        peerManager: { ...o.p2p.peerManager, bootstrap: o.bootstrap },
+      },
+      {
+        privateKey: this.#keys.nodeKey,
+        store,
+        log: this.log.child({ module: 'p2p' }),
+        registry: this.registry,
+        head: () => this.head(),
+      },
+    )
+    this.#p2p = p2p
+    this.#started.push({ name: 'p2p', stop: () => p2p.stop() })
+    await p2p.start({ probe: this.probes })
+
+    if (o.api !== undefined) {
+      const api = new ApiServer(
+        { ...o.api, admin: o.admin },
+        { node: this, log: this.log.child({ module: 'api' }) },
+      )
+      this.#api = api
+      this.#started.push({ name: 'api', stop: () => api.stop() })
+      await api.start()
+    }
+    this.log.info(
+      {
+        peerId: this.#keys.peerId,
+        validator: this.#keys.validator.address.toLowerCase(),
+        networkId: this.#genesis.networkId,
+        listen: p2p.libp2p.getMultiaddrs().map(String),
+        api: this.#api?.url,
+      },
+      'node started',
+    )
+  }
+
+  /** Stops every started component in reverse order; safe to call more than once. */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.abort.abort()
+      for (const c of this.#started.reverse()) {
+        try {
+          await c.stop()
+        } catch (err) {
+          this.log.error({ component: c.name, err }, 'stop failed')
+        }
+      }
+      this.#started = []
+      this.log.info('node stopped')
+      this.log.flush?.()
+    })()
+    return this.#stopping
+  }
+
+  /** `GET /v1/status` */
+  status() {
+    const head = this.head()
+    return {
+      peerId: this.keys.peerId,
+      validator: this.keys.validator.address.toLowerCase(),
+      networkId: this.genesis.networkId,
+      height: head.height,
+      blockHash: head.blockHash,
+      peers: this.p2p.libp2p.getPeers().length,
+      syncing: false,
+      version: this.p2p.status().version,
+      listen: this.p2p.libp2p.getMultiaddrs().map(String),
+    }
+  }
+}

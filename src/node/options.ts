@@ -1,0 +1,36 @@
+import type { Level } from 'pino'
+import type { P2POptions } from '../p2p/host.ts'
+
+/** Everything a node is configured with. Defaults live here; the CLI only maps flags onto this. */
+export interface NodeOptions {
+  dataDir: string
+  genesisPath: string
+  /** libp2p listen multiaddrs. */
+  listen: string[]
+  bootstrap: string[]
+  /** HTTP API address, or undefined for no API. */
+  api: { host: string; port: number } | undefined
+  /** Mount /admin/v1/* (only allowed with a loopback API address). */
+  admin: boolean
+  /** RPC URL per rollup chain id. */
+  rollups: Map<number, string>
+  logLevel: Level
+  /** Where logs go: a file path, or undefined for stderr. */
+  logFile: string | undefined
+  p2p: Partial<Omit<P2POptions, 'networkId' | 'listen'>>
+}
+
+export const DEFAULT_NODE_OPTIONS: Omit<NodeOptions, 'dataDir' | 'genesisPath'> = {
+  listen: ['/ip4/127.0.0.1/tcp/0'],
+  bootstrap: [],
+  api: { host: '127.0.0.1', port: 7070 },
+  admin: false,
+  rollups: new Map(),
+  logLevel: 'info',
+  logFile: undefined,
+  p2p: {},
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host)
+}

@@ -1,0 +1,363 @@
+import { createHash } from 'node:crypto'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import {
+  type GossipSub,
+  gossipsub,
+  type Message,
+  StrictNoSign,
+  TopicValidatorResult,
+} from '@libp2p/gossipsub'
+import type { TopicScoreParams } from '@libp2p/gossipsub/score'
+import { identify } from '@libp2p/identify'
+import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
+import { ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p } from 'libp2p'
+import type { Logger } from 'pino'
+import type { Registry } from 'prom-client'
+import { P2PError } from '../errors.ts'
+import type { Store } from '../state/store.ts'
+import { VERSION } from '../version.ts'
+import { DenyListGater } from './gater.ts'
+import { createP2PMetrics, type P2PMetrics } from './metrics.ts'
+import { DEFAULT_PEER_MANAGER_OPTIONS, PeerManager, type PeerManagerOptions } from './peer-manager.ts'
+import { MAX_PEERS_IN_STATUS, STATUS_PROTOCOL, type StatusResponse } from './protocols.ts'
+import { type ProtocolSpec, ReqResp, type RequestHandler } from './reqresp.ts'
+import { TOPICS, type TopicName, type TopicPayloads, topicString } from './topics.ts'
+import type { ValidationResult } from './validation.ts'
+
+/** What a node supplies for one topic: its validator and what to do with accepted messages. */
+export interface TopicHandler<T> {
+  validate(msg: T, from: PeerId): ValidationResult | Promise<ValidationResult>
+  onMessage?(msg: T, from: PeerId): void
+}
+
+/** A handler for every topic of the table: a new topic does not compile until it has one. */
+export type TopicHandlers = { [K in TopicName]: TopicHandler<TopicPayloads[K]> }
+
+export interface P2POptions {
+  networkId: string
+  listen: string[]
+  /** Gossipsub mesh degree D (D_lo, D_hi follow gossipsub's ratios). */
+  meshDegree: number
+  peerManager: Partial<PeerManagerOptions>
+  /** Penalty added to a peer's application score per undecodable request. */
+  badRequestPenalty: number
+}
+
+export const DEFAULT_P2P_OPTIONS: Omit<P2POptions, 'networkId'> = {
+  listen: ['/ip4/127.0.0.1/tcp/0'],
+  meshDegree: 6,
+  peerManager: DEFAULT_PEER_MANAGER_OPTIONS,
+  badRequestPenalty: 10,
+}
+
+export interface P2PModules {
+  privateKey: PrivateKey
+  store: Store
+  log: Logger
+  registry: Registry
+  /** Current chain head for `status` answers (consensus fills this in later). */
+  head: () => { height: number; blockHash: string }
+}
+
+/** Content-addressed message id (as Ethereum's consensus layer): SHA-256 of topic and data, 20 bytes. */
+export function messageId(msg: Message): Uint8Array {
+  return createHash('sha256').update(msg.topic).update(msg.data).digest().subarray(0, 20)
+}
+
+class Semaphore {
+  #free: number
+  readonly #waiters: Array<() => void> = []
+  constructor(n: number) {
+    this.#free = n
+  }
+  async acquire(): Promise<void> {
+    if (this.#free > 0) {
+      this.#free--
+      return
+    }
+    await new Promise<void>((resolve) => this.#waiters.push(resolve))
+  }
+  release(): void {
+    const next = this.#waiters.shift()
+    if (next !== undefined) next()
+    else this.#free++
+  }
+}
+
+const GOSSIP_RESULT = {
+  ACCEPT: TopicValidatorResult.Accept,
+  IGNORE: TopicValidatorResult.Ignore,
+  REJECT: TopicValidatorResult.Reject,
+} as const
+
+/**
+ * The node's libp2p host: TCP + Noise + Yamux, identify, ping, gossipsub v1.1 (no-sign mode,
+ * content-addressed ids, peer scoring), the topic table, request/response protocols,
+ * a deny-list gater and the peer manager.
+ */
+export class P2PHost {
+  readonly opts: P2POptions
+  readonly metrics: P2PMetrics
+  readonly gater = new DenyListGater()
+  readonly #m: P2PModules
+  #libp2p: Libp2p<{ pubsub: GossipSub }> | undefined
+  #reqresp: ReqResp | undefined
+  #peerManager: PeerManager | undefined
+  readonly #penalties = new Map<string, number>()
+  #decayTimer: NodeJS.Timeout | undefined
+  #peerGaugeTimer: NodeJS.Timeout | undefined
+
+  constructor(options: Partial<P2POptions> & { networkId: string }, modules: P2PModules) {
+    this.opts = { ...DEFAULT_P2P_OPTIONS, ...options }
+    this.#m = modules
+    this.metrics = createP2PMetrics(modules.registry)
+  }
+
+  get libp2p(): Libp2p<{ pubsub: GossipSub }> {
+    if (this.#libp2p === undefined) throw new Error('p2p host not started')
+    return this.#libp2p
+  }
+
+  get peerId(): string {
+    return this.libp2p.peerId.toString()
+  }
+
+  get reqresp(): ReqResp {
+    if (this.#reqresp === undefined) throw new Error('p2p host not started')
+    return this.#reqresp
+  }
+
+  get peerManager(): PeerManager {
+    if (this.#peerManager === undefined) throw new Error('p2p host not started')
+    return this.#peerManager
+  }
+
+  async start(handlers: TopicHandlers): Promise<void> {
+    const topicScores: Record<string, Partial<TopicScoreParams>> = {}
+    for (const name of Object.keys(TOPICS) as TopicName[]) {
+      topicScores[topicString(this.opts.networkId, name)] = TOPICS[name].score
+    }
+    const d = this.opts.meshDegree
+    this.#libp2p = await createLibp2p({
+      privateKey: this.#m.privateKey,
+      addresses: { listen: this.opts.listen },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      connectionGater: this.gater.gater(),
+      services: {
+        identify: identify(),
+        ping: ping(),
+        pubsub: gossipsub({
+          // Every payload carries its own EIP-712 signature, so gossipsub's envelope
+          // signature would only add cost: no-sign mode with content-addressed ids.
+          globalSignaturePolicy: StrictNoSign,
+          msgIdFn: messageId,
+          allowPublishToZeroTopicPeers: true,
+          ignoreDuplicatePublishError: true,
+          emitSelf: false,
+          D: d,
+          Dlo: Math.max(1, Math.floor((d * 2) / 3)),
+          Dhi: d * 2,
+          allowedTopics: Object.keys(TOPICS).map((n) => topicString(this.opts.networkId, n as TopicName)),
+          scoreParams: {
+            topics: topicScores as never,
+            appSpecificScore: (p: string) => this.#penalties.get(p) ?? 0,
+            appSpecificWeight: 1,
+            // Devnets put every peer on 127.0.0.1: colocation is expected there.
+            IPColocationFactorWhitelist: new Set(['127.0.0.1', '::1']),
+          },
+          scoreThresholds: { gossipThreshold: -100, publishThreshold: -200, graylistThreshold: -400 },
+        }),
+      },
+    })
+    const libp2p = this.#libp2p
+    const pubsub = libp2p.services.pubsub
+
+    for (const name of Object.keys(TOPICS) as TopicName[]) {
+      this.#registerTopic(name, handlers[name] as TopicHandler<unknown>)
+    }
+
+    this.#reqresp = new ReqResp(libp2p, this.opts.networkId, {
+      log: this.#m.log.child({ module: 'reqresp' }),
+      metrics: this.metrics,
+      onBadPeer: (peer, reason) => this.penalize(peer.toString(), reason),
+    })
+    await this.#reqresp.handle(STATUS_PROTOCOL, () => this.status())
+
+    this.#peerManager = new PeerManager(this.opts.peerManager, {
+      libp2p,
+      store: this.#m.store,
+      gater: this.gater,
+      log: this.#m.log.child({ module: 'peers' }),
+      exchange: async (peer) =>
+        (await this.reqresp.request(peer, STATUS_PROTOCOL, { height: this.#m.head().height })).peers,
+    })
+    await this.#peerManager.start()
+
+    // Application penalties decay so a peer that misbehaved once is forgiven over time.
+    this.#decayTimer = setInterval(() => {
+      for (const [p, v] of this.#penalties) {
+        const next = v * 0.9
+        if (next > -0.5) this.#penalties.delete(p)
+        else this.#penalties.set(p, next)
+      }
+    }, 10_000)
+    this.#peerGaugeTimer = setInterval(() => this.metrics.peers.set(libp2p.getPeers().length), 1_000)
+    this.#m.log.info(
+      { peerId: this.peerId, addrs: libp2p.getMultiaddrs().map(String), topics: pubsub.getTopics().length },
+      'p2p started',
+    )
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#decayTimer)
+    clearInterval(this.#peerGaugeTimer)
+    await this.#peerManager?.stop()
+    await this.#reqresp?.stop()
+    await this.#libp2p?.stop()
+    this.#peerManager = undefined
+    this.#reqresp = undefined
+    this.#libp2p = undefined
+  }
+
+  #registerTopic(name: TopicName, handler: TopicHandler<unknown>): void {
+    const spec = TOPICS[name]
+    const topic = topicString(this.opts.networkId, name)
+    const pubsub = this.libp2p.services.pubsub
+    const sem = new Semaphore(spec.queue.concurrency)
+    let waiting = 0
+    const count = (r: ValidationResult) =>
+      this.metrics.validation.inc({
+        topic: name,
+        result: r.result.toLowerCase(),
+        code: r.result === 'ACCEPT' ? '' : r.code,
+      })
+
+    pubsub.topicValidators.set(topic, async (from, msg) => {
+      if (waiting >= spec.queue.maxLength) {
+        count({ result: 'IGNORE', code: 'QUEUE_FULL' })
+        return TopicValidatorResult.Ignore
+      }
+      waiting++
+      this.metrics.queueLength.set({ topic: name }, waiting)
+      const end = this.metrics.validationSeconds.startTimer({ topic: name })
+      try {
+        let decoded: unknown
+        try {
+          decoded = spec.codec.decode(msg.data)
+        } catch (err) {
+          const r: ValidationResult = {
+            result: 'REJECT',
+            code: err instanceof P2PError ? err.code : 'DECODE',
+          }
+          count(r)
+          return GOSSIP_RESULT[r.result]
+        }
+        await sem.acquire()
+        let r: ValidationResult
+        try {
+          r = await handler.validate(decoded, from)
+        } finally {
+          sem.release()
+        }
+        count(r)
+        if (r.result === 'ACCEPT' && handler.onMessage !== undefined) {
+          const onMessage = handler.onMessage.bind(handler)
+          queueMicrotask(() => {
+            try {
+              onMessage(decoded, from)
+            } catch (err) {
+              this.#m.log.error({ topic: name, err }, 'topic handler threw')
+            }
+          })
+        }
+        return GOSSIP_RESULT[r.result]
+      } catch (err) {
+        // An exception here is our bug, not the peer's fault: never penalise, shout.
+        this.metrics.validationErrors.inc({ topic: name })
+        this.#m.log.error({ topic: name, err }, 'topic validator threw')
+        return TopicValidatorResult.Ignore
+      } finally {
+        waiting--
+        this.metrics.queueLength.set({ topic: name }, waiting)
+        end()
+      }
+    })
+    pubsub.subscribe(topic)
+  }
+
+  /** Encodes and publishes; returns how many peers it was sent to. */
+  async publish<K extends TopicName>(name: K, payload: TopicPayloads[K]): Promise<number> {
+    const bytes = (TOPICS[name].codec as { encode(v: TopicPayloads[K]): Uint8Array }).encode(payload)
+    return this.publishRaw(name, bytes)
+  }
+
+  /** Publishes already-encoded bytes (tests use it to send garbage). */
+  async publishRaw(name: TopicName, bytes: Uint8Array): Promise<number> {
+    const res = await this.libp2p.services.pubsub.publish(topicString(this.opts.networkId, name), bytes)
+    this.metrics.published.inc({ topic: name })
+    return res.recipients.length
+  }
+
+  async handle<Req, Res>(spec: ProtocolSpec<Req, Res>, handler: RequestHandler<Req, Res>): Promise<void> {
+    await this.reqresp.handle(spec, handler)
+  }
+
+  /** Lowers a peer's application score (undecodable requests, provably wrong answers). */
+  penalize(peerId: string, reason: string): void {
+    this.#penalties.set(peerId, (this.#penalties.get(peerId) ?? 0) - this.opts.badRequestPenalty)
+    this.#m.log.info({ peer: peerId, reason }, 'peer penalised')
+  }
+
+  /** Our answer to `status`, including a sample of connected peers for peer exchange. */
+  status(): StatusResponse {
+    const libp2p = this.libp2p
+    const peers = libp2p
+      .getPeers()
+      .slice(0, MAX_PEERS_IN_STATUS)
+      .map((p) => {
+        const rec = this.peerManager.known().find((r) => r.peerId === p.toString())
+        return { peerId: p.toString(), addrs: (rec?.addrs ?? []).slice(0, 8) }
+      })
+      .filter((p) => p.addrs.length > 0)
+    return { peerId: this.peerId, networkId: this.opts.networkId, version: VERSION, ...this.#m.head(), peers }
+  }
+
+  /** Connected peers with their gossipsub score, for `GET /v1/peers`. */
+  peers(): Array<{ peerId: string; addrs: string[]; direction: string; score: number }> {
+    const pubsub = this.libp2p.services.pubsub as unknown as { getScore(p: string): number }
+    const byPeer = new Map<string, { addrs: string[]; direction: string }>()
+    for (const c of this.libp2p.getConnections()) {
+      const id = c.remotePeer.toString()
+      const e = byPeer.get(id) ?? { addrs: [], direction: c.direction }
+      e.addrs.push(c.remoteAddr.toString())
+      byPeer.set(id, e)
+    }
+    return [...byPeer].map(([peerId, e]) => ({ peerId, ...e, score: pubsub.getScore(peerId) }))
+  }
+
+  /** Score of one peer as gossipsub sees it (includes our application penalties). */
+  score(peerId: string): number {
+    return (this.libp2p.services.pubsub as unknown as { getScore(p: string): number }).getScore(peerId)
+  }
+
+  /** Denies the given peers and closes their connections; `[]` heals. Returns the deny list. */
+  async partition(deny: string[]): Promise<string[]> {
+    const before = this.gater.denied()
+    this.gater.setDenied(deny)
+    await Promise.allSettled(
+      this.libp2p
+        .getPeers()
+        .filter((p) => this.gater.isDenied(p))
+        .map((p) => this.libp2p.hangUp(p)),
+    )
+    const healed = before.filter((p) => !this.gater.isDenied(p))
+    if (healed.length > 0) this.peerManager.resetBackoff(healed)
+    this.#m.log.info({ denied: deny.length, healed: healed.length }, 'partition set')
+    return this.gater.denied()
+  }
+}
