@@ -1,0 +1,114 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { createWriteStream } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+
+const CLI = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url))
+
+export interface NodeProcessOptions {
+  dataDir: string
+  genesisPath: string
+  bootstrap?: string[]
+  /** Listen multiaddr; default an ephemeral TCP port on 127.0.0.1. */
+  listen?: string
+  /** API address; default 127.0.0.1:0. */
+  api?: string
+  admin?: boolean
+  rollups?: Map<number, string>
+  logLevel?: string
+  /** File for the node's logs (stderr); default discarded. */
+  logFile?: string
+  extraArgs?: string[]
+}
+
+/** A running `murmur node start` process. */
+export interface NodeProcess {
+  pid: number
+  peerId: string
+  validator: string
+  listen: string[]
+  api: string
+  child: ChildProcess
+  /** Resolves with the exit code (or signal) when the process ends. */
+  exited: Promise<number | NodeJS.Signals>
+  /** SIGTERM, wait for exit (SIGKILL after `graceMs`). */
+  stop(graceMs?: number): Promise<number | NodeJS.Signals>
+  /** SIGKILL, no cleanup: what a crash looks like. */
+  kill9(): Promise<number | NodeJS.Signals>
+}
+
+export function nodeArgs(o: NodeProcessOptions): string[] {
+  const args = ['node', 'start', '--data-dir', o.dataDir, '--genesis', o.genesisPath]
+  args.push('--listen', o.listen ?? '/ip4/127.0.0.1/tcp/0')
+  args.push('--api', o.api ?? '127.0.0.1:0')
+  for (const b of o.bootstrap ?? []) args.push('--bootstrap', b)
+  for (const [id, url] of o.rollups ?? []) args.push('--rollup', `${id}=${url}`)
+  if (o.admin ?? true) args.push('--admin')
+  args.push('--log-level', o.logLevel ?? 'info')
+  args.push(...(o.extraArgs ?? []))
+  return args
+}
+
+/** Starts a node process and waits for its `started` line (or its failure). */
+export async function spawnNode(
+  o: NodeProcessOptions,
+  opts: { startTimeoutMs?: number } = {},
+): Promise<NodeProcess> {
+  const child = spawn(process.execPath, [CLI, ...nodeArgs(o)], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const exited = new Promise<number | NodeJS.Signals>((resolve) =>
+    child.once('exit', (code, signal) => resolve(signal ?? code ?? 0)),
+  )
+  let stderrTail = ''
+  const logStream = o.logFile === undefined ? undefined : createWriteStream(o.logFile, { flags: 'a' })
+  child.stderr!.on('data', (d: Buffer) => {
+    logStream?.write(d)
+    stderrTail = (stderrTail + d.toString()).slice(-4000)
+  })
+  child.once('exit', () => logStream?.end())
+  const started = await new Promise<{ peerId: string; validator: string; listen: string[]; api: string }>(
+    (resolve, reject) => {
+      let buf = ''
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL')
+        reject(new Error(`node did not start within ${opts.startTimeoutMs ?? 30_000} ms: ${stderrTail}`))
+      }, opts.startTimeoutMs ?? 30_000)
+      child.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString()
+        for (const line of buf.split('\n').slice(0, -1)) {
+          try {
+            const ev = JSON.parse(line) as { event?: string }
+            if (ev.event === 'started') {
+              clearTimeout(timer)
+              resolve(ev as never)
+            }
+          } catch {
+            // not our line
+          }
+        }
+        buf = buf.slice(buf.lastIndexOf('\n') + 1)
+      })
+      exited.then((code) => {
+        clearTimeout(timer)
+        reject(
+          new Error(
+            `node exited (${code}) before start: ${stderrTail.trim().split('\n').slice(-3).join('\n')}`,
+          ),
+        )
+      })
+    },
+  )
+  const stop = async (graceMs = 10_000) => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM')
+      const t = setTimeout(() => child.kill('SIGKILL'), graceMs)
+      const code = await exited
+      clearTimeout(t)
+      return code
+    }
+    return exited
+  }
+  const kill9 = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    return exited
+  }
+  return { pid: child.pid!, ...started, child, exited, stop, kill9 }
+}

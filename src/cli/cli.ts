@@ -1,0 +1,179 @@
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
+import { MurmurError } from '../errors.ts'
+import { loadKeys } from '../identity/keys.ts'
+import { MurmurNode } from '../node/node.ts'
+import type { NodeOptions } from '../node/options.ts'
+import { VERSION } from '../version.ts'
+
+/** Exit codes: 0 ok, 1 runtime failure, 2 bad usage. */
+export const EXIT_USAGE = 2
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value]
+}
+
+export function parseHostPort(value: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(value)
+  const port = Number(m?.[2])
+  if (m === null || port > 65535) throw new InvalidArgumentError('expected HOST:PORT, e.g. 127.0.0.1:7070')
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port }
+}
+
+export function parseRollup(value: string, previous: Map<number, string>): Map<number, string> {
+  const m = /^(\d+)=(https?:\/\/.+|wss?:\/\/.+)$/.exec(value)
+  if (m === null) throw new InvalidArgumentError('expected CHAINID=RPC_URL, e.g. 901=http://127.0.0.1:8545')
+  const next = new Map(previous)
+  next.set(Number(m[1]), m[2]!)
+  return next
+}
+
+function parseMultiaddr(value: string, previous: string[]): string[] {
+  if (!value.startsWith('/')) throw new InvalidArgumentError(`not a multiaddr: ${value}`)
+  return [...previous, value]
+}
+
+async function getJson(url: string): Promise<unknown> {
+  let res: Response
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(10_000) })
+  } catch (err) {
+    throw new MurmurError('UNREACHABLE', `cannot reach ${url}: ${(err as Error).message}`)
+  }
+  const body = (await res.json().catch(() => null)) as { error?: { code: string; message: string } } | null
+  if (!res.ok) {
+    throw new MurmurError(body?.error?.code ?? `HTTP_${res.status}`, body?.error?.message ?? res.statusText)
+  }
+  return body
+}
+
+function print(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n')
+}
+
+/** Builds the `murmur` command tree. Flags map onto module options here and nowhere else. */
+export function buildCli(): Command {
+  const program = new Command('murmur')
+    .description('Murmur: a peer-to-peer coordinator for a network of Ethereum rollups')
+    .version(VERSION)
+    .exitOverride()
+    // Bad usage is one line on stderr and exit code 2.
+    .configureOutput({ outputError: (str, write) => write(`murmur: ${str.split('\n')[0]} (see --help)\n`) })
+
+  const keys = program.command('keys').description('manage node and validator keys').exitOverride()
+  keys
+    .command('generate')
+    .description('create the node key (libp2p Ed25519) and validator key (secp256k1) in DIR, mode 0600')
+    .requiredOption('--data-dir <dir>', 'node data directory')
+    .exitOverride()
+    .action(async (o: { dataDir: string }) => {
+      const k = await loadKeys(o.dataDir, { create: true })
+      print({ peerId: k.peerId, address: k.validator.address.toLowerCase() })
+    })
+
+  const node = program.command('node').description('run a node').exitOverride()
+  node
+    .command('start')
+    .description('start a node in the foreground; Ctrl-C (SIGINT) or SIGTERM stops it cleanly')
+    .requiredOption('--data-dir <dir>', 'node data directory (keys, database); locked while the node runs')
+    .requiredOption('--genesis <file>', 'genesis JSON file of the network')
+    .option('--listen <multiaddr>', 'libp2p listen address (repeatable)', parseMultiaddr, [])
+    .option('--api <host:port>', 'HTTP API address', parseHostPort)
+    .option('--no-api', 'do not serve the HTTP API')
+    .option(
+      '--bootstrap <multiaddr>',
+      'peer to dial at start, /ip4/../tcp/../p2p/<id> (repeatable)',
+      parseMultiaddr,
+      [],
+    )
+    .option(
+      '--rollup <chainId=url>',
+      'RPC endpoint of a rollup this node watches (repeatable)',
+      parseRollup,
+      new Map(),
+    )
+    .option('--admin', 'serve /admin/v1/* (partition, probes); loopback API only', false)
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
+    .option('--log-file <path>', 'write logs to this file instead of stderr')
+    .exitOverride()
+    .action(async (o) => {
+      const opts: Partial<NodeOptions> & Pick<NodeOptions, 'dataDir' | 'genesisPath'> = {
+        dataDir: o.dataDir,
+        genesisPath: o.genesis,
+        bootstrap: o.bootstrap,
+        rollups: o.rollup,
+        admin: o.admin,
+        logLevel: o.logLevel,
+        logFile: o.logFile,
+      }
+      if (o.listen.length > 0) opts.listen = o.listen
+      if (o.api === false) opts.api = undefined
+      else if (typeof o.api === 'object') opts.api = o.api
+      await runNode(opts)
+    })
+
+  program
+    .command('status')
+    .description("print a node's status")
+    .requiredOption('--api <url>', 'node API URL, e.g. http://127.0.0.1:7070')
+    .exitOverride()
+    .action(async (o: { api: string }) => {
+      print(await getJson(new URL('/v1/status', o.api).toString()))
+    })
+
+  return program
+}
+
+async function runNode(
+  opts: Partial<NodeOptions> & Pick<NodeOptions, 'dataDir' | 'genesisPath'>,
+): Promise<void> {
+  const node = new MurmurNode(opts)
+  let signals = 0
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++
+    if (signals > 1) {
+      process.stderr.write(`murmur: second ${sig}, exiting now\n`)
+      process.exit(130)
+    }
+    node.log.info({ signal: sig }, 'stopping')
+    node.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    )
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  await node.start()
+  const api = node.apiAddress
+  // One machine-readable line on stdout, so scripts (devnet, tests) learn the ports.
+  process.stdout.write(
+    JSON.stringify({
+      event: 'started',
+      peerId: node.keys.peerId,
+      validator: node.keys.validator.address.toLowerCase(),
+      listen: node.p2p.libp2p.getMultiaddrs().map(String),
+      api: api === undefined ? null : `http://${api.host}:${api.port}`,
+    }) + '\n',
+  )
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildCli()
+  try {
+    await program.parseAsync(argv, { from: 'user' })
+    return 0
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0)
+        return 0
+      return EXIT_USAGE
+    }
+    if (err instanceof MurmurError) {
+      process.stderr.write(`murmur: ${err.code}: ${err.message}\n`)
+      return 1
+    }
+    process.stderr.write(`murmur: ${(err as Error).stack ?? String(err)}\n`)
+    return 1
+  }
+}

@@ -1,0 +1,83 @@
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { type GossipSub, gossipsub, StrictNoSign } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import type { Libp2p } from '@libp2p/interface'
+import { tcp } from '@libp2p/tcp'
+import { lpStream } from '@libp2p/utils'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { protocolString, topicString } from '../../src/p2p/topics.ts'
+import { Cluster } from '../helpers/cluster.ts'
+import { getJson, waitFor } from '../helpers/wait.ts'
+
+// A hostile peer, in this test process, against a real node process.
+describe('garbage from a peer', () => {
+  let c: Cluster
+  let evil: Libp2p<{ pubsub: GossipSub }>
+  let target: string
+
+  beforeAll(async () => {
+    c = await Cluster.create(1)
+    await c.start(0)
+    target = c.node(0).peerId
+    evil = await createLibp2p({
+      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      services: {
+        identify: identify(),
+        pubsub: gossipsub({ globalSignaturePolicy: StrictNoSign, allowPublishToZeroTopicPeers: true }),
+      },
+    })
+    await evil.dial(multiaddr(c.node(0).listen[0]!))
+  }, 60_000)
+  afterAll(async () => {
+    await evil?.stop()
+    await c?.close()
+  })
+
+  const myScore = async () => {
+    const peers = await getJson<Array<{ peerId: string; score: number }>>(`${c.node(0).api}/v1/peers`)
+    return peers.find((p) => p.peerId === evil.peerId.toString())?.score
+  }
+
+  it('undecodable gossip is rejected, the node survives, and the sender score drops', async () => {
+    const topic = topicString(c.net.genesis.networkId, 'probe')
+    evil.services.pubsub.subscribe(topic)
+    await waitFor('node to see our subscription', () =>
+      evil.services.pubsub.getSubscribers(topic).some((p) => p.toString() === target),
+    )
+    expect(await myScore()).toBeGreaterThanOrEqual(0)
+    for (let i = 0; i < 5; i++) {
+      await evil.services.pubsub.publish(topic, new Uint8Array([1, 0xff, 0xfe, i, 0x00, 0x13]))
+    }
+    await waitFor('the sender score to go negative', async () => ((await myScore()) ?? 0) < 0)
+    const metrics = await (await fetch(`${c.node(0).api}/metrics`)).text()
+    expect(metrics).toMatch(
+      /murmur_p2p_gossip_validation_total\{topic="probe",result="reject",code="DECODE"\} [1-9]/,
+    )
+    expect((await c.status(0)).peers).toBeGreaterThanOrEqual(0)
+  })
+
+  it('garbage on a request/response stream never crashes the node and lowers the score', async () => {
+    const before = (await myScore()) ?? 0
+    const proto = protocolString(c.net.genesis.networkId, 'status')
+    for (const junk of [new Uint8Array([0xff, 0xff, 0xff, 0xff, 0x0f]), new Uint8Array([5, 9, 9, 9, 9, 9])]) {
+      const stream = await evil.dialProtocol(multiaddr(c.node(0).listen[0]!), proto)
+      stream.send(junk)
+      await stream.close().catch(() => {})
+      // The node answers with an error frame or resets; either way it must not die.
+      await lpStream(stream)
+        .read({ signal: AbortSignal.timeout(5_000) })
+        .catch(() => undefined)
+    }
+    await waitFor('the score to drop further', async () => ((await myScore()) ?? 0) < before)
+    // Still alive and serving.
+    const status = await getJson<{ peerId: string }>(`${c.node(0).api}/v1/status`)
+    expect(status.peerId).toBe(target)
+    expect(c.node(0).child.exitCode).toBeNull()
+  })
+})
