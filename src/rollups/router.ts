@@ -319,6 +319,10 @@ function intentKey(i: RouteIntent): string {
     i.outputAmount.toString(),
     String(i.gasEstimate ?? ''),
     i.destinationChainIds.map(String).join(','),
+    // Raw spellings last, so intents differing only in letter case still have a fixed order.
+    i.id,
+    i.user,
+    i.outputToken,
   ].join('|')
 }
 
