@@ -122,7 +122,69 @@ export function buildCli(): Command {
       print(await getJson(new URL('/v1/status', o.api).toString()))
     })
 
+  const devnet = program
+    .command('devnet')
+    .description('a whole network on this machine: anvil rollups + node processes, with fault commands')
+    .exitOverride()
+  devnet
+    .command('up')
+    .description('start a devnet in the foreground; prints node APIs and the dashboard; Ctrl-C tears it down')
+    .option('--nodes <n>', 'node processes', intArg, 4)
+    .option('--rollups <k>', 'anvil rollups (chain ids 901, 902, ...)', intArg, 3)
+    .option('--dir <dir>', 'where the devnet keeps its state', '.devnet')
+    .option('--rate <n>', 'traffic per second generated on the network', intArg, 2)
+    .exitOverride()
+    .action(async (o: { nodes: number; rollups: number; dir: string; rate: number }) => {
+      const { Devnet } = await import('../../devnet/devnet.ts')
+      const net = new Devnet({ nodes: o.nodes, rollups: o.rollups, dir: o.dir, rate: o.rate })
+      let stopping = false
+      const onSignal = () => {
+        if (stopping) process.exit(130)
+        stopping = true
+        process.stdout.write('devnet: stopping...\n')
+        net.stop().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        )
+      }
+      process.on('SIGINT', onSignal)
+      process.on('SIGTERM', onSignal)
+      try {
+        await net.up()
+      } catch (err) {
+        await net.stop()
+        throw err
+      }
+    })
+  const faults: Array<[string, string, string]> = [
+    ['partition', '<groups...>', 'split the nodes into groups that cannot reach each other, e.g. 0,1 2,3'],
+    ['heal', '', 'remove every partition'],
+    ['kill', '<n>', 'kill -9 node n'],
+    ['restart', '<n>', 'restart node n (stops it first if it runs)'],
+    ['rollup-down', '<k>', 'stop rollup k (index 0.. or chain id)'],
+    ['rollup-up', '<k>', 'start rollup k again'],
+  ]
+  for (const [verb, arg, help] of faults) {
+    devnet
+      .command(`${verb}${arg ? ` ${arg}` : ''}`)
+      .description(help)
+      .option('--dir <dir>', 'the devnet directory', '.devnet')
+      .exitOverride()
+      .action(async (...a: unknown[]) => {
+        const { devnetCommand } = await import('../../devnet/devnet.ts')
+        const positional = arg === '' ? [] : ([a[0]].flat() as string[])
+        const o = a[arg === '' ? 0 : 1] as { dir: string }
+        print(await devnetCommand(o.dir, verb, positional))
+      })
+  }
+
   return program
+}
+
+function intArg(value: string): number {
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer')
+  return n
 }
 
 async function runNode(

@@ -145,12 +145,12 @@ function assertOrder(order: GaslessCrossChainOrder): void {
 }
 
 /**
- * Size in bytes of the ABI encoding of the order tuple, the measure of the 4 KiB rule:
- * eight head words, the bytes length word, and `orderData` padded to whole words.
+ * Size in bytes of `abi.encode(order)` (the order as one dynamic tuple), the measure of the 4 KiB rule:
+ * the tuple offset, eight head words, the bytes length word, and `orderData` padded to whole words.
  */
 export function encodedOrderSize(order: GaslessCrossChainOrder): number {
   const dataBytes = (order.orderData.length - 2) / 2
-  return 9 * 32 + Math.ceil(dataBytes / 32) * 32
+  return 10 * 32 + Math.ceil(dataBytes / 32) * 32
 }
 
 /** ABI encoding of the `MurmurOrder` tuple (`abi.encode(order)` in Solidity). */

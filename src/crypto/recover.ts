@@ -196,6 +196,8 @@ export interface RecoverPoolOptions {
   maxQueued?: number
   /** Backend the workers use. Default: the active backend of this thread. */
   backend?: RecoverBackend
+  /** Worker entry point. Default: `recover-worker.ts`; tests point it at a failing script. */
+  workerUrl?: URL
 }
 
 /** One recovery as sent to a worker. */
@@ -215,10 +217,13 @@ interface Job extends RecoverRequest {
 interface PoolWorker {
   worker: Worker
   inflight: Map<number, Job[]>
+  dead: boolean
 }
 
 /** Batches in flight per worker: one being worked on, one ready behind it. */
 const PIPELINE_DEPTH = 2
+/** Worker failures in a row, with no answer in between, after which the pool gives up. */
+const MAX_FAILURE_STREAK = 3
 
 /**
  * Recovers signatures on worker threads so the event loop (HTTP API, gossip) stays responsive under
@@ -230,18 +235,28 @@ export class RecoverPool {
   readonly #maxBatch: number
   readonly #maxQueued: number
   readonly #backend: RecoverBackend
+  readonly #workerUrl: URL
   readonly #workers: PoolWorker[] = []
   #queue: Job[] = []
   #nextBatchId = 0
   #closed = false
   #flushScheduled = false
+  #failureStreak = 0
+  /** Set when workers keep dying (e.g. cannot load): the pool refuses all work. */
+  #broken: RecoverPoolError | undefined
 
   constructor(options: RecoverPoolOptions = {}) {
     this.size = Math.max(1, options.size ?? availableParallelism() - 1)
     this.#maxBatch = Math.max(1, options.maxBatch ?? 64)
     this.#maxQueued = options.maxQueued ?? 10_000
     this.#backend = options.backend ?? backend
+    this.#workerUrl = options.workerUrl ?? new URL('./recover-worker.ts', import.meta.url)
     for (let i = 0; i < this.size; i++) this.#workers.push(this.#spawn())
+  }
+
+  /** True once workers kept failing and the pool gave up; every `recover` then rejects WORKER_FAILED. */
+  get failed(): boolean {
+    return this.#broken !== undefined
   }
 
   /** Recoveries waiting for a worker. */
@@ -252,6 +267,7 @@ export class RecoverPool {
   /** Same contract as {@link recoverAddress}; also rejects RecoverPoolError. */
   recover(digest: Uint8Array | Hex, signature: Uint8Array | Hex): Promise<Address> {
     if (this.#closed) return Promise.reject(new RecoverPoolError('CLOSED', 'recover pool is closed'))
+    if (this.#broken !== undefined) return Promise.reject(this.#broken)
     if (this.#queue.length >= this.#maxQueued) {
       return Promise.reject(new RecoverPoolError('OVERLOADED', 'recover pool queue is full'))
     }
@@ -285,11 +301,10 @@ export class RecoverPool {
   }
 
   #spawn(): PoolWorker {
-    const worker = new Worker(new URL('./recover-worker.ts', import.meta.url), {
-      workerData: { backend: this.#backend },
-    })
-    const pw: PoolWorker = { worker, inflight: new Map() }
+    const worker = new Worker(this.#workerUrl, { workerData: { backend: this.#backend } })
+    const pw: PoolWorker = { worker, inflight: new Map(), dead: false }
     worker.on('message', (msg: { id: number; replies: RecoverReply[] }) => {
+      this.#failureStreak = 0
       const jobs = pw.inflight.get(msg.id)
       if (jobs === undefined) return
       pw.inflight.delete(msg.id)
@@ -303,11 +318,21 @@ export class RecoverPool {
       this.#dispatch()
     })
     const fail = (err: unknown) => {
-      if (this.#closed) return
+      // 'error' is followed by 'exit'; count the death once.
+      if (this.#closed || pw.dead) return
+      pw.dead = true
       const lost = new RecoverPoolError('WORKER_FAILED', 'recover worker failed', { cause: err })
       for (const jobs of pw.inflight.values()) for (const job of jobs) job.reject(lost)
       pw.inflight.clear()
       const i = this.#workers.indexOf(pw)
+      if (++this.#failureStreak > MAX_FAILURE_STREAK) {
+        // Respawning a worker that cannot start would spin forever.
+        this.#broken = lost
+        for (const job of this.#queue) job.reject(lost)
+        this.#queue = []
+        if (i >= 0) this.#workers.splice(i, 1)
+        return
+      }
       if (i >= 0) this.#workers[i] = this.#spawn()
       this.#dispatch()
     }

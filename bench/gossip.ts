@@ -1,0 +1,168 @@
+// Gossip benchmark: N processes on 127.0.0.1, 300-byte messages, our P2P layer against a bare
+// libp2p + gossipsub baseline in the same run. Prints figures; never fails on a time.
+//
+//   npm run bench -- gossip [--nodes 2,5,10] [--modes murmur,bare-nosign,bare-sign] [--seconds 5]
+import { type ChildProcess, fork } from 'node:child_process'
+import { availableParallelism, cpus } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+
+const WORKER = fileURLToPath(new URL('./gossip-worker.ts', import.meta.url))
+const { values } = parseArgs({
+  args: process.argv.slice(2).filter((a) => a !== 'gossip'),
+  options: {
+    nodes: { type: 'string', default: '2,5,10' },
+    modes: { type: 'string', default: 'murmur,bare-nosign,bare-sign' },
+    rates: { type: 'string', default: '100,250,500' },
+    seconds: { type: 'string', default: '5' },
+    size: { type: 'string', default: '300' },
+  },
+})
+const NODES = values.nodes.split(',').map(Number)
+const MODES = values.modes.split(',')
+const RATES = values.rates.split(',').map(Number)
+const SECONDS = Number(values.seconds)
+const SIZE = Number(values.size)
+
+interface Worker {
+  child: ChildProcess
+  next<T>(type: string): Promise<T>
+}
+
+function spawnWorker(mode: string, index: number): Worker {
+  const execArgv = process.env['BENCH_PROFILE'] ? ['--cpu-prof', `--cpu-prof-dir=${process.env['BENCH_PROFILE']}`] : []
+  const child = fork(WORKER, [mode, String(index)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv })
+  const waiting = new Map<string, Array<(m: unknown) => void>>()
+  const queued = new Map<string, unknown[]>()
+  child.on('message', (m: { type: string }) => {
+    const w = waiting.get(m.type)?.shift()
+    if (w) w(m)
+    else queued.set(m.type, [...(queued.get(m.type) ?? []), m])
+  })
+  return {
+    child,
+    next<T>(type: string): Promise<T> {
+      const q = queued.get(type)
+      if (q && q.length > 0) return Promise.resolve(q.shift() as T)
+      return new Promise<T>((resolve) => waiting.set(type, [...(waiting.get(type) ?? []), resolve as never]))
+    },
+  }
+}
+
+function pct(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
+}
+
+interface PhaseResult {
+  offered: number
+  deliveredPerSec: number
+  deliveredShare: number
+  p50: number
+  p99: number
+}
+
+async function phase(workers: Worker[], phaseId: number, rate: number): Promise<PhaseResult> {
+  const n = workers.length
+  const perWorker = rate / n
+  for (const w of workers) w.child.send({ type: 'run', rate: perWorker, durationMs: SECONDS * 1000, size: SIZE, phase: phaseId })
+  const sent = (await Promise.all(workers.map((w) => w.next<{ sent: number }>('done')))).reduce((a, d) => a + d.sent, 0)
+  // Grace for in-flight messages.
+  await new Promise((r) => setTimeout(r, 1500))
+  const reports = await Promise.all(
+    workers.map((w) => {
+      w.child.send({ type: 'report' })
+      return w.next<{ received: number[] }>('report')
+    }),
+  )
+  const byMsg = new Map<string, number[]>()
+  for (const r of reports) {
+    for (let i = 0; i < r.received.length; i += 3) {
+      const seq = r.received[i + 1]!
+      if (Math.floor(seq / 1_000_000) !== phaseId) continue
+      const key = `${r.received[i]}/${seq}`
+      const l = byMsg.get(key) ?? []
+      l.push(r.received[i + 2]! / 1000)
+      byMsg.set(key, l)
+    }
+  }
+  const toAll: number[] = []
+  for (const l of byMsg.values()) if (l.length >= n - 1) toAll.push(Math.max(...l))
+  toAll.sort((a, b) => a - b)
+  return {
+    offered: rate,
+    deliveredPerSec: toAll.length / SECONDS,
+    deliveredShare: toAll.length / Math.max(sent, rate * SECONDS * 0.98),
+    p50: pct(toAll, 50),
+    p99: pct(toAll, 99),
+  }
+}
+
+const sustained = (r: PhaseResult) => r.deliveredShare >= 0.99 && r.p99 < 1000
+
+async function runConfig(mode: string, n: number) {
+  const workers = Array.from({ length: n }, (_, i) => spawnWorker(mode, i))
+  try {
+    const addrs = (await Promise.all(workers.map((w) => w.next<{ addr: string }>('ready')))).map((r) => r.addr)
+    workers.forEach((w, i) => w.child.send({ type: 'connect', addrs: addrs.slice(0, i), peers: n - 1 }))
+    await Promise.all(workers.map((w) => w.next('meshReady')))
+    let phaseId = 1
+    const fixed: PhaseResult[] = []
+    for (const rate of RATES) fixed.push(await phase(workers, phaseId++, rate))
+    // Saturation: the highest offered rate that is still sustained: at least 99 % of messages
+    // reach every node within the phase plus grace, and p99 stays under 1 s. Ramp by 1.25x.
+    let best: PhaseResult | undefined
+    let rate = Math.max(100, ...fixed.filter(sustained).map((f) => f.offered))
+    for (let step = 0; step < 20; step++) {
+      const r = await phase(workers, phaseId++, rate)
+      process.stderr.write(
+        `  ${mode} n=${n} offered ${rate}/s -> ${r.deliveredPerSec.toFixed(0)}/s to all, p99 ${r.p99.toFixed(0)} ms\n`,
+      )
+      if (!sustained(r)) break
+      best = r
+      rate = Math.round(rate * 1.25)
+    }
+    return { fixed, saturation: best ?? fixed[0]! }
+  } finally {
+    for (const w of workers) w.child.send({ type: 'exit' })
+    await Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            if (w.child.exitCode !== null) return resolve()
+            const t = setTimeout(() => w.child.kill('SIGKILL'), 10_000)
+            w.child.once('exit', () => {
+              clearTimeout(t)
+              resolve()
+            })
+          }),
+      ),
+    )
+  }
+}
+
+console.log(`gossip benchmark: ${availableParallelism()} cores (${cpus()[0]?.model ?? '?'}), ${SIZE}-byte messages, ${SECONDS} s per phase`)
+const results = new Map<string, Awaited<ReturnType<typeof runConfig>>>()
+for (const n of NODES) {
+  for (const mode of MODES) {
+    process.stderr.write(`running ${mode} with ${n} processes...\n`)
+    const r = await runConfig(mode, n)
+    results.set(`${mode}/${n}`, r)
+    for (const f of r.fixed) {
+      console.log(
+        `${mode.padEnd(12)} n=${String(n).padStart(2)} at ${String(f.offered).padStart(4)}/s: ${f.deliveredPerSec.toFixed(0).padStart(5)}/s to all (${(f.deliveredShare * 100).toFixed(1)}%), p50 ${f.p50.toFixed(1)} ms, p99 ${f.p99.toFixed(1)} ms`,
+      )
+    }
+    const s = r.saturation
+    console.log(
+      `${mode.padEnd(12)} n=${String(n).padStart(2)} saturation: ${s.deliveredPerSec.toFixed(0)}/s to all (offered ${s.offered}/s), p50 ${s.p50.toFixed(1)} ms, p99 ${s.p99.toFixed(1)} ms`,
+    )
+  }
+  const ours = results.get(`murmur/${n}`)?.saturation.deliveredPerSec
+  for (const base of ['bare-nosign', 'bare-sign']) {
+    const b = results.get(`${base}/${n}`)?.saturation.deliveredPerSec
+    if (ours !== undefined && b !== undefined) {
+      console.log(`n=${n}: murmur saturation / ${base} saturation = ${((ours / b) * 100).toFixed(0)}%`)
+    }
+  }
+}

@@ -1,0 +1,8 @@
+// `npm run bench -- <name> [flags]`: runs bench/<name>.ts. Names: gossip, recover.
+const name = process.argv[2]
+const known = ['gossip', 'recover']
+if (name === undefined || !known.includes(name)) {
+  console.error(`usage: npm run bench -- <${known.join('|')}> [flags]`)
+  process.exit(2)
+}
+await import(`./${name}.ts`)

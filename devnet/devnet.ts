@@ -1,0 +1,361 @@
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { join, resolve } from 'node:path'
+import type { Hex } from 'viem'
+import { MurmurError } from '../src/errors.ts'
+import { type Rollups, startRollups } from './anvil.ts'
+import { type PreparedNetwork, prepareNetwork } from './network.ts'
+import { type NodeProcess, spawnNode } from './process.ts'
+
+export const STATE_FILE = 'devnet.json'
+
+export interface DevnetOptions {
+  dir: string
+  nodes: number
+  rollups: number
+  /** Probes per second published while no wallet traffic exists (shows the gossip working). */
+  rate: number
+  blockTimeSec: number
+  /** Print a status line every this many ms (0 = never). */
+  statusEveryMs: number
+  out: (line: string) => void
+}
+
+export const DEFAULT_DEVNET_OPTIONS: DevnetOptions = {
+  dir: '.devnet',
+  nodes: 4,
+  rollups: 3,
+  rate: 2,
+  blockTimeSec: 1,
+  statusEveryMs: 5_000,
+  out: (l) => process.stdout.write(l + '\n'),
+}
+
+/** What `devnet up` records in `<dir>/devnet.json` for the other devnet commands. */
+export interface DevnetState {
+  control: string
+  dashboard: string
+  genesis: string
+  nodes: Array<{ index: number; pid: number | null; api: string | null; peerId: string; listen: string[] }>
+  rollups: Array<{ chainId: number; rpcUrl: string; pid: number | null }>
+}
+
+export class DevnetError extends MurmurError<'NO_DEVNET' | 'BAD_ARGS' | 'CONTROL_FAILED'> {}
+
+/**
+ * A whole network on one machine: K anvil rollups, N node processes, a control server for the
+ * fault commands, and a dashboard. Runs until `stop()`; every process is stopped by its pid.
+ */
+export class Devnet {
+  readonly opts: DevnetOptions
+  net: PreparedNetwork | undefined
+  rollups: Rollups | undefined
+  readonly procs: Array<NodeProcess | undefined> = []
+  #server: Server | undefined
+  #timers: NodeJS.Timeout[] = []
+  #stopping = false
+  #probesSent = 0
+
+  constructor(options: Partial<DevnetOptions>) {
+    this.opts = { ...DEFAULT_DEVNET_OPTIONS, ...options }
+    this.opts.dir = resolve(this.opts.dir)
+  }
+
+  async up(): Promise<DevnetState> {
+    const o = this.opts
+    if (!Number.isInteger(o.nodes) || o.nodes < 1 || o.nodes > 32)
+      throw new DevnetError('BAD_ARGS', '--nodes must be 1..32')
+    if (!Number.isInteger(o.rollups) || o.rollups < 1 || o.rollups > 64)
+      throw new DevnetError('BAD_ARGS', '--rollups must be 1..64')
+    await mkdir(o.dir, { recursive: true })
+    const runDir = join(o.dir, `run-${Date.now().toString(36)}`)
+    o.out(`devnet: ${o.nodes} nodes, ${o.rollups} anvil rollups, state in ${o.dir}`)
+    const rollups = Array.from({ length: o.rollups }, (_, i) => ({
+      chainId: 901 + i,
+      name: `rollup-${901 + i}`,
+      type: (i % 2 === 1 ? 'zk' : 'optimistic') as 'zk' | 'optimistic',
+      securityBps: i % 2 === 1 ? 9500 : 8000,
+    }))
+    this.net = await prepareNetwork({ dir: runDir, nodes: o.nodes, rollups })
+    o.out(`devnet: starting ${o.rollups} anvil rollups...`)
+    this.rollups = await startRollups({
+      count: o.rollups,
+      blockTimeSec: o.blockTimeSec,
+      accounts: this.net.nodes.map((n) => n.validatorPrivateKey as Hex),
+    })
+    const rollupFlags = new Map(this.rollups.rollups.map((r) => [r.chainId, r.rpcUrl]))
+    o.out(`devnet: starting ${o.nodes} nodes...`)
+    this.procs[0] = await this.#spawn(0, [])
+    const boot = this.procs[0].listen[0]!
+    await Promise.all(
+      this.net.nodes.slice(1).map(async (n) => {
+        this.procs[n.index] = await this.#spawn(n.index, [boot], rollupFlags)
+      }),
+    )
+    await this.#serveControl()
+    const state = this.state()
+    await this.#saveState()
+    for (const [i, p] of this.procs.entries()) o.out(`  node ${i}: api ${p?.api}  peer ${p?.peerId}`)
+    for (const r of this.rollups.rollups) o.out(`  rollup ${r.chainId}: rpc ${r.rpcUrl}`)
+    o.out(`devnet: dashboard ${state.dashboard}`)
+    o.out('devnet: up. Ctrl-C stops everything. Try: murmur devnet partition --dir ' + o.dir + ' 0,1 2,3')
+    if (o.rate > 0) this.#timers.push(setInterval(() => this.#probe(), Math.max(10, 1000 / o.rate)))
+    if (o.statusEveryMs > 0) this.#timers.push(setInterval(() => this.#printStatus(), o.statusEveryMs))
+    return state
+  }
+
+  async #spawn(i: number, bootstrap: string[], rollups?: Map<number, string>): Promise<NodeProcess> {
+    const n = this.net!.nodes[i]!
+    const p = await spawnNode({
+      dataDir: n.dataDir,
+      genesisPath: this.net!.genesisPath,
+      bootstrap,
+      rollups: rollups ?? new Map(this.rollups!.rollups.map((r) => [r.chainId, r.rpcUrl])),
+      admin: true,
+      logFile: join(this.net!.dir, `node-${i}.log`),
+    })
+    p.exited.then((code) => {
+      if (!this.#stopping && this.procs[i] === p) {
+        this.opts.out(`devnet: node ${i} exited (${code})`)
+        this.procs[i] = undefined
+        this.#saveState().catch(() => {})
+      }
+    })
+    return p
+  }
+
+  state(): DevnetState {
+    const addr = this.#server?.address()
+    const control = addr !== null && typeof addr === 'object' ? `http://127.0.0.1:${addr.port}` : ''
+    return {
+      control,
+      dashboard: `${control}/`,
+      genesis: this.net?.genesisPath ?? '',
+      nodes: (this.net?.nodes ?? []).map((n) => {
+        const p = this.procs[n.index]
+        return {
+          index: n.index,
+          pid: p?.pid ?? null,
+          api: p?.api ?? null,
+          peerId: n.peerId,
+          listen: p?.listen ?? [],
+        }
+      }),
+      rollups: (this.rollups?.rollups ?? []).map((r) => ({
+        chainId: r.chainId,
+        rpcUrl: r.rpcUrl,
+        pid: r.pid ?? null,
+      })),
+    }
+  }
+
+  async #saveState(): Promise<void> {
+    await writeFile(join(this.opts.dir, STATE_FILE), JSON.stringify(this.state(), null, 2) + '\n')
+  }
+
+  async #probe(): Promise<void> {
+    const live = this.procs.filter((p): p is NodeProcess => p !== undefined)
+    if (live.length === 0) return
+    const p = live[this.#probesSent++ % live.length]!
+    await fetch(`${p.api}/admin/v1/probe`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"size":300}',
+      signal: AbortSignal.timeout(2_000),
+    }).catch(() => {})
+  }
+
+  async nodeStatuses(): Promise<Array<Record<string, unknown> | { index: number; down: true }>> {
+    return Promise.all(
+      this.procs.map(async (p, index) => {
+        if (p === undefined) return { index, down: true as const }
+        try {
+          const res = await fetch(`${p.api}/v1/status`, { signal: AbortSignal.timeout(2_000) })
+          return { index, ...((await res.json()) as Record<string, unknown>) }
+        } catch {
+          return { index, down: true as const }
+        }
+      }),
+    )
+  }
+
+  async #printStatus(): Promise<void> {
+    const s = await this.nodeStatuses()
+    const parts = s.map((n) =>
+      'down' in n ? `n${n.index}:down` : `n${n.index}:h${n['height']}/p${n['peers']}`,
+    )
+    this.opts.out(
+      `[${new Date().toISOString().slice(11, 19)}] ${parts.join(' ')}  probes sent ${this.#probesSent}`,
+    )
+  }
+
+  /** Runs one fault command; the same verbs as `murmur devnet <verb>`. */
+  async control(cmd: string, args: string[]): Promise<unknown> {
+    const idx = (s: string | undefined, max: number, what: string) => {
+      const n = Number(s)
+      if (!Number.isInteger(n) || n < 0 || n >= max)
+        throw new DevnetError('BAD_ARGS', `${what} must be 0..${max - 1}`)
+      return n
+    }
+    const nodes = this.net!.nodes
+    switch (cmd) {
+      case 'partition': {
+        const groups = args.map((g) => g.split(',').map((x) => idx(x, nodes.length, 'node index')))
+        if (groups.length < 2)
+          throw new DevnetError('BAD_ARGS', 'partition needs at least two groups, e.g. 0,1 2,3')
+        const groupOf = new Map<number, number>()
+        groups.forEach((g, gi) => g.forEach((n) => groupOf.set(n, gi)))
+        await Promise.all(
+          nodes.map((n) => {
+            const mine = groupOf.get(n.index)
+            const deny = nodes
+              .filter((m) => m.index !== n.index && groupOf.get(m.index) !== mine)
+              .map((m) => m.peerId)
+            return this.#admin(n.index, deny)
+          }),
+        )
+        return { groups }
+      }
+      case 'heal':
+        await Promise.all(nodes.map((n) => this.#admin(n.index, [])))
+        return { healed: true }
+      case 'kill': {
+        const i = idx(args[0], nodes.length, 'node index')
+        const p = this.procs[i]
+        if (p === undefined) return { index: i, alreadyDown: true }
+        this.procs[i] = undefined
+        await p.kill9()
+        await this.#saveState()
+        return { index: i, killed: p.pid }
+      }
+      case 'restart': {
+        const i = idx(args[0], nodes.length, 'node index')
+        const old = this.procs[i]
+        this.procs[i] = undefined
+        if (old !== undefined) await old.stop()
+        const boot = this.procs.find((p) => p !== undefined)?.listen[0]
+        this.procs[i] = await this.#spawn(i, boot === undefined ? [] : [boot])
+        await this.#saveState()
+        return { index: i, pid: this.procs[i]!.pid, api: this.procs[i]!.api }
+      }
+      case 'rollup-down':
+      case 'rollup-up': {
+        const list = this.rollups!.rollups
+        const byChain = list.findIndex((r) => String(r.chainId) === args[0])
+        const r = list[byChain >= 0 ? byChain : idx(args[0], list.length, 'rollup index or chain id')]!
+        if (cmd === 'rollup-down') await r.stop()
+        else await r.start()
+        await this.#saveState()
+        return { chainId: r.chainId, running: r.running }
+      }
+      default:
+        throw new DevnetError('BAD_ARGS', `unknown devnet command ${cmd}`)
+    }
+  }
+
+  async #admin(i: number, deny: string[]): Promise<void> {
+    const p = this.procs[i]
+    if (p === undefined) return
+    const res = await fetch(`${p.api}/admin/v1/partition`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ deny }),
+      signal: AbortSignal.timeout(5_000),
+    })
+    if (!res.ok)
+      throw new DevnetError('CONTROL_FAILED', `node ${i} refused the partition: ${await res.text()}`)
+  }
+
+  async #serveControl(): Promise<void> {
+    this.#server = createServer((req, res) => {
+      this.#handle(req, res).catch((err: Error) => {
+        res.writeHead(err instanceof DevnetError ? 400 : 500, { 'content-type': 'application/json' })
+        res.end(
+          JSON.stringify({ error: { code: (err as DevnetError).code ?? 'INTERNAL', message: err.message } }),
+        )
+      })
+    })
+    await new Promise<void>((r) => this.#server!.listen(0, '127.0.0.1', r))
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method === 'POST' && req.url === '/control') {
+      let body = ''
+      for await (const chunk of req) body += chunk
+      const { cmd, args } = JSON.parse(body) as { cmd: string; args: string[] }
+      const result = await this.control(cmd, Array.isArray(args) ? args.map(String) : [])
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify(result))
+      return
+    }
+    if (req.method === 'GET' && req.url === '/api/state') {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ ...this.state(), statuses: await this.nodeStatuses() }))
+      return
+    }
+    if (req.method === 'GET' && req.url === '/') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+      res.end(DASHBOARD_HTML)
+      return
+    }
+    res.writeHead(404, { 'content-type': 'application/json' })
+    res.end('{"error":{"code":"NOT_FOUND","message":"no such route"}}')
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopping) return
+    this.#stopping = true
+    for (const t of this.#timers) clearInterval(t)
+    await Promise.allSettled(this.procs.map((p) => p?.stop()))
+    await this.rollups?.stop()
+    await new Promise<void>((r) => (this.#server ? this.#server.close(() => r()) : r()))
+    this.#server?.closeAllConnections()
+  }
+}
+
+/** Sends a fault command to the devnet recorded in `dir`. */
+export async function devnetCommand(dir: string, cmd: string, args: string[]): Promise<unknown> {
+  let state: DevnetState
+  try {
+    state = JSON.parse(await readFile(join(resolve(dir), STATE_FILE), 'utf8')) as DevnetState
+  } catch {
+    throw new DevnetError(
+      'NO_DEVNET',
+      `no running devnet recorded in ${dir} (start one with: murmur devnet up --dir ${dir})`,
+    )
+  }
+  let res: Response
+  try {
+    res = await fetch(`${state.control}/control`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ cmd, args }),
+      signal: AbortSignal.timeout(60_000),
+    })
+  } catch {
+    throw new DevnetError(
+      'NO_DEVNET',
+      `the devnet in ${dir} does not answer at ${state.control}; is it still up?`,
+    )
+  }
+  const body = (await res.json()) as { error?: { code: string; message: string } }
+  if (!res.ok) throw new DevnetError('CONTROL_FAILED', body.error?.message ?? res.statusText)
+  return body
+}
+
+const DASHBOARD_HTML = `<!doctype html><html><head><meta charset="utf-8"><title>Murmur devnet</title>
+<style>body{font:14px system-ui,sans-serif;margin:2em;background:#0f1419;color:#d6dde4}
+table{border-collapse:collapse}td,th{padding:4px 12px;border-bottom:1px solid #2a3440;text-align:left}
+.down{color:#f66}.up{color:#6c6}</style></head><body><h1>Murmur devnet</h1>
+<h2>Nodes</h2><table id="nodes"></table><h2>Rollups</h2><table id="rollups"></table>
+<script>
+async function tick(){
+  const s = await (await fetch('/api/state')).json();
+  document.getElementById('nodes').innerHTML = '<tr><th>#</th><th>state</th><th>height</th><th>peers</th><th>api</th><th>peer id</th></tr>' +
+    s.statuses.map(n => n.down ? '<tr><td>'+n.index+'</td><td class="down">down</td><td></td><td></td><td></td><td></td></tr>' :
+      '<tr><td>'+n.index+'</td><td class="up">up</td><td>'+n.height+'</td><td>'+n.peers+'</td><td><a href="'+s.nodes[n.index].api+'/v1/status">'+s.nodes[n.index].api+'</a></td><td>'+n.peerId+'</td></tr>').join('');
+  document.getElementById('rollups').innerHTML = '<tr><th>chain</th><th>rpc</th><th>anvil pid</th></tr>' +
+    s.rollups.map(r => '<tr><td>'+r.chainId+'</td><td>'+r.rpcUrl+'</td><td class="'+(r.pid?'up':'down')+'">'+(r.pid ?? 'down')+'</td></tr>').join('');
+}
+tick(); setInterval(tick, 2000);
+</script></body></html>`
