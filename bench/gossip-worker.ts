@@ -57,14 +57,22 @@ if (mode === 'murmur') {
       validate: (m) => (now() - m.sentAtMs > 60_000 ? ignore('STALE') : ACCEPT),
       onMessage: (m) => record(Number(m.origin), m.seq, m.sentAtMs),
     },
+    intents: { validate: () => ignore('UNUSED') },
   })
   libp2p = host.libp2p as unknown as Libp2p
   pubsub = host.libp2p.services.pubsub
   topic = topicString(networkId, 'probe')
   // Padding chosen so the encoded probe is the requested size.
-  const overhead = probeCodec.encode({ seq: 1e9, origin: String(index), sentAtMs: now(), padding: new Uint8Array(256) }).length - 256
+  const overhead =
+    probeCodec.encode({ seq: 1e9, origin: String(index), sentAtMs: now(), padding: new Uint8Array(256) })
+      .length - 256
   publish = async (seq, size) => {
-    await host.publish('probe', { seq, origin: String(index), sentAtMs: now(), padding: new Uint8Array(Math.max(0, size - overhead)) })
+    await host.publish('probe', {
+      seq,
+      origin: String(index),
+      sentAtMs: now(),
+      padding: new Uint8Array(Math.max(0, size - overhead)),
+    })
   }
   stop = async () => {
     await host.stop()
@@ -84,7 +92,8 @@ if (mode === 'murmur') {
         allowPublishToZeroTopicPeers: true,
         ...(mode === 'bare-nosign'
           ? {
-              msgIdFn: async (m) => new Uint8Array(await crypto.subtle.digest('SHA-256', m.data)).subarray(0, 20),
+              msgIdFn: async (m) =>
+                new Uint8Array(await crypto.subtle.digest('SHA-256', m.data)).subarray(0, 20),
             }
           : {}),
       }),
@@ -156,5 +165,8 @@ process.on('message', async (msg: { type: string; [k: string]: unknown }) => {
     process.exit(0)
   }
 })
+
+// The driver owns us: if it goes away, so do we.
+process.on('disconnect', () => process.exit(0))
 
 send({ type: 'ready', addr: libp2p.getMultiaddrs()[0]!.toString() })

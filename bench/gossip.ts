@@ -30,8 +30,13 @@ interface Worker {
 }
 
 function spawnWorker(mode: string, index: number): Worker {
-  const execArgv = process.env['BENCH_PROFILE'] ? ['--cpu-prof', `--cpu-prof-dir=${process.env['BENCH_PROFILE']}`] : []
-  const child = fork(WORKER, [mode, String(index)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv })
+  const execArgv = process.env['BENCH_PROFILE']
+    ? ['--cpu-prof', `--cpu-prof-dir=${process.env['BENCH_PROFILE']}`]
+    : []
+  const child = fork(WORKER, [mode, String(index)], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    execArgv,
+  })
   const waiting = new Map<string, Array<(m: unknown) => void>>()
   const queued = new Map<string, unknown[]>()
   child.on('message', (m: { type: string }) => {
@@ -65,8 +70,12 @@ interface PhaseResult {
 async function phase(workers: Worker[], phaseId: number, rate: number): Promise<PhaseResult> {
   const n = workers.length
   const perWorker = rate / n
-  for (const w of workers) w.child.send({ type: 'run', rate: perWorker, durationMs: SECONDS * 1000, size: SIZE, phase: phaseId })
-  const sent = (await Promise.all(workers.map((w) => w.next<{ sent: number }>('done')))).reduce((a, d) => a + d.sent, 0)
+  for (const w of workers)
+    w.child.send({ type: 'run', rate: perWorker, durationMs: SECONDS * 1000, size: SIZE, phase: phaseId })
+  const sent = (await Promise.all(workers.map((w) => w.next<{ sent: number }>('done')))).reduce(
+    (a, d) => a + d.sent,
+    0,
+  )
   // Grace for in-flight messages.
   await new Promise((r) => setTimeout(r, 1500))
   const reports = await Promise.all(
@@ -103,7 +112,9 @@ const sustained = (r: PhaseResult) => r.deliveredShare >= 0.99 && r.p99 < 1000
 async function runConfig(mode: string, n: number) {
   const workers = Array.from({ length: n }, (_, i) => spawnWorker(mode, i))
   try {
-    const addrs = (await Promise.all(workers.map((w) => w.next<{ addr: string }>('ready')))).map((r) => r.addr)
+    const addrs = (await Promise.all(workers.map((w) => w.next<{ addr: string }>('ready')))).map(
+      (r) => r.addr,
+    )
     workers.forEach((w, i) => w.child.send({ type: 'connect', addrs: addrs.slice(0, i), peers: n - 1 }))
     await Promise.all(workers.map((w) => w.next('meshReady')))
     let phaseId = 1
@@ -141,7 +152,9 @@ async function runConfig(mode: string, n: number) {
   }
 }
 
-console.log(`gossip benchmark: ${availableParallelism()} cores (${cpus()[0]?.model ?? '?'}), ${SIZE}-byte messages, ${SECONDS} s per phase`)
+console.log(
+  `gossip benchmark: ${availableParallelism()} cores (${cpus()[0]?.model ?? '?'}), ${SIZE}-byte messages, ${SECONDS} s per phase`,
+)
 const results = new Map<string, Awaited<ReturnType<typeof runConfig>>>()
 for (const n of NODES) {
   for (const mode of MODES) {

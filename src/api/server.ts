@@ -12,18 +12,14 @@ export interface ApiOptions {
   bodyLimit: number
 }
 
+/** A route plug-in: modules (mempool, rollups, consensus) add their routes this way. */
+export type RouteRegistrar = (app: FastifyInstance) => void
+
 export interface ApiModules {
   node: MurmurNode
   log: Logger
-}
-
-/** A route plug-in: later modules (mempool, rollups, consensus) add their routes this way. */
-export type RouteRegistrar = (app: FastifyInstance, node: MurmurNode) => void
-
-const extraRoutes: RouteRegistrar[] = []
-/** Registers routes that every API server mounts. */
-export function registerRoutes(r: RouteRegistrar): void {
-  extraRoutes.push(r)
+  /** Routes of the node's modules, mounted after the base ones. */
+  routes?: RouteRegistrar[]
 }
 
 /** The node's HTTP API (Fastify): JSON in, JSON out, errors as `{error:{code,message}}`. */
@@ -90,7 +86,7 @@ export class ApiServer {
       return node.registry.metrics()
     })
 
-    for (const r of extraRoutes) r(app, node)
+    for (const r of this.#m.routes ?? []) r(app)
 
     if (this.opts.admin) this.#adminRoutes()
   }

@@ -122,6 +122,63 @@ export function buildCli(): Command {
       print(await getJson(new URL('/v1/status', o.api).toString()))
     })
 
+  const intent = program.command('intent').description('send and follow intents (wallet side)').exitOverride()
+  intent
+    .command('send')
+    .description('sign an ERC-7683 order with a key file and submit it to a node')
+    .requiredOption('--api <url>', 'node API URL')
+    .requiredOption(
+      '--key-file <file>',
+      'JSON file with "privateKey" (0x hex), or a file holding just the hex key',
+    )
+    .requiredOption('--to <address>', 'recipient on the destination rollup')
+    .requiredOption('--amount <wei>', 'amount to deliver (outputAmount), wei', bigintArg)
+    .option('--chains <ids>', 'allowed destination chain ids, comma-separated (default: any)', chainsArg, [])
+    .option('--fill-in <sec>', 'seconds until the fill deadline', intArg, 600)
+    .option('--wait', 'follow the intent until filled, expired or failed', false)
+    .exitOverride()
+    .action(
+      async (o: {
+        api: string
+        keyFile: string
+        to: string
+        amount: bigint
+        chains: bigint[]
+        fillIn: number
+        wait: boolean
+      }) => {
+        const { MurmurClient } = await import('../client/index.ts')
+        const { privateKeyToAccount } = await import('viem/accounts')
+        if (!/^0x[0-9a-fA-F]{40}$/.test(o.to)) throw new MurmurError('MALFORMED', '--to must be a 0x address')
+        const account = privateKeyToAccount(await readKeyFile(o.keyFile))
+        const client = new MurmurClient(o.api)
+        const { id, known } = await client.send(account, {
+          to: o.to as `0x${string}`,
+          amount: o.amount,
+          chains: o.chains,
+          fillInSec: o.fillIn,
+        })
+        print({ id, accepted: !known, known })
+        if (o.wait) {
+          const final = await client.waitFor(id, {
+            timeoutMs: (o.fillIn + 30) * 1000,
+            onChange: (v) =>
+              process.stderr.write(`${new Date().toISOString()} ${id.slice(0, 10)} ${v.state}\n`),
+          })
+          print(final)
+          if (final.state !== 'filled') process.exitCode = 1
+        }
+      },
+    )
+  intent
+    .command('status <id>')
+    .description('print an intent (state, assignment, fill, history)')
+    .requiredOption('--api <url>', 'node API URL')
+    .exitOverride()
+    .action(async (id: string, o: { api: string }) => {
+      print(await getJson(new URL(`/v1/intents/${id}`, o.api).toString()))
+    })
+
   const devnet = program
     .command('devnet')
     .description('a whole network on this machine: anvil rollups + node processes, with fault commands')
@@ -179,6 +236,37 @@ export function buildCli(): Command {
   }
 
   return program
+}
+
+function bigintArg(value: string): bigint {
+  if (!/^[0-9]+$/.test(value)) throw new InvalidArgumentError('expected a decimal integer (wei)')
+  return BigInt(value)
+}
+
+function chainsArg(value: string): bigint[] {
+  if (!/^[0-9]+(,[0-9]+)*$/.test(value)) throw new InvalidArgumentError('expected chain ids like 901,902')
+  return value.split(',').map((c) => BigInt(c))
+}
+
+async function readKeyFile(path: string): Promise<`0x${string}`> {
+  const { readFile } = await import('node:fs/promises')
+  let text: string
+  try {
+    text = (await readFile(path, 'utf8')).trim()
+  } catch (err) {
+    throw new MurmurError('BAD_KEY', `cannot read ${path}: ${(err as Error).message}`)
+  }
+  let key = text
+  if (text.startsWith('{')) {
+    try {
+      key = String((JSON.parse(text) as { privateKey?: unknown }).privateKey ?? '')
+    } catch {
+      throw new MurmurError('BAD_KEY', `${path} is not valid JSON`)
+    }
+  }
+  if (!/^0x[0-9a-fA-F]{64}$/.test(key))
+    throw new MurmurError('BAD_KEY', `${path}: expected a 32-byte 0x hex private key`)
+  return key as `0x${string}`
 }
 
 function intArg(value: string): number {

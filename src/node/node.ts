@@ -2,9 +2,12 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { collectDefaultMetrics, Registry } from 'prom-client'
+import { intentRoutes } from '../api/intents.ts'
 import { ApiServer } from '../api/server.ts'
 import { ConfigError } from '../errors.ts'
 import { loadKeys, type NodeKeys } from '../identity/keys.ts'
+import { IntentPool } from '../mempool/pool.ts'
+import { MempoolService } from '../mempool/service.ts'
 import { P2PHost } from '../p2p/host.ts'
 import { Store } from '../state/store.ts'
 import { type Genesis, loadGenesis } from './genesis.ts'
@@ -35,6 +38,8 @@ export class MurmurNode {
   #store: Store | undefined
   #p2p: P2PHost | undefined
   #api: ApiServer | undefined
+  #pool: IntentPool | undefined
+  #mempool: MempoolService | undefined
   readonly probes = new ProbeService(this.registry)
 
   constructor(options: Partial<NodeOptions> & Pick<NodeOptions, 'dataDir' | 'genesisPath'>, log?: Logger) {
@@ -58,6 +63,14 @@ export class MurmurNode {
   get p2p(): P2PHost {
     if (this.#p2p === undefined) throw new Error('node not started')
     return this.#p2p
+  }
+  get pool(): IntentPool {
+    if (this.#pool === undefined) throw new Error('node not started')
+    return this.#pool
+  }
+  get mempool(): MempoolService {
+    if (this.#mempool === undefined) throw new Error('node not started')
+    return this.#mempool
   }
   /** The API's bound address (port resolved when 0 was asked). */
   get apiAddress(): { host: string; port: number } | undefined {
@@ -111,14 +124,33 @@ export class MurmurNode {
         head: () => this.head(),
       },
     )
+    const pool = await IntentPool.open(store, o.mempool.pool, {
+      log: this.log.child({ module: 'mempool' }),
+      registry: this.registry,
+    })
+    this.#pool = pool
+    this.#started.push({ name: 'pool', stop: () => pool.stop() })
+    const mempool = new MempoolService(o.mempool.service, {
+      pool,
+      p2p,
+      log: this.log.child({ module: 'mempool' }),
+      registry: this.registry,
+      knownChainIds: new Set(this.#genesis.rollups.map((r) => BigInt(r.chainId))),
+      maxClockSkewSec: this.#genesis.params.maxClockSkewSec,
+    })
+    this.#mempool = mempool
+
     this.#p2p = p2p
     this.#started.push({ name: 'p2p', stop: () => p2p.stop() })
-    await p2p.start({ probe: this.probes })
+    await p2p.start({ probe: this.probes, intents: mempool.topicHandler })
+    this.#started.push({ name: 'mempool', stop: () => mempool.stop() })
+    await mempool.start()
+    pool.start()
 
     if (o.api !== undefined) {
       const api = new ApiServer(
         { ...o.api, admin: o.admin },
-        { node: this, log: this.log.child({ module: 'api' }) },
+        { node: this, log: this.log.child({ module: 'api' }), routes: [intentRoutes(mempool, pool)] },
       )
       this.#api = api
       this.#started.push({ name: 'api', stop: () => api.stop() })

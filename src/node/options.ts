@@ -1,4 +1,6 @@
 import type { Level } from 'pino'
+import type { IntentPoolOptions } from '../mempool/pool.ts'
+import type { MempoolServiceOptions } from '../mempool/service.ts'
 import type { P2POptions } from '../p2p/host.ts'
 
 /** Everything a node is configured with. Defaults live here; the CLI only maps flags onto this. */
@@ -18,6 +20,7 @@ export interface NodeOptions {
   /** Where logs go: a file path, or undefined for stderr. */
   logFile: string | undefined
   p2p: Partial<Omit<P2POptions, 'networkId' | 'listen'>>
+  mempool: { pool: IntentPoolOptions; service: Partial<MempoolServiceOptions> }
 }
 
 export const DEFAULT_NODE_OPTIONS: Omit<NodeOptions, 'dataDir' | 'genesisPath'> = {
@@ -29,6 +32,7 @@ export const DEFAULT_NODE_OPTIONS: Omit<NodeOptions, 'dataDir' | 'genesisPath'> 
   logLevel: 'info',
   logFile: undefined,
   p2p: {},
+  mempool: { pool: {}, service: {} },
 }
 
 export function isLoopback(host: string): boolean {

@@ -1,4 +1,6 @@
 import type { TopicScoreParams } from '@libp2p/gossipsub/score'
+import type { SignedIntent } from '../codec/intent.ts'
+import { intentBatchCodec } from '../mempool/wire.ts'
 import { type Codec, cborCodec, shape } from './codec.ts'
 
 /**
@@ -46,6 +48,8 @@ export const probeCodec: Codec<Probe> = cborCodec<Probe>({
 /** Payload type of each topic. */
 export interface TopicPayloads {
   probe: Probe
+  /** Signed ERC-7683 intents, one or many per message. */
+  intents: SignedIntent[]
 }
 
 export type TopicName = keyof TopicPayloads
@@ -86,6 +90,12 @@ const BASE_SCORE: Partial<TopicScoreParams> = {
 
 export const TOPICS: { readonly [K in TopicName]: TopicSpec<TopicPayloads[K]> } = {
   probe: { name: 'probe', codec: probeCodec, queue: { maxLength: 4096, concurrency: 64 }, score: BASE_SCORE },
+  intents: {
+    name: 'intents',
+    codec: intentBatchCodec,
+    queue: { maxLength: 1024, concurrency: 16 },
+    score: BASE_SCORE,
+  },
 }
 
 export const TOPIC_VERSION = 1

@@ -1,0 +1,69 @@
+import type { FastifyInstance } from 'fastify'
+import type { IntentChange, IntentPool } from '../mempool/pool.ts'
+import { toJson } from '../mempool/record.ts'
+import type { MempoolService } from '../mempool/service.ts'
+import { ApiError } from './errors.ts'
+
+const ID_RE = /^0x[0-9a-f]{64}$/
+/** Most concurrent `GET /v1/events` clients; a slow one is dropped rather than buffered forever. */
+const MAX_SSE_CLIENTS = 256
+const MAX_SSE_BUFFER_BYTES = 1 << 20
+
+/** `POST /v1/intents`, `GET /v1/intents/:id`, `GET /v1/events`. */
+export function intentRoutes(mempool: MempoolService, pool: IntentPool) {
+  return (app: FastifyInstance): void => {
+    app.post('/v1/intents', async (req, reply) => {
+      const ans = await mempool.submitJson(req.body)
+      if (ans.status === 503) reply.header('retry-after', String(ans.retryAfterSec))
+      reply.code(ans.status)
+      return ans.body
+    })
+
+    app.get<{ Params: { id: string } }>('/v1/intents/:id', async (req) => {
+      const id = req.params.id.toLowerCase()
+      if (!ID_RE.test(id)) throw new ApiError(400, 'MALFORMED', 'id must be a 0x-prefixed 32-byte hex string')
+      const rec = await pool.get(id as `0x${string}`)
+      if (rec === undefined) throw new ApiError(404, 'NOT_FOUND', `no intent ${id}`)
+      return toJson(rec)
+    })
+
+    const clients = new Set<{ write(s: string): void; close(): void }>()
+    const unsubscribe = pool.onChange((c: IntentChange) => {
+      if (clients.size === 0) return
+      // Big integers as decimal strings, as everywhere in the API.
+      const line = `event: intent\ndata: ${JSON.stringify(c, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n\n`
+      for (const cl of clients) cl.write(line)
+    })
+    app.addHook('onClose', async () => {
+      unsubscribe()
+      for (const c of clients) c.close()
+    })
+
+    app.get('/v1/events', (req, reply) => {
+      if (clients.size >= MAX_SSE_CLIENTS) throw new ApiError(503, 'OVERLOADED', 'too many event subscribers')
+      reply.hijack()
+      const res = reply.raw
+      res.writeHead(200, {
+        'content-type': 'text/event-stream',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+      })
+      res.write(': murmur events\n\n')
+      const client = {
+        write(s: string) {
+          if (res.writableLength > MAX_SSE_BUFFER_BYTES) {
+            client.close()
+            return
+          }
+          res.write(s)
+        },
+        close() {
+          clients.delete(client)
+          res.end()
+        },
+      }
+      clients.add(client)
+      req.raw.on('close', () => clients.delete(client))
+    })
+  }
+}

@@ -1,0 +1,183 @@
+/**
+ * Wallet side of Murmur: build an ERC-7683 order, sign it with any viem account (EIP-712),
+ * hand it to a node over HTTP, and follow it until a final state.
+ *
+ * ```ts
+ * import { MurmurClient } from 'murmur/client'
+ * const client = new MurmurClient('http://127.0.0.1:7070')
+ * const { id } = await client.send(account, { to, amount: 10n ** 15n, chains: [901n] })
+ * const final = await client.waitFor(id)
+ * ```
+ */
+import type { Address, Hex, LocalAccount } from 'viem'
+import { buildOrder, type GaslessCrossChainOrder, signedIntentToJson, signOrder } from '../codec/intent.ts'
+import { MurmurError } from '../errors.ts'
+
+export { buildOrder, intentId, signOrder } from '../codec/intent.ts'
+
+export type IntentState = 'pending' | 'assigned' | 'filled' | 'expired' | 'failed'
+export const FINAL_STATES: ReadonlySet<IntentState> = new Set(['filled', 'expired', 'failed'])
+
+/** The body of `GET /v1/intents/:id`. */
+export interface IntentView {
+  id: Hex
+  state: IntentState
+  order: Record<string, unknown>
+  assignment: { chainId: string; executor: Address; height: string; deadline: number } | null
+  fill: { chainId: string; txHash: Hex; blockNumber: string } | null
+  signature: Hex
+  history: Array<{ state: IntentState; atMs: number; height?: string; reason?: string }>
+}
+
+export type ClientErrorCode =
+  | 'MALFORMED'
+  | 'BAD_SIGNATURE'
+  | 'EXPIRED'
+  | 'NONCE_USED'
+  | 'UNKNOWN_CHAIN'
+  | 'TOO_LARGE'
+  | 'OVERLOADED'
+  | 'NOT_FOUND'
+  | 'UNREACHABLE'
+  | 'TIMEOUT'
+  | 'HTTP_ERROR'
+
+/** A refusal from the node (its `error.code`) or a transport failure. */
+export class ClientError extends MurmurError<ClientErrorCode> {
+  readonly retryAfterSec: number | undefined
+  constructor(code: ClientErrorCode, message: string, retryAfterSec?: number) {
+    super(code, message)
+    this.retryAfterSec = retryAfterSec
+  }
+}
+
+export interface SendParams {
+  /** Recipient on the destination rollup. */
+  to: Address
+  /** Amount delivered on the destination (outputAmount), wei or token units. */
+  amount: bigint
+  /** Allowed destination chain ids; empty = any rollup of the network. */
+  chains?: readonly bigint[]
+  /** Input offered on the origin; default = amount. */
+  inputAmount?: bigint
+  inputToken?: Address
+  outputToken?: Address
+  originChainId?: bigint
+  /** Default: a random 64-bit nonce (unique per (user, nonce)). */
+  nonce?: bigint
+  /** Seconds from now until the order can no longer be opened; default 60. */
+  openInSec?: number
+  /** Seconds from now until it must be filled; default 600. */
+  fillInSec?: number
+}
+
+export class MurmurClient {
+  readonly api: string
+  readonly #timeoutMs: number
+
+  constructor(api: string, opts: { timeoutMs?: number } = {}) {
+    this.api = api.replace(/\/$/, '')
+    this.#timeoutMs = opts.timeoutMs ?? 10_000
+  }
+
+  /** Builds an order from simple parameters. */
+  static order(user: Address, p: SendParams, nowSec = Math.floor(Date.now() / 1000)): GaslessCrossChainOrder {
+    const nonce =
+      p.nonce ??
+      BigInt.asUintN(
+        64,
+        BigInt(`0x${Buffer.from(crypto.getRandomValues(new Uint8Array(8))).toString('hex')}`),
+      )
+    return buildOrder({
+      user,
+      nonce,
+      originChainId: p.originChainId ?? p.chains?.[0] ?? 901n,
+      openDeadline: nowSec + (p.openInSec ?? 60),
+      fillDeadline: nowSec + (p.fillInSec ?? 600),
+      inputAmount: p.inputAmount ?? p.amount,
+      outputAmount: p.amount,
+      recipient: p.to,
+      destinationChainIds: p.chains ?? [],
+      ...(p.inputToken === undefined ? {} : { inputToken: p.inputToken }),
+      ...(p.outputToken === undefined ? {} : { outputToken: p.outputToken }),
+    })
+  }
+
+  /** Signs and submits; resolves with the intent id (202 accepted or 200 already known). */
+  async send(
+    account: Pick<LocalAccount, 'address' | 'signTypedData'>,
+    p: SendParams,
+  ): Promise<{ id: Hex; known: boolean }> {
+    const order = MurmurClient.order(account.address, p)
+    const signature = await signOrder(account, order)
+    return this.submit(order, signature)
+  }
+
+  /** Submits an already signed order. */
+  async submit(order: GaslessCrossChainOrder, signature: Hex): Promise<{ id: Hex; known: boolean }> {
+    const res = await this.#fetch('/v1/intents', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(signedIntentToJson({ order, signature })),
+    })
+    const body = (await res.json()) as { id?: Hex; error?: { code: ClientErrorCode; message: string } }
+    if (res.status === 202 || res.status === 200) return { id: body.id!, known: res.status === 200 }
+    if (res.status === 503) {
+      const retry = Number(res.headers.get('retry-after') ?? '1')
+      throw new ClientError('OVERLOADED', body.error?.message ?? 'node overloaded', retry)
+    }
+    throw new ClientError(body.error?.code ?? 'HTTP_ERROR', body.error?.message ?? `HTTP ${res.status}`)
+  }
+
+  async get(id: Hex): Promise<IntentView> {
+    const res = await this.#fetch(`/v1/intents/${id}`)
+    const body = (await res.json()) as IntentView & { error?: { code: ClientErrorCode; message: string } }
+    if (!res.ok)
+      throw new ClientError(body.error?.code ?? 'HTTP_ERROR', body.error?.message ?? `HTTP ${res.status}`)
+    return body
+  }
+
+  /**
+   * Follows an intent until a final state (filled, expired, failed) or `timeoutMs`; calls
+   * `onChange` on every state change seen. Polls with a short interval.
+   */
+  async waitFor(
+    id: Hex,
+    opts: {
+      timeoutMs?: number
+      intervalMs?: number
+      until?: ReadonlySet<IntentState>
+      onChange?: (v: IntentView) => void
+    } = {},
+  ): Promise<IntentView> {
+    const deadline = Date.now() + (opts.timeoutMs ?? 120_000)
+    const until = opts.until ?? FINAL_STATES
+    let last: IntentState | undefined
+    for (;;) {
+      let v: IntentView | undefined
+      try {
+        v = await this.get(id)
+      } catch (err) {
+        if (!(err instanceof ClientError) || (err.code !== 'NOT_FOUND' && err.code !== 'UNREACHABLE'))
+          throw err
+      }
+      if (v !== undefined) {
+        if (v.state !== last) {
+          last = v.state
+          opts.onChange?.(v)
+        }
+        if (until.has(v.state)) return v
+      }
+      if (Date.now() > deadline) throw new ClientError('TIMEOUT', `intent ${id} still ${last ?? 'unknown'}`)
+      await new Promise((r) => setTimeout(r, opts.intervalMs ?? 250))
+    }
+  }
+
+  async #fetch(path: string, init: RequestInit = {}): Promise<Response> {
+    try {
+      return await fetch(this.api + path, { ...init, signal: AbortSignal.timeout(this.#timeoutMs) })
+    } catch (err) {
+      throw new ClientError('UNREACHABLE', `cannot reach ${this.api}: ${(err as Error).message}`)
+    }
+  }
+}

@@ -1,0 +1,3 @@
+export * from './client/index.ts'
+export { MurmurNode } from './node/node.ts'
+export { VERSION } from './version.ts'
