@@ -42,13 +42,22 @@ export function hasOneThird(weight: bigint, total: bigint): boolean {
   return weight * 3n > total
 }
 
-/** Votes of one (height, round, kind), keyed by value (`null` is nil). */
+/**
+ * Votes of one (height, round, kind). As in the paper, "2f+1 ⟨PRECOMMIT, h, r, id(v)⟩" is the power of the
+ * distinct validators that sent a precommit for id(v): a validator that votes for two values counts for
+ * both (it is Byzantine, and quorum intersection still holds because honest validators vote once).
+ * Counting only its first vote would be unsafe for liveness: a node that saw a Byzantine vote for w first
+ * could never count the certificate for v that the others decided on. "2f+1 ⟨…, ∗⟩" counts each validator
+ * once. A second value from one validator is equivocation, reported once per validator and tally.
+ */
 export interface VoteTally {
   readonly height: number
   readonly round: number
   readonly kind: VoteKind
   /** First vote of each validator, in arrival order. */
-  readonly votes: ReadonlyMap<ValidatorId, Vote>
+  readonly first: ReadonlyMap<ValidatorId, Vote>
+  /** Votes for each value (`null`: nil), by validator, in arrival order. */
+  readonly byValue: ReadonlyMap<ValueId | null, ReadonlyMap<ValidatorId, Vote>>
   readonly powerByValue: ReadonlyMap<ValueId | null, bigint>
   /** Power of all distinct validators that voted, whatever the value (the paper's "2f+1 ⟨…, ∗⟩"). */
   readonly power: bigint
@@ -61,7 +70,8 @@ export function emptyTally(height: number, round: number, kind: VoteKind): VoteT
     height,
     round,
     kind,
-    votes: new Map(),
+    first: new Map(),
+    byValue: new Map(),
     powerByValue: new Map(),
     power: 0n,
     equivocators: new Set(),
@@ -74,36 +84,45 @@ export type AddVoteResult =
   | { readonly kind: 'equivocation'; readonly tally: VoteTally; readonly evidence: DuplicateVoteEvidence }
 
 /**
- * Adds a vote of a validator with `power`. Never mutates `tally`. A second vote with the same value is
- * a duplicate; with a different value it is equivocation: it is not counted, and evidence is returned
- * the first time only (later conflicting votes of the same validator are reported as duplicates).
+ * Adds a vote of a validator with `power`. Never mutates `tally`. The same (validator, value) twice is
+ * a duplicate. A new value from a validator that already voted is counted for that value and, the
+ * first time only, returned as equivocation with evidence (its first vote and this one).
  */
 export function addVote(tally: VoteTally, vote: Vote, power: bigint): AddVoteResult {
   if (vote.height !== tally.height || vote.round !== tally.round || vote.kind !== tally.kind) {
     throw new Error(`vote ${vote.kind} ${vote.height}/${vote.round} does not belong to this tally`)
   }
-  const first = tally.votes.get(vote.from)
-  if (first !== undefined) {
-    if (first.value === vote.value || tally.equivocators.has(vote.from)) return { kind: 'duplicate' }
-    const equivocators = new Set(tally.equivocators).add(vote.from)
+  const forValue = tally.byValue.get(vote.value)
+  if (forValue?.has(vote.from)) return { kind: 'duplicate' }
+  const byValue = new Map(tally.byValue).set(vote.value, new Map(forValue).set(vote.from, vote))
+  const powerByValue = new Map(tally.powerByValue).set(vote.value, powerFor(tally, vote.value) + power)
+  const first = tally.first.get(vote.from)
+  if (first === undefined) {
     return {
-      kind: 'equivocation',
-      tally: { ...tally, equivocators },
-      evidence: { validator: vote.from, first, second: vote },
+      kind: 'added',
+      tally: {
+        ...tally,
+        first: new Map(tally.first).set(vote.from, vote),
+        byValue,
+        powerByValue,
+        power: tally.power + power,
+      },
     }
   }
-  const votes = new Map(tally.votes).set(vote.from, vote)
-  const powerByValue = new Map(tally.powerByValue)
-  powerByValue.set(vote.value, (powerByValue.get(vote.value) ?? 0n) + power)
-  return { kind: 'added', tally: { ...tally, votes, powerByValue, power: tally.power + power } }
+  if (tally.equivocators.has(vote.from)) return { kind: 'added', tally: { ...tally, byValue, powerByValue } }
+  return {
+    kind: 'equivocation',
+    tally: { ...tally, byValue, powerByValue, equivocators: new Set(tally.equivocators).add(vote.from) },
+    evidence: { validator: vote.from, first, second: vote },
+  }
 }
 
-/** Power of the votes for `value` (`null`: nil). */
+/** Power of the distinct validators that voted for `value` (`null`: nil). */
 export function powerFor(tally: VoteTally, value: ValueId | null): bigint {
   return tally.powerByValue.get(value) ?? 0n
 }
 
-/** The votes for `value`, in arrival order. */
+/** The votes for `value`, one per validator, in arrival order. */
 export function votesFor(tally: VoteTally, value: ValueId | null): Vote[] {
-  return [...tally.votes.values()].filter((v) => v.value === value)
+  return [...(tally.byValue.get(value)?.values() ?? [])]
 }

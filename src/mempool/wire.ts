@@ -52,7 +52,7 @@ function idsField(v: unknown, what: string, max: number): Uint8Array {
 
 export function packIds(ids: readonly string[]): Uint8Array {
   const out = new Uint8Array(ids.length * ID_BYTES)
-  ids.forEach((id, i) => out.set(Buffer.from(id.slice(2), 'hex'), i * ID_BYTES))
+  for (const [i, id] of ids.entries()) out.set(Buffer.from(id.slice(2), 'hex'), i * ID_BYTES)
   return out
 }
 
