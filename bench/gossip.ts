@@ -115,7 +115,8 @@ async function runConfig(mode: string, n: number) {
     const addrs = (await Promise.all(workers.map((w) => w.next<{ addr: string }>('ready')))).map(
       (r) => r.addr,
     )
-    for (const [i, w] of workers.entries()) w.child.send({ type: 'connect', addrs: addrs.slice(0, i), peers: n - 1 })
+    for (const [i, w] of workers.entries())
+      w.child.send({ type: 'connect', addrs: addrs.slice(0, i), peers: n - 1 })
     await Promise.all(workers.map((w) => w.next('meshReady')))
     let phaseId = 1
     const fixed: PhaseResult[] = []

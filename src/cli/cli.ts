@@ -10,10 +10,6 @@ export const EXIT_USAGE = 2
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value]
-}
-
 export function parseHostPort(value: string): { host: string; port: number } {
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(value)
   const port = Number(m?.[2])
