@@ -181,3 +181,4 @@ export class MurmurClient {
     }
   }
 }
+export { LightPeer } from './light-peer.ts'
