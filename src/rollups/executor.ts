@@ -1,0 +1,911 @@
+/**
+ * The executor: sends the fill transaction of each intent assigned to this validator, waits until it is
+ * mined with enough confirmations, then signs and publishes the {@link Fill}.
+ *
+ * Never twice, even across crashes. The rules that make it so:
+ * 1. persist before you send: the signed transaction (its hash and nonce) is in the `fills` sublevel
+ *    before `eth_sendRawTransaction`; every version of a fill ever signed is recorded;
+ * 2. a fill owns its nonce: every version of a fill's transaction uses the same nonce, so at most one of
+ *    them can be mined; a fill moves to a new nonce only when its nonce was consumed by a transaction that
+ *    is not one of its own (found by hash, or by scanning the account's transaction at that nonce for the
+ *    intent id marker, see fill.ts);
+ * 3. on start, {@link Executor.recover} resumes every fill not finished, looking on chain before ever
+ *    sending again.
+ *
+ * Deadlines: a fill is only started while its assignment's deadline is more than `deadlineMarginSec`
+ * away. Once a nonce is taken the fill is carried through: abandoning it would leave a nonce gap that
+ * blocks every later fill of the account.
+ */
+import type { Logger } from 'pino'
+import { Counter, Histogram, type Registry } from 'prom-client'
+import {
+  type Address,
+  createPublicClient,
+  type Hex,
+  http,
+  keccak256,
+  type LocalAccount,
+  type PublicClient,
+} from 'viem'
+import { MurmurError } from '../errors.ts'
+import { prefixEnd, type Store } from '../state/store.ts'
+import { type ExpectedOutput, type Fill, fillCall, type SignedFill, signFill } from './fill.ts'
+
+export type ExecutorErrorCode =
+  | 'UNKNOWN_CHAIN'
+  | 'DEADLINE_PASSED'
+  | 'CONFLICT'
+  | 'REVERTED'
+  | 'SEND_FAILED'
+  | 'STOPPED'
+  | 'CRASHED'
+/** A fill that could not be (or must not be) carried out. */
+export class ExecutorError extends MurmurError<ExecutorErrorCode> {}
+
+/** A committed assignment of an intent to this validator. */
+export interface Assignment {
+  intentId: Hex
+  chainId: bigint
+  recipient: Address
+  /** 0x0 for the native token. */
+  outputToken: Address
+  outputAmount: bigint
+  /** Fill deadline, unix seconds. */
+  deadline: number
+}
+
+/** Where a fill stands. `failed`: reverted on chain, or refused by the RPC with no version of it known. */
+export type FillState = 'sending' | 'sent' | 'confirmed' | 'failed'
+
+/** The executor's durable record of one fill (JSON in the `fills` sublevel; bigints as decimal strings). */
+export interface FillRecord {
+  intentId: Hex
+  chainId: string
+  recipient: Address
+  outputToken: Address
+  outputAmount: string
+  deadline: number
+  /** The nonce every version of this fill's transaction uses. */
+  nonce: string
+  /** Gas limit of the transaction. */
+  gas: string
+  maxFeePerGas: string
+  maxPriorityFeePerGas: string
+  /** Hash of the latest version (the one in `raw`). */
+  txHash: Hex
+  /** Every version ever signed, oldest first: any of them may be the one mined. */
+  txHashes: Hex[]
+  /** The latest signed transaction, for rebroadcast. */
+  raw: Hex
+  state: FillState
+  /** When the latest version was sent (or signed, while `sending`), unix ms. */
+  sentAtMs: number
+  /** Set once mined. */
+  minedTxHash?: Hex
+  blockNumber?: string
+  /** The signed fill, once confirmed. */
+  fill?: {
+    fill: { intentId: Hex; chainId: string; txHash: Hex; blockNumber: string; executor: Address }
+    signature: Hex
+  }
+  /** True once the fill was handed to `publishFill` without error. */
+  announced?: boolean
+  error?: string
+}
+
+/** What {@link Executor.execute} resolves with. */
+export interface FillResult {
+  intentId: Hex
+  chainId: bigint
+  txHash: Hex
+  blockNumber: bigint
+  fill: SignedFill
+  /** False when publishing failed; {@link Executor.recover} publishes it again. */
+  announced: boolean
+}
+
+/** Options of an {@link Executor}. */
+export interface ExecutorOptions {
+  /** RPC URL of each rollup this validator fills on, by chain id. */
+  rollups: ReadonlyMap<number, string>
+  /** Blocks on top of (and including) the fill's block before the fill is announced. Default 1. */
+  confirmations?: number
+  /** Timeout of one RPC request. Default 5 000 ms. */
+  rpcTimeoutMs?: number
+  /** Priority fee; maxFeePerGas = 2 × base fee + tip. Default 1 gwei. */
+  tipWei?: bigint
+  /** Interval of receipt and confirmation polls. Default 250 ms. */
+  receiptPollMs?: number
+  /** A version pending this long gets replaced at the same nonce with higher fees. Default 6 000 ms. */
+  stuckAfterMs?: number
+  /** Backoff of retryable errors: base, doubling up to max. Defaults 100 and 2 000 ms. */
+  retryBaseMs?: number
+  retryMaxMs?: number
+  /** Non-retryable RPC refusals of a send before the fill fails. Default 3. */
+  maxSendRefusals?: number
+  /** A fill is not started within this many seconds of its deadline. Default 2. */
+  deadlineMarginSec?: number
+  /** Gas limit = estimate × (10 000 + margin) / 10 000. Default 2 000 (20 %). */
+  gasMarginBps?: number
+}
+
+/** Defaults of {@link ExecutorOptions}. */
+export const DEFAULT_EXECUTOR_OPTIONS: Omit<Required<ExecutorOptions>, 'rollups'> = {
+  confirmations: 1,
+  rpcTimeoutMs: 5_000,
+  tipWei: 1_000_000_000n,
+  receiptPollMs: 250,
+  stuckAfterMs: 6_000,
+  retryBaseMs: 100,
+  retryMaxMs: 2_000,
+  maxSendRefusals: 3,
+  deadlineMarginSec: 2,
+  gasMarginBps: 2_000,
+}
+
+/** Test hooks standing in for a crash at the two dangerous points. A hook that throws kills the executor. */
+export interface ExecutorFaults {
+  /** After the `sending` record is durable, before `eth_sendRawTransaction`. */
+  beforeSend?(record: Readonly<FillRecord>): void
+  /** Right after `eth_sendRawTransaction` answered, before the record says `sent`. */
+  afterSend?(record: Readonly<FillRecord>): void
+}
+
+/** Collaborators of an {@link Executor}. */
+export interface ExecutorModules {
+  /** Records live in the `fills` sublevel. */
+  store: Store
+  /** The validator's key: signs fill transactions and fills. */
+  account: Pick<LocalAccount, 'address' | 'signTransaction' | 'signTypedData'>
+  log: Logger
+  registry: Registry
+  networkId: string
+  /** Gossips a signed fill. A rejection leaves the fill unannounced until the next {@link Executor.recover}. */
+  publishFill: (fill: SignedFill) => void | Promise<void>
+  /** Wall clock, unix ms. Default Date.now. */
+  now?: () => number
+  faults?: ExecutorFaults
+}
+
+// Layout of the `fills` sublevel: `r/<intentId>` -> FillRecord; `o/<intentId>` -> {chainId, nonce} for
+// every fill not finished (not yet confirmed and announced, and not failed), so recovery reads only those.
+const RECORD_PREFIX = 'r/'
+const OPEN_PREFIX = 'o/'
+
+interface OpenEntry {
+  chainId: string
+  nonce: string
+}
+
+interface Chain {
+  chainId: bigint
+  client: PublicClient
+  /** Next nonce to hand out; undefined until synced (and after a nonce error). */
+  next: bigint | undefined
+  /** Serialises nonce allocation and first sends on this chain. */
+  lock: Promise<void>
+}
+
+type SendErrorKind = 'known' | 'nonce' | 'underpriced' | 'network' | 'refused'
+
+/** The node refused a transaction for a reason that will not go away by waiting (bad funds, bad gas). */
+class SendRefused extends Error {
+  constructor(cause: unknown) {
+    super(`send refused: ${(cause as Error)?.message ?? String(cause)}`, { cause })
+  }
+}
+
+/** Classifies an RPC error of a send by the node's message (geth, reth and anvil wordings). */
+function classifySendError(err: unknown): SendErrorKind {
+  const parts: string[] = []
+  let e: unknown = err
+  for (let i = 0; i < 8 && e !== undefined && e !== null; i++) {
+    const x = e as {
+      message?: unknown
+      details?: unknown
+      shortMessage?: unknown
+      name?: unknown
+      cause?: unknown
+    }
+    parts.push(
+      String(x.message ?? ''),
+      String(x.details ?? ''),
+      String(x.shortMessage ?? ''),
+      String(x.name ?? ''),
+    )
+    e = x.cause
+  }
+  const text = parts.join(' | ').toLowerCase()
+  if (/already known|already imported|known transaction/.test(text)) return 'known'
+  if (/nonce too low|nonce has already been used|nonce too high/.test(text)) return 'nonce'
+  if (
+    /underpriced|fee cap less than|max fee per gas less than|fee too low|transaction is outdated/.test(text)
+  ) {
+    return 'underpriced'
+  }
+  if (
+    /httprequesterror|timeouterror|fetch failed|econnrefused|econnreset|socket|network|timed out|took too long|aborted/.test(
+      text,
+    )
+  ) {
+    return 'network'
+  }
+  return 'refused'
+}
+
+/** Any failure talking to the RPC (not a refusal of a transaction). */
+function isNetworkError(err: unknown): boolean {
+  return !(err instanceof MurmurError) && classifySendError(err) === 'network'
+}
+
+function counter<L extends string>(registry: Registry, name: string, help: string, labels: L[]): Counter<L> {
+  return (
+    (registry.getSingleMetric(name) as Counter<L> | undefined) ??
+    new Counter({ name, help, labelNames: labels, registers: [registry] })
+  )
+}
+
+/**
+ * Fills assignments on the rollups, exactly once. `execute` is idempotent: the same intent executed again
+ * (concurrently, later, or by a new Executor on the same store after a crash) resolves with the same fill.
+ */
+export class Executor {
+  readonly options: Omit<Required<ExecutorOptions>, 'rollups'> & Pick<ExecutorOptions, 'rollups'>
+  readonly #m: ExecutorModules
+  readonly #log: Logger
+  readonly #now: () => number
+  readonly #address: Address
+  readonly #chains = new Map<bigint, Chain>()
+  readonly #inflight = new Map<Hex, Promise<FillResult>>()
+  readonly #abort = new AbortController()
+  #crashed = false
+  readonly #metrics: {
+    fills: Counter<'chain_id' | 'result'>
+    sends: Counter<'chain_id' | 'kind'>
+    sendErrors: Counter<'chain_id' | 'reason'>
+    duration: Histogram<'chain_id'>
+  }
+
+  constructor(options: ExecutorOptions, modules: ExecutorModules) {
+    this.options = { ...DEFAULT_EXECUTOR_OPTIONS, ...options }
+    if (!Number.isInteger(this.options.confirmations) || this.options.confirmations < 1) {
+      throw new RangeError('confirmations must be a positive integer')
+    }
+    this.#m = modules
+    this.#log = modules.log.child({ module: 'executor' })
+    this.#now = modules.now ?? Date.now
+    this.#address = modules.account.address.toLowerCase() as Address
+    for (const [chainId, url] of options.rollups) {
+      this.#chains.set(BigInt(chainId), {
+        chainId: BigInt(chainId),
+        client: createPublicClient({
+          transport: http(url, {
+            timeout: this.options.rpcTimeoutMs,
+            retryCount: 0,
+            fetchOptions: { signal: this.#abort.signal },
+          }),
+        }),
+        next: undefined,
+        lock: Promise.resolve(),
+      })
+    }
+    const r = modules.registry
+    const durationName = 'murmur_rollups_fill_duration_ms'
+    this.#metrics = {
+      fills: counter(r, 'murmur_rollups_fills_total', 'Fills finished, by result', ['chain_id', 'result']),
+      sends: counter(r, 'murmur_rollups_fill_txs_sent_total', 'Fill transactions sent, by kind', [
+        'chain_id',
+        'kind',
+      ]),
+      sendErrors: counter(r, 'murmur_rollups_fill_send_errors_total', 'Failed fill sends, by reason', [
+        'chain_id',
+        'reason',
+      ]),
+      duration:
+        (r.getSingleMetric(durationName) as Histogram<'chain_id'> | undefined) ??
+        new Histogram({
+          name: durationName,
+          help: 'From first send to confirmation, ms',
+          labelNames: ['chain_id'],
+          buckets: [250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000],
+          registers: [r],
+        }),
+    }
+  }
+
+  /** The executor's address (lowercase). */
+  get address(): Address {
+    return this.#address
+  }
+
+  /**
+   * Fills an assignment, or resolves with the fill already made for it. Rejects ExecutorError:
+   * UNKNOWN_CHAIN, DEADLINE_PASSED (not started), CONFLICT (a fill of this intent exists on another chain),
+   * REVERTED, SEND_FAILED, STOPPED.
+   */
+  execute(assignment: Assignment): Promise<FillResult> {
+    const id = assignment.intentId.toLowerCase() as Hex
+    const running = this.#inflight.get(id)
+    if (running !== undefined) return running
+    const p = this.#execute({ ...assignment, intentId: id }).finally(() => this.#inflight.delete(id))
+    this.#inflight.set(id, p)
+    return p
+  }
+
+  /**
+   * Resumes every fill not finished (after a crash or restart): looks for its transactions on chain before
+   * sending anything, then carries it to confirmation, and publishes confirmed fills never announced.
+   * Resolves with the outcome of each, by intent id.
+   */
+  async recover(): Promise<Map<Hex, PromiseSettledResult<FillResult>>> {
+    const open = await this.#m.store.range<OpenEntry>('fills', {
+      gte: OPEN_PREFIX,
+      lt: prefixEnd(OPEN_PREFIX),
+      limit: 100_000,
+    })
+    const ids = open.map(([k]) => k.slice(OPEN_PREFIX.length) as Hex)
+    if (ids.length > 0) this.#log.info({ fills: ids.length }, 'recovering unfinished fills')
+    const settled = await Promise.allSettled(
+      ids.map((id) => {
+        const running = this.#inflight.get(id)
+        if (running !== undefined) return running
+        const p = this.#resume(id).finally(() => this.#inflight.delete(id))
+        this.#inflight.set(id, p)
+        return p
+      }),
+    )
+    return new Map(ids.map((id, i) => [id, settled[i]!]))
+  }
+
+  /** The stored record of an intent's fill, if any. */
+  async record(intentId: Hex): Promise<FillRecord | undefined> {
+    return this.#m.store.get<FillRecord>('fills', RECORD_PREFIX + intentId.toLowerCase())
+  }
+
+  /** Stops: pending executions reject STOPPED (their records stay for {@link recover}). */
+  async stop(): Promise<void> {
+    this.#abort.abort()
+    await Promise.allSettled([...this.#inflight.values()])
+  }
+
+  async #execute(a: Assignment): Promise<FillResult> {
+    this.#checkAlive()
+    const chain = this.#chains.get(a.chainId)
+    if (chain === undefined) throw new ExecutorError('UNKNOWN_CHAIN', `no RPC for chain ${a.chainId}`)
+    let rec = await this.record(a.intentId)
+    if (rec !== undefined && BigInt(rec.chainId) !== a.chainId) {
+      throw new ExecutorError(
+        'CONFLICT',
+        `intent ${a.intentId} already has a fill on chain ${rec.chainId}, not filling on ${a.chainId}`,
+      )
+    }
+    if (rec === undefined) {
+      if (this.#now() / 1000 > a.deadline - this.options.deadlineMarginSec) {
+        throw new ExecutorError('DEADLINE_PASSED', `deadline of ${a.intentId} is too close or passed`)
+      }
+      rec = await this.#withRetry(chain, () => this.#startNew(chain, a))
+    }
+    return this.#drive(chain, rec)
+  }
+
+  async #resume(intentId: Hex): Promise<FillResult> {
+    this.#checkAlive()
+    const rec = await this.record(intentId)
+    if (rec === undefined) throw new Error(`open fill ${intentId} has no record`)
+    const chain = this.#chains.get(BigInt(rec.chainId))
+    if (chain === undefined) throw new ExecutorError('UNKNOWN_CHAIN', `no RPC for chain ${rec.chainId}`)
+    return this.#drive(chain, rec)
+  }
+
+  #checkAlive(): void {
+    if (this.#crashed) throw new ExecutorError('CRASHED', 'executor crashed (fault injected)')
+    if (this.#abort.signal.aborted) throw new ExecutorError('STOPPED', 'executor stopped')
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // Records.
+
+  async #save(rec: FillRecord): Promise<void> {
+    const open = !(rec.state === 'failed' || (rec.state === 'confirmed' && rec.announced === true))
+    await this.#m.store.batch([
+      { type: 'put', sublevel: 'fills', key: RECORD_PREFIX + rec.intentId, value: rec },
+      open
+        ? {
+            type: 'put',
+            sublevel: 'fills',
+            key: OPEN_PREFIX + rec.intentId,
+            value: { chainId: rec.chainId, nonce: rec.nonce } satisfies OpenEntry,
+          }
+        : { type: 'del', sublevel: 'fills', key: OPEN_PREFIX + rec.intentId },
+    ])
+  }
+
+  /** Highest nonce held by an unfinished fill on `chainId`, or -1. */
+  async #maxOpenNonce(chainId: bigint): Promise<bigint> {
+    const open = await this.#m.store.range<OpenEntry>('fills', {
+      gte: OPEN_PREFIX,
+      lt: prefixEnd(OPEN_PREFIX),
+      limit: 100_000,
+    })
+    let max = -1n
+    for (const [, e] of open)
+      if (BigInt(e.chainId) === chainId && BigInt(e.nonce) > max) max = BigInt(e.nonce)
+    return max
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // Nonces and signing.
+
+  /** Runs `fn` holding the chain's lock (nonce allocation and the send that uses it). */
+  async #locked<T>(chain: Chain, fn: () => Promise<T>): Promise<T> {
+    const prev = chain.lock
+    let release!: () => void
+    chain.lock = new Promise<void>((r) => {
+      release = r
+    })
+    await prev
+    try {
+      return await fn()
+    } finally {
+      release()
+    }
+  }
+
+  /** Next nonce: the node's pending count, but never one an unfinished fill of ours already holds. */
+  async #allocateNonce(chain: Chain): Promise<bigint> {
+    if (chain.next === undefined) {
+      const pending = BigInt(
+        await chain.client.getTransactionCount({ address: this.#address, blockTag: 'pending' }),
+      )
+      const held = (await this.#maxOpenNonce(chain.chainId)) + 1n
+      chain.next = pending > held ? pending : held
+      this.#log.debug({ chainId: chain.chainId, next: chain.next }, 'nonce synced')
+    }
+    const n = chain.next
+    chain.next = n + 1n
+    return n
+  }
+
+  async #fees(chain: Chain, floor?: { maxFeePerGas: bigint; maxPriorityFeePerGas: bigint }) {
+    const block = await chain.client.getBlock({ blockTag: 'latest' })
+    const base = block.baseFeePerGas ?? 0n
+    let tip = this.options.tipWei
+    let maxFee = 2n * base + tip
+    if (floor !== undefined) {
+      // A replacement at the same nonce must raise both fees (geth: by at least 10 %).
+      const minTip = (floor.maxPriorityFeePerGas * 1125n) / 1000n + 1n
+      const minFee = (floor.maxFeePerGas * 1125n) / 1000n + 1n
+      if (tip < minTip) tip = minTip
+      if (maxFee < minFee) maxFee = minFee
+      if (maxFee < tip) maxFee = tip
+    }
+    return { maxFeePerGas: maxFee, maxPriorityFeePerGas: tip, baseFee: base }
+  }
+
+  async #sign(
+    chain: Chain,
+    rec: Pick<FillRecord, 'intentId' | 'recipient' | 'outputToken' | 'outputAmount'>,
+    nonce: bigint,
+    gas: bigint,
+    fees: { maxFeePerGas: bigint; maxPriorityFeePerGas: bigint },
+  ): Promise<{ raw: Hex; hash: Hex }> {
+    const call = fillCall(rec.intentId, this.#expected(rec))
+    const raw = await this.#m.account.signTransaction({
+      type: 'eip1559',
+      chainId: Number(chain.chainId),
+      nonce: Number(nonce),
+      to: call.to,
+      value: call.value,
+      data: call.data,
+      gas,
+      maxFeePerGas: fees.maxFeePerGas,
+      maxPriorityFeePerGas: fees.maxPriorityFeePerGas,
+    })
+    return { raw, hash: keccak256(raw) }
+  }
+
+  #expected(rec: Pick<FillRecord, 'recipient' | 'outputToken' | 'outputAmount'>): ExpectedOutput {
+    return { recipient: rec.recipient, outputToken: rec.outputToken, outputAmount: BigInt(rec.outputAmount) }
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // Sending.
+
+  /** First version of a new fill: estimate, take a nonce, sign, persist, send. */
+  async #startNew(chain: Chain, a: Assignment): Promise<FillRecord> {
+    const base = {
+      intentId: a.intentId,
+      recipient: a.recipient.toLowerCase() as Address,
+      outputToken: a.outputToken.toLowerCase() as Address,
+      outputAmount: a.outputAmount.toString(),
+    }
+    const call = fillCall(a.intentId, this.#expected(base))
+    // Estimated before a nonce is taken, so a fill that cannot work (no funds, reverting) holds no nonce.
+    const estimate = await chain.client.estimateGas({ account: this.#address, ...call })
+    const gas = (estimate * BigInt(10_000 + this.options.gasMarginBps)) / 10_000n
+    return this.#locked(chain, async () => {
+      // Another execute of the same intent may have won the race to the lock.
+      const existing = await this.record(a.intentId)
+      if (existing !== undefined) return existing
+      const fees = await this.#fees(chain)
+      const nonce = await this.#allocateNonce(chain)
+      let signed: { raw: Hex; hash: Hex }
+      let rec: FillRecord
+      try {
+        signed = await this.#sign(chain, base, nonce, gas, fees)
+        rec = this.#newRecord(a, base, nonce, gas, fees, signed)
+        await this.#save(rec)
+      } catch (err) {
+        // The nonce is not held by any record: resync so it is handed out again, not left as a gap.
+        chain.next = undefined
+        throw err
+      }
+      this.#log.info({ intentId: a.intentId, chainId: a.chainId, nonce, txHash: signed.hash }, 'sending fill')
+      await this.#send(chain, rec, 'first')
+      return rec
+    })
+  }
+
+  #newRecord(
+    a: Assignment,
+    base: Pick<FillRecord, 'intentId' | 'recipient' | 'outputToken' | 'outputAmount'>,
+    nonce: bigint,
+    gas: bigint,
+    fees: { maxFeePerGas: bigint; maxPriorityFeePerGas: bigint },
+    { raw, hash }: { raw: Hex; hash: Hex },
+  ): FillRecord {
+    return {
+      ...base,
+      chainId: a.chainId.toString(),
+      deadline: a.deadline,
+      nonce: nonce.toString(),
+      gas: gas.toString(),
+      maxFeePerGas: fees.maxFeePerGas.toString(),
+      maxPriorityFeePerGas: fees.maxPriorityFeePerGas.toString(),
+      txHash: hash,
+      txHashes: [hash],
+      raw,
+      state: 'sending',
+      sentAtMs: this.#now(),
+    }
+  }
+
+  /**
+   * Sends `rec.raw` (already persisted). Resolves when the node holds it (accepted now or before);
+   * rejects with the RPC error otherwise (the caller's loop decides what it means).
+   */
+  async #send(chain: Chain, rec: FillRecord, kind: 'first' | 'resend' | 'replace'): Promise<void> {
+    this.#fault('beforeSend', rec)
+    const label = String(chain.chainId)
+    try {
+      await chain.client.sendRawTransaction({ serializedTransaction: rec.raw })
+    } catch (err) {
+      const reason = classifySendError(err)
+      this.#metrics.sendErrors.inc({ chain_id: label, reason })
+      if (reason !== 'known') {
+        if (reason === 'nonce') chain.next = undefined
+        throw reason === 'refused' ? new SendRefused(err) : err
+      }
+    }
+    this.#metrics.sends.inc({ chain_id: label, kind })
+    this.#fault('afterSend', rec)
+    rec.state = 'sent'
+    rec.sentAtMs = this.#now()
+    await this.#save(rec)
+  }
+
+  #fault(point: keyof ExecutorFaults, rec: FillRecord): void {
+    const hook = this.#m.faults?.[point]
+    if (hook === undefined) return
+    try {
+      hook(rec)
+    } catch (err) {
+      this.#crashed = true
+      throw new ExecutorError('CRASHED', `fault injected at ${point}`, { cause: err })
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------
+  // The state machine of one fill.
+
+  /** Carries a fill from wherever it stands to confirmed and announced. */
+  async #drive(chain: Chain, rec: FillRecord): Promise<FillResult> {
+    let refusals = 0
+    let attempt = 0
+    for (;;) {
+      this.#checkAlive()
+      try {
+        const step = await this.#step(chain, rec)
+        if (step.done) return step.result
+        attempt = 0
+        if (step.wait) await this.#delay(this.options.receiptPollMs)
+      } catch (err) {
+        // ExecutorError, StorageError (a failed durable write stops the node): not ours to retry.
+        if (err instanceof MurmurError) throw err
+        // Only a send refused after steps 1-2 found no version of ours known to the node may fail the
+        // fill; any other error (a read the node did not like) is retried.
+        if (err instanceof SendRefused && ++refusals > this.options.maxSendRefusals) {
+          return this.#fail(chain, rec, err.cause)
+        }
+        const kind =
+          err instanceof SendRefused ? 'refused' : isNetworkError(err) ? 'network' : classifySendError(err)
+        if (kind === 'nonce') chain.next = undefined
+        const backoff = Math.min(
+          this.options.retryMaxMs,
+          this.options.retryBaseMs * 2 ** Math.min(attempt++, 16),
+        )
+        this.#log.debug(
+          { intentId: rec.intentId, kind, err: (err as Error).message },
+          'fill step failed, retrying',
+        )
+        await this.#delay(backoff)
+      }
+    }
+  }
+
+  /** One look at the chain and at most one action. */
+  async #step(
+    chain: Chain,
+    rec: FillRecord,
+  ): Promise<{ done: true; result: FillResult } | { done: false; wait: boolean }> {
+    if (rec.state === 'confirmed' && rec.fill !== undefined)
+      return { done: true, result: await this.#announce(rec) }
+    if (rec.state === 'failed') {
+      throw new ExecutorError(
+        rec.error === 'reverted' ? 'REVERTED' : 'SEND_FAILED',
+        `fill of ${rec.intentId} failed`,
+      )
+    }
+    const client = chain.client
+    // 1. Is any version mined?
+    for (const hash of [...rec.txHashes].reverse()) {
+      const receipt = await client.getTransactionReceipt({ hash }).catch((err: unknown) => {
+        if (isNetworkError(err)) throw err
+        return undefined
+      })
+      if (receipt === undefined) continue
+      if (receipt.status !== 'success') {
+        rec.minedTxHash = hash
+        rec.blockNumber = receipt.blockNumber.toString()
+        rec.state = 'failed'
+        rec.error = 'reverted'
+        await this.#save(rec)
+        this.#metrics.fills.inc({ chain_id: String(chain.chainId), result: 'reverted' })
+        throw new ExecutorError('REVERTED', `fill ${hash} of ${rec.intentId} reverted`)
+      }
+      const head = await client.getBlockNumber({ cacheTime: 0 })
+      if (head - receipt.blockNumber + 1n < BigInt(this.options.confirmations))
+        return { done: false, wait: true }
+      return { done: true, result: await this.#confirm(chain, rec, hash, receipt.blockNumber) }
+    }
+    // 2. Is a version pending in the node's pool?
+    let pending = false
+    for (const hash of rec.txHashes) {
+      const tx = await client.getTransaction({ hash }).catch((err: unknown) => {
+        if (isNetworkError(err)) throw err
+        return undefined
+      })
+      if (tx !== undefined) {
+        pending = true
+        break
+      }
+    }
+    if (pending) {
+      if (rec.state === 'sending') {
+        rec.state = 'sent'
+        await this.#save(rec)
+      }
+      if (this.#now() - rec.sentAtMs > this.options.stuckAfterMs) await this.#replace(chain, rec, true)
+      return { done: false, wait: true }
+    }
+    // 3. None of ours is known to the node. Was our nonce consumed?
+    const nonce = BigInt(rec.nonce)
+    const mined = BigInt(await client.getTransactionCount({ address: this.#address, blockTag: 'latest' }))
+    if (mined > nonce) {
+      const found = await this.#txAtNonce(chain, nonce)
+      const call = fillCall(rec.intentId, this.#expected(rec))
+      if (
+        found !== undefined &&
+        (found.to ?? '').toLowerCase() === call.to &&
+        found.value === call.value &&
+        found.input.toLowerCase() === call.data
+      ) {
+        // Ours (a version whose hash we lost): adopt it; the next step sees it mined.
+        this.#log.warn({ intentId: rec.intentId, txHash: found.hash, nonce }, 'found own fill by nonce scan')
+        rec.txHashes.push(found.hash)
+        rec.txHash = found.hash
+        await this.#save(rec)
+        return { done: false, wait: false }
+      }
+      // Consumed by a transaction that is not ours, and no version of ours is known: none can ever be
+      // mined, so the fill takes a new nonce.
+      this.#log.warn({ intentId: rec.intentId, nonce, by: found?.hash }, 'fill nonce consumed by another tx')
+      await this.#locked(chain, async () => {
+        chain.next = undefined
+        const next = await this.#allocateNonce(chain)
+        await this.#resign(chain, rec, next, undefined)
+        await this.#send(chain, rec, 'resend')
+      })
+      return { done: false, wait: true }
+    }
+    // 4. The nonce is free and no version is known: never sent (crash before the send) or dropped. Send the
+    // latest version again, re-signed at the same nonce when the fees no longer cover the base fee.
+    await this.#replace(chain, rec, false)
+    return { done: false, wait: true }
+  }
+
+  /** (Re)sends at the fill's own nonce: the same transaction when its fees still do, else a re-signed one. */
+  async #replace(chain: Chain, rec: FillRecord, bump: boolean): Promise<void> {
+    const current = {
+      maxFeePerGas: BigInt(rec.maxFeePerGas),
+      maxPriorityFeePerGas: BigInt(rec.maxPriorityFeePerGas),
+    }
+    const fees = await this.#fees(chain, bump ? current : undefined)
+    const stillCovers = current.maxFeePerGas >= fees.baseFee + current.maxPriorityFeePerGas
+    if (!bump && stillCovers) {
+      await this.#send(chain, rec, 'resend')
+      return
+    }
+    this.#log.info(
+      { intentId: rec.intentId, nonce: rec.nonce, maxFeePerGas: fees.maxFeePerGas, bump },
+      're-signing fill at its nonce',
+    )
+    await this.#resign(chain, rec, BigInt(rec.nonce), bump ? current : undefined)
+    await this.#send(chain, rec, bump ? 'replace' : 'resend')
+  }
+
+  /** Signs a new version at `nonce` and persists it (before any send). */
+  async #resign(
+    chain: Chain,
+    rec: FillRecord,
+    nonce: bigint,
+    floor: { maxFeePerGas: bigint; maxPriorityFeePerGas: bigint } | undefined,
+  ): Promise<void> {
+    const fees = await this.#fees(chain, floor)
+    const { raw, hash } = await this.#sign(chain, rec, nonce, BigInt(rec.gas), fees)
+    rec.nonce = nonce.toString()
+    rec.maxFeePerGas = fees.maxFeePerGas.toString()
+    rec.maxPriorityFeePerGas = fees.maxPriorityFeePerGas.toString()
+    rec.raw = raw
+    rec.txHash = hash
+    if (!rec.txHashes.includes(hash)) rec.txHashes.push(hash)
+    rec.state = 'sending'
+    rec.sentAtMs = this.#now()
+    await this.#save(rec)
+  }
+
+  /**
+   * The account's transaction at `nonce` (mined): binary search for the first block whose nonce count
+   * exceeds it, then that block's transactions.
+   */
+  async #txAtNonce(
+    chain: Chain,
+    nonce: bigint,
+  ): Promise<{ hash: Hex; to: Address | null; value: bigint; input: Hex } | undefined> {
+    const client = chain.client
+    let lo = 0n
+    let hi = await client.getBlockNumber({ cacheTime: 0 })
+    const countAt = async (b: bigint) =>
+      BigInt(await client.getTransactionCount({ address: this.#address, blockNumber: b }))
+    if ((await countAt(hi)) <= nonce) return undefined
+    while (lo < hi) {
+      const mid = (lo + hi) / 2n
+      if ((await countAt(mid)) > nonce) hi = mid
+      else lo = mid + 1n
+    }
+    const block = await client.getBlock({ blockNumber: lo, includeTransactions: true })
+    const tx = block.transactions.find(
+      (t) => t.from.toLowerCase() === this.#address && BigInt(t.nonce) === nonce,
+    )
+    if (tx === undefined) return undefined
+    return { hash: tx.hash, to: tx.to, value: tx.value, input: tx.input }
+  }
+
+  async #confirm(chain: Chain, rec: FillRecord, txHash: Hex, blockNumber: bigint): Promise<FillResult> {
+    const fill: Fill = {
+      intentId: rec.intentId,
+      chainId: BigInt(rec.chainId),
+      txHash,
+      blockNumber,
+      executor: this.#address,
+    }
+    const signed = await signFill(this.#m.account, this.#m.networkId, fill)
+    rec.state = 'confirmed'
+    rec.minedTxHash = txHash
+    rec.blockNumber = blockNumber.toString()
+    rec.announced = false
+    rec.fill = {
+      fill: { ...fill, chainId: rec.chainId, blockNumber: blockNumber.toString() },
+      signature: signed.signature,
+    }
+    await this.#save(rec)
+    this.#metrics.fills.inc({ chain_id: String(chain.chainId), result: 'confirmed' })
+    this.#metrics.duration.observe(
+      { chain_id: String(chain.chainId) },
+      Math.max(0, this.#now() - rec.sentAtMs),
+    )
+    this.#log.info({ intentId: rec.intentId, chainId: rec.chainId, txHash, blockNumber }, 'fill confirmed')
+    return this.#announce(rec)
+  }
+
+  /** Publishes a confirmed fill (once more, if it was announced before: receivers dedupe). */
+  async #announce(rec: FillRecord): Promise<FillResult> {
+    const f = rec.fill!
+    const signed: SignedFill = {
+      fill: { ...f.fill, chainId: BigInt(f.fill.chainId), blockNumber: BigInt(f.fill.blockNumber) },
+      signature: f.signature,
+    }
+    let announced = rec.announced === true
+    if (!announced) {
+      try {
+        await this.#m.publishFill(signed)
+        announced = true
+        rec.announced = true
+        await this.#save(rec)
+      } catch (err) {
+        this.#log.warn({ err, intentId: rec.intentId }, 'publishing a fill failed; recover() retries')
+      }
+    }
+    return {
+      intentId: rec.intentId,
+      chainId: signed.fill.chainId,
+      txHash: signed.fill.txHash,
+      blockNumber: signed.fill.blockNumber,
+      fill: signed,
+      announced,
+    }
+  }
+
+  async #fail(chain: Chain, rec: FillRecord, err: unknown): Promise<never> {
+    // Only reached from a refusal with no version known to the node (steps 1-2 came first), so none can
+    // be mined. The nonce is released: resync before the next allocation.
+    rec.state = 'failed'
+    rec.error = (err as Error).message?.slice(0, 500) ?? String(err)
+    await this.#save(rec)
+    chain.next = undefined
+    this.#metrics.fills.inc({ chain_id: String(chain.chainId), result: 'failed' })
+    this.#log.error({ intentId: rec.intentId, err: rec.error }, 'fill failed')
+    throw new ExecutorError('SEND_FAILED', `fill of ${rec.intentId} refused: ${rec.error}`, { cause: err })
+  }
+
+  async #withRetry<T>(chain: Chain, fn: () => Promise<T>): Promise<T> {
+    let attempt = 0
+    for (;;) {
+      this.#checkAlive()
+      try {
+        return await fn()
+      } catch (err) {
+        if (err instanceof MurmurError) throw err
+        const kind =
+          err instanceof SendRefused ? 'refused' : isNetworkError(err) ? 'network' : classifySendError(err)
+        if (kind === 'refused' && attempt >= this.options.maxSendRefusals) {
+          throw new ExecutorError('SEND_FAILED', `fill refused: ${(err as Error).message}`, { cause: err })
+        }
+        if (kind === 'nonce') chain.next = undefined
+        const backoff = Math.min(
+          this.options.retryMaxMs,
+          this.options.retryBaseMs * 2 ** Math.min(attempt++, 16),
+        )
+        this.#log.debug(
+          { chainId: chain.chainId, kind, err: (err as Error).message },
+          'fill start failed, retrying',
+        )
+        await this.#delay(backoff)
+      }
+    }
+  }
+
+  #delay(ms: number): Promise<void> {
+    const signal = this.#abort.signal
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve()
+      const done = () => {
+        clearTimeout(timer)
+        signal.removeEventListener('abort', done)
+        resolve()
+      }
+      const timer = setTimeout(done, ms)
+      signal.addEventListener('abort', done, { once: true })
+    })
+  }
+}

@@ -1,0 +1,294 @@
+/**
+ * Fills: the executor's signed statement that it delivered an intent's output on a rollup, its wire
+ * codec for the `fills` topic, its gossip validator, and the receipt check every validator runs on its
+ * own RPC before a fill goes into a block.
+ *
+ * A fill transaction carries the intent id as a marker (ARCHITECTURE.md: the executor finds its own
+ * transactions after a crash): a native fill is a value transfer whose calldata is the 32-byte intent id;
+ * an ERC-20 fill is `transfer(recipient, amount)` with the intent id appended (the ABI decoder of a
+ * standard token ignores trailing calldata). The marker also binds one transfer to one intent: the same
+ * transfer cannot be claimed as the fill of two intents.
+ */
+import {
+  type Address,
+  concatHex,
+  decodeEventLog,
+  encodeFunctionData,
+  type Hex,
+  type LocalAccount,
+  type PublicClient,
+  parseAbi,
+  type TypedData,
+} from 'viem'
+import { hashNetworkTyped, networkDomain } from '../codec/eip712.ts'
+import { recoverAddress } from '../crypto/recover.ts'
+import { P2PError } from '../errors.ts'
+import { type Codec, cborCodec, shape } from '../p2p/codec.ts'
+import { ACCEPT, ignore, reject, type ValidationResult } from '../p2p/validation.ts'
+import { bytesToAddress, bytesToHex, bytesToUint, hexToRaw, uintToBytes } from './health-report.ts'
+
+/** `Fill(bytes32 intentId,uint256 chainId,bytes32 txHash,uint64 blockNumber,address executor)` */
+export const FILL_TYPES = {
+  Fill: [
+    { name: 'intentId', type: 'bytes32' },
+    { name: 'chainId', type: 'uint256' },
+    { name: 'txHash', type: 'bytes32' },
+    { name: 'blockNumber', type: 'uint64' },
+    { name: 'executor', type: 'address' },
+  ],
+} as const satisfies TypedData
+
+/** Primary type name of a fill. */
+export const FILL_PRIMARY_TYPE = 'Fill'
+
+/** A fill as signed. Hex lowercase. */
+export interface Fill {
+  intentId: Hex
+  chainId: bigint
+  txHash: Hex
+  /** Block that includes the fill transaction. */
+  blockNumber: bigint
+  executor: Address
+}
+
+/** A fill with the executor's 65-byte ECDSA signature. */
+export interface SignedFill {
+  fill: Fill
+  signature: Hex
+}
+
+/** The zero address: the chain's native token. */
+export const NATIVE_TOKEN: Address = '0x0000000000000000000000000000000000000000'
+
+const UINT64_MAX = (1n << 64n) - 1n
+const UINT256_MAX = (1n << 256n) - 1n
+const BYTES32_RE = /^0x[0-9a-f]{64}$/
+const ADDRESS_RE = /^0x[0-9a-f]{40}$/
+
+/** Name of the first field out of its type's range or not lowercase hex, or undefined. */
+export function findBadFillField(f: Fill): keyof Fill | undefined {
+  if (typeof f.intentId !== 'string' || !BYTES32_RE.test(f.intentId)) return 'intentId'
+  if (typeof f.chainId !== 'bigint' || f.chainId < 0n || f.chainId > UINT256_MAX) return 'chainId'
+  if (typeof f.txHash !== 'string' || !BYTES32_RE.test(f.txHash)) return 'txHash'
+  if (typeof f.blockNumber !== 'bigint' || f.blockNumber < 0n || f.blockNumber > UINT64_MAX)
+    return 'blockNumber'
+  if (typeof f.executor !== 'string' || !ADDRESS_RE.test(f.executor)) return 'executor'
+  return undefined
+}
+
+/** EIP-712 digest of a fill under `networkDomain(networkId)`. */
+export function fillDigest(networkId: string, fill: Fill): Hex {
+  return hashNetworkTyped(networkId, FILL_PRIMARY_TYPE, FILL_TYPES, fill)
+}
+
+/** The complete typed-data definition of a fill, for any EIP-712 signer. */
+export function fillTypedData(networkId: string, fill: Fill) {
+  return {
+    domain: networkDomain(networkId),
+    types: FILL_TYPES,
+    primaryType: FILL_PRIMARY_TYPE,
+    message: fill,
+  } as const
+}
+
+/** Signs a fill with the executor's account; `fill.executor` must be that account. */
+export async function signFill(
+  account: Pick<LocalAccount, 'address' | 'signTypedData'>,
+  networkId: string,
+  fill: Fill,
+): Promise<SignedFill> {
+  if (fill.executor !== account.address.toLowerCase()) {
+    throw new Error(`fill.executor ${fill.executor} is not the signing account ${account.address}`)
+  }
+  const bad = findBadFillField(fill)
+  if (bad !== undefined) throw new Error(`fill field ${bad} is out of range`)
+  const signature = (await account.signTypedData(fillTypedData(networkId, fill))).toLowerCase() as Hex
+  return { fill, signature }
+}
+
+/** The signer of a fill (lowercase); rejects with SignatureError when nothing recovers. */
+export function recoverFillSigner(networkId: string, signed: SignedFill): Promise<Address> {
+  return recoverAddress(fillDigest(networkId, signed.fill), signed.signature)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Wire codec.
+
+/** Largest encoded `{fill, signature}`, version byte included. A real one is about 190 bytes. */
+export const FILL_MAX_BYTES = 384
+/** Wire version of {@link fillCodec}. */
+export const FILL_WIRE_VERSION = 1
+
+const FILL_KEYS = ['i', 'c', 'h', 'n', 'e', 'sig'] as const
+
+const innerFillCodec = cborCodec<unknown>({
+  version: FILL_WIRE_VERSION,
+  maxBytes: FILL_MAX_BYTES,
+  check(v): SignedFill {
+    const o = shape.object(v, 'fill')
+    const keys = Object.keys(o)
+    if (keys.length !== FILL_KEYS.length || !FILL_KEYS.every((k) => Object.hasOwn(o, k))) {
+      throw new P2PError('DECODE', 'fill: unexpected key set')
+    }
+    return {
+      fill: {
+        intentId: bytesToHex(o['i'], 'fill.intentId', 32),
+        chainId: bytesToUint(o['c'], 'fill.chainId', 32),
+        txHash: bytesToHex(o['h'], 'fill.txHash', 32),
+        blockNumber: bytesToUint(o['n'], 'fill.blockNumber', 8),
+        executor: bytesToAddress(o['e'], 'fill.executor'),
+      },
+      signature: bytesToHex(o['sig'], 'fill.signature', 65),
+    }
+  },
+})
+
+/** Wire codec of `{fill, signature}` for the `fills` topic (CBOR, version 1, at most 384 bytes). */
+export const fillCodec: Codec<SignedFill> = {
+  version: innerFillCodec.version,
+  maxBytes: innerFillCodec.maxBytes,
+  encode({ fill, signature }) {
+    const bad = findBadFillField(fill)
+    if (bad !== undefined) throw new Error(`fill field ${bad} is out of range`)
+    if (!/^0x[0-9a-f]{130}$/.test(signature)) throw new Error('fill signature: expected 65 bytes hex')
+    return innerFillCodec.encode({
+      i: hexToRaw(fill.intentId),
+      c: uintToBytes(fill.chainId),
+      h: hexToRaw(fill.txHash),
+      n: uintToBytes(fill.blockNumber),
+      e: hexToRaw(fill.executor),
+      sig: hexToRaw(signature),
+    })
+  },
+  decode: (bytes) => innerFillCodec.decode(bytes) as SignedFill,
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Gossip validation.
+
+/** The committed assignment of an intent, as far as fill validation needs it. */
+export interface FillAssignment {
+  chainId: bigint
+  executor: Address
+}
+
+/** What {@link validateFill} needs to know about the node's state. */
+export interface FillValidationContext {
+  networkId: string
+  /** The open assignment of an intent, or undefined when the node knows none. */
+  assignment: (intentId: Hex) => FillAssignment | undefined
+  /** True when this fill (or another fill of the intent) is already known: IGNORE as DUPLICATE. */
+  isKnown?: (fill: Fill) => boolean
+}
+
+/**
+ * Gossip validation of a decoded fill:
+ * - IGNORE `UNKNOWN_INTENT` (no assignment known: maybe not committed here yet), `DUPLICATE`;
+ * - REJECT `WRONG_CHAIN` (not the assigned rollup), `NOT_ASSIGNED` (signed for another executor than the
+ *   assigned one), `BAD_SIGNATURE` (does not recover to `fill.executor`): all provably wrong;
+ * - ACCEPT otherwise. Whether the transaction really delivered is {@link verifyFillReceipt}'s job.
+ */
+export async function validateFill(msg: SignedFill, ctx: FillValidationContext): Promise<ValidationResult> {
+  const f = msg.fill
+  if (findBadFillField(f) !== undefined) return reject('MALFORMED')
+  const assignment = ctx.assignment(f.intentId)
+  if (assignment === undefined) return ignore('UNKNOWN_INTENT')
+  if (ctx.isKnown?.(f)) return ignore('DUPLICATE')
+  if (assignment.chainId !== f.chainId) return reject('WRONG_CHAIN')
+  if (assignment.executor.toLowerCase() !== f.executor) return reject('NOT_ASSIGNED')
+  let signer: Address
+  try {
+    signer = await recoverFillSigner(ctx.networkId, msg)
+  } catch {
+    return reject('BAD_SIGNATURE')
+  }
+  if (signer !== f.executor) return reject('BAD_SIGNATURE')
+  return ACCEPT
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Fill transactions and receipt verification.
+
+/** What the intent asked for on the destination rollup. */
+export interface ExpectedOutput {
+  recipient: Address
+  /** 0x0 for the native token. */
+  outputToken: Address
+  outputAmount: bigint
+}
+
+const ERC20_ABI = parseAbi([
+  'function transfer(address to, uint256 amount) returns (bool)',
+  'event Transfer(address indexed from, address indexed to, uint256 value)',
+])
+
+/** The transaction that fills `intentId`: `{to, value, data}` with the intent id as marker. */
+export function fillCall(intentId: Hex, out: ExpectedOutput): { to: Address; value: bigint; data: Hex } {
+  const token = out.outputToken.toLowerCase() as Address
+  const recipient = out.recipient.toLowerCase() as Address
+  if (token === NATIVE_TOKEN) return { to: recipient, value: out.outputAmount, data: intentId }
+  const transfer = encodeFunctionData({
+    abi: ERC20_ABI,
+    functionName: 'transfer',
+    args: [recipient, out.outputAmount],
+  })
+  return { to: token, value: 0n, data: concatHex([transfer, intentId]) }
+}
+
+/** Result of {@link verifyFillReceipt}. */
+export type FillVerdict = 'valid' | 'invalid' | 'unknown'
+
+/**
+ * Checks a fill against the chain through `client` (an RPC of `fill.chainId`, the validator's own):
+ * the transaction is mined in `fill.blockNumber`, succeeded, was sent by `fill.executor`, carries the
+ * intent id marker, and delivered exactly `outputAmount` to `recipient`: as the transaction's value to the
+ * recipient for the native token, or as a `Transfer(executor, recipient, outputAmount)` log of the token
+ * contract for an ERC-20.
+ *
+ * 'unknown' when it cannot tell (RPC unreachable, transaction not mined yet): not evidence against the
+ * fill. 'invalid' only on positive evidence against it.
+ */
+export async function verifyFillReceipt(
+  client: Pick<PublicClient, 'getTransactionReceipt' | 'getTransaction'>,
+  fill: Fill,
+  expected: ExpectedOutput,
+): Promise<FillVerdict> {
+  let receipt: Awaited<ReturnType<PublicClient['getTransactionReceipt']>>
+  let tx: Awaited<ReturnType<PublicClient['getTransaction']>>
+  try {
+    ;[receipt, tx] = await Promise.all([
+      client.getTransactionReceipt({ hash: fill.txHash }),
+      client.getTransaction({ hash: fill.txHash }),
+    ])
+  } catch {
+    // Not found (not mined yet, or never) and unreachable are both "cannot tell".
+    return 'unknown'
+  }
+  if (receipt.blockNumber !== fill.blockNumber) return 'invalid'
+  if (receipt.status !== 'success') return 'invalid'
+  if (tx.from.toLowerCase() !== fill.executor) return 'invalid'
+  if (tx.chainId !== undefined && BigInt(tx.chainId) !== fill.chainId) return 'invalid'
+  const call = fillCall(fill.intentId, expected)
+  if ((tx.to ?? '').toLowerCase() !== call.to || tx.input.toLowerCase() !== call.data) return 'invalid'
+  if (expected.outputToken.toLowerCase() === NATIVE_TOKEN) {
+    return tx.value === expected.outputAmount ? 'valid' : 'invalid'
+  }
+  if (tx.value !== 0n) return 'invalid'
+  const recipient = expected.recipient.toLowerCase()
+  for (const log of receipt.logs) {
+    if (log.address.toLowerCase() !== call.to) continue
+    try {
+      const ev = decodeEventLog({ abi: ERC20_ABI, eventName: 'Transfer', data: log.data, topics: log.topics })
+      if (
+        ev.args.from.toLowerCase() === fill.executor &&
+        ev.args.to.toLowerCase() === recipient &&
+        ev.args.value === expected.outputAmount
+      ) {
+        return 'valid'
+      }
+    } catch {
+      // another event of the token
+    }
+  }
+  return 'invalid'
+}

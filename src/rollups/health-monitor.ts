@@ -1,0 +1,475 @@
+/**
+ * The health monitor: polls each rollup this node serves over its own RPC (viem), measures it, classifies
+ * it up / degraded / down, and signs and publishes a {@link HealthReport} per rollup.
+ *
+ * Polling `eth_getBlockByNumber('latest')` rather than subscribing: a poll that fails is itself the
+ * measurement (a subscription that goes quiet says nothing), and it needs no reconnect logic.
+ */
+import type { Logger } from 'pino'
+import { Counter, Gauge, type Registry } from 'prom-client'
+import { createPublicClient, http, type LocalAccount, type PublicClient } from 'viem'
+import {
+  DEFAULT_HEALTH_MIN_INTERVAL_MS,
+  gasRatioBps,
+  HEALTH_STATUS_CODE,
+  type HealthReport,
+  type SignedHealthReport,
+  signHealthReport,
+} from './health-report.ts'
+import type { RollupStatus } from './router.ts'
+
+/** Options of a {@link HealthMonitor}; plain data, every threshold with a default. */
+export interface HealthMonitorOptions {
+  /** RPC URL of each rollup this node serves, by chain id. */
+  rollups: ReadonlyMap<number, string>
+  /** Interval between the starts of two polls of one rollup. Default 250 ms. */
+  pollMs?: number
+  /** Timeout of one RPC request (viem retries nothing: we count errors ourselves). Default 1 000 ms. */
+  rpcTimeoutMs?: number
+  /** Down when the RPC has been failing for longer than this since the last success. Default 1 000 ms. */
+  downAfterMs?: number
+  /** Down when no new block came for max(stallBlockTimes × block time, stallMinMs). Defaults 3 and 3 000 ms. */
+  stallBlockTimes?: number
+  stallMinMs?: number
+  /** Degraded when no new block came for lateBlockTimes × block time + pollMs. Default 2. */
+  lateBlockTimes?: number
+  /** Degraded above this gas used ratio. Default 9 000 bps (90 %). */
+  degradedGasRatioBps?: number
+  /** Degraded above this RPC latency. Default 500 ms. */
+  degradedLatencyMs?: number
+  /** A report per rollup at most this often, and at once on a status change. Default 500 ms. */
+  reportIntervalMs?: number
+  /** Never two reports of one rollup closer than this (receivers IGNORE them). Default 100 ms. */
+  minReportGapMs?: number
+  /** Blocks over which the block interval is averaged (anvil timestamps are whole seconds). Default 8. */
+  blockWindow?: number
+}
+
+/** The options with every default filled in. */
+export type ResolvedHealthMonitorOptions = Required<HealthMonitorOptions>
+
+/** Defaults of {@link HealthMonitorOptions}. */
+export const DEFAULT_HEALTH_MONITOR_OPTIONS: Omit<ResolvedHealthMonitorOptions, 'rollups'> = {
+  pollMs: 250,
+  rpcTimeoutMs: 1_000,
+  downAfterMs: 1_000,
+  stallBlockTimes: 3,
+  stallMinMs: 3_000,
+  lateBlockTimes: 2,
+  degradedGasRatioBps: 9_000,
+  degradedLatencyMs: 500,
+  reportIntervalMs: 500,
+  minReportGapMs: DEFAULT_HEALTH_MIN_INTERVAL_MS,
+  blockWindow: 8,
+}
+
+/** Collaborators of a {@link HealthMonitor}. */
+export interface HealthMonitorModules {
+  log: Logger
+  registry: Registry
+  /** The validator's key: reports are signed with it and carry its address. */
+  account: Pick<LocalAccount, 'address' | 'signTypedData'>
+  networkId: string
+  /** Called with every signed report (gossip it, feed it to the local aggregator). Errors are logged. */
+  publish: (report: SignedHealthReport) => void | Promise<void>
+  /** Wall clock, unix ms. Default Date.now. */
+  now?: () => number
+}
+
+/** Why a rollup has its status; bounded, used as a log field. */
+export type HealthReason =
+  | 'ok'
+  | 'rpc_failing'
+  | 'stalled'
+  | 'rpc_error'
+  | 'congested'
+  | 'slow_rpc'
+  | 'late_block'
+
+/** This node's latest own measurement of one rollup. */
+export interface LocalHealth {
+  chainId: bigint
+  status: RollupStatus
+  reason: HealthReason
+  /** Figures of the latest block seen (zeros before the first success). */
+  blockNumber: bigint
+  gasUsed: bigint
+  gasLimit: bigint
+  gasUsedRatioBps: number
+  baseFeeWei: bigint
+  /** Average block interval over the window; 0 while unknown. */
+  blockTimeMs: number
+  /** Round trip of the latest successful poll. */
+  latencyMs: number
+  consecutiveErrors: number
+  lastSuccessAtMs: number | undefined
+  /** When this node first saw the current head. */
+  lastNewBlockAtMs: number | undefined
+  measuredAtMs: number
+}
+
+/** What {@link classifyHealth} looks at. */
+export interface HealthObservation {
+  nowMs: number
+  /** When monitoring started: the reference while nothing succeeded yet. */
+  startedAtMs: number
+  consecutiveErrors: number
+  lastSuccessAtMs: number | undefined
+  lastNewBlockAtMs: number | undefined
+  blockTimeMs: number
+  gasUsedRatioBps: number
+  latencyMs: number
+}
+
+/**
+ * The status rule, first match wins:
+ * down: the RPC has failed since the last success more than downAfterMs ago, or no new block for more than
+ * max(stallBlockTimes × block time, stallMinMs); degraded: the last poll failed, gas ratio above the
+ * threshold, RPC latency above the threshold, or a block is late; up otherwise.
+ */
+export function classifyHealth(
+  o: HealthObservation,
+  t: Pick<
+    ResolvedHealthMonitorOptions,
+    | 'downAfterMs'
+    | 'stallBlockTimes'
+    | 'stallMinMs'
+    | 'lateBlockTimes'
+    | 'degradedGasRatioBps'
+    | 'degradedLatencyMs'
+    | 'pollMs'
+  >,
+): { status: RollupStatus; reason: HealthReason } {
+  const sinceSuccess = o.nowMs - (o.lastSuccessAtMs ?? o.startedAtMs)
+  if (o.consecutiveErrors > 0 && sinceSuccess > t.downAfterMs)
+    return { status: 'down', reason: 'rpc_failing' }
+  const sinceNewBlock = o.nowMs - (o.lastNewBlockAtMs ?? o.startedAtMs)
+  if (sinceNewBlock > Math.max(t.stallBlockTimes * o.blockTimeMs, t.stallMinMs)) {
+    return { status: 'down', reason: 'stalled' }
+  }
+  if (o.consecutiveErrors > 0) return { status: 'degraded', reason: 'rpc_error' }
+  if (o.gasUsedRatioBps > t.degradedGasRatioBps) return { status: 'degraded', reason: 'congested' }
+  if (o.latencyMs > t.degradedLatencyMs) return { status: 'degraded', reason: 'slow_rpc' }
+  if (o.blockTimeMs > 0 && sinceNewBlock > t.lateBlockTimes * o.blockTimeMs + t.pollMs) {
+    return { status: 'degraded', reason: 'late_block' }
+  }
+  return { status: 'up', reason: 'ok' }
+}
+
+interface SeenBlock {
+  number: bigint
+  /** Block timestamp, unix seconds. */
+  timestamp: bigint
+}
+
+interface ChainState {
+  chainId: number
+  url: string
+  client: PublicClient
+  /** Distinct blocks seen, ascending by number, spanning at most blockWindow blocks. */
+  window: SeenBlock[]
+  head: { number: bigint; gasUsed: bigint; gasLimit: bigint; baseFeeWei: bigint } | undefined
+  blockTimeMs: number
+  latencyMs: number
+  consecutiveErrors: number
+  lastSuccessAtMs: number | undefined
+  lastNewBlockAtMs: number | undefined
+  startedAtMs: number
+  local: LocalHealth | undefined
+  lastPublishedAtMs: number | undefined
+  lastPublishedStatus: RollupStatus | undefined
+  lastTimestampMs: bigint
+}
+
+/** Fewest blocks the block time is averaged over. */
+const MIN_BLOCK_TIME_SPAN = 4
+
+/** Metric label of a chain: bounded by genesis. */
+function chainLabel(chainId: number): string {
+  return String(chainId)
+}
+
+function gauge(registry: Registry, name: string, help: string): Gauge<'chain_id'> {
+  return (
+    (registry.getSingleMetric(name) as Gauge<'chain_id'> | undefined) ??
+    new Gauge({ name, help, labelNames: ['chain_id'], registers: [registry] })
+  )
+}
+
+function counter<L extends string>(registry: Registry, name: string, help: string, labels: L[]): Counter<L> {
+  return (
+    (registry.getSingleMetric(name) as Counter<L> | undefined) ??
+    new Counter({ name, help, labelNames: labels, registers: [registry] })
+  )
+}
+
+/**
+ * Polls every rollup of `options.rollups`, keeps the latest own measurement per chain ({@link local}),
+ * and publishes signed reports: at most every reportIntervalMs per chain, at once on a status change.
+ */
+export class HealthMonitor {
+  readonly options: ResolvedHealthMonitorOptions
+  readonly #modules: HealthMonitorModules
+  readonly #log: Logger
+  readonly #now: () => number
+  readonly #chains: ChainState[] = []
+  #abort: AbortController | undefined
+  #loops: Promise<void>[] = []
+  readonly #metrics: {
+    status: Gauge<'chain_id'>
+    blockNumber: Gauge<'chain_id'>
+    gasRatio: Gauge<'chain_id'>
+    baseFee: Gauge<'chain_id'>
+    blockTime: Gauge<'chain_id'>
+    latency: Gauge<'chain_id'>
+    rpcErrors: Counter<'chain_id'>
+    reports: Counter<'chain_id' | 'status'>
+  }
+
+  constructor(options: HealthMonitorOptions, modules: HealthMonitorModules) {
+    this.options = { ...DEFAULT_HEALTH_MONITOR_OPTIONS, ...options }
+    for (const [k, v] of Object.entries(this.options)) {
+      if (k !== 'rollups' && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) {
+        throw new RangeError(`health monitor option ${k} must be a non-negative number`)
+      }
+    }
+    if (this.options.pollMs <= 0 || this.options.blockWindow < 1) {
+      throw new RangeError('pollMs must be positive and blockWindow at least 1')
+    }
+    this.#modules = modules
+    this.#log = modules.log.child({ module: 'health-monitor' })
+    this.#now = modules.now ?? Date.now
+    const r = modules.registry
+    this.#metrics = {
+      status: gauge(r, 'murmur_rollups_health_status', 'Own view of each rollup: 0 up, 1 degraded, 2 down'),
+      blockNumber: gauge(r, 'murmur_rollups_head_block_number', 'Latest block number seen'),
+      gasRatio: gauge(
+        r,
+        'murmur_rollups_gas_used_ratio_bps',
+        'Gas used / gas limit of the latest block, bps',
+      ),
+      baseFee: gauge(r, 'murmur_rollups_base_fee_wei', 'Base fee of the latest block, wei'),
+      blockTime: gauge(r, 'murmur_rollups_block_time_ms', 'Average block interval over the window, ms'),
+      latency: gauge(r, 'murmur_rollups_rpc_latency_ms', 'Round trip of the latest successful poll, ms'),
+      rpcErrors: counter(r, 'murmur_rollups_rpc_errors_total', 'Failed health polls', ['chain_id']),
+      reports: counter(r, 'murmur_rollups_health_reports_total', 'Signed health reports published', [
+        'chain_id',
+        'status',
+      ]),
+    }
+  }
+
+  /** Starts one poll loop per rollup. Idempotent while running. */
+  start(): void {
+    if (this.#abort !== undefined) return
+    const abort = new AbortController()
+    this.#abort = abort
+    const startedAtMs = this.#now()
+    this.#chains.length = 0
+    for (const [chainId, url] of [...this.options.rollups].sort((a, b) => a[0] - b[0])) {
+      this.#chains.push({
+        chainId,
+        url,
+        client: createPublicClient({
+          transport: http(url, {
+            timeout: this.options.rpcTimeoutMs,
+            retryCount: 0,
+            fetchOptions: { signal: abort.signal },
+          }),
+        }),
+        window: [],
+        head: undefined,
+        blockTimeMs: 0,
+        latencyMs: 0,
+        consecutiveErrors: 0,
+        lastSuccessAtMs: undefined,
+        lastNewBlockAtMs: undefined,
+        startedAtMs,
+        local: undefined,
+        lastPublishedAtMs: undefined,
+        lastPublishedStatus: undefined,
+        lastTimestampMs: 0n,
+      })
+    }
+    this.#loops = this.#chains.map((s) => this.#loop(s, abort.signal))
+    this.#log.info({ rollups: this.#chains.map((s) => s.chainId) }, 'health monitor started')
+  }
+
+  /** Stops polling; resolves once every in-flight poll and publish has finished. */
+  async stop(): Promise<void> {
+    const abort = this.#abort
+    if (abort === undefined) return
+    abort.abort()
+    await Promise.all(this.#loops)
+    this.#loops = []
+    this.#abort = undefined
+    this.#log.info('health monitor stopped')
+  }
+
+  /** The latest own measurement of each rollup polled at least once, by chain id. */
+  local(): ReadonlyMap<bigint, LocalHealth> {
+    const out = new Map<bigint, LocalHealth>()
+    for (const s of this.#chains) if (s.local !== undefined) out.set(BigInt(s.chainId), s.local)
+    return out
+  }
+
+  async #loop(s: ChainState, signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      const started = this.#now()
+      try {
+        await this.#poll(s, signal)
+      } catch (err) {
+        // #poll handles RPC failures itself; anything here is a bug.
+        this.#log.error({ err, chainId: s.chainId }, 'health poll failed unexpectedly')
+      }
+      const wait = this.options.pollMs - (this.#now() - started)
+      if (wait > 0 && !signal.aborted) await abortableDelay(wait, signal)
+    }
+  }
+
+  async #poll(s: ChainState, signal: AbortSignal): Promise<void> {
+    const t0 = performance.now()
+    try {
+      const block = await s.client.getBlock({ blockTag: 'latest' })
+      const latencyMs = Math.round(performance.now() - t0)
+      const now = this.#now()
+      const last = s.window.at(-1)
+      if (last !== undefined && block.number < last.number) {
+        // The chain went back (restarted from genesis, or a deep reorg): the old window means nothing.
+        this.#log.warn(
+          { chainId: s.chainId, from: last.number, to: block.number },
+          'rollup head went backwards',
+        )
+        s.window = []
+      }
+      const prev = s.window.at(-1)
+      if (prev === undefined || block.number > prev.number) {
+        s.window.push({ number: block.number, timestamp: block.timestamp })
+        s.lastNewBlockAtMs = now
+      }
+      if (s.window.length < 2 && block.number > 0n) {
+        // Seed the window with an older block so the block time is known from the first poll on.
+        const back = BigInt(this.options.blockWindow)
+        const older = await s.client.getBlock({ blockNumber: block.number > back ? block.number - back : 0n })
+        s.window.unshift({ number: older.number, timestamp: older.timestamp })
+      }
+      const floor = block.number - BigInt(this.options.blockWindow)
+      while (s.window.length > 2 && s.window[0]!.number < floor) s.window.shift()
+      const first = s.window[0]!
+      const head = s.window.at(-1)!
+      // Timestamps are whole seconds: a span of one or two blocks says little, so wait for a few.
+      if (head.number - first.number >= BigInt(Math.min(MIN_BLOCK_TIME_SPAN, this.options.blockWindow))) {
+        const ms = ((head.timestamp - first.timestamp) * 1000n) / (head.number - first.number)
+        s.blockTimeMs = Number(ms > 0xffff_ffffn ? 0xffff_ffffn : ms)
+      }
+      s.head = {
+        number: block.number,
+        gasUsed: block.gasUsed,
+        gasLimit: block.gasLimit,
+        baseFeeWei: block.baseFeePerGas ?? 0n,
+      }
+      s.latencyMs = latencyMs
+      if (s.consecutiveErrors > 0) {
+        this.#log.info({ chainId: s.chainId, errors: s.consecutiveErrors }, 'rollup RPC answers again')
+      }
+      s.consecutiveErrors = 0
+      s.lastSuccessAtMs = now
+    } catch (err) {
+      if (signal.aborted) return
+      s.consecutiveErrors++
+      this.#metrics.rpcErrors.inc({ chain_id: chainLabel(s.chainId) })
+      if (s.consecutiveErrors === 1) {
+        this.#log.warn({ chainId: s.chainId, err: (err as Error).message }, 'rollup RPC failed')
+      }
+    }
+    await this.#update(s)
+  }
+
+  async #update(s: ChainState): Promise<void> {
+    const now = this.#now()
+    const { status, reason } = classifyHealth(
+      {
+        nowMs: now,
+        startedAtMs: s.startedAtMs,
+        consecutiveErrors: s.consecutiveErrors,
+        lastSuccessAtMs: s.lastSuccessAtMs,
+        lastNewBlockAtMs: s.lastNewBlockAtMs,
+        blockTimeMs: s.blockTimeMs,
+        gasUsedRatioBps: s.head ? gasRatioBps(s.head.gasUsed, s.head.gasLimit) : 0,
+        latencyMs: s.latencyMs,
+      },
+      this.options,
+    )
+    const previous = s.local?.status
+    const h = s.head
+    s.local = {
+      chainId: BigInt(s.chainId),
+      status,
+      reason,
+      blockNumber: h?.number ?? 0n,
+      gasUsed: h?.gasUsed ?? 0n,
+      gasLimit: h?.gasLimit ?? 0n,
+      gasUsedRatioBps: h ? gasRatioBps(h.gasUsed, h.gasLimit) : 0,
+      baseFeeWei: h?.baseFeeWei ?? 0n,
+      blockTimeMs: s.blockTimeMs,
+      latencyMs: s.latencyMs,
+      consecutiveErrors: s.consecutiveErrors,
+      lastSuccessAtMs: s.lastSuccessAtMs,
+      lastNewBlockAtMs: s.lastNewBlockAtMs,
+      measuredAtMs: now,
+    }
+    const label = { chain_id: chainLabel(s.chainId) }
+    this.#metrics.status.set(label, HEALTH_STATUS_CODE[status])
+    this.#metrics.blockNumber.set(label, Number(s.local.blockNumber))
+    this.#metrics.gasRatio.set(label, s.local.gasUsedRatioBps)
+    this.#metrics.baseFee.set(label, Number(s.local.baseFeeWei))
+    this.#metrics.blockTime.set(label, s.local.blockTimeMs)
+    this.#metrics.latency.set(label, s.local.latencyMs)
+    if (previous !== undefined && previous !== status) {
+      this.#log.info({ chainId: s.chainId, from: previous, to: status, reason }, 'rollup status changed')
+    }
+    // Nothing worth saying before the first answer, unless it is that the rollup is down.
+    if (h === undefined && status !== 'down') return
+    const sinceLast = s.lastPublishedAtMs === undefined ? Number.POSITIVE_INFINITY : now - s.lastPublishedAtMs
+    const due = sinceLast >= this.options.reportIntervalMs || status !== s.lastPublishedStatus
+    if (!due || sinceLast < this.options.minReportGapMs) return
+    const timestampMs = BigInt(now)
+    if (timestampMs <= s.lastTimestampMs) return // the clock went back; receivers would IGNORE it
+    const report: HealthReport = {
+      validator: this.#modules.account.address.toLowerCase() as HealthReport['validator'],
+      chainId: BigInt(s.chainId),
+      blockNumber: s.local.blockNumber,
+      gasUsed: s.local.gasUsed,
+      gasLimit: s.local.gasLimit,
+      gasUsedRatioBps: s.local.gasUsedRatioBps,
+      baseFeeWei: s.local.baseFeeWei,
+      blockTimeMs: s.local.blockTimeMs,
+      latencyMs: Math.min(s.local.latencyMs, 0xffff_ffff),
+      status: HEALTH_STATUS_CODE[status],
+      timestampMs,
+    }
+    s.lastPublishedAtMs = now
+    s.lastPublishedStatus = status
+    s.lastTimestampMs = timestampMs
+    try {
+      const signed = await signHealthReport(this.#modules.account, this.#modules.networkId, report)
+      await this.#modules.publish(signed)
+      this.#metrics.reports.inc({ ...label, status })
+    } catch (err) {
+      this.#log.warn({ err, chainId: s.chainId }, 'publishing a health report failed')
+    }
+  }
+}
+
+/** Resolves after `ms` or as soon as `signal` aborts; never rejects. */
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    signal.addEventListener('abort', done, { once: true })
+  })
+}

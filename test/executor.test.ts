@@ -1,0 +1,636 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { Registry } from 'prom-client'
+import {
+  type Address,
+  createPublicClient,
+  type Hex,
+  http,
+  keccak256,
+  type PublicClient,
+  parseAbi,
+  stringToHex,
+  toHex,
+} from 'viem'
+import { generatePrivateKey, type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type Rollup, type Rollups, startRollups } from '../devnet/anvil.ts'
+import { P2PError } from '../src/errors.ts'
+import {
+  type Assignment,
+  Executor,
+  ExecutorError,
+  type ExecutorFaults,
+  type FillRecord,
+} from '../src/rollups/executor.ts'
+import {
+  type Fill,
+  fillCodec,
+  fillTypedData,
+  NATIVE_TOKEN,
+  type SignedFill,
+  signFill,
+  validateFill,
+  verifyFillReceipt,
+} from '../src/rollups/fill.ts'
+import { Store } from '../src/state/store.ts'
+import { waitFor } from './helpers/wait.ts'
+
+const NETWORK = 'executor-test'
+const CHAIN = 911
+const silent = pino({ level: 'silent' })
+
+// A minimal ERC-20 in raw EVM code (no compiler needed): balanceOf(address) and transfer(address,uint256)
+// emitting Transfer; the balance of an address lives in the storage slot numbered by the address.
+const TRANSFER_TOPIC = keccak256(stringToHex('Transfer(address,address,uint256)'))
+type Op = string | { push: Hex } | { label: string } | { ref: string }
+const OPCODES: Record<string, number> = {
+  STOP: 0x00,
+  ADD: 0x01,
+  SUB: 0x03,
+  LT: 0x10,
+  EQ: 0x14,
+  SHR: 0x1c,
+  CALLER: 0x33,
+  CALLDATALOAD: 0x35,
+  MSTORE: 0x52,
+  SLOAD: 0x54,
+  SSTORE: 0x55,
+  JUMPI: 0x57,
+  JUMPDEST: 0x5b,
+  DUP1: 0x80,
+  DUP2: 0x81,
+  DUP3: 0x82,
+  SWAP1: 0x90,
+  LOG3: 0xa3,
+  RETURN: 0xf3,
+  REVERT: 0xfd,
+}
+function assemble(program: Op[]): Hex {
+  const size = (op: Op) =>
+    typeof op === 'string' ? 1 : 'push' in op ? 1 + (op.push.length - 2) / 2 : 'ref' in op ? 2 : 1
+  const labels = new Map<string, number>()
+  let pc = 0
+  for (const op of program) {
+    if (typeof op === 'object' && 'label' in op) labels.set(op.label, pc)
+    pc += size(op)
+  }
+  const out: number[] = []
+  for (const op of program) {
+    if (typeof op === 'string') out.push(OPCODES[op]!)
+    else if ('label' in op) out.push(OPCODES['JUMPDEST']!)
+    else if ('ref' in op) out.push(0x60, labels.get(op.ref)!)
+    else {
+      const bytes = Buffer.from(op.push.slice(2), 'hex')
+      out.push(0x5f + bytes.length, ...bytes)
+    }
+  }
+  return `0x${Buffer.from(out).toString('hex')}`
+}
+const p = (hex: Hex) => ({ push: hex })
+// biome-ignore format: a few steps per line read better
+const TOKEN_RUNTIME = assemble([
+  p('0x00'), 'CALLDATALOAD', p('0xe0'), 'SHR',
+  'DUP1', p('0xa9059cbb'), 'EQ', { ref: 'transfer' }, 'JUMPI',
+  'DUP1', p('0x70a08231'), 'EQ', { ref: 'balanceOf' }, 'JUMPI',
+  { label: 'fail' }, p('0x00'), 'DUP1', 'REVERT',
+  { label: 'balanceOf' }, p('0x04'), 'CALLDATALOAD', 'SLOAD', p('0x00'), 'MSTORE', p('0x20'), p('0x00'), 'RETURN',
+  { label: 'transfer' },
+  p('0x24'), 'CALLDATALOAD', 'CALLER', 'SLOAD', // amount, balance of caller
+  'DUP2', 'DUP2', 'LT', { ref: 'fail' }, 'JUMPI',
+  'DUP2', 'SWAP1', 'SUB', 'CALLER', 'SSTORE',
+  p('0x04'), 'CALLDATALOAD', 'DUP1', 'SLOAD', 'DUP3', 'ADD', 'SWAP1', 'SSTORE',
+  p('0x00'), 'MSTORE', p('0x04'), 'CALLDATALOAD', 'CALLER', p(TRANSFER_TOPIC), p('0x20'), p('0x00'), 'LOG3',
+  p('0x01'), p('0x00'), 'MSTORE', p('0x20'), p('0x00'), 'RETURN',
+])
+const TOKEN_ABI = parseAbi(['function balanceOf(address) view returns (uint256)'])
+
+let intentCounter = 0
+function newIntentId(): Hex {
+  return keccak256(stringToHex(`executor-test/${process.pid}/${Date.now()}/${intentCounter++}`))
+}
+function randomAddress(): Address {
+  return privateKeyToAccount(generatePrivateKey()).address.toLowerCase() as Address
+}
+
+describe('executor on an anvil rollup', () => {
+  let net: Rollups
+  let rollup: Rollup
+  let client: PublicClient
+  let executorKey: PrivateKeyAccount
+  let otherKey: PrivateKeyAccount
+  let dir: string
+  let store: Store
+  const executors: Executor[] = []
+  const published: SignedFill[] = []
+  const token: Address = '0x00000000000000000000000000000000000c0ffe'
+
+  const rpc = async (method: string, params: unknown[]) => {
+    const res = await fetch(rollup.rpcUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
+      signal: AbortSignal.timeout(5_000),
+    })
+    const json = (await res.json()) as { result?: unknown; error?: { message: string } }
+    if (json.error) throw new Error(json.error.message)
+    return json.result
+  }
+  const balance = (a: Address) => client.getBalance({ address: a })
+  const tokenBalance = (a: Address) =>
+    client.readContract({ address: token, abi: TOKEN_ABI, functionName: 'balanceOf', args: [a] })
+  const minedNonce = async () => BigInt(await client.getTransactionCount({ address: executorKey.address }))
+
+  function newExecutor(faults?: ExecutorFaults): Executor {
+    const ex = new Executor(
+      { rollups: new Map([[CHAIN, rollup.rpcUrl]]), confirmations: 1, receiptPollMs: 100 },
+      {
+        store,
+        account: executorKey,
+        log: silent,
+        registry: new Registry(),
+        networkId: NETWORK,
+        publishFill: (f) => {
+          published.push(f)
+        },
+        faults,
+      },
+    )
+    executors.push(ex)
+    return ex
+  }
+
+  function assignment(over: Partial<Assignment> = {}): Assignment {
+    return {
+      intentId: newIntentId(),
+      chainId: BigInt(CHAIN),
+      recipient: randomAddress(),
+      outputToken: NATIVE_TOKEN,
+      outputAmount: 123_456_789_000n + BigInt(intentCounter),
+      deadline: Math.floor(Date.now() / 1000) + 120,
+      ...over,
+    }
+  }
+
+  /** Waits until `n` blocks past the current head are mined: long enough for a stray duplicate to land. */
+  async function blocksPass(n: bigint): Promise<void> {
+    const start = await client.getBlockNumber({ cacheTime: 0 })
+    await waitFor(
+      `${n} more blocks`,
+      async () => (await client.getBlockNumber({ cacheTime: 0 })) >= start + n,
+    )
+  }
+
+  beforeAll(async () => {
+    net = await startRollups({
+      count: 1,
+      firstChainId: CHAIN,
+      blockTimeSec: 1,
+      accounts: 2,
+      accountSeed: 'exec-test',
+    })
+    rollup = net.get(CHAIN)
+    executorKey = privateKeyToAccount(net.accounts[0]!.privateKey)
+    otherKey = privateKeyToAccount(net.accounts[1]!.privateKey)
+    client = createPublicClient({ transport: http(rollup.rpcUrl, { retryCount: 0 }) })
+    dir = await mkdtemp(join(tmpdir(), 'murmur-executor-'))
+    store = new Store(join(dir, 'db'))
+    await store.open()
+    // The token, and 10^24 units of it for the executor.
+    await rpc('anvil_setCode', [token, TOKEN_RUNTIME])
+    await rpc('anvil_setStorageAt', [
+      token,
+      toHex(BigInt(executorKey.address), { size: 32 }),
+      toHex(10n ** 24n, { size: 32 }),
+    ])
+  })
+
+  afterAll(async () => {
+    await Promise.allSettled(executors.map((e) => e.stop()))
+    await store?.close()
+    await net?.stop()
+    if (dir) await rm(dir, { recursive: true, force: true })
+  })
+
+  it('fills an assignment exactly once: the recipient gets outputAmount; executing again sends nothing', async () => {
+    const ex = newExecutor()
+    const a = assignment()
+    const nonceBefore = await minedNonce()
+    const t0 = Date.now()
+    const res = await ex.execute(a)
+    const ms = Date.now() - t0
+    expect(await balance(a.recipient)).toBe(a.outputAmount)
+    expect(res.announced).toBe(true)
+    expect(res.fill.fill).toEqual({
+      intentId: a.intentId,
+      chainId: a.chainId,
+      txHash: res.txHash,
+      blockNumber: res.blockNumber,
+      executor: ex.address,
+    })
+    expect(published.at(-1)).toEqual(res.fill)
+    // Value to an EOA with the intent id as calldata: a plain transfer that carries its marker.
+    const tx = await client.getTransaction({ hash: res.txHash })
+    expect(tx.input).toBe(a.intentId)
+    expect(tx.maxFeePerGas).toBeGreaterThan(0n)
+    expect(await verifyFillReceipt(client, res.fill.fill, a)).toBe('valid')
+
+    // Again, concurrently, and from a fresh executor on the same store: the same fill, no new transaction.
+    const [r2, r3] = await Promise.all([ex.execute(a), ex.execute(a)])
+    expect(r2.txHash).toBe(res.txHash)
+    expect(r3.txHash).toBe(res.txHash)
+    expect((await newExecutor().execute(a)).txHash).toBe(res.txHash)
+    // Two different assignments at once share the account's nonces without a clash.
+    const [b1, b2] = [assignment(), assignment()]
+    const [f1, f2] = await Promise.all([ex.execute(b1), ex.execute(b2)])
+    expect(f1.txHash).not.toBe(f2.txHash)
+    expect(await balance(b1.recipient)).toBe(b1.outputAmount)
+    expect(await balance(b2.recipient)).toBe(b2.outputAmount)
+    await blocksPass(2n)
+    expect(await balance(a.recipient)).toBe(a.outputAmount)
+    expect(await minedNonce()).toBe(nonceBefore + 3n)
+    const rec = (await ex.record(a.intentId))!
+    expect(rec.state).toBe('confirmed')
+    expect(rec.txHashes).toEqual([res.txHash])
+    console.log(`native fill: execute -> confirmed and announced in ${ms} ms (1 s blocks, 1 confirmation)`)
+  })
+
+  it('killed right after sendRawTransaction: a new executor finds the transaction, pays once', async () => {
+    const crashing = newExecutor({
+      afterSend: () => {
+        throw new Error('power cut')
+      },
+    })
+    const a = assignment()
+    const nonceBefore = await minedNonce()
+    await expect(crashing.execute(a)).rejects.toMatchObject({ code: 'CRASHED' })
+    const stored = (await crashing.record(a.intentId))!
+    expect(stored.state).toBe('sending')
+    expect(stored.txHashes).toHaveLength(1)
+    // The dead executor does nothing more.
+    await expect(crashing.execute(assignment())).rejects.toMatchObject({ code: 'CRASHED' })
+
+    const revived = newExecutor()
+    const outcome = await revived.recover()
+    const got = outcome.get(a.intentId)
+    expect(got?.status).toBe('fulfilled')
+    const res = (got as PromiseFulfilledResult<Awaited<ReturnType<Executor['execute']>>>).value
+    expect(res.txHash).toBe(stored.txHash)
+    expect(await balance(a.recipient)).toBe(a.outputAmount)
+    // Executing it again (the assignment is still open in the node's eyes) sends nothing either.
+    expect((await revived.execute(a)).txHash).toBe(stored.txHash)
+    await blocksPass(2n)
+    expect(await balance(a.recipient)).toBe(a.outputAmount)
+    expect(await minedNonce()).toBe(nonceBefore + 1n)
+    expect((await revived.record(a.intentId))!.state).toBe('confirmed')
+    expect(published.filter((f) => f.fill.intentId === a.intentId).length).toBeGreaterThanOrEqual(1)
+  })
+
+  it('killed after persisting but before sending: recovery sends it, once', async () => {
+    const crashing = newExecutor({
+      beforeSend: () => {
+        throw new Error('power cut')
+      },
+    })
+    const a = assignment()
+    const nonceBefore = await minedNonce()
+    await expect(crashing.execute(a)).rejects.toMatchObject({ code: 'CRASHED' })
+    const stored = (await crashing.record(a.intentId))!
+    expect(stored.state).toBe('sending')
+    await expect(client.getTransaction({ hash: stored.txHash })).rejects.toThrow()
+
+    const revived = newExecutor()
+    const res = await revived.execute(a)
+    // Recovery keeps the fill's nonce (the same transaction unless the fees had to be raised).
+    const rec = (await revived.record(a.intentId))!
+    expect(rec.nonce).toBe(stored.nonce)
+    expect(rec.txHashes[0]).toBe(stored.txHash)
+    expect(rec.txHashes).toContain(res.txHash)
+    expect(await balance(a.recipient)).toBe(a.outputAmount)
+    await blocksPass(2n)
+    expect(await balance(a.recipient)).toBe(a.outputAmount)
+    expect(await minedNonce()).toBe(nonceBefore + 1n)
+  })
+
+  it('killed after sending with the hash lost: the nonce scan finds the transaction by its marker', async () => {
+    const crashing = newExecutor({
+      afterSend: () => {
+        throw new Error('power cut')
+      },
+    })
+    const a = assignment()
+    const nonceBefore = await minedNonce()
+    await expect(crashing.execute(a)).rejects.toMatchObject({ code: 'CRASHED' })
+    const stored = (await crashing.record(a.intentId))!
+    await waitFor('the orphan transaction mined', () =>
+      client.getTransactionReceipt({ hash: stored.txHash }).then(
+        () => true,
+        () => false,
+      ),
+    )
+    // Forget every hash: only the nonce and the marker are left to find it by.
+    const bogus = keccak256(stringToHex('not a real transaction'))
+    const damaged: FillRecord = { ...stored, txHash: bogus, txHashes: [bogus] }
+    await store.put('fills', `r/${a.intentId}`, damaged)
+
+    const revived = newExecutor()
+    const outcome = await revived.recover()
+    expect(outcome.get(a.intentId)?.status).toBe('fulfilled')
+    const rec = (await revived.record(a.intentId))!
+    expect(rec.state).toBe('confirmed')
+    expect(rec.minedTxHash).toBe(stored.txHash)
+    expect(rec.txHashes).toContain(stored.txHash)
+    await blocksPass(2n)
+    expect(await balance(a.recipient)).toBe(a.outputAmount)
+    expect(await minedNonce()).toBe(nonceBefore + 1n)
+  })
+
+  it('a nonce used behind its back (same key elsewhere): resyncs and fills once', async () => {
+    const ex = newExecutor()
+    await ex.execute(assignment()) // syncs the executor's nonce
+    const nonce = await minedNonce()
+    // Someone else spends the next nonce with the same key.
+    const block = await client.getBlock()
+    const raw = await executorKey.signTransaction({
+      type: 'eip1559',
+      chainId: CHAIN,
+      nonce: Number(nonce),
+      to: otherKey.address,
+      value: 1n,
+      gas: 21_000n,
+      maxFeePerGas: 2n * (block.baseFeePerGas ?? 0n) + 1_000_000_000n,
+      maxPriorityFeePerGas: 1_000_000_000n,
+    })
+    const foreign = await client.sendRawTransaction({ serializedTransaction: raw })
+    await waitFor('the foreign tx mined', () =>
+      client.getTransactionReceipt({ hash: foreign }).then(
+        () => true,
+        () => false,
+      ),
+    )
+    const a = assignment()
+    const res = await ex.execute(a)
+    expect(await balance(a.recipient)).toBe(a.outputAmount)
+    const rec = (await ex.record(a.intentId))!
+    expect(BigInt(rec.nonce)).toBeGreaterThan(nonce)
+    await blocksPass(2n)
+    expect(await balance(a.recipient)).toBe(a.outputAmount)
+    expect(await verifyFillReceipt(client, res.fill.fill, a)).toBe('valid')
+  })
+
+  it('a fill stuck in the pool is replaced at the same nonce with higher fees; only one is mined', async () => {
+    const ex = new Executor(
+      { rollups: new Map([[CHAIN, rollup.rpcUrl]]), receiptPollMs: 100, stuckAfterMs: 400 },
+      {
+        store,
+        account: executorKey,
+        log: silent,
+        registry: new Registry(),
+        networkId: NETWORK,
+        publishFill: () => {},
+      },
+    )
+    executors.push(ex)
+    const a = assignment()
+    const nonceBefore = await minedNonce()
+    await rpc('evm_setIntervalMining', [0])
+    let pending: Promise<unknown> | undefined
+    try {
+      pending = ex.execute(a)
+      const rec = await waitFor('two versions of the fill signed', async () => {
+        const r = await ex.record(a.intentId)
+        return r !== undefined && r.txHashes.length >= 2 ? r : undefined
+      })
+      expect(BigInt(rec.maxFeePerGas)).toBeGreaterThan(0n)
+    } finally {
+      await rpc('evm_setIntervalMining', [1])
+    }
+    await pending
+    const rec = (await ex.record(a.intentId))!
+    expect(rec.state).toBe('confirmed')
+    expect(rec.txHashes.length).toBeGreaterThanOrEqual(2)
+    // Every version used the one nonce, so the account moved by one and the recipient was paid once.
+    await blocksPass(2n)
+    expect(await balance(a.recipient)).toBe(a.outputAmount)
+    expect(await minedNonce()).toBe(nonceBefore + 1n)
+    const mined = await Promise.all(
+      rec.txHashes.map((h) =>
+        client.getTransactionReceipt({ hash: h }).then(
+          () => h,
+          () => undefined,
+        ),
+      ),
+    )
+    expect(mined.filter((h) => h !== undefined)).toEqual([rec.minedTxHash])
+  })
+
+  it('a fill whose publication failed is published again by recover()', async () => {
+    let fail = true
+    const seen: SignedFill[] = []
+    const modules = {
+      store,
+      account: executorKey,
+      log: silent,
+      registry: new Registry(),
+      networkId: NETWORK,
+      publishFill: (f: SignedFill) => {
+        if (fail) throw new Error('no peers')
+        seen.push(f)
+      },
+    }
+    const ex = new Executor({ rollups: new Map([[CHAIN, rollup.rpcUrl]]), receiptPollMs: 100 }, modules)
+    executors.push(ex)
+    const a = assignment()
+    const res = await ex.execute(a)
+    expect(res.announced).toBe(false)
+    expect(seen).toEqual([])
+    fail = false
+    const outcome = await ex.recover()
+    const again = outcome.get(a.intentId)
+    expect(again?.status).toBe('fulfilled')
+    expect(seen.map((f) => f.fill.txHash)).toEqual([res.txHash])
+    expect((await ex.recover()).has(a.intentId)).toBe(false)
+    expect(await balance(a.recipient)).toBe(a.outputAmount)
+  })
+
+  it('fills an ERC-20 output; the Transfer log is what verification checks', async () => {
+    const ex = newExecutor()
+    const a = assignment({ outputToken: token, outputAmount: 5_000_000n })
+    const res = await ex.execute(a)
+    expect(await tokenBalance(a.recipient)).toBe(5_000_000n)
+    const tx = await client.getTransaction({ hash: res.txHash })
+    expect(tx.to).toBe(token)
+    expect(tx.input.endsWith(a.intentId.slice(2))).toBe(true)
+    expect(await verifyFillReceipt(client, res.fill.fill, a)).toBe('valid')
+    expect(await verifyFillReceipt(client, res.fill.fill, { ...a, outputAmount: 5_000_001n })).toBe('invalid')
+    expect(await verifyFillReceipt(client, res.fill.fill, { ...a, outputToken: NATIVE_TOKEN })).toBe(
+      'invalid',
+    )
+    expect(await verifyFillReceipt(client, res.fill.fill, { ...a, recipient: randomAddress() })).toBe(
+      'invalid',
+    )
+  })
+
+  it('verifies a fill with a wrong amount as invalid, and an unverifiable one as unknown', async () => {
+    // A transfer carrying the intent's marker but one wei short.
+    const a = assignment()
+    const block = await client.getBlock()
+    const nonce = await client.getTransactionCount({ address: otherKey.address, blockTag: 'pending' })
+    const raw = await otherKey.signTransaction({
+      type: 'eip1559',
+      chainId: CHAIN,
+      nonce,
+      to: a.recipient,
+      value: a.outputAmount - 1n,
+      data: a.intentId,
+      gas: 30_000n,
+      maxFeePerGas: 2n * (block.baseFeePerGas ?? 0n) + 1_000_000_000n,
+      maxPriorityFeePerGas: 1_000_000_000n,
+    })
+    const hash = await client.sendRawTransaction({ serializedTransaction: raw })
+    const receipt = await waitFor('the short transfer mined', () =>
+      client.getTransactionReceipt({ hash }).catch(() => undefined),
+    )
+    const fill: Fill = {
+      intentId: a.intentId,
+      chainId: BigInt(CHAIN),
+      txHash: hash,
+      blockNumber: receipt.blockNumber,
+      executor: otherKey.address.toLowerCase() as Address,
+    }
+    expect(await verifyFillReceipt(client, fill, a)).toBe('invalid')
+    expect(await verifyFillReceipt(client, fill, { ...a, outputAmount: a.outputAmount - 1n })).toBe('valid')
+    // Claimed by someone who did not send it, in another block, or for another intent: invalid.
+    expect(
+      await verifyFillReceipt(
+        client,
+        { ...fill, executor: randomAddress() },
+        { ...a, outputAmount: a.outputAmount - 1n },
+      ),
+    ).toBe('invalid')
+    expect(
+      await verifyFillReceipt(
+        client,
+        { ...fill, blockNumber: fill.blockNumber + 1n },
+        { ...a, outputAmount: a.outputAmount - 1n },
+      ),
+    ).toBe('invalid')
+    expect(
+      await verifyFillReceipt(
+        client,
+        { ...fill, intentId: newIntentId() },
+        { ...a, outputAmount: a.outputAmount - 1n },
+      ),
+    ).toBe('invalid')
+    // Not mined (no such transaction) or RPC unreachable: unknown, not evidence against the fill.
+    expect(await verifyFillReceipt(client, { ...fill, txHash: newIntentId() }, a)).toBe('unknown')
+    rollup.setUnreachable(true)
+    try {
+      expect(await verifyFillReceipt(client, fill, a)).toBe('unknown')
+    } finally {
+      rollup.setUnreachable(false)
+    }
+  })
+
+  it('refuses what it must not do', async () => {
+    const ex = newExecutor()
+    await expect(ex.execute(assignment({ chainId: 999n }))).rejects.toMatchObject({ code: 'UNKNOWN_CHAIN' })
+    await expect(ex.execute(assignment({ deadline: Math.floor(Date.now() / 1000) }))).rejects.toMatchObject({
+      code: 'DEADLINE_PASSED',
+    })
+    // More than the executor has: refused before any nonce is taken, so later fills are not stuck behind it.
+    const tooMuch = assignment({ outputAmount: 10n ** 30n })
+    await expect(ex.execute(tooMuch)).rejects.toMatchObject({ code: 'SEND_FAILED' })
+    expect(await ex.record(tooMuch.intentId)).toBeUndefined()
+    const a = assignment()
+    await ex.execute(a)
+    expect(await balance(a.recipient)).toBe(a.outputAmount)
+    // The same intent re-routed to another chain is not filled a second time.
+    const other = new Executor(
+      {
+        rollups: new Map([
+          [CHAIN, rollup.rpcUrl],
+          [999, rollup.rpcUrl],
+        ]),
+      },
+      {
+        store,
+        account: executorKey,
+        log: silent,
+        registry: new Registry(),
+        networkId: NETWORK,
+        publishFill: () => {},
+      },
+    )
+    executors.push(other)
+    const err = await other.execute({ ...a, chainId: 999n }).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(ExecutorError)
+    expect((err as ExecutorError).code).toBe('CONFLICT')
+    await ex.stop()
+    await expect(ex.execute(assignment())).rejects.toMatchObject({ code: 'STOPPED' })
+  })
+})
+
+describe('fill messages', () => {
+  const executor = privateKeyToAccount(generatePrivateKey())
+  const stranger = privateKeyToAccount(generatePrivateKey())
+  const intentId = keccak256(stringToHex('an intent'))
+  const fill: Fill = {
+    intentId,
+    chainId: 901n,
+    txHash: keccak256(stringToHex('a tx')),
+    blockNumber: 1234n,
+    executor: executor.address.toLowerCase() as Address,
+  }
+  const ctx = {
+    networkId: NETWORK,
+    assignment: (id: Hex) =>
+      id === intentId ? { chainId: 901n, executor: executor.address.toLowerCase() as Address } : undefined,
+  }
+
+  it('a fill signed by its assigned executor is ACCEPTed and survives the wire', async () => {
+    const signed = await signFill(executor, NETWORK, fill)
+    expect(await validateFill(signed, ctx)).toEqual({ result: 'ACCEPT' })
+    const back = fillCodec.decode(fillCodec.encode(signed))
+    expect(back).toEqual(signed)
+    expect(fillCodec.encode(signed).length).toBeLessThanOrEqual(fillCodec.maxBytes)
+  })
+
+  it('forged fills are REJECTed, fills of unknown intents IGNOREd', async () => {
+    const forged: SignedFill = {
+      fill,
+      signature: (await stranger.signTypedData(fillTypedData(NETWORK, fill))).toLowerCase() as Hex,
+    }
+    expect(await validateFill(forged, ctx)).toEqual({ result: 'REJECT', code: 'BAD_SIGNATURE' })
+    const byStranger = await signFill(stranger, NETWORK, {
+      ...fill,
+      executor: stranger.address.toLowerCase() as Address,
+    })
+    expect(await validateFill(byStranger, ctx)).toEqual({ result: 'REJECT', code: 'NOT_ASSIGNED' })
+    const wrongChain = await signFill(executor, NETWORK, { ...fill, chainId: 902n })
+    expect(await validateFill(wrongChain, ctx)).toEqual({ result: 'REJECT', code: 'WRONG_CHAIN' })
+    const otherNet = await signFill(executor, 'other-net', fill)
+    expect(await validateFill(otherNet, ctx)).toEqual({ result: 'REJECT', code: 'BAD_SIGNATURE' })
+    const signed = await signFill(executor, NETWORK, fill)
+    expect(await validateFill({ ...signed, fill: { ...fill, blockNumber: 1235n } }, ctx)).toEqual({
+      result: 'REJECT',
+      code: 'BAD_SIGNATURE',
+    })
+    const unknown = await signFill(executor, NETWORK, { ...fill, intentId: keccak256(stringToHex('other')) })
+    expect(await validateFill(unknown, ctx)).toEqual({ result: 'IGNORE', code: 'UNKNOWN_INTENT' })
+    expect(await validateFill(signed, { ...ctx, isKnown: () => true })).toEqual({
+      result: 'IGNORE',
+      code: 'DUPLICATE',
+    })
+  })
+
+  it('the codec refuses what is not a fill', async () => {
+    const bytes = fillCodec.encode(await signFill(executor, NETWORK, fill))
+    for (let i = 0; i < bytes.length; i++) {
+      expect(() => fillCodec.decode(bytes.subarray(0, i))).toThrow(P2PError)
+    }
+    expect(() => fillCodec.decode(new Uint8Array(fillCodec.maxBytes + 1).fill(1))).toThrow(P2PError)
+  })
+})
