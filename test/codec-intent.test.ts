@@ -6,7 +6,7 @@ import {
   Wallet,
 } from 'ethers'
 import fc from 'fast-check'
-import { encodeAbiParameters, type Hex, hashTypedData } from 'viem'
+import { decodeAbiParameters, encodeAbiParameters, type Hex, hashTypedData } from 'viem'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { describe, expect, it } from 'vitest'
 import {
@@ -290,6 +290,41 @@ describe('orderData (MurmurOrder)', () => {
         },
       ),
       { numRuns: 300 },
+    )
+  })
+
+  it('the hand-written decoder accepts exactly the canonical encodings (single-byte mutations)', () => {
+    fc.assert(
+      fc.property(murmurDataArb, fc.nat(), fc.integer({ min: 0, max: 255 }), (data, at, byte) => {
+        const bytes = Buffer.from(encodeOrderData(data).slice(2), 'hex')
+        bytes[at % bytes.length] = byte
+        const hex = toHex(bytes)
+        const code = codeOf(() => decodeOrderData(hex))
+        if (code === undefined) {
+          // Accepted: then it must be what viem decodes and re-encode to the very same bytes.
+          const decoded = decodeOrderData(hex)
+          expect(encodeOrderData(decoded)).toBe(hex)
+          const [viem] = decodeAbiParameters(
+            [
+              {
+                type: 'tuple',
+                components: [
+                  { name: 'inputToken', type: 'address' },
+                  { name: 'inputAmount', type: 'uint256' },
+                  { name: 'outputToken', type: 'address' },
+                  { name: 'outputAmount', type: 'uint256' },
+                  { name: 'recipient', type: 'address' },
+                  { name: 'destinationChainIds', type: 'uint256[]' },
+                ],
+              },
+            ],
+            hex,
+          )
+          expect(decoded.outputAmount).toBe(viem.outputAmount)
+          expect(decoded.destinationChainIds).toEqual([...viem.destinationChainIds])
+        } else expect(code).toBe('BAD_ORDER_DATA')
+      }),
+      { numRuns: 500 },
     )
   })
 

@@ -3,15 +3,16 @@
  * Typed form (bigint uint256, number uint32, lowercase hex), JSON form, the `MurmurOrder` payload,
  * the intent id, and the binary wire codec. Pure: no I/O.
  */
+
 import {
   type Address,
-  decodeAbiParameters,
   encodeAbiParameters,
   type Hex,
   keccak256,
   type LocalAccount,
   stringToBytes,
 } from 'viem'
+import { keccak256Bytes } from '../crypto/keccak.ts'
 import { GASLESS_ORDER_PRIMARY_TYPE, GASLESS_ORDER_TYPES, orderDomain } from './eip712.ts'
 import {
   badField,
@@ -182,21 +183,38 @@ export function decodeOrderData(orderData: Hex): MurmurOrderData {
   // Canonical size is offset + 5 words + array length + one word per chain id; checking it first also
   // bounds what the ABI decoder may try to read.
   if (len < 8 * 32 || len % 32 !== 0) throw bad('wrong length')
-  let decoded: MurmurOrderData
-  try {
-    const [t] = decodeAbiParameters(MURMUR_ORDER_ABI, orderData)
-    decoded = {
-      inputToken: t.inputToken.toLowerCase() as Address,
-      inputAmount: t.inputAmount,
-      outputToken: t.outputToken.toLowerCase() as Address,
-      outputAmount: t.outputAmount,
-      recipient: t.recipient.toLowerCase() as Address,
-      destinationChainIds: [...t.destinationChainIds],
-    }
-  } catch (err) {
-    throw bad('does not decode as MurmurOrder', err)
+  // Hand-written for the one fixed layout (viem's generic decoder plus a re-encode cost ~40 us):
+  //   word 0: offset of the tuple = 0x20
+  //   tuple:  inputToken, inputAmount, outputToken, outputAmount, recipient, offset of the array = 0xc0
+  //   array:  length L, then L words.
+  // Canonical means exactly that: fixed offsets, zero address padding, and 256 + 32 * L bytes.
+  const b = Buffer.from(orderData.slice(2), 'hex')
+  const word = (i: number) => b.subarray(i * 32, i * 32 + 32)
+  const small = (i: number): number | undefined => {
+    const w = word(i)
+    for (let k = 0; k < 28; k++) if (w[k] !== 0) return undefined
+    return w.readUInt32BE(28)
   }
-  if (encodeAbiParameters(MURMUR_ORDER_ABI, [decoded]) !== orderData) throw bad('not canonically encoded')
+  const address = (i: number, field: string): Address => {
+    const w = word(i)
+    for (let k = 0; k < 12; k++) if (w[k] !== 0) throw bad(`${field}: not canonically encoded`)
+    return `0x${w.subarray(12).toString('hex')}` as Address
+  }
+  const uint = (i: number): bigint => readUint256(b, i * 32)
+  if (small(0) !== 0x20) throw bad('not canonically encoded (tuple offset)')
+  if (small(6) !== 0xc0) throw bad('not canonically encoded (array offset)')
+  const count = small(7)
+  if (count === undefined || len !== 256 + 32 * count) throw bad('not canonically encoded (array length)')
+  const destinationChainIds: bigint[] = []
+  for (let i = 0; i < count; i++) destinationChainIds.push(uint(8 + i))
+  const decoded: MurmurOrderData = {
+    inputToken: address(1, 'inputToken'),
+    inputAmount: uint(2),
+    outputToken: address(3, 'outputToken'),
+    outputAmount: uint(4),
+    recipient: address(5, 'recipient'),
+    destinationChainIds,
+  }
   return decoded
 }
 
@@ -308,7 +326,7 @@ function orderDomainSeparator(order: GaslessCrossChainOrder): Uint8Array {
   buf.set(VERSION_HASH, 64)
   writeUint256(buf, 96, order.originChainId)
   buf.write(order.originSettler.slice(2), 128 + 12, 20, 'hex')
-  const separator = keccak256(buf, 'bytes')
+  const separator = keccak256Bytes(buf)
   if (domainCache.size >= DOMAIN_CACHE_MAX) domainCache.clear()
   domainCache.set(key, separator)
   return separator
@@ -329,13 +347,13 @@ export function intentId(order: GaslessCrossChainOrder): Hex {
   s.writeUInt32BE(order.openDeadline, 160 + 28)
   s.writeUInt32BE(order.fillDeadline, 192 + 28)
   s.write(order.orderDataType.slice(2), 224, 32, 'hex')
-  s.set(keccak256(Buffer.from(order.orderData.slice(2), 'hex'), 'bytes'), 256)
+  s.set(keccak256Bytes(Buffer.from(order.orderData.slice(2), 'hex')), 256)
   const d = Buffer.alloc(66)
   d[0] = 0x19
   d[1] = 0x01
   d.set(orderDomainSeparator(order), 2)
-  d.set(keccak256(s, 'bytes'), 34)
-  return keccak256(d)
+  d.set(keccak256Bytes(s), 34)
+  return `0x${Buffer.from(keccak256Bytes(d)).toString('hex')}`
 }
 
 /** The complete typed-data definition of an order, for any EIP-712 signer (viem or wallet). */

@@ -3,11 +3,13 @@
  * binding when it loads, else viem's pure-JS recovery (@noble/curves). Both backends apply the same
  * checks first, so they accept and reject the same signatures.
  */
+
 import { createRequire } from 'node:module'
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
-import { type Address, type Hex, keccak256, recoverAddress as viemRecoverAddress } from 'viem'
+import { type Address, type Hex, recoverAddress as viemRecoverAddress } from 'viem'
 import { MurmurError } from '../errors.ts'
+import { keccak256Bytes } from './keccak.ts'
 
 export type SignatureErrorCode =
   | 'BAD_LENGTH'
@@ -131,7 +133,7 @@ function nativeRecover(p: ParsedSignature): Address {
     throw new SignatureError('RECOVER_FAILED', 'signature: no public key recovers from it', { cause: err })
   }
   // Address = last 20 bytes of keccak256 of the 64-byte public key (without the 0x04 prefix).
-  const h = keccak256(pub.subarray(1), 'bytes')
+  const h = keccak256Bytes(pub.subarray(1))
   return `0x${Buffer.from(h.buffer, h.byteOffset + 12, 20).toString('hex')}`
 }
 
