@@ -229,20 +229,26 @@ export class MempoolService {
     source: 'gossip' | 'reconcile',
   ): Promise<ValidationResult & { added?: number }> {
     const ctx = this.#ctx()
-    const fresh: SignedIntent[] = []
+    const fresh: Array<{ intent: SignedIntent; id: Hex }> = []
     const seen = new Set<string>()
     // Dedupe by content id before any signature check.
     for (const intent of batch) {
-      const id = intentId(intent.order)
+      let id: Hex
+      try {
+        id = intentId(intent.order)
+      } catch {
+        this.#metrics.submitted.inc({ source, outcome: 'MALFORMED' })
+        return reject('MALFORMED')
+      }
       if (seen.has(id) || this.#m.pool.has(id)) continue
       seen.add(id)
-      fresh.push(intent)
+      fresh.push({ intent, id })
     }
     if (fresh.length === 0) {
       this.#metrics.submitted.inc({ source, outcome: 'known' }, batch.length)
       return ignore('DUPLICATE')
     }
-    const results = await Promise.all(fresh.map((i) => validateIntent(i, ctx)))
+    const results = await Promise.all(fresh.map((f) => validateIntent(f.intent, ctx, f.id)))
     const bad = results.find((r) => !r.ok && PROVABLY_BAD.has(r.code))
     if (bad !== undefined && !bad.ok) {
       this.#metrics.submitted.inc({ source, outcome: bad.code })

@@ -73,6 +73,8 @@ function reject(code: IntentRejectCode, message: string): InvalidIntent {
 export async function validateIntent(
   intent: SignedIntent,
   ctx: ValidateIntentContext,
+  /** The intent's id when the caller computed it already (gossip dedupe does). */
+  knownId?: Hex,
 ): Promise<IntentValidation> {
   const { order, signature } = intent
   if (typeof order !== 'object' || order === null) return reject('MALFORMED', 'order: expected an object')
@@ -112,7 +114,7 @@ export async function validateIntent(
   if (ctx.isNonceUsed?.(order.user, order.nonce) === true) {
     return reject('NONCE_USED', `order.nonce: ${order.nonce} already used by ${order.user}`)
   }
-  const id = intentId(order)
+  const id = knownId ?? intentId(order)
   let signer: Address
   try {
     signer = ctx.recover ? await ctx.recover(id, signature) : await recoverAddress(id, signature)
