@@ -1,0 +1,75 @@
+// Shared helpers of the benchmarks: pre-signed intents (native secp256k1, so that signing does not
+// dominate the run), percentiles, metric scraping.
+import { createRequire } from 'node:module'
+import { type Hex, hexToBytes, toHex } from 'viem'
+import { privateKeyToAccount } from 'viem/accounts'
+import { buildOrder, intentId, type SignedIntent } from '../src/codec/intent.ts'
+
+const require = createRequire(import.meta.url)
+const secp = require('secp256k1/bindings') as {
+  ecdsaSign(msg32: Uint8Array, key: Uint8Array): { signature: Uint8Array; recid: number }
+}
+
+/** `count` valid intents from `users` distinct wallets, deadlines `fillInSec` ahead. */
+export function presignIntents(count: number, opts: { users?: number; chains?: bigint[]; fillInSec?: number } = {}): Array<{ id: Hex; intent: SignedIntent }> {
+  const users = Array.from({ length: opts.users ?? Math.max(1, Math.ceil(count / 32)) }, (_, i) => {
+    const key = toHex(BigInt(i + 1) * 0x9e3779b97f4a7c15n + 12345n, { size: 32 })
+    return { key: hexToBytes(key), address: privateKeyToAccount(key).address }
+  })
+  const now = Math.floor(Date.now() / 1000)
+  const nonceBase = BigInt(Date.now()) * 1_000_000n
+  const out: Array<{ id: Hex; intent: SignedIntent }> = []
+  for (let i = 0; i < count; i++) {
+    const u = users[i % users.length]!
+    const order = buildOrder({
+      user: u.address,
+      nonce: nonceBase + BigInt(i),
+      originChainId: 901n,
+      openDeadline: now + 600,
+      fillDeadline: now + (opts.fillInSec ?? 3600),
+      inputAmount: 1000n,
+      outputAmount: 990n,
+      destinationChainIds: opts.chains ?? [901n, 902n],
+    })
+    const id = intentId(order)
+    const { signature, recid } = secp.ecdsaSign(hexToBytes(id), u.key)
+    const sig = new Uint8Array(65)
+    sig.set(signature)
+    sig[64] = 27 + recid
+    out.push({ id, intent: { order, signature: toHex(sig) } })
+  }
+  return out
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
+}
+
+export function median(xs: number[]): number {
+  return percentile([...xs].sort((a, b) => a - b), 50)
+}
+
+/** Sum of a Prometheus metric's samples whose labels contain every `match` pair. */
+export async function scrape(api: string, name: string, match: Record<string, string> = {}): Promise<number> {
+  const text = await (await fetch(`${api}/metrics`)).text()
+  let sum = 0
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue
+    const m = /^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$/.exec(line)
+    if (m === null || m[1] !== name) continue
+    const labels = m[2] ?? ''
+    if (Object.entries(match).every(([k, v]) => labels.includes(`${k}="${v}"`))) sum += Number(m[3])
+  }
+  return sum
+}
+
+/** Runs `fn` over `items` with at most `concurrency` in flight. */
+export async function pool<T>(items: T[], concurrency: number, fn: (t: T) => Promise<void>): Promise<void> {
+  let next = 0
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < items.length) await fn(items[next++]!)
+    }),
+  )
+}
