@@ -12,8 +12,10 @@ const secp = require('secp256k1/bindings') as {
 
 /** `count` valid intents from `users` distinct wallets, deadlines `fillInSec` ahead. */
 export function presignIntents(count: number, opts: { users?: number; chains?: bigint[]; fillInSec?: number } = {}): Array<{ id: Hex; intent: SignedIntent }> {
+  // Fresh wallets on every call, so repeated phases never hit the pool's per-user limit.
+  const seed = BigInt(Math.floor(Math.random() * 2 ** 48)) << 64n
   const users = Array.from({ length: opts.users ?? Math.max(1, Math.ceil(count / 32)) }, (_, i) => {
-    const key = toHex(BigInt(i + 1) * 0x9e3779b97f4a7c15n + 12345n, { size: 32 })
+    const key = toHex(seed + BigInt(i + 1) * 0x9e3779b97f4a7c15n + 12345n, { size: 32 })
     return { key: hexToBytes(key), address: privateKeyToAccount(key).address }
   })
   const now = Math.floor(Date.now() / 1000)
