@@ -58,6 +58,8 @@ if (mode === 'murmur') {
       onMessage: (m) => record(Number(m.origin), m.seq, m.sentAtMs),
     },
     intents: { validate: () => ignore('UNUSED') },
+    health: { validate: () => ignore('UNUSED') },
+    fills: { validate: () => ignore('UNUSED') },
   })
   libp2p = host.libp2p as unknown as Libp2p
   pubsub = host.libp2p.services.pubsub

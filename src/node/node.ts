@@ -9,6 +9,7 @@ import { loadKeys, type NodeKeys } from '../identity/keys.ts'
 import { IntentPool } from '../mempool/pool.ts'
 import { MempoolService } from '../mempool/service.ts'
 import { P2PHost } from '../p2p/host.ts'
+import { RollupsService } from '../rollups/service.ts'
 import { Store } from '../state/store.ts'
 import { type Genesis, loadGenesis } from './genesis.ts'
 import { DataDirLock } from './lock.ts'
@@ -40,12 +41,13 @@ export class MurmurNode {
   #api: ApiServer | undefined
   #pool: IntentPool | undefined
   #mempool: MempoolService | undefined
+  #rollups: RollupsService | undefined
   readonly probes = new ProbeService(this.registry)
 
   constructor(options: Partial<NodeOptions> & Pick<NodeOptions, 'dataDir' | 'genesisPath'>, log?: Logger) {
     this.opts = { ...DEFAULT_NODE_OPTIONS, ...options }
     this.log = log ?? createLogger({ level: this.opts.logLevel, file: this.opts.logFile })
-    collectDefaultMetrics({ register: this.registry, prefix: 'murmur_process_' })
+    collectDefaultMetrics({ register: this.registry, prefix: 'murmur_' })
   }
 
   get keys(): NodeKeys {
@@ -71,6 +73,10 @@ export class MurmurNode {
   get mempool(): MempoolService {
     if (this.#mempool === undefined) throw new Error('node not started')
     return this.#mempool
+  }
+  get rollups(): RollupsService {
+    if (this.#rollups === undefined) throw new Error('node not started')
+    return this.#rollups
   }
   /** The API's bound address (port resolved when 0 was asked). */
   get apiAddress(): { host: string; port: number } | undefined {
@@ -140,17 +146,42 @@ export class MurmurNode {
     })
     this.#mempool = mempool
 
+    const rollups = new RollupsService(
+      { rollups: o.rollups },
+      {
+        genesis: this.#genesis,
+        store,
+        pool,
+        p2p,
+        account: this.#keys.validator,
+        log: this.log.child({ module: 'rollups' }),
+        registry: this.registry,
+      },
+    )
+    this.#rollups = rollups
+
     this.#p2p = p2p
     this.#started.push({ name: 'p2p', stop: () => p2p.stop() })
-    await p2p.start({ probe: this.probes, intents: mempool.topicHandler })
+    await p2p.start({
+      probe: this.probes,
+      intents: mempool.topicHandler,
+      health: rollups.healthHandler,
+      fills: rollups.fillsHandler,
+    })
     this.#started.push({ name: 'mempool', stop: () => mempool.stop() })
     await mempool.start()
     pool.start()
+    this.#started.push({ name: 'rollups', stop: () => rollups.stop() })
+    await rollups.start()
 
     if (o.api !== undefined) {
       const api = new ApiServer(
         { ...o.api, admin: o.admin },
-        { node: this, log: this.log.child({ module: 'api' }), routes: [intentRoutes(mempool, pool)] },
+        {
+          node: this,
+          log: this.log.child({ module: 'api' }),
+          routes: [intentRoutes(mempool, pool), (app) => app.get('/v1/rollups', async () => rollups.rows())],
+        },
       )
       this.#api = api
       this.#started.push({ name: 'api', stop: () => api.stop() })

@@ -29,6 +29,8 @@ export interface PeerManagerOptions {
   bootstrap: string[]
   /** Peer book entries beyond this are pruned (longest unseen first). */
   maxBookSize: number
+  /** While below target with nobody to dial, ask a random peer for its peers this often. */
+  exchangeIntervalMs: number
 }
 
 export const DEFAULT_PEER_MANAGER_OPTIONS: PeerManagerOptions = {
@@ -39,6 +41,7 @@ export const DEFAULT_PEER_MANAGER_OPTIONS: PeerManagerOptions = {
   maxParallelDials: 4,
   bootstrap: [],
   maxBookSize: 1_000,
+  exchangeIntervalMs: 3_000,
 }
 
 export interface PeerManagerModules {
@@ -77,6 +80,7 @@ export class PeerManager {
   readonly #random: () => number
   #timer: NodeJS.Timeout | undefined
   #running = false
+  #lastExchangeMs = 0
   #inFlight = new Set<Promise<unknown>>()
   readonly #onIdentify = (evt: CustomEvent<IdentifyResult>) => this.#identified(evt.detail)
   readonly #onConnect = (evt: CustomEvent<PeerId>) => this.#connected(evt.detail)
@@ -179,6 +183,18 @@ export class PeerManager {
           .sort((a, b) => b.lastConnectedMs - a.lastConnectedMs || a.failures - b.failures)
         const slots = Math.min(missing, this.#opts.maxParallelDials - this.#dialing.size)
         for (const rec of candidates.slice(0, Math.max(0, slots))) this.#track(this.#dial(rec))
+        // Nobody left to dial: ask a connected peer whom it knows (peers that joined after our
+        // first exchange are learned this way).
+        if (
+          candidates.length === 0 &&
+          connected.size > 0 &&
+          now - this.#lastExchangeMs >= this.#opts.exchangeIntervalMs
+        ) {
+          this.#lastExchangeMs = now
+          const peers = this.#m.libp2p.getPeers()
+          const peer = peers[Math.floor(this.#random() * peers.length)]
+          if (peer !== undefined) this.#track(this.#exchangeWith(peer))
+        }
       }
     } finally {
       this.#schedule(this.#opts.heartbeatMs)

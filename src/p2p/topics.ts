@@ -1,6 +1,8 @@
 import type { TopicScoreParams } from '@libp2p/gossipsub/score'
 import type { SignedIntent } from '../codec/intent.ts'
 import { intentBatchCodec } from '../mempool/wire.ts'
+import { fillCodec, type SignedFill } from '../rollups/fill.ts'
+import { healthReportCodec, type SignedHealthReport } from '../rollups/health-report.ts'
 import { type Codec, cborCodec, shape } from './codec.ts'
 
 /**
@@ -50,6 +52,10 @@ export interface TopicPayloads {
   probe: Probe
   /** Signed ERC-7683 intents, one or many per message. */
   intents: SignedIntent[]
+  /** A validator's signed measurement of one rollup. */
+  health: SignedHealthReport
+  /** An executor's signed claim that it filled an intent (the receipt is checked by each validator). */
+  fills: SignedFill
 }
 
 export type TopicName = keyof TopicPayloads
@@ -96,6 +102,13 @@ export const TOPICS: { readonly [K in TopicName]: TopicSpec<TopicPayloads[K]> } 
     queue: { maxLength: 1024, concurrency: 16 },
     score: BASE_SCORE,
   },
+  health: {
+    name: 'health',
+    codec: healthReportCodec,
+    queue: { maxLength: 1024, concurrency: 16 },
+    score: BASE_SCORE,
+  },
+  fills: { name: 'fills', codec: fillCodec, queue: { maxLength: 1024, concurrency: 16 }, score: BASE_SCORE },
 }
 
 export const TOPIC_VERSION = 1

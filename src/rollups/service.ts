@@ -1,0 +1,214 @@
+import type { Logger } from 'pino'
+import { Gauge, type Registry } from 'prom-client'
+import type { Address, Hex, LocalAccount } from 'viem'
+import { decodeOrderData } from '../codec/intent.ts'
+import type { IntentPool } from '../mempool/pool.ts'
+import type { Genesis } from '../node/genesis.ts'
+import type { P2PHost, TopicHandler } from '../p2p/host.ts'
+import type { Store } from '../state/store.ts'
+import { Executor, type ExecutorOptions } from './executor.ts'
+import { type SignedFill, validateFill } from './fill.ts'
+import { HealthMonitor, type HealthMonitorOptions } from './health-monitor.ts'
+import { type SignedHealthReport, validateHealthReport } from './health-report.ts'
+import { HealthAggregator, type RollupRow, rollupRows } from './health-view.ts'
+import type { HealthView } from './router.ts'
+
+export interface RollupsServiceOptions {
+  /** RPC URL per rollup this node watches and fills on (`--rollup CHAINID=URL`). */
+  rollups: ReadonlyMap<number, string>
+  monitor: Partial<Omit<HealthMonitorOptions, 'rollups'>>
+  executor: Partial<Omit<ExecutorOptions, 'rollups'>>
+}
+
+export interface RollupsServiceModules {
+  genesis: Genesis
+  store: Store
+  pool: IntentPool
+  p2p: P2PHost
+  account: Pick<LocalAccount, 'address' | 'signTypedData' | 'signTransaction'>
+  log: Logger
+  registry: Registry
+  now?: () => number
+}
+
+/**
+ * Rollups in a node: the health monitor (signed reports on the `health` topic), the health view
+ * (stake-weighted over validators' fresh reports), the `fills` topic, and the executor, which fills
+ * every intent assigned to this node's validator on its destination rollup.
+ */
+export class RollupsService {
+  readonly opts: RollupsServiceOptions
+  readonly aggregator: HealthAggregator
+  readonly #m: RollupsServiceModules
+  readonly #powers: Map<Address, bigint>
+  readonly #knownChains: ReadonlySet<bigint>
+  #monitor: HealthMonitor | undefined
+  #executor: Executor | undefined
+  #unsubscribe: (() => void) | undefined
+  /** Fills announced on gossip and not yet committed, by intent id (consensus takes them from here). */
+  readonly pendingFills = new Map<Hex, SignedFill>()
+  /** Assigned, not yet filled intents per chain, for `GET /v1/rollups`. */
+  readonly #assignedByChain = new Map<bigint, Set<Hex>>()
+  #pruneTimer: NodeJS.Timeout | undefined
+
+  constructor(options: Partial<RollupsServiceOptions>, modules: RollupsServiceModules) {
+    this.opts = { rollups: new Map(), monitor: {}, executor: {}, ...options }
+    this.#m = modules
+    const g = modules.genesis
+    this.aggregator = new HealthAggregator({
+      freshnessMs: g.params.healthFreshnessMs,
+      maxSkewMs: g.params.maxClockSkewSec * 1000,
+    })
+    this.#powers = new Map(g.validators.map((v) => [v.address, v.stake]))
+    this.#knownChains = new Set(g.rollups.map((r) => BigInt(r.chainId)))
+    const assigned = new Gauge({
+      name: 'murmur_rollups_assigned_intents',
+      help: 'Intents assigned and not yet filled, by destination chain',
+      labelNames: ['chain'] as const,
+      registers: [modules.registry],
+      collect: () => {
+        for (const [c, s] of this.#assignedByChain) assigned.set({ chain: c.toString() }, s.size)
+      },
+    })
+  }
+
+  #now(): number {
+    return (this.#m.now ?? Date.now)()
+  }
+
+  /** The `health` topic handler. */
+  readonly healthHandler: TopicHandler<SignedHealthReport> = {
+    validate: (msg) =>
+      validateHealthReport(msg, {
+        networkId: this.#m.genesis.networkId,
+        validators: this.#powers,
+        nowMs: this.#now(),
+        freshnessMs: this.aggregator.window.freshnessMs,
+        maxSkewMs: this.aggregator.window.maxSkewMs,
+        lastSeen: (v, c) => this.aggregator.lastSeen(v, c),
+        knownChains: this.#knownChains,
+      }),
+    onMessage: (msg) => {
+      this.aggregator.add(msg)
+    },
+  }
+
+  /** The `fills` topic handler: a fill of an intent assigned here, signed by its executor. */
+  readonly fillsHandler: TopicHandler<SignedFill> = {
+    validate: (msg) =>
+      validateFill(msg, {
+        networkId: this.#m.genesis.networkId,
+        assignment: (id) => {
+          for (const [chainId, set] of this.#assignedByChain) {
+            if (set.has(id)) return { chainId, executor: this.#executorOf.get(id)! }
+          }
+          return undefined
+        },
+        isKnown: (f) => this.pendingFills.has(f.intentId),
+      }),
+    onMessage: (msg) => {
+      this.pendingFills.set(msg.fill.intentId, msg)
+    },
+  }
+
+  readonly #executorOf = new Map<Hex, Address>()
+
+  async start(): Promise<void> {
+    const m = this.#m
+    const me = m.account.address.toLowerCase() as Address
+    // Track assignments (from committed blocks) and hand ours to the executor.
+    this.#unsubscribe = m.pool.onChange((c) => {
+      for (const set of this.#assignedByChain.values()) set.delete(c.id)
+      this.#executorOf.delete(c.id)
+      if (c.state !== 'assigned' || c.assignment === null) {
+        if (c.state === 'filled' || c.state === 'expired' || c.state === 'failed')
+          this.pendingFills.delete(c.id)
+        return
+      }
+      const a = c.assignment
+      const set = this.#assignedByChain.get(a.chainId) ?? new Set()
+      set.add(c.id)
+      this.#assignedByChain.set(a.chainId, set)
+      this.#executorOf.set(c.id, a.executor.toLowerCase() as Address)
+      if (a.executor.toLowerCase() === me) void this.#execute(c.id, a.chainId, a.deadline)
+    })
+    if (this.opts.rollups.size > 0) {
+      this.#executor = new Executor(
+        { ...this.opts.executor, rollups: this.opts.rollups },
+        {
+          store: m.store,
+          account: m.account,
+          log: m.log.child({ module: 'executor' }),
+          registry: m.registry,
+          networkId: m.genesis.networkId,
+          publishFill: async (fill) => {
+            this.pendingFills.set(fill.fill.intentId, fill)
+            await m.p2p.publish('fills', fill)
+          },
+        },
+      )
+      // A restart finishes what a crash interrupted, checking the chain before any resend.
+      void this.#executor.recover().catch((err) => m.log.error({ err }, 'executor recovery failed'))
+      this.#monitor = new HealthMonitor(
+        { ...this.opts.monitor, rollups: this.opts.rollups },
+        {
+          log: m.log.child({ module: 'health' }),
+          registry: m.registry,
+          account: m.account,
+          networkId: m.genesis.networkId,
+          publish: async (report) => {
+            this.aggregator.add(report)
+            await m.p2p.publish('health', report)
+          },
+        },
+      )
+      this.#monitor.start()
+    }
+    this.#pruneTimer = setInterval(() => this.aggregator.prune(this.#now()), 5_000)
+  }
+
+  async #execute(id: Hex, chainId: bigint, deadline: number): Promise<void> {
+    const ex = this.#executor
+    if (ex === undefined) {
+      this.#m.log.warn(
+        { intent: id, chainId: chainId.toString() },
+        'assigned to us but this node has no RPC for that rollup',
+      )
+      return
+    }
+    try {
+      const rec = await this.#m.pool.get(id)
+      if (rec === undefined) return
+      const data = decodeOrderData(rec.intent.order.orderData)
+      await ex.execute({
+        intentId: id,
+        chainId,
+        recipient: data.recipient,
+        outputToken: data.outputToken,
+        outputAmount: data.outputAmount,
+        deadline,
+      })
+    } catch (err) {
+      this.#m.log.warn({ intent: id, err: (err as Error).message }, 'fill failed')
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#pruneTimer)
+    this.#unsubscribe?.()
+    await this.#monitor?.stop()
+    await this.#executor?.stop()
+  }
+
+  /** The network's view of every rollup, from validators' fresh reports. */
+  view(nowMs = this.#now()): HealthView {
+    return this.aggregator.view(nowMs, this.#powers, this.#m.genesis.rollups)
+  }
+
+  /** `GET /v1/rollups` */
+  rows(): RollupRow[] {
+    const pending = new Map<bigint, number>()
+    for (const [c, s] of this.#assignedByChain) pending.set(c, s.size)
+    return rollupRows(this.view(), this.#m.genesis.rollups, pending)
+  }
+}
