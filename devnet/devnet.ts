@@ -2,6 +2,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { join, resolve } from 'node:path'
 import type { Hex } from 'viem'
+import { generatePrivateKey, type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts'
+import { MurmurClient } from '../src/client/index.ts'
 import { MurmurError } from '../src/errors.ts'
 import { type Rollups, startRollups } from './anvil.ts'
 import { type PreparedNetwork, prepareNetwork } from './network.ts'
@@ -13,8 +15,10 @@ export interface DevnetOptions {
   dir: string
   nodes: number
   rollups: number
-  /** Probes per second published while no wallet traffic exists (shows the gossip working). */
+  /** Intents per second sent by the devnet's wallets, spread over the running nodes. */
   rate: number
+  /** Number of wallets sending intents. */
+  wallets: number
   blockTimeSec: number
   /** Print a status line every this many ms (0 = never). */
   statusEveryMs: number
@@ -26,6 +30,7 @@ export const DEFAULT_DEVNET_OPTIONS: DevnetOptions = {
   nodes: 4,
   rollups: 3,
   rate: 2,
+  wallets: 8,
   blockTimeSec: 1,
   statusEveryMs: 5_000,
   out: (l) => process.stdout.write(l + '\n'),
@@ -54,7 +59,10 @@ export class Devnet {
   #server: Server | undefined
   #timers: NodeJS.Timeout[] = []
   #stopping = false
-  #probesSent = 0
+  #sent = 0
+  #accepted = 0
+  #refused = 0
+  #wallets: PrivateKeyAccount[] = []
 
   constructor(options: Partial<DevnetOptions>) {
     this.opts = { ...DEFAULT_DEVNET_OPTIONS, ...options }
@@ -99,7 +107,8 @@ export class Devnet {
     for (const r of this.rollups.rollups) o.out(`  rollup ${r.chainId}: rpc ${r.rpcUrl}`)
     o.out(`devnet: dashboard ${state.dashboard}`)
     o.out('devnet: up. Ctrl-C stops everything. Try: murmur devnet partition --dir ' + o.dir + ' 0,1 2,3')
-    if (o.rate > 0) this.#timers.push(setInterval(() => this.#probe(), Math.max(10, 1000 / o.rate)))
+    this.#wallets = Array.from({ length: o.wallets }, () => privateKeyToAccount(generatePrivateKey()))
+    if (o.rate > 0) this.#timers.push(setInterval(() => void this.#sendIntent(), Math.max(10, 1000 / o.rate)))
     if (o.statusEveryMs > 0) this.#timers.push(setInterval(() => this.#printStatus(), o.statusEveryMs))
     return state
   }
@@ -153,16 +162,25 @@ export class Devnet {
     await writeFile(join(this.opts.dir, STATE_FILE), JSON.stringify(this.state(), null, 2) + '\n')
   }
 
-  async #probe(): Promise<void> {
+  /** One wallet hands one intent to one node (round robin), as wallets near different nodes would. */
+  async #sendIntent(): Promise<void> {
     const live = this.procs.filter((p): p is NodeProcess => p !== undefined)
-    if (live.length === 0) return
-    const p = live[this.#probesSent++ % live.length]!
-    await fetch(`${p.api}/admin/v1/probe`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: '{"size":300}',
-      signal: AbortSignal.timeout(2_000),
-    }).catch(() => {})
+    if (live.length === 0 || this.#wallets.length === 0) return
+    const n = this.#sent++
+    const node = live[n % live.length]!
+    const w = this.#wallets[n % this.#wallets.length]!
+    const chains = (this.rollups?.rollups ?? []).map((r) => BigInt(r.chainId))
+    try {
+      await new MurmurClient(node.api, { timeoutMs: 5_000 }).send(w, {
+        to: w.address,
+        amount: 1_000_000_000_000n + BigInt(n),
+        chains: n % 3 === 0 ? [] : [chains[n % chains.length]!],
+        fillInSec: 120,
+      })
+      this.#accepted++
+    } catch {
+      this.#refused++
+    }
   }
 
   async nodeStatuses(): Promise<Array<Record<string, unknown> | { index: number; down: true }>> {
@@ -185,7 +203,8 @@ export class Devnet {
       'down' in n ? `n${n.index}:down` : `n${n.index}:h${n['height']}/p${n['peers']}`,
     )
     this.opts.out(
-      `[${new Date().toISOString().slice(11, 19)}] ${parts.join(' ')}  probes sent ${this.#probesSent}`,
+      `[${new Date().toISOString().slice(11, 19)}] ${parts.join(' ')}  intents sent ${this.#sent} ` +
+        `(accepted ${this.#accepted}, refused ${this.#refused})`,
     )
   }
 
@@ -290,7 +309,21 @@ export class Devnet {
     }
     if (req.method === 'GET' && req.url === '/api/state') {
       res.writeHead(200, { 'content-type': 'application/json' })
-      res.end(JSON.stringify({ ...this.state(), statuses: await this.nodeStatuses() }))
+      const live = this.procs.find((p) => p !== undefined)
+      const view =
+        live === undefined
+          ? []
+          : await fetch(`${live.api}/v1/rollups`)
+              .then((r) => r.json())
+              .catch(() => [])
+      res.end(
+        JSON.stringify({
+          ...this.state(),
+          statuses: await this.nodeStatuses(),
+          view,
+          intents: { sent: this.#sent, accepted: this.#accepted, refused: this.#refused },
+        }),
+      )
       return
     }
     if (req.method === 'GET' && req.url === '/') {
@@ -347,15 +380,16 @@ const DASHBOARD_HTML = `<!doctype html><html><head><meta charset="utf-8"><title>
 <style>body{font:14px system-ui,sans-serif;margin:2em;background:#0f1419;color:#d6dde4}
 table{border-collapse:collapse}td,th{padding:4px 12px;border-bottom:1px solid #2a3440;text-align:left}
 .down{color:#f66}.up{color:#6c6}</style></head><body><h1>Murmur devnet</h1>
-<h2>Nodes</h2><table id="nodes"></table><h2>Rollups</h2><table id="rollups"></table>
+<p id="intents"></p><h2>Nodes</h2><table id="nodes"></table><h2>Rollups</h2><table id="rollups"></table>
 <script>
 async function tick(){
   const s = await (await fetch('/api/state')).json();
   document.getElementById('nodes').innerHTML = '<tr><th>#</th><th>state</th><th>height</th><th>peers</th><th>api</th><th>peer id</th></tr>' +
     s.statuses.map(n => n.down ? '<tr><td>'+n.index+'</td><td class="down">down</td><td></td><td></td><td></td><td></td></tr>' :
       '<tr><td>'+n.index+'</td><td class="up">up</td><td>'+n.height+'</td><td>'+n.peers+'</td><td><a href="'+s.nodes[n.index].api+'/v1/status">'+s.nodes[n.index].api+'</a></td><td>'+n.peerId+'</td></tr>').join('');
-  document.getElementById('rollups').innerHTML = '<tr><th>chain</th><th>rpc</th><th>anvil pid</th></tr>' +
-    s.rollups.map(r => '<tr><td>'+r.chainId+'</td><td>'+r.rpcUrl+'</td><td class="'+(r.pid?'up':'down')+'">'+(r.pid ?? 'down')+'</td></tr>').join('');
+  document.getElementById('intents').textContent = 'wallet intents sent ' + s.intents.sent + ', accepted ' + s.intents.accepted + ', refused ' + s.intents.refused;
+  document.getElementById('rollups').innerHTML = '<tr><th>chain</th><th>status (network view)</th><th>gas used</th><th>base fee (wei)</th><th>block time</th><th>assigned</th><th>rpc</th><th>anvil pid</th></tr>' +
+    s.rollups.map(r => { const v = s.view.find(x => x.chainId === r.chainId) || {}; return '<tr><td>'+r.chainId+'</td><td class="'+(v.status==='up'?'up':'down')+'">'+(v.status||'?')+'</td><td>'+((v.gasUsedRatioBps||0)/100).toFixed(1)+' %</td><td>'+(v.baseFeeWei||'')+'</td><td>'+(v.blockTimeMs||'')+' ms</td><td>'+(v.pendingAssignments??'')+'</td><td>'+r.rpcUrl+'</td><td class="'+(r.pid?'up':'down')+'">'+(r.pid ?? 'down')+'</td></tr>' }).join('');
 }
 tick(); setInterval(tick, 2000);
 </script></body></html>`
