@@ -31,7 +31,9 @@ for (const [path, entry] of Object.entries(pkgs)) {
     if (pkgs[key] !== undefined) continue
     const plat = platforms[name]
     if (plat === undefined) {
-      console.error(`no platform known for ${name} (optional dependency of ${path || 'the root'}); add it here`)
+      console.error(
+        `no platform known for ${name} (optional dependency of ${path || 'the root'}); add it here`,
+      )
       process.exitCode = 1
       continue
     }
@@ -39,7 +41,9 @@ for (const [path, entry] of Object.entries(pkgs)) {
     added++
   }
 }
-const sorted = Object.fromEntries(Object.entries(pkgs).sort(([a], [b]) => (a === '' ? -1 : b === '' ? 1 : a < b ? -1 : 1)))
+const sorted = Object.fromEntries(
+  Object.entries(pkgs).sort(([a], [b]) => (a === '' ? -1 : b === '' ? 1 : a < b ? -1 : 1)),
+)
 lock.packages = sorted
 writeFileSync(lockPath, JSON.stringify(lock, null, 2) + '\n')
 console.log(`added ${added} platform stub entries`)
