@@ -11,7 +11,10 @@ const secp = require('secp256k1/bindings') as {
 }
 
 /** `count` valid intents from `users` distinct wallets, deadlines `fillInSec` ahead. */
-export function presignIntents(count: number, opts: { users?: number; chains?: bigint[]; fillInSec?: number } = {}): Array<{ id: Hex; intent: SignedIntent }> {
+export function presignIntents(
+  count: number,
+  opts: { users?: number; chains?: bigint[]; fillInSec?: number } = {},
+): Array<{ id: Hex; intent: SignedIntent }> {
   // Fresh wallets on every call, so repeated phases never hit the pool's per-user limit.
   const seed = BigInt(Math.floor(Math.random() * 2 ** 48)) << 64n
   const users = Array.from({ length: opts.users ?? Math.max(1, Math.ceil(count / 32)) }, (_, i) => {
@@ -49,7 +52,10 @@ export function percentile(sorted: number[], p: number): number {
 }
 
 export function median(xs: number[]): number {
-  return percentile([...xs].sort((a, b) => a - b), 50)
+  return percentile(
+    [...xs].sort((a, b) => a - b),
+    50,
+  )
 }
 
 /** Sum of a Prometheus metric's samples whose labels contain every `match` pair. */

@@ -38,10 +38,17 @@ async function cluster(n: number) {
   const dir = await mkdtemp(join(tmpdir(), 'murmur-bench-'))
   const net = await prepareNetwork({ dir, nodes: n })
   const procs: NodeProcess[] = []
-  procs.push(await spawnNode({ dataDir: net.nodes[0]!.dataDir, genesisPath: net.genesisPath, logLevel: 'warn' }))
+  procs.push(
+    await spawnNode({ dataDir: net.nodes[0]!.dataDir, genesisPath: net.genesisPath, logLevel: 'warn' }),
+  )
   for (let i = 1; i < n; i++) {
     procs.push(
-      await spawnNode({ dataDir: net.nodes[i]!.dataDir, genesisPath: net.genesisPath, bootstrap: [procs[0]!.listen[0]!], logLevel: 'warn' }),
+      await spawnNode({
+        dataDir: net.nodes[i]!.dataDir,
+        genesisPath: net.genesisPath,
+        bootstrap: [procs[0]!.listen[0]!],
+        logLevel: 'warn',
+      }),
     )
   }
   for (const p of procs) {
@@ -68,13 +75,20 @@ function rawRecoverUs(): number {
   const digests = sample.map((s) => hexToBytes(s.id))
   const sigs = sample.map((s) => hexToBytes(s.intent.signature))
   const start = process.cpuUsage()
-  for (let r = 0; r < 3; r++) for (let i = 0; i < digests.length; i++) recoverAddressNative(digests[i]!, sigs[i]!)
+  for (let r = 0; r < 3; r++)
+    for (let i = 0; i < digests.length; i++) recoverAddressNative(digests[i]!, sigs[i]!)
   const used = process.cpuUsage(start)
   return (used.user + used.system) / (3 * digests.length)
 }
 
 async function single() {
-  const results = { http: [] as number[], httpCpuUs: [] as number[], gossip: [] as number[], gossipCpuUs: [] as number[], rawUs: [] as number[] }
+  const results = {
+    http: [] as number[],
+    httpCpuUs: [] as number[],
+    gossip: [] as number[],
+    gossipCpuUs: [] as number[],
+    rawUs: [] as number[],
+  }
   for (let run = 1; run <= RUNS; run++) {
     const c = await cluster(1)
     try {
@@ -90,7 +104,12 @@ async function single() {
       // undici's Pool: far less client CPU per request than fetch, which matters on 2 cores.
       const client = new Pool(api, { connections: 32 })
       await pool(httpSet, 64, async (body) => {
-        const res = await client.request({ path: '/v1/intents', method: 'POST', headers: { 'content-type': 'application/json' }, body })
+        const res = await client.request({
+          path: '/v1/intents',
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+        })
         await res.body.dump()
         if (res.statusCode === 202) accepted++
       })
@@ -101,14 +120,23 @@ async function single() {
       results.httpCpuUs.push(((cpu1 - cpu0) * 1e6) / accepted)
       log(`  http: ${accepted} accepted in ${secs.toFixed(2)} s`)
 
-      const light = await LightPeer.connect({ networkId: c.net.genesis.networkId, nodes: [c.procs[0]!.listen[0]!] })
-      const before = await scrape(api, 'murmur_mempool_submitted_total', { source: 'gossip', outcome: 'added' })
+      const light = await LightPeer.connect({
+        networkId: c.net.genesis.networkId,
+        nodes: [c.procs[0]!.listen[0]!],
+      })
+      const before = await scrape(api, 'murmur_mempool_submitted_total', {
+        source: 'gossip',
+        outcome: 'added',
+      })
       const g0 = performance.now()
       const gcpu0 = await cpuSec(api)
-      for (let i = 0; i < gossipSet.length; i += 256) await light.publish(gossipSet.slice(i, i + 256).map((x) => x.intent))
+      for (let i = 0; i < gossipSet.length; i += 256)
+        await light.publish(gossipSet.slice(i, i + 256).map((x) => x.intent))
       let added = 0
       while (added < N) {
-        added = (await scrape(api, 'murmur_mempool_submitted_total', { source: 'gossip', outcome: 'added' })) - before
+        added =
+          (await scrape(api, 'murmur_mempool_submitted_total', { source: 'gossip', outcome: 'added' })) -
+          before
         if (performance.now() - g0 > 120_000) break
         await new Promise((r) => setTimeout(r, 20))
       }
@@ -159,7 +187,12 @@ async function five() {
               buf = buf.slice(i + 2)
               const data = ev.split('\n').find((l) => l.startsWith('data: '))
               if (data !== undefined) {
-                const e = JSON.parse(data.slice(6)) as { id: string; state: string; previous: string | null; atMs: number }
+                const e = JSON.parse(data.slice(6)) as {
+                  id: string
+                  state: string
+                  previous: string | null
+                  atMs: number
+                }
                 if (e.previous === null) {
                   const l = seen.get(e.id) ?? []
                   l.push(e.atMs)
@@ -174,11 +207,16 @@ async function five() {
         }
       })()
     }
-    console.log(`five node processes (${availableParallelism()} cores), ${SECONDS} s per rate, HTTP round-robin:`)
+    console.log(
+      `five node processes (${availableParallelism()} cores), ${SECONDS} s per rate, HTTP round-robin:`,
+    )
     for (const rate of rates) {
       const total = rate * SECONDS
       log(`  rate ${rate}/s: signing ${total} intents...`)
-      const set = presignIntents(total).map((x) => ({ id: x.id, body: JSON.stringify(signedIntentToJson(x.intent)) }))
+      const set = presignIntents(total).map((x) => ({
+        id: x.id,
+        body: JSON.stringify(signedIntentToJson(x.intent)),
+      }))
       const sentAt = new Map<string, number>()
       const ackMs: number[] = []
       const cpuBefore = await Promise.all(c.procs.map((p) => cpuSec(p.api)))
@@ -193,7 +231,11 @@ async function five() {
           const api = c.procs[sent % c.procs.length]!.api
           sent++
           sentAt.set(x.id, performance.timeOrigin + performance.now())
-          const p = fetch(`${api}/v1/intents`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: x.body })
+          const p = fetch(`${api}/v1/intents`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: x.body,
+          })
             .then((r) => r.arrayBuffer())
             .then(() => {
               ackMs.push(performance.timeOrigin + performance.now() - sentAt.get(x.id)!)
@@ -216,9 +258,18 @@ async function five() {
         .filter((x) => (seen.get(x.id)?.length ?? 0) >= c.procs.length)
         .map((x) => Math.max(...seen.get(x.id)!) - sentAt.get(x.id)!)
         .sort((a, b) => a - b)
-      const span = Math.max(SECONDS, (Math.max(...set.map((x) => Math.max(...(seen.get(x.id) ?? [0])))) - (performance.timeOrigin + t0)) / 1000)
+      const span = Math.max(
+        SECONDS,
+        (Math.max(...set.map((x) => Math.max(...(seen.get(x.id) ?? [0])))) - (performance.timeOrigin + t0)) /
+          1000,
+      )
       console.log(
-        `  offered ${rate}/s: ${(lat.length / span).toFixed(0)} intents/s pending on all 5 (${lat.length}/${total}), p50 ${percentile(lat, 50).toFixed(0)} ms, p99 ${percentile(lat, 99).toFixed(0)} ms; HTTP 202 p50 ${percentile(ackMs.sort((a, b) => a - b), 50).toFixed(0)} ms; CPU: nodes ${nodesCpu.toFixed(2)} cores, load generator ${((bc.user + bc.system) / 1e6 / phaseSecs).toFixed(2)} cores`,
+        `  offered ${rate}/s: ${(lat.length / span).toFixed(0)} intents/s pending on all 5 (${lat.length}/${total}), p50 ${percentile(lat, 50).toFixed(0)} ms, p99 ${percentile(lat, 99).toFixed(0)} ms; HTTP 202 p50 ${percentile(
+          ackMs.sort((a, b) => a - b),
+          50,
+        ).toFixed(
+          0,
+        )} ms; CPU: nodes ${nodesCpu.toFixed(2)} cores, load generator ${((bc.user + bc.system) / 1e6 / phaseSecs).toFixed(2)} cores`,
       )
     }
   } finally {

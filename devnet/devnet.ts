@@ -223,7 +223,7 @@ export class Devnet {
         if (groups.length < 2)
           throw new DevnetError('BAD_ARGS', 'partition needs at least two groups, e.g. 0,1 2,3')
         const groupOf = new Map<number, number>()
-        groups.forEach((g, gi) => g.forEach((n) => groupOf.set(n, gi)))
+        for (const [gi, g] of groups.entries()) for (const n of g) groupOf.set(n, gi)
         await Promise.all(
           nodes.map((n) => {
             const mine = groupOf.get(n.index)
