@@ -60,6 +60,7 @@ if (mode === 'murmur') {
     intents: { validate: () => ignore('UNUSED') },
     health: { validate: () => ignore('UNUSED') },
     fills: { validate: () => ignore('UNUSED') },
+    consensus: { validate: () => ignore('UNUSED') },
   })
   libp2p = host.libp2p as unknown as Libp2p
   pubsub = host.libp2p.services.pubsub

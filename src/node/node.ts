@@ -11,6 +11,7 @@ import { MempoolService } from '../mempool/service.ts'
 import { P2PHost } from '../p2p/host.ts'
 import { RollupsService } from '../rollups/service.ts'
 import { Store } from '../state/store.ts'
+import { ConsensusWiring } from './consensus.ts'
 import { type Genesis, loadGenesis } from './genesis.ts'
 import { DataDirLock } from './lock.ts'
 import { createLogger } from './logger.ts'
@@ -42,6 +43,7 @@ export class MurmurNode {
   #pool: IntentPool | undefined
   #mempool: MempoolService | undefined
   #rollups: RollupsService | undefined
+  #consensus: ConsensusWiring | undefined
   readonly probes = new ProbeService(this.registry)
 
   constructor(options: Partial<NodeOptions> & Pick<NodeOptions, 'dataDir' | 'genesisPath'>, log?: Logger) {
@@ -74,6 +76,10 @@ export class MurmurNode {
     if (this.#mempool === undefined) throw new Error('node not started')
     return this.#mempool
   }
+  get consensus(): ConsensusWiring {
+    if (this.#consensus === undefined) throw new Error('node not started')
+    return this.#consensus
+  }
   get rollups(): RollupsService {
     if (this.#rollups === undefined) throw new Error('node not started')
     return this.#rollups
@@ -83,9 +89,11 @@ export class MurmurNode {
     return this.#api?.address
   }
 
-  /** Head of the chain; consensus will own it. Until then, height 0 and the genesis hash. */
+  /** Head of the committed chain (height 0 and the genesis hash before the first block). */
   head(): { height: number; blockHash: string } {
-    return { height: 0, blockHash: '0x' + '0'.repeat(64) }
+    if (this.#consensus === undefined) return { height: 0, blockHash: '0x' + '0'.repeat(64) }
+    const h = this.#consensus.driver.head()
+    return { height: Number(h.height), blockHash: h.hash }
   }
 
   async start(): Promise<void> {
@@ -160,6 +168,24 @@ export class MurmurNode {
     )
     this.#rollups = rollups
 
+    const consensus = new ConsensusWiring(o.consensus, {
+      genesis: this.#genesis,
+      store,
+      pool,
+      p2p,
+      rollups,
+      account: this.#keys.validator,
+      rpc: o.rollups,
+      log: this.log.child({ module: 'consensus' }),
+      registry: this.registry,
+      onFatal: (err) => {
+        // A failed durable write or a broken invariant: never carry on (STYLE.md).
+        this.log.fatal({ err }, 'consensus stopped; stopping the node')
+        void this.stop().then(() => process.exit(1))
+      },
+    })
+    this.#consensus = consensus
+
     this.#p2p = p2p
     this.#started.push({ name: 'p2p', stop: () => p2p.stop() })
     await p2p.start({
@@ -167,12 +193,15 @@ export class MurmurNode {
       intents: mempool.topicHandler,
       health: rollups.healthHandler,
       fills: rollups.fillsHandler,
+      consensus: consensus.topicHandler,
     })
     this.#started.push({ name: 'mempool', stop: () => mempool.stop() })
     await mempool.start()
     pool.start()
     this.#started.push({ name: 'rollups', stop: () => rollups.stop() })
     await rollups.start()
+    this.#started.push({ name: 'consensus', stop: () => consensus.stop() })
+    await consensus.start()
 
     if (o.api !== undefined) {
       const api = new ApiServer(
@@ -180,7 +209,11 @@ export class MurmurNode {
         {
           node: this,
           log: this.log.child({ module: 'api' }),
-          routes: [intentRoutes(mempool, pool), (app) => app.get('/v1/rollups', async () => rollups.rows())],
+          routes: [
+            intentRoutes(mempool, pool),
+            (app) => app.get('/v1/rollups', async () => rollups.rows()),
+            consensus.routes(),
+          ],
         },
       )
       this.#api = api

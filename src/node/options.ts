@@ -1,4 +1,5 @@
 import type { Level } from 'pino'
+import type { ConsensusDriverOptions } from '../consensus/driver.ts'
 import type { IntentPoolOptions } from '../mempool/pool.ts'
 import type { MempoolServiceOptions } from '../mempool/service.ts'
 import type { P2POptions } from '../p2p/host.ts'
@@ -21,6 +22,7 @@ export interface NodeOptions {
   logFile: string | undefined
   p2p: Partial<Omit<P2POptions, 'networkId' | 'listen'>>
   mempool: { pool: IntentPoolOptions; service: Partial<MempoolServiceOptions> }
+  consensus: Partial<ConsensusDriverOptions>
 }
 
 export const DEFAULT_NODE_OPTIONS: Omit<NodeOptions, 'dataDir' | 'genesisPath'> = {
@@ -33,6 +35,7 @@ export const DEFAULT_NODE_OPTIONS: Omit<NodeOptions, 'dataDir' | 'genesisPath'> 
   logFile: undefined,
   p2p: {},
   mempool: { pool: {}, service: {} },
+  consensus: {},
 }
 
 export function isLoopback(host: string): boolean {

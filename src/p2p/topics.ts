@@ -1,5 +1,6 @@
 import type { TopicScoreParams } from '@libp2p/gossipsub/score'
 import type { SignedIntent } from '../codec/intent.ts'
+import { type ConsensusMessage, consensusMessageCodec } from '../consensus/signing.ts'
 import { intentBatchCodec } from '../mempool/wire.ts'
 import { fillCodec, type SignedFill } from '../rollups/fill.ts'
 import { healthReportCodec, type SignedHealthReport } from '../rollups/health-report.ts'
@@ -56,6 +57,8 @@ export interface TopicPayloads {
   health: SignedHealthReport
   /** An executor's signed claim that it filled an intent (the receipt is checked by each validator). */
   fills: SignedFill
+  /** Tendermint: a signed proposal with its block, or a signed prevote / precommit. */
+  consensus: ConsensusMessage
 }
 
 export type TopicName = keyof TopicPayloads
@@ -109,6 +112,12 @@ export const TOPICS: { readonly [K in TopicName]: TopicSpec<TopicPayloads[K]> } 
     score: BASE_SCORE,
   },
   fills: { name: 'fills', codec: fillCodec, queue: { maxLength: 1024, concurrency: 16 }, score: BASE_SCORE },
+  consensus: {
+    name: 'consensus',
+    codec: consensusMessageCodec,
+    queue: { maxLength: 4096, concurrency: 32 },
+    score: BASE_SCORE,
+  },
 }
 
 export const TOPIC_VERSION = 1

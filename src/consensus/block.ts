@@ -1,0 +1,649 @@
+/**
+ * Blocks and commit certificates: the values the validators agree on, their canonical binary encoding
+ * (CBOR, one byte string per block, so `blockHash = keccak256(encodeBlock(block))` is well defined) and the
+ * certificate that proves a commit (more than 2/3 of the voting power of precommits for the block hash).
+ *
+ * A block carries everything `apply` needs, so applying it is a pure function of (state, block): the
+ * signed intents it assigns for the first time travel with it (`intents`, aligned with `assignments`), and
+ * the health reports it routes over are in it too (ARCHITECTURE.md, Consensus: validators re-run route()
+ * on the block's own snapshot).
+ */
+import { decode as cborDecode, encode as cborEncode } from 'cborg'
+import type { Address, Hex } from 'viem'
+import { decodeSignedIntent, encodeSignedIntent, type SignedIntent } from '../codec/intent.ts'
+import { keccak256Bytes } from '../crypto/keccak.ts'
+import { recoverAddress } from '../crypto/recover.ts'
+import { P2PError } from '../errors.ts'
+import { type Codec, cborCodec, shape } from '../p2p/codec.ts'
+import type { ProtocolSpec } from '../p2p/reqresp.ts'
+import { type Fill, fillCodec } from '../rollups/fill.ts'
+import {
+  bytesToAddress,
+  bytesToHex,
+  bytesToUint,
+  healthReportCodec,
+  hexToRaw,
+  type SignedHealthReport,
+  uintToBytes,
+} from '../rollups/health-report.ts'
+import { hasTwoThirds } from './quorum.ts'
+import {
+  decodeVoteTuple,
+  encodeVoteTuple,
+  MAX_ROUND,
+  type Recover,
+  type SignedVote,
+  voteDigest,
+} from './signing.ts'
+
+// Block and consensus-message codecs are evaluated lazily inside functions: signing.ts and this module
+// import each other, so neither reads the other's bindings at module evaluation time.
+
+/** A new assignment: `executor` fills `intentId` on `chainId` before `deadline`. */
+export interface BlockAssignment {
+  readonly intentId: Hex
+  readonly chainId: bigint
+  /** Lowercase. */
+  readonly executor: Address
+  /** Unix seconds: min(block time + fillTimeoutSec, the intent's fillDeadline). */
+  readonly deadline: bigint
+}
+
+/** A fill signed by the assigned executor (the `Fill` EIP-712 type of rollups/fill.ts). */
+export interface BlockFill extends Fill {
+  readonly signature: Hex
+}
+
+/** `StakeMove(address staker,uint256 fromChainId,uint256 toChainId,uint256 amount,uint64 durationBlocks,uint256 nonce)` */
+export interface StakeMove {
+  readonly staker: Address
+  readonly fromChainId: bigint
+  readonly toChainId: bigint
+  readonly amount: bigint
+  readonly durationBlocks: bigint
+  readonly nonce: bigint
+}
+
+/** A stake move with the staker's signature. Typed and encoded; blocks carry none yet (see validateBlock). */
+export interface SignedStakeMove {
+  readonly move: StakeMove
+  readonly signature: Hex
+}
+
+/** Two signed votes of one validator for one height/round/kind and different block hashes. */
+export interface VoteEvidence {
+  readonly first: SignedVote
+  readonly second: SignedVote
+}
+
+/** A block. Every list is in a canonical order that validateBlock checks. */
+export interface Block {
+  readonly height: bigint
+  /** Round in which `proposer` built it (a re-proposal in a later round keeps the original block). */
+  readonly round: number
+  /** Lowercase address of the validator that built it. */
+  readonly proposer: Address
+  /** Unix milliseconds on the proposer's clock; after the parent's, within the skew of validators' clocks. */
+  readonly time: number
+  readonly parentHash: Hex
+  /** New assignments, in intent id order (the router's order). */
+  readonly assignments: readonly BlockAssignment[]
+  /** The signed intents of `assignments`, same order. */
+  readonly intents: readonly SignedIntent[]
+  /** Assignments moved because their rollup is down, their deadline passed or their executor left. */
+  readonly reassignments: readonly BlockAssignment[]
+  /** In intent id order, one per intent. */
+  readonly fills: readonly BlockFill[]
+  readonly stakeMoves: readonly SignedStakeMove[]
+  readonly evidence: readonly VoteEvidence[]
+  /** The snapshot routing used: fresh reports, one per (chain, validator), in that order. */
+  readonly healthReports: readonly SignedHealthReport[]
+}
+
+/** Largest encoded block, version byte included. */
+export const MAX_BLOCK_BYTES = 1024 * 1024
+export const MAX_BLOCK_ASSIGNMENTS = 512
+/** Also the most assignments one block re-routes (the rest wait for the next blocks). */
+export const MAX_BLOCK_REASSIGNMENTS = 512
+export const MAX_BLOCK_FILLS = 1024
+export const MAX_BLOCK_STAKE_MOVES = 64
+export const MAX_BLOCK_EVIDENCE = 32
+export const MAX_BLOCK_HEALTH_REPORTS = 1024
+/** Most precommits in a certificate (and validators in a set). */
+export const MAX_CERTIFICATE_SIGNATURES = 1024
+/** Wire version of blocks. */
+export const BLOCK_WIRE_VERSION = 1
+/** Wire version of certificates. */
+export const CERTIFICATE_WIRE_VERSION = 1
+
+const UINT64_MAX = (1n << 64n) - 1n
+const UINT256_MAX = (1n << 256n) - 1n
+const BYTES32_RE = /^0x[0-9a-f]{64}$/
+const ADDRESS_RE = /^0x[0-9a-f]{40}$/
+const SIGNATURE_RE = /^0x[0-9a-f]{130}$/
+
+function want(ok: boolean, what: string): void {
+  if (!ok) throw new Error(`block: ${what} is out of range or not lowercase hex`)
+}
+
+function uint(x: bigint, max: bigint, what: string): Uint8Array {
+  want(typeof x === 'bigint' && x >= 0n && x <= max, what)
+  return uintToBytes(x)
+}
+
+function raw(hex: Hex, re: RegExp, what: string): Uint8Array {
+  want(typeof hex === 'string' && re.test(hex), what)
+  return hexToRaw(hex)
+}
+
+function assignmentToWire(a: BlockAssignment, what: string): unknown[] {
+  return [
+    raw(a.intentId, BYTES32_RE, `${what}.intentId`),
+    uint(a.chainId, UINT256_MAX, `${what}.chainId`),
+    raw(a.executor, ADDRESS_RE, `${what}.executor`),
+    uint(a.deadline, UINT64_MAX, `${what}.deadline`),
+  ]
+}
+
+function assignmentFromWire(x: unknown, what: string): BlockAssignment {
+  const a = shape.array(x, what, 4)
+  if (a.length !== 4) throw new P2PError('DECODE', `${what}: expected 4 fields`)
+  return {
+    intentId: bytesToHex(a[0], `${what}.intentId`, 32),
+    chainId: bytesToUint(a[1], `${what}.chainId`, 32),
+    executor: bytesToAddress(a[2], `${what}.executor`),
+    deadline: bytesToUint(a[3], `${what}.deadline`, 8),
+  }
+}
+
+function stakeMoveToWire(s: SignedStakeMove): unknown[] {
+  const m = s.move
+  return [
+    raw(m.staker, ADDRESS_RE, 'stakeMove.staker'),
+    uint(m.fromChainId, UINT256_MAX, 'stakeMove.fromChainId'),
+    uint(m.toChainId, UINT256_MAX, 'stakeMove.toChainId'),
+    uint(m.amount, UINT256_MAX, 'stakeMove.amount'),
+    uint(m.durationBlocks, UINT64_MAX, 'stakeMove.durationBlocks'),
+    uint(m.nonce, UINT256_MAX, 'stakeMove.nonce'),
+    raw(s.signature, SIGNATURE_RE, 'stakeMove.signature'),
+  ]
+}
+
+function stakeMoveFromWire(x: unknown, what: string): SignedStakeMove {
+  const a = shape.array(x, what, 7)
+  if (a.length !== 7) throw new P2PError('DECODE', `${what}: expected 7 fields`)
+  return {
+    move: {
+      staker: bytesToAddress(a[0], `${what}.staker`),
+      fromChainId: bytesToUint(a[1], `${what}.fromChainId`, 32),
+      toChainId: bytesToUint(a[2], `${what}.toChainId`, 32),
+      amount: bytesToUint(a[3], `${what}.amount`, 32),
+      durationBlocks: bytesToUint(a[4], `${what}.durationBlocks`, 8),
+      nonce: bytesToUint(a[5], `${what}.nonce`, 32),
+    },
+    signature: bytesToHex(a[6], `${what}.signature`, 65),
+  }
+}
+
+function limit<T>(list: readonly T[], max: number, what: string): readonly T[] {
+  if (list.length > max) throw new Error(`block: more than ${max} ${what}`)
+  return list
+}
+
+/** The CBOR value of a block (an array, fields in declaration order). */
+function blockToWire(b: Block): unknown[] {
+  want(Number.isInteger(b.round) && b.round >= 0 && b.round <= MAX_ROUND, 'round')
+  want(Number.isSafeInteger(b.time) && b.time >= 0, 'time')
+  if (b.intents.length !== b.assignments.length) throw new Error('block: intents must align with assignments')
+  return [
+    uint(b.height, UINT64_MAX, 'height'),
+    b.round,
+    raw(b.proposer, ADDRESS_RE, 'proposer'),
+    b.time,
+    raw(b.parentHash, BYTES32_RE, 'parentHash'),
+    limit(b.assignments, MAX_BLOCK_ASSIGNMENTS, 'assignments').map((a, i) =>
+      assignmentToWire(a, `assignments[${i}]`),
+    ),
+    b.intents.map((i) => encodeSignedIntent(i)),
+    limit(b.reassignments, MAX_BLOCK_REASSIGNMENTS, 'reassignments').map((a, i) =>
+      assignmentToWire(a, `reassignments[${i}]`),
+    ),
+    limit(b.fills, MAX_BLOCK_FILLS, 'fills').map(({ signature, ...fill }) =>
+      fillCodec.encode({ fill, signature }),
+    ),
+    limit(b.stakeMoves, MAX_BLOCK_STAKE_MOVES, 'stake moves').map(stakeMoveToWire),
+    limit(b.evidence, MAX_BLOCK_EVIDENCE, 'evidence').map((e) => [
+      encodeVoteTuple(e.first),
+      encodeVoteTuple(e.second),
+    ]),
+    limit(b.healthReports, MAX_BLOCK_HEALTH_REPORTS, 'health reports').map((r) =>
+      healthReportCodec.encode(r),
+    ),
+  ]
+}
+
+function blockFromWire(v: unknown): Block {
+  const a = shape.array(v, 'block', 12)
+  if (a.length !== 12) throw new P2PError('DECODE', 'block: expected 12 fields')
+  const list = (i: number, what: string, max: number) => shape.array(a[i], `block.${what}`, max)
+  const assignments = list(5, 'assignments', MAX_BLOCK_ASSIGNMENTS).map((x, i) =>
+    assignmentFromWire(x, `assignments[${i}]`),
+  )
+  const intents = list(6, 'intents', MAX_BLOCK_ASSIGNMENTS).map((x, i) =>
+    decodeSignedIntent(shape.bytes(x, `intents[${i}]`, 8192)),
+  )
+  if (intents.length !== assignments.length)
+    throw new P2PError('DECODE', 'block: intents do not align with assignments')
+  return {
+    height: bytesToUint(a[0], 'block.height', 8),
+    round: shape.int(a[1], 'block.round', 0, MAX_ROUND),
+    proposer: bytesToAddress(a[2], 'block.proposer'),
+    time: shape.int(a[3], 'block.time'),
+    parentHash: bytesToHex(a[4], 'block.parentHash', 32),
+    assignments,
+    intents,
+    reassignments: list(7, 'reassignments', MAX_BLOCK_REASSIGNMENTS).map((x, i) =>
+      assignmentFromWire(x, `reassignments[${i}]`),
+    ),
+    fills: list(8, 'fills', MAX_BLOCK_FILLS).map((x, i) => {
+      const { fill, signature } = fillCodec.decode(shape.bytes(x, `fills[${i}]`, fillCodec.maxBytes))
+      return { ...fill, signature }
+    }),
+    stakeMoves: list(9, 'stakeMoves', MAX_BLOCK_STAKE_MOVES).map((x, i) =>
+      stakeMoveFromWire(x, `stakeMoves[${i}]`),
+    ),
+    evidence: list(10, 'evidence', MAX_BLOCK_EVIDENCE).map((x, i) => {
+      const pair = shape.array(x, `evidence[${i}]`, 2)
+      if (pair.length !== 2) throw new P2PError('DECODE', `evidence[${i}]: expected two votes`)
+      return {
+        first: decodeVoteTuple(pair[0], `evidence[${i}].first`),
+        second: decodeVoteTuple(pair[1], `evidence[${i}].second`),
+      }
+    }),
+    healthReports: list(11, 'healthReports', MAX_BLOCK_HEALTH_REPORTS).map((x, i) =>
+      healthReportCodec.decode(shape.bytes(x, `healthReports[${i}]`, healthReportCodec.maxBytes)),
+    ),
+  }
+}
+
+let blockCodecCache: Codec<unknown> | undefined
+function blockCodec(): Codec<unknown> {
+  blockCodecCache ??= cborCodec<unknown>({
+    version: BLOCK_WIRE_VERSION,
+    maxBytes: MAX_BLOCK_BYTES,
+    check: blockFromWire,
+  })
+  return blockCodecCache
+}
+
+/**
+ * The canonical encoding of a block: version byte, then deterministic CBOR. Throws a plain Error on a field
+ * out of range (a programmer error) and P2PError TOO_LARGE above {@link MAX_BLOCK_BYTES}.
+ */
+export function encodeBlock(block: Block): Uint8Array {
+  return blockCodec().encode(blockToWire(block))
+}
+
+/**
+ * Decodes {@link encodeBlock}'s output. Only the canonical encoding is accepted (it must re-encode to the
+ * same bytes), so a block has one byte form and one hash. Throws P2PError DECODE or TOO_LARGE.
+ */
+export function decodeBlock(bytes: Uint8Array): Block {
+  const block = blockCodec().decode(bytes) as Block
+  let again: Uint8Array
+  try {
+    again = encodeBlock(block)
+  } catch (err) {
+    throw new P2PError('DECODE', `block: does not re-encode: ${(err as Error).message}`)
+  }
+  if (!Buffer.from(again).equals(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))) {
+    throw new P2PError('DECODE', 'block: not canonically encoded')
+  }
+  return block
+}
+
+/** keccak256 of encoded block bytes, lowercase hex. */
+export function blockHashOfBytes(bytes: Uint8Array): Hex {
+  return `0x${Buffer.from(keccak256Bytes(bytes)).toString('hex')}`
+}
+
+/** `keccak256(encodeBlock(block))`. */
+export function blockHash(block: Block): Hex {
+  return blockHashOfBytes(encodeBlock(block))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Commit certificates.
+
+/** One precommit of a certificate; the vote it signs is `Vote(2, height, round, blockHash)`. */
+export interface CertificateSignature {
+  readonly validator: Address
+  readonly signature: Hex
+}
+
+/** More than 2/3 of the voting power of precommits for `blockHash` at (`height`, `round`). */
+export interface CommitCertificate {
+  readonly height: bigint
+  readonly round: number
+  readonly blockHash: Hex
+  /** Sorted by validator address, one per validator. */
+  readonly precommits: readonly CertificateSignature[]
+}
+
+/** A certificate from signed precommits for one block (any order; sorted by validator, duplicates dropped). */
+export function certificateFromVotes(votes: readonly SignedVote[]): CommitCertificate {
+  const first = votes[0]
+  if (first === undefined || first.blockHash === null)
+    throw new Error('certificate: needs precommits for a block')
+  const byValidator = new Map<string, CertificateSignature>()
+  for (const v of votes) {
+    if (
+      v.kind !== 'precommit' ||
+      v.height !== first.height ||
+      v.round !== first.round ||
+      v.blockHash !== first.blockHash
+    ) {
+      throw new Error('certificate: votes for different targets')
+    }
+    if (!byValidator.has(v.validator))
+      byValidator.set(v.validator, { validator: v.validator, signature: v.signature })
+  }
+  const precommits = [...byValidator.values()].sort((a, b) => (a.validator < b.validator ? -1 : 1))
+  return { height: first.height, round: first.round, blockHash: first.blockHash, precommits }
+}
+
+let certCodecCache: Codec<unknown> | undefined
+function certCodec(): Codec<unknown> {
+  certCodecCache ??= cborCodec<unknown>({
+    version: CERTIFICATE_WIRE_VERSION,
+    maxBytes: 128 + MAX_CERTIFICATE_SIGNATURES * 100,
+    check(v): CommitCertificate {
+      const a = shape.array(v, 'certificate', 4)
+      if (a.length !== 4) throw new P2PError('DECODE', 'certificate: expected 4 fields')
+      let last = ''
+      const precommits = shape
+        .array(a[3], 'certificate.precommits', MAX_CERTIFICATE_SIGNATURES)
+        .map((x, i) => {
+          const p = shape.array(x, `precommits[${i}]`, 2)
+          if (p.length !== 2) throw new P2PError('DECODE', `precommits[${i}]: expected 2 fields`)
+          const validator = bytesToAddress(p[0], `precommits[${i}].validator`)
+          if (validator <= last)
+            throw new P2PError('DECODE', 'certificate: precommits not sorted by validator')
+          last = validator
+          return { validator, signature: bytesToHex(p[1], `precommits[${i}].signature`, 65) }
+        })
+      return {
+        height: bytesToUint(a[0], 'certificate.height', 8),
+        round: shape.int(a[1], 'certificate.round', 0, MAX_ROUND),
+        blockHash: bytesToHex(a[2], 'certificate.blockHash', 32),
+        precommits,
+      }
+    },
+  })
+  return certCodecCache
+}
+
+/** Encodes a certificate (CBOR, version byte). */
+export function encodeCertificate(c: CommitCertificate): Uint8Array {
+  want(Number.isInteger(c.round) && c.round >= 0 && c.round <= MAX_ROUND, 'certificate.round')
+  return certCodec().encode([
+    uint(c.height, UINT64_MAX, 'certificate.height'),
+    c.round,
+    raw(c.blockHash, BYTES32_RE, 'certificate.blockHash'),
+    limit(c.precommits, MAX_CERTIFICATE_SIGNATURES, 'precommits').map((p) => [
+      raw(p.validator, ADDRESS_RE, 'certificate.validator'),
+      raw(p.signature, SIGNATURE_RE, 'certificate.signature'),
+    ]),
+  ])
+}
+
+/** Decodes {@link encodeCertificate}'s output; throws P2PError DECODE or TOO_LARGE. */
+export function decodeCertificate(bytes: Uint8Array): CommitCertificate {
+  return certCodec().decode(bytes) as CommitCertificate
+}
+
+/** Why a certificate does not prove a commit. */
+export type CertificateRejectCode =
+  | 'WRONG_TARGET'
+  | 'DUPLICATE_SIGNER'
+  | 'NOT_VALIDATOR'
+  | 'BAD_SIGNATURE'
+  | 'NO_QUORUM'
+
+export type CertificateVerdict =
+  | { readonly ok: true; readonly power: bigint; readonly total: bigint }
+  | { readonly ok: false; readonly code: CertificateRejectCode; readonly message: string }
+
+/**
+ * Checks that `cert` proves the commit of `blockHash` at (`height`, `round`) by `validators` (voting power by
+ * lowercase address): every precommit is a distinct member's signature over `Vote(2, height, round,
+ * blockHash)` under `networkDomain(networkId)`, and their power w satisfies `w * 3 > total * 2`. Pure apart
+ * from signature recovery; the same check an EIP-712 verifier contract would run.
+ */
+export async function verifyCertificate(
+  cert: CommitCertificate,
+  validators: ReadonlyMap<string, bigint>,
+  height: bigint,
+  round: number,
+  blockHash: Hex,
+  networkId: string,
+  recover: Recover = recoverAddress,
+): Promise<CertificateVerdict> {
+  const fail = (code: CertificateRejectCode, message: string): CertificateVerdict => ({
+    ok: false,
+    code,
+    message,
+  })
+  if (cert.height !== height || cert.round !== round || cert.blockHash !== blockHash) {
+    return fail('WRONG_TARGET', `certificate is for ${cert.height}/${cert.round}/${cert.blockHash}`)
+  }
+  let total = 0n
+  for (const p of validators.values()) if (p > 0n) total += p
+  const digest = voteDigest(networkId, { kind: 'precommit', height, round, blockHash })
+  const seen = new Set<string>()
+  let power = 0n
+  for (const p of cert.precommits) {
+    if (seen.has(p.validator)) return fail('DUPLICATE_SIGNER', `${p.validator} signs twice`)
+    seen.add(p.validator)
+    const w = validators.get(p.validator)
+    if (w === undefined || w <= 0n) return fail('NOT_VALIDATOR', `${p.validator} is not a validator`)
+    let signer: Address
+    try {
+      signer = await recover(digest, p.signature)
+    } catch {
+      return fail('BAD_SIGNATURE', `precommit of ${p.validator} does not recover`)
+    }
+    if (signer !== p.validator)
+      return fail('BAD_SIGNATURE', `precommit of ${p.validator} signed by ${signer}`)
+    power += w
+  }
+  if (!hasTwoThirds(power, total)) return fail('NO_QUORUM', `${power} of ${total} power`)
+  return { ok: true, power, total }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Storage and sync.
+
+/** A committed block with its certificate, as stored and as served to syncing peers. */
+export interface SyncedBlock {
+  readonly block: Block
+  readonly certificate: CommitCertificate
+}
+
+/** Value of the `blocks` sublevel: CBOR `[blockBytes, certificateBytes]`. */
+export function encodeStoredBlock(blockBytes: Uint8Array, certBytes: Uint8Array): Uint8Array {
+  return cborEncode([blockBytes, certBytes])
+}
+
+/** Inverse of {@link encodeStoredBlock}: the raw parts. Throws P2PError DECODE. */
+export function decodeStoredBlockParts(value: Uint8Array): { blockBytes: Uint8Array; certBytes: Uint8Array } {
+  let v: unknown
+  try {
+    v = cborDecode(value, { strict: true })
+  } catch (err) {
+    throw new P2PError('DECODE', `stored block: ${(err as Error).message}`)
+  }
+  const a = shape.array(v, 'stored block', 2)
+  return {
+    blockBytes: shape.bytes(a[0], 'stored block', MAX_BLOCK_BYTES),
+    certBytes: shape.bytes(a[1], 'stored certificate'),
+  }
+}
+
+/** `blocks-by-range` request: up to `count` blocks from height `from`. */
+export interface BlocksByRangeRequest {
+  readonly from: bigint
+  readonly count: number
+}
+
+/** Most blocks in one `blocks-by-range` answer. */
+export const MAX_BLOCKS_PER_RANGE = 64
+/** Byte budget of one `blocks-by-range` answer (the answerer stops adding blocks before it). */
+export const BLOCKS_BY_RANGE_MAX_BYTES = 8 * 1024 * 1024
+
+const blocksByRangeRequestCodec: Codec<BlocksByRangeRequest> = {
+  version: 1,
+  maxBytes: 32,
+  encode(req) {
+    return rangeRequestInner().encode([uint(req.from, UINT64_MAX, 'from'), req.count])
+  },
+  decode(bytes) {
+    return rangeRequestInner().decode(bytes) as BlocksByRangeRequest
+  },
+}
+
+let rangeRequestCache: Codec<unknown> | undefined
+function rangeRequestInner(): Codec<unknown> {
+  rangeRequestCache ??= cborCodec<unknown>({
+    version: 1,
+    maxBytes: 32,
+    check(v): BlocksByRangeRequest {
+      const a = shape.array(v, 'blocks-by-range', 2)
+      if (a.length !== 2) throw new P2PError('DECODE', 'blocks-by-range: expected 2 fields')
+      return { from: bytesToUint(a[0], 'from', 8), count: shape.int(a[1], 'count', 1, MAX_BLOCKS_PER_RANGE) }
+    },
+  })
+  return rangeRequestCache
+}
+
+let rangeResponseCache: Codec<unknown> | undefined
+function rangeResponseInner(): Codec<unknown> {
+  rangeResponseCache ??= cborCodec<unknown>({
+    version: 1,
+    maxBytes: BLOCKS_BY_RANGE_MAX_BYTES + MAX_BLOCK_BYTES + 1024,
+    check(v): SyncedBlock[] {
+      return shape.array(v, 'blocks', MAX_BLOCKS_PER_RANGE).map((x, i) => {
+        const pair = shape.array(x, `blocks[${i}]`, 2)
+        if (pair.length !== 2) throw new P2PError('DECODE', `blocks[${i}]: expected 2 fields`)
+        return {
+          block: decodeBlock(shape.bytes(pair[0], `blocks[${i}].block`, MAX_BLOCK_BYTES)),
+          certificate: decodeCertificate(shape.bytes(pair[1], `blocks[${i}].certificate`)),
+        }
+      })
+    },
+  })
+  return rangeResponseCache
+}
+
+const blocksByRangeResponseCodec: Codec<SyncedBlock[]> = {
+  version: 1,
+  maxBytes: BLOCKS_BY_RANGE_MAX_BYTES + MAX_BLOCK_BYTES + 1024,
+  encode(blocks) {
+    return rangeResponseInner().encode(
+      blocks.map((b) => [encodeBlock(b.block), encodeCertificate(b.certificate)]),
+    )
+  },
+  decode(bytes) {
+    return rangeResponseInner().decode(bytes) as SyncedBlock[]
+  },
+}
+
+/**
+ * `/murmur/<networkId>/blocks-by-range/1`: committed blocks with their certificates, in height order from
+ * `from`, stopping at the first height the answerer does not have. The answerer's handler is
+ * `(req) => driver.getBlocksRange(req.from, req.count)`.
+ */
+export const BLOCKS_BY_RANGE_PROTOCOL: ProtocolSpec<BlocksByRangeRequest, SyncedBlock[]> = {
+  name: 'blocks-by-range',
+  request: blocksByRangeRequestCodec,
+  response: blocksByRangeResponseCodec,
+  timeoutMs: 15_000,
+  maxInboundStreams: 2,
+}
+
+// ---------------------------------------------------------------------------------------------------
+// JSON (`GET /v1/blocks/:height`, INTERFACES.md conventions).
+
+function assignmentJson(a: BlockAssignment) {
+  return {
+    intentId: a.intentId,
+    chainId: a.chainId.toString(),
+    executor: a.executor,
+    deadline: Number(a.deadline),
+  }
+}
+
+function voteJson(v: SignedVote) {
+  return {
+    kind: v.kind,
+    height: v.height.toString(),
+    round: v.round,
+    blockHash: v.blockHash,
+    validator: v.validator,
+    signature: v.signature,
+  }
+}
+
+/**
+ * The body of `GET /v1/blocks/:height`: big integers as decimal strings, `time` in unix seconds (`timeMs`
+ * keeps the block's millisecond time), deadlines in unix seconds.
+ */
+export function blockToJson(block: Block, hash: Hex, certificate: CommitCertificate | null) {
+  return {
+    height: block.height.toString(),
+    hash,
+    round: block.round,
+    proposer: block.proposer,
+    time: Math.floor(block.time / 1000),
+    timeMs: block.time,
+    parentHash: block.parentHash,
+    assignments: block.assignments.map(assignmentJson),
+    reassignments: block.reassignments.map(assignmentJson),
+    stakeMoves: block.stakeMoves.map((s) => ({
+      move: {
+        staker: s.move.staker,
+        fromChainId: s.move.fromChainId.toString(),
+        toChainId: s.move.toChainId.toString(),
+        amount: s.move.amount.toString(),
+        durationBlocks: s.move.durationBlocks.toString(),
+        nonce: s.move.nonce.toString(),
+      },
+      signature: s.signature,
+    })),
+    fills: block.fills.map((f) => ({
+      intentId: f.intentId,
+      chainId: f.chainId.toString(),
+      txHash: f.txHash,
+      blockNumber: f.blockNumber.toString(),
+      executor: f.executor,
+      signature: f.signature,
+    })),
+    evidence: block.evidence.map((e) => ({
+      validator: e.first.validator,
+      first: voteJson(e.first),
+      second: voteJson(e.second),
+    })),
+    healthReports: block.healthReports.length,
+    certificate:
+      certificate === null
+        ? null
+        : {
+            round: certificate.round,
+            blockHash: certificate.blockHash,
+            precommits: certificate.precommits.map((p) => ({
+              validator: p.validator,
+              signature: p.signature,
+            })),
+          },
+  }
+}

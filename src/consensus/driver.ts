@@ -1,0 +1,1193 @@
+/**
+ * The consensus driver: the async shell around the pure Tendermint core (core.ts). It owns the core state
+ * and the application state, feeds the core its inputs one at a time (messages from gossip, its own
+ * timeouts, the block it built), and performs the outputs in order (STYLE.md, Shape):
+ *
+ * - `persist`: sign, then append to the WAL and wait until it is durable (a failed write stops the node);
+ * - `broadcastProposal` / `broadcastVote`: publish the signed message (persisted by the output before);
+ * - `scheduleTimeout`: a timer whose expiry feeds a `timeout` input; every timer is cleared on a new height
+ *   and on stop();
+ * - `requestValue`: build a block with `proposeBlock` (pool, health reports, verified fills, evidence),
+ *   answered later by a `valueReady` input;
+ * - `decide`: commit — the block, its certificate, the application state and the intent pool transitions
+ *   in ONE `store.batch` (`pool.transitionMany(reqs, { extraOps })`), the WAL of the height pruned in the
+ *   same batch — then start the next height after `minBlockIntervalMs`;
+ * - `evidence`: kept (with the two signatures) for the next block this node proposes.
+ *
+ * valid(v) of a received proposal is `validateBlock` against the state of the previous height. Messages of
+ * future heights are buffered (bounded) and replayed when the height starts. A node that sees the network
+ * ahead of it fetches blocks with their certificates (`fetchBlocks`, wired to `blocks-by-range`) and
+ * applies them (`applySynced`: certificate, header, apply). On start the driver loads the application state
+ * and rebuilds the core from the WAL of the next height (`restoreFromWal`), so it never signs twice.
+ */
+import type { Logger } from 'pino'
+import { Counter, Gauge, type Registry } from 'prom-client'
+import type { Address, Hex, LocalAccount } from 'viem'
+import type { IntentPool, TransitionRequest } from '../mempool/pool.ts'
+import { type IntentState, isTerminal, MempoolError } from '../mempool/record.ts'
+import { ignore, type ValidationResult } from '../p2p/validation.ts'
+import type { ExpectedOutput, SignedFill } from '../rollups/fill.ts'
+import type { SignedHealthReport } from '../rollups/health-report.ts'
+import {
+  type AppGenesis,
+  type AppState,
+  type AssignmentState,
+  activeValidators,
+  apply,
+  appStateOps,
+  checkBlockHeader,
+  loadAppState,
+  proposeBlock,
+  type ValidateBlockContext,
+  validateBlock,
+  votingPowers,
+} from '../state/app.ts'
+import { type BatchOp, heightKey, type Store } from '../state/store.ts'
+import {
+  BLOCKS_BY_RANGE_MAX_BYTES,
+  type Block,
+  blockHashOfBytes,
+  type CommitCertificate,
+  decodeBlock,
+  decodeCertificate,
+  decodeStoredBlockParts,
+  encodeBlock,
+  encodeCertificate,
+  encodeStoredBlock,
+  MAX_BLOCK_ASSIGNMENTS,
+  MAX_BLOCK_BYTES,
+  MAX_BLOCK_FILLS,
+  MAX_BLOCKS_PER_RANGE,
+  type SyncedBlock,
+  type VoteEvidence,
+  verifyCertificate,
+} from './block.ts'
+import { type ConsensusState, initialState, proposerOf, restoreFromWal, step } from './core.ts'
+import {
+  CONSENSUS_MESSAGES_MAX_BYTES,
+  type ConsensusMessage,
+  MAX_CONSENSUS_MESSAGES,
+  messageHeader,
+  proposalBodyOf,
+  type SignedVote,
+  signProposal,
+  signVote,
+  toCoreProposal,
+  toCoreVote,
+  validateConsensusMessage,
+  voteBodyOf,
+  voteKey,
+} from './signing.ts'
+import {
+  type ConsensusInput,
+  type ConsensusOutput,
+  type ConsensusParams,
+  DEFAULT_CONSENSUS_PARAMS,
+  type DecideOutput,
+  type DuplicateVoteEvidence,
+  type Proposal,
+  type ScheduleTimeoutOutput,
+  type Vote,
+  type WalRecord,
+} from './types.ts'
+import { ConsensusWal, type WalEntry } from './wal.ts'
+
+/** Options of a {@link ConsensusDriver}: plain data, defaults in {@link DEFAULT_CONSENSUS_DRIVER_OPTIONS}. */
+export interface ConsensusDriverOptions {
+  /** Round timeouts of the core. */
+  readonly timeouts: ConsensusParams
+  /**
+   * Wait between a commit and the start of the next height (CometBFT's timeout_commit), milliseconds.
+   * Default: genesis `params.blockIntervalMs`.
+   */
+  readonly minBlockIntervalMs: number
+  readonly maxBlockAssignments: number
+  readonly maxBlockFills: number
+  /** Pending intents read from the pool per proposal. */
+  readonly pendingScanLimit: number
+  /** Messages of future heights held until their height starts; beyond it they are dropped. */
+  readonly maxBufferedMessages: number
+  /** Gossip validation IGNOREs messages further ahead. */
+  readonly maxHeightsAhead: number
+  /** Gossip validation IGNOREs messages further ahead of the current round. */
+  readonly maxRoundsAhead: number
+  /** After a message shows the network one block ahead, wait this long for our own decision, then sync. */
+  readonly syncDelayMs: number
+  /** Blocks asked for per `fetchBlocks` call. */
+  readonly syncBatchBlocks: number
+  readonly maxPendingEvidence: number
+  /** Distinct blocks kept per height (a proposer flooding equivocating proposals cannot grow it). */
+  readonly maxBlocksPerHeight: number
+  /**
+   * With no progress (height, round, step) for this long, ask peers for the signed messages of the height
+   * (`fetchMessages`): what gossip delivered while this node was down or cut off.
+   */
+  readonly stuckFetchMs: number
+}
+
+export const DEFAULT_CONSENSUS_DRIVER_OPTIONS: ConsensusDriverOptions = {
+  timeouts: DEFAULT_CONSENSUS_PARAMS,
+  minBlockIntervalMs: 500,
+  maxBlockAssignments: MAX_BLOCK_ASSIGNMENTS,
+  maxBlockFills: MAX_BLOCK_FILLS,
+  pendingScanLimit: 2 * MAX_BLOCK_ASSIGNMENTS,
+  maxBufferedMessages: 10_000,
+  maxHeightsAhead: 8,
+  maxRoundsAhead: 32,
+  syncDelayMs: 2_000,
+  syncBatchBlocks: 32,
+  maxPendingEvidence: 64,
+  maxBlocksPerHeight: 64,
+  stuckFetchMs: 6_000,
+}
+
+/** Collaborators of a {@link ConsensusDriver}. */
+export interface ConsensusDriverModules {
+  readonly store: Store
+  readonly pool: IntentPool
+  /** The validator key: signs proposals and votes. */
+  readonly account: Pick<LocalAccount, 'address' | 'signTypedData'>
+  readonly genesis: AppGenesis
+  /** Publishes on the `consensus` topic. A failure is logged, never fatal (gossip may have no peers yet). */
+  readonly broadcast: (msg: ConsensusMessage) => void | Promise<void>
+  /** Receipt check of a fill on this node's own RPC (rollups/fill.ts `verifyFillReceipt`). */
+  readonly verifyFill: ValidateBlockContext['verifyFill']
+  /** Health reports held (accepted from gossip, and this node's own); the proposer picks the fresh ones. */
+  readonly healthReports: () => Iterable<SignedHealthReport> | Promise<Iterable<SignedHealthReport>>
+  /** Fills announced on gossip and not yet committed. */
+  readonly pendingFills: () => Iterable<SignedFill> | Promise<Iterable<SignedFill>>
+  /**
+   * Blocks with certificates from height `from`, asked of `peer` (the sender of the message that showed
+   * the network ahead) or any peer: `blocks-by-range`. Without it the driver never syncs by itself.
+   */
+  readonly fetchBlocks?: (
+    from: bigint,
+    count: number,
+    peer: string | undefined,
+  ) => Promise<readonly SyncedBlock[]>
+  /**
+   * The signed messages peers hold for `height`: `consensus-messages` (signing.ts), asked of one or more
+   * peers. Each answer is validated like gossip. Without it a validator that missed votes (restarted after
+   * its peers voted) relies on new rounds alone, which may never come when just 2/3 + 1 are up.
+   */
+  readonly fetchMessages?: (height: bigint) => Promise<readonly ConsensusMessage[]>
+  /** Wall clock, unix milliseconds. Default Date.now. */
+  readonly clock?: { now(): number }
+  readonly log: Logger
+  readonly registry: Registry
+  /** A durable write failed (or another invariant broke): the driver has stopped; the node must stop. */
+  readonly onFatal?: (err: unknown) => void
+}
+
+/** A committed block, as `onCommit` listeners see it. */
+export interface CommitEvent {
+  readonly height: bigint
+  readonly hash: Hex
+  readonly block: Block
+  readonly certificate: CommitCertificate
+  readonly state: AppState
+  /** 'consensus' when this node decided it, 'sync' when it came from a peer with its certificate. */
+  readonly source: 'consensus' | 'sync'
+}
+
+/** Outcome of {@link ConsensusDriver.applySynced}. */
+export type ApplySyncedResult =
+  | { readonly status: 'applied' }
+  | { readonly status: 'known' }
+  | { readonly status: 'rejected'; readonly code: string; readonly message: string }
+
+/**
+ * The pool transitions of `reqs` that the pool can take, given each intent's state there (`stateOf`):
+ * intents the pool does not hold, or holds as terminal, are skipped; `-> pending` of an intent already
+ * pending is dropped; `-> filled` of an intent the pool still has pending (it never saw the assignment)
+ * goes through `assigned` first. The application state is the authority; the pool follows it.
+ */
+export function reconcileTransitions(
+  reqs: readonly TransitionRequest[],
+  stateOf: (id: Hex) => IntentState | undefined,
+): TransitionRequest[] {
+  const out: TransitionRequest[] = []
+  const now = new Map<Hex, IntentState | undefined>()
+  for (const r of reqs) {
+    const s = now.has(r.id) ? now.get(r.id) : stateOf(r.id)
+    if (s === undefined || isTerminal(s)) continue
+    if (r.to === 'pending' && s !== 'assigned') continue
+    if (r.to === 'filled' && s === 'pending') {
+      if (r.assignment === undefined) continue
+      const via: TransitionRequest = { id: r.id, to: 'assigned', assignment: r.assignment }
+      if (r.height !== undefined) via.height = r.height
+      out.push(via)
+    }
+    out.push(r)
+    now.set(r.id, r.to)
+  }
+  return out
+}
+
+interface HeldBlock {
+  readonly block: Block
+  readonly bytes: Uint8Array
+}
+
+const METRIC_NAMES = [
+  'murmur_consensus_height',
+  'murmur_consensus_round',
+  'murmur_consensus_commits_total',
+  'murmur_consensus_invalid_proposals_total',
+  'murmur_consensus_buffered_messages',
+] as const
+
+function expectedOf(a: AssignmentState): ExpectedOutput {
+  return { recipient: a.recipient, outputToken: a.outputToken, outputAmount: a.outputAmount }
+}
+
+function recordKey(r: WalRecord): string {
+  if (r.type === 'vote') return voteKey(r.vote)
+  const p = r.proposal
+  return `proposal/${p.height}/${p.round}/${p.validRound}/${p.value}`
+}
+
+function proposalKey(p: Proposal): string {
+  return recordKey({ type: 'proposal', proposal: p })
+}
+
+/**
+ * Runs consensus for one node. `start()` restores and begins; feed it gossip with `validateMessage` (the
+ * topic validator) and `onMessage` (after ACCEPT); serve `getBlocksRange` to syncing peers; `stop()` leaves
+ * no timer and no task behind.
+ */
+export class ConsensusDriver {
+  readonly options: ConsensusDriverOptions
+  readonly #m: ConsensusDriverModules
+  readonly #log: Logger
+  readonly #wal: ConsensusWal
+  readonly #self: Address
+  readonly #networkId: string
+  readonly #now: () => number
+
+  #app: AppState | undefined
+  #powers: Map<string, bigint> = new Map()
+  #prevPowers: Map<string, bigint> = new Map()
+  #core: ConsensusState
+  #chain: Promise<void> = Promise.resolve()
+  #started = false
+  #stopped = false
+  #stopping: Promise<void> | undefined
+  #restoredRecords = 0
+  #fetches = 0
+
+  readonly #timers = new Set<NodeJS.Timeout>()
+  #startTimer: NodeJS.Timeout | undefined
+  #syncTimer: NodeJS.Timeout | undefined
+  #syncing = false
+  #stuckTimer: NodeJS.Timeout | undefined
+  #lastProgress = ''
+  #fetching = false
+  readonly #inflight = new Set<Promise<unknown>>()
+
+  /** Blocks of the current height by hash. */
+  #blocks = new Map<Hex, HeldBlock>()
+  /** Hashes judged valid at the current height. */
+  #valid = new Set<Hex>()
+  /** Vote signatures by vote key, per height (current and previous: certificates and evidence). */
+  readonly #sigs = new Map<number, Map<string, Hex>>()
+  /** This node's proposal signatures of the current height. */
+  #proposalSigs = new Map<string, Hex>()
+  readonly #future = new Map<bigint, Array<{ msg: ConsensusMessage; from: string | undefined }>>()
+  #futureCount = 0
+  readonly #evidence = new Map<string, VoteEvidence>()
+  /** Signed messages of the current height (own and accepted), served to peers that missed them. */
+  #heightLog = new Map<string, ConsensusMessage>()
+  readonly #listeners = new Set<(e: CommitEvent) => void>()
+
+  readonly #metrics: {
+    height: Gauge
+    round: Gauge
+    commits: Counter<'source'>
+    invalid: Counter<'code'>
+    buffered: Gauge
+  }
+
+  constructor(options: Partial<ConsensusDriverOptions>, modules: ConsensusDriverModules) {
+    // The network's block interval (genesis params) unless the node overrides it.
+    this.options = {
+      ...DEFAULT_CONSENSUS_DRIVER_OPTIONS,
+      minBlockIntervalMs: modules.genesis.params.blockIntervalMs,
+      ...options,
+    }
+    this.#m = modules
+    this.#log = modules.log.child({ module: 'consensus' })
+    this.#wal = new ConsensusWal(modules.store)
+    this.#self = modules.account.address.toLowerCase() as Address
+    this.#networkId = modules.genesis.networkId
+    const clock = modules.clock
+    this.#now = clock ? () => clock.now() : Date.now
+    this.#core = initialState(this.options.timeouts, this.#self)
+    const registers = [modules.registry]
+    const futureCount = () => this.#futureCount
+    this.#metrics = {
+      height: new Gauge({ name: 'murmur_consensus_height', help: 'Last committed height', registers }),
+      round: new Gauge({
+        name: 'murmur_consensus_round',
+        help: 'Current round of the height being decided',
+        registers,
+      }),
+      commits: new Counter({
+        name: 'murmur_consensus_commits_total',
+        help: 'Blocks committed, by source (consensus or sync)',
+        labelNames: ['source'],
+        registers,
+      }),
+      invalid: new Counter({
+        name: 'murmur_consensus_invalid_proposals_total',
+        help: 'Proposed blocks judged invalid, by reason',
+        labelNames: ['code'],
+        registers,
+      }),
+      buffered: new Gauge({
+        name: 'murmur_consensus_buffered_messages',
+        help: 'Messages of future heights held until their height starts',
+        registers,
+        collect() {
+          this.set(futureCount())
+        },
+      }),
+    }
+  }
+
+  // --- lifecycle -----------------------------------------------------------------------------------
+
+  /** Loads the application state, rebuilds the core from the WAL of the next height, and begins. */
+  async start(): Promise<void> {
+    if (this.#started || this.#stopped) throw new Error('consensus driver already started or stopped')
+    this.#started = true
+    const app = await loadAppState(this.#m.store, this.#m.genesis)
+    this.#setApp(app, votingPowers(app))
+    await this.#run(async () => {
+      const height = app.height + 1n
+      const entries = await this.#wal.load(height)
+      this.#resetHeightCaches(Number(height))
+      for (const e of entries) this.#remember(e)
+      const result = restoreFromWal(
+        this.options.timeouts,
+        this.#self,
+        Number(height),
+        activeValidators(app),
+        entries.map((e) => e.record),
+      )
+      this.#core = result.state
+      this.#restoredRecords = entries.length
+      this.#log.info({ height, walRecords: entries.length }, 'consensus started')
+      await this.#perform(result.outputs)
+      this.#replayFuture()
+    })
+    this.#watchProgress()
+  }
+
+  /**
+   * Stops: clears every timer, waits for the task in progress and the blocks being built, judged or
+   * fetched, and unregisters the metrics. Idempotent; safe before start() and after a fatal error.
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.#stopped = true
+      this.#clearAllTimers()
+      await this.#chain
+      while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight])
+      this.#clearAllTimers()
+      for (const name of METRIC_NAMES) this.#m.registry.removeSingleMetric(name)
+      this.#listeners.clear()
+      if (this.#started) this.#log.info({ height: this.#app?.height }, 'consensus stopped')
+    })()
+    return this.#stopping
+  }
+
+  // --- views ---------------------------------------------------------------------------------------
+
+  /** Last committed height. */
+  get height(): bigint {
+    return this.#state().height
+  }
+
+  /** Height the core is deciding (or has decided and waits to leave). */
+  get consensusHeight(): number {
+    return this.#core.height
+  }
+
+  /** Current round of the core. */
+  get round(): number {
+    return this.#core.round
+  }
+
+  /** The application state after the last commit. */
+  get appState(): AppState {
+    return this.#state()
+  }
+
+  /** Completed `fetchMessages` rounds (no progress for stuckFetchMs, messages asked of peers). */
+  get messageFetches(): number {
+    return this.#fetches
+  }
+
+  /** Step of the core in its current round. */
+  get step(): ConsensusState['step'] {
+    return this.#core.step
+  }
+
+  /** WAL records replayed by the last start(). */
+  get restoredRecords(): number {
+    return this.#restoredRecords
+  }
+
+  /** Head of the chain: last committed height, its hash and time (unix ms). */
+  head(): { height: bigint; hash: Hex; time: number } {
+    const s = this.#state()
+    return { height: s.height, hash: s.lastBlockHash, time: s.lastBlockTime }
+  }
+
+  /** A committed block with its certificate and hash, or undefined. */
+  async getBlock(height: bigint): Promise<(SyncedBlock & { hash: Hex }) | undefined> {
+    const v = await this.#m.store.get<Uint8Array>('blocks', heightKey(height))
+    if (v === undefined) return undefined
+    const { blockBytes, certBytes } = decodeStoredBlockParts(v)
+    return {
+      block: decodeBlock(blockBytes),
+      certificate: decodeCertificate(certBytes),
+      hash: blockHashOfBytes(blockBytes),
+    }
+  }
+
+  /**
+   * Committed blocks with certificates from `from`, in order, at most `count` (and MAX_BLOCKS_PER_RANGE),
+   * stopping at the first missing height or once BLOCKS_BY_RANGE_MAX_BYTES would be passed (at least one
+   * block). The `blocks-by-range` handler.
+   */
+  async getBlocksRange(from: bigint, count: number): Promise<SyncedBlock[]> {
+    const n = Math.max(0, Math.min(Math.floor(count), MAX_BLOCKS_PER_RANGE))
+    if (n === 0 || from < 1n) return []
+    const rows = await this.#m.store.range<Uint8Array>('blocks', {
+      gte: heightKey(from),
+      lt: heightKey(from + BigInt(n)),
+      limit: n,
+    })
+    const out: SyncedBlock[] = []
+    let bytes = 0
+    let expected = from
+    for (const [key, value] of rows) {
+      if (key !== heightKey(expected)) break
+      const { blockBytes, certBytes } = decodeStoredBlockParts(value)
+      bytes += blockBytes.length + certBytes.length
+      if (out.length > 0 && bytes > BLOCKS_BY_RANGE_MAX_BYTES) break
+      out.push({ block: decodeBlock(blockBytes), certificate: decodeCertificate(certBytes) })
+      expected++
+    }
+    return out
+  }
+
+  /**
+   * The signed proposals and votes this node holds for `height` while it is deciding it (none otherwise:
+   * a peer behind a committed height syncs blocks instead). Votes first, then proposals newest round first
+   * within CONSENSUS_MESSAGES_MAX_BYTES. The `consensus-messages` handler.
+   */
+  getConsensusMessages(height: bigint): ConsensusMessage[] {
+    if (!this.#started || height !== BigInt(this.#core.height)) return []
+    const votes: ConsensusMessage[] = []
+    const proposals: Array<Extract<ConsensusMessage, { type: 'proposal' }>> = []
+    for (const m of this.#heightLog.values()) {
+      if (m.type === 'vote') votes.push(m)
+      else proposals.push(m)
+    }
+    let bytes = votes.length * 200
+    const out = votes.slice(0, MAX_CONSENSUS_MESSAGES)
+    for (const p of proposals.sort((a, b) => b.proposal.round - a.proposal.round)) {
+      bytes += (this.#blocks.get(p.proposal.blockHash)?.bytes.length ?? MAX_BLOCK_BYTES) + 200
+      if (bytes > CONSENSUS_MESSAGES_MAX_BYTES || out.length >= MAX_CONSENSUS_MESSAGES) break
+      out.push(p)
+    }
+    return out
+  }
+
+  /** Calls `listener` after every commit (decided here or synced). Returns the unsubscribe function. */
+  onCommit(listener: (e: CommitEvent) => void): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  // --- network -------------------------------------------------------------------------------------
+
+  /** The `consensus` topic validator (signing.ts `validateConsensusMessage` against this node's view). */
+  validateMessage(msg: ConsensusMessage): Promise<ValidationResult> {
+    const app = this.#app
+    if (app === undefined || this.#core.height === 0) return Promise.resolve(ignore('NOT_READY'))
+    const height = app.height + 1n
+    const deciding = this.#core.height === Number(height) && this.#core.decision === null
+    const core = this.#core
+    return validateConsensusMessage(msg, {
+      networkId: this.#networkId,
+      height,
+      round: deciding ? core.round : 0,
+      validators: this.#powers,
+      previousValidators: this.#prevPowers,
+      maxHeightsAhead: this.options.maxHeightsAhead,
+      maxRoundsAhead: this.options.maxRoundsAhead,
+      proposer: deciding ? (r) => proposerOf(core, r) : undefined,
+    })
+  }
+
+  /** A message the topic validator ACCEPTed; `from` names the sending peer (for sync). */
+  onMessage(msg: ConsensusMessage, from?: string): void {
+    if (!this.#started || this.#stopped || this.#core.height === 0) return
+    this.#accept(msg, from)
+  }
+
+  /**
+   * Applies a block fetched from a peer: its certificate must carry > 2/3 of the power of the current
+   * validators for its hash, its header must follow the head; then it is applied and committed like a
+   * decided one, and consensus moves to the next height.
+   */
+  applySynced(block: Block, certificate: CommitCertificate): Promise<ApplySyncedResult> {
+    const rejected = (code: string, message: string): ApplySyncedResult => ({
+      status: 'rejected',
+      code,
+      message,
+    })
+    return this.#run(async (): Promise<ApplySyncedResult> => {
+      if (this.#stopped) return rejected('STOPPED', 'driver stopped')
+      const app = this.#state()
+      if (block.height <= app.height) return { status: 'known' }
+      if (block.height !== app.height + 1n)
+        return rejected('GAP', `block ${block.height} on head ${app.height}`)
+      let bytes: Uint8Array
+      try {
+        bytes = encodeBlock(block)
+      } catch (err) {
+        return rejected('MALFORMED', (err as Error).message)
+      }
+      const hash = blockHashOfBytes(bytes)
+      const v = await verifyCertificate(
+        certificate,
+        this.#powers,
+        block.height,
+        certificate.round,
+        hash,
+        this.#networkId,
+      )
+      if (!v.ok) return rejected(v.code, v.message)
+      const head = checkBlockHeader(app, block)
+      if (!head.ok) return rejected(head.code, head.message)
+      try {
+        await this.#commit(block, bytes, certificate, hash, 'sync')
+        if (this.#startTimer !== undefined) {
+          clearTimeout(this.#startTimer)
+          this.#startTimer = undefined
+        }
+        await this.#startNext()
+      } catch (err) {
+        this.#fatal(err) // a failed durable write stops the node, as on the consensus path
+        throw err
+      }
+      return { status: 'applied' }
+    })
+  }
+
+  // --- internals: the task chain -------------------------------------------------------------------
+
+  #state(): AppState {
+    if (this.#app === undefined) throw new Error('consensus driver not started')
+    return this.#app
+  }
+
+  #setApp(app: AppState, powers: Map<string, bigint>): void {
+    this.#prevPowers = this.#app === undefined ? powers : this.#powers
+    this.#app = app
+    this.#powers = powers
+    this.#metrics.height.set(Number(app.height))
+  }
+
+  /** Runs `fn` after every earlier task; tasks never interleave. */
+  #run<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#chain.then(fn)
+    this.#chain = run.then(
+      () => undefined,
+      () => undefined,
+    )
+    return run
+  }
+
+  #task(fn: () => Promise<void>): void {
+    if (this.#stopped) return
+    this.#run(async () => {
+      if (!this.#stopped) await fn()
+    }).catch((err) => this.#fatal(err))
+  }
+
+  #enqueue(input: ConsensusInput): void {
+    this.#task(() => this.#process(input))
+  }
+
+  #track(p: Promise<unknown>): void {
+    this.#inflight.add(p)
+    void p.finally(() => this.#inflight.delete(p))
+  }
+
+  #fatal(err: unknown): void {
+    if (this.#stopped) return
+    this.#log.fatal({ err }, 'consensus driver failed; stopping')
+    this.#stopped = true
+    this.#clearAllTimers()
+    this.#m.onFatal?.(err)
+  }
+
+  async #process(input: ConsensusInput): Promise<void> {
+    const result = step(this.#core, input)
+    this.#core = result.state
+    this.#metrics.round.set(this.#core.round)
+    await this.#perform(result.outputs)
+  }
+
+  async #perform(outputs: readonly ConsensusOutput[]): Promise<void> {
+    for (const o of outputs) {
+      if (this.#stopped) return
+      switch (o.type) {
+        case 'persist':
+          await this.#persist(o.record)
+          break
+        case 'broadcastProposal':
+          await this.#broadcastProposal(o.proposal)
+          break
+        case 'broadcastVote':
+          await this.#broadcastVote(o.vote)
+          break
+        case 'scheduleTimeout':
+          this.#schedule(o)
+          break
+        case 'requestValue':
+          this.#requestValue(o.height, o.round)
+          break
+        case 'decide':
+          await this.#decide(o)
+          break
+        case 'evidence':
+          this.#addEvidence(o.evidence)
+          break
+        default: {
+          const unknown: never = o
+          throw new Error(`unknown consensus output ${JSON.stringify(unknown)}`)
+        }
+      }
+    }
+  }
+
+  // --- outputs -------------------------------------------------------------------------------------
+
+  async #sign(record: WalRecord): Promise<Hex> {
+    if (record.type === 'proposal') {
+      const key = proposalKey(record.proposal)
+      const held = this.#proposalSigs.get(key)
+      if (held !== undefined) return held
+      const signed = await signProposal(this.#m.account, this.#networkId, proposalBodyOf(record.proposal))
+      this.#proposalSigs.set(key, signed.signature)
+      return signed.signature
+    }
+    const v = record.vote
+    const held = this.#sigsOf(v.height).get(voteKey(v))
+    if (held !== undefined) return held
+    const signed = await signVote(this.#m.account, this.#networkId, voteBodyOf(v))
+    this.#sigsOf(v.height).set(voteKey(v), signed.signature)
+    return signed.signature
+  }
+
+  /** Persist before you speak: the signed record (and the block it commits to) is durable before it is sent. */
+  async #persist(record: WalRecord): Promise<void> {
+    const signature = await this.#sign(record)
+    const value =
+      record.type === 'proposal'
+        ? record.proposal.value
+        : record.vote.kind === 'precommit'
+          ? record.vote.value
+          : null
+    const block = value === null ? undefined : this.#blocks.get(value as Hex)?.bytes
+    await this.#wal.append(block === undefined ? { record, signature } : { record, signature, block })
+  }
+
+  async #broadcastProposal(p: Proposal): Promise<void> {
+    const held = this.#blocks.get(p.value as Hex)
+    if (held === undefined) {
+      this.#log.error({ height: p.height, round: p.round, value: p.value }, 'no block for own proposal')
+      return
+    }
+    const signature = await this.#sign({ type: 'proposal', proposal: p })
+    await this.#send({
+      type: 'proposal',
+      proposal: { ...proposalBodyOf(p), validator: this.#self, signature },
+      block: held.block,
+    })
+  }
+
+  async #broadcastVote(v: Vote): Promise<void> {
+    const signature = await this.#sign({ type: 'vote', vote: v })
+    await this.#send({ type: 'vote', vote: { ...voteBodyOf(v), validator: v.from as Address, signature } })
+  }
+
+  async #send(msg: ConsensusMessage): Promise<void> {
+    this.#keep(msg)
+    try {
+      await this.#m.broadcast(msg)
+    } catch (err) {
+      this.#log.warn({ err, type: msg.type }, 'consensus broadcast failed')
+    }
+  }
+
+  #schedule(o: ScheduleTimeoutOutput): void {
+    if (this.#stopped) return
+    const t = setTimeout(() => {
+      this.#timers.delete(t)
+      this.#enqueue({ type: 'timeout', kind: o.kind, height: o.height, round: o.round })
+    }, o.durationMs)
+    this.#timers.add(t)
+  }
+
+  #requestValue(height: number, round: number): void {
+    this.#track(
+      this.#build(height, round).then(
+        (hash) => {
+          if (hash !== undefined) this.#enqueue({ type: 'valueReady', height, round, value: hash })
+        },
+        (err) => this.#log.error({ err, height, round }, 'building a block failed'),
+      ),
+    )
+  }
+
+  /** getValue() (L18): a block over the pool's pending intents, held reports, verified fills, evidence. */
+  async #build(height: number, round: number): Promise<Hex | undefined> {
+    const app = this.#state()
+    if (BigInt(height) !== app.height + 1n) return undefined
+    const [pending, reports, fills] = await Promise.all([
+      this.#m.pool.pending(this.options.pendingScanLimit),
+      this.#m.healthReports(),
+      this.#fillsToPropose(app),
+    ])
+    if (this.#stopped || this.#app !== app || this.#core.height !== height) return undefined
+    const block = proposeBlock(app, pending, reports, fills, this.#now(), {
+      proposer: this.#self,
+      round,
+      evidence: [...this.#evidence.values()],
+      maxAssignments: this.options.maxBlockAssignments,
+      maxFills: this.options.maxBlockFills,
+    })
+    const bytes = encodeBlock(block)
+    const hash = blockHashOfBytes(bytes)
+    this.#blocks.set(hash, { block, bytes })
+    this.#valid.add(hash)
+    this.#log.debug(
+      { height, round, hash, assignments: block.assignments.length, fills: block.fills.length },
+      'block built',
+    )
+    return hash
+  }
+
+  /** Pending fills of open assignments by the assigned executor that this node's RPC confirms. */
+  async #fillsToPropose(app: AppState): Promise<SignedFill[]> {
+    const candidates: Array<{ fill: SignedFill; a: AssignmentState }> = []
+    const seen = new Set<string>()
+    for (const f of await this.#m.pendingFills()) {
+      if (candidates.length >= this.options.maxBlockFills) break
+      const a = app.assignments.get(f.fill.intentId)
+      if (a === undefined || seen.has(f.fill.intentId)) continue
+      if (a.chainId !== f.fill.chainId || a.executor !== f.fill.executor) continue
+      seen.add(f.fill.intentId)
+      candidates.push({ fill: f, a })
+    }
+    const verdicts = await Promise.all(
+      candidates.map(({ fill, a }) =>
+        this.#m.verifyFill(fill, expectedOf(a)).catch(() => 'unknown' as const),
+      ),
+    )
+    return candidates.filter((_, i) => verdicts[i] === 'valid').map((c) => c.fill)
+  }
+
+  async #decide(o: DecideOutput): Promise<void> {
+    const held = this.#blocks.get(o.value as Hex)
+    if (held === undefined) throw new Error(`decided ${o.value} at ${o.height} without its block`)
+    const sigs = this.#sigsOf(o.height)
+    const precommits = o.certificate
+      .map((v) => {
+        const signature = sigs.get(voteKey(v))
+        if (signature === undefined) throw new Error(`no signature for precommit of ${v.from} at ${o.height}`)
+        return { validator: v.from as Address, signature }
+      })
+      .sort((a, b) => (a.validator < b.validator ? -1 : 1))
+    const certificate: CommitCertificate = {
+      height: BigInt(o.height),
+      round: o.round,
+      blockHash: o.value as Hex,
+      precommits,
+    }
+    await this.#commit(held.block, held.bytes, certificate, o.value as Hex, 'consensus')
+    this.#scheduleStart(this.options.minBlockIntervalMs)
+  }
+
+  /**
+   * Commits a block: the block and certificate, the application state changes, the WAL of the height (now
+   * decided) and the pool transitions, in one batch. Intents of the block the pool lacks are added first
+   * (as pending: harmless if the commit then fails), so the pool can follow the state.
+   */
+  async #commit(
+    block: Block,
+    bytes: Uint8Array,
+    certificate: CommitCertificate,
+    hash: Hex,
+    source: CommitEvent['source'],
+  ) {
+    const prev = this.#state()
+    const { state: next, intentTransitions } = apply(prev, block, hash)
+    const pool = this.#m.pool
+    const missing = block.assignments
+      .map((a, i) => ({
+        id: a.intentId,
+        order: block.intents[i]!.order,
+        signature: block.intents[i]!.signature,
+      }))
+      .filter((x) => !pool.has(x.id))
+    if (missing.length > 0) {
+      try {
+        await pool.addMany(missing)
+      } catch (err) {
+        if (!(err instanceof MempoolError)) throw err
+        this.#log.warn({ err, height: block.height }, 'could not add the block intents to the pool')
+      }
+    }
+    const ops: BatchOp[] = [
+      {
+        type: 'put',
+        sublevel: 'blocks',
+        key: heightKey(block.height),
+        value: encodeStoredBlock(bytes, encodeCertificate(certificate)),
+      },
+      ...appStateOps(prev, next),
+      ...(await this.#wal.pruneOps(block.height + 1n)),
+    ]
+    for (let attempt = 1; ; attempt++) {
+      // The pool's own sweeper may move an intent between planning and writing: plan again, then give up
+      // on the pool (never on the block: the application state is the authority).
+      const reqs = reconcileTransitions(intentTransitions, (id) => pool.stateOf(id))
+      try {
+        await pool.transitionMany(reqs, { extraOps: ops })
+        break
+      } catch (err) {
+        if (!(err instanceof MempoolError) || err.code === 'CLOSED') throw err
+        if (attempt < 3) continue
+        this.#log.error({ err, height: block.height }, 'pool transitions dropped; committing the block alone')
+        await this.#m.store.batch(ops)
+        break
+      }
+    }
+    this.#setApp(next, votingPowers(next))
+    for (const e of block.evidence) this.#evidence.delete(e.first.validator)
+    for (const v of next.validators) if (v.jailed) this.#evidence.delete(v.address)
+    this.#metrics.commits.inc({ source })
+    this.#log.info(
+      {
+        height: block.height,
+        round: certificate.round,
+        hash,
+        assignments: block.assignments.length,
+        reassignments: block.reassignments.length,
+        fills: block.fills.length,
+        evidence: block.evidence.length,
+        source,
+      },
+      'block committed',
+    )
+    const event: CommitEvent = { height: block.height, hash, block, certificate, state: next, source }
+    for (const l of this.#listeners) {
+      try {
+        l(event)
+      } catch (err) {
+        this.#log.error({ err }, 'commit listener threw')
+      }
+    }
+  }
+
+  #scheduleStart(delayMs: number): void {
+    if (this.#stopped) return
+    if (this.#startTimer !== undefined) clearTimeout(this.#startTimer)
+    this.#startTimer = setTimeout(() => {
+      this.#startTimer = undefined
+      this.#task(() => this.#startNext())
+    }, delayMs)
+  }
+
+  /** startHeight(last committed + 1) with the validators the last block left (L52-54, L10). */
+  async #startNext(): Promise<void> {
+    const app = this.#state()
+    const height = Number(app.height + 1n)
+    if (this.#core.height >= height) return
+    this.#clearRoundTimers()
+    this.#resetHeightCaches(height)
+    const result = step(this.#core, { type: 'startHeight', height, validators: activeValidators(app) })
+    this.#core = result.state
+    this.#metrics.round.set(0)
+    await this.#perform(result.outputs)
+    this.#replayFuture()
+  }
+
+  #addEvidence(ev: DuplicateVoteEvidence): void {
+    if (this.#evidence.size >= this.options.maxPendingEvidence || this.#evidence.has(ev.validator)) return
+    const sigs = this.#sigsOf(ev.first.height)
+    const a = sigs.get(voteKey(ev.first))
+    const b = sigs.get(voteKey(ev.second))
+    if (a === undefined || b === undefined) return
+    const signed = (v: Vote, signature: Hex): SignedVote => ({
+      ...voteBodyOf(v),
+      validator: v.from as Address,
+      signature,
+    })
+    this.#evidence.set(ev.validator, { first: signed(ev.first, a), second: signed(ev.second, b) })
+    this.#log.warn(
+      { validator: ev.validator, height: ev.first.height, round: ev.first.round },
+      'equivocation',
+    )
+  }
+
+  // --- inputs from the network ---------------------------------------------------------------------
+
+  #accept(msg: ConsensusMessage, from: string | undefined): void {
+    const { height } = messageHeader(msg)
+    const current = BigInt(this.#core.height)
+    if (height > current) {
+      this.#buffer(height, msg, from)
+      this.#noteAhead(height, from)
+      return
+    }
+    if (height < current - 1n) return
+    if (height === current) this.#keep(msg)
+    if (msg.type === 'vote') {
+      const v = toCoreVote(msg.vote)
+      this.#sigsOf(v.height).set(voteKey(v), msg.vote.signature)
+      this.#enqueue({ type: 'vote', vote: v })
+      return
+    }
+    if (height === current) this.#onProposal(msg)
+  }
+
+  #onProposal(msg: Extract<ConsensusMessage, { type: 'proposal' }>): void {
+    const hash = msg.proposal.blockHash
+    const height = msg.proposal.height
+    if (!this.#blocks.has(hash)) {
+      if (this.#blocks.size >= this.options.maxBlocksPerHeight) return
+      this.#blocks.set(hash, { block: msg.block, bytes: encodeBlock(msg.block) })
+    }
+    const blocks = this.#blocks
+    this.#track(
+      this.#judge(hash, blocks).then(
+        (valid) => {
+          if (this.#stopped || this.#blocks !== blocks || BigInt(this.#core.height) !== height) return
+          this.#enqueue({ type: 'proposal', proposal: toCoreProposal(msg.proposal), valid })
+        },
+        (err) => this.#log.error({ err, hash }, 'judging a proposal failed'),
+      ),
+    )
+  }
+
+  /** valid(v): validateBlock against the state of the previous height; only successes are cached. */
+  async #judge(hash: Hex, blocks: Map<Hex, HeldBlock>): Promise<boolean> {
+    if (this.#valid.has(hash)) return true
+    const held = blocks.get(hash)
+    const app = this.#state()
+    if (held === undefined || held.block.height !== app.height + 1n) return false
+    const pool = this.#m.pool
+    const verdict = await validateBlock(app, held.block, {
+      nowMs: this.#now(),
+      verifyFill: this.#m.verifyFill,
+      isKnownIntent: (id) => pool.has(id),
+    })
+    if (verdict.ok) {
+      if (this.#blocks === blocks) this.#valid.add(hash)
+      return true
+    }
+    this.#metrics.invalid.inc({ code: verdict.code })
+    this.#log.warn(
+      {
+        height: held.block.height,
+        hash,
+        proposer: held.block.proposer,
+        code: verdict.code,
+        reason: verdict.message,
+      },
+      'invalid block proposed',
+    )
+    return false
+  }
+
+  /** Keeps a message of the current height for `getConsensusMessages` (bounded). */
+  #keep(msg: ConsensusMessage): void {
+    const { height } = messageHeader(msg)
+    if (height !== BigInt(this.#core.height) || this.#heightLog.size >= MAX_CONSENSUS_MESSAGES) return
+    const key =
+      msg.type === 'vote'
+        ? `v/${voteKey(toCoreVote(msg.vote))}`
+        : `p/${proposalKey(toCoreProposal(msg.proposal))}`
+    if (!this.#heightLog.has(key)) this.#heightLog.set(key, msg)
+  }
+
+  /**
+   * Every stuckFetchMs: when (height, round, step) did not change over the last interval and the height is
+   * undecided, fetch the height's messages from peers and feed those that validate.
+   */
+  #watchProgress(): void {
+    if (this.#m.fetchMessages === undefined || this.#stopped) return
+    this.#stuckTimer = setTimeout(() => {
+      this.#stuckTimer = undefined
+      const c = this.#core
+      const progress = `${c.height}/${c.round}/${c.step}/${c.decision === null ? '' : 'decided'}`
+      if (progress === this.#lastProgress && c.decision === null) this.#fetchMissing(BigInt(c.height))
+      this.#lastProgress = progress
+      this.#watchProgress()
+    }, this.options.stuckFetchMs)
+  }
+
+  #fetchMissing(height: bigint): void {
+    const fetchMessages = this.#m.fetchMessages
+    if (fetchMessages === undefined || this.#fetching || this.#stopped) return
+    this.#fetching = true
+    const run = async () => {
+      try {
+        const msgs = await fetchMessages(height)
+        let accepted = 0
+        for (const msg of msgs) {
+          if (this.#stopped || BigInt(this.#core.height) !== height) return
+          const r = await this.validateMessage(msg)
+          if (r.result !== 'ACCEPT') continue
+          this.#accept(msg, undefined)
+          accepted++
+        }
+        this.#fetches++
+        this.#log.debug({ height, received: msgs.length, accepted }, 'fetched consensus messages')
+      } catch (err) {
+        this.#log.warn({ err, height }, 'fetching consensus messages failed')
+      } finally {
+        this.#fetching = false
+      }
+    }
+    this.#track(run())
+  }
+
+  #buffer(height: bigint, msg: ConsensusMessage, from: string | undefined): void {
+    if (this.#futureCount >= this.options.maxBufferedMessages) return
+    const list = this.#future.get(height)
+    if (list === undefined) this.#future.set(height, [{ msg, from }])
+    else list.push({ msg, from })
+    this.#futureCount++
+  }
+
+  #replayFuture(): void {
+    const height = BigInt(this.#core.height)
+    for (const [h, list] of [...this.#future]) {
+      if (h > height) continue
+      this.#future.delete(h)
+      this.#futureCount -= list.length
+      if (h === height) for (const { msg, from } of list) this.#accept(msg, from)
+    }
+  }
+
+  /**
+   * A message of `height` means its sender committed `height - 1`. One block behind may be our own
+   * decision about to happen: wait `syncDelayMs`. Two or more: sync now.
+   */
+  #noteAhead(height: bigint, from: string | undefined): void {
+    if (this.#m.fetchBlocks === undefined || this.#stopped) return
+    const committed = this.#state().height
+    const behind = height - 1n - committed
+    if (behind >= 2n) {
+      this.#startSync(from)
+    } else if (behind >= 1n && this.#syncTimer === undefined && !this.#syncing) {
+      this.#syncTimer = setTimeout(() => {
+        this.#syncTimer = undefined
+        if (this.#state().height === committed) this.#startSync(from)
+      }, this.options.syncDelayMs)
+    }
+  }
+
+  #startSync(peer: string | undefined): void {
+    const fetchBlocks = this.#m.fetchBlocks
+    if (fetchBlocks === undefined || this.#syncing || this.#stopped) return
+    this.#syncing = true
+    const batch = Math.max(1, Math.min(this.options.syncBatchBlocks, MAX_BLOCKS_PER_RANGE))
+    const run = async () => {
+      try {
+        for (;;) {
+          if (this.#stopped) return
+          const from = this.#state().height + 1n
+          const got = await fetchBlocks(from, batch, peer)
+          let applied = 0
+          for (const b of got) {
+            if (this.#stopped) return
+            const r = await this.applySynced(b.block, b.certificate)
+            if (r.status === 'applied') applied++
+            else if (r.status === 'rejected') {
+              this.#log.warn(
+                { height: b.block.height, peer, code: r.code, reason: r.message },
+                'synced block rejected',
+              )
+              return
+            }
+          }
+          if (applied === 0 || got.length < batch) return
+        }
+      } catch (err) {
+        this.#log.warn({ err, peer }, 'block sync failed')
+      } finally {
+        this.#syncing = false
+      }
+    }
+    this.#track(run())
+  }
+
+  // --- caches and timers ---------------------------------------------------------------------------
+
+  #sigsOf(height: number): Map<string, Hex> {
+    let m = this.#sigs.get(height)
+    if (m === undefined) {
+      m = new Map()
+      this.#sigs.set(height, m)
+    }
+    return m
+  }
+
+  /** A new height: blocks, verdicts and own proposal signatures of older heights go; vote signatures of the
+   * previous height stay (late precommits, evidence). */
+  #resetHeightCaches(height: number): void {
+    this.#blocks = new Map()
+    this.#valid = new Set()
+    this.#heightLog = new Map()
+    this.#proposalSigs = new Map()
+    for (const h of [...this.#sigs.keys()]) if (h < height - 1) this.#sigs.delete(h)
+  }
+
+  /** Takes back what a WAL entry holds: the block it commits to and its signature. */
+  #remember(e: WalEntry): void {
+    if (e.block !== undefined) {
+      const hash = blockHashOfBytes(e.block)
+      this.#blocks.set(hash, { block: decodeBlock(e.block), bytes: e.block })
+      this.#valid.add(hash)
+    }
+    if (e.record.type === 'proposal') this.#proposalSigs.set(proposalKey(e.record.proposal), e.signature)
+    else this.#sigsOf(e.record.vote.height).set(voteKey(e.record.vote), e.signature)
+  }
+
+  #clearRoundTimers(): void {
+    for (const t of this.#timers) clearTimeout(t)
+    this.#timers.clear()
+  }
+
+  #clearAllTimers(): void {
+    this.#clearRoundTimers()
+    if (this.#startTimer !== undefined) clearTimeout(this.#startTimer)
+    this.#startTimer = undefined
+    if (this.#syncTimer !== undefined) clearTimeout(this.#syncTimer)
+    this.#syncTimer = undefined
+    if (this.#stuckTimer !== undefined) clearTimeout(this.#stuckTimer)
+    this.#stuckTimer = undefined
+  }
+}

@@ -1,0 +1,507 @@
+/**
+ * Signed consensus messages: EIP-712 typed data under `networkDomain(networkId)` (INTERFACES.md, "Other
+ * signed objects": validators' own types are defined the same way), so any Ethereum tool or contract can
+ * check a vote or a commit certificate:
+ *
+ *   Proposal(uint64 height,uint32 round,bytes32 blockHash,int32 validRound)
+ *   Vote(uint8 kind,uint64 height,uint32 round,bytes32 blockHash)      kind 1 prevote, 2 precommit;
+ *                                                                      nil is bytes32(0)
+ *
+ * Also the wire codec of the `consensus` gossip topic (a signed proposal carrying its full block, or a
+ * signed vote) and its gossip validator.
+ */
+import type { Address, Hex, LocalAccount, TypedData } from 'viem'
+import { hashNetworkTyped, networkDomain } from '../codec/eip712.ts'
+import { recoverAddress } from '../crypto/recover.ts'
+import { P2PError } from '../errors.ts'
+import { type Codec, cborCodec, shape } from '../p2p/codec.ts'
+import type { ProtocolSpec } from '../p2p/reqresp.ts'
+import { ACCEPT, ignore, reject, type ValidationResult } from '../p2p/validation.ts'
+import { bytesToAddress, bytesToHex, bytesToUint, hexToRaw, uintToBytes } from '../rollups/health-report.ts'
+import { type Block, blockHashOfBytes, decodeBlock, encodeBlock, MAX_BLOCK_BYTES } from './block.ts'
+import type { Proposal, Vote, VoteKind } from './types.ts'
+
+/** `Proposal(uint64 height,uint32 round,bytes32 blockHash,int32 validRound)` */
+export const PROPOSAL_TYPES = {
+  Proposal: [
+    { name: 'height', type: 'uint64' },
+    { name: 'round', type: 'uint32' },
+    { name: 'blockHash', type: 'bytes32' },
+    { name: 'validRound', type: 'int32' },
+  ],
+} as const satisfies TypedData
+
+/** `Vote(uint8 kind,uint64 height,uint32 round,bytes32 blockHash)` */
+export const VOTE_TYPES = {
+  Vote: [
+    { name: 'kind', type: 'uint8' },
+    { name: 'height', type: 'uint64' },
+    { name: 'round', type: 'uint32' },
+    { name: 'blockHash', type: 'bytes32' },
+  ],
+} as const satisfies TypedData
+
+/** Signed form of a vote kind (CometBFT's SignedMsgType numbering: prevote 1, precommit 2). */
+export const VOTE_KIND_CODE: { readonly [K in VoteKind]: 1 | 2 } = { prevote: 1, precommit: 2 }
+
+/** The block hash a vote for nil signs. */
+export const NIL_HASH: Hex = `0x${'00'.repeat(32)}`
+
+/** Rounds are uint32 in the typed data and validRound is int32: rounds stay below 2^31. */
+export const MAX_ROUND = 0x7fff_ffff
+const UINT64_MAX = (1n << 64n) - 1n
+const BYTES32_RE = /^0x[0-9a-f]{64}$/
+const ADDRESS_RE = /^0x[0-9a-f]{40}$/
+const SIGNATURE_RE = /^0x[0-9a-f]{130}$/
+
+/** What a proposer signs. */
+export interface ProposalBody {
+  readonly height: bigint
+  readonly round: number
+  readonly blockHash: Hex
+  /** -1 for a fresh block. */
+  readonly validRound: number
+}
+
+/** A proposal with the proposer's address and 65-byte signature. */
+export interface SignedProposal extends ProposalBody {
+  /** Lowercase. */
+  readonly validator: Address
+  readonly signature: Hex
+}
+
+/** What a validator signs when it votes; `blockHash: null` is a vote for nil. */
+export interface VoteBody {
+  readonly kind: VoteKind
+  readonly height: bigint
+  readonly round: number
+  readonly blockHash: Hex | null
+}
+
+/** A vote with the voter's address and 65-byte signature. */
+export interface SignedVote extends VoteBody {
+  /** Lowercase. */
+  readonly validator: Address
+  readonly signature: Hex
+}
+
+function checkRound(round: number, what: string): void {
+  if (!Number.isInteger(round) || round < 0 || round > MAX_ROUND)
+    throw new Error(`${what}: bad round ${round}`)
+}
+
+function checkHeight(height: bigint, what: string): void {
+  if (typeof height !== 'bigint' || height < 0n || height > UINT64_MAX)
+    throw new Error(`${what}: bad height ${height}`)
+}
+
+/** EIP-712 digest of a proposal under `networkDomain(networkId)`. */
+export function proposalDigest(networkId: string, p: ProposalBody): Hex {
+  return hashNetworkTyped(networkId, 'Proposal', PROPOSAL_TYPES, {
+    height: p.height,
+    round: p.round,
+    blockHash: p.blockHash,
+    validRound: p.validRound,
+  })
+}
+
+/** EIP-712 digest of a vote under `networkDomain(networkId)`; nil signs {@link NIL_HASH}. */
+export function voteDigest(networkId: string, v: VoteBody): Hex {
+  return hashNetworkTyped(networkId, 'Vote', VOTE_TYPES, {
+    kind: VOTE_KIND_CODE[v.kind],
+    height: v.height,
+    round: v.round,
+    blockHash: v.blockHash ?? NIL_HASH,
+  })
+}
+
+/** The complete typed data of a vote, for any EIP-712 signer or verifier (a contract included). */
+export function voteTypedData(networkId: string, v: VoteBody) {
+  return {
+    domain: networkDomain(networkId),
+    types: VOTE_TYPES,
+    primaryType: 'Vote',
+    message: {
+      kind: VOTE_KIND_CODE[v.kind],
+      height: v.height,
+      round: v.round,
+      blockHash: v.blockHash ?? NIL_HASH,
+    },
+  } as const
+}
+
+/** The complete typed data of a proposal. */
+export function proposalTypedData(networkId: string, p: ProposalBody) {
+  return {
+    domain: networkDomain(networkId),
+    types: PROPOSAL_TYPES,
+    primaryType: 'Proposal',
+    message: { height: p.height, round: p.round, blockHash: p.blockHash, validRound: p.validRound },
+  } as const
+}
+
+type Signer = Pick<LocalAccount, 'address' | 'signTypedData'>
+
+/** Signs a proposal with the validator's account (deterministic: RFC 6979). */
+export async function signProposal(
+  account: Signer,
+  networkId: string,
+  p: ProposalBody,
+): Promise<SignedProposal> {
+  checkHeight(p.height, 'proposal')
+  checkRound(p.round, 'proposal')
+  if (!Number.isInteger(p.validRound) || p.validRound < -1 || p.validRound >= p.round) {
+    throw new Error(`proposal: bad validRound ${p.validRound}`)
+  }
+  if (!BYTES32_RE.test(p.blockHash)) throw new Error('proposal: blockHash must be lowercase bytes32 hex')
+  const signature = (await account.signTypedData(proposalTypedData(networkId, p))).toLowerCase() as Hex
+  return { ...p, validator: account.address.toLowerCase() as Address, signature }
+}
+
+/** Signs a vote with the validator's account (deterministic: RFC 6979). */
+export async function signVote(account: Signer, networkId: string, v: VoteBody): Promise<SignedVote> {
+  checkHeight(v.height, 'vote')
+  checkRound(v.round, 'vote')
+  if (v.blockHash !== null && !BYTES32_RE.test(v.blockHash))
+    throw new Error('vote: blockHash must be lowercase bytes32 hex')
+  const signature = (await account.signTypedData(voteTypedData(networkId, v))).toLowerCase() as Hex
+  return { ...v, validator: account.address.toLowerCase() as Address, signature }
+}
+
+/** Address recovery, injectable (tests, a worker pool). */
+export type Recover = (digest: Hex, signature: Hex) => Promise<Address>
+
+/** The signer of a vote (lowercase); rejects with SignatureError when nothing recovers. */
+export function recoverVoteSigner(networkId: string, v: SignedVote, recover: Recover = recoverAddress) {
+  return recover(voteDigest(networkId, v), v.signature)
+}
+
+/** The signer of a proposal (lowercase); rejects with SignatureError when nothing recovers. */
+export function recoverProposalSigner(
+  networkId: string,
+  p: SignedProposal,
+  recover: Recover = recoverAddress,
+) {
+  return recover(proposalDigest(networkId, p), p.signature)
+}
+
+/** True when the vote's signature recovers to `vote.validator`. Never throws on a bad signature. */
+export async function verifyVoteSignature(
+  networkId: string,
+  v: SignedVote,
+  recover: Recover = recoverAddress,
+): Promise<boolean> {
+  try {
+    return (await recoverVoteSigner(networkId, v, recover)) === v.validator
+  } catch {
+    return false
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Between the signed forms and the core's (core heights are numbers, values are the block hashes).
+
+/** The core's view of a signed vote. */
+export function toCoreVote(v: SignedVote): Vote {
+  return { kind: v.kind, height: Number(v.height), round: v.round, value: v.blockHash, from: v.validator }
+}
+
+/** The core's view of a signed proposal. */
+export function toCoreProposal(p: SignedProposal): Proposal {
+  return {
+    height: Number(p.height),
+    round: p.round,
+    value: p.blockHash,
+    validRound: p.validRound,
+    from: p.validator,
+  }
+}
+
+/** What to sign for a core vote. */
+export function voteBodyOf(v: Vote): VoteBody {
+  return { kind: v.kind, height: BigInt(v.height), round: v.round, blockHash: v.value as Hex | null }
+}
+
+/** What to sign for a core proposal. */
+export function proposalBodyOf(p: Proposal): ProposalBody {
+  return { height: BigInt(p.height), round: p.round, blockHash: p.value as Hex, validRound: p.validRound }
+}
+
+/** A key naming one signed vote (kind, height, round, voter, value). */
+export function voteKey(v: {
+  kind: VoteKind
+  height: number | bigint
+  round: number
+  from: string
+  value: string | null
+}) {
+  return `${v.kind}/${v.height}/${v.round}/${v.from}/${v.value ?? 'nil'}`
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Wire tuples (CBOR arrays), shared with block.ts (evidence) and the WAL.
+
+/** `[kind, height, round, blockHash (32 zero bytes for nil), validator, signature]` */
+export type VoteTuple = [number, Uint8Array, number, Uint8Array, Uint8Array, Uint8Array]
+
+export function encodeVoteTuple(v: SignedVote): VoteTuple {
+  checkHeight(v.height, 'vote')
+  checkRound(v.round, 'vote')
+  if (v.blockHash !== null && !BYTES32_RE.test(v.blockHash)) throw new Error('vote: bad blockHash')
+  if (!ADDRESS_RE.test(v.validator)) throw new Error('vote: bad validator')
+  if (!SIGNATURE_RE.test(v.signature)) throw new Error('vote: bad signature')
+  return [
+    VOTE_KIND_CODE[v.kind],
+    uintToBytes(v.height),
+    v.round,
+    hexToRaw(v.blockHash ?? NIL_HASH),
+    hexToRaw(v.validator),
+    hexToRaw(v.signature),
+  ]
+}
+
+export function decodeVoteTuple(x: unknown, what: string): SignedVote {
+  const a = shape.array(x, what, 6)
+  if (a.length !== 6) throw new P2PError('DECODE', `${what}: expected 6 fields`)
+  const code = shape.int(a[0], `${what}.kind`, 1, 2)
+  const hash = bytesToHex(a[3], `${what}.blockHash`, 32)
+  return {
+    kind: code === 1 ? 'prevote' : 'precommit',
+    height: bytesToUint(a[1], `${what}.height`, 8),
+    round: shape.int(a[2], `${what}.round`, 0, MAX_ROUND),
+    blockHash: hash === NIL_HASH ? null : hash,
+    validator: bytesToAddress(a[4], `${what}.validator`),
+    signature: bytesToHex(a[5], `${what}.signature`, 65),
+  }
+}
+
+/** `[height, round, blockHash, validRound, validator, signature]` */
+type ProposalTuple = [Uint8Array, number, Uint8Array, number, Uint8Array, Uint8Array]
+
+function encodeProposalTuple(p: SignedProposal): ProposalTuple {
+  checkHeight(p.height, 'proposal')
+  checkRound(p.round, 'proposal')
+  if (!BYTES32_RE.test(p.blockHash)) throw new Error('proposal: bad blockHash')
+  if (!ADDRESS_RE.test(p.validator)) throw new Error('proposal: bad validator')
+  if (!SIGNATURE_RE.test(p.signature)) throw new Error('proposal: bad signature')
+  return [
+    uintToBytes(p.height),
+    p.round,
+    hexToRaw(p.blockHash),
+    p.validRound,
+    hexToRaw(p.validator),
+    hexToRaw(p.signature),
+  ]
+}
+
+function decodeProposalTuple(x: unknown, what: string): SignedProposal {
+  const a = shape.array(x, what, 6)
+  if (a.length !== 6) throw new P2PError('DECODE', `${what}: expected 6 fields`)
+  const round = shape.int(a[1], `${what}.round`, 0, MAX_ROUND)
+  const validRound = shape.int(a[3], `${what}.validRound`, -1, MAX_ROUND)
+  if (validRound >= round) throw new P2PError('DECODE', `${what}: validRound must be below round`)
+  return {
+    height: bytesToUint(a[0], `${what}.height`, 8),
+    round,
+    blockHash: bytesToHex(a[2], `${what}.blockHash`, 32),
+    validRound,
+    validator: bytesToAddress(a[4], `${what}.validator`),
+    signature: bytesToHex(a[5], `${what}.signature`, 65),
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The `consensus` topic.
+
+/** A message of the `consensus` topic: a signed proposal with its full block, or a signed vote. */
+export type ConsensusMessage =
+  | { readonly type: 'proposal'; readonly proposal: SignedProposal; readonly block: Block }
+  | { readonly type: 'vote'; readonly vote: SignedVote }
+
+/** Wire version of {@link consensusMessageCodec}. */
+export const CONSENSUS_WIRE_VERSION = 1
+/**
+ * Largest encoded consensus message: a block of the maximum size (MAX_BLOCK_BYTES, 1 MiB) plus the proposal
+ * around it. A literal, not `MAX_BLOCK_BYTES + 1024`: block.ts and this module import each other, so
+ * neither may read the other's bindings while it is being evaluated (a test pins the relation).
+ */
+export const CONSENSUS_MESSAGE_MAX_BYTES = 1024 * 1024 + 1024
+
+const PROPOSAL_TAG = 1
+const VOTE_TAG = 2
+
+const innerConsensusCodec = cborCodec<unknown>({
+  version: CONSENSUS_WIRE_VERSION,
+  maxBytes: CONSENSUS_MESSAGE_MAX_BYTES,
+  check(v): ConsensusMessage {
+    const a = shape.array(v, 'consensus', 3)
+    const tag = shape.int(a[0], 'consensus.type', PROPOSAL_TAG, VOTE_TAG)
+    if (tag === VOTE_TAG) {
+      if (a.length !== 2) throw new P2PError('DECODE', 'consensus vote: expected 2 fields')
+      return { type: 'vote', vote: decodeVoteTuple(a[1], 'vote') }
+    }
+    if (a.length !== 3) throw new P2PError('DECODE', 'consensus proposal: expected 3 fields')
+    const proposal = decodeProposalTuple(a[1], 'proposal')
+    const bytes = shape.bytes(a[2], 'proposal.block', MAX_BLOCK_BYTES)
+    const block = decodeBlock(bytes)
+    // The proposal signs the hash of exactly these bytes (the block encoding is canonical).
+    if (blockHashOfBytes(bytes) !== proposal.blockHash) {
+      throw new P2PError('DECODE', 'proposal: blockHash is not the hash of the block')
+    }
+    if (block.height !== proposal.height)
+      throw new P2PError('DECODE', 'proposal: height is not the block height')
+    return { type: 'proposal', proposal, block }
+  },
+})
+
+/** Wire codec of the `consensus` topic (CBOR, version 1, at most {@link CONSENSUS_MESSAGE_MAX_BYTES}). */
+export const consensusMessageCodec: Codec<ConsensusMessage> = {
+  version: innerConsensusCodec.version,
+  maxBytes: innerConsensusCodec.maxBytes,
+  encode(msg) {
+    if (msg.type === 'vote') return innerConsensusCodec.encode([VOTE_TAG, encodeVoteTuple(msg.vote)])
+    return innerConsensusCodec.encode([
+      PROPOSAL_TAG,
+      encodeProposalTuple(msg.proposal),
+      encodeBlock(msg.block),
+    ])
+  },
+  decode: (bytes) => innerConsensusCodec.decode(bytes) as ConsensusMessage,
+}
+
+/** Height, round and signer of a consensus message. */
+export function messageHeader(msg: ConsensusMessage): { height: bigint; round: number; validator: Address } {
+  const m = msg.type === 'proposal' ? msg.proposal : msg.vote
+  return { height: m.height, round: m.round, validator: m.validator }
+}
+
+/** What {@link validateConsensusMessage} needs to know about the node's view. */
+export interface ConsensusValidationContext {
+  networkId: string
+  /** The height this node is deciding (last committed height + 1). */
+  height: bigint
+  /** Its current round at that height. */
+  round: number
+  /** Voting power by lowercase address of the validators of `height`. */
+  validators: ReadonlyMap<string, bigint>
+  /** Validators of `height - 1`, for late votes of that height (evidence). Default `validators`. */
+  previousValidators?: ReadonlyMap<string, bigint>
+  /** Messages more than this many heights ahead are IGNOREd. */
+  maxHeightsAhead: number
+  /** Messages more than this many rounds ahead of the current round are IGNOREd. */
+  maxRoundsAhead: number
+  /** proposer(height, round) when the node knows it; a proposal from anyone else is REJECTed. */
+  proposer?: (round: number) => string | undefined
+  recover?: Recover
+}
+
+/**
+ * Gossip validation of a decoded consensus message (STYLE.md: ACCEPT, IGNORE, REJECT). Cheap checks first:
+ * - IGNORE `STALE` (below height - 1; a proposal of height - 1; a late vote by a non-member),
+ *   `FUTURE_HEIGHT`, `FUTURE_ROUND` (not useful yet; the proposer rule costs O(round) per message);
+ * - REJECT `NOT_VALIDATOR`, `WRONG_PROPOSER`, `BAD_SIGNATURE`: provably wrong;
+ * - ACCEPT otherwise. A proposal's block is judged by the driver (valid(v) depends on the node's view),
+ *   not here: a well-signed proposal of a bad block is relayed and prevoted nil.
+ */
+export async function validateConsensusMessage(
+  msg: ConsensusMessage,
+  ctx: ConsensusValidationContext,
+): Promise<ValidationResult> {
+  const { height, round, validator } = messageHeader(msg)
+  let set = ctx.validators
+  if (height < ctx.height - 1n) return ignore('STALE')
+  if (height === ctx.height - 1n) {
+    if (msg.type === 'proposal') return ignore('STALE')
+    set = ctx.previousValidators ?? ctx.validators
+    if (!set.has(validator)) return ignore('STALE')
+  }
+  if (height > ctx.height + BigInt(ctx.maxHeightsAhead)) return ignore('FUTURE_HEIGHT')
+  const roundBase = height === ctx.height ? ctx.round : 0
+  if (height >= ctx.height && round > roundBase + ctx.maxRoundsAhead) return ignore('FUTURE_ROUND')
+  const power = set.get(validator)
+  if (power === undefined || power <= 0n) return reject('NOT_VALIDATOR')
+  if (msg.type === 'proposal' && height === ctx.height) {
+    const expected = ctx.proposer?.(round)
+    if (expected !== undefined && expected !== validator) return reject('WRONG_PROPOSER')
+  }
+  const recover = ctx.recover ?? recoverAddress
+  let signer: Address
+  try {
+    signer =
+      msg.type === 'proposal'
+        ? await recoverProposalSigner(ctx.networkId, msg.proposal, recover)
+        : await recoverVoteSigner(ctx.networkId, msg.vote, recover)
+  } catch {
+    return reject('BAD_SIGNATURE')
+  }
+  if (signer !== validator) return reject('BAD_SIGNATURE')
+  return ACCEPT
+}
+
+// ---------------------------------------------------------------------------------------------------
+// `consensus-messages`: the signed messages a peer holds for one height. Gossip delivers each message once,
+// but Tendermint assumes every message of a height eventually reaches every correct validator (the paper's
+// gossip layer; CometBFT's consensus reactor re-sends what a peer misses). A validator that made no
+// progress for a while (e.g. it restarted after its peers had voted, or a partition healed) asks for them.
+
+/** `consensus-messages` request: the messages of `height`. */
+export interface ConsensusMessagesRequest {
+  readonly height: bigint
+}
+
+/** Byte budget of one `consensus-messages` answer (the answerer stops adding proposals before it). */
+export const CONSENSUS_MESSAGES_MAX_BYTES = 4 * 1024 * 1024
+/** Most messages in one answer. */
+export const MAX_CONSENSUS_MESSAGES = 8192
+
+let messagesRequestCache: Codec<unknown> | undefined
+function messagesRequestInner(): Codec<unknown> {
+  messagesRequestCache ??= cborCodec<unknown>({
+    version: 1,
+    maxBytes: 16,
+    check(v): ConsensusMessagesRequest {
+      return { height: bytesToUint(v, 'height', 8) }
+    },
+  })
+  return messagesRequestCache
+}
+
+let messagesResponseCache: Codec<unknown> | undefined
+function messagesResponseInner(): Codec<unknown> {
+  messagesResponseCache ??= cborCodec<unknown>({
+    version: 1,
+    maxBytes: CONSENSUS_MESSAGES_MAX_BYTES + CONSENSUS_MESSAGE_MAX_BYTES,
+    check(v): ConsensusMessage[] {
+      return shape
+        .array(v, 'messages', MAX_CONSENSUS_MESSAGES)
+        .map((x, i) =>
+          consensusMessageCodec.decode(shape.bytes(x, `messages[${i}]`, CONSENSUS_MESSAGE_MAX_BYTES)),
+        )
+    },
+  })
+  return messagesResponseCache
+}
+
+/**
+ * `/murmur/<networkId>/consensus-messages/1`: the signed proposals and votes the answerer holds for a
+ * height (its own and those it accepted). Handler: `(req) => driver.getConsensusMessages(req.height)`.
+ * Each message is checked by the asker like a gossip message (`validateMessage`), so the answerer is not
+ * trusted.
+ */
+export const CONSENSUS_MESSAGES_PROTOCOL: ProtocolSpec<ConsensusMessagesRequest, ConsensusMessage[]> = {
+  name: 'consensus-messages',
+  request: {
+    version: 1,
+    maxBytes: 16,
+    encode: (req) => messagesRequestInner().encode(uintToBytes(req.height)),
+    decode: (bytes) => messagesRequestInner().decode(bytes) as ConsensusMessagesRequest,
+  },
+  response: {
+    version: 1,
+    maxBytes: CONSENSUS_MESSAGES_MAX_BYTES + CONSENSUS_MESSAGE_MAX_BYTES,
+    encode: (msgs) => messagesResponseInner().encode(msgs.map((m) => consensusMessageCodec.encode(m))),
+    decode: (bytes) => messagesResponseInner().decode(bytes) as ConsensusMessage[],
+  },
+  timeoutMs: 10_000,
+  maxInboundStreams: 2,
+}

@@ -1,0 +1,140 @@
+import type { PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import type { Registry } from 'prom-client'
+import { createPublicClient, http, type LocalAccount, type PublicClient } from 'viem'
+import { ApiError } from '../api/errors.ts'
+import { BLOCKS_BY_RANGE_PROTOCOL, blockToJson, MAX_BLOCKS_PER_RANGE } from '../consensus/block.ts'
+import { ConsensusDriver, type ConsensusDriverOptions } from '../consensus/driver.ts'
+import { CONSENSUS_MESSAGES_PROTOCOL, type ConsensusMessage } from '../consensus/signing.ts'
+import type { IntentPool } from '../mempool/pool.ts'
+import type { P2PHost, TopicHandler } from '../p2p/host.ts'
+import { verifyFillReceipt } from '../rollups/fill.ts'
+import type { RollupsService } from '../rollups/service.ts'
+import { validatorsToJson } from '../state/app.ts'
+import type { Store } from '../state/store.ts'
+import type { Genesis } from './genesis.ts'
+
+export interface ConsensusWiringModules {
+  genesis: Genesis
+  store: Store
+  pool: IntentPool
+  p2p: P2PHost
+  rollups: RollupsService
+  account: Pick<LocalAccount, 'address' | 'signTypedData'>
+  /** RPC URL per rollup, to check fills' receipts on this node's own RPC. */
+  rpc: ReadonlyMap<number, string>
+  log: Logger
+  registry: Registry
+  onFatal: (err: unknown) => void
+}
+
+/**
+ * Consensus in a node: the driver (Tendermint core, WAL, blocks, apply) connected to the `consensus`
+ * topic, the `blocks-by-range` and `consensus-messages` protocols, the health view and fills of the
+ * rollups service, and the API routes `GET /v1/blocks/:height` and `GET /v1/validators`.
+ */
+export class ConsensusWiring {
+  readonly driver: ConsensusDriver
+  readonly #m: ConsensusWiringModules
+  readonly #clients = new Map<bigint, PublicClient>()
+
+  constructor(options: Partial<ConsensusDriverOptions>, modules: ConsensusWiringModules) {
+    this.#m = modules
+    for (const [chainId, url] of modules.rpc) {
+      this.#clients.set(
+        BigInt(chainId),
+        createPublicClient({ transport: http(url, { timeout: 5_000, retryCount: 0 }) }) as PublicClient,
+      )
+    }
+    const g = modules.genesis
+    const powers = new Map(g.validators.map((v) => [v.address, v.stake]))
+    this.driver = new ConsensusDriver(
+      { minBlockIntervalMs: g.params.blockIntervalMs, ...options },
+      {
+        store: modules.store,
+        pool: modules.pool,
+        account: modules.account,
+        genesis: g,
+        broadcast: async (msg) => {
+          await modules.p2p.publish('consensus', msg)
+        },
+        verifyFill: async (fill, expected) => {
+          const client = this.#clients.get(fill.fill.chainId)
+          if (client === undefined) return 'unknown'
+          return verifyFillReceipt(client, fill.fill, expected)
+        },
+        healthReports: () => modules.rollups.aggregator.reportsUsed(Date.now(), powers, g.rollups),
+        pendingFills: () => modules.rollups.pendingFills.values(),
+        fetchBlocks: async (from, count, peer) => {
+          const target = this.#peer(peer)
+          if (target === undefined) return []
+          return modules.p2p.reqresp.request(target, BLOCKS_BY_RANGE_PROTOCOL, {
+            from,
+            count: Math.min(count, MAX_BLOCKS_PER_RANGE),
+          })
+        },
+        fetchMessages: async (height) => {
+          const peers = modules.p2p.libp2p.getPeers().slice(0, 3)
+          const answers = await Promise.allSettled(
+            peers.map((p) => modules.p2p.reqresp.request(p, CONSENSUS_MESSAGES_PROTOCOL, { height })),
+          )
+          return answers.flatMap((a) => (a.status === 'fulfilled' ? a.value : []))
+        },
+        log: modules.log,
+        registry: modules.registry,
+        onFatal: modules.onFatal,
+      },
+    )
+  }
+
+  #peer(peer: string | undefined): PeerId | undefined {
+    const peers = this.#m.p2p.libp2p.getPeers()
+    if (peer !== undefined) {
+      const found = peers.find((p) => p.toString() === peer)
+      if (found !== undefined) return found
+      try {
+        return peerIdFromString(peer)
+      } catch {
+        // fall through to a random peer
+      }
+    }
+    return peers[Math.floor(Math.random() * peers.length)]
+  }
+
+  /** The `consensus` topic handler. */
+  readonly topicHandler: TopicHandler<ConsensusMessage> = {
+    validate: (msg) => this.driver.validateMessage(msg),
+    onMessage: (msg, from) => this.driver.onMessage(msg, from.toString()),
+  }
+
+  /** Registers the protocols, then starts the driver (WAL replay, then rounds). */
+  async start(): Promise<void> {
+    const p2p = this.#m.p2p
+    await p2p.handle(BLOCKS_BY_RANGE_PROTOCOL, (req) =>
+      this.driver.getBlocksRange(req.from, Math.min(req.count, MAX_BLOCKS_PER_RANGE)),
+    )
+    await p2p.handle(CONSENSUS_MESSAGES_PROTOCOL, (req) => this.driver.getConsensusMessages(req.height))
+    await this.driver.start()
+  }
+
+  async stop(): Promise<void> {
+    await this.driver.stop()
+  }
+
+  /** `GET /v1/blocks/:height` and `GET /v1/validators`. */
+  routes() {
+    return (app: FastifyInstance): void => {
+      app.get<{ Params: { height: string } }>('/v1/blocks/:height', async (req) => {
+        if (!/^[0-9]{1,19}$/.test(req.params.height)) {
+          throw new ApiError(400, 'MALFORMED', 'height must be a decimal integer')
+        }
+        const b = await this.driver.getBlock(BigInt(req.params.height))
+        if (b === undefined) throw new ApiError(404, 'NOT_FOUND', `no block at height ${req.params.height}`)
+        return blockToJson(b.block, b.hash, b.certificate)
+      })
+      app.get('/v1/validators', async () => validatorsToJson(this.driver.appState))
+    }
+  }
+}
