@@ -507,7 +507,11 @@ export class ConsensusDriver {
     return out
   }
 
-  /** Calls `listener` after every commit (decided here or synced). Returns the unsubscribe function. */
+  /**
+   * Calls `listener` after every commit (decided here or synced). Returns the unsubscribe function. The
+   * pool's change events for the block's transitions fire first (when the commit batch is written), then
+   * `height`/`appState` move, then this.
+   */
   onCommit(listener: (e: CommitEvent) => void): () => void {
     this.#listeners.add(listener)
     return () => this.#listeners.delete(listener)

@@ -35,6 +35,7 @@ export type ExecutorErrorCode =
   | 'UNKNOWN_CHAIN'
   | 'DEADLINE_PASSED'
   | 'CONFLICT'
+  | 'SUPERSEDED'
   | 'REVERTED'
   | 'SEND_FAILED'
   | 'STOPPED'
@@ -256,7 +257,7 @@ export class Executor {
   readonly #now: () => number
   readonly #address: Address
   readonly #chains = new Map<bigint, Chain>()
-  readonly #inflight = new Map<Hex, Promise<FillResult>>()
+  readonly #inflight = new Map<string, Promise<FillResult>>()
   readonly #abort = new AbortController()
   #crashed = false
   readonly #metrics: {
@@ -325,12 +326,17 @@ export class Executor {
    */
   execute(assignment: Assignment): Promise<FillResult> {
     const id = assignment.intentId.toLowerCase() as Hex
-    const running = this.#inflight.get(id)
+    // Keyed by chain too: a re-assignment to another rollup must not wait on the old fill's loop.
+    const key = `${assignment.chainId}/${id}`
+    const running = this.#inflight.get(key)
     if (running !== undefined) return running
-    const p = this.#execute({ ...assignment, intentId: id }).finally(() => this.#inflight.delete(id))
-    this.#inflight.set(id, p)
+    const p = this.#execute({ ...assignment, intentId: id }).finally(() => this.#inflight.delete(key))
+    this.#inflight.set(key, p)
     return p
   }
+
+  /** Fills abandoned because consensus re-assigned their intent to another rollup: `chainId/intentId`. */
+  readonly #superseded = new Set<string>()
 
   /**
    * Resumes every fill not finished (after a crash or restart): looks for its transactions on chain before
@@ -346,11 +352,13 @@ export class Executor {
     const ids = open.map(([k]) => k.slice(OPEN_PREFIX.length) as Hex)
     if (ids.length > 0) this.#log.info({ fills: ids.length }, 'recovering unfinished fills')
     const settled = await Promise.allSettled(
-      ids.map((id) => {
-        const running = this.#inflight.get(id)
+      open.map(([k, entry]) => {
+        const id = k.slice(OPEN_PREFIX.length) as Hex
+        const key = `${entry.chainId}/${id}`
+        const running = this.#inflight.get(key)
         if (running !== undefined) return running
-        const p = this.#resume(id).finally(() => this.#inflight.delete(id))
-        this.#inflight.set(id, p)
+        const p = this.#resume(id).finally(() => this.#inflight.delete(key))
+        this.#inflight.set(key, p)
         return p
       }),
     )
@@ -374,10 +382,21 @@ export class Executor {
     if (chain === undefined) throw new ExecutorError('UNKNOWN_CHAIN', `no RPC for chain ${a.chainId}`)
     let rec = await this.record(a.intentId)
     if (rec !== undefined && BigInt(rec.chainId) !== a.chainId) {
-      throw new ExecutorError(
-        'CONFLICT',
-        `intent ${a.intentId} already has a fill on chain ${rec.chainId}, not filling on ${a.chainId}`,
+      if (rec.state === 'confirmed') {
+        throw new ExecutorError(
+          'CONFLICT',
+          `intent ${a.intentId} already has a fill on chain ${rec.chainId}, not filling on ${a.chainId}`,
+        )
+      }
+      // Consensus re-assigned the intent (its rollup went down, or the deadline passed): the committed
+      // assignment is the new one. The old fill is abandoned; should its transaction still land on the
+      // old rollup later, the executor pays twice, the user is never paid twice by the network's record.
+      this.#log.warn(
+        { intentId: a.intentId, from: rec.chainId, to: a.chainId.toString() },
+        're-assigned to another rollup; abandoning the fill on the old one',
       )
+      this.#superseded.add(`${rec.chainId}/${a.intentId}`)
+      rec = undefined
     }
     if (rec === undefined) {
       if (this.#now() / 1000 > a.deadline - this.options.deadlineMarginSec) {
@@ -614,6 +633,12 @@ export class Executor {
     let attempt = 0
     for (;;) {
       this.#checkAlive()
+      if (this.#superseded.has(`${rec.chainId}/${rec.intentId}`)) {
+        throw new ExecutorError(
+          'SUPERSEDED',
+          `fill of ${rec.intentId} on ${rec.chainId} superseded by a re-assignment`,
+        )
+      }
       try {
         const step = await this.#step(chain, rec)
         if (step.done) return step.result

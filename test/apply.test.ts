@@ -1,0 +1,839 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Address, Hex } from 'viem'
+import { type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { networkDomain } from '../src/codec/eip712.ts'
+import { buildOrder, intentId, type SignedIntent, signOrder } from '../src/codec/intent.ts'
+import {
+  type Block,
+  type BlockFill,
+  blockHash,
+  certificateFromVotes,
+  decodeBlock,
+  decodeCertificate,
+  encodeBlock,
+  encodeCertificate,
+  MAX_BLOCK_BYTES,
+  verifyCertificate,
+} from '../src/consensus/block.ts'
+import {
+  CONSENSUS_MESSAGE_MAX_BYTES,
+  type ConsensusMessage,
+  type ConsensusValidationContext,
+  consensusMessageCodec,
+  type SignedVote,
+  signProposal,
+  signVote,
+  validateConsensusMessage,
+  verifyVoteSignature,
+  voteDigest,
+} from '../src/consensus/signing.ts'
+import { recoverAddress } from '../src/crypto/recover.ts'
+import { P2PError } from '../src/errors.ts'
+import { parseGenesis } from '../src/node/genesis.ts'
+import { FILL_TYPES, type FillVerdict, type SignedFill, signFill } from '../src/rollups/fill.ts'
+import {
+  gasRatioBps,
+  type HealthReport,
+  type SignedHealthReport,
+  signHealthReport,
+} from '../src/rollups/health-report.ts'
+import { aggregateHealth } from '../src/rollups/health-view.ts'
+import { DEFAULT_ROUTE_PARAMS, type PoolMember, routeIntents } from '../src/rollups/router.ts'
+import {
+  type AppState,
+  activeValidators,
+  apply,
+  appStateOps,
+  genesisState,
+  loadAppState,
+  type PendingIntent,
+  proposeBlock,
+  type ValidateBlockContext,
+  validateBlock,
+  validatorsToJson,
+  votingPowers,
+} from '../src/state/app.ts'
+import { Store } from '../src/state/store.ts'
+
+const NETWORK = 'apply-test'
+const NOW_MS = 1_900_000_000_000
+const NOW_SEC = NOW_MS / 1000
+const key = (i: number): Hex => `0x${(BigInt(i) * 104729n + 7n).toString(16).padStart(64, '0')}`
+const VALIDATORS: PrivateKeyAccount[] = [1, 2, 3, 4].map((i) => privateKeyToAccount(key(i)))
+const USER = privateKeyToAccount(key(99))
+const OUTSIDER = privateKeyToAccount(key(77))
+const addr = (a: PrivateKeyAccount) => a.address.toLowerCase() as Address
+
+const GENESIS = parseGenesis({
+  networkId: NETWORK,
+  genesisTime: NOW_SEC - 100,
+  validators: VALIDATORS.map((v, i) => ({
+    address: v.address,
+    peerId: `peer-${i}`,
+    stake: '100',
+    pools: [901, 902],
+  })),
+  rollups: [
+    { chainId: 901, name: 'alpha', type: 'optimistic', securityBps: 8000 },
+    { chainId: 902, name: 'beta', type: 'zk', securityBps: 9500 },
+  ],
+  params: { maxClockSkewSec: 30, blockIntervalMs: 500, healthFreshnessMs: 5000, fillTimeoutSec: 30 },
+})
+
+function report(
+  v: PrivateKeyAccount,
+  chainId: bigint,
+  timestampMs: number,
+  over: Partial<HealthReport> = {},
+) {
+  const gasUsed = over.gasUsed ?? 10_000_000n
+  const gasLimit = over.gasLimit ?? 30_000_000n
+  const r: HealthReport = {
+    validator: addr(v),
+    chainId,
+    blockNumber: 100n,
+    gasUsed,
+    gasLimit,
+    gasUsedRatioBps: gasRatioBps(gasUsed, gasLimit),
+    baseFeeWei: chainId === 901n ? 1_000_000_000n : 2_000_000_000n,
+    blockTimeMs: 1000,
+    latencyMs: 20,
+    status: 0,
+    timestampMs: BigInt(timestampMs),
+    ...over,
+  }
+  return signHealthReport(v, NETWORK, r)
+}
+
+/** Every validator reports on both rollups at `atMs`; `down` lists (validator index, chain) saying down. */
+async function reports(atMs: number, down: Array<[number, bigint]> = []): Promise<SignedHealthReport[]> {
+  const out: SignedHealthReport[] = []
+  for (const [i, v] of VALIDATORS.entries()) {
+    for (const c of [901n, 902n]) {
+      const isDown = down.some(([j, d]) => j === i && d === c)
+      out.push(await report(v, c, atMs - 500, isDown ? { status: 2 } : {}))
+    }
+  }
+  return out
+}
+
+let nonce = 1n
+async function makeIntent(over: Partial<Parameters<typeof buildOrder>[0]> = {}): Promise<PendingIntent> {
+  const order = buildOrder({
+    user: USER.address,
+    nonce: nonce++,
+    originChainId: 1n,
+    openDeadline: NOW_SEC + 120,
+    fillDeadline: NOW_SEC + 600,
+    inputAmount: 1000n,
+    outputAmount: 990n,
+    destinationChainIds: [901n, 902n],
+    ...over,
+  })
+  const signature = await signOrder(USER, order)
+  return { id: intentId(order), intent: { order, signature } }
+}
+
+const validFill = async (): Promise<FillVerdict> => 'valid'
+function ctx(over: Partial<ValidateBlockContext> = {}): ValidateBlockContext {
+  return { nowMs: NOW_MS, verifyFill: validFill, ...over }
+}
+
+async function expectInvalid(state: AppState, block: Block, code: string, c: ValidateBlockContext = ctx()) {
+  const v = await validateBlock(state, block, { ...c, nowMs: block.time })
+  expect(v.ok ? 'ok' : v.code).toBe(code)
+}
+
+let state0: AppState
+let pending: PendingIntent[]
+let reports0: SignedHealthReport[]
+let block1: Block
+let state1: AppState
+
+beforeAll(async () => {
+  state0 = genesisState(GENESIS)
+  pending = []
+  for (let i = 0; i < 6; i++) pending.push(await makeIntent())
+  reports0 = await reports(NOW_MS)
+  block1 = proposeBlock(state0, pending, reports0, [], NOW_MS, { proposer: addr(VALIDATORS[0]!), round: 0 })
+  state1 = apply(state0, block1).state
+})
+
+describe('genesis state', () => {
+  it('spreads each stake over the pools, sorts validators, and is deterministic', () => {
+    expect(state0.height).toBe(0n)
+    expect(state0.lastBlockHash).toBe(state0.genesisHash)
+    expect(state0.lastBlockTime).toBe((NOW_SEC - 100) * 1000)
+    const addrs = state0.validators.map((v) => v.address)
+    expect(addrs).toEqual([...addrs].sort())
+    for (const v of state0.validators) {
+      expect(v.power).toBe(100n)
+      expect([...v.pools]).toEqual([
+        [901n, 50n],
+        [902n, 50n],
+      ])
+    }
+    expect(genesisState(GENESIS).genesisHash).toBe(state0.genesisHash)
+    expect(genesisState({ ...GENESIS, networkId: 'other' }).genesisHash).not.toBe(state0.genesisHash)
+    expect(activeValidators(state0).map((v) => v.power)).toEqual([100n, 100n, 100n, 100n])
+  })
+
+  it('gives an odd stake remainder to the lowest chain and adds delegations', () => {
+    const g = { ...GENESIS, validators: [{ ...GENESIS.validators[0]!, stake: 101n, pools: [902, 901] }] }
+    const s = genesisState({
+      ...g,
+      delegations: [{ delegator: addr(USER), validator: g.validators[0]!.address, amount: 7n, chainId: 902 }],
+    })
+    expect([...s.validators[0]!.pools]).toEqual([
+      [901n, 51n],
+      [902n, 57n],
+    ])
+    expect(s.validators[0]!.power).toBe(108n)
+    expect(validatorsToJson(s)[0]).toEqual({
+      address: g.validators[0]!.address,
+      peerId: 'peer-0',
+      power: '108',
+      pools: { '901': '51', '902': '57' },
+      jailed: false,
+    })
+  })
+})
+
+describe('proposeBlock, validateBlock, apply', () => {
+  it('assigns exactly what routeIntents gives over the block health view', () => {
+    expect(block1.height).toBe(1n)
+    expect(block1.parentHash).toBe(state0.genesisHash)
+    expect(block1.healthReports).toHaveLength(8)
+    const view = aggregateHealth(block1.healthReports, block1.time, votingPowers(state0), GENESIS.rollups, {
+      freshnessMs: 5000,
+      maxSkewMs: 30_000,
+    })
+    const member = (v: PrivateKeyAccount): PoolMember => ({ validator: addr(v), stake: 50n, outstanding: 0 })
+    const pools = new Map([901n, 902n].map((c) => [c, VALIDATORS.map(member)]))
+    const routed = routeIntents(
+      pending.map((p) => ({
+        id: p.id,
+        user: addr(USER),
+        destinationChainIds: [901n, 902n],
+        outputAmount: 990n,
+        outputToken: '0x0000000000000000000000000000000000000000' as Address,
+      })),
+      view,
+      new Map(),
+      pools,
+      DEFAULT_ROUTE_PARAMS,
+    )
+    expect(routed.assignments).toHaveLength(6)
+    expect(block1.assignments.map((a) => [a.intentId, a.chainId, a.executor])).toEqual(
+      routed.assignments.map((a) => [a.intentId, a.chainId, a.executor.toLowerCase()]),
+    )
+    // deadline = block time (s) + fillTimeoutSec, below the intents' fill deadline
+    for (const a of block1.assignments) expect(a.deadline).toBe(BigInt(Math.floor(block1.time / 1000) + 30))
+    expect(block1.intents.map((i, k) => intentId(i.order) === block1.assignments[k]!.intentId)).toEqual(
+      block1.assignments.map(() => true),
+    )
+    // spread over executors by work per stake
+    expect(new Set(block1.assignments.map((a) => a.executor)).size).toBeGreaterThan(1)
+  })
+
+  it('validates its own block, with or without the intents in the local pool', async () => {
+    expect(await validateBlock(state0, block1, ctx())).toEqual({ ok: true })
+    expect(await validateBlock(state0, block1, ctx({ isKnownIntent: () => true }))).toEqual({ ok: true })
+  })
+
+  it('applies: pending -> assigned for each assignment, new head', () => {
+    const { state, intentTransitions } = apply(state0, block1)
+    expect(state.height).toBe(1n)
+    expect(state.lastBlockHash).toBe(blockHash(block1))
+    expect(state.lastBlockTime).toBe(block1.time)
+    expect(intentTransitions).toEqual(
+      block1.assignments.map((a) => ({
+        id: a.intentId,
+        to: 'assigned',
+        assignment: { chainId: a.chainId, executor: a.executor, height: 1n, deadline: Number(a.deadline) },
+        height: 1n,
+      })),
+    )
+    expect(state.assignments.size).toBe(6)
+    const a0 = state.assignments.get(block1.assignments[0]!.intentId)!
+    expect(a0.fillDeadline).toBe(BigInt(NOW_SEC + 600))
+    expect(a0.recipient).toBe(addr(USER))
+    expect(state0.assignments.size).toBe(0) // input untouched
+  })
+
+  it('is deterministic: the same inputs give the same block hash', () => {
+    const again = proposeBlock(state0, [...pending].reverse(), [...reports0].reverse(), [], NOW_MS, {
+      proposer: addr(VALIDATORS[0]!),
+      round: 0,
+    })
+    // Pending order picks which intents go in (all six here), never how they are routed.
+    expect(blockHash(again)).toBe(blockHash(block1))
+  })
+
+  it('accepts a subset of the pending intents (routing a subset gives the same answers)', async () => {
+    const sub = proposeBlock(state0, pending.slice(0, 2), reports0, [], NOW_MS, {
+      proposer: addr(VALIDATORS[1]!),
+      round: 0,
+    })
+    expect(sub.assignments).toHaveLength(2)
+    expect(await validateBlock(state0, sub, ctx())).toEqual({ ok: true })
+  })
+
+  it('rejects assignments that differ from the router output', async () => {
+    const a0 = block1.assignments[0]!
+    const other = VALIDATORS.map(addr).find((v) => v !== a0.executor)!
+    const tamper = (over: object) => ({
+      ...block1,
+      assignments: [{ ...a0, ...over }, ...block1.assignments.slice(1)],
+    })
+    await expectInvalid(state0, tamper({ executor: other }), 'ROUTE_MISMATCH')
+    await expectInvalid(state0, tamper({ chainId: a0.chainId === 901n ? 902n : 901n }), 'ROUTE_MISMATCH')
+    await expectInvalid(state0, tamper({ deadline: a0.deadline + 1n }), 'ROUTE_MISMATCH')
+    // Reordered assignments are not the router's order.
+    const swapped = {
+      ...block1,
+      assignments: [block1.assignments[1]!, block1.assignments[0]!, ...block1.assignments.slice(2)],
+      intents: [block1.intents[1]!, block1.intents[0]!, ...block1.intents.slice(2)],
+    }
+    await expectInvalid(state0, swapped, 'ROUTE_MISMATCH')
+  })
+
+  it('rejects bad intents: forged signature, already assigned, expired, misaligned', async () => {
+    const forged: SignedIntent = {
+      ...block1.intents[0]!,
+      signature: await signOrder(OUTSIDER, block1.intents[0]!.order),
+    }
+    await expectInvalid(state0, { ...block1, intents: [forged, ...block1.intents.slice(1)] }, 'BAD_INTENT')
+    // Known to the local pool: the signature is not checked again.
+    const known = await validateBlock(
+      state0,
+      { ...block1, intents: [forged, ...block1.intents.slice(1)] },
+      ctx({ isKnownIntent: () => true }),
+    )
+    expect(known.ok).toBe(true)
+    // Same intents again on top of block 1.
+    const again = { ...block1, height: 2n, parentHash: state1.lastBlockHash, time: block1.time + 1 }
+    await expectInvalid(state1, again, 'BAD_INTENT')
+    const late = await makeIntent({ openDeadline: NOW_SEC - 10, fillDeadline: NOW_SEC - 1 })
+    const lateBlock = proposeBlock(state0, [late], reports0, [], NOW_MS, {
+      proposer: addr(VALIDATORS[0]!),
+      round: 0,
+    })
+    expect(lateBlock.assignments).toHaveLength(0)
+    await expectInvalid(state0, { ...block1, intents: block1.intents.slice(1) }, 'BAD_INTENT')
+  })
+
+  it('checks the header and the clock', async () => {
+    await expectInvalid(state0, { ...block1, height: 2n }, 'BAD_HEIGHT')
+    await expectInvalid(state0, { ...block1, parentHash: `0x${'11'.repeat(32)}` }, 'BAD_PARENT')
+    await expectInvalid(state0, { ...block1, time: state0.lastBlockTime }, 'BAD_TIME')
+    await expectInvalid(state0, { ...block1, proposer: addr(OUTSIDER) }, 'BAD_PROPOSER')
+    const skewed = await validateBlock(state0, block1, ctx({ nowMs: block1.time + 30_001 }))
+    expect(skewed.ok ? 'ok' : skewed.code).toBe('CLOCK_SKEW')
+    expect((await validateBlock(state0, block1, ctx({ nowMs: block1.time + 30_000 }))).ok).toBe(true)
+  })
+
+  it('checks health reports: fresh, from validators, one per pair, in order, signed', async () => {
+    const stale = await report(VALIDATORS[0]!, 901n, NOW_MS - 5_001)
+    const outsider = await report(OUTSIDER, 901n, NOW_MS - 100)
+    const forged = { ...reports0[0]!, signature: reports0[1]!.signature }
+    const reversed = [...block1.healthReports].reverse()
+    await expectInvalid(
+      state0,
+      { ...block1, healthReports: [stale, ...block1.healthReports.slice(1)] },
+      'BAD_HEALTH_REPORT',
+    )
+    await expectInvalid(
+      state0,
+      { ...block1, healthReports: [outsider, ...block1.healthReports] },
+      'BAD_HEALTH_REPORT',
+    )
+    await expectInvalid(state0, { ...block1, healthReports: reversed }, 'BAD_HEALTH_REPORT')
+    await expectInvalid(
+      state0,
+      { ...block1, healthReports: [block1.healthReports[0]!, ...block1.healthReports] },
+      'BAD_HEALTH_REPORT',
+    )
+    await expectInvalid(
+      state0,
+      { ...block1, healthReports: [forged, ...block1.healthReports.slice(1)] },
+      'BAD_HEALTH_REPORT',
+    )
+  })
+
+  it('refuses stake moves for now', async () => {
+    const move = {
+      move: {
+        staker: addr(VALIDATORS[0]!),
+        fromChainId: 901n,
+        toChainId: 902n,
+        amount: 1n,
+        durationBlocks: 10n,
+        nonce: 1n,
+      },
+      signature: reports0[0]!.signature,
+    }
+    await expectInvalid(state0, { ...block1, stakeMoves: [move] }, 'STAKE_MOVES_UNSUPPORTED')
+  })
+})
+
+describe('fills', () => {
+  async function fillOf(intent: Hex, by: PrivateKeyAccount, executor = addr(by)): Promise<SignedFill> {
+    const a = state1.assignments.get(intent)!
+    const fill = {
+      intentId: intent,
+      chainId: a.chainId,
+      txHash: `0x${'ab'.repeat(32)}` as Hex,
+      blockNumber: 1234n,
+      executor,
+    }
+    if (executor === addr(by)) return signFill(by, NETWORK, fill)
+    // Signed by `by` while claiming another executor: signFill refuses, so sign the digest directly.
+    const signature = (await by.signTypedData({
+      domain: networkDomain(NETWORK),
+      types: FILL_TYPES,
+      primaryType: 'Fill',
+      message: fill,
+    })) as Hex
+    return { fill, signature: signature.toLowerCase() as Hex }
+  }
+  const account = (a: Address) => VALIDATORS.find((v) => addr(v) === a)!
+  const t2 = () => block1.time + 1000
+
+  it('settles an assignment filled by its executor: assigned -> filled', async () => {
+    const a = block1.assignments[0]!
+    const fill = await fillOf(a.intentId, account(a.executor))
+    const r2 = await reports(t2())
+    const block2 = proposeBlock(state1, [], r2, [fill], t2(), { proposer: addr(VALIDATORS[1]!), round: 0 })
+    expect(block2.fills).toEqual([{ ...fill.fill, signature: fill.signature }])
+    expect(await validateBlock(state1, block2, ctx({ nowMs: t2() }))).toEqual({ ok: true })
+    const unknown = async (): Promise<FillVerdict> => 'unknown'
+    expect(await validateBlock(state1, block2, ctx({ nowMs: t2(), verifyFill: unknown }))).toEqual({
+      ok: true,
+    })
+    const invalid = async (): Promise<FillVerdict> => 'invalid'
+    await expectInvalid(state1, block2, 'FILL_INVALID', ctx({ verifyFill: invalid }))
+    const throwing = async (): Promise<FillVerdict> => {
+      throw new Error('rpc down')
+    }
+    expect((await validateBlock(state1, block2, ctx({ nowMs: t2(), verifyFill: throwing }))).ok).toBe(true)
+
+    const { state: s2, intentTransitions } = apply(state1, block2)
+    expect(intentTransitions).toEqual([
+      {
+        id: a.intentId,
+        to: 'filled',
+        fill: { chainId: a.chainId, txHash: fill.fill.txHash, blockNumber: 1234n },
+        assignment: { chainId: a.chainId, executor: a.executor, height: 1n, deadline: Number(a.deadline) },
+        height: 2n,
+      },
+    ])
+    expect(s2.assignments.has(a.intentId)).toBe(false)
+    expect(s2.done.get(a.intentId)).toBe(BigInt(NOW_SEC + 600))
+    // A filled intent is never assigned again.
+    const again = proposeBlock(s2, [pending.find((p) => p.id === a.intentId)!], r2, [], t2() + 1, {
+      proposer: addr(VALIDATORS[0]!),
+      round: 0,
+    })
+    expect(again.assignments).toHaveLength(0)
+  })
+
+  it('rejects a fill by the wrong executor', async () => {
+    const a = block1.assignments[0]!
+    const wrong = VALIDATORS.find((v) => addr(v) !== a.executor)!
+    const byWrong = await fillOf(a.intentId, wrong)
+    const r2 = await reports(t2())
+    // The proposer leaves it out...
+    const clean = proposeBlock(state1, [], r2, [byWrong], t2(), { proposer: addr(VALIDATORS[1]!), round: 0 })
+    expect(clean.fills).toHaveLength(0)
+    // ...and a block that carries it is invalid: claimed by the wrong executor, or claiming the right one
+    // with the wrong key.
+    const asBlockFill = (f: SignedFill): BlockFill => ({ ...f.fill, signature: f.signature })
+    await expectInvalid(state1, { ...clean, fills: [asBlockFill(byWrong)] }, 'BAD_FILL')
+    const impersonated = await fillOf(a.intentId, wrong, a.executor)
+    await expectInvalid(state1, { ...clean, fills: [asBlockFill(impersonated)] }, 'BAD_FILL')
+    // Wrong chain.
+    const good = await fillOf(a.intentId, account(a.executor))
+    await expectInvalid(
+      state1,
+      { ...clean, fills: [{ ...asBlockFill(good), chainId: a.chainId === 901n ? 902n : 901n }] },
+      'BAD_FILL',
+    )
+    // No open assignment.
+    const stray = { ...asBlockFill(good), intentId: `0x${'77'.repeat(32)}` as Hex }
+    await expectInvalid(state1, { ...clean, fills: [stray] }, 'BAD_FILL')
+  })
+})
+
+describe('failover', () => {
+  it('re-routes the assignments of a rollup that went down: assigned -> assigned', async () => {
+    const t = block1.time + 2000
+    // Two of four validators (1/2 of the stake > 1/3) say 901 is down.
+    const r = await reports(t, [
+      [0, 901n],
+      [1, 901n],
+    ])
+    const block2 = proposeBlock(state1, [], r, [], t, { proposer: addr(VALIDATORS[2]!), round: 0 })
+    const on901 = block1.assignments.filter((a) => a.chainId === 901n)
+    expect(on901.length).toBeGreaterThan(0)
+    expect(block2.reassignments.map((a) => a.intentId)).toEqual(on901.map((a) => a.intentId))
+    expect(block2.reassignments.every((a) => a.chainId === 902n)).toBe(true)
+    expect(await validateBlock(state1, block2, ctx({ nowMs: t }))).toEqual({ ok: true })
+    // Leaving one out is a mismatch: the re-routing set is not the proposer's choice.
+    await expectInvalid(state1, { ...block2, reassignments: block2.reassignments.slice(1) }, 'ROUTE_MISMATCH')
+    const { state: s2, intentTransitions } = apply(state1, block2)
+    expect(intentTransitions.map((x) => [x.id, x.to, x.reason])).toEqual(
+      on901.map((a) => [a.intentId, 'assigned', 'rollup-down']),
+    )
+    for (const a of on901) expect(s2.assignments.get(a.intentId)!.chainId).toBe(902n)
+  })
+
+  it('sends assignments back to pending when no rollup is up', async () => {
+    const t = block1.time + 2000
+    const r = await reports(t, [
+      [0, 901n],
+      [1, 901n],
+      [0, 902n],
+      [1, 902n],
+    ])
+    const block2 = proposeBlock(state1, [await makeIntent()], r, [], t, {
+      proposer: addr(VALIDATORS[2]!),
+      round: 0,
+    })
+    expect(block2.assignments).toHaveLength(0)
+    expect(block2.reassignments).toHaveLength(0)
+    expect(await validateBlock(state1, block2, ctx({ nowMs: t }))).toEqual({ ok: true })
+    const { state: s2, intentTransitions } = apply(state1, block2)
+    expect(intentTransitions.every((x) => x.to === 'pending' && x.reason === 'rollup-down')).toBe(true)
+    expect(intentTransitions).toHaveLength(6)
+    expect(s2.assignments.size).toBe(0)
+  })
+
+  it('re-routes an assignment whose deadline passed, and expires intents past their fill deadline', async () => {
+    const t = block1.time + 31_000 + 1000
+    const r = await reports(t)
+    const block2 = proposeBlock(state1, [], r, [], t, { proposer: addr(VALIDATORS[3]!), round: 0 })
+    expect(block2.reassignments).toHaveLength(6)
+    expect(await validateBlock(state1, block2, ctx({ nowMs: t }))).toEqual({ ok: true })
+    const { intentTransitions } = apply(state1, block2)
+    expect(new Set(intentTransitions.map((x) => `${x.to}/${x.reason}`))).toEqual(
+      new Set(['assigned/fill-timeout']),
+    )
+
+    const tLate = (NOW_SEC + 601) * 1000
+    const rLate = await reports(tLate)
+    const block3 = proposeBlock(state1, [], rLate, [], tLate, { proposer: addr(VALIDATORS[3]!), round: 0 })
+    expect(block3.reassignments).toHaveLength(0)
+    const { state: s3, intentTransitions: expired } = apply(state1, block3)
+    expect(expired.map((x) => x.to)).toEqual(Array(6).fill('expired'))
+    expect(s3.assignments.size).toBe(0)
+    // Finished intents are forgotten once their fill deadline passed (they can never be assigned again).
+    expect(s3.done.size).toBe(0)
+  })
+})
+
+describe('evidence', () => {
+  async function equivocation(
+    v: PrivateKeyAccount,
+    height = 1n,
+  ): Promise<{ first: SignedVote; second: SignedVote }> {
+    const body = { kind: 'precommit' as const, height, round: 0 }
+    return {
+      first: await signVote(v, NETWORK, { ...body, blockHash: `0x${'01'.repeat(32)}` }),
+      second: await signVote(v, NETWORK, { ...body, blockHash: `0x${'02'.repeat(32)}` }),
+    }
+  }
+
+  it('jails the equivocator and halves its stake', async () => {
+    const culprit = VALIDATORS[3]!
+    const ev = await equivocation(culprit)
+    const t = block1.time + 1000
+    const r = await reports(t)
+    const block2 = proposeBlock(state1, [], r, [], t, {
+      proposer: addr(VALIDATORS[0]!),
+      round: 0,
+      evidence: [ev, ev],
+    })
+    expect(block2.evidence).toEqual([ev])
+    expect(await validateBlock(state1, block2, ctx({ nowMs: t }))).toEqual({ ok: true })
+    const s2 = apply(state1, block2).state
+    const v = s2.validators.find((x) => x.address === addr(culprit))!
+    expect(v.jailed).toBe(true)
+    expect(v.power).toBe(50n)
+    expect([...v.pools.values()]).toEqual([25n, 25n])
+    expect(activeValidators(s2).map((x) => x.id)).not.toContain(addr(culprit))
+    expect(votingPowers(s2).size).toBe(3)
+    // Jailed once: the same evidence again is not valid, and the proposer drops it.
+    const t3 = t + 1000
+    const block3 = proposeBlock(s2, [], await reports(t3), [], t3, {
+      proposer: addr(VALIDATORS[0]!),
+      round: 0,
+      evidence: [ev],
+    })
+    expect(block3.evidence).toHaveLength(0)
+    await expectInvalid(s2, { ...block3, evidence: [ev] }, 'BAD_EVIDENCE')
+  })
+
+  it('rejects evidence that is forged or not an equivocation', async () => {
+    const t = block1.time + 1000
+    const base = proposeBlock(state1, [], await reports(t), [], t, {
+      proposer: addr(VALIDATORS[0]!),
+      round: 0,
+    })
+    const ev = await equivocation(VALIDATORS[3]!)
+    const byOther = await signVote(VALIDATORS[2]!, NETWORK, { ...ev.second })
+    await expectInvalid(
+      state1,
+      { ...base, evidence: [{ ...ev, second: { ...byOther, validator: addr(VALIDATORS[3]!) } }] },
+      'BAD_EVIDENCE',
+    )
+    await expectInvalid(
+      state1,
+      { ...base, evidence: [{ first: ev.first, second: ev.first }] },
+      'BAD_EVIDENCE',
+    )
+    await expectInvalid(
+      state1,
+      { ...base, evidence: [await equivocation(VALIDATORS[3]!, 2n)] },
+      'BAD_EVIDENCE',
+    )
+    expect(await verifyVoteSignature(NETWORK, ev.first)).toBe(true)
+    expect(await verifyVoteSignature('other-net', ev.first)).toBe(false)
+  })
+})
+
+describe('block and certificate codecs', () => {
+  it('round-trips a block; one encoding, one hash', () => {
+    const bytes = encodeBlock(block1)
+    const back = decodeBlock(bytes)
+    expect(back).toEqual(block1)
+    expect(blockHash(back)).toBe(blockHash(block1))
+    expect(bytes.length).toBeLessThan(MAX_BLOCK_BYTES)
+    expect(CONSENSUS_MESSAGE_MAX_BYTES).toBe(MAX_BLOCK_BYTES + 1024)
+  })
+
+  it('refuses non-canonical, truncated and oversized encodings', () => {
+    const bytes = encodeBlock(block1)
+    const code = (f: () => unknown) => {
+      try {
+        f()
+        return 'ok'
+      } catch (err) {
+        return err instanceof P2PError ? err.code : String(err)
+      }
+    }
+    // version 1, array(12), height as bytes(1) 0x01, then round 0 as 0x00: write it as 0x18 0x00 instead.
+    expect([...bytes.subarray(0, 5)]).toEqual([1, 0x8c, 0x41, 0x01, 0x00])
+    const nonMinimal = Buffer.concat([bytes.subarray(0, 4), Buffer.from([0x18, 0x00]), bytes.subarray(5)])
+    expect(code(() => decodeBlock(nonMinimal))).toBe('DECODE')
+    expect(code(() => decodeBlock(bytes.subarray(0, bytes.length - 3)))).toBe('DECODE')
+    expect(code(() => decodeBlock(Buffer.concat([bytes, Buffer.from([0x00])])))).toBe('DECODE')
+    const big = new Uint8Array(MAX_BLOCK_BYTES + 1)
+    big[0] = 1
+    expect(code(() => decodeBlock(big))).toBe('TOO_LARGE')
+  })
+
+  it('verifies certificates: > 2/3 of the power of distinct validators, signed for this target', async () => {
+    const hash = blockHash(block1)
+    const votes = await Promise.all(
+      VALIDATORS.map((v) =>
+        signVote(v, NETWORK, { kind: 'precommit', height: 1n, round: 0, blockHash: hash }),
+      ),
+    )
+    const powers = votingPowers(state0)
+    const three = certificateFromVotes(votes.slice(0, 3))
+    expect(three.precommits.map((p) => p.validator)).toEqual(
+      [...three.precommits.map((p) => p.validator)].sort(),
+    )
+    expect(await verifyCertificate(three, powers, 1n, 0, hash, NETWORK)).toEqual({
+      ok: true,
+      power: 300n,
+      total: 400n,
+    })
+    const code = async (c: typeof three, h = hash, net = NETWORK) => {
+      const v = await verifyCertificate(c, powers, 1n, 0, h, net)
+      return v.ok ? 'ok' : v.code
+    }
+    expect(await code(certificateFromVotes(votes.slice(0, 2)))).toBe('NO_QUORUM')
+    expect(await code(three, `0x${'33'.repeat(32)}`)).toBe('WRONG_TARGET')
+    expect(await code(three, hash, 'other-net')).toBe('BAD_SIGNATURE')
+    expect(
+      await code({ ...three, precommits: [...three.precommits.slice(0, 2), three.precommits[0]!] }),
+    ).toBe('DUPLICATE_SIGNER')
+    const outsider = await signVote(OUTSIDER, NETWORK, {
+      kind: 'precommit',
+      height: 1n,
+      round: 0,
+      blockHash: hash,
+    })
+    expect(await code(certificateFromVotes([...votes.slice(0, 2), outsider]))).toBe('NOT_VALIDATOR')
+    // Unequal power: two validators holding 3/4 of the stake are a quorum.
+    const weighted = new Map([...powers].map(([a, p], i) => [a, i < 2 ? p * 3n : p]))
+    const two = certificateFromVotes(
+      votes.filter((v) => [...weighted.keys()].slice(0, 2).includes(v.validator)),
+    )
+    expect((await verifyCertificate(two, weighted, 1n, 0, hash, NETWORK)).ok).toBe(true)
+    // An EIP-712 verifier recomputes the same digest.
+    expect(await recoverAddress(voteDigest(NETWORK, votes[0]!), votes[0]!.signature)).toBe(
+      addr(VALIDATORS[0]!),
+    )
+    // Codec.
+    expect(decodeCertificate(encodeCertificate(three))).toEqual(three)
+  })
+})
+
+describe('consensus messages', () => {
+  const header = (over: Partial<ConsensusValidationContext> = {}): ConsensusValidationContext => ({
+    networkId: NETWORK,
+    height: 1n,
+    round: 0,
+    validators: votingPowers(state0),
+    maxHeightsAhead: 4,
+    maxRoundsAhead: 8,
+    ...over,
+  })
+  const result = (r: { result: string; code?: string }) =>
+    r.result === 'ACCEPT' ? 'ACCEPT' : `${r.result}:${r.code}`
+
+  it('round-trips proposals and votes; a proposal must sign its block hash', async () => {
+    const hash = blockHash(block1)
+    const proposal = await signProposal(VALIDATORS[0]!, NETWORK, {
+      height: 1n,
+      round: 0,
+      blockHash: hash,
+      validRound: -1,
+    })
+    const pmsg: ConsensusMessage = { type: 'proposal', proposal, block: block1 }
+    expect(consensusMessageCodec.decode(consensusMessageCodec.encode(pmsg))).toEqual(pmsg)
+    const vote = await signVote(VALIDATORS[1]!, NETWORK, {
+      kind: 'prevote',
+      height: 1n,
+      round: 0,
+      blockHash: null,
+    })
+    const vmsg: ConsensusMessage = { type: 'vote', vote }
+    expect(consensusMessageCodec.decode(consensusMessageCodec.encode(vmsg))).toEqual(vmsg)
+    const lying = await signProposal(VALIDATORS[0]!, NETWORK, {
+      height: 1n,
+      round: 0,
+      blockHash: `0x${'44'.repeat(32)}`,
+      validRound: -1,
+    })
+    expect(() =>
+      consensusMessageCodec.decode(
+        consensusMessageCodec.encode({ type: 'proposal', proposal: lying, block: block1 }),
+      ),
+    ).toThrow(P2PError)
+  })
+
+  it('validates: ACCEPT, REJECT bad signature / non-validator / wrong proposer, IGNORE old and far-future', async () => {
+    const vote = (v: PrivateKeyAccount, height: bigint, round = 0) =>
+      signVote(v, NETWORK, { kind: 'prevote', height, round, blockHash: null })
+    const msg = async (v: PrivateKeyAccount, height: bigint, round = 0): Promise<ConsensusMessage> => ({
+      type: 'vote',
+      vote: await vote(v, height, round),
+    })
+    const ok = await msg(VALIDATORS[0]!, 1n)
+    expect(result(await validateConsensusMessage(ok, header()))).toBe('ACCEPT')
+    const forged: ConsensusMessage = {
+      type: 'vote',
+      vote: { ...(await vote(VALIDATORS[1]!, 1n)), validator: addr(VALIDATORS[0]!) },
+    }
+    expect(result(await validateConsensusMessage(forged, header()))).toBe('REJECT:BAD_SIGNATURE')
+    expect(result(await validateConsensusMessage(ok, header({ networkId: 'other' })))).toBe(
+      'REJECT:BAD_SIGNATURE',
+    )
+    expect(result(await validateConsensusMessage(await msg(OUTSIDER, 1n), header()))).toBe(
+      'REJECT:NOT_VALIDATOR',
+    )
+    expect(
+      result(await validateConsensusMessage(await msg(VALIDATORS[0]!, 3n), header({ height: 5n }))),
+    ).toBe('IGNORE:STALE')
+    expect(
+      result(await validateConsensusMessage(await msg(VALIDATORS[0]!, 4n), header({ height: 5n }))),
+    ).toBe('ACCEPT')
+    expect(result(await validateConsensusMessage(await msg(VALIDATORS[0]!, 6n), header()))).toBe(
+      'IGNORE:FUTURE_HEIGHT',
+    )
+    expect(result(await validateConsensusMessage(await msg(VALIDATORS[0]!, 5n), header()))).toBe('ACCEPT')
+    expect(result(await validateConsensusMessage(await msg(VALIDATORS[0]!, 1n, 9), header()))).toBe(
+      'IGNORE:FUTURE_ROUND',
+    )
+    const hash = blockHash(block1)
+    const proposal = await signProposal(VALIDATORS[1]!, NETWORK, {
+      height: 1n,
+      round: 0,
+      blockHash: hash,
+      validRound: -1,
+    })
+    const pmsg: ConsensusMessage = { type: 'proposal', proposal, block: block1 }
+    expect(
+      result(await validateConsensusMessage(pmsg, header({ proposer: () => addr(VALIDATORS[0]!) }))),
+    ).toBe('REJECT:WRONG_PROPOSER')
+    expect(
+      result(await validateConsensusMessage(pmsg, header({ proposer: () => addr(VALIDATORS[1]!) }))),
+    ).toBe('ACCEPT')
+    expect(result(await validateConsensusMessage(pmsg, header({ height: 2n })))).toBe('IGNORE:STALE')
+  })
+})
+
+describe('storage', () => {
+  let dir: string
+  let store: Store
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'murmur-app-'))
+    store = new Store(join(dir, 'db'))
+    await store.open()
+  })
+  afterAll(async () => {
+    await store.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('loads genesis when empty, then exactly what the batch ops saved', async () => {
+    expect(await loadAppState(store, GENESIS)).toEqual(state0)
+    await store.batch(appStateOps(state0, state1))
+    expect(await loadAppState(store, GENESIS)).toEqual(state1)
+    // Next block: one fill, evidence; only what changed is written.
+    const a = block1.assignments[0]!
+    const execAccount = VALIDATORS.find((v) => addr(v) === a.executor)!
+    const fill = await signFill(execAccount, NETWORK, {
+      intentId: a.intentId,
+      chainId: a.chainId,
+      txHash: `0x${'cd'.repeat(32)}`,
+      blockNumber: 9n,
+      executor: a.executor,
+    })
+    const t = block1.time + 1000
+    const ev = {
+      first: await signVote(VALIDATORS[2]!, NETWORK, {
+        kind: 'prevote',
+        height: 1n,
+        round: 0,
+        blockHash: null,
+      }),
+      second: await signVote(VALIDATORS[2]!, NETWORK, {
+        kind: 'prevote',
+        height: 1n,
+        round: 0,
+        blockHash: `0x${'05'.repeat(32)}`,
+      }),
+    }
+    const block2 = proposeBlock(state1, [], await reports(t), [fill], t, {
+      proposer: addr(VALIDATORS[0]!),
+      round: 0,
+      evidence: [ev],
+    })
+    const state2 = apply(state1, block2).state
+    const ops = appStateOps(state1, state2)
+    expect(ops.map((o) => `${o.type}:${o.key.slice(0, 2)}`).sort()).toEqual(['del:a/', 'put:d/', 'put:me'])
+    await store.batch(ops)
+    expect(await loadAppState(store, GENESIS)).toEqual(state2)
+    await expect(loadAppState(store, { ...GENESIS, networkId: 'another' })).rejects.toMatchObject({
+      code: 'CORRUPT',
+    })
+  })
+})

@@ -1,0 +1,525 @@
+/**
+ * Consensus drivers in one process: four validators over an in-memory bus (every message goes through the
+ * wire codec and the topic validator, as gossip would carry it), each with a real LevelDB store in a temp
+ * dir and a real IntentPool. Timing only decides how fast things happen; every assertion waits for an
+ * outcome with a deadline (waitFor) and checks it.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { Registry } from 'prom-client'
+import type { Address, Hex } from 'viem'
+import { type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  BLOCKS_BY_RANGE_PROTOCOL,
+  blockHashOfBytes,
+  encodeBlock,
+  verifyCertificate,
+} from '../src/consensus/block.ts'
+import { ConsensusDriver, reconcileTransitions } from '../src/consensus/driver.ts'
+import {
+  CONSENSUS_MESSAGES_PROTOCOL,
+  type ConsensusMessage,
+  consensusMessageCodec,
+  signVote,
+  toCoreVote,
+  voteKey,
+} from '../src/consensus/signing.ts'
+import type { ConsensusParams, WalRecord } from '../src/consensus/types.ts'
+import { ConsensusWal, walKey } from '../src/consensus/wal.ts'
+import { IntentPool } from '../src/mempool/pool.ts'
+import type { IntentState } from '../src/mempool/record.ts'
+import { parseGenesis } from '../src/node/genesis.ts'
+import type { ValidationResult } from '../src/p2p/validation.ts'
+import { gasRatioBps, type SignedHealthReport, signHealthReport } from '../src/rollups/health-report.ts'
+import { genesisState, loadAppState, proposeBlock, votingPowers } from '../src/state/app.ts'
+import { Store } from '../src/state/store.ts'
+import { makeIntent, wallet } from './helpers/intents.ts'
+import { waitFor } from './helpers/wait.ts'
+
+const NETWORK = 'driver-test'
+const key = (i: number): Hex => `0x${(BigInt(i) * 15485863n + 11n).toString(16).padStart(64, '0')}`
+const VALIDATORS: PrivateKeyAccount[] = [1, 2, 3, 4].map((i) => privateKeyToAccount(key(i)))
+const addr = (a: PrivateKeyAccount) => a.address.toLowerCase() as Address
+const GENESIS = parseGenesis({
+  networkId: NETWORK,
+  genesisTime: Math.floor(Date.now() / 1000) - 10,
+  validators: VALIDATORS.map((v, i) => ({
+    address: v.address,
+    peerId: `peer-${i}`,
+    stake: '100',
+    pools: [901, 902],
+  })),
+  rollups: [
+    { chainId: 901, name: 'alpha', type: 'optimistic', securityBps: 8000 },
+    { chainId: 902, name: 'beta', type: 'zk', securityBps: 9500 },
+  ],
+  params: { maxClockSkewSec: 30, blockIntervalMs: 100, healthFreshnessMs: 5000, fillTimeoutSec: 60 },
+})
+const TIMEOUTS: ConsensusParams = {
+  timeoutProposeMs: 800,
+  timeoutProposeDeltaMs: 200,
+  timeoutPrevoteMs: 300,
+  timeoutPrevoteDeltaMs: 100,
+  timeoutPrecommitMs: 300,
+  timeoutPrecommitDeltaMs: 100,
+}
+const log = pino({ level: process.env['MURMUR_TEST_LOG'] ?? 'silent' })
+
+/** Every validator's signed reports on both rollups, re-signed once a second (what the health topic gives). */
+let held: { at: number; reports: SignedHealthReport[] } | undefined
+async function healthReports(): Promise<SignedHealthReport[]> {
+  const now = Date.now()
+  if (held === undefined || now - held.at > 1000) {
+    const reports: SignedHealthReport[] = []
+    for (const v of VALIDATORS) {
+      for (const chainId of [901n, 902n]) {
+        const gasUsed = 10_000_000n
+        const gasLimit = 30_000_000n
+        reports.push(
+          await signHealthReport(v, NETWORK, {
+            validator: addr(v),
+            chainId,
+            blockNumber: 1n,
+            gasUsed,
+            gasLimit,
+            gasUsedRatioBps: gasRatioBps(gasUsed, gasLimit),
+            baseFeeWei: 1_000_000_000n,
+            blockTimeMs: 1000,
+            latencyMs: 10,
+            status: 0,
+            timestampMs: BigInt(now),
+          }),
+        )
+      }
+    }
+    held = { at: now, reports }
+  }
+  return held.reports
+}
+
+interface TestNode {
+  index: number
+  dir: string
+  store: Store
+  pool: IntentPool
+  driver: ConsensusDriver
+}
+
+/** Delivers each message, encoded and decoded, to every other running driver after its topic validator. */
+class Bus {
+  readonly nodes = new Map<number, TestNode>()
+  readonly results: ValidationResult[] = []
+  sent = 0
+
+  broadcast(from: number, msg: ConsensusMessage): void {
+    const bytes = consensusMessageCodec.encode(msg)
+    this.sent++
+    for (const [i, node] of this.nodes) {
+      if (i === from) continue
+      setImmediate(() => {
+        if (this.nodes.get(i) !== node) return
+        const decoded = consensusMessageCodec.decode(bytes)
+        node.driver.validateMessage(decoded).then((r) => {
+          if (r.result === 'ACCEPT') node.driver.onMessage(decoded, `node-${from}`)
+          else this.results.push(r)
+        })
+      })
+    }
+  }
+
+  /** blocks-by-range from the first other running node, through the protocol's codecs. */
+  async fetch(to: number, from: bigint, count: number) {
+    const peer = [...this.nodes.values()].find((n) => n.index !== to)
+    if (peer === undefined) return []
+    const spec = BLOCKS_BY_RANGE_PROTOCOL
+    const req = spec.request.decode(spec.request.encode({ from, count }))
+    const res = await peer.driver.getBlocksRange(req.from, req.count)
+    return spec.response.decode(spec.response.encode(res))
+  }
+
+  /** consensus-messages from every other running node, through the protocol's codecs. */
+  async messages(to: number, height: bigint): Promise<ConsensusMessage[]> {
+    const spec = CONSENSUS_MESSAGES_PROTOCOL
+    const out: ConsensusMessage[] = []
+    for (const peer of this.nodes.values()) {
+      if (peer.index === to) continue
+      const req = spec.request.decode(spec.request.encode({ height }))
+      out.push(...spec.response.decode(spec.response.encode(peer.driver.getConsensusMessages(req.height))))
+    }
+    return out
+  }
+}
+
+const bus = new Bus()
+const dirs: string[] = []
+
+async function startNode(index: number, dir?: string): Promise<TestNode> {
+  const d = dir ?? (await mkdtemp(join(tmpdir(), `murmur-consensus-${index}-`)))
+  if (dir === undefined) dirs.push(d)
+  const store = new Store(join(d, 'db'))
+  await store.open()
+  const registry = new Registry()
+  const pool = await IntentPool.open(store, {}, { log, registry })
+  const driver = new ConsensusDriver(
+    { timeouts: TIMEOUTS, minBlockIntervalMs: 100, syncDelayMs: 400, stuckFetchMs: 1000 },
+    {
+      store,
+      pool,
+      account: VALIDATORS[index]!,
+      genesis: GENESIS,
+      broadcast: (msg) => bus.broadcast(index, msg),
+      verifyFill: async () => 'valid',
+      healthReports,
+      pendingFills: () => [],
+      fetchBlocks: (from, count) => bus.fetch(index, from, count),
+      fetchMessages: (height) => bus.messages(index, height),
+      log: log.child({ node: index }),
+      registry,
+    },
+  )
+  const node = { index, dir: d, store, pool, driver }
+  bus.nodes.set(index, node)
+  await driver.start()
+  return node
+}
+
+async function stopNode(node: TestNode): Promise<void> {
+  bus.nodes.delete(node.index)
+  await node.driver.stop()
+  await node.pool.close()
+  await node.store.close()
+}
+
+const running = () => [...bus.nodes.values()]
+const heights = (nodes: TestNode[]) =>
+  nodes.map((n) => n.driver.height).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+const minHeight = (nodes: TestNode[]) => heights(nodes)[0] ?? 0n
+const maxHeight = (nodes: TestNode[]) => heights(nodes).at(-1) ?? 0n
+
+async function addEverywhere(nodes: TestNode[], count: number): Promise<Hex[]> {
+  const user = wallet()
+  const ids: Hex[] = []
+  for (let i = 0; i < count; i++) {
+    const { id, order, intent } = await makeIntent(user, { destinationChainIds: [901n, 902n] })
+    for (const n of nodes) expect(await n.pool.add({ id, order, signature: intent.signature })).toBe('added')
+    ids.push(id)
+  }
+  return ids
+}
+
+/** Blocks 1..upTo are byte-identical on every node, and each certificate proves its block. */
+async function expectSameChain(nodes: TestNode[], upTo: bigint): Promise<void> {
+  const powers = votingPowers(genesisState(GENESIS))
+  for (let h = 1n; h <= upTo; h++) {
+    const got = await Promise.all(nodes.map((n) => n.driver.getBlock(h)))
+    const hashes = new Set(got.map((b) => b?.hash))
+    expect(hashes.size, `height ${h}`).toBe(1)
+    const b = got[0]!
+    expect(b).toBeDefined()
+    const v = await verifyCertificate(b.certificate, powers, h, b.certificate.round, b.hash, NETWORK)
+    expect(v.ok, `certificate of height ${h}`).toBe(true)
+  }
+}
+
+describe('ConsensusDriver: four validators in one process', () => {
+  const nodes: TestNode[] = []
+
+  beforeAll(async () => {
+    for (let i = 0; i < 4; i++) nodes.push(await startNode(i))
+  })
+
+  afterAll(async () => {
+    for (const n of running()) await stopNode(n)
+    for (const d of dirs) await rm(d, { recursive: true, force: true })
+  })
+
+  it('commits blocks with identical hashes everywhere and assigns the intents in every pool', async () => {
+    const ids = await addEverywhere(nodes, 5)
+    // The pool flips when the commit batch is written, the driver's state right after: wait for both.
+    await waitFor('every intent assigned in every pool and state', () =>
+      nodes.every((n) =>
+        ids.every((id) => n.pool.stateOf(id) === 'assigned' && n.driver.appState.assignments.has(id)),
+      ),
+    )
+    const h = minHeight(nodes)
+    expect(h).toBeGreaterThanOrEqual(1n)
+    await expectSameChain(nodes, h)
+    // The pool records follow the committed application state.
+    for (const n of nodes) {
+      for (const id of ids) {
+        const a = n.driver.appState.assignments.get(id)!
+        const rec = (await n.pool.get(id))!
+        expect(rec.assignment).toMatchObject({
+          chainId: a.chainId,
+          executor: a.executor,
+          deadline: Number(a.deadline),
+        })
+      }
+    }
+    expect(bus.results.filter((r) => r.result === 'REJECT')).toEqual([])
+  })
+
+  it('a node applies synced blocks only with a quorum certificate, in order', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'murmur-consensus-sync-'))
+    dirs.push(dir)
+    const store = new Store(join(dir, 'db'))
+    await store.open()
+    const registry = new Registry()
+    const pool = await IntentPool.open(store, {}, { log, registry })
+    const follower = new ConsensusDriver(
+      { timeouts: { ...TIMEOUTS, timeoutProposeMs: 60_000 } },
+      {
+        store,
+        pool,
+        account: wallet(), // not a validator: follows, never signs
+        genesis: GENESIS,
+        broadcast: () => {},
+        verifyFill: async () => 'valid',
+        healthReports,
+        pendingFills: () => [],
+        log,
+        registry,
+      },
+    )
+    try {
+      await follower.start()
+      await waitFor('three blocks', () => nodes[0]!.driver.height >= 3n)
+      const [b1, b2, b3] = await nodes[0]!.driver.getBlocksRange(1n, 3)
+      expect(b3).toBeDefined()
+      const weak = { ...b1!.certificate, precommits: b1!.certificate.precommits.slice(0, 2) }
+      expect(await follower.applySynced(b1!.block, weak)).toMatchObject({
+        status: 'rejected',
+        code: 'NO_QUORUM',
+      })
+      expect(await follower.applySynced(b2!.block, b2!.certificate)).toMatchObject({
+        status: 'rejected',
+        code: 'GAP',
+      })
+      const tampered = { ...b1!.block, time: b1!.block.time + 1 }
+      expect(await follower.applySynced(tampered, b1!.certificate)).toMatchObject({
+        status: 'rejected',
+        code: 'WRONG_TARGET',
+      })
+      expect(follower.height).toBe(0n)
+      for (const b of [b1!, b2!, b3!])
+        expect(await follower.applySynced(b.block, b.certificate)).toEqual({ status: 'applied' })
+      expect(await follower.applySynced(b2!.block, b2!.certificate)).toEqual({ status: 'known' })
+      expect(follower.head().hash).toBe((await nodes[0]!.driver.getBlock(3n))!.hash)
+      // The follower's pool learned the intents of the blocks and their assignments.
+      for (const a of [b1!, b2!, b3!].flatMap((b) => b.block.assignments)) {
+        expect(pool.stateOf(a.intentId)).toBe('assigned')
+      }
+    } finally {
+      await follower.stop()
+      await pool.close()
+      await store.close()
+    }
+  })
+
+  it('keeps committing with one of four validators stopped (3/4 > 2/3)', async () => {
+    await stopNode(nodes[3]!)
+    const live = running()
+    const from = maxHeight(live)
+    await waitFor('three more blocks', () => minHeight(live) >= from + 3n)
+    const ids = await addEverywhere(live, 3)
+    await waitFor('new intents assigned by the three', () =>
+      live.every((n) => ids.every((id) => n.pool.stateOf(id) === 'assigned')),
+    )
+    await expectSameChain(live, minHeight(live))
+  })
+
+  it('restarts a validator from its store: WAL replay, then sync with certificates', async () => {
+    const before = nodes[3]!
+    const s = new Store(join(before.dir, 'db'))
+    await s.open()
+    const stoppedAt = (await loadAppState(s, GENESIS)).height
+    const walEntries = (await new ConsensusWal(s).load(stoppedAt + 1n)).length
+    await s.close()
+    const ids = await addEverywhere(running(), 2)
+    const target = maxHeight(running()) + 1n
+    const node = await startNode(3, before.dir)
+    nodes[3] = node
+    expect(node.driver.height).toBe(stoppedAt)
+    expect(node.driver.restoredRecords).toBe(walEntries)
+    await waitFor('restarted node caught up', () => node.driver.height >= target)
+    await expectSameChain(running(), minHeight(running()))
+    // Intents added while it was down reached its pool through the blocks, as assigned.
+    await waitFor('intents of synced blocks in the restarted pool', () =>
+      ids.every((id) => node.pool.stateOf(id) === 'assigned'),
+    )
+    // And it takes part again: with it, any one other node may stop.
+    const h = node.driver.height
+    await waitFor('it commits new blocks', () => node.driver.height >= h + 2n)
+  })
+
+  it('stalls with two of four validators stopped, and resumes when one comes back', async () => {
+    await stopNode(nodes[2]!)
+    await stopNode(nodes[3]!)
+    const live = running()
+    expect(live.map((n) => n.index)).toEqual([0, 1])
+    // 2 of 4 is no quorum: once both have voted at the next height, nothing can move (no 2f+1 prevotes,
+    // so no timeoutPrevote either, L34). Watch them ask each other for missed messages twice, then check.
+    const stuck = maxHeight(live)
+    await waitFor('both voted at the stuck height', () =>
+      live.every((n) => n.driver.consensusHeight === Number(stuck) + 1 && n.driver.step !== 'propose'),
+    )
+    const fetched = live.map((n) => n.driver.messageFetches)
+    await waitFor('two rounds of message fetches without progress', () =>
+      live.every((n, i) => n.driver.messageFetches >= fetched[i]! + 2),
+    )
+    for (const n of live) {
+      expect(n.driver.height).toBe(stuck)
+      expect(n.driver.consensusHeight).toBe(Number(stuck) + 1)
+    }
+    nodes[2] = await startNode(2, nodes[2]!.dir)
+    await waitFor('commits resume with three of four', () => minHeight(running()) >= stuck + 2n, {
+      timeoutMs: 40_000,
+    })
+    await expectSameChain(running(), minHeight(running()))
+  })
+})
+
+describe('WAL', () => {
+  let dir: string
+  let store: Store
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'murmur-wal-'))
+    store = new Store(join(dir, 'db'))
+    await store.open()
+  })
+  afterAll(async () => {
+    await store.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('appends, loads one height in round/step order, prunes below a height', async () => {
+    const wal = new ConsensusWal(store)
+    const from = addr(VALIDATORS[0]!)
+    const vote = (
+      height: number,
+      round: number,
+      kind: 'prevote' | 'precommit',
+      value: string | null,
+    ): WalRecord => ({
+      type: 'vote',
+      vote: { kind, height, round, value, from },
+    })
+    const v = `0x${'aa'.repeat(32)}`
+    const sig = `0x${'11'.repeat(65)}` as Hex
+    const records: WalRecord[] = [
+      vote(2, 1, 'precommit', v),
+      vote(2, 0, 'prevote', null),
+      { type: 'proposal', proposal: { height: 2, round: 1, value: v, validRound: 0, from } },
+      vote(1, 0, 'prevote', v),
+      vote(3, 0, 'prevote', v),
+    ]
+    for (const r of records) await wal.append({ record: r, signature: sig, block: new Uint8Array([1, 2, 3]) })
+    const h2 = await wal.load(2)
+    expect(h2.map((e) => walKey(e.record))).toEqual([records[1]!, records[2]!, records[0]!].map(walKey))
+    expect(h2[2]).toEqual({ record: records[0], signature: sig, block: new Uint8Array([1, 2, 3]) })
+    expect(await wal.prune(3)).toBe(4)
+    expect(await wal.load(2)).toEqual([])
+    expect((await wal.load(3)).map((e) => e.record)).toEqual([records[4]])
+  })
+
+  it('a restarted driver re-sends exactly what its WAL holds and never signs anew for that step', async () => {
+    const dir2 = await mkdtemp(join(tmpdir(), 'murmur-wal-driver-'))
+    const s = new Store(join(dir2, 'db'))
+    await s.open()
+    try {
+      // Node 1 precommitted a block at height 1 round 0, then crashed.
+      const me = VALIDATORS[1]!
+      const state = genesisState(GENESIS)
+      const block = proposeBlock(state, [], await healthReports(), [], Date.now(), {
+        proposer: addr(me),
+        round: 0,
+      })
+      const bytes = encodeBlock(block)
+      const hash = blockHashOfBytes(bytes)
+      const signed = await signVote(me, NETWORK, { kind: 'precommit', height: 1n, round: 0, blockHash: hash })
+      const record: WalRecord = { type: 'vote', vote: toCoreVote(signed) }
+      await new ConsensusWal(s).append({ record, signature: signed.signature, block: bytes })
+
+      const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
+      const timersBefore = timers()
+      const sent: ConsensusMessage[] = []
+      const registry = new Registry()
+      const pool = await IntentPool.open(s, {}, { log, registry })
+      const driver = new ConsensusDriver(
+        {
+          timeouts: {
+            ...TIMEOUTS,
+            timeoutProposeMs: 60_000,
+            timeoutPrevoteMs: 60_000,
+            timeoutPrecommitMs: 60_000,
+          },
+        },
+        {
+          store: s,
+          pool,
+          account: me,
+          genesis: GENESIS,
+          broadcast: (m) => {
+            sent.push(m)
+          },
+          verifyFill: async () => 'valid',
+          healthReports,
+          pendingFills: () => [],
+          fetchMessages: async () => [],
+          log,
+          registry,
+        },
+      )
+      await driver.start()
+      expect(driver.restoredRecords).toBe(1)
+      const votes = sent.filter((m) => m.type === 'vote')
+      expect(votes).toHaveLength(1)
+      expect(votes[0]!.type === 'vote' && votes[0]!.vote).toEqual(signed)
+      expect(voteKey(toCoreVote(signed))).toBe(`precommit/1/0/${addr(me)}/${hash}`)
+      await driver.stop()
+      // Its round timeouts (60 s) and progress watch are gone (other timers of the process may come and go).
+      expect(timers()).toBeLessThanOrEqual(timersBefore)
+      expect(await registry.metrics()).not.toContain('murmur_consensus_')
+      await pool.close()
+    } finally {
+      await s.close()
+      await rm(dir2, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('reconcileTransitions', () => {
+  const id = (n: number) => `0x${n.toString(16).padStart(64, '0')}` as Hex
+  const assignment = { chainId: 901n, executor: addr(VALIDATORS[0]!), height: 3n, deadline: 100 }
+  const fill = { chainId: 901n, txHash: `0x${'ab'.repeat(32)}` as Hex, blockNumber: 7n }
+
+  it('keeps what the pool can take, and goes through assigned for a fill the pool never saw assigned', () => {
+    const states = new Map<Hex, IntentState>([
+      [id(1), 'pending'],
+      [id(2), 'assigned'],
+      [id(3), 'expired'],
+      [id(4), 'pending'],
+      [id(5), 'pending'],
+    ])
+    const out = reconcileTransitions(
+      [
+        { id: id(1), to: 'assigned', assignment, height: 3n },
+        { id: id(2), to: 'filled', fill, assignment, height: 3n },
+        { id: id(3), to: 'assigned', assignment, height: 3n },
+        { id: id(4), to: 'filled', fill, assignment, height: 3n },
+        { id: id(5), to: 'pending', height: 3n },
+        { id: id(6), to: 'assigned', assignment, height: 3n },
+      ],
+      (x) => states.get(x),
+    )
+    expect(out.map((r) => `${Number.parseInt(r.id.slice(2), 16)}:${r.to}`)).toEqual([
+      '1:assigned',
+      '2:filled',
+      '4:assigned',
+      '4:filled',
+    ])
+  })
+})
