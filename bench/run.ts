@@ -1,6 +1,6 @@
 // `npm run bench -- <name> [flags]`: runs bench/<name>.ts. Names: gossip, recover.
 const name = process.argv[2]
-const known = ['gossip', 'recover', 'mempool', 'pool', 'hotpath', 'rollups', 'rollup-down']
+const known = ['gossip', 'recover', 'mempool', 'pool', 'hotpath', 'rollups', 'rollup-down', 'consensus']
 if (name === undefined || !known.includes(name)) {
   console.error(`usage: npm run bench -- <${known.join('|')}> [flags]`)
   process.exit(2)
