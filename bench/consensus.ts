@@ -43,7 +43,11 @@ const listeners = new Set<(e: Ev) => void>()
 const dir = await mkdtemp(join(tmpdir(), 'murmur-bench-consensus-'))
 const net = await prepareNetwork({ dir, nodes: 4 })
 log('starting 3 anvil rollups (1 s blocks) and 4 validator processes...')
-const chains = await startRollups({ count: 3, blockTimeSec: 1, accounts: net.nodes.map((n) => n.validatorPrivateKey) })
+const chains = await startRollups({
+  count: 3,
+  blockTimeSec: 1,
+  accounts: net.nodes.map((n) => n.validatorPrivateKey),
+})
 const procs: NodeProcess[] = []
 const ac = new AbortController()
 try {
@@ -112,7 +116,12 @@ try {
       while (sent < due) {
         const x = set[sent++]!
         const p = client
-          .request({ path: '/v1/intents', method: 'POST', headers: { 'content-type': 'application/json' }, body: x.body })
+          .request({
+            path: '/v1/intents',
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: x.body,
+          })
           .then((r) => r.body.dump())
           .catch(() => {})
         inflight.add(p)
@@ -123,7 +132,9 @@ try {
     await Promise.all(inflight)
     return set.map((x) => x.id)
   }
-  console.log(`agreement benchmark: 4 validator processes, 3 anvil rollups (1 s blocks), ${availableParallelism()} cores`)
+  console.log(
+    `agreement benchmark: 4 validator processes, 3 anvil rollups (1 s blocks), ${availableParallelism()} cores`,
+  )
   for (const [k, rate] of RATES.entries()) {
     log(`  offering ${rate} intents/s for ${SECONDS} s...`)
     const ids = await submit(rate, rate * SECONDS)
@@ -131,7 +142,10 @@ try {
     const final = new Set(['filled', 'expired', 'failed'])
     while (performance.now() < deadline) {
       const assigned = ids.filter((id) => at(id, 'assigned') !== undefined).length
-      const done = k === 0 ? ids.filter((id) => (events.get(id) ?? []).some((e) => final.has(e.state))).length : ids.length
+      const done =
+        k === 0
+          ? ids.filter((id) => (events.get(id) ?? []).some((e) => final.has(e.state))).length
+          : ids.length
       if (assigned === ids.length && done === ids.length) break
       await new Promise((r) => setTimeout(r, 200))
     }
