@@ -30,8 +30,18 @@ describe('admin partition endpoint', () => {
     await c.partition(1, [])
     await c.partition(2, [])
     await c.waitConnected([2], 2)
-    const p2 = await c.probe(0)
-    await waitFor('node 2 to receive after heal', () => c.received(2, p2), { timeoutMs: 15_000 })
+    // Traffic keeps flowing, as on a live network: node 0 publishes a probe every 500 ms until node 2
+    // has one of them (right after a heal the gossip mesh and subscriptions are still re-forming).
+    const sent: Array<{ origin: string; seq: number }> = []
+    await waitFor(
+      'node 2 to receive after heal',
+      async () => {
+        sent.push(await c.probe(0))
+        for (const p of sent) if (await c.received(2, p)) return true
+        return false
+      },
+      { timeoutMs: 30_000, intervalMs: 500 },
+    )
   })
 
   it('refuses a malformed partition body with a coded error', async () => {
