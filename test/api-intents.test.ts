@@ -164,6 +164,41 @@ describe('intents API', () => {
   })
 })
 
+describe('block events', () => {
+  it('GET /v1/events streams a block event for every commit', async () => {
+    const n = await startNode()
+    try {
+      const ac = new AbortController()
+      const res = await fetch(`${n.api}/v1/events`, { signal: ac.signal })
+      const reader = res.body!.getReader()
+      let text = ''
+      // A one-validator network commits by itself.
+      await waitFor(
+        'two block events',
+        async () => {
+          const { value } = await reader.read()
+          text += new TextDecoder().decode(value)
+          return (text.match(/event: block/g) ?? []).length >= 2
+        },
+        { timeoutMs: 30_000 },
+      )
+      const blocks = text
+        .split('\n\n')
+        .filter((e) => e.startsWith('event: block'))
+        .map((e) => JSON.parse(e.split('\ndata: ')[1]!) as { height: string; hash: string })
+      expect(BigInt(blocks[1]!.height)).toBe(BigInt(blocks[0]!.height) + 1n)
+      const stored = (await (await fetch(`${n.api}/v1/blocks/${blocks[0]!.height}`)).json()) as {
+        hash: string
+      }
+      expect(stored.hash).toBe(blocks[0]!.hash)
+      ac.abort()
+    } finally {
+      await n.node.stop()
+      await rm(n.dir, { recursive: true, force: true })
+    }
+  })
+})
+
 describe('intents API under overload', () => {
   it('answers 503 with Retry-After when the queue is full, and loses nothing it acknowledged', async () => {
     const n = await startNode({ mempool: { pool: {}, service: { maxInFlight: 2 } } })

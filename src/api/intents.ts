@@ -9,8 +9,19 @@ const ID_RE = /^0x[0-9a-f]{64}$/
 const MAX_SSE_CLIENTS = 256
 const MAX_SSE_BUFFER_BYTES = 1 << 20
 
-/** `POST /v1/intents`, `GET /v1/intents/:id`, `GET /v1/events`. */
-export function intentRoutes(mempool: MempoolService, pool: IntentPool) {
+/** A source of `block` events for the stream: subscribe, get an unsubscribe function back. */
+export type BlockEvents = (
+  listener: (block: {
+    height: string
+    hash: string
+    round: number
+    assignments: number
+    fills: number
+  }) => void,
+) => () => void
+
+/** `POST /v1/intents`, `GET /v1/intents/:id`, `GET /v1/events` (`intent` and `block` events). */
+export function intentRoutes(mempool: MempoolService, pool: IntentPool, blocks?: BlockEvents) {
   return (app: FastifyInstance): void => {
     app.post('/v1/intents', async (req, reply) => {
       const ans = await mempool.submitJson(req.body)
@@ -34,8 +45,14 @@ export function intentRoutes(mempool: MempoolService, pool: IntentPool) {
       const line = `event: intent\ndata: ${JSON.stringify(c, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n\n`
       for (const cl of clients) cl.write(line)
     })
+    const unsubscribeBlocks = blocks?.((b) => {
+      if (clients.size === 0) return
+      const line = `event: block\ndata: ${JSON.stringify(b)}\n\n`
+      for (const cl of clients) cl.write(line)
+    })
     app.addHook('onClose', async () => {
       unsubscribe()
+      unsubscribeBlocks?.()
       for (const c of clients) c.close()
     })
 

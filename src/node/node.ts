@@ -210,7 +210,17 @@ export class MurmurNode {
           node: this,
           log: this.log.child({ module: 'api' }),
           routes: [
-            intentRoutes(mempool, pool),
+            intentRoutes(mempool, pool, (listener) =>
+              consensus.driver.onCommit((e) =>
+                listener({
+                  height: e.height.toString(),
+                  hash: e.hash,
+                  round: e.block.round,
+                  assignments: e.block.assignments.length,
+                  fills: e.block.fills.length,
+                }),
+              ),
+            ),
             (app) => app.get('/v1/rollups', async () => rollups.rows()),
             consensus.routes(),
           ],
