@@ -14,7 +14,7 @@ import { startRollups } from '../devnet/anvil.ts'
 import { prepareNetwork } from '../devnet/network.ts'
 import { type NodeProcess, spawnNode } from '../devnet/process.ts'
 import { signedIntentToJson } from '../src/codec/intent.ts'
-import { median, percentile, presignIntents } from './lib.ts'
+import { followEvents, median, percentile, presignIntents } from './lib.ts'
 
 const { values } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== 'consensus'),
@@ -64,37 +64,14 @@ try {
     )
   }
   const api = procs[0]!.api
-  const res = await fetch(`${api}/v1/events`, { signal: ac.signal })
-  void (async () => {
-    const reader = res.body!.getReader()
-    const dec = new TextDecoder()
-    let buf = ''
-    try {
-      for (;;) {
-        const { value, done } = await reader.read()
-        if (done) return
-        buf += dec.decode(value, { stream: true })
-        let i = buf.indexOf('\n\n')
-        while (i >= 0) {
-          const data = buf
-            .slice(0, i)
-            .split('\n')
-            .find((l) => l.startsWith('data: '))
-          buf = buf.slice(i + 2)
-          if (data !== undefined) {
-            const e = JSON.parse(data.slice(6)) as Ev
-            const l = events.get(e.id) ?? []
-            l.push(e)
-            events.set(e.id, l)
-            for (const f of listeners) f(e)
-          }
-          i = buf.indexOf('\n\n')
-        }
-      }
-    } catch {
-      // aborted
-    }
-  })()
+  await followEvents(api, ac.signal, (type, data) => {
+    if (type !== 'intent') return
+    const e = data as Ev
+    const l = events.get(e.id) ?? []
+    l.push(e)
+    events.set(e.id, l)
+    for (const f of listeners) f(e)
+  })
   // Wait for the chain to run: a few heights.
   for (;;) {
     const s = (await (await fetch(`${api}/v1/status`)).json()) as { height: number }

@@ -17,7 +17,7 @@ import { type NodeProcess, spawnNode } from '../devnet/process.ts'
 import { LightPeer } from '../src/client/light-peer.ts'
 import { signedIntentToJson } from '../src/codec/intent.ts'
 import { recoverAddressNative } from '../src/crypto/recover.ts'
-import { median, percentile, pool, presignIntents, scrape } from './lib.ts'
+import { followEvents, median, percentile, pool, presignIntents, scrape } from './lib.ts'
 
 const { values } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== 'mempool'),
@@ -171,41 +171,13 @@ async function five() {
     for (const p of c.procs) {
       const ac = new AbortController()
       aborts.push(ac)
-      const res = await fetch(`${p.api}/v1/events`, { signal: ac.signal })
-      void (async () => {
-        const reader = res.body!.getReader()
-        const dec = new TextDecoder()
-        let buf = ''
-        try {
-          for (;;) {
-            const { value, done } = await reader.read()
-            if (done) return
-            buf += dec.decode(value, { stream: true })
-            let i = buf.indexOf('\n\n')
-            while (i >= 0) {
-              const ev = buf.slice(0, i)
-              buf = buf.slice(i + 2)
-              const data = ev.split('\n').find((l) => l.startsWith('data: '))
-              if (data !== undefined) {
-                const e = JSON.parse(data.slice(6)) as {
-                  id: string
-                  state: string
-                  previous: string | null
-                  atMs: number
-                }
-                if (e.previous === null) {
-                  const l = seen.get(e.id) ?? []
-                  l.push(e.atMs)
-                  seen.set(e.id, l)
-                }
-              }
-              i = buf.indexOf('\n\n')
-            }
-          }
-        } catch {
-          // aborted
-        }
-      })()
+      await followEvents(p.api, ac.signal, (type, data) => {
+        const e = data as { id: string; previous: string | null; atMs: number }
+        if (type !== 'intent' || e.previous !== null) return
+        const l = seen.get(e.id) ?? []
+        l.push(e.atMs)
+        seen.set(e.id, l)
+      })
     }
     console.log(
       `five node processes (${availableParallelism()} cores), ${SECONDS} s per rate, HTTP round-robin:`,
