@@ -173,7 +173,14 @@ async function runN(n: number) {
       }
     }
     return new Map(
-      MODES.map((m) => [m, { fixed: fixed.get(m)!, saturation: best.get(m) ?? fixed.get(m)![0]! }]),
+      // A mode that sustained no ramp step keeps its best sustained fixed rate (or its lowest one).
+      MODES.map((m) => [
+        m,
+        {
+          fixed: fixed.get(m)!,
+          saturation: best.get(m) ?? [...fixed.get(m)!].reverse().find(sustained) ?? fixed.get(m)![0]!,
+        },
+      ]),
     )
   } finally {
     for (const c of clusters) await stopCluster(c)
