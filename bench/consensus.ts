@@ -12,9 +12,9 @@ import { parseArgs } from 'node:util'
 import { Pool } from 'undici'
 import { startRollups } from '../devnet/anvil.ts'
 import { prepareNetwork } from '../devnet/network.ts'
-import { type NodeProcess, spawnNode } from '../devnet/process.ts'
+import type { NodeProcess } from '../devnet/process.ts'
 import { signedIntentToJson } from '../src/codec/intent.ts'
-import { followEvents, median, percentile, presignIntents } from './lib.ts'
+import { followEvents, median, percentile, presignIntents, spawnNodes } from './lib.ts'
 
 const { values } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== 'consensus'),
@@ -52,17 +52,7 @@ const procs: NodeProcess[] = []
 const ac = new AbortController()
 try {
   const flags = new Map(chains.rollups.map((r) => [r.chainId, r.rpcUrl]))
-  for (const n of net.nodes) {
-    procs.push(
-      await spawnNode({
-        dataDir: n.dataDir,
-        genesisPath: net.genesisPath,
-        rollups: flags,
-        bootstrap: procs.length > 0 ? [procs[0]!.listen[0]!] : [],
-        logLevel: 'warn',
-      }),
-    )
-  }
+  await spawnNodes(net, procs, flags)
   const api = procs[0]!.api
   await followEvents(api, ac.signal, (type, data) => {
     if (type !== 'intent') return

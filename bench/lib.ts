@@ -3,6 +3,8 @@
 import { createRequire } from 'node:module'
 import { type Hex, hexToBytes, toHex } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
+import type { PreparedNetwork } from '../devnet/network.ts'
+import { type NodeProcess, spawnNode } from '../devnet/process.ts'
 import { buildOrder, intentId, type SignedIntent } from '../src/codec/intent.ts'
 
 const require = createRequire(import.meta.url)
@@ -115,4 +117,27 @@ export async function followEvents(
       // aborted
     }
   })()
+}
+
+/**
+ * Starts one `murmur node` process per node of `net`, node 0 first and the others bootstrapping from
+ * it, each watching `rollups`. Processes are appended to `into` as they start, so the caller's
+ * cleanup stops every one that did start, even if a later one fails.
+ */
+export async function spawnNodes(
+  net: PreparedNetwork,
+  into: NodeProcess[],
+  rollups: Map<number, string> = new Map(),
+): Promise<void> {
+  for (const n of net.nodes) {
+    into.push(
+      await spawnNode({
+        dataDir: n.dataDir,
+        genesisPath: net.genesisPath,
+        rollups,
+        bootstrap: into.length > 0 ? [into[0]!.listen[0]!] : [],
+        logLevel: 'warn',
+      }),
+    )
+  }
 }

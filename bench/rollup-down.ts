@@ -8,8 +8,8 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { startRollups } from '../devnet/anvil.ts'
 import { prepareNetwork } from '../devnet/network.ts'
-import { type NodeProcess, spawnNode } from '../devnet/process.ts'
-import { median } from './lib.ts'
+import type { NodeProcess } from '../devnet/process.ts'
+import { median, spawnNodes } from './lib.ts'
 
 const { values } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== 'rollup-down'),
@@ -49,17 +49,7 @@ const until = async (chainId: number, want: string, deadlineMs: number) => {
 }
 try {
   const flags = new Map(chains.rollups.map((r) => [r.chainId, r.rpcUrl]))
-  for (const n of net.nodes) {
-    procs.push(
-      await spawnNode({
-        dataDir: n.dataDir,
-        genesisPath: net.genesisPath,
-        rollups: flags,
-        bootstrap: procs.length > 0 ? [procs[0]!.listen[0]!] : [],
-        logLevel: 'warn',
-      }),
-    )
-  }
+  await spawnNodes(net, procs, flags)
   const times: number[] = []
   for (let run = 1; run <= RUNS; run++) {
     const r = chains.get(902)

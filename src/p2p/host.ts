@@ -319,10 +319,7 @@ export class P2PHost {
     const peers = libp2p
       .getPeers()
       .slice(0, MAX_PEERS_IN_STATUS)
-      .map((p) => {
-        const rec = this.peerManager.known().find((r) => r.peerId === p.toString())
-        return { peerId: p.toString(), addrs: (rec?.addrs ?? []).slice(0, 8) }
-      })
+      .map((p) => ({ peerId: p.toString(), addrs: this.peerManager.addrsOf(p.toString()).slice(0, 8) }))
       .filter((p) => p.addrs.length > 0)
     return { peerId: this.peerId, networkId: this.opts.networkId, version: VERSION, ...this.#m.head(), peers }
   }

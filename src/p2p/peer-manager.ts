@@ -133,6 +133,11 @@ export class PeerManager {
     return [...this.#book.values()]
   }
 
+  /** Listen addresses the peer book holds for a peer (empty when unknown). */
+  addrsOf(peerId: string): string[] {
+    return this.#book.get(peerId)?.addrs ?? []
+  }
+
   /** Forgets backoff for these peers so they are dialled at the next heartbeat (after a heal). */
   resetBackoff(peerIds: Iterable<string>): void {
     for (const id of peerIds) {

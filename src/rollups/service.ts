@@ -47,8 +47,8 @@ export class RollupsService {
   #unsubscribe: (() => void) | undefined
   /** Fills announced on gossip and not yet committed, by intent id (consensus takes them from here). */
   readonly pendingFills = new Map<Hex, SignedFill>()
-  /** Assigned, not yet filled intents per chain, for `GET /v1/rollups`. */
-  readonly #assignedByChain = new Map<bigint, Set<Hex>>()
+  /** Open assignments (assigned, not yet filled) by intent id. */
+  readonly #assigned = new Map<Hex, { chainId: bigint; executor: Address }>()
   #pruneTimer: NodeJS.Timeout | undefined
 
   constructor(options: Partial<RollupsServiceOptions>, modules: RollupsServiceModules) {
@@ -67,7 +67,8 @@ export class RollupsService {
       labelNames: ['chain'] as const,
       registers: [modules.registry],
       collect: () => {
-        for (const [c, s] of this.#assignedByChain) assigned.set({ chain: c.toString() }, s.size)
+        assigned.reset()
+        for (const [c, n] of this.#openByChain()) assigned.set({ chain: c.toString() }, n)
       },
     })
   }
@@ -98,12 +99,7 @@ export class RollupsService {
     validate: (msg) =>
       validateFill(msg, {
         networkId: this.#m.genesis.networkId,
-        assignment: (id) => {
-          for (const [chainId, set] of this.#assignedByChain) {
-            if (set.has(id)) return { chainId, executor: this.#executorOf.get(id)! }
-          }
-          return undefined
-        },
+        assignment: (id) => this.#assigned.get(id),
         isKnown: (f) => this.pendingFills.has(f.intentId),
       }),
     onMessage: (msg) => {
@@ -111,25 +107,26 @@ export class RollupsService {
     },
   }
 
-  readonly #executorOf = new Map<Hex, Address>()
+  /** Open assignments per destination chain. */
+  #openByChain(): Map<bigint, number> {
+    const counts = new Map<bigint, number>()
+    for (const a of this.#assigned.values()) counts.set(a.chainId, (counts.get(a.chainId) ?? 0) + 1)
+    return counts
+  }
 
   async start(): Promise<void> {
     const m = this.#m
     const me = m.account.address.toLowerCase() as Address
     // Track assignments (from committed blocks) and hand ours to the executor.
     this.#unsubscribe = m.pool.onChange((c) => {
-      for (const set of this.#assignedByChain.values()) set.delete(c.id)
-      this.#executorOf.delete(c.id)
+      this.#assigned.delete(c.id)
       if (c.state !== 'assigned' || c.assignment === null) {
         if (c.state === 'filled' || c.state === 'expired' || c.state === 'failed')
           this.pendingFills.delete(c.id)
         return
       }
       const a = c.assignment
-      const set = this.#assignedByChain.get(a.chainId) ?? new Set()
-      set.add(c.id)
-      this.#assignedByChain.set(a.chainId, set)
-      this.#executorOf.set(c.id, a.executor.toLowerCase() as Address)
+      this.#assigned.set(c.id, { chainId: a.chainId, executor: a.executor.toLowerCase() as Address })
       if (a.executor.toLowerCase() === me) void this.#execute(c.id, a.chainId, a.deadline)
     })
     if (this.opts.rollups.size > 0) {
@@ -207,8 +204,6 @@ export class RollupsService {
 
   /** `GET /v1/rollups` */
   rows(): RollupRow[] {
-    const pending = new Map<bigint, number>()
-    for (const [c, s] of this.#assignedByChain) pending.set(c, s.size)
-    return rollupRows(this.view(), this.#m.genesis.rollups, pending)
+    return rollupRows(this.view(), this.#m.genesis.rollups, this.#openByChain())
   }
 }

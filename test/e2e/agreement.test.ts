@@ -131,7 +131,7 @@ describe('agreement across four validator processes', () => {
     await chains.get(902).stop()
     for (const s of ids) {
       const v = await new MurmurClient(c.node(1).api)
-        .waitFor(s.id, { timeoutMs: 90_000 })
+        .waitFor(s.id, { timeoutMs: 180_000 })
         .catch(async (err) => {
           const views = await Promise.all(ids.map((x) => getJson(`${c.node(1).api}/v1/intents/${x.id}`)))
           throw new Error(
@@ -142,7 +142,7 @@ describe('agreement across four validator processes', () => {
       if (v.fill!.chainId === '903') expect(await balance(903, s.to)).toBe(s.amount)
     }
     await chains.get(902).start()
-  }, 150_000)
+  }, 300_000)
 
   it('every node returns the same block hash at every height', async () => {
     const top = Math.min(...(await heights([0, 1, 2, 3])))

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { spawnNode } from '../../devnet/process.ts'
 import { Cluster } from '../helpers/cluster.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 describe('two nodes on one data dir', () => {
   let c: Cluster
@@ -20,7 +21,6 @@ describe('two nodes on one data dir', () => {
     // The first still serves, is still connected, and still gossips.
     expect((await c.status(0)).peers).toBe(1)
     const p = await c.probe(0)
-    const { waitFor } = await import('../helpers/wait.ts')
     await waitFor('node 1 to receive', () => c.received(1, p))
     expect(c.node(0).child.exitCode).toBeNull()
   })
