@@ -22,6 +22,7 @@ const { values } = parseArgs({
     rates: { type: 'string', default: '100,1000' },
     seconds: { type: 'string', default: '10' },
     kills: { type: 'string', default: '3' },
+    'log-dir': { type: 'string' },
   },
 })
 const RATES = values.rates.split(',').map(Number)
@@ -52,7 +53,7 @@ const procs: NodeProcess[] = []
 const ac = new AbortController()
 try {
   const flags = new Map(chains.rollups.map((r) => [r.chainId, r.rpcUrl]))
-  await spawnNodes(net, procs, flags)
+  await spawnNodes(net, procs, flags, { logDir: values['log-dir'] })
   const api = procs[0]!.api
   await followEvents(api, ac.signal, (type, data) => {
     if (type !== 'intent') return
@@ -172,3 +173,7 @@ try {
   await chains.stop()
   await rm(dir, { recursive: true, force: true })
 }
+setTimeout(() => {
+  const h = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles()
+  log(`still alive: ${h.map((x) => (x as object).constructor.name).join(',')}`)
+}, 3000).unref()

@@ -128,15 +128,17 @@ export async function spawnNodes(
   net: PreparedNetwork,
   into: NodeProcess[],
   rollups: Map<number, string> = new Map(),
+  opts: { logDir?: string } = {},
 ): Promise<void> {
-  for (const n of net.nodes) {
+  for (const [i, n] of net.nodes.entries()) {
     into.push(
       await spawnNode({
         dataDir: n.dataDir,
         genesisPath: net.genesisPath,
         rollups,
         bootstrap: into.length > 0 ? [into[0]!.listen[0]!] : [],
-        logLevel: 'warn',
+        logLevel: opts.logDir === undefined ? 'warn' : 'debug',
+        ...(opts.logDir === undefined ? {} : { logFile: `${opts.logDir}/node${i}.log` }),
       }),
     )
   }

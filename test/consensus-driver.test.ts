@@ -18,7 +18,11 @@ import {
   encodeBlock,
   verifyCertificate,
 } from '../src/consensus/block.ts'
-import { ConsensusDriver, reconcileTransitions } from '../src/consensus/driver.ts'
+import {
+  ConsensusDriver,
+  type ConsensusDriverOptions,
+  reconcileTransitions,
+} from '../src/consensus/driver.ts'
 import {
   CONSENSUS_MESSAGES_PROTOCOL,
   type ConsensusMessage,
@@ -156,7 +160,11 @@ class Bus {
 const bus = new Bus()
 const dirs: string[] = []
 
-async function startNode(index: number, dir?: string): Promise<TestNode> {
+async function startNode(
+  index: number,
+  dir?: string,
+  options: Partial<ConsensusDriverOptions> = {},
+): Promise<TestNode> {
   const d = dir ?? (await mkdtemp(join(tmpdir(), `murmur-consensus-${index}-`)))
   if (dir === undefined) dirs.push(d)
   const store = new Store(join(d, 'db'))
@@ -164,7 +172,7 @@ async function startNode(index: number, dir?: string): Promise<TestNode> {
   const registry = new Registry()
   const pool = await IntentPool.open(store, {}, { log, registry })
   const driver = new ConsensusDriver(
-    { timeouts: TIMEOUTS, minBlockIntervalMs: 100, syncDelayMs: 400, stuckFetchMs: 1000 },
+    { timeouts: TIMEOUTS, minBlockIntervalMs: 100, syncDelayMs: 400, stuckFetchMs: 1000, ...options },
     {
       store,
       pool,
@@ -379,6 +387,41 @@ describe('ConsensusDriver: four validators in one process', () => {
       timeoutMs: 40_000,
     })
     await expectSameChain(running(), minHeight(running()))
+  })
+})
+
+describe('ConsensusDriver: block pacing', () => {
+  // Empty blocks only every 20 s; the proposer's wait must not trip timeoutPropose of the others.
+  const IDLE_MS = 20_000
+  const nodes: TestNode[] = []
+
+  beforeAll(async () => {
+    const timeouts = { ...TIMEOUTS, timeoutProposeMs: 3 * IDLE_MS }
+    for (let i = 0; i < 4; i++)
+      nodes.push(await startNode(i, undefined, { minBlockIntervalMs: IDLE_MS, timeouts }))
+  })
+
+  afterAll(async () => {
+    for (const n of running()) await stopNode(n)
+  })
+
+  it('proposes a block as soon as there is work, and waits when there is none', async () => {
+    const first = await addEverywhere(nodes, 2)
+    await waitFor('the first intents assigned everywhere', () =>
+      nodes.every((n) => first.every((id) => n.pool.stateOf(id) === 'assigned')),
+    )
+    const h = maxHeight(nodes)
+    // No empty block follows while the network is idle: the next block is the one with the next intent.
+    const [next] = await addEverywhere(nodes, 1)
+    await waitFor('the next intent assigned everywhere', () =>
+      nodes.every((n) => n.pool.stateOf(next!) === 'assigned'),
+    )
+    const a = (await nodes[0]!.driver.getBlock(h))!.block
+    const b = (await nodes[0]!.driver.getBlock(h + 1n))!.block
+    expect(b.assignments.map((x) => x.intentId)).toEqual([next])
+    // It did not wait for the empty-block interval after the previous block.
+    expect(b.time - a.time).toBeLessThan(IDLE_MS)
+    await expectSameChain(nodes, h + 1n)
   })
 })
 

@@ -7,11 +7,11 @@ import {
   type Address,
   type HashTypedDataParameters,
   type Hex,
-  hashTypedData,
   keccak256,
   stringToBytes,
   type TypedData,
 } from 'viem'
+import { digestHex, domainSeparatorFast, hashWithSeparatorBytes } from './eip712-hash.ts'
 
 /** EIP-712 domain `name` of every Murmur signature. */
 export const EIP712_DOMAIN_NAME = 'Murmur'
@@ -60,9 +60,19 @@ export function orderDomain(order: { originChainId: bigint; originSettler: Addre
   }
 }
 
+/** Salts (and below, domain separators) of the networks seen; a node sees one, tests a few. */
+const MAX_NETWORKS_CACHED = 64
+const salts = new Map<string, Hex>()
+
 /** `salt = keccak256(utf8(networkId))`: the value that binds network-level signatures to one network. */
 export function networkSalt(networkId: string): Hex {
-  return keccak256(stringToBytes(networkId))
+  let salt = salts.get(networkId)
+  if (salt === undefined) {
+    salt = keccak256(stringToBytes(networkId))
+    if (salts.size >= MAX_NETWORKS_CACHED) salts.clear()
+    salts.set(networkId, salt)
+  }
+  return salt
 }
 
 /** `{ name: 'Murmur', version: '1', salt: keccak256(utf8(networkId)) }`. */
@@ -136,7 +146,8 @@ export const REVOCATION_TYPES = {
 
 /**
  * EIP-712 digest of a network-level object under `networkDomain(networkId)`; sign it or recover from it.
- * `types` is one of the constants above (or a validator type defined the same way).
+ * `types` is one of the constants above (or a validator type defined the same way). Same digest as
+ * viem's `hashTypedData`, computed by `hashTypedDataFast` (eip712-hash.ts) with the separator cached.
  */
 export function hashNetworkTyped<const types extends TypedData, primaryType extends keyof types & string>(
   networkId: string,
@@ -144,10 +155,18 @@ export function hashNetworkTyped<const types extends TypedData, primaryType exte
   types: types,
   message: HashTypedDataParameters<types, primaryType>['message'],
 ): Hex {
-  return hashTypedData({
-    domain: networkDomain(networkId),
-    types,
-    primaryType,
-    message,
-  } as HashTypedDataParameters<types, primaryType>)
+  return digestHex(hashWithSeparatorBytes(networkSeparator(networkId), types, primaryType, message))
+}
+
+const separators = new Map<string, Uint8Array>()
+
+/** Domain separator of `networkDomain(networkId)`. */
+function networkSeparator(networkId: string): Uint8Array {
+  let sep = separators.get(networkId)
+  if (sep === undefined) {
+    sep = domainSeparatorFast(networkDomain(networkId))
+    if (separators.size >= MAX_NETWORKS_CACHED) separators.clear()
+    separators.set(networkId, sep)
+  }
+  return sep
 }

@@ -8,10 +8,11 @@
  * - `scheduleTimeout`: a timer whose expiry feeds a `timeout` input; every timer is cleared on a new height
  *   and on stop();
  * - `requestValue`: build a block with `proposeBlock` (pool, health reports, verified fills, evidence),
- *   answered later by a `valueReady` input;
+ *   answered later by a `valueReady` input; in round 0 an empty block waits for work (`notifyWork`) up to
+ *   `minBlockIntervalMs` after the previous block;
  * - `decide`: commit — the block, its certificate, the application state and the intent pool transitions
  *   in ONE `store.batch` (`pool.transitionMany(reqs, { extraOps })`), the WAL of the height pruned in the
- *   same batch — then start the next height after `minBlockIntervalMs`;
+ *   same batch — then start the next height after `commitWaitMs` (default at once);
  * - `evidence`: kept (with the two signatures) for the next block this node proposes.
  *
  * valid(v) of a received proposal is `validateBlock` against the state of the previous height. Messages of
@@ -23,6 +24,7 @@
 import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { Address, Hex, LocalAccount } from 'viem'
+import { recoverAddress } from '../crypto/recover.ts'
 import type { IntentPool, TransitionRequest } from '../mempool/pool.ts'
 import { type IntentState, isTerminal, MempoolError } from '../mempool/record.ts'
 import { ignore, type ValidationResult } from '../p2p/validation.ts'
@@ -97,10 +99,14 @@ export interface ConsensusDriverOptions {
   /** Round timeouts of the core. */
   readonly timeouts: ConsensusParams
   /**
-   * Wait between a commit and the start of the next height (CometBFT's timeout_commit), milliseconds.
-   * Default: genesis `params.blockIntervalMs`.
+   * The longest a proposer waits for something to put in a block (intents to assign, fills, re-routings,
+   * evidence) before it proposes an empty one, counted from the previous block's time, milliseconds.
+   * Blocks with work are proposed as soon as the previous height commits. Default: genesis
+   * `params.blockIntervalMs`.
    */
   readonly minBlockIntervalMs: number
+  /** Wait between a commit and the start of the next height (CometBFT's timeout_commit), milliseconds. */
+  readonly commitWaitMs: number
   readonly maxBlockAssignments: number
   readonly maxBlockFills: number
   /** Pending intents read from the pool per proposal. */
@@ -128,6 +134,7 @@ export interface ConsensusDriverOptions {
 export const DEFAULT_CONSENSUS_DRIVER_OPTIONS: ConsensusDriverOptions = {
   timeouts: DEFAULT_CONSENSUS_PARAMS,
   minBlockIntervalMs: 500,
+  commitWaitMs: 0,
   maxBlockAssignments: MAX_BLOCK_ASSIGNMENTS,
   maxBlockFills: MAX_BLOCK_FILLS,
   pendingScanLimit: 2 * MAX_BLOCK_ASSIGNMENTS,
@@ -237,6 +244,20 @@ const METRIC_NAMES = [
   'murmur_consensus_buffered_messages',
 ] as const
 
+/** Recovered signers kept by the driver (health reports, fills). */
+const MAX_CACHED_SIGNERS = 4096
+
+/** A block worth proposing before the empty-block interval: it changes more than the height. */
+function hasWork(b: Block): boolean {
+  return (
+    b.assignments.length > 0 ||
+    b.reassignments.length > 0 ||
+    b.fills.length > 0 ||
+    b.evidence.length > 0 ||
+    b.stakeMoves.length > 0
+  )
+}
+
 function expectedOf(a: AssignmentState): ExpectedOutput {
   return { recipient: a.recipient, outputToken: a.outputToken, outputAmount: a.outputAmount }
 }
@@ -299,6 +320,25 @@ export class ConsensusDriver {
   /** Signed messages of the current height (own and accepted), served to peers that missed them. */
   #heightLog = new Map<string, ConsensusMessage>()
   readonly #listeners = new Set<(e: CommitEvent) => void>()
+  /** A proposer waiting for work (see minBlockIntervalMs): woken by notifyWork() or its deadline. */
+  readonly #workWaiters = new Set<() => void>()
+  #unsubscribePool: (() => void) | undefined
+  /** Signers recovered while judging blocks: consecutive blocks carry mostly the same health reports. */
+  readonly #signers = new Map<string, Address>()
+  readonly #recover = async (digest: Hex, signature: Hex): Promise<Address> => {
+    const key = digest + signature.slice(2)
+    const held = this.#signers.get(key)
+    if (held !== undefined) return held
+    const signer = await recoverAddress(digest, signature)
+    this.#signers.set(key, signer)
+    if (this.#signers.size > MAX_CACHED_SIGNERS) {
+      const oldest = this.#signers.keys().next().value
+      if (oldest !== undefined) this.#signers.delete(oldest)
+    }
+    return signer
+  }
+  /** Highest height seen in a valid message: the network is at least there. */
+  #networkHeight = 0n
 
   readonly #metrics: {
     height: Gauge
@@ -361,6 +401,9 @@ export class ConsensusDriver {
   async start(): Promise<void> {
     if (this.#started || this.#stopped) throw new Error('consensus driver already started or stopped')
     this.#started = true
+    this.#unsubscribePool = this.#m.pool.onChange((c) => {
+      if (c.state === 'pending') this.notifyWork()
+    })
     const app = await loadAppState(this.#m.store, this.#m.genesis)
     this.#setApp(app, votingPowers(app))
     await this.#run(async () => {
@@ -391,7 +434,9 @@ export class ConsensusDriver {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       this.#stopped = true
+      this.#unsubscribePool?.()
       this.#clearAllTimers()
+      this.notifyWork()
       await this.#chain
       while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight])
       this.#clearAllTimers()
@@ -402,7 +447,26 @@ export class ConsensusDriver {
     return this.#stopping
   }
 
+  /**
+   * Something a block could carry arrived (a pending intent, a fill): a proposer waiting for work builds
+   * its block now instead of at the empty-block deadline.
+   */
+  notifyWork(): void {
+    if (this.#workWaiters.size === 0) return
+    const waiters = [...this.#workWaiters]
+    this.#workWaiters.clear()
+    for (const w of waiters) w()
+  }
+
   // --- views ---------------------------------------------------------------------------------------
+
+  /**
+   * True while this node fetches blocks from peers, or knows the network to be two or more heights past
+   * its own (it will sync): `syncing` in `GET /v1/status`.
+   */
+  get syncing(): boolean {
+    return this.#syncing || this.#networkHeight - 1n - this.#state().height >= 2n
+  }
 
   /** Last committed height. */
   get height(): bigint {
@@ -751,6 +815,19 @@ export class ConsensusDriver {
     this.#timers.add(t)
   }
 
+  /** Resolves on notifyWork(), after `ms`, or on stop(); never rejects. */
+  #waitForWork(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        this.#workWaiters.delete(done)
+        resolve()
+      }
+      const timer = setTimeout(done, Math.max(0, ms))
+      this.#workWaiters.add(done)
+    })
+  }
+
   #requestValue(height: number, round: number): void {
     this.#track(
       this.#build(height, round).then(
@@ -762,23 +839,33 @@ export class ConsensusDriver {
     )
   }
 
-  /** getValue() (L18): a block over the pool's pending intents, held reports, verified fills, evidence. */
+  /**
+   * getValue() (L18): a block over the pool's pending intents, held reports, verified fills, evidence. In
+   * round 0 an empty block waits for work until minBlockIntervalMs after the previous block (CometBFT's
+   * create_empty_blocks_interval): a busy network commits block after block, an idle one every interval.
+   */
   async #build(height: number, round: number): Promise<Hex | undefined> {
-    const app = this.#state()
-    if (BigInt(height) !== app.height + 1n) return undefined
-    const [pending, reports, fills] = await Promise.all([
-      this.#m.pool.pending(this.options.pendingScanLimit),
-      this.#m.healthReports(),
-      this.#fillsToPropose(app),
-    ])
-    if (this.#stopped || this.#app !== app || this.#core.height !== height) return undefined
-    const block = proposeBlock(app, pending, reports, fills, this.#now(), {
-      proposer: this.#self,
-      round,
-      evidence: [...this.#evidence.values()],
-      maxAssignments: this.options.maxBlockAssignments,
-      maxFills: this.options.maxBlockFills,
-    })
+    let block: Block
+    for (;;) {
+      const app = this.#state()
+      if (BigInt(height) !== app.height + 1n) return undefined
+      const [pending, reports, fills] = await Promise.all([
+        this.#m.pool.pending(this.options.pendingScanLimit),
+        this.#m.healthReports(),
+        this.#fillsToPropose(app),
+      ])
+      if (this.#stopped || this.#app !== app || this.#core.height !== height) return undefined
+      block = proposeBlock(app, pending, reports, fills, this.#now(), {
+        proposer: this.#self,
+        round,
+        evidence: [...this.#evidence.values()],
+        maxAssignments: this.options.maxBlockAssignments,
+        maxFills: this.options.maxBlockFills,
+      })
+      const idleUntil = app.lastBlockTime + this.options.minBlockIntervalMs
+      if (round > 0 || hasWork(block) || this.#now() >= idleUntil) break
+      await this.#waitForWork(idleUntil - this.#now())
+    }
     const bytes = encodeBlock(block)
     const hash = blockHashOfBytes(bytes)
     this.#blocks.set(hash, { block, bytes })
@@ -828,7 +915,7 @@ export class ConsensusDriver {
       precommits,
     }
     await this.#commit(held.block, held.bytes, certificate, o.value as Hex, 'consensus')
-    this.#scheduleStart(this.options.minBlockIntervalMs)
+    this.#scheduleStart(this.options.commitWaitMs)
   }
 
   /**
@@ -958,6 +1045,7 @@ export class ConsensusDriver {
 
   #accept(msg: ConsensusMessage, from: string | undefined): void {
     const { height } = messageHeader(msg)
+    if (height > this.#networkHeight) this.#networkHeight = height
     const current = BigInt(this.#core.height)
     if (height > current) {
       this.#buffer(height, msg, from)
@@ -1005,6 +1093,7 @@ export class ConsensusDriver {
       nowMs: this.#now(),
       verifyFill: this.#m.verifyFill,
       isKnownIntent: (id) => pool.has(id),
+      recover: this.#recover,
     })
     if (verdict.ok) {
       if (this.#blocks === blocks) this.#valid.add(hash)

@@ -4,12 +4,12 @@
  * checks first, so they accept and reject the same signatures.
  */
 
-import { createRequire } from 'node:module'
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { type Address, type Hex, recoverAddress as viemRecoverAddress } from 'viem'
 import { MurmurError } from '../errors.ts'
 import { keccak256Bytes } from './keccak.ts'
+import { loadNativeSecp256k1, nativeLoadError, PURE_JS_AT_START } from './native.ts'
 
 export type SignatureErrorCode =
   | 'BAD_LENGTH'
@@ -30,30 +30,7 @@ const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0
 /** Largest s allowed by EIP-2 (homestead): s <= n/2, which rules out the malleable twin. */
 const HALF_N = SECP256K1_N >> 1n
 
-interface NativeSecp256k1 {
-  ecdsaRecover(sig: Uint8Array, recid: number, msg32: Uint8Array, compressed?: boolean): Uint8Array
-}
-
-let native: NativeSecp256k1 | undefined
-let nativeLoadError: unknown
-let nativeTried = false
-
-function loadNative(): NativeSecp256k1 | undefined {
-  if (!nativeTried) {
-    nativeTried = true
-    try {
-      // `secp256k1/bindings` only loads the prebuilt N-API addon; `secp256k1` itself would silently fall
-      // back to the slow `elliptic` package.
-      native = createRequire(import.meta.url)('secp256k1/bindings') as NativeSecp256k1
-    } catch (err) {
-      nativeLoadError = err
-    }
-  }
-  return native
-}
-
-let backend: RecoverBackend =
-  process.env['MURMUR_PURE_JS_CRYPTO'] === '1' ? 'js' : loadNative() !== undefined ? 'native' : 'js'
+let backend: RecoverBackend = PURE_JS_AT_START ? 'js' : loadNativeSecp256k1() !== undefined ? 'native' : 'js'
 
 /** The backend {@link recoverAddress} uses now. */
 export function recoverBackend(): RecoverBackend {
@@ -62,7 +39,7 @@ export function recoverBackend(): RecoverBackend {
 
 /** True when the native binding can be loaded. */
 export function nativeRecoverAvailable(): boolean {
-  return loadNative() !== undefined
+  return loadNativeSecp256k1() !== undefined
 }
 
 /**
@@ -70,8 +47,8 @@ export function nativeRecoverAvailable(): boolean {
  * Asking for 'native' when the binding cannot load is a programmer error.
  */
 export function setRecoverBackend(next: RecoverBackend): void {
-  if (next === 'native' && loadNative() === undefined) {
-    throw new Error('native secp256k1 binding is not available', { cause: nativeLoadError })
+  if (next === 'native' && loadNativeSecp256k1() === undefined) {
+    throw new Error('native secp256k1 binding is not available', { cause: nativeLoadError() })
   }
   backend = next
 }
@@ -124,7 +101,7 @@ function parse(digest: Uint8Array | Hex, signature: Uint8Array | Hex): ParsedSig
 }
 
 function nativeRecover(p: ParsedSignature): Address {
-  const lib = native
+  const lib = loadNativeSecp256k1()
   if (lib === undefined) throw new Error('native secp256k1 binding is not loaded')
   let pub: Uint8Array
   try {
@@ -167,7 +144,7 @@ export async function recoverAddress(
 
 /** {@link recoverAddress} on the native backend, synchronously; throws if the binding is missing. */
 export function recoverAddressNative(digest: Uint8Array | Hex, signature: Uint8Array | Hex): Address {
-  if (loadNative() === undefined) throw new Error('native secp256k1 binding is not available')
+  if (loadNativeSecp256k1() === undefined) throw new Error('native secp256k1 binding is not available')
   return nativeRecover(parse(digest, signature))
 }
 

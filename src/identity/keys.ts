@@ -5,6 +5,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { bytesToHex, type Hex, hexToBytes } from 'viem'
 import { generatePrivateKey, type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts'
+import { fastAccount } from '../crypto/sign.ts'
 import { ConfigError } from '../errors.ts'
 
 export const NODE_KEY_FILE = 'node-key.json'
@@ -82,7 +83,8 @@ export async function loadKeys(dataDir: string, opts: { create: boolean }): Prom
   return {
     nodeKey,
     peerId: peerIdFromPrivateKey(nodeKey).toString(),
-    validator: privateKeyToAccount(validatorPrivateKey),
+    // Native signing and fast EIP-712 hashing for votes, proposals, health reports and fills.
+    validator: fastAccount(validatorPrivateKey),
     validatorPrivateKey,
   }
 }

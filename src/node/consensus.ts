@@ -10,11 +10,14 @@ import { ConsensusDriver, type ConsensusDriverOptions } from '../consensus/drive
 import { CONSENSUS_MESSAGES_PROTOCOL, type ConsensusMessage } from '../consensus/signing.ts'
 import type { IntentPool } from '../mempool/pool.ts'
 import type { P2PHost, TopicHandler } from '../p2p/host.ts'
-import { verifyFillReceipt } from '../rollups/fill.ts'
+import { type ExpectedOutput, type FillVerdict, type SignedFill, verifyFillReceipt } from '../rollups/fill.ts'
 import type { RollupsService } from '../rollups/service.ts'
 import { validatorsToJson } from '../state/app.ts'
 import type { Store } from '../state/store.ts'
 import type { Genesis } from './genesis.ts'
+
+/** Fill verdicts kept (see ConsensusWiring#verifyFill). */
+const MAX_FILL_VERDICTS = 50_000
 
 export interface ConsensusWiringModules {
   genesis: Genesis
@@ -39,13 +42,19 @@ export class ConsensusWiring {
   readonly driver: ConsensusDriver
   readonly #m: ConsensusWiringModules
   readonly #clients = new Map<bigint, PublicClient>()
+  readonly #unsubscribe: Array<() => void> = []
+  /** Fill verdicts by fill and expected output (see #verifyFill). */
+  readonly #verdicts = new Map<string, Promise<FillVerdict>>()
 
   constructor(options: Partial<ConsensusDriverOptions>, modules: ConsensusWiringModules) {
     this.#m = modules
     for (const [chainId, url] of modules.rpc) {
       this.#clients.set(
         BigInt(chainId),
-        createPublicClient({ transport: http(url, { timeout: 5_000, retryCount: 0 }) }) as PublicClient,
+        // Receipts of many fills are asked at once: JSON-RPC batches, one HTTP request each.
+        createPublicClient({
+          transport: http(url, { timeout: 5_000, retryCount: 0, batch: { batchSize: 256, wait: 2 } }),
+        }) as PublicClient,
       )
     }
     const g = modules.genesis
@@ -60,11 +69,7 @@ export class ConsensusWiring {
         broadcast: async (msg) => {
           await modules.p2p.publish('consensus', msg)
         },
-        verifyFill: async (fill, expected) => {
-          const client = this.#clients.get(fill.fill.chainId)
-          if (client === undefined) return 'unknown'
-          return verifyFillReceipt(client, fill.fill, expected)
-        },
+        verifyFill: (fill, expected) => this.#verifyFill(fill, expected),
         healthReports: () => modules.rollups.aggregator.reportsUsed(Date.now(), powers, g.rollups),
         pendingFills: () => modules.rollups.pendingFills.values(),
         fetchBlocks: async (from, count, peer) => {
@@ -87,6 +92,40 @@ export class ConsensusWiring {
         onFatal: modules.onFatal,
       },
     )
+  }
+
+  /**
+   * verifyFillReceipt on this node's RPC, at most once per fill: definite verdicts are kept (a mined,
+   * final receipt does not change), concurrent asks share one request, 'unknown' is asked again next time.
+   */
+  #verifyFill(fill: SignedFill, expected: ExpectedOutput): Promise<FillVerdict> {
+    const f = fill.fill
+    const key = `${f.chainId}/${f.txHash}/${f.intentId}/${f.blockNumber}/${f.executor}/${expected.recipient}/${expected.outputToken}/${expected.outputAmount}`
+    const held = this.#verdicts.get(key)
+    if (held !== undefined) return held
+    const client = this.#clients.get(f.chainId)
+    if (client === undefined) return Promise.resolve('unknown')
+    const p = verifyFillReceipt(client, f, expected).catch(() => 'unknown' as const)
+    this.#verdicts.set(key, p)
+    if (this.#verdicts.size > MAX_FILL_VERDICTS) {
+      const oldest = this.#verdicts.keys().next().value
+      if (oldest !== undefined) this.#verdicts.delete(oldest)
+    }
+    void p.then((v) => {
+      if (v === 'unknown') this.#verdicts.delete(key)
+    })
+    return p
+  }
+
+  /** A fill that arrives is checked at once, so the proposal that carries it finds the verdict ready. */
+  #prefetchFill(fill: SignedFill): void {
+    const a = this.driver.appState.assignments.get(fill.fill.intentId)
+    if (a === undefined || a.chainId !== fill.fill.chainId || a.executor !== fill.fill.executor) return
+    void this.#verifyFill(fill, {
+      recipient: a.recipient,
+      outputToken: a.outputToken,
+      outputAmount: a.outputAmount,
+    })
   }
 
   #peer(peer: string | undefined): PeerId | undefined {
@@ -116,10 +155,19 @@ export class ConsensusWiring {
       this.driver.getBlocksRange(req.from, Math.min(req.count, MAX_BLOCKS_PER_RANGE)),
     )
     await p2p.handle(CONSENSUS_MESSAGES_PROTOCOL, (req) => this.driver.getConsensusMessages(req.height))
+    // A proposer with nothing to propose waits for fills before it proposes an empty block.
+    // (The driver itself listens to the pool for new pending intents.)
+    this.#unsubscribe.push(
+      this.#m.rollups.onPendingFill((fill) => {
+        this.#prefetchFill(fill)
+        this.driver.notifyWork()
+      }),
+    )
     await this.driver.start()
   }
 
   async stop(): Promise<void> {
+    for (const u of this.#unsubscribe.splice(0)) u()
     await this.driver.stop()
   }
 

@@ -270,7 +270,7 @@ export class MurmurNode {
       height: head.height,
       blockHash: head.blockHash,
       peers: this.p2p.libp2p.getPeers().length,
-      syncing: false,
+      syncing: this.#consensus?.driver.syncing ?? false,
       version: this.p2p.status().version,
       listen: this.p2p.libp2p.getMultiaddrs().map(String),
     }

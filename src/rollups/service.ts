@@ -50,6 +50,7 @@ export class RollupsService {
   /** Open assignments (assigned, not yet filled) by intent id. */
   readonly #assigned = new Map<Hex, { chainId: bigint; executor: Address }>()
   #pruneTimer: NodeJS.Timeout | undefined
+  readonly #fillListeners = new Set<(fill: SignedFill) => void>()
 
   constructor(options: Partial<RollupsServiceOptions>, modules: RollupsServiceModules) {
     this.opts = { rollups: new Map(), monitor: {}, executor: {}, ...options }
@@ -103,8 +104,19 @@ export class RollupsService {
         isKnown: (f) => this.pendingFills.has(f.intentId),
       }),
     onMessage: (msg) => {
-      this.pendingFills.set(msg.fill.intentId, msg)
+      this.#addPendingFill(msg)
     },
+  }
+
+  /** Called with each fill that becomes pending (consensus wakes a proposer waiting for work). */
+  onPendingFill(listener: (fill: SignedFill) => void): () => void {
+    this.#fillListeners.add(listener)
+    return () => this.#fillListeners.delete(listener)
+  }
+
+  #addPendingFill(fill: SignedFill): void {
+    this.pendingFills.set(fill.fill.intentId, fill)
+    for (const l of this.#fillListeners) l(fill)
   }
 
   /** Open assignments per destination chain. */
@@ -139,7 +151,7 @@ export class RollupsService {
           registry: m.registry,
           networkId: m.genesis.networkId,
           publishFill: async (fill) => {
-            this.pendingFills.set(fill.fill.intentId, fill)
+            this.#addPendingFill(fill)
             await m.p2p.publish('fills', fill)
           },
         },
