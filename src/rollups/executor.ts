@@ -105,6 +105,9 @@ export interface FillResult {
   announced: boolean
 }
 
+/** Fills started within this many ms share one base-fee read. */
+const FEE_CACHE_MS = 250
+
 /** Options of an {@link Executor}. */
 export interface ExecutorOptions {
   /** RPC URL of each rollup this validator fills on, by chain id. */
@@ -185,6 +188,8 @@ interface Chain {
   next: bigint | undefined
   /** Serialises nonce allocation and first sends on this chain. */
   lock: Promise<void>
+  /** Latest base fee, asked at most once per FEE_CACHE_MS (performance.now) for all fills started then. */
+  baseFee: { atMs: number; value: Promise<bigint> } | undefined
 }
 
 type SendErrorKind = 'known' | 'nonce' | 'underpriced' | 'network' | 'refused'
@@ -280,14 +285,17 @@ export class Executor {
       this.#chains.set(BigInt(chainId), {
         chainId: BigInt(chainId),
         client: createPublicClient({
+          // Concurrent fills poll and send at once: their calls of one tick go as one JSON-RPC batch.
           transport: http(url, {
             timeout: this.options.rpcTimeoutMs,
             retryCount: 0,
+            batch: { batchSize: 128, wait: 0 },
             fetchOptions: { signal: this.#abort.signal },
           }),
         }),
         next: undefined,
         lock: Promise.resolve(),
+        baseFee: undefined,
       })
     }
     const r = modules.registry
@@ -455,7 +463,7 @@ export class Executor {
   // -------------------------------------------------------------------------------------------------
   // Nonces and signing.
 
-  /** Runs `fn` holding the chain's lock (nonce allocation and the send that uses it). */
+  /** Runs `fn` holding the chain's lock (nonce allocation and the record that holds the nonce). */
   async #locked<T>(chain: Chain, fn: () => Promise<T>): Promise<T> {
     const prev = chain.lock
     let release!: () => void
@@ -485,9 +493,21 @@ export class Executor {
     return n
   }
 
+  /** The latest block's base fee, shared by the fills started within FEE_CACHE_MS. */
+  #baseFee(chain: Chain): Promise<bigint> {
+    const now = performance.now()
+    const held = chain.baseFee
+    if (held !== undefined && now - held.atMs < FEE_CACHE_MS) return held.value
+    const value = chain.client.getBlock({ blockTag: 'latest' }).then((b) => b.baseFeePerGas ?? 0n)
+    chain.baseFee = { atMs: now, value }
+    value.catch(() => {
+      if (chain.baseFee?.value === value) chain.baseFee = undefined
+    })
+    return value
+  }
+
   async #fees(chain: Chain, floor?: { maxFeePerGas: bigint; maxPriorityFeePerGas: bigint }) {
-    const block = await chain.client.getBlock({ blockTag: 'latest' })
-    const base = block.baseFeePerGas ?? 0n
+    const base = floor === undefined ? await this.#baseFee(chain) : await this.#freshBaseFee(chain)
     let tip = this.options.tipWei
     let maxFee = 2n * base + tip
     if (floor !== undefined) {
@@ -499,6 +519,12 @@ export class Executor {
       if (maxFee < tip) maxFee = tip
     }
     return { maxFeePerGas: maxFee, maxPriorityFeePerGas: tip, baseFee: base }
+  }
+
+  /** A replacement prices against the head now, not a cached figure. */
+  async #freshBaseFee(chain: Chain): Promise<bigint> {
+    chain.baseFee = undefined
+    return this.#baseFee(chain)
   }
 
   async #sign(
@@ -542,10 +568,12 @@ export class Executor {
     // Estimated before a nonce is taken, so a fill that cannot work (no funds, reverting) holds no nonce.
     const estimate = await chain.client.estimateGas({ account: this.#address, ...call })
     const gas = (estimate * BigInt(10_000 + this.options.gasMarginBps)) / 10_000n
-    return this.#locked(chain, async () => {
+    // The lock covers the nonce and the durable record; the send happens outside it, so the fills of one
+    // block go out together (a node holds a later nonce until the earlier one arrives).
+    const started = await this.#locked(chain, async () => {
       // Another execute of the same intent may have won the race to the lock.
       const existing = await this.record(a.intentId)
-      if (existing !== undefined) return existing
+      if (existing !== undefined) return { rec: existing, fresh: false }
       const fees = await this.#fees(chain)
       const nonce = await this.#allocateNonce(chain)
       let signed: { raw: Hex; hash: Hex }
@@ -559,10 +587,17 @@ export class Executor {
         chain.next = undefined
         throw err
       }
-      this.#log.info({ intentId: a.intentId, chainId: a.chainId, nonce, txHash: signed.hash }, 'sending fill')
-      await this.#send(chain, rec, 'first')
-      return rec
+      return { rec, fresh: true }
     })
+    const { rec, fresh } = started
+    if (fresh) {
+      this.#log.info(
+        { intentId: a.intentId, chainId: a.chainId, nonce: rec.nonce, txHash: rec.txHash },
+        'sending fill',
+      )
+      await this.#send(chain, rec, 'first')
+    }
+    return rec
   }
 
   #newRecord(
