@@ -61,6 +61,7 @@ if (mode === 'murmur') {
     health: { validate: () => ignore('UNUSED') },
     fills: { validate: () => ignore('UNUSED') },
     consensus: { validate: () => ignore('UNUSED') },
+    stake: { validate: () => ignore('UNUSED') },
   })
   libp2p = host.libp2p as unknown as Libp2p
   pubsub = host.libp2p.services.pubsub

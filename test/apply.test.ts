@@ -364,7 +364,7 @@ describe('proposeBlock, validateBlock, apply', () => {
     )
   })
 
-  it('refuses stake moves for now', async () => {
+  it('refuses a stake move not signed by its staker', async () => {
     const move = {
       move: {
         staker: addr(VALIDATORS[0]!),
@@ -376,7 +376,7 @@ describe('proposeBlock, validateBlock, apply', () => {
       },
       signature: reports0[0]!.signature,
     }
-    await expectInvalid(state0, { ...block1, stakeMoves: [move] }, 'STAKE_MOVES_UNSUPPORTED')
+    await expectInvalid(state0, { ...block1, stakeMoves: [move] }, 'BAD_STAKE_MOVE')
   })
 })
 

@@ -26,6 +26,7 @@ import {
   type SignedHealthReport,
   uintToBytes,
 } from '../rollups/health-report.ts'
+import { type SignedStakeMove, stakeMoveId } from '../staking/moves.ts'
 import { hasTwoThirds } from './quorum.ts'
 import {
   decodeVoteTuple,
@@ -54,21 +55,7 @@ export interface BlockFill extends Fill {
   readonly signature: Hex
 }
 
-/** `StakeMove(address staker,uint256 fromChainId,uint256 toChainId,uint256 amount,uint64 durationBlocks,uint256 nonce)` */
-export interface StakeMove {
-  readonly staker: Address
-  readonly fromChainId: bigint
-  readonly toChainId: bigint
-  readonly amount: bigint
-  readonly durationBlocks: bigint
-  readonly nonce: bigint
-}
-
-/** A stake move with the staker's signature. Typed and encoded; blocks carry none yet (see validateBlock). */
-export interface SignedStakeMove {
-  readonly move: StakeMove
-  readonly signature: Hex
-}
+export type { SignedStakeMove, StakeMove } from '../staking/moves.ts'
 
 /** Two signed votes of one validator for one height/round/kind and different block hashes. */
 export interface VoteEvidence {
@@ -94,6 +81,7 @@ export interface Block {
   readonly reassignments: readonly BlockAssignment[]
   /** In intent id order, one per intent. */
   readonly fills: readonly BlockFill[]
+  /** Elastic stake moves, in (staker, nonce) order (staking/moves.ts). */
   readonly stakeMoves: readonly SignedStakeMove[]
   readonly evidence: readonly VoteEvidence[]
   /** The snapshot routing used: fresh reports, one per (chain, validator), in that order. */
@@ -596,9 +584,15 @@ function voteJson(v: SignedVote) {
 
 /**
  * The body of `GET /v1/blocks/:height`: big integers as decimal strings, `time` in unix seconds (`timeMs`
- * keeps the block's millisecond time), deadlines in unix seconds.
+ * keeps the block's millisecond time), deadlines in unix seconds; with `networkId`, each stake move also
+ * shows its id (the id `POST /v1/stake-moves` answered).
  */
-export function blockToJson(block: Block, hash: Hex, certificate: CommitCertificate | null) {
+export function blockToJson(
+  block: Block,
+  hash: Hex,
+  certificate: CommitCertificate | null,
+  networkId?: string,
+) {
   return {
     height: block.height.toString(),
     hash,
@@ -610,6 +604,7 @@ export function blockToJson(block: Block, hash: Hex, certificate: CommitCertific
     assignments: block.assignments.map(assignmentJson),
     reassignments: block.reassignments.map(assignmentJson),
     stakeMoves: block.stakeMoves.map((s) => ({
+      ...(networkId === undefined ? {} : { id: stakeMoveId(networkId, s.move) }),
       move: {
         staker: s.move.staker,
         fromChainId: s.move.fromChainId.toString(),

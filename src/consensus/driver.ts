@@ -60,6 +60,7 @@ import {
   MAX_BLOCK_BYTES,
   MAX_BLOCK_FILLS,
   MAX_BLOCKS_PER_RANGE,
+  type SignedStakeMove,
   type SyncedBlock,
   type VoteEvidence,
   verifyCertificate,
@@ -163,6 +164,8 @@ export interface ConsensusDriverModules {
   readonly healthReports: () => Iterable<SignedHealthReport> | Promise<Iterable<SignedHealthReport>>
   /** Fills announced on gossip and not yet committed. */
   readonly pendingFills: () => Iterable<SignedFill> | Promise<Iterable<SignedFill>>
+  /** Signed stake moves waiting for a block, signatures already checked (staking/service.ts). */
+  readonly pendingStakeMoves?: () => Iterable<SignedStakeMove> | Promise<Iterable<SignedStakeMove>>
   /**
    * Blocks with certificates from height `from`, asked of `peer` (the sender of the message that showed
    * the network ahead) or any peer: `blocks-by-range`. Without it the driver never syncs by itself.
@@ -243,6 +246,9 @@ const METRIC_NAMES = [
   'murmur_consensus_invalid_proposals_total',
   'murmur_consensus_buffered_messages',
 ] as const
+
+/** Stands for a fill verdict still being fetched (see #fillsToPropose). */
+const NOT_YET = Promise.resolve('pending' as const)
 
 /** Recovered signers kept by the driver (health reports, fills). */
 const MAX_CACHED_SIGNERS = 4096
@@ -337,6 +343,8 @@ export class ConsensusDriver {
     }
     return signer
   }
+  /** When the current height started, its block was built or received, judged, decided (performance.now). */
+  #phase = { start: 0, block: 0, judged: 0, decided: 0 }
   /** Highest height seen in a valid message: the network is at least there. */
   #networkHeight = 0n
 
@@ -832,7 +840,10 @@ export class ConsensusDriver {
     this.#track(
       this.#build(height, round).then(
         (hash) => {
-          if (hash !== undefined) this.#enqueue({ type: 'valueReady', height, round, value: hash })
+          if (hash === undefined) return
+          this.#phase.block ||= performance.now()
+          this.#phase.judged ||= this.#phase.block
+          this.#enqueue({ type: 'valueReady', height, round, value: hash })
         },
         (err) => this.#log.error({ err, height, round }, 'building a block failed'),
       ),
@@ -849,10 +860,11 @@ export class ConsensusDriver {
     for (;;) {
       const app = this.#state()
       if (BigInt(height) !== app.height + 1n) return undefined
-      const [pending, reports, fills] = await Promise.all([
+      const [pending, reports, fills, stakeMoves] = await Promise.all([
         this.#m.pool.pending(this.options.pendingScanLimit),
         this.#m.healthReports(),
         this.#fillsToPropose(app),
+        this.#m.pendingStakeMoves?.() ?? [],
       ])
       if (this.#stopped || this.#app !== app || this.#core.height !== height) return undefined
       block = proposeBlock(app, pending, reports, fills, this.#now(), {
@@ -861,6 +873,7 @@ export class ConsensusDriver {
         evidence: [...this.#evidence.values()],
         maxAssignments: this.options.maxBlockAssignments,
         maxFills: this.options.maxBlockFills,
+        stakeMoves,
       })
       const idleUntil = app.lastBlockTime + this.options.minBlockIntervalMs
       if (round > 0 || hasWork(block) || this.#now() >= idleUntil) break
@@ -889,15 +902,21 @@ export class ConsensusDriver {
       seen.add(f.fill.intentId)
       candidates.push({ fill: f, a })
     }
+    // Only verdicts already known: a proposer does not hold its block for an RPC round trip. The fills
+    // topic starts each check on arrival and wakes the proposer (notifyWork) when one comes out valid.
+    // (Promise.race settles with `p` when `p` has already settled: its reaction is queued first.)
     const verdicts = await Promise.all(
-      candidates.map(({ fill, a }) =>
-        this.#m.verifyFill(fill, expectedOf(a)).catch(() => 'unknown' as const),
-      ),
+      candidates.map(({ fill, a }) => {
+        const p = this.#m.verifyFill(fill, expectedOf(a))
+        p.catch(() => {})
+        return Promise.race([p, NOT_YET]).catch(() => 'unknown' as const)
+      }),
     )
     return candidates.filter((_, i) => verdicts[i] === 'valid').map((c) => c.fill)
   }
 
   async #decide(o: DecideOutput): Promise<void> {
+    this.#phase.decided = performance.now()
     const held = this.#blocks.get(o.value as Hex)
     if (held === undefined) throw new Error(`decided ${o.value} at ${o.height} without its block`)
     const sigs = this.#sigsOf(o.height)
@@ -987,6 +1006,7 @@ export class ConsensusDriver {
         fills: block.fills.length,
         evidence: block.evidence.length,
         source,
+        ms: source === 'consensus' ? this.#phaseTimes() : undefined,
       },
       'block committed',
     )
@@ -1016,6 +1036,7 @@ export class ConsensusDriver {
     if (this.#core.height >= height) return
     this.#clearRoundTimers()
     this.#resetHeightCaches(height)
+    this.#phase = { start: performance.now(), block: 0, judged: 0, decided: 0 }
     const result = step(this.#core, { type: 'startHeight', height, validators: activeValidators(app) })
     this.#core = result.state
     this.#metrics.round.set(0)
@@ -1066,6 +1087,7 @@ export class ConsensusDriver {
   #onProposal(msg: Extract<ConsensusMessage, { type: 'proposal' }>): void {
     const hash = msg.proposal.blockHash
     const height = msg.proposal.height
+    this.#phase.block ||= performance.now()
     if (!this.#blocks.has(hash)) {
       if (this.#blocks.size >= this.options.maxBlocksPerHeight) return
       this.#blocks.set(hash, { block: msg.block, bytes: encodeBlock(msg.block) })
@@ -1074,12 +1096,30 @@ export class ConsensusDriver {
     this.#track(
       this.#judge(hash, blocks).then(
         (valid) => {
+          if (this.#blocks === blocks) this.#phase.judged ||= performance.now()
           if (this.#stopped || this.#blocks !== blocks || BigInt(this.#core.height) !== height) return
           this.#enqueue({ type: 'proposal', proposal: toCoreProposal(msg.proposal), valid })
         },
         (err) => this.#log.error({ err, hash }, 'judging a proposal failed'),
       ),
     )
+  }
+
+  /**
+   * Where the height's time went, in ms: waiting for a block (built here or received), judging it, the
+   * votes until the decision, and the commit.
+   */
+  #phaseTimes(): { block: number; judge: number; votes: number; commit: number } {
+    const p = this.#phase
+    const r = (x: number) => Math.round(x)
+    const block = p.block || p.decided
+    const judged = p.judged || block
+    return {
+      block: r(block - p.start),
+      judge: r(judged - block),
+      votes: r(p.decided - judged),
+      commit: r(performance.now() - p.decided),
+    }
   }
 
   /** valid(v): validateBlock against the state of the previous height; only successes are cached. */

@@ -12,6 +12,7 @@ import type { IntentPool } from '../mempool/pool.ts'
 import type { P2PHost, TopicHandler } from '../p2p/host.ts'
 import { type ExpectedOutput, type FillVerdict, type SignedFill, verifyFillReceipt } from '../rollups/fill.ts'
 import type { RollupsService } from '../rollups/service.ts'
+import type { StakingService } from '../staking/service.ts'
 import { validatorsToJson } from '../state/app.ts'
 import type { Store } from '../state/store.ts'
 import type { Genesis } from './genesis.ts'
@@ -25,6 +26,8 @@ export interface ConsensusWiringModules {
   pool: IntentPool
   p2p: P2PHost
   rollups: RollupsService
+  /** Pending stake moves: the proposer takes them, commits drop them. */
+  staking: StakingService
   account: Pick<LocalAccount, 'address' | 'signTypedData'>
   /** RPC URL per rollup, to check fills' receipts on this node's own RPC. */
   rpc: ReadonlyMap<number, string>
@@ -72,6 +75,7 @@ export class ConsensusWiring {
         verifyFill: (fill, expected) => this.#verifyFill(fill, expected),
         healthReports: () => modules.rollups.aggregator.reportsUsed(Date.now(), powers, g.rollups),
         pendingFills: () => modules.rollups.pendingFills.values(),
+        pendingStakeMoves: () => modules.staking.pending(),
         fetchBlocks: async (from, count, peer) => {
           const target = this.#peer(peer)
           if (target === undefined) return []
@@ -117,7 +121,7 @@ export class ConsensusWiring {
     return p
   }
 
-  /** A fill that arrives is checked at once, so the proposal that carries it finds the verdict ready. */
+  /** A fill that arrives is checked at once: proposers include fills whose check is done. */
   #prefetchFill(fill: SignedFill): void {
     const a = this.driver.appState.assignments.get(fill.fill.intentId)
     if (a === undefined || a.chainId !== fill.fill.chainId || a.executor !== fill.fill.executor) return
@@ -125,6 +129,9 @@ export class ConsensusWiring {
       recipient: a.recipient,
       outputToken: a.outputToken,
       outputAmount: a.outputAmount,
+    }).then((v) => {
+      // A proposer waiting for work proposes it now (it only takes fills whose check is done).
+      if (v === 'valid') this.driver.notifyWork()
     })
   }
 
@@ -160,8 +167,9 @@ export class ConsensusWiring {
     this.#unsubscribe.push(
       this.#m.rollups.onPendingFill((fill) => {
         this.#prefetchFill(fill)
-        this.driver.notifyWork()
       }),
+      this.#m.staking.onPending(() => this.driver.notifyWork()),
+      this.driver.onCommit((e) => this.#m.staking.onCommit(e.block, e.state)),
     )
     await this.driver.start()
   }
@@ -180,7 +188,7 @@ export class ConsensusWiring {
         }
         const b = await this.driver.getBlock(BigInt(req.params.height))
         if (b === undefined) throw new ApiError(404, 'NOT_FOUND', `no block at height ${req.params.height}`)
-        return blockToJson(b.block, b.hash, b.certificate)
+        return blockToJson(b.block, b.hash, b.certificate, this.#m.genesis.networkId)
       })
       app.get('/v1/validators', async () => validatorsToJson(this.driver.appState))
     }

@@ -4,12 +4,14 @@ import type { Logger } from 'pino'
 import { collectDefaultMetrics, Registry } from 'prom-client'
 import { intentRoutes } from '../api/intents.ts'
 import { ApiServer } from '../api/server.ts'
+import { stakingRoutes } from '../api/staking.ts'
 import { ConfigError } from '../errors.ts'
 import { loadKeys, type NodeKeys } from '../identity/keys.ts'
 import { IntentPool } from '../mempool/pool.ts'
 import { MempoolService } from '../mempool/service.ts'
 import { P2PHost } from '../p2p/host.ts'
 import { RollupsService } from '../rollups/service.ts'
+import { StakingService } from '../staking/service.ts'
 import { Store } from '../state/store.ts'
 import { ConsensusWiring } from './consensus.ts'
 import { type Genesis, loadGenesis } from './genesis.ts'
@@ -44,6 +46,7 @@ export class MurmurNode {
   #mempool: MempoolService | undefined
   #rollups: RollupsService | undefined
   #consensus: ConsensusWiring | undefined
+  #staking: StakingService | undefined
   readonly probes = new ProbeService(this.registry)
 
   constructor(options: Partial<NodeOptions> & Pick<NodeOptions, 'dataDir' | 'genesisPath'>, log?: Logger) {
@@ -83,6 +86,10 @@ export class MurmurNode {
   get rollups(): RollupsService {
     if (this.#rollups === undefined) throw new Error('node not started')
     return this.#rollups
+  }
+  get staking(): StakingService {
+    if (this.#staking === undefined) throw new Error('node not started')
+    return this.#staking
   }
   /** The API's bound address (port resolved when 0 was asked). */
   get apiAddress(): { host: string; port: number } | undefined {
@@ -168,12 +175,28 @@ export class MurmurNode {
     )
     this.#rollups = rollups
 
+    const staking = new StakingService(
+      {},
+      {
+        networkId: this.#genesis.networkId,
+        // Called only once consensus exists (gossip and the API start after it).
+        state: () => this.consensus.driver.appState,
+        publish: async (move) => {
+          await p2p.publish('stake', move)
+        },
+        log: this.log.child({ module: 'staking' }),
+        registry: this.registry,
+      },
+    )
+    this.#staking = staking
+
     const consensus = new ConsensusWiring(o.consensus, {
       genesis: this.#genesis,
       store,
       pool,
       p2p,
       rollups,
+      staking,
       account: this.#keys.validator,
       rpc: o.rollups,
       log: this.log.child({ module: 'consensus' }),
@@ -194,6 +217,7 @@ export class MurmurNode {
       health: rollups.healthHandler,
       fills: rollups.fillsHandler,
       consensus: consensus.topicHandler,
+      stake: staking.topicHandler,
     })
     this.#started.push({ name: 'mempool', stop: () => mempool.stop() })
     await mempool.start()
@@ -223,6 +247,7 @@ export class MurmurNode {
             ),
             (app) => app.get('/v1/rollups', async () => rollups.rows()),
             consensus.routes(),
+            stakingRoutes(staking, () => consensus.driver.appState),
           ],
         },
       )

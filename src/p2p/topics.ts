@@ -4,6 +4,8 @@ import { type ConsensusMessage, consensusMessageCodec } from '../consensus/signi
 import { intentBatchCodec } from '../mempool/wire.ts'
 import { fillCodec, type SignedFill } from '../rollups/fill.ts'
 import { healthReportCodec, type SignedHealthReport } from '../rollups/health-report.ts'
+import type { SignedStakeMove } from '../staking/moves.ts'
+import { stakeMoveCodec } from '../staking/wire.ts'
 import { type Codec, cborCodec, shape } from './codec.ts'
 
 /**
@@ -59,6 +61,8 @@ export interface TopicPayloads {
   fills: SignedFill
   /** Tendermint: a signed proposal with its block, or a signed prevote / precommit. */
   consensus: ConsensusMessage
+  /** One elastic stake move signed by its staker (a validator), waiting for a block. */
+  stake: SignedStakeMove
 }
 
 export type TopicName = keyof TopicPayloads
@@ -116,6 +120,12 @@ export const TOPICS: { readonly [K in TopicName]: TopicSpec<TopicPayloads[K]> } 
     name: 'consensus',
     codec: consensusMessageCodec,
     queue: { maxLength: 4096, concurrency: 32 },
+    score: BASE_SCORE,
+  },
+  stake: {
+    name: 'stake',
+    codec: stakeMoveCodec,
+    queue: { maxLength: 256, concurrency: 8 },
     score: BASE_SCORE,
   },
 }

@@ -17,6 +17,7 @@
  *   `meta`       -> {version, networkId, genesisHash, height, lastBlockHash, lastBlockTime, validators}
  *   `a/<id>`     -> open assignment
  *   `d/<id>`     -> fillDeadline of a finished (filled or expired) intent, kept until that deadline passes
+ *   `m/<id>`     -> stake move in force (staking/moves.ts); the stakers' used nonces are in `meta`
  */
 import type { Address, Hex } from 'viem'
 import { stringToBytes } from 'viem'
@@ -31,6 +32,8 @@ import {
   MAX_BLOCK_FILLS,
   MAX_BLOCK_HEALTH_REPORTS,
   MAX_BLOCK_REASSIGNMENTS,
+  MAX_BLOCK_STAKE_MOVES,
+  type SignedStakeMove,
   type VoteEvidence,
 } from '../consensus/block.ts'
 import { type Recover, verifyVoteSignature } from '../consensus/signing.ts'
@@ -70,6 +73,14 @@ import {
   rerouteCandidates,
   routeIntents,
 } from '../rollups/router.ts'
+import {
+  STAKE_MOVE_CONGESTED_BPS,
+  StakeLedger,
+  type StakeMoveRecord,
+  sortStakeMoves,
+  stakeMoveOrdered,
+  stakeMoveRecordToJson,
+} from '../staking/moves.ts'
 import { type BatchOp, prefixEnd, type Store } from './store.ts'
 
 /** Network parameters the state machine reads (genesis `params`). */
@@ -145,12 +156,19 @@ export interface AppState {
   readonly assignments: ReadonlyMap<Hex, AssignmentState>
   /** Filled or expired intents -> their fill deadline; an intent here is never assigned again. */
   readonly done: ReadonlyMap<Hex, bigint>
+  /** Elastic stake moves in force, by id (staking/moves.ts). */
+  readonly stakeMoves: ReadonlyMap<Hex, StakeMoveRecord>
+  /** Highest stake move nonce used by each staker. */
+  readonly stakeNonces: ReadonlyMap<Address, bigint>
   readonly rollups: readonly GenesisRollup[]
   readonly params: AppParams
 }
 
-/** Version of the stored state layout. */
-export const APP_STATE_VERSION = 1
+/**
+ * Version of the stored state layout. 2 added stake moves (`m/<id>`) and `meta.stakeNonces`; a version 1
+ * state (blocks then could not carry moves) loads with none.
+ */
+export const APP_STATE_VERSION = 2
 /** Evidence older than this many blocks is no longer accepted. */
 export const EVIDENCE_MAX_AGE_BLOCKS = 100n
 
@@ -232,6 +250,8 @@ export function genesisState(g: AppGenesis): AppState {
     validators,
     assignments: new Map(),
     done: new Map(),
+    stakeMoves: new Map(),
+    stakeNonces: new Map(),
     rollups: g.rollups,
     params: g.params,
   }
@@ -419,6 +439,24 @@ function evidenceProblem(state: AppState, height: bigint, e: VoteEvidence): stri
   return undefined
 }
 
+/**
+ * The staking ledger of the block at `height` before its own moves: the validators its evidence accuses
+ * jailed (pools and loans halved), the loans due at `height` returned. Proposer, validators and `apply`
+ * run the block's moves over it, in block order.
+ */
+function stakingBase(state: AppState, height: bigint, accused: Iterable<string>): StakeLedger {
+  const ledger = new StakeLedger(state)
+  for (const a of accused) ledger.jail(a as Address)
+  ledger.expire(height)
+  return ledger
+}
+
+/** The target of a move is congested in the block's health view (ARCHITECTURE.md: double rewards). */
+function congested(view: HealthView, chainId: bigint): boolean {
+  const h = view.get(chainId)
+  return h !== undefined && h.gasUsedRatioBps >= STAKE_MOVE_CONGESTED_BPS
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Proposing.
 
@@ -438,6 +476,11 @@ export interface ProposeOptions {
   readonly maxAssignments?: number
   /** Default MAX_BLOCK_FILLS. */
   readonly maxFills?: number
+  /**
+   * Pending stake moves whose signatures the caller verified (the staking service does on arrival); the
+   * ones valid on the state go into the block, at most MAX_BLOCK_STAKE_MOVES.
+   */
+  readonly stakeMoves?: Iterable<SignedStakeMove>
 }
 
 /**
@@ -448,7 +491,9 @@ export interface ProposeOptions {
  * - assignments: `pending` in the given order (at most maxAssignments) that are valid and unassigned,
  *   routed together with the assignments to re-route by `routeIntents` over the block's health view;
  *   intents that find no route stay pending, re-routed ones without a route go back to pending;
- * - evidence that still applies.
+ * - evidence that still applies;
+ * - stake moves: `opts.stakeMoves` in (staker, nonce) order, each kept when valid on the state left by the
+ *   evidence, the loans due and the moves kept before it (staking/moves.ts).
  * Pure and deterministic.
  */
 export function proposeBlock(
@@ -534,6 +579,16 @@ export function proposeBlock(
     evidence.push(e)
   }
 
+  const ledger = stakingBase(state, height, accused)
+  const stakeMoves: SignedStakeMove[] = []
+  for (const s of sortStakeMoves(state.networkId, opts.stakeMoves ?? [])) {
+    if (stakeMoves.length >= MAX_BLOCK_STAKE_MOVES) break
+    const v = ledger.check(s)
+    if (!v.ok) continue
+    ledger.apply(v.id, s.move, height, false)
+    stakeMoves.push(s)
+  }
+
   return {
     height,
     round: opts.round,
@@ -544,7 +599,7 @@ export function proposeBlock(
     intents,
     reassignments,
     fills: blockFills,
-    stakeMoves: [],
+    stakeMoves,
     evidence,
     healthReports,
   }
@@ -567,7 +622,7 @@ export type BlockRejectCode =
   | 'FILL_INVALID'
   | 'BAD_HEALTH_REPORT'
   | 'BAD_EVIDENCE'
-  | 'STAKE_MOVES_UNSUPPORTED'
+  | 'BAD_STAKE_MOVE'
 
 export type BlockVerdict =
   | { readonly ok: true }
@@ -618,14 +673,16 @@ function sameAssignment(a: BlockAssignment, b: BlockAssignment): boolean {
 }
 
 /**
- * valid(v) (ARCHITECTURE.md, Consensus): the header; the time within the clock skew of `ctx.nowMs`; no stake
- * moves (not supported yet); each intent in at most one list; health reports fresh, consistent, from
+ * valid(v) (ARCHITECTURE.md, Consensus): the header; the time within the clock skew of `ctx.nowMs`; each
+ * intent in at most one list; health reports fresh, consistent, from
  * validators, one per (chain, validator) in canonical order, and signed by their validator; every new
  * intent valid (signed by its user, a Murmur order, known chains, fill deadline ahead) and neither assigned
  * nor finished; assignments and reassignments exactly `routeIntents` over the block's health view (with
  * the same re-routing set and pool view as `planBlock`); fills of open assignments, by the assigned
  * executor, signed, and not 'invalid' by `ctx.verifyFill`; evidence of active validators, well formed and
- * signed. Returns the first failure.
+ * signed; stake moves in (staker, nonce) order, each valid on the state left by the evidence, the loans due
+ * and the moves before it (so two moves of one staker must both be covered), and signed by its staker.
+ * Returns the first failure.
  */
 export async function validateBlock(
   state: AppState,
@@ -637,7 +694,6 @@ export async function validateBlock(
   const skewMs = state.params.maxClockSkewSec * 1000
   if (Math.abs(block.time - ctx.nowMs) > skewMs)
     return bad('CLOCK_SKEW', `time ${block.time}, local clock ${ctx.nowMs}`)
-  if (block.stakeMoves.length > 0) return bad('STAKE_MOVES_UNSUPPORTED', 'blocks carry no stake moves yet')
   if (block.intents.length !== block.assignments.length)
     return bad('BAD_INTENT', 'intents do not align with assignments')
   const timeSec = blockTimeSec(block.time)
@@ -696,6 +752,19 @@ export async function validateBlock(
   }
   if (accused.size > 0 && accused.size >= powers.size)
     return bad('BAD_EVIDENCE', 'evidence would jail every validator')
+
+  if (block.stakeMoves.length > MAX_BLOCK_STAKE_MOVES)
+    return bad('BAD_STAKE_MOVE', `more than ${MAX_BLOCK_STAKE_MOVES} stake moves`)
+  const ledger = stakingBase(state, block.height, accused)
+  const moveIds: Hex[] = []
+  for (const [i, s] of block.stakeMoves.entries()) {
+    if (i > 0 && !stakeMoveOrdered(block.stakeMoves[i - 1]!.move, s.move))
+      return bad('BAD_STAKE_MOVE', 'stake moves not in (staker, nonce) order')
+    const v = ledger.check(s)
+    if (!v.ok) return bad('BAD_STAKE_MOVE', `stake move ${i} of ${s.move.staker}: ${v.code}: ${v.message}`)
+    ledger.apply(v.id, s.move, block.height, false)
+    moveIds.push(v.id)
+  }
 
   const fresh: RouteIntent[] = []
   for (const [i, a] of block.assignments.entries()) {
@@ -808,6 +877,13 @@ export async function validateBlock(
         ),
     )
   }
+  for (const [i, s] of block.stakeMoves.entries()) {
+    checks.push(
+      signedBy(moveIds[i]!, s.signature, s.move.staker).then((ok) =>
+        ok ? OK : bad('BAD_STAKE_MOVE', `stake move ${moveIds[i]} is not signed by ${s.move.staker}`),
+      ),
+    )
+  }
   for (const e of block.evidence) {
     checks.push(
       Promise.all([
@@ -847,7 +923,8 @@ function poolAssignment(a: AssignmentState): PoolAssignment {
  * assignments whose intent's fill deadline passed expire (`-> expired`); the plan's re-routing set moves
  * (`assigned -> assigned`) or, without a route in the block, goes back (`assigned -> pending`); new
  * assignments (`pending -> assigned`); evidence jails each accused validator and halves each of its pools
- * (floor, bigint); finished intents are forgotten once their fill deadline passed. Pure: never mutates
+ * and loans (floor, bigint); stake loans due at this height return, then the block's stake moves apply
+ * (staking/moves.ts); finished intents are forgotten once their fill deadline passed. Pure: never mutates
  * `state`, no I/O. Items a valid block cannot hold (a fill without assignment, ...) are skipped, so the
  * result is defined for every block. `hash` is the block's hash when the caller has it.
  */
@@ -932,12 +1009,25 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
     transitions.push({ id: a.intentId, to: 'assigned', assignment: poolAssignment(next), height })
   }
 
-  const accused = new Set(block.evidence.map((e) => e.first.validator as string))
-  const validators = state.validators.map((v): ValidatorState => {
-    if (!accused.has(v.address) || v.jailed) return v
-    const pools = new Map([...v.pools].map(([c, s]) => [c, s / 2n] as const))
-    return { ...v, pools, power: sumPools(pools), jailed: true }
-  })
+  const ledger = stakingBase(
+    state,
+    height,
+    block.evidence.map((e) => e.first.validator),
+  )
+  for (const s of block.stakeMoves) {
+    const v = ledger.check(s)
+    if (v.ok) ledger.apply(v.id, s.move, height, congested(plan.view, s.move.toChainId))
+  }
+  const changed = ledger.changes()
+  const validators =
+    changed.size === 0
+      ? state.validators
+      : state.validators.map((v): ValidatorState => {
+          const c = changed.get(v.address)
+          if (c === undefined) return v
+          const pools = new Map(c.pools)
+          return { ...v, pools, power: sumPools(pools), jailed: c.jailed }
+        })
 
   const timeSec = plan.timeSec
   for (const [id, fillDeadline] of [...done]) if (fillDeadline < timeSec) done.delete(id)
@@ -951,6 +1041,8 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
       validators,
       assignments,
       done,
+      stakeMoves: ledger.moves,
+      stakeNonces: ledger.nonces,
     },
     intentTransitions: transitions,
   }
@@ -962,6 +1054,7 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
 const META_KEY = 'meta'
 const ASSIGNMENT_PREFIX = 'a/'
 const DONE_PREFIX = 'd/'
+const MOVE_PREFIX = 'm/'
 const LOAD_PAGE = 10_000
 
 interface MetaJson {
@@ -972,6 +1065,18 @@ interface MetaJson {
   lastBlockHash: string
   lastBlockTime: number
   validators: Array<{ address: string; peerId: string; pools: Record<string, string>; jailed: boolean }>
+  /** Staker -> highest used nonce (decimal). Absent in version 1. */
+  stakeNonces?: Record<string, string>
+}
+
+interface StakeMoveJson {
+  staker: string
+  fromChainId: string
+  toChainId: string
+  amount: string
+  height: string
+  untilHeight: string
+  targetCongested: boolean
 }
 
 interface AssignmentJson {
@@ -1001,6 +1106,29 @@ function metaJson(s: AppState): MetaJson {
       pools: Object.fromEntries([...v.pools].map(([c, stake]) => [c.toString(), stake.toString()])),
       jailed: v.jailed,
     })),
+    stakeNonces: Object.fromEntries(
+      [...s.stakeNonces].sort(([a], [b]) => cmp(a, b)).map(([a, n]) => [a, n.toString()]),
+    ),
+  }
+}
+
+function moveToJson(m: StakeMoveRecord): StakeMoveJson {
+  // Stored under its id: the record without it.
+  const { id: _, ...rest } = stakeMoveRecordToJson(m)
+  return rest
+}
+
+function moveFromJson(id: Hex, j: StakeMoveJson): StakeMoveRecord {
+  if (typeof j.targetCongested !== 'boolean') throw new Error(`stake move ${id}: targetCongested`)
+  return {
+    id,
+    staker: j.staker as Address,
+    fromChainId: BigInt(j.fromChainId),
+    toChainId: BigInt(j.toChainId),
+    amount: BigInt(j.amount),
+    height: BigInt(j.height),
+    untilHeight: BigInt(j.untilHeight),
+    targetCongested: j.targetCongested,
   }
 }
 
@@ -1036,8 +1164,9 @@ function assignmentFromJson(id: Hex, j: AssignmentJson): AssignmentState {
 }
 
 /**
- * The batch ops that turn the stored `prev` into `next`: the meta record, and only the assignments and
- * finished intents that changed (unchanged entries are the same objects, as `apply` shares them).
+ * The batch ops that turn the stored `prev` into `next`: the meta record, and only the assignments,
+ * finished intents and stake moves that changed (unchanged entries are the same objects, as `apply`
+ * shares them).
  */
 export function appStateOps(prev: AppState | undefined, next: AppState): BatchOp[] {
   const ops: BatchOp[] = [{ type: 'put', sublevel: 'app', key: META_KEY, value: metaJson(next) }]
@@ -1056,6 +1185,16 @@ export function appStateOps(prev: AppState | undefined, next: AppState): BatchOp
   }
   for (const id of prevDone.keys()) {
     if (!next.done.has(id)) ops.push({ type: 'del', sublevel: 'app', key: DONE_PREFIX + id })
+  }
+  const prevMoves = prev?.stakeMoves ?? new Map<Hex, StakeMoveRecord>()
+  if (prevMoves !== next.stakeMoves) {
+    for (const [id, m] of next.stakeMoves) {
+      if (prevMoves.get(id) !== m)
+        ops.push({ type: 'put', sublevel: 'app', key: MOVE_PREFIX + id, value: moveToJson(m) })
+    }
+    for (const id of prevMoves.keys()) {
+      if (!next.stakeMoves.has(id)) ops.push({ type: 'del', sublevel: 'app', key: MOVE_PREFIX + id })
+    }
   }
   return ops
 }
@@ -1083,7 +1222,7 @@ export async function loadAppState(store: Store, genesis: AppGenesis): Promise<A
   const base = genesisState(genesis)
   const meta = await store.get<MetaJson>('app', META_KEY)
   if (meta === undefined) return base
-  if (meta.version !== APP_STATE_VERSION)
+  if (meta.version !== APP_STATE_VERSION && meta.version !== 1)
     throw new StorageError('CORRUPT', `app state version ${meta.version}`)
   if (meta.networkId !== base.networkId || meta.genesisHash !== base.genesisHash) {
     throw new StorageError(
@@ -1101,6 +1240,14 @@ export async function loadAppState(store: Store, genesis: AppGenesis): Promise<A
     await scan(store, DONE_PREFIX, (k, v) => {
       done.set(k.slice(DONE_PREFIX.length) as Hex, BigInt(v as string))
     })
+    const stakeMoves = new Map<Hex, StakeMoveRecord>()
+    await scan(store, MOVE_PREFIX, (k, v) => {
+      const id = k.slice(MOVE_PREFIX.length) as Hex
+      stakeMoves.set(id, moveFromJson(id, v as StakeMoveJson))
+    })
+    const stakeNonces = new Map(
+      Object.entries(meta.stakeNonces ?? {}).map(([a, n]) => [a as Address, BigInt(n)] as const),
+    )
     const validators = meta.validators
       .map((v): ValidatorState => {
         const pools = new Map(Object.entries(v.pools).map(([c, s]) => [BigInt(c), BigInt(s)] as const))
@@ -1121,6 +1268,8 @@ export async function loadAppState(store: Store, genesis: AppGenesis): Promise<A
       validators,
       assignments,
       done,
+      stakeMoves,
+      stakeNonces,
     }
   } catch (err) {
     throw new StorageError('CORRUPT', `app state does not parse: ${(err as Error).message}`, { cause: err })

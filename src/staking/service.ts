@@ -1,0 +1,269 @@
+/**
+ * Stake moves in a node: the `stake` topic's validator, a small in-memory set of signed moves waiting for
+ * a block (consensus proposes from it), and `POST /v1/stake-moves`. The set is bounded, holds only moves
+ * whose signature was checked, and drops a move once a block commits it or the committed state makes it
+ * invalid. Nothing here is persisted: a move lost in a restart is sent again by its staker.
+ */
+import type { Logger } from 'pino'
+import { Counter, Gauge, type Registry } from 'prom-client'
+import type { Address, Hex } from 'viem'
+import { CodecError, parseAddress, parseDecimal, parseHex, parseObject, UINT64_MAX } from '../codec/json.ts'
+import type { TopicHandler } from '../p2p/host.ts'
+import { ACCEPT, ignore, reject } from '../p2p/validation.ts'
+import {
+  findBadStakeMoveField,
+  type RecoverFn,
+  type SignedStakeMove,
+  StakeLedger,
+  type StakeMove,
+  type StakeMoveRejectCode,
+  type StakingState,
+  stakeMoveId,
+  validateStakeMove,
+} from './moves.ts'
+
+export interface StakingServiceOptions {
+  /** Most moves waiting for a block. */
+  maxPending: number
+  /** Most moves of one staker waiting for a block. */
+  maxPendingPerStaker: number
+  /** Ids of committed moves remembered (answers 200 and IGNOREs them as duplicates). */
+  maxRecentCommitted: number
+}
+
+export const DEFAULT_STAKING_OPTIONS: StakingServiceOptions = {
+  maxPending: 1024,
+  maxPendingPerStaker: 32,
+  maxRecentCommitted: 4096,
+}
+
+export interface StakingServiceModules {
+  networkId: string
+  /** The committed application state (consensus driver's `appState`). */
+  state: () => StakingState
+  /** Publishes on the `stake` topic; a failure (no peers yet) is logged, not fatal. */
+  publish: (move: SignedStakeMove) => Promise<void>
+  log: Logger
+  registry?: Registry
+  recover?: RecoverFn
+}
+
+/** Answer of {@link StakingService.submitJson}: an HTTP status and its JSON body. */
+export type StakeSubmitAnswer =
+  | { status: 200 | 202; body: { id: Hex } }
+  | { status: 400 | 503; body: { error: { code: string; message: string } }; retryAfterSec?: number }
+
+/** Codes that prove the sender wrong (REJECT on gossip); every other refusal is IGNOREd. */
+const PROVABLY_BAD: ReadonlySet<StakeMoveRejectCode> = new Set(['MALFORMED', 'BAD_SIGNATURE'])
+
+/** `{move, signature}` in the JSON conventions -> a signed move. Throws CodecError. */
+export function signedStakeMoveFromJson(body: unknown): SignedStakeMove {
+  const o = parseObject(body, '', ['move', 'signature'])
+  const m = parseObject(o.move, 'move', [
+    'staker',
+    'fromChainId',
+    'toChainId',
+    'amount',
+    'durationBlocks',
+    'nonce',
+  ])
+  const move: StakeMove = {
+    staker: parseAddress(m.staker, 'move.staker'),
+    fromChainId: parseDecimal(m.fromChainId, 'move.fromChainId'),
+    toChainId: parseDecimal(m.toChainId, 'move.toChainId'),
+    amount: parseDecimal(m.amount, 'move.amount'),
+    durationBlocks: parseDecimal(m.durationBlocks, 'move.durationBlocks', UINT64_MAX),
+    nonce: parseDecimal(m.nonce, 'move.nonce'),
+  }
+  return { move, signature: parseHex(o.signature, 'signature', { bytes: 65 }) }
+}
+
+/** A signed move in the JSON conventions (the body of `POST /v1/stake-moves`). */
+export function signedStakeMoveToJson(s: SignedStakeMove) {
+  const m = s.move
+  return {
+    move: {
+      staker: m.staker,
+      fromChainId: m.fromChainId.toString(),
+      toChainId: m.toChainId.toString(),
+      amount: m.amount.toString(),
+      durationBlocks: m.durationBlocks.toString(),
+      nonce: m.nonce.toString(),
+    },
+    signature: s.signature,
+  }
+}
+
+export class StakingService {
+  readonly opts: StakingServiceOptions
+  readonly #m: StakingServiceModules
+  /** Moves waiting for a block, by id, in arrival order. */
+  readonly #pending = new Map<Hex, SignedStakeMove>()
+  readonly #perStaker = new Map<Address, number>()
+  /** Ids of recently committed moves, oldest first. */
+  readonly #committed = new Set<Hex>()
+  readonly #listeners = new Set<(move: SignedStakeMove) => void>()
+  readonly #metrics: { received: Counter<'source' | 'outcome'> } | undefined
+
+  constructor(options: Partial<StakingServiceOptions>, modules: StakingServiceModules) {
+    this.opts = { ...DEFAULT_STAKING_OPTIONS, ...options }
+    this.#m = modules
+    const registry = modules.registry
+    if (registry !== undefined) {
+      this.#metrics = {
+        received: new Counter({
+          name: 'murmur_stake_moves_received_total',
+          help: 'Stake moves received, by source (api, gossip) and outcome',
+          labelNames: ['source', 'outcome'] as const,
+          registers: [registry],
+        }),
+      }
+      const pending: Gauge = new Gauge({
+        name: 'murmur_stake_moves_pending',
+        help: 'Stake moves waiting for a block',
+        registers: [registry],
+        collect: () => pending.set(this.#pending.size),
+      })
+    }
+  }
+
+  /** Moves waiting for a block, in arrival order (the proposer sorts and filters them). */
+  pending(): SignedStakeMove[] {
+    return [...this.#pending.values()]
+  }
+
+  /** True when the move is waiting for a block here. */
+  has(id: Hex): boolean {
+    return this.#pending.has(id)
+  }
+
+  /** Called with each move that becomes pending (consensus wakes a proposer waiting for work). */
+  onPending(listener: (move: SignedStakeMove) => void): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  #known(id: Hex): boolean {
+    return this.#pending.has(id) || this.#committed.has(id) || this.#m.state().stakeMoves.has(id)
+  }
+
+  #full(staker: Address): boolean {
+    return (
+      this.#pending.size >= this.opts.maxPending ||
+      (this.#perStaker.get(staker) ?? 0) >= this.opts.maxPendingPerStaker
+    )
+  }
+
+  #add(id: Hex, s: SignedStakeMove): boolean {
+    if (this.#pending.has(id) || this.#full(s.move.staker)) return false
+    this.#pending.set(id, s)
+    this.#perStaker.set(s.move.staker, (this.#perStaker.get(s.move.staker) ?? 0) + 1)
+    for (const l of this.#listeners) l(s)
+    return true
+  }
+
+  #drop(id: Hex): void {
+    const s = this.#pending.get(id)
+    if (s === undefined) return
+    this.#pending.delete(id)
+    const n = (this.#perStaker.get(s.move.staker) ?? 1) - 1
+    if (n > 0) this.#perStaker.set(s.move.staker, n)
+    else this.#perStaker.delete(s.move.staker)
+  }
+
+  #id(s: SignedStakeMove): Hex | undefined {
+    if (findBadStakeMoveField(s) !== undefined) return undefined
+    return stakeMoveId(this.#m.networkId, s.move)
+  }
+
+  /**
+   * The `stake` topic handler: IGNORE `DUPLICATE` (pending or committed), `FULL`, and the refusals that
+   * depend on this node's view of the state (`NONCE_USED`, `UNKNOWN_STAKER`, `INSUFFICIENT_STAKE`,
+   * `TOO_MANY_MOVES`: it may be behind or ahead); REJECT `MALFORMED` and `BAD_SIGNATURE`.
+   */
+  readonly topicHandler: TopicHandler<SignedStakeMove> = {
+    validate: async (msg) => {
+      const id = this.#id(msg)
+      if (id === undefined) return this.#count('gossip', reject('MALFORMED'))
+      if (this.#known(id)) return this.#count('gossip', ignore('DUPLICATE'))
+      if (this.#full(msg.move.staker)) return this.#count('gossip', ignore('FULL'))
+      const v = await validateStakeMove(this.#m.state(), msg, undefined, this.#m.recover)
+      if (v.ok) return this.#count('gossip', ACCEPT)
+      return this.#count('gossip', PROVABLY_BAD.has(v.code) ? reject(v.code) : ignore(v.code))
+    },
+    onMessage: (msg) => {
+      const id = this.#id(msg)
+      if (id !== undefined && !this.#known(id)) this.#add(id, msg)
+    },
+  }
+
+  #count<T extends { result: string; code?: string }>(source: string, r: T): T {
+    this.#metrics?.received.inc({ source, outcome: r.code ?? r.result })
+    return r
+  }
+
+  /**
+   * `POST /v1/stake-moves` body `{move, signature}`: 202 `{id}` accepted (pending and published on the
+   * `stake` topic); 200 `{id}` already pending or committed; 400 `{error}` with a StakeMoveRejectCode;
+   * 503 when the pending set is full.
+   */
+  async submitJson(body: unknown): Promise<StakeSubmitAnswer> {
+    let s: SignedStakeMove
+    try {
+      s = signedStakeMoveFromJson(body)
+    } catch (err) {
+      if (!(err instanceof CodecError)) throw err
+      this.#metrics?.received.inc({ source: 'api', outcome: 'MALFORMED' })
+      return { status: 400, body: { error: { code: 'MALFORMED', message: err.message } } }
+    }
+    const id = stakeMoveId(this.#m.networkId, s.move)
+    if (this.#known(id)) {
+      this.#metrics?.received.inc({ source: 'api', outcome: 'known' })
+      return { status: 200, body: { id } }
+    }
+    const v = await validateStakeMove(this.#m.state(), s, undefined, this.#m.recover)
+    if (!v.ok) {
+      this.#metrics?.received.inc({ source: 'api', outcome: v.code })
+      return { status: 400, body: { error: { code: v.code, message: v.message } } }
+    }
+    if (this.#known(id)) return { status: 200, body: { id } }
+    if (!this.#add(id, s)) {
+      this.#metrics?.received.inc({ source: 'api', outcome: 'FULL' })
+      return {
+        status: 503,
+        body: { error: { code: 'OVERLOADED', message: 'too many stake moves waiting, retry later' } },
+        retryAfterSec: 1,
+      }
+    }
+    this.#metrics?.received.inc({ source: 'api', outcome: 'accepted' })
+    this.#m.publish(s).catch((err) => this.#m.log.warn({ err, id }, 'publishing a stake move failed'))
+    return { status: 202, body: { id } }
+  }
+
+  /**
+   * After a commit: the block's moves leave the pending set (remembered as committed), and so does every
+   * pending move the new state refuses (nonce used, stake no longer there, staker jailed, ...).
+   */
+  onCommit(block: { readonly stakeMoves: readonly SignedStakeMove[] }, state: StakingState): void {
+    for (const s of block.stakeMoves) {
+      const id = stakeMoveId(this.#m.networkId, s.move)
+      this.#drop(id)
+      this.#committed.add(id)
+    }
+    while (this.#committed.size > this.opts.maxRecentCommitted) {
+      const oldest = this.#committed.values().next().value
+      if (oldest === undefined) break
+      this.#committed.delete(oldest)
+    }
+    if (this.#pending.size === 0) return
+    const ledger = new StakeLedger(state)
+    ledger.expire(state.height + 1n)
+    for (const [id, s] of [...this.#pending]) {
+      const v = ledger.check(s)
+      if (!v.ok) {
+        this.#m.log.debug({ id, code: v.code, reason: v.message }, 'pending stake move dropped')
+        this.#drop(id)
+      }
+    }
+  }
+}

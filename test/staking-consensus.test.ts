@@ -1,0 +1,258 @@
+/**
+ * Stake moves decided by consensus: four drivers in one process over an in-memory bus (as in
+ * consensus-driver.test.ts), each with a StakingService whose `stake` topic messages go through the wire
+ * codec and the topic validator. A move submitted to one node is gossiped, proposed, committed by all
+ * four, persisted with the state, and returns when due. Every wait is for an outcome, with a deadline.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { Registry } from 'prom-client'
+import type { Address, Hex } from 'viem'
+import { type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ConsensusDriver } from '../src/consensus/driver.ts'
+import { type ConsensusMessage, consensusMessageCodec } from '../src/consensus/signing.ts'
+import type { ConsensusParams } from '../src/consensus/types.ts'
+import { IntentPool } from '../src/mempool/pool.ts'
+import { parseGenesis } from '../src/node/genesis.ts'
+import type { ValidationResult } from '../src/p2p/validation.ts'
+import { gasRatioBps, type SignedHealthReport, signHealthReport } from '../src/rollups/health-report.ts'
+import { type SignedStakeMove, signStakeMove, stakeMoveId, totalStake } from '../src/staking/moves.ts'
+import { StakingService, signedStakeMoveToJson } from '../src/staking/service.ts'
+import { stakeMoveCodec } from '../src/staking/wire.ts'
+import { genesisState, loadAppState, votingPowers } from '../src/state/app.ts'
+import { Store } from '../src/state/store.ts'
+import { waitFor } from './helpers/wait.ts'
+
+const NETWORK = 'staking-consensus-test'
+const key = (i: number): Hex => `0x${(BigInt(i) * 32452843n + 5n).toString(16).padStart(64, '0')}`
+const VALIDATORS: PrivateKeyAccount[] = [1, 2, 3, 4].map((i) => privateKeyToAccount(key(i)))
+const addr = (a: PrivateKeyAccount) => a.address.toLowerCase() as Address
+const GENESIS = parseGenesis({
+  networkId: NETWORK,
+  genesisTime: Math.floor(Date.now() / 1000) - 10,
+  validators: VALIDATORS.map((v, i) => ({
+    address: v.address,
+    peerId: `peer-${i}`,
+    stake: '100',
+    pools: [901, 902],
+  })),
+  rollups: [
+    { chainId: 901, name: 'alpha', type: 'optimistic', securityBps: 8000 },
+    { chainId: 902, name: 'beta', type: 'zk', securityBps: 9500 },
+    { chainId: 903, name: 'gamma', type: 'zk', securityBps: 9500 },
+  ],
+  params: { maxClockSkewSec: 30, blockIntervalMs: 100, healthFreshnessMs: 5000, fillTimeoutSec: 60 },
+})
+const TIMEOUTS: ConsensusParams = {
+  timeoutProposeMs: 800,
+  timeoutProposeDeltaMs: 200,
+  timeoutPrevoteMs: 300,
+  timeoutPrevoteDeltaMs: 100,
+  timeoutPrecommitMs: 300,
+  timeoutPrecommitDeltaMs: 100,
+}
+const log = pino({ level: process.env['MURMUR_TEST_LOG'] ?? 'silent' })
+
+let held: { at: number; reports: SignedHealthReport[] } | undefined
+async function healthReports(): Promise<SignedHealthReport[]> {
+  const now = Date.now()
+  if (held === undefined || now - held.at > 1000) {
+    const reports: SignedHealthReport[] = []
+    for (const v of VALIDATORS) {
+      for (const chainId of [901n, 902n, 903n]) {
+        const gasUsed = 10_000_000n
+        const gasLimit = 30_000_000n
+        reports.push(
+          await signHealthReport(v, NETWORK, {
+            validator: addr(v),
+            chainId,
+            blockNumber: 1n,
+            gasUsed,
+            gasLimit,
+            gasUsedRatioBps: gasRatioBps(gasUsed, gasLimit),
+            baseFeeWei: 1_000_000_000n,
+            blockTimeMs: 1000,
+            latencyMs: 10,
+            status: 0,
+            timestampMs: BigInt(now),
+          }),
+        )
+      }
+    }
+    held = { at: now, reports }
+  }
+  return held.reports
+}
+
+interface TestNode {
+  index: number
+  store: Store
+  pool: IntentPool
+  driver: ConsensusDriver
+  staking: StakingService
+}
+
+/** Consensus and stake messages, encoded and decoded, to every other node after its topic validator. */
+class Bus {
+  readonly nodes = new Map<number, TestNode>()
+  readonly results: Array<{ topic: string; r: ValidationResult }> = []
+
+  consensus(from: number, msg: ConsensusMessage): void {
+    const bytes = consensusMessageCodec.encode(msg)
+    for (const [i, node] of this.nodes) {
+      if (i === from) continue
+      setImmediate(() => {
+        if (this.nodes.get(i) !== node) return
+        const decoded = consensusMessageCodec.decode(bytes)
+        void node.driver.validateMessage(decoded).then((r) => {
+          if (r.result === 'ACCEPT') node.driver.onMessage(decoded, `node-${from}`)
+          else this.results.push({ topic: 'consensus', r })
+        })
+      })
+    }
+  }
+
+  stake(from: number, msg: SignedStakeMove): void {
+    const bytes = stakeMoveCodec.encode(msg)
+    for (const [i, node] of this.nodes) {
+      if (i === from) continue
+      setImmediate(() => {
+        const decoded = stakeMoveCodec.decode(bytes)
+        const peer = {} as never
+        void Promise.resolve(node.staking.topicHandler.validate(decoded, peer)).then((r) => {
+          this.results.push({ topic: 'stake', r })
+          if (r.result === 'ACCEPT') node.staking.topicHandler.onMessage?.(decoded, peer)
+        })
+      })
+    }
+  }
+}
+
+const bus = new Bus()
+const dirs: string[] = []
+
+async function startNode(index: number): Promise<TestNode> {
+  const dir = await mkdtemp(join(tmpdir(), `murmur-staking-${index}-`))
+  dirs.push(dir)
+  const store = new Store(join(dir, 'db'))
+  await store.open()
+  const registry = new Registry()
+  const pool = await IntentPool.open(store, {}, { log, registry })
+  let driver: ConsensusDriver | undefined
+  const staking = new StakingService(
+    {},
+    {
+      networkId: NETWORK,
+      state: () => driver!.appState,
+      publish: async (m) => bus.stake(index, m),
+      log,
+      registry,
+    },
+  )
+  driver = new ConsensusDriver(
+    { timeouts: TIMEOUTS, minBlockIntervalMs: 100, syncDelayMs: 400, stuckFetchMs: 1000 },
+    {
+      store,
+      pool,
+      account: VALIDATORS[index]!,
+      genesis: GENESIS,
+      broadcast: (msg) => bus.consensus(index, msg),
+      verifyFill: async () => 'valid',
+      healthReports,
+      pendingFills: () => [],
+      pendingStakeMoves: () => staking.pending(),
+      log: log.child({ node: index }),
+      registry,
+    },
+  )
+  staking.onPending(() => driver!.notifyWork())
+  driver.onCommit((e) => staking.onCommit(e.block, e.state))
+  const node = { index, store, pool, driver, staking }
+  bus.nodes.set(index, node)
+  await driver.start()
+  return node
+}
+
+describe('stake moves through consensus: four validators in one process', () => {
+  const nodes: TestNode[] = []
+
+  beforeAll(async () => {
+    for (let i = 0; i < 4; i++) nodes.push(await startNode(i))
+  })
+
+  afterAll(async () => {
+    for (const n of nodes) {
+      bus.nodes.delete(n.index)
+      await n.driver.stop()
+      await n.pool.close()
+      await n.store.close()
+    }
+    for (const d of dirs) await rm(d, { recursive: true, force: true })
+  })
+
+  it('commits a move submitted to one node on all four, then returns the stake when it is due', async () => {
+    await waitFor('a first block everywhere', () => nodes.every((n) => n.driver.height >= 1n))
+    const staker = VALIDATORS[1]!
+    const genesis = genesisState(GENESIS)
+    const total = totalStake(genesis)
+    const powers = votingPowers(genesis)
+    const s = await signStakeMove(staker, NETWORK, {
+      staker: addr(staker),
+      fromChainId: 901n,
+      toChainId: 903n,
+      amount: 40n,
+      durationBlocks: 25n,
+      nonce: 1n,
+    })
+    const id = stakeMoveId(NETWORK, s.move)
+    // Submitted to node 2 (not the staker's own node): gossip carries it to the others.
+    expect(await nodes[2]!.staking.submitJson(signedStakeMoveToJson(s))).toEqual({
+      status: 202,
+      body: { id },
+    })
+
+    await waitFor('the move in force in every state', () =>
+      nodes.every((n) => n.driver.appState.stakeMoves.has(id)),
+    )
+    const record = nodes[0]!.driver.appState.stakeMoves.get(id)!
+    expect(record).toMatchObject({ staker: addr(staker), amount: 40n, fromChainId: 901n, toChainId: 903n })
+    expect(record.untilHeight).toBe(record.height + 25n)
+    for (const n of nodes) {
+      const st = n.driver.appState
+      expect(st.stakeMoves.get(id)).toEqual(record)
+      const v = st.validators.find((x) => x.address === addr(staker))!
+      expect(Object.fromEntries(v.pools)).toEqual({ '901': 10n, '902': 50n, '903': 40n })
+      expect(votingPowers(st)).toEqual(powers)
+      expect(totalStake(st)).toBe(total)
+      // The committing block is the same everywhere and carries the move.
+      const b = (await n.driver.getBlock(record.height))!
+      expect(b.hash).toBe((await nodes[0]!.driver.getBlock(record.height))!.hash)
+      expect(b.block.stakeMoves).toEqual([s])
+      // Written with the state in the commit batch.
+      expect((await loadAppState(n.store, GENESIS)).stakeMoves.get(id)).toEqual(record)
+      expect(n.staking.has(id)).toBe(false)
+    }
+    // Once committed, the same move again is known: 200, not a second move.
+    expect(await nodes[0]!.staking.submitJson(signedStakeMoveToJson(s))).toEqual({
+      status: 200,
+      body: { id },
+    })
+
+    await waitFor(
+      'the stake back everywhere',
+      () =>
+        nodes.every((n) => n.driver.height >= record.untilHeight && !n.driver.appState.stakeMoves.has(id)),
+      { timeoutMs: 40_000 },
+    )
+    for (const n of nodes) {
+      const v = n.driver.appState.validators.find((x) => x.address === addr(staker))!
+      expect(Object.fromEntries(v.pools)).toEqual({ '901': 50n, '902': 50n })
+      expect(totalStake(n.driver.appState)).toBe(total)
+      expect(n.driver.appState.stakeNonces.get(addr(staker))).toBe(1n)
+    }
+    expect(bus.results.filter((x) => x.r.result === 'REJECT')).toEqual([])
+  })
+})
