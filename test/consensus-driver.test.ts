@@ -423,6 +423,20 @@ describe('ConsensusDriver: block pacing', () => {
     expect(b.time - a.time).toBeLessThan(IDLE_MS)
     await expectSameChain(nodes, h + 1n)
   })
+
+  it('reports syncing once a validator signed a message two or more heights past its own', async () => {
+    const n = nodes[0]!
+    expect(n.driver.syncing).toBe(false)
+    const ahead = BigInt(n.driver.consensusHeight) + 3n
+    const vote = await signVote(VALIDATORS[1]!, NETWORK, {
+      kind: 'prevote',
+      height: ahead,
+      round: 0,
+      blockHash: null,
+    })
+    n.driver.onMessage({ type: 'vote', vote }, 'peer-1')
+    expect(n.driver.syncing).toBe(true)
+  })
 })
 
 describe('WAL', () => {
