@@ -477,9 +477,19 @@ describe('WAL', () => {
     const h2 = await wal.load(2)
     expect(h2.map((e) => walKey(e.record))).toEqual([records[1]!, records[2]!, records[0]!].map(walKey))
     expect(h2[2]).toEqual({ record: records[0], signature: sig, block: new Uint8Array([1, 2, 3]) })
+    // pruneOps (the commit's) needs no read: it deletes what this process wrote or loaded, the same set a
+    // scan of the WAL finds.
+    const ops = await wal.pruneOps(3)
+    expect(ops.map((o) => o.key).sort()).toEqual((await wal.scanPruneOps(3)).map((o) => o.key).sort())
+    expect(ops).toHaveLength(4)
     expect(await wal.prune(3)).toBe(4)
     expect(await wal.load(2)).toEqual([])
     expect((await wal.load(3)).map((e) => e.record)).toEqual([records[4]])
+    // A WAL opened after a restart knows the entries of the height it loaded.
+    const reopened = new ConsensusWal(store)
+    expect(await reopened.pruneOps(4)).toEqual([])
+    await reopened.load(3)
+    expect((await reopened.pruneOps(4)).map((o) => o.key)).toEqual([walKey(records[4]!)])
   })
 
   it('a restarted driver re-sends exactly what its WAL holds and never signs anew for that step', async () => {

@@ -92,6 +92,12 @@ function decodeEntry(key: string, bytes: Uint8Array): WalEntry {
 /** The WAL of one node. Every write is awaited durable before the driver speaks. */
 export class ConsensusWal {
   readonly #store: Store
+  /**
+   * Keys this process wrote or loaded. Every entry of an older height was deleted by the commit batch of
+   * that height, so these are all the WAL holds, and pruning needs no read of the WAL (whose entries carry
+   * whole blocks).
+   */
+  readonly #keys = new Set<string>()
 
   constructor(store: Store) {
     this.#store = store
@@ -99,7 +105,9 @@ export class ConsensusWal {
 
   /** Appends an entry; resolves once it is written. A failure is a StorageError: the node stops. */
   async append(entry: WalEntry): Promise<void> {
-    await this.#store.put('wal', walKey(entry.record), encodeEntry(entry))
+    const key = walKey(entry.record)
+    await this.#store.put('wal', key, encodeEntry(entry))
+    this.#keys.add(key)
   }
 
   /** The entries of `height`, in round then step order. */
@@ -110,11 +118,25 @@ export class ConsensusWal {
       lt: `${heightKey(BigInt(height) + 1n)}/`,
       limit: MAX_WAL_ENTRIES_PER_HEIGHT,
     })
-    return rows.map(([k, v]) => decodeEntry(k, v))
+    const entries = rows.map(([k, v]) => decodeEntry(k, v))
+    for (const [k] of rows) this.#keys.add(k)
+    return entries
   }
 
   /** Batch ops deleting every entry below `height` (to join the commit batch of `height - 1`). */
   async pruneOps(belowHeight: number | bigint): Promise<BatchOp[]> {
+    const lt = `${heightKey(belowHeight)}/`
+    const ops: BatchOp[] = []
+    for (const key of this.#keys) {
+      if (key >= lt) continue
+      ops.push({ type: 'del', sublevel: 'wal', key })
+      this.#keys.delete(key)
+    }
+    return ops
+  }
+
+  /** {@link pruneOps} by a scan of the WAL itself: every entry below `height`, whoever wrote it. */
+  async scanPruneOps(belowHeight: number | bigint): Promise<BatchOp[]> {
     const ops: BatchOp[] = []
     const lt = `${heightKey(belowHeight)}/`
     let gte = ''
@@ -128,7 +150,8 @@ export class ConsensusWal {
 
   /** Deletes every entry below `height`; returns how many. */
   async prune(belowHeight: number | bigint): Promise<number> {
-    const ops = await this.pruneOps(belowHeight)
+    const ops = await this.scanPruneOps(belowHeight)
+    for (const op of ops) this.#keys.delete(op.key)
     await this.#store.batch(ops)
     return ops.length
   }
