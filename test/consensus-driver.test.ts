@@ -7,10 +7,8 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pino } from 'pino'
 import { Registry } from 'prom-client'
-import type { Address, Hex } from 'viem'
-import { type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts'
+import type { Hex } from 'viem'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   BLOCKS_BY_RANGE_PROTOCOL,
@@ -31,78 +29,25 @@ import {
   toCoreVote,
   voteKey,
 } from '../src/consensus/signing.ts'
-import type { ConsensusParams, WalRecord } from '../src/consensus/types.ts'
+import type { WalRecord } from '../src/consensus/types.ts'
 import { ConsensusWal, walKey } from '../src/consensus/wal.ts'
 import { IntentPool } from '../src/mempool/pool.ts'
 import type { IntentState } from '../src/mempool/record.ts'
-import { parseGenesis } from '../src/node/genesis.ts'
 import type { ValidationResult } from '../src/p2p/validation.ts'
-import { gasRatioBps, type SignedHealthReport, signHealthReport } from '../src/rollups/health-report.ts'
 import { genesisState, loadAppState, proposeBlock, votingPowers } from '../src/state/app.ts'
 import { Store } from '../src/state/store.ts'
+import { addressOf, TEST_TIMEOUTS, testLog, testNetwork } from './helpers/consensus-net.ts'
 import { makeIntent, wallet } from './helpers/intents.ts'
 import { waitFor } from './helpers/wait.ts'
 
-const NETWORK = 'driver-test'
-const key = (i: number): Hex => `0x${(BigInt(i) * 15485863n + 11n).toString(16).padStart(64, '0')}`
-const VALIDATORS: PrivateKeyAccount[] = [1, 2, 3, 4].map((i) => privateKeyToAccount(key(i)))
-const addr = (a: PrivateKeyAccount) => a.address.toLowerCase() as Address
-const GENESIS = parseGenesis({
-  networkId: NETWORK,
-  genesisTime: Math.floor(Date.now() / 1000) - 10,
-  validators: VALIDATORS.map((v, i) => ({
-    address: v.address,
-    peerId: `peer-${i}`,
-    stake: '100',
-    pools: [901, 902],
-  })),
-  rollups: [
-    { chainId: 901, name: 'alpha', type: 'optimistic', securityBps: 8000 },
-    { chainId: 902, name: 'beta', type: 'zk', securityBps: 9500 },
-  ],
-  params: { maxClockSkewSec: 30, blockIntervalMs: 100, healthFreshnessMs: 5000, fillTimeoutSec: 60 },
-})
-const TIMEOUTS: ConsensusParams = {
-  timeoutProposeMs: 800,
-  timeoutProposeDeltaMs: 200,
-  timeoutPrevoteMs: 300,
-  timeoutPrevoteDeltaMs: 100,
-  timeoutPrecommitMs: 300,
-  timeoutPrecommitDeltaMs: 100,
-}
-const log = pino({ level: process.env['MURMUR_TEST_LOG'] ?? 'silent' })
-
-/** Every validator's signed reports on both rollups, re-signed once a second (what the health topic gives). */
-let held: { at: number; reports: SignedHealthReport[] } | undefined
-async function healthReports(): Promise<SignedHealthReport[]> {
-  const now = Date.now()
-  if (held === undefined || now - held.at > 1000) {
-    const reports: SignedHealthReport[] = []
-    for (const v of VALIDATORS) {
-      for (const chainId of [901n, 902n]) {
-        const gasUsed = 10_000_000n
-        const gasLimit = 30_000_000n
-        reports.push(
-          await signHealthReport(v, NETWORK, {
-            validator: addr(v),
-            chainId,
-            blockNumber: 1n,
-            gasUsed,
-            gasLimit,
-            gasUsedRatioBps: gasRatioBps(gasUsed, gasLimit),
-            baseFeeWei: 1_000_000_000n,
-            blockTimeMs: 1000,
-            latencyMs: 10,
-            status: 0,
-            timestampMs: BigInt(now),
-          }),
-        )
-      }
-    }
-    held = { at: now, reports }
-  }
-  return held.reports
-}
+const NET = testNetwork('driver-test', 15485863n, 2)
+const NETWORK = NET.network
+const VALIDATORS = NET.validators
+const GENESIS = NET.genesis
+const TIMEOUTS = TEST_TIMEOUTS
+const log = testLog
+const addr = addressOf
+const healthReports = NET.healthReports
 
 interface TestNode {
   index: number

@@ -7,85 +7,29 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pino } from 'pino'
 import { Registry } from 'prom-client'
-import type { Address, Hex } from 'viem'
-import { type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { BLOCKS_BY_RANGE_PROTOCOL } from '../src/consensus/block.ts'
 import { ConsensusDriver } from '../src/consensus/driver.ts'
 import { type ConsensusMessage, consensusMessageCodec } from '../src/consensus/signing.ts'
-import type { ConsensusParams } from '../src/consensus/types.ts'
 import { IntentPool } from '../src/mempool/pool.ts'
-import { parseGenesis } from '../src/node/genesis.ts'
 import type { ValidationResult } from '../src/p2p/validation.ts'
-import { gasRatioBps, type SignedHealthReport, signHealthReport } from '../src/rollups/health-report.ts'
 import { type SignedStakeMove, signStakeMove, stakeMoveId, totalStake } from '../src/staking/moves.ts'
 import { StakingService, signedStakeMoveToJson } from '../src/staking/service.ts'
 import { stakeMoveCodec } from '../src/staking/wire.ts'
 import { genesisState, loadAppState, votingPowers } from '../src/state/app.ts'
 import { Store } from '../src/state/store.ts'
+import { addressOf, TEST_TIMEOUTS, testLog, testNetwork } from './helpers/consensus-net.ts'
 import { waitFor } from './helpers/wait.ts'
 
-const NETWORK = 'staking-consensus-test'
-const key = (i: number): Hex => `0x${(BigInt(i) * 32452843n + 5n).toString(16).padStart(64, '0')}`
-const VALIDATORS: PrivateKeyAccount[] = [1, 2, 3, 4].map((i) => privateKeyToAccount(key(i)))
-const addr = (a: PrivateKeyAccount) => a.address.toLowerCase() as Address
-const GENESIS = parseGenesis({
-  networkId: NETWORK,
-  genesisTime: Math.floor(Date.now() / 1000) - 10,
-  validators: VALIDATORS.map((v, i) => ({
-    address: v.address,
-    peerId: `peer-${i}`,
-    stake: '100',
-    pools: [901, 902],
-  })),
-  rollups: [
-    { chainId: 901, name: 'alpha', type: 'optimistic', securityBps: 8000 },
-    { chainId: 902, name: 'beta', type: 'zk', securityBps: 9500 },
-    { chainId: 903, name: 'gamma', type: 'zk', securityBps: 9500 },
-  ],
-  params: { maxClockSkewSec: 30, blockIntervalMs: 100, healthFreshnessMs: 5000, fillTimeoutSec: 60 },
-})
-const TIMEOUTS: ConsensusParams = {
-  timeoutProposeMs: 800,
-  timeoutProposeDeltaMs: 200,
-  timeoutPrevoteMs: 300,
-  timeoutPrevoteDeltaMs: 100,
-  timeoutPrecommitMs: 300,
-  timeoutPrecommitDeltaMs: 100,
-}
-const log = pino({ level: process.env['MURMUR_TEST_LOG'] ?? 'silent' })
-
-let held: { at: number; reports: SignedHealthReport[] } | undefined
-async function healthReports(): Promise<SignedHealthReport[]> {
-  const now = Date.now()
-  if (held === undefined || now - held.at > 1000) {
-    const reports: SignedHealthReport[] = []
-    for (const v of VALIDATORS) {
-      for (const chainId of [901n, 902n, 903n]) {
-        const gasUsed = 10_000_000n
-        const gasLimit = 30_000_000n
-        reports.push(
-          await signHealthReport(v, NETWORK, {
-            validator: addr(v),
-            chainId,
-            blockNumber: 1n,
-            gasUsed,
-            gasLimit,
-            gasUsedRatioBps: gasRatioBps(gasUsed, gasLimit),
-            baseFeeWei: 1_000_000_000n,
-            blockTimeMs: 1000,
-            latencyMs: 10,
-            status: 0,
-            timestampMs: BigInt(now),
-          }),
-        )
-      }
-    }
-    held = { at: now, reports }
-  }
-  return held.reports
-}
+const NET = testNetwork('staking-consensus-test', 32452843n, 3)
+const NETWORK = NET.network
+const VALIDATORS = NET.validators
+const GENESIS = NET.genesis
+const TIMEOUTS = TEST_TIMEOUTS
+const log = testLog
+const addr = addressOf
+const healthReports = NET.healthReports
 
 interface TestNode {
   index: number
@@ -113,6 +57,19 @@ class Bus {
         })
       })
     }
+  }
+
+  /**
+   * blocks-by-range from the first other node, through the protocol's codecs: a node that starts after
+   * the others committed (3 of 4 is a quorum) catches up as a real node would.
+   */
+  async fetch(to: number, from: bigint, count: number) {
+    const peer = [...this.nodes.values()].find((n) => n.index !== to)
+    if (peer === undefined) return []
+    const spec = BLOCKS_BY_RANGE_PROTOCOL
+    const req = spec.request.decode(spec.request.encode({ from, count }))
+    const res = await peer.driver.getBlocksRange(req.from, req.count)
+    return spec.response.decode(spec.response.encode(res))
   }
 
   stake(from: number, msg: SignedStakeMove): void {
@@ -164,6 +121,7 @@ async function startNode(index: number): Promise<TestNode> {
       healthReports,
       pendingFills: () => [],
       pendingStakeMoves: () => staking.pending(),
+      fetchBlocks: (from, count) => bus.fetch(index, from, count),
       log: log.child({ node: index }),
       registry,
     },
