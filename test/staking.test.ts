@@ -108,6 +108,15 @@ async function verdict(s: AppState, block: Block, over: Partial<ValidateBlockCon
   return v.ok ? 'ok' : v.code
 }
 
+/** A random move, as indexes: staker (of 4 validators), from and to (of 3 chains), amount, duration. */
+const moveOp = (maxDuration: bigint) => ({
+  staker: fc.integer({ min: 0, max: 3 }),
+  from: fc.integer({ min: 0, max: 2 }),
+  to: fc.integer({ min: 0, max: 2 }),
+  amount: fc.bigInt({ min: 1n, max: 60n }),
+  duration: fc.bigInt({ min: 1n, max: maxDuration }),
+})
+
 describe('stake move id and signature', () => {
   it('is the EIP-712 digest under the network domain, and what the staker signs', async () => {
     const m = move(V0)
@@ -356,14 +365,7 @@ describe('applying moves', () => {
   it('property: random valid moves and heights keep pools >= 0, power and total stake constant', () => {
     const dummy = `0x${'22'.repeat(65)}` as Hex
     const chains = [901n, 902n, 903n]
-    const op = fc.record({
-      staker: fc.integer({ min: 0, max: 3 }),
-      from: fc.integer({ min: 0, max: 2 }),
-      to: fc.integer({ min: 0, max: 2 }),
-      amount: fc.bigInt({ min: 1n, max: 60n }),
-      duration: fc.bigInt({ min: 1n, max: 6n }),
-      skip: fc.integer({ min: 0, max: 2 }),
-    })
+    const op = fc.record({ ...moveOp(6n), skip: fc.integer({ min: 0, max: 2 }) })
     const genesisPowers = votingPowers(state0)
     const total = totalStake(state0)
     fc.assert(
@@ -408,13 +410,7 @@ describe('applying moves', () => {
   it('property: every block the proposer builds from random moves is valid for the others', async () => {
     const dummy = `0x${'33'.repeat(65)}` as Hex
     const chains = [901n, 902n, 903n]
-    const op = fc.record({
-      staker: fc.integer({ min: 0, max: 3 }),
-      from: fc.integer({ min: 0, max: 2 }),
-      to: fc.integer({ min: 0, max: 2 }),
-      amount: fc.bigInt({ min: 1n, max: 60n }),
-      duration: fc.bigInt({ min: 1n, max: 4n }),
-    })
+    const op = fc.record(moveOp(4n))
     await fc.assert(
       fc.asyncProperty(
         fc.array(fc.array(op, { maxLength: 6 }), { minLength: 1, maxLength: 12 }),

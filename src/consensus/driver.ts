@@ -28,7 +28,7 @@ import { recoverAddress } from '../crypto/recover.ts'
 import type { IntentPool, TransitionRequest } from '../mempool/pool.ts'
 import { type IntentState, isTerminal, MempoolError } from '../mempool/record.ts'
 import { ignore, type ValidationResult } from '../p2p/validation.ts'
-import type { ExpectedOutput, SignedFill } from '../rollups/fill.ts'
+import type { SignedFill } from '../rollups/fill.ts'
 import type { SignedHealthReport } from '../rollups/health-report.ts'
 import {
   type AppGenesis,
@@ -38,6 +38,7 @@ import {
   apply,
   appStateOps,
   checkBlockHeader,
+  expectedOutputOf,
   loadAppState,
   proposeBlock,
   type ValidateBlockContext,
@@ -262,10 +263,6 @@ function hasWork(b: Block): boolean {
     b.evidence.length > 0 ||
     b.stakeMoves.length > 0
   )
-}
-
-function expectedOf(a: AssignmentState): ExpectedOutput {
-  return { recipient: a.recipient, outputToken: a.outputToken, outputAmount: a.outputAmount }
 }
 
 function recordKey(r: WalRecord): string {
@@ -907,7 +904,7 @@ export class ConsensusDriver {
     // (Promise.race settles with `p` when `p` has already settled: its reaction is queued first.)
     const verdicts = await Promise.all(
       candidates.map(({ fill, a }) => {
-        const p = this.#m.verifyFill(fill, expectedOf(a))
+        const p = this.#m.verifyFill(fill, expectedOutputOf(a))
         p.catch(() => {})
         return Promise.race([p, NOT_YET]).catch(() => 'unknown' as const)
       }),

@@ -13,7 +13,7 @@ import type { P2PHost, TopicHandler } from '../p2p/host.ts'
 import { type ExpectedOutput, type FillVerdict, type SignedFill, verifyFillReceipt } from '../rollups/fill.ts'
 import type { RollupsService } from '../rollups/service.ts'
 import type { StakingService } from '../staking/service.ts'
-import { validatorsToJson } from '../state/app.ts'
+import { expectedOutputOf, validatorsToJson } from '../state/app.ts'
 import type { Store } from '../state/store.ts'
 import type { Genesis } from './genesis.ts'
 
@@ -125,11 +125,7 @@ export class ConsensusWiring {
   #prefetchFill(fill: SignedFill): void {
     const a = this.driver.appState.assignments.get(fill.fill.intentId)
     if (a === undefined || a.chainId !== fill.fill.chainId || a.executor !== fill.fill.executor) return
-    void this.#verifyFill(fill, {
-      recipient: a.recipient,
-      outputToken: a.outputToken,
-      outputAmount: a.outputAmount,
-    }).then((v) => {
+    void this.#verifyFill(fill, expectedOutputOf(a)).then((v) => {
       // A proposer waiting for work proposes it now (it only takes fills whose check is done).
       if (v === 'valid') this.driver.notifyWork()
     })

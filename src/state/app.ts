@@ -143,6 +143,11 @@ export interface AssignmentState {
 }
 
 /** The application state after `height` blocks. */
+/** What a fill of assignment `a` must deliver (rollups/fill.ts `verifyFillReceipt`). */
+export function expectedOutputOf(a: AssignmentState): ExpectedOutput {
+  return { recipient: a.recipient, outputToken: a.outputToken, outputAmount: a.outputAmount }
+}
+
 export interface AppState {
   readonly networkId: string
   readonly genesisHash: Hex
@@ -863,11 +868,7 @@ export async function validateBlock(
         ok ? OK : bad('BAD_FILL', `fill of ${f.intentId} is not signed by ${f.executor}`),
       ),
     )
-    const expected: ExpectedOutput = {
-      recipient: a.recipient,
-      outputToken: a.outputToken,
-      outputAmount: a.outputAmount,
-    }
+    const expected = expectedOutputOf(a)
     checks.push(
       ctx
         .verifyFill({ fill, signature }, expected)
