@@ -151,6 +151,14 @@ const heights = (nodes: TestNode[]) =>
   nodes.map((n) => n.driver.height).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
 const minHeight = (nodes: TestNode[]) => heights(nodes)[0] ?? 0n
 const maxHeight = (nodes: TestNode[]) => heights(nodes).at(-1) ?? 0n
+/**
+ * Every id assigned in every node's pool and committed state. The pool's in-memory record flips while
+ * the commit batch is being written and the driver's state (and height) right after: wait for both.
+ */
+const assignedIn = (nodes: TestNode[], ids: readonly Hex[]) =>
+  nodes.every((n) =>
+    ids.every((id) => n.pool.stateOf(id) === 'assigned' && n.driver.appState.assignments.has(id)),
+  )
 
 async function addEverywhere(nodes: TestNode[], count: number): Promise<Hex[]> {
   const user = wallet()
@@ -191,12 +199,7 @@ describe('ConsensusDriver: four validators in one process', () => {
 
   it('commits blocks with identical hashes everywhere and assigns the intents in every pool', async () => {
     const ids = await addEverywhere(nodes, 5)
-    // The pool flips when the commit batch is written, the driver's state right after: wait for both.
-    await waitFor('every intent assigned in every pool and state', () =>
-      nodes.every((n) =>
-        ids.every((id) => n.pool.stateOf(id) === 'assigned' && n.driver.appState.assignments.has(id)),
-      ),
-    )
+    await waitFor('every intent assigned in every pool and state', () => assignedIn(nodes, ids))
     const h = minHeight(nodes)
     expect(h).toBeGreaterThanOrEqual(1n)
     await expectSameChain(nodes, h)
@@ -278,9 +281,7 @@ describe('ConsensusDriver: four validators in one process', () => {
     const from = maxHeight(live)
     await waitFor('three more blocks', () => minHeight(live) >= from + 3n)
     const ids = await addEverywhere(live, 3)
-    await waitFor('new intents assigned by the three', () =>
-      live.every((n) => ids.every((id) => n.pool.stateOf(id) === 'assigned')),
-    )
+    await waitFor('new intents assigned by the three', () => assignedIn(live, ids))
     await expectSameChain(live, minHeight(live))
   })
 
@@ -352,15 +353,11 @@ describe('ConsensusDriver: block pacing', () => {
 
   it('proposes a block as soon as there is work, and waits when there is none', async () => {
     const first = await addEverywhere(nodes, 2)
-    await waitFor('the first intents assigned everywhere', () =>
-      nodes.every((n) => first.every((id) => n.pool.stateOf(id) === 'assigned')),
-    )
+    await waitFor('the first intents assigned everywhere', () => assignedIn(nodes, first))
     const h = maxHeight(nodes)
     // No empty block follows while the network is idle: the next block is the one with the next intent.
     const [next] = await addEverywhere(nodes, 1)
-    await waitFor('the next intent assigned everywhere', () =>
-      nodes.every((n) => n.pool.stateOf(next!) === 'assigned'),
-    )
+    await waitFor('the next intent assigned everywhere', () => assignedIn(nodes, [next!]))
     const a = (await nodes[0]!.driver.getBlock(h))!.block
     const b = (await nodes[0]!.driver.getBlock(h + 1n))!.block
     expect(b.assignments.map((x) => x.intentId)).toEqual([next])
