@@ -128,12 +128,15 @@ describe('executor on an anvil rollup', () => {
   const token: Address = '0x00000000000000000000000000000000000c0ffe'
 
   const rpc = async (method: string, params: unknown[]) => {
-    const res = await fetch(rollup.rpcUrl, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
-      signal: AbortSignal.timeout(5_000),
-    })
+    const post = () =>
+      fetch(rollup.rpcUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
+        signal: AbortSignal.timeout(5_000),
+      })
+    // A kept-alive connection may have been cut by an earlier setUnreachable(): one retry on a new one.
+    const res = await post().catch(post)
     const json = (await res.json()) as { result?: unknown; error?: { message: string } }
     if (json.error) throw new Error(json.error.message)
     return json.result
@@ -185,7 +188,7 @@ describe('executor on an anvil rollup', () => {
 
   beforeAll(async () => {
     net = await startRollups({
-      count: 1,
+      count: 2,
       firstChainId: CHAIN,
       blockTimeSec: 1,
       accounts: 2,
@@ -531,6 +534,52 @@ describe('executor on an anvil rollup', () => {
       expect(await verifyFillReceipt(client, fill, a)).toBe('unknown')
     } finally {
       rollup.setUnreachable(false)
+    }
+  })
+
+  it('re-assigned to another rollup while its fill is pending: fills there, once; the old loop stops', async () => {
+    const to = net.get(CHAIN + 1)
+    const toClient = createPublicClient({ transport: http(to.rpcUrl, { retryCount: 0 }) })
+    const ex = new Executor(
+      {
+        rollups: new Map([
+          [CHAIN, rollup.rpcUrl],
+          [CHAIN + 1, to.rpcUrl],
+        ]),
+        confirmations: 1,
+        receiptPollMs: 100,
+      },
+      {
+        store,
+        account: executorKey,
+        log: silent,
+        registry: new Registry(),
+        networkId: NETWORK,
+        publishFill: () => {},
+      },
+    )
+    executors.push(ex)
+    const a = assignment()
+    // The first rollup stops mining: the fill there stays in its pool, as on a rollup that went down.
+    await rpc('evm_setIntervalMining', [0])
+    try {
+      const first = ex.execute(a).catch((e: unknown) => e)
+      await waitFor(
+        'the fill sent on the first rollup',
+        async () => (await ex.record(a.intentId))?.state === 'sent',
+      )
+      const res = await ex.execute({ ...a, chainId: BigInt(CHAIN + 1) })
+      expect(res.fill.fill.chainId).toBe(BigInt(CHAIN + 1))
+      expect(await toClient.getBalance({ address: a.recipient })).toBe(a.outputAmount)
+      expect(await first).toMatchObject({ code: 'SUPERSEDED' })
+      const rec = (await ex.record(a.intentId))!
+      expect(rec).toMatchObject({ chainId: String(CHAIN + 1), state: 'confirmed', txHash: res.txHash })
+      // Executing the new assignment again sends nothing new.
+      expect((await ex.execute({ ...a, chainId: BigInt(CHAIN + 1) })).txHash).toBe(res.txHash)
+    } finally {
+      // The abandoned transaction is still in the first rollup's pool and is mined now: the executor pays
+      // twice, which the network's record (one fill per intent) tolerates.
+      await rpc('evm_setIntervalMining', [1])
     }
   })
 

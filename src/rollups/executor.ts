@@ -406,6 +406,8 @@ export class Executor {
       this.#superseded.add(`${rec.chainId}/${a.intentId}`)
       rec = undefined
     }
+    // The intent may come back to a rollup it was taken from: a fill started now is not superseded.
+    if (rec === undefined) this.#superseded.delete(`${a.chainId}/${a.intentId}`)
     if (rec === undefined) {
       if (this.#now() / 1000 > a.deadline - this.options.deadlineMarginSec) {
         throw new ExecutorError('DEADLINE_PASSED', `deadline of ${a.intentId} is too close or passed`)
@@ -433,6 +435,11 @@ export class Executor {
   // Records.
 
   async #save(rec: FillRecord): Promise<void> {
+    // An abandoned fill's loop may be mid-step when the re-assignment's record is written: it must not
+    // write its own record over it.
+    if (this.#superseded.has(`${rec.chainId}/${rec.intentId}`)) {
+      throw new ExecutorError('SUPERSEDED', `fill of ${rec.intentId} on ${rec.chainId} superseded`)
+    }
     const open = !(rec.state === 'failed' || (rec.state === 'confirmed' && rec.announced === true))
     await this.#m.store.batch([
       { type: 'put', sublevel: 'fills', key: RECORD_PREFIX + rec.intentId, value: rec },
@@ -571,9 +578,12 @@ export class Executor {
     // The lock covers the nonce and the durable record; the send happens outside it, so the fills of one
     // block go out together (a node holds a later nonce until the earlier one arrives).
     const started = await this.#locked(chain, async () => {
-      // Another execute of the same intent may have won the race to the lock.
+      // Another execute of the same intent on this chain may have won the race to the lock. A record on
+      // another chain is the fill this re-assignment abandoned: the new one replaces it.
       const existing = await this.record(a.intentId)
-      if (existing !== undefined) return { rec: existing, fresh: false }
+      if (existing !== undefined && existing.chainId === a.chainId.toString()) {
+        return { rec: existing, fresh: false }
+      }
       const fees = await this.#fees(chain)
       const nonce = await this.#allocateNonce(chain)
       let signed: { raw: Hex; hash: Hex }
