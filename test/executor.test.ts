@@ -23,6 +23,7 @@ import {
   Executor,
   ExecutorError,
   type ExecutorFaults,
+  type ExecutorOptions,
   type FillRecord,
 } from '../src/rollups/executor.ts'
 import {
@@ -146,9 +147,9 @@ describe('executor on an anvil rollup', () => {
     client.readContract({ address: token, abi: TOKEN_ABI, functionName: 'balanceOf', args: [a] })
   const minedNonce = async () => BigInt(await client.getTransactionCount({ address: executorKey.address }))
 
-  function newExecutor(faults?: ExecutorFaults): Executor {
+  function newExecutor(faults?: ExecutorFaults, options: Partial<ExecutorOptions> = {}): Executor {
     const ex = new Executor(
-      { rollups: new Map([[CHAIN, rollup.rpcUrl]]), confirmations: 1, receiptPollMs: 100 },
+      { rollups: new Map([[CHAIN, rollup.rpcUrl]]), confirmations: 1, receiptPollMs: 100, ...options },
       {
         store,
         account: executorKey,
@@ -384,18 +385,7 @@ describe('executor on an anvil rollup', () => {
   })
 
   it('a fill stuck in the pool is replaced at the same nonce with higher fees; only one is mined', async () => {
-    const ex = new Executor(
-      { rollups: new Map([[CHAIN, rollup.rpcUrl]]), receiptPollMs: 100, stuckAfterMs: 400 },
-      {
-        store,
-        account: executorKey,
-        log: silent,
-        registry: new Registry(),
-        networkId: NETWORK,
-        publishFill: () => {},
-      },
-    )
-    executors.push(ex)
+    const ex = newExecutor(undefined, { stuckAfterMs: 400 })
     const a = assignment()
     const nonceBefore = await minedNonce()
     await rpc('evm_setIntervalMining', [0])
@@ -540,25 +530,12 @@ describe('executor on an anvil rollup', () => {
   it('re-assigned to another rollup while its fill is pending: fills there, once; the old loop stops', async () => {
     const to = net.get(CHAIN + 1)
     const toClient = createPublicClient({ transport: http(to.rpcUrl, { retryCount: 0 }) })
-    const ex = new Executor(
-      {
-        rollups: new Map([
-          [CHAIN, rollup.rpcUrl],
-          [CHAIN + 1, to.rpcUrl],
-        ]),
-        confirmations: 1,
-        receiptPollMs: 100,
-      },
-      {
-        store,
-        account: executorKey,
-        log: silent,
-        registry: new Registry(),
-        networkId: NETWORK,
-        publishFill: () => {},
-      },
-    )
-    executors.push(ex)
+    const ex = newExecutor(undefined, {
+      rollups: new Map([
+        [CHAIN, rollup.rpcUrl],
+        [CHAIN + 1, to.rpcUrl],
+      ]),
+    })
     const a = assignment()
     // The first rollup stops mining: the fill there stays in its pool, as on a rollup that went down.
     await rpc('evm_setIntervalMining', [0])
