@@ -28,12 +28,15 @@ import {
 } from '../src/rollups/executor.ts'
 import {
   type Fill,
+  fillBatchCodec,
   fillCodec,
   fillTypedData,
+  MAX_FILL_BATCH,
   NATIVE_TOKEN,
   type SignedFill,
   signFill,
   validateFill,
+  validateFillBatch,
   verifyFillReceipt,
 } from '../src/rollups/fill.ts'
 import { Store } from '../src/state/store.ts'
@@ -658,5 +661,43 @@ describe('fill messages', () => {
       expect(() => fillCodec.decode(bytes.subarray(0, i))).toThrow(P2PError)
     }
     expect(() => fillCodec.decode(new Uint8Array(fillCodec.maxBytes + 1).fill(1))).toThrow(P2PError)
+  })
+
+  it('a batch: survives the wire; one forged fill REJECTs it; ACCEPTed with the new valid fills only', async () => {
+    const signed = await signFill(executor, NETWORK, fill)
+    const unknown = await signFill(executor, NETWORK, { ...fill, intentId: keccak256(stringToHex('other')) })
+    const full = Array.from({ length: MAX_FILL_BATCH }, () => signed)
+    expect(fillBatchCodec.decode(fillBatchCodec.encode(full))).toEqual(full)
+    expect(fillBatchCodec.encode(full).length).toBeLessThanOrEqual(fillBatchCodec.maxBytes)
+    expect(() => fillBatchCodec.encode([...full, signed])).toThrow()
+    expect(() => fillBatchCodec.encode([])).toThrow()
+    const bytes = fillBatchCodec.encode([signed, unknown])
+    for (let i = 0; i < bytes.length; i++) {
+      expect(() => fillBatchCodec.decode(bytes.subarray(0, i))).toThrow(P2PError)
+    }
+
+    let accepted: SignedFill[] | undefined
+    const take = (fills: SignedFill[]) => {
+      accepted = fills
+    }
+    expect(await validateFillBatch([unknown, signed], ctx, take)).toEqual({ result: 'ACCEPT' })
+    expect(accepted).toEqual([signed])
+    accepted = undefined
+    expect(await validateFillBatch([unknown], ctx, take)).toEqual({
+      result: 'IGNORE',
+      code: 'UNKNOWN_INTENT',
+    })
+    const known = { ...ctx, isKnown: () => true }
+    expect(await validateFillBatch([signed, unknown], known, take)).toEqual({
+      result: 'IGNORE',
+      code: 'DUPLICATE',
+    })
+    expect(accepted).toBeUndefined()
+    const forged: SignedFill = { ...signed, fill: { ...fill, blockNumber: 1235n } }
+    expect(await validateFillBatch([signed, forged], ctx, take)).toEqual({
+      result: 'REJECT',
+      code: 'BAD_SIGNATURE',
+    })
+    expect(accepted).toBeUndefined()
   })
 })

@@ -4,6 +4,7 @@ import { Counter, Histogram, type Registry } from 'prom-client'
 import type { Hex } from 'viem'
 import { intentId, type SignedIntent, signedIntentFromJson } from '../codec/intent.ts'
 import { RecoverPool } from '../crypto/recover.ts'
+import { PublishBatcher } from '../p2p/batcher.ts'
 import type { P2PHost, TopicHandler } from '../p2p/host.ts'
 import { ACCEPT, ignore, reject, type ValidationResult } from '../p2p/validation.ts'
 import type { IntentPool } from './pool.ts'
@@ -87,8 +88,7 @@ export class MempoolService {
     reject: (e: Error) => void
   }> = []
   #writing = false
-  #publishQueue: SignedIntent[] = []
-  #publishTimer: NodeJS.Timeout | undefined
+  readonly #publisher: PublishBatcher<SignedIntent>
   #reconcileTimer: NodeJS.Timeout | undefined
   #reconciling = new Set<string>()
   #stopped = false
@@ -102,6 +102,15 @@ export class MempoolService {
     this.#m = modules
     this.#recoverPool =
       this.opts.recoverWorkers > 0 ? new RecoverPool({ size: this.opts.recoverWorkers }) : undefined
+    this.#publisher = new PublishBatcher(
+      { windowMs: this.opts.publishWindowMs, max: this.opts.maxPublishBatch },
+      async (batch) => {
+        this.#metrics.publishBatch.observe(batch.length)
+        await this.#m.p2p.publish('intents', batch).catch((err: Error) => {
+          this.#m.log.warn({ err: err.message, intents: batch.length }, 'intent publish failed')
+        })
+      },
+    )
     const r = modules.registry
     this.#metrics = {
       submitted: new Counter({
@@ -171,7 +180,7 @@ export class MempoolService {
   async stop(): Promise<void> {
     this.#stopped = true
     clearInterval(this.#reconcileTimer)
-    clearTimeout(this.#publishTimer)
+    this.#publisher.cancel(new Error('stopped'))
     this.#m.p2p.libp2p.removeEventListener('peer:connect', this.#onConnect)
     await this.#recoverPool?.close()
   }
@@ -306,24 +315,8 @@ export class MempoolService {
   }
 
   #relay(intent: SignedIntent): void {
-    this.#publishQueue.push(intent)
-    if (this.#publishQueue.length >= this.opts.maxPublishBatch) {
-      this.#flushPublish()
-    } else if (this.#publishTimer === undefined) {
-      this.#publishTimer = setTimeout(() => this.#flushPublish(), this.opts.publishWindowMs)
-    }
-  }
-
-  #flushPublish(): void {
-    clearTimeout(this.#publishTimer)
-    this.#publishTimer = undefined
-    while (this.#publishQueue.length > 0) {
-      const batch = this.#publishQueue.splice(0, this.opts.maxPublishBatch)
-      this.#metrics.publishBatch.observe(batch.length)
-      this.#m.p2p.publish('intents', batch).catch((err: Error) => {
-        this.#m.log.warn({ err: err.message, intents: batch.length }, 'intent publish failed')
-      })
-    }
+    // Not lost when the publish fails: peers reconcile pools (mempool-ids / mempool-get).
+    this.#publisher.add(intent).catch(() => {})
   }
 
   /** Fetches the peer's pending ids, then the intents we lack. Returns how many were added. */

@@ -2,7 +2,7 @@ import type { TopicScoreParams } from '@libp2p/gossipsub/score'
 import type { SignedIntent } from '../codec/intent.ts'
 import { type ConsensusMessage, consensusMessageCodec } from '../consensus/signing.ts'
 import { intentBatchCodec } from '../mempool/wire.ts'
-import { fillCodec, type SignedFill } from '../rollups/fill.ts'
+import { fillBatchCodec, type SignedFill } from '../rollups/fill.ts'
 import { healthReportCodec, type SignedHealthReport } from '../rollups/health-report.ts'
 import type { SignedStakeMove } from '../staking/moves.ts'
 import { stakeMoveCodec } from '../staking/wire.ts'
@@ -57,8 +57,9 @@ export interface TopicPayloads {
   intents: SignedIntent[]
   /** A validator's signed measurement of one rollup. */
   health: SignedHealthReport
-  /** An executor's signed claim that it filled an intent (the receipt is checked by each validator). */
-  fills: SignedFill
+  /** Executors' signed claims that they filled intents, one or many per message (each validator checks
+   * the receipts). */
+  fills: SignedFill[]
   /** Tendermint: a signed proposal with its block, or a signed prevote / precommit. */
   consensus: ConsensusMessage
   /** One elastic stake move signed by its staker (a validator), waiting for a block. */
@@ -115,7 +116,12 @@ export const TOPICS: { readonly [K in TopicName]: TopicSpec<TopicPayloads[K]> } 
     queue: { maxLength: 1024, concurrency: 16 },
     score: BASE_SCORE,
   },
-  fills: { name: 'fills', codec: fillCodec, queue: { maxLength: 1024, concurrency: 16 }, score: BASE_SCORE },
+  fills: {
+    name: 'fills',
+    codec: fillBatchCodec,
+    queue: { maxLength: 1024, concurrency: 16 },
+    score: BASE_SCORE,
+  },
   consensus: {
     name: 'consensus',
     codec: consensusMessageCodec,

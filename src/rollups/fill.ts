@@ -163,6 +163,39 @@ export const fillCodec: Codec<SignedFill> = {
   decode: (bytes) => innerFillCodec.decode(bytes) as SignedFill,
 }
 
+/** Most fills in one `fills` gossip message. */
+export const MAX_FILL_BATCH = 256
+/** Wire version of {@link fillBatchCodec}. */
+export const FILL_BATCH_WIRE_VERSION = 1
+
+/**
+ * Wire codec of the `fills` topic: one or many signed fills, each encoded by {@link fillCodec} (as in
+ * blocks). An executor confirms the fills of one rollup block together and publishes them in one message:
+ * gossip costs per message (framing, encryption, message ids, scoring), as for intents.
+ */
+export const fillBatchCodec: Codec<SignedFill[]> = (() => {
+  const inner = cborCodec<SignedFill[]>({
+    version: FILL_BATCH_WIRE_VERSION,
+    maxBytes: 8 + MAX_FILL_BATCH * (FILL_MAX_BYTES + 3),
+    check(v) {
+      const items = shape.array(v, 'fills', MAX_FILL_BATCH)
+      if (items.length === 0) throw new P2PError('DECODE', 'fills: empty batch')
+      return items.map((x, i) => fillCodec.decode(shape.bytes(x, `fills[${i}]`, FILL_MAX_BYTES)))
+    },
+  })
+  return {
+    version: inner.version,
+    maxBytes: inner.maxBytes,
+    encode(fills) {
+      if (fills.length === 0 || fills.length > MAX_FILL_BATCH) {
+        throw new Error(`a fill batch holds 1 to ${MAX_FILL_BATCH} fills, not ${fills.length}`)
+      }
+      return inner.encode(fills.map((f) => fillCodec.encode(f)) as never)
+    },
+    decode: inner.decode,
+  }
+})()
+
 // ---------------------------------------------------------------------------------------------------
 // Gossip validation.
 
@@ -203,6 +236,25 @@ export async function validateFill(msg: SignedFill, ctx: FillValidationContext):
     return reject('BAD_SIGNATURE')
   }
   if (signer !== f.executor) return reject('BAD_SIGNATURE')
+  return ACCEPT
+}
+
+/**
+ * Gossip validation of a batch: each fill by {@link validateFill}. A provably wrong fill REJECTs the whole
+ * message (its code); otherwise the batch is ACCEPTed when at least one fill is new and valid, IGNOREd
+ * (the first fill's code) when none is. `accepted` receives the fills to act on.
+ */
+export async function validateFillBatch(
+  batch: readonly SignedFill[],
+  ctx: FillValidationContext,
+  accepted: (fills: SignedFill[]) => void,
+): Promise<ValidationResult> {
+  const results = await Promise.all(batch.map((f) => validateFill(f, ctx)))
+  const rejected = results.find((r) => r.result === 'REJECT')
+  if (rejected !== undefined) return rejected
+  const ok = batch.filter((_, i) => results[i]!.result === 'ACCEPT')
+  if (ok.length === 0) return results[0]!
+  accepted(ok)
   return ACCEPT
 }
 

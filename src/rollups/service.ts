@@ -4,10 +4,11 @@ import type { Address, Hex, LocalAccount } from 'viem'
 import { decodeOrderData } from '../codec/intent.ts'
 import type { IntentPool } from '../mempool/pool.ts'
 import type { Genesis } from '../node/genesis.ts'
+import { PublishBatcher } from '../p2p/batcher.ts'
 import type { P2PHost, TopicHandler } from '../p2p/host.ts'
 import type { Store } from '../state/store.ts'
 import { Executor, type ExecutorOptions } from './executor.ts'
-import { type SignedFill, validateFill } from './fill.ts'
+import { MAX_FILL_BATCH, type SignedFill, validateFillBatch } from './fill.ts'
 import { HealthMonitor, type HealthMonitorOptions } from './health-monitor.ts'
 import { type SignedHealthReport, validateHealthReport } from './health-report.ts'
 import { HealthAggregator, type RollupRow, rollupRows } from './health-view.ts'
@@ -18,6 +19,11 @@ export interface RollupsServiceOptions {
   rollups: ReadonlyMap<number, string>
   monitor: Partial<Omit<HealthMonitorOptions, 'rollups'>>
   executor: Partial<Omit<ExecutorOptions, 'rollups'>>
+  /**
+   * Fills confirmed within this window leave in one `fills` message (the fills of one rollup block are
+   * confirmed together). Default 20 ms.
+   */
+  fillPublishWindowMs?: number
 }
 
 export interface RollupsServiceModules {
@@ -51,10 +57,15 @@ export class RollupsService {
   readonly #assigned = new Map<Hex, { chainId: bigint; executor: Address }>()
   #pruneTimer: NodeJS.Timeout | undefined
   readonly #fillListeners = new Set<(fill: SignedFill) => void>()
+  readonly #fillPublisher: PublishBatcher<SignedFill>
 
   constructor(options: Partial<RollupsServiceOptions>, modules: RollupsServiceModules) {
     this.opts = { rollups: new Map(), monitor: {}, executor: {}, ...options }
     this.#m = modules
+    this.#fillPublisher = new PublishBatcher(
+      { windowMs: options.fillPublishWindowMs ?? 20, max: MAX_FILL_BATCH },
+      (fills) => modules.p2p.publish('fills', fills),
+    )
     const g = modules.genesis
     this.aggregator = new HealthAggregator({
       freshnessMs: g.params.healthFreshnessMs,
@@ -95,18 +106,25 @@ export class RollupsService {
     },
   }
 
-  /** The `fills` topic handler: a fill of an intent assigned here, signed by its executor. */
-  readonly fillsHandler: TopicHandler<SignedFill> = {
+  /** The `fills` topic handler: fills of intents assigned here, each signed by its executor. */
+  readonly fillsHandler: TopicHandler<SignedFill[]> = {
     validate: (msg) =>
-      validateFill(msg, {
-        networkId: this.#m.genesis.networkId,
-        assignment: (id) => this.#assigned.get(id),
-        isKnown: (f) => this.pendingFills.has(f.intentId),
-      }),
+      validateFillBatch(
+        msg,
+        {
+          networkId: this.#m.genesis.networkId,
+          assignment: (id) => this.#assigned.get(id),
+          isKnown: (f) => this.pendingFills.has(f.intentId),
+        },
+        (fills) => this.#acceptedFills.set(msg, fills),
+      ),
     onMessage: (msg) => {
-      this.#addPendingFill(msg)
+      for (const f of this.#acceptedFills.get(msg) ?? []) this.#addPendingFill(f)
+      this.#acceptedFills.delete(msg)
     },
   }
+  /** The new, valid fills of each accepted message, from validation to delivery. */
+  readonly #acceptedFills = new WeakMap<readonly SignedFill[], SignedFill[]>()
 
   /** Called with each fill that becomes pending (consensus wakes a proposer waiting for work). */
   onPendingFill(listener: (fill: SignedFill) => void): () => void {
@@ -152,7 +170,7 @@ export class RollupsService {
           networkId: m.genesis.networkId,
           publishFill: async (fill) => {
             this.#addPendingFill(fill)
-            await m.p2p.publish('fills', fill)
+            await this.#fillPublisher.add(fill)
           },
         },
       )
@@ -205,6 +223,8 @@ export class RollupsService {
   async stop(): Promise<void> {
     clearInterval(this.#pruneTimer)
     this.#unsubscribe?.()
+    // Fills confirmed but not yet published stay unannounced in the executor's records: recover() sends them.
+    this.#fillPublisher.cancel(new Error('stopping'))
     await this.#monitor?.stop()
     await this.#executor?.stop()
   }
