@@ -3,7 +3,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
-import { createPublicClient, http, type LocalAccount, type PublicClient } from 'viem'
+import { createPublicClient, type LocalAccount, type PublicClient } from 'viem'
 import { ApiError } from '../api/errors.ts'
 import { BLOCKS_BY_RANGE_PROTOCOL, blockToJson, MAX_BLOCKS_PER_RANGE } from '../consensus/block.ts'
 import { ConsensusDriver, type ConsensusDriverOptions } from '../consensus/driver.ts'
@@ -11,6 +11,7 @@ import { CONSENSUS_MESSAGES_PROTOCOL, type ConsensusMessage } from '../consensus
 import type { IntentPool } from '../mempool/pool.ts'
 import type { P2PHost, TopicHandler } from '../p2p/host.ts'
 import { type ExpectedOutput, type FillVerdict, type SignedFill, verifyFillReceipt } from '../rollups/fill.ts'
+import { type RpcTransport, rpcTransport } from '../rollups/rpc.ts'
 import type { RollupsService } from '../rollups/service.ts'
 import type { StakingService } from '../staking/service.ts'
 import { expectedOutputOf, validatorsToJson } from '../state/app.ts'
@@ -45,6 +46,7 @@ export class ConsensusWiring {
   readonly driver: ConsensusDriver
   readonly #m: ConsensusWiringModules
   readonly #clients = new Map<bigint, PublicClient>()
+  readonly #transports: RpcTransport[] = []
   readonly #unsubscribe: Array<() => void> = []
   /** Fill verdicts by fill and expected output (see #verifyFill). */
   readonly #verdicts = new Map<string, Promise<FillVerdict>>()
@@ -52,13 +54,10 @@ export class ConsensusWiring {
   constructor(options: Partial<ConsensusDriverOptions>, modules: ConsensusWiringModules) {
     this.#m = modules
     for (const [chainId, url] of modules.rpc) {
-      this.#clients.set(
-        BigInt(chainId),
-        // Receipts of many fills are asked at once: JSON-RPC batches, one HTTP request each.
-        createPublicClient({
-          transport: http(url, { timeout: 5_000, retryCount: 0, batch: { batchSize: 256, wait: 2 } }),
-        }) as PublicClient,
-      )
+      // Receipts of many fills are asked at once: JSON-RPC batches, one HTTP request each.
+      const rpc = rpcTransport(url, { timeout: 5_000, retryCount: 0, batch: { batchSize: 256, wait: 2 } })
+      this.#transports.push(rpc)
+      this.#clients.set(BigInt(chainId), createPublicClient({ transport: rpc.transport }) as PublicClient)
     }
     const g = modules.genesis
     const powers = new Map(g.validators.map((v) => [v.address, v.stake]))
@@ -173,6 +172,7 @@ export class ConsensusWiring {
   async stop(): Promise<void> {
     for (const u of this.#unsubscribe.splice(0)) u()
     await this.driver.stop()
+    await Promise.all(this.#transports.map((t) => t.close()))
   }
 
   /** `GET /v1/blocks/:height` and `GET /v1/validators`. */

@@ -22,7 +22,6 @@ import {
   type Address,
   createPublicClient,
   type Hex,
-  http,
   keccak256,
   type LocalAccount,
   type PublicClient,
@@ -30,6 +29,7 @@ import {
 import { MurmurError } from '../errors.ts'
 import { prefixEnd, type Store } from '../state/store.ts'
 import { type ExpectedOutput, type Fill, fillCall, type SignedFill, signFill } from './fill.ts'
+import { type RpcTransport, rpcTransport } from './rpc.ts'
 
 export type ExecutorErrorCode =
   | 'UNKNOWN_CHAIN'
@@ -190,7 +190,14 @@ interface Chain {
   lock: Promise<void>
   /** Latest base fee, asked at most once per FEE_CACHE_MS (performance.now) for all fills started then. */
   baseFee: { atMs: number; value: Promise<bigint> } | undefined
+  /** Highest block number seen by the head watch. */
+  head: bigint | undefined
+  /** The head watch running for the fills waiting on this chain: resolves at the next new head. */
+  nextHead: Promise<void> | undefined
 }
+
+/** A fill waits at most this many polls for a new head before it looks at the chain anyway. */
+const HEAD_WAIT_POLLS = 4
 
 type SendErrorKind = 'known' | 'nonce' | 'underpriced' | 'network' | 'refused'
 
@@ -264,6 +271,7 @@ export class Executor {
   readonly #chains = new Map<bigint, Chain>()
   readonly #inflight = new Map<string, Promise<FillResult>>()
   readonly #abort = new AbortController()
+  readonly #transports: RpcTransport[] = []
   #crashed = false
   readonly #metrics: {
     fills: Counter<'chain_id' | 'result'>
@@ -282,20 +290,22 @@ export class Executor {
     this.#now = modules.now ?? Date.now
     this.#address = modules.account.address.toLowerCase() as Address
     for (const [chainId, url] of options.rollups) {
+      // Concurrent fills poll and send at once: their calls of one tick go as one JSON-RPC batch.
+      const rpc = rpcTransport(url, {
+        timeout: this.options.rpcTimeoutMs,
+        retryCount: 0,
+        batch: { batchSize: 128, wait: 0 },
+        fetchOptions: { signal: this.#abort.signal },
+      })
+      this.#transports.push(rpc)
       this.#chains.set(BigInt(chainId), {
         chainId: BigInt(chainId),
-        client: createPublicClient({
-          // Concurrent fills poll and send at once: their calls of one tick go as one JSON-RPC batch.
-          transport: http(url, {
-            timeout: this.options.rpcTimeoutMs,
-            retryCount: 0,
-            batch: { batchSize: 128, wait: 0 },
-            fetchOptions: { signal: this.#abort.signal },
-          }),
-        }),
+        client: createPublicClient({ transport: rpc.transport }),
         next: undefined,
         lock: Promise.resolve(),
         baseFee: undefined,
+        head: undefined,
+        nextHead: undefined,
       })
     }
     const r = modules.registry
@@ -382,6 +392,7 @@ export class Executor {
   async stop(): Promise<void> {
     this.#abort.abort()
     await Promise.allSettled([...this.#inflight.values()])
+    await Promise.all(this.#transports.splice(0).map((t) => t.close()))
   }
 
   async #execute(a: Assignment): Promise<FillResult> {
@@ -688,7 +699,7 @@ export class Executor {
         const step = await this.#step(chain, rec)
         if (step.done) return step.result
         attempt = 0
-        if (step.wait) await this.#delay(this.options.receiptPollMs)
+        if (step.wait) await this.#nextHead(chain)
       } catch (err) {
         // ExecutorError, StorageError (a failed durable write stops the node): not ours to retry.
         if (err instanceof MurmurError) throw err
@@ -888,18 +899,22 @@ export class Executor {
       fill: { ...fill, chainId: rec.chainId, blockNumber: blockNumber.toString() },
       signature: signed.signature,
     }
-    await this.#save(rec)
     this.#metrics.fills.inc({ chain_id: String(chain.chainId), result: 'confirmed' })
     this.#metrics.duration.observe(
       { chain_id: String(chain.chainId) },
       Math.max(0, this.#now() - rec.sentAtMs),
     )
     this.#log.info({ intentId: rec.intentId, chainId: rec.chainId, txHash, blockNumber }, 'fill confirmed')
-    return this.#announce(rec)
+    // One write for confirmed and announced: a crash before it leaves the record `sent`, and recovery
+    // finds the receipt, confirms and announces again (receivers dedupe).
+    return this.#announce(rec, true)
   }
 
-  /** Publishes a confirmed fill (once more, if it was announced before: receivers dedupe). */
-  async #announce(rec: FillRecord): Promise<FillResult> {
+  /**
+   * Publishes a confirmed fill (once more, if it was announced before: receivers dedupe). `unsaved`: the
+   * record's confirmation is not written yet; it is, announced or not.
+   */
+  async #announce(rec: FillRecord, unsaved = false): Promise<FillResult> {
     const f = rec.fill!
     const signed: SignedFill = {
       fill: { ...f.fill, chainId: BigInt(f.fill.chainId), blockNumber: BigInt(f.fill.blockNumber) },
@@ -911,10 +926,10 @@ export class Executor {
         await this.#m.publishFill(signed)
         announced = true
         rec.announced = true
-        await this.#save(rec)
       } catch (err) {
         this.#log.warn({ err, intentId: rec.intentId }, 'publishing a fill failed; recover() retries')
       }
+      if (announced || unsaved) await this.#save(rec)
     }
     return {
       intentId: rec.intentId,
@@ -963,6 +978,30 @@ export class Executor {
         await this.#delay(backoff)
       }
     }
+  }
+
+  /**
+   * Resolves when the chain has a new head (or after HEAD_WAIT_POLLS polls without one, so a stalled
+   * chain is still looked at: stuck or dropped transactions). One watch per chain polls the block number
+   * every receiptPollMs for every fill waiting on it; the fills then look at their receipts together, in
+   * one JSON-RPC batch, instead of each polling on its own timer.
+   */
+  #nextHead(chain: Chain): Promise<void> {
+    chain.nextHead ??= (async () => {
+      try {
+        for (let i = 0; i < HEAD_WAIT_POLLS && !this.#abort.signal.aborted; i++) {
+          await this.#delay(this.options.receiptPollMs)
+          const n = await chain.client.getBlockNumber({ cacheTime: 0 }).catch(() => undefined)
+          if (n !== undefined && (chain.head === undefined || n > chain.head)) {
+            chain.head = n
+            return
+          }
+        }
+      } finally {
+        chain.nextHead = undefined
+      }
+    })()
+    return chain.nextHead
   }
 
   #delay(ms: number): Promise<void> {

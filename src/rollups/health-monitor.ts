@@ -7,7 +7,7 @@
  */
 import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
-import { createPublicClient, http, type LocalAccount, type PublicClient } from 'viem'
+import { createPublicClient, type LocalAccount, type PublicClient } from 'viem'
 import {
   DEFAULT_HEALTH_MIN_INTERVAL_MS,
   gasRatioBps,
@@ -17,6 +17,7 @@ import {
   signHealthReport,
 } from './health-report.ts'
 import type { RollupStatus } from './router.ts'
+import { type RpcTransport, rpcTransport } from './rpc.ts'
 
 /** Options of a {@link HealthMonitor}; plain data, every threshold with a default. */
 export interface HealthMonitorOptions {
@@ -215,6 +216,7 @@ export class HealthMonitor {
   readonly #chains: ChainState[] = []
   #abort: AbortController | undefined
   #loops: Promise<void>[] = []
+  readonly #transports: RpcTransport[] = []
   readonly #metrics: {
     status: Gauge<'chain_id'>
     blockNumber: Gauge<'chain_id'>
@@ -267,16 +269,16 @@ export class HealthMonitor {
     const startedAtMs = this.#now()
     this.#chains.length = 0
     for (const [chainId, url] of [...this.options.rollups].sort((a, b) => a[0] - b[0])) {
+      const rpc = rpcTransport(url, {
+        timeout: this.options.rpcTimeoutMs,
+        retryCount: 0,
+        fetchOptions: { signal: abort.signal },
+      })
+      this.#transports.push(rpc)
       this.#chains.push({
         chainId,
         url,
-        client: createPublicClient({
-          transport: http(url, {
-            timeout: this.options.rpcTimeoutMs,
-            retryCount: 0,
-            fetchOptions: { signal: abort.signal },
-          }),
-        }),
+        client: createPublicClient({ transport: rpc.transport }),
         window: [],
         head: undefined,
         blockTimeMs: 0,
@@ -302,6 +304,7 @@ export class HealthMonitor {
     abort.abort()
     await Promise.all(this.#loops)
     this.#loops = []
+    await Promise.all(this.#transports.splice(0).map((t) => t.close()))
     this.#abort = undefined
     this.#log.info('health monitor stopped')
   }
