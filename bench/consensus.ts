@@ -4,7 +4,7 @@
 //   3. rollup killed -> every intent assigned to it re-assigned to a live rollup (median of --kills).
 // Times come from node 0's /v1/events stream (its own clock): `pending` (accepted), `assigned`, `filled`.
 //
-//   npm run bench -- consensus [--rates 100,1000] [--seconds 10] [--kills 3]
+//   npm run bench -- consensus [--rates 100,1000] [--seconds 10] [--kills 3] [--gossip] [--log-dir DIR]
 import { mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -23,6 +23,8 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '10' },
     kills: { type: 'string', default: '3' },
     'log-dir': { type: 'string' },
+    // Print the gossip messages node 1 (a node the load generator does not talk to) took in, by topic.
+    gossip: { type: 'boolean', default: false },
   },
 })
 const RATES = values.rates.split(',').map(Number)
@@ -103,8 +105,20 @@ try {
   console.log(
     `agreement benchmark: 4 validator processes, 3 anvil rollups (1 s blocks), ${availableParallelism()} cores`,
   )
+  /** Gossip messages validated by node 1, by topic (counter values of its /metrics). */
+  const gossipCounts = async () => {
+    const text = await (await fetch(`${procs[1]!.api}/metrics`)).text()
+    const out = new Map<string, number>()
+    for (const m of text.matchAll(/^murmur_p2p_gossip_validation_total\{([^}]*)\} (\S+)$/gm)) {
+      const topic = /topic="([^"]*)"/.exec(m[1]!)?.[1] ?? '?'
+      out.set(topic, (out.get(topic) ?? 0) + Number(m[2]))
+    }
+    return out
+  }
   for (const [k, rate] of RATES.entries()) {
     log(`  offering ${rate} intents/s for ${SECONDS} s...`)
+    const gossipBefore = values.gossip ? await gossipCounts() : undefined
+    const t0 = performance.now()
     const ids = await submit(rate, rate * SECONDS)
     const deadline = performance.now() + 60_000
     const final = new Set(['filled', 'expired', 'failed'])
@@ -116,6 +130,15 @@ try {
           : ids.length
       if (assigned === ids.length && done === ids.length) break
       await new Promise((r) => setTimeout(r, 200))
+    }
+    if (gossipBefore !== undefined) {
+      const after = await gossipCounts()
+      const sec = (performance.now() - t0) / 1000
+      const parts = [...after]
+        .map(([t, n]) => [t, n - (gossipBefore.get(t) ?? 0)] as const)
+        .sort((a, b) => b[1] - a[1])
+        .map(([t, n]) => `${t} ${(n / sec).toFixed(0)}/s`)
+      console.log(`  ${rate}/s: gossip messages in at node 1 over ${sec.toFixed(1)} s: ${parts.join(', ')}`)
     }
     const toAssigned = ids
       .map((id) => (at(id, 'assigned') ?? Number.NaN) - (at(id, 'pending') ?? Number.NaN))

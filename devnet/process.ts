@@ -53,7 +53,12 @@ export async function spawnNode(
   o: NodeProcessOptions,
   opts: { startTimeoutMs?: number } = {},
 ): Promise<NodeProcess> {
-  const child = spawn(process.execPath, [CLI, ...nodeArgs(o)], { stdio: ['ignore', 'pipe', 'pipe'] })
+  // MURMUR_NODE_FLAGS: extra Node flags for every node process (e.g. `--cpu-prof --cpu-prof-dir=/tmp/p`,
+  // which Node refuses in NODE_OPTIONS).
+  const flags = process.env['MURMUR_NODE_FLAGS']?.split(' ').filter((f) => f !== '') ?? []
+  const child = spawn(process.execPath, [...flags, CLI, ...nodeArgs(o)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   const exited = new Promise<number | NodeJS.Signals>((resolve) =>
     child.once('exit', (code, signal) => resolve(signal ?? code ?? 0)),
   )
