@@ -1,6 +1,16 @@
-// `npm run bench -- <name> [flags]`: runs bench/<name>.ts. Names: gossip, recover.
+// `npm run bench -- <name> [flags]`: runs bench/<name>.ts (names below).
 const name = process.argv[2]
-const known = ['gossip', 'recover', 'mempool', 'pool', 'hotpath', 'rollups', 'rollup-down', 'consensus']
+const known = [
+  'gossip',
+  'recover',
+  'mempool',
+  'pool',
+  'hotpath',
+  'rollups',
+  'rollup-down',
+  'consensus',
+  'rpc',
+]
 if (name === undefined || !known.includes(name)) {
   console.error(`usage: npm run bench -- <${known.join('|')}> [flags]`)
   process.exit(2)

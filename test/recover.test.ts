@@ -13,6 +13,7 @@ import {
   recoverAddressNative,
   recoverAddressPureJs,
   recoverBackend,
+  recoverMemo,
   SignatureError,
   setRecoverBackend,
 } from '../src/crypto/recover.ts'
@@ -164,6 +165,37 @@ describe('recoverAddress', () => {
     expect(await codeOf(recoverAddress(digest, withV(good.sig, 5)))).toBe('BAD_RECOVERY_ID')
     setRecoverBackend('native')
     expect(recoverBackend()).toBe('native')
+  })
+
+  it('remembers recovered signers by digest and signature, never failures', async () => {
+    const d = `0x${'33'.repeat(32)}` as Hex
+    const a = signWithEthers(`0x${'44'.repeat(32)}`, d)
+    const b = signWithEthers(`0x${'55'.repeat(32)}`, d)
+    const hits = () => recoverMemo().hits
+    const h0 = hits()
+    expect(await recoverAddress(d, a.sig)).toBe(a.address)
+    expect(hits()).toBe(h0)
+    expect(await recoverAddress(d, a.sig)).toBe(a.address)
+    expect(hits()).toBe(h0 + 1)
+    // Same digest, another signature: another signer, not the remembered one.
+    expect(await recoverAddress(d, b.sig)).toBe(b.address)
+    expect(hits()).toBe(h0 + 1)
+    // Signers recovered on the workers are remembered too.
+    const pool = new RecoverPool({ size: 1 })
+    const e = `0x${'66'.repeat(32)}` as Hex
+    const c = signWithEthers(`0x${'77'.repeat(32)}`, e)
+    try {
+      expect(await pool.recover(e, c.sig)).toBe(c.address)
+    } finally {
+      await pool.close()
+    }
+    expect(await recoverAddress(e, c.sig)).toBe(c.address)
+    expect(hits()).toBe(h0 + 2)
+    // A failure is not remembered: it fails again, the same way.
+    const bad = make(r, N - s, v === 27 ? 28 : 27)
+    expect(await codeOf(recoverAddress(digest, bad))).toBe('HIGH_S')
+    expect(await codeOf(recoverAddress(digest, bad))).toBe('HIGH_S')
+    expect(hits()).toBe(h0 + 2)
   })
 
   it('MURMUR_PURE_JS_CRYPTO=1 selects the pure-JS backend at startup', () => {

@@ -24,7 +24,6 @@
 import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { Address, Hex, LocalAccount } from 'viem'
-import { recoverAddress } from '../crypto/recover.ts'
 import type { IntentPool, TransitionRequest } from '../mempool/pool.ts'
 import { type IntentState, isTerminal, MempoolError } from '../mempool/record.ts'
 import { ignore, type ValidationResult } from '../p2p/validation.ts'
@@ -251,9 +250,6 @@ const METRIC_NAMES = [
 /** Stands for a fill verdict still being fetched (see #fillsToPropose). */
 const NOT_YET = Promise.resolve('pending' as const)
 
-/** Recovered signers kept by the driver (health reports, fills). */
-const MAX_CACHED_SIGNERS = 4096
-
 /** A block worth proposing before the empty-block interval: it changes more than the height. */
 function hasWork(b: Block): boolean {
   return (
@@ -326,20 +322,6 @@ export class ConsensusDriver {
   /** A proposer waiting for work (see minBlockIntervalMs): woken by notifyWork() or its deadline. */
   readonly #workWaiters = new Set<() => void>()
   #unsubscribePool: (() => void) | undefined
-  /** Signers recovered while judging blocks: consecutive blocks carry mostly the same health reports. */
-  readonly #signers = new Map<string, Address>()
-  readonly #recover = async (digest: Hex, signature: Hex): Promise<Address> => {
-    const key = digest + signature.slice(2)
-    const held = this.#signers.get(key)
-    if (held !== undefined) return held
-    const signer = await recoverAddress(digest, signature)
-    this.#signers.set(key, signer)
-    if (this.#signers.size > MAX_CACHED_SIGNERS) {
-      const oldest = this.#signers.keys().next().value
-      if (oldest !== undefined) this.#signers.delete(oldest)
-    }
-    return signer
-  }
   /** When the current height started, its block was built or received, judged, decided (performance.now). */
   #phase = { start: 0, block: 0, judged: 0, decided: 0 }
   /** Highest height seen in a valid message: the network is at least there. */
@@ -1130,7 +1112,6 @@ export class ConsensusDriver {
       nowMs: this.#now(),
       verifyFill: this.#m.verifyFill,
       isKnownIntent: (id) => pool.has(id),
-      recover: this.#recover,
     })
     if (verdict.ok) {
       if (this.#blocks === blocks) this.#valid.add(hash)

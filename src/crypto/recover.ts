@@ -138,8 +138,39 @@ export async function recoverAddress(
   digest: Uint8Array | Hex,
   signature: Uint8Array | Hex,
 ): Promise<Address> {
+  const key = memoKey(digest, signature)
+  const held = key === undefined ? undefined : recovered.get(key)
+  if (held !== undefined) {
+    memoHits++
+    return held
+  }
   const p = parse(digest, signature)
-  return backend === 'native' ? nativeRecover(p) : jsRecover(p)
+  const signer = backend === 'native' ? nativeRecover(p) : await jsRecover(p)
+  if (key !== undefined) remember(key, signer)
+  return signer
+}
+
+/**
+ * Signers recovered lately, by digest and signature (hex as given). The same signature is checked more
+ * than once: a gossiped intent, fill or health report again in the block that carries it, a health
+ * report in several consecutive blocks. Recovery is a pure function of its inputs, so a hit is exact.
+ */
+const recovered = new Map<string, Address>()
+const MAX_RECOVERED = 16_384
+let memoHits = 0
+
+/** Signers held by the memo of {@link recoverAddress}, and how many recoveries it answered. */
+export function recoverMemo(): { size: number; hits: number } {
+  return { size: recovered.size, hits: memoHits }
+}
+
+function memoKey(digest: Uint8Array | Hex, signature: Uint8Array | Hex): string | undefined {
+  return typeof digest === 'string' && typeof signature === 'string' ? digest + signature : undefined
+}
+
+function remember(key: string, signer: Address): void {
+  recovered.set(key, signer)
+  if (recovered.size > MAX_RECOVERED) recovered.delete(recovered.keys().next().value!)
 }
 
 /** {@link recoverAddress} on the native backend, synchronously; throws if the binding is missing. */
@@ -289,8 +320,11 @@ export class RecoverPool {
       pw.inflight.delete(msg.id)
       jobs.forEach((job, i) => {
         const reply = msg.replies[i]
-        if (typeof reply === 'string') job.resolve(reply)
-        else if (reply !== undefined && isSignatureErrorCode(reply.code)) {
+        if (typeof reply === 'string') {
+          const key = memoKey(job.digest, job.signature)
+          if (key !== undefined) remember(key, reply)
+          job.resolve(reply)
+        } else if (reply !== undefined && isSignatureErrorCode(reply.code)) {
           job.reject(new SignatureError(reply.code, reply.message))
         } else job.reject(new Error(`recover worker: ${reply?.message ?? 'no reply'}`))
       })
