@@ -544,10 +544,11 @@ describe('executor on an anvil rollup', () => {
     await rpc('evm_setIntervalMining', [0])
     try {
       const first = ex.execute(a).catch((e: unknown) => e)
-      await waitFor(
-        'the fill sent on the first rollup',
-        async () => (await ex.record(a.intentId))?.state === 'sent',
-      )
+      await waitFor("the fill in the first rollup's pool", async () => {
+        const rec = await ex.record(a.intentId)
+        if (rec === undefined) return false
+        return (await client.getTransaction({ hash: rec.txHash }).catch(() => undefined)) !== undefined
+      })
       const res = await ex.execute({ ...a, chainId: BigInt(CHAIN + 1) })
       expect(res.fill.fill.chainId).toBe(BigInt(CHAIN + 1))
       expect(await toClient.getBalance({ address: a.recipient })).toBe(a.outputAmount)

@@ -664,9 +664,11 @@ export class Executor {
     }
     this.#metrics.sends.inc({ chain_id: label, kind })
     this.#fault('afterSend', rec)
+    // In memory only: the version sent is on record already, and a `sending` record is looked up on chain
+    // before anything is sent again, exactly as a `sent` one. The next write (pending seen, confirmed)
+    // carries the state.
     rec.state = 'sent'
     rec.sentAtMs = this.#now()
-    await this.#save(rec)
   }
 
   #fault(point: keyof ExecutorFaults, rec: FillRecord): void {

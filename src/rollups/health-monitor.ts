@@ -163,6 +163,14 @@ interface SeenBlock {
   timestamp: bigint
 }
 
+interface LatestBlock {
+  number: bigint
+  timestamp: bigint
+  gasUsed: bigint
+  gasLimit: bigint
+  baseFeePerGas: bigint | null
+}
+
 interface ChainState {
   chainId: number
   url: string
@@ -170,6 +178,8 @@ interface ChainState {
   /** Distinct blocks seen, ascending by number, spanning at most blockWindow blocks. */
   window: SeenBlock[]
   head: { number: bigint; gasUsed: bigint; gasLimit: bigint; baseFeeWei: bigint } | undefined
+  /** The last block fetched. */
+  latest: LatestBlock | undefined
   blockTimeMs: number
   latencyMs: number
   consecutiveErrors: number
@@ -281,6 +291,7 @@ export class HealthMonitor {
         client: createPublicClient({ transport: rpc.transport }),
         window: [],
         head: undefined,
+        latest: undefined,
         blockTimeMs: 0,
         latencyMs: 0,
         consecutiveErrors: 0,
@@ -333,8 +344,14 @@ export class HealthMonitor {
   async #poll(s: ChainState, signal: AbortSignal): Promise<void> {
     const t0 = performance.now()
     try {
-      const block = await s.client.getBlock({ blockTag: 'latest' })
+      // The block number first: most polls see the same head again, and then the block is not fetched.
+      const number = await s.client.getBlockNumber({ cacheTime: 0 })
       const latencyMs = Math.round(performance.now() - t0)
+      const block: LatestBlock =
+        s.latest !== undefined && s.latest.number === number
+          ? s.latest
+          : await s.client.getBlock({ blockNumber: number })
+      s.latest = block
       const now = this.#now()
       const last = s.window.at(-1)
       if (last !== undefined && block.number < last.number) {
@@ -379,6 +396,8 @@ export class HealthMonitor {
       s.lastSuccessAtMs = now
     } catch (err) {
       if (signal.aborted) return
+      // A chain that comes back may be another chain at the same height (restarted): fetch its block.
+      s.latest = undefined
       s.consecutiveErrors++
       this.#metrics.rpcErrors.inc({ chain_id: chainLabel(s.chainId) })
       if (s.consecutiveErrors === 1) {
