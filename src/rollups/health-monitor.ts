@@ -38,7 +38,7 @@ export interface HealthMonitorOptions {
   degradedGasRatioBps?: number
   /** Degraded above this RPC latency. Default 500 ms. */
   degradedLatencyMs?: number
-  /** A report per rollup at most this often, and at once on a status change. Default 500 ms. */
+  /** A report per rollup at most this often, and at once on a status change. Default 1 000 ms. */
   reportIntervalMs?: number
   /** Never two reports of one rollup closer than this (receivers IGNORE them). Default 100 ms. */
   minReportGapMs?: number
@@ -59,7 +59,7 @@ export const DEFAULT_HEALTH_MONITOR_OPTIONS: Omit<ResolvedHealthMonitorOptions, 
   lateBlockTimes: 2,
   degradedGasRatioBps: 9_000,
   degradedLatencyMs: 500,
-  reportIntervalMs: 500,
+  reportIntervalMs: 1_000,
   minReportGapMs: DEFAULT_HEALTH_MIN_INTERVAL_MS,
   blockWindow: 8,
 }
