@@ -613,6 +613,14 @@ describe('block and certificate codecs', () => {
     expect(blockHash(back)).toBe(blockHash(block1))
     expect(bytes.length).toBeLessThan(MAX_BLOCK_BYTES)
     expect(CONSENSUS_MESSAGE_MAX_BYTES).toBe(MAX_BLOCK_BYTES + 1024)
+    // Each block object is encoded once: again, the same bytes; a decoded block keeps its own.
+    expect(encodeBlock(block1)).toBe(bytes)
+    expect(encodeBlock(back)).toEqual(bytes)
+    expect(encodeBlock(back)).toBe(encodeBlock(back))
+    // Another block (a copy with one field changed) is encoded on its own.
+    const other = { ...block1, time: block1.time + 1 }
+    expect(encodeBlock(other)).not.toEqual(bytes)
+    expect(decodeBlock(encodeBlock(other))).toEqual(other)
   })
 
   it('refuses non-canonical, truncated and oversized encodings', () => {

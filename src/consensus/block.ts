@@ -269,8 +269,20 @@ function blockCodec(): Codec<unknown> {
  * out of range (a programmer error) and P2PError TOO_LARGE above {@link MAX_BLOCK_BYTES}.
  */
 export function encodeBlock(block: Block): Uint8Array {
-  return blockCodec().encode(blockToWire(block))
+  let bytes = encoded.get(block)
+  if (bytes === undefined) {
+    bytes = blockCodec().encode(blockToWire(block))
+    encoded.set(block, bytes)
+  }
+  return bytes
 }
+
+/**
+ * The bytes of blocks encoded or decoded before. A block is a deeply readonly value, and one proposal is
+ * encoded, decoded, hashed and stored several times on every node (the consensus message, the held
+ * block, the WAL entry of the precommit, the commit batch): each block object is encoded once.
+ */
+const encoded = new WeakMap<Block, Uint8Array>()
 
 /**
  * Decodes {@link encodeBlock}'s output. Only the canonical encoding is accepted (it must re-encode to the
@@ -285,6 +297,7 @@ export function decodeBlock(bytes: Uint8Array): Block {
     throw new P2PError('DECODE', `block: does not re-encode: ${(err as Error).message}`)
   }
   if (!Buffer.from(again).equals(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))) {
+    encoded.delete(block)
     throw new P2PError('DECODE', 'block: not canonically encoded')
   }
   return block
