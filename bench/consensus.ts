@@ -5,6 +5,7 @@
 // Times come from node 0's /v1/events stream (its own clock): `pending` (accepted), `assigned`, `filled`.
 //
 //   npm run bench -- consensus [--rates 100,1000] [--seconds 10] [--kills 3] [--gossip] [--log-dir DIR]
+import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -105,6 +106,19 @@ try {
   console.log(
     `agreement benchmark: 4 validator processes, 3 anvil rollups (1 s blocks), ${availableParallelism()} cores`,
   )
+  // An idle network's cost: CPU time of each node process over 5 s (Linux /proc; skipped elsewhere).
+  const cpuSeconds = (pid: number) => {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    return (Number(f[11]) + Number(f[12])) / 100
+  }
+  if (existsSync('/proc/self/stat')) {
+    const before = procs.map((p) => cpuSeconds(p.pid))
+    await new Promise((r) => setTimeout(r, 5000))
+    const share = procs.map((p, i) => (cpuSeconds(p.pid) - before[i]!) / 5)
+    console.log(
+      `  idle: each node process uses ${share.map((x) => `${(x * 100).toFixed(0)} %`).join(', ')} of a core`,
+    )
+  }
   /** Gossip messages validated by node 1, by topic (counter values of its /metrics). */
   const gossipCounts = async () => {
     const text = await (await fetch(`${procs[1]!.api}/metrics`)).text()
@@ -140,6 +154,12 @@ try {
         .map(([t, n]) => `${t} ${(n / sec).toFixed(0)}/s`)
       console.log(`  ${rate}/s: gossip messages in at node 1 over ${sec.toFixed(1)} s: ${parts.join(', ')}`)
     }
+    // What the node took in: the offered rate is not reached when node 0 answers more slowly.
+    const accepted = ids.map((id) => at(id, 'pending')).filter((t) => t !== undefined)
+    const spanSec = (Math.max(...accepted) - Math.min(...accepted)) / 1000
+    console.log(
+      `  ${rate}/s offered: ${accepted.length} accepted by node 0 over ${spanSec.toFixed(1)} s (${(accepted.length / Math.max(spanSec, 1e-3)).toFixed(0)}/s)`,
+    )
     const toAssigned = ids
       .map((id) => (at(id, 'assigned') ?? Number.NaN) - (at(id, 'pending') ?? Number.NaN))
       .filter((x) => Number.isFinite(x))
