@@ -557,6 +557,40 @@ describe('IntentPool add, indexes, durability', () => {
     expect(h.pool.stats().nonces).toBe(intents.length)
   })
 
+  it('a failed transition leaves the next one working from the durable record', async () => {
+    const h = new Harness()
+    let failNext = false
+    h.storeFactory = (path) => {
+      const s = new Store(path)
+      const batch = s.batch.bind(s)
+      s.batch = async (ops: BatchOp[]) => {
+        if (failNext) {
+          failNext = false
+          throw new StorageError('WRITE_FAILED', 'injected')
+        }
+        return batch(ops)
+      }
+      return s
+    }
+    await h.open()
+    harnesses.push(h)
+    const { pool } = h
+    const [v] = intents
+    await pool.addMany([v!])
+    failNext = true
+    await expect(pool.transition(v!.id, 'assigned', details('assigned'))).rejects.toMatchObject({
+      code: 'WRITE_FAILED',
+    })
+    expect(pool.stateOf(v!.id)).toBe('pending')
+    // pending -> failed is allowed, assigned -> failed too: the history tells which record it started from.
+    await pool.transition(v!.id, 'failed', { reason: 'test' })
+    const rec = (await pool.get(v!.id))!
+    expect(rec.history.map((e) => e.state)).toEqual(['pending', 'failed'])
+    expect(rec.assignment).toBeNull()
+    await h.reopen()
+    expect(await h.pool.get(v!.id)).toEqual(rec)
+  })
+
   it('addMany is one batch, and a failed batch leaves neither disk nor memory changed', async () => {
     const h = new Harness()
     let failNext = false

@@ -250,6 +250,12 @@ export class IntentPool {
 
   /** Every record present in the store (non-terminal and retained terminal). */
   readonly #meta = new Map<Hex, Meta>()
+  /**
+   * The records written last, as written (records are immutable values): a transition reads the record it
+   * changes, and under load the intents of a block were added or moved a moment before. Reading them back
+   * from LevelDB took about 10 ms of every commit at 100 intents/s.
+   */
+  readonly #recent = new Map<Hex, IntentRecord>()
   readonly #byState = new Map<IntentState, Set<Hex>>(INTENT_STATES.map((s) => [s, new Set<Hex>()]))
   /** Every (user, nonce) ever accepted: the in-memory copy of the `u/` index. */
   readonly #nonces = new Set<string>()
@@ -798,7 +804,13 @@ export class IntentPool {
 
   /** Reads the records of `ids` not yet touched by `txn` into it, in one read. */
   async #preload(txn: Txn, ids: readonly Hex[]): Promise<void> {
-    const missing = [...new Set(ids)].filter((id) => !txn.touched.has(id) && this.#meta.has(id))
+    const missing: Hex[] = []
+    for (const id of new Set(ids)) {
+      if (txn.touched.has(id) || !this.#meta.has(id)) continue
+      const r = this.#recent.get(id)
+      if (r === undefined) missing.push(id)
+      else txn.touched.set(id, { before: r, after: r, meta: this.#meta.get(id) })
+    }
     const records = await this.getMany(missing)
     for (let i = 0; i < missing.length; i++) {
       const r = records[i]
@@ -904,6 +916,12 @@ export class IntentPool {
     const end = this.#metrics.writeSeconds.startTimer({ kind })
     await this.#store.batch(ops)
     end()
+    for (const [id, { after }] of txn.touched) {
+      this.#recent.delete(id)
+      if (after === undefined) continue
+      this.#recent.set(id, after)
+      if (this.#recent.size > RECENT_RECORDS) this.#recent.delete(this.#recent.keys().next().value!)
+    }
   }
 
   #emit(txn: Txn): void {
@@ -927,6 +945,9 @@ export class IntentPool {
     return run
   }
 }
+
+/** Records kept by the pool's write-through cache. */
+const RECENT_RECORDS = 8192
 
 function newTxn(): Txn {
   return { touched: new Map(), undo: [], events: [], added: 0, evicted: 0, pruned: 0 }
