@@ -111,7 +111,8 @@ try {
     const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
     return (Number(f[11]) + Number(f[12])) / 100
   }
-  if (existsSync('/proc/self/stat')) {
+  const hasProc = existsSync('/proc/self/stat')
+  if (hasProc) {
     const before = procs.map((p) => cpuSeconds(p.pid))
     await new Promise((r) => setTimeout(r, 5000))
     const share = procs.map((p, i) => (cpuSeconds(p.pid) - before[i]!) / 5)
@@ -132,6 +133,7 @@ try {
   for (const [k, rate] of RATES.entries()) {
     log(`  offering ${rate} intents/s for ${SECONDS} s...`)
     const gossipBefore = values.gossip ? await gossipCounts() : undefined
+    const cpuBefore = hasProc ? procs.map((p) => cpuSeconds(p.pid)) : []
     const t0 = performance.now()
     const ids = await submit(rate, rate * SECONDS)
     const deadline = performance.now() + 60_000
@@ -153,6 +155,13 @@ try {
         .sort((a, b) => b[1] - a[1])
         .map(([t, n]) => `${t} ${(n / sec).toFixed(0)}/s`)
       console.log(`  ${rate}/s: gossip messages in at node 1 over ${sec.toFixed(1)} s: ${parts.join(', ')}`)
+    }
+    if (hasProc) {
+      const used = procs.reduce((sum, p, i) => sum + cpuSeconds(p.pid) - cpuBefore[i]!, 0)
+      const what = k === 0 ? 'until every intent ended' : 'until every intent was assigned'
+      console.log(
+        `  ${rate}/s: node CPU ${what}: ${((used * 1000) / ids.length).toFixed(2)} ms per intent (4 nodes together, idle share included)`,
+      )
     }
     // What the node took in: the offered rate is not reached when node 0 answers more slowly.
     const accepted = ids.map((id) => at(id, 'pending')).filter((t) => t !== undefined)

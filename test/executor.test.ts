@@ -27,7 +27,9 @@ import {
   type FillRecord,
 } from '../src/rollups/executor.ts'
 import {
+  type ExpectedOutput,
   type Fill,
+  FillBlocks,
   fillBatchCodec,
   fillCodec,
   fillTypedData,
@@ -496,35 +498,44 @@ describe('executor on an anvil rollup', () => {
       blockNumber: receipt.blockNumber,
       executor: otherKey.address.toLowerCase() as Address,
     }
-    expect(await verifyFillReceipt(client, fill, a)).toBe('invalid')
-    expect(await verifyFillReceipt(client, fill, { ...a, outputAmount: a.outputAmount - 1n })).toBe('valid')
-    // Claimed by someone who did not send it, in another block, or for another intent: invalid.
-    expect(
-      await verifyFillReceipt(
-        client,
-        { ...fill, executor: randomAddress() },
-        { ...a, outputAmount: a.outputAmount - 1n },
-      ),
-    ).toBe('invalid')
-    expect(
-      await verifyFillReceipt(
-        client,
-        { ...fill, blockNumber: fill.blockNumber + 1n },
-        { ...a, outputAmount: a.outputAmount - 1n },
-      ),
-    ).toBe('invalid')
-    expect(
-      await verifyFillReceipt(
-        client,
-        { ...fill, intentId: newIntentId() },
-        { ...a, outputAmount: a.outputAmount - 1n },
-      ),
-    ).toBe('invalid')
-    // Not mined (no such transaction) or RPC unreachable: unknown, not evidence against the fill.
-    expect(await verifyFillReceipt(client, { ...fill, txHash: newIntentId() }, a)).toBe('unknown')
+    // The same verdicts asking per transaction, and through FillBlocks (the fill's block read once).
+    const calls = new Map<string, number>()
+    const counted = new Proxy(client, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver)
+        if (typeof v !== 'function') return v
+        return (...args: unknown[]) => {
+          calls.set(String(prop), (calls.get(String(prop)) ?? 0) + 1)
+          return v.apply(target, args)
+        }
+      },
+    }) as PublicClient
+    const blocks = new FillBlocks(counted)
+    for (const via of ['hash', 'block'] as const) {
+      const verify = (f: Fill, e: ExpectedOutput) =>
+        verifyFillReceipt(via === 'hash' ? client : blocks.client(f), f, e)
+      const short = { ...a, outputAmount: a.outputAmount - 1n }
+      expect(await verify(fill, a)).toBe('invalid')
+      expect(await verify(fill, short)).toBe('valid')
+      // Claimed by someone who did not send it, in another block, or for another intent: invalid.
+      expect(await verify({ ...fill, executor: randomAddress() }, short)).toBe('invalid')
+      expect(await verify({ ...fill, blockNumber: fill.blockNumber + 1n }, short)).toBe('invalid')
+      expect(await verify({ ...fill, intentId: newIntentId() }, short)).toBe('invalid')
+      // Not mined (no such transaction): unknown, not evidence against the fill.
+      expect(await verify({ ...fill, txHash: newIntentId() }, a)).toBe('unknown')
+    }
+    // Fills named in one block: the block's transactions and receipts were asked once, nothing by hash
+    // (except the fills whose transaction is not in the block they name).
+    expect(calls.get('getBlock')).toBe(2) // the fill's block and the block after it
+    expect(calls.get('getBlockReceipts')).toBe(2)
+    calls.clear()
+    expect(await verifyFillReceipt(blocks.client(fill), fill, a)).toBe('invalid')
+    expect(calls.size).toBe(0)
+    // RPC unreachable: unknown.
     rollup.setUnreachable(true)
     try {
       expect(await verifyFillReceipt(client, fill, a)).toBe('unknown')
+      expect(await verifyFillReceipt(new FillBlocks(client).client(fill), fill, a)).toBe('unknown')
     } finally {
       rollup.setUnreachable(false)
     }

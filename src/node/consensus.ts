@@ -10,7 +10,13 @@ import { ConsensusDriver, type ConsensusDriverOptions } from '../consensus/drive
 import { CONSENSUS_MESSAGES_PROTOCOL, type ConsensusMessage } from '../consensus/signing.ts'
 import type { IntentPool } from '../mempool/pool.ts'
 import type { P2PHost, TopicHandler } from '../p2p/host.ts'
-import { type ExpectedOutput, type FillVerdict, type SignedFill, verifyFillReceipt } from '../rollups/fill.ts'
+import {
+  type ExpectedOutput,
+  FillBlocks,
+  type FillVerdict,
+  type SignedFill,
+  verifyFillReceipt,
+} from '../rollups/fill.ts'
 import { type RpcTransport, rpcTransport } from '../rollups/rpc.ts'
 import type { RollupsService } from '../rollups/service.ts'
 import type { StakingService } from '../staking/service.ts'
@@ -45,7 +51,7 @@ export interface ConsensusWiringModules {
 export class ConsensusWiring {
   readonly driver: ConsensusDriver
   readonly #m: ConsensusWiringModules
-  readonly #clients = new Map<bigint, PublicClient>()
+  readonly #clients = new Map<bigint, FillBlocks>()
   readonly #transports: RpcTransport[] = []
   readonly #unsubscribe: Array<() => void> = []
   /** Fill verdicts by fill and expected output (see #verifyFill). */
@@ -57,7 +63,10 @@ export class ConsensusWiring {
       // Receipts of many fills are asked at once: JSON-RPC batches, one HTTP request each.
       const rpc = rpcTransport(url, { timeout: 5_000, retryCount: 0, batch: { batchSize: 256, wait: 2 } })
       this.#transports.push(rpc)
-      this.#clients.set(BigInt(chainId), createPublicClient({ transport: rpc.transport }) as PublicClient)
+      this.#clients.set(
+        BigInt(chainId),
+        new FillBlocks(createPublicClient({ transport: rpc.transport }) as PublicClient),
+      )
     }
     const g = modules.genesis
     const powers = new Map(g.validators.map((v) => [v.address, v.stake]))
@@ -106,9 +115,9 @@ export class ConsensusWiring {
     const key = `${f.chainId}/${f.txHash}/${f.intentId}/${f.blockNumber}/${f.executor}/${expected.recipient}/${expected.outputToken}/${expected.outputAmount}`
     const held = this.#verdicts.get(key)
     if (held !== undefined) return held
-    const client = this.#clients.get(f.chainId)
-    if (client === undefined) return Promise.resolve('unknown')
-    const p = verifyFillReceipt(client, f, expected).catch(() => 'unknown' as const)
+    const blocks = this.#clients.get(f.chainId)
+    if (blocks === undefined) return Promise.resolve('unknown')
+    const p = verifyFillReceipt(blocks.client(f), f, expected).catch(() => 'unknown' as const)
     this.#verdicts.set(key, p)
     if (this.#verdicts.size > MAX_FILL_VERDICTS) {
       const oldest = this.#verdicts.keys().next().value

@@ -287,6 +287,66 @@ export function fillCall(intentId: Hex, out: ExpectedOutput): { to: Address; val
   return { to: token, value: 0n, data: concatHex([transfer, intentId]) }
 }
 
+type FillTx = Awaited<ReturnType<PublicClient['getTransaction']>>
+type FillReceipt = Awaited<ReturnType<PublicClient['getTransactionReceipt']>>
+
+/**
+ * The transactions and receipts of one chain's recent blocks, fetched once per block (two calls) for all
+ * the fills the block carries: an executor confirms the fills of a rollup block together, and every
+ * validator checks every fill, so asking per fill cost two RPC calls per fill on every node. A fill whose
+ * transaction is not in the block it names (or a block not there yet) is asked for by hash, as before, so
+ * verdicts do not change. Use its {@link client} as {@link verifyFillReceipt}'s client for one fill.
+ */
+export class FillBlocks {
+  readonly #client: PublicClient
+  readonly #blocks = new Map<
+    bigint,
+    Promise<{ txs: Map<string, FillTx>; receipts: Map<string, FillReceipt> } | undefined>
+  >()
+  readonly #max: number
+
+  constructor(client: PublicClient, maxBlocks = 64) {
+    this.#client = client
+    this.#max = maxBlocks
+  }
+
+  #block(n: bigint) {
+    let held = this.#blocks.get(n)
+    if (held === undefined) {
+      held = Promise.all([
+        this.#client.getBlock({ blockNumber: n, includeTransactions: true }),
+        this.#client.getBlockReceipts({ blockNumber: n }),
+      ]).then(
+        ([block, receipts]) => ({
+          txs: new Map(block.transactions.map((t) => [t.hash.toLowerCase(), t as FillTx])),
+          receipts: new Map(receipts.map((r) => [r.transactionHash.toLowerCase(), r as FillReceipt])),
+        }),
+        () => {
+          // Not there yet, or the RPC failed: ask again next time.
+          this.#blocks.delete(n)
+          return undefined
+        },
+      )
+      this.#blocks.set(n, held)
+      if (this.#blocks.size > this.#max) this.#blocks.delete(this.#blocks.keys().next().value!)
+    }
+    return held
+  }
+
+  /** A client for {@link verifyFillReceipt} that reads `fill`'s block first. */
+  client(fill: Fill): Pick<PublicClient, 'getTransactionReceipt' | 'getTransaction'> {
+    const c = this.#client
+    return {
+      getTransactionReceipt: (async ({ hash }: { hash: Hex }) =>
+        (await this.#block(fill.blockNumber))?.receipts.get(hash.toLowerCase()) ??
+        c.getTransactionReceipt({ hash })) as PublicClient['getTransactionReceipt'],
+      getTransaction: (async ({ hash }: { hash: Hex }) =>
+        (await this.#block(fill.blockNumber))?.txs.get(hash.toLowerCase()) ??
+        c.getTransaction({ hash })) as PublicClient['getTransaction'],
+    }
+  }
+}
+
 /** Result of {@link verifyFillReceipt}. */
 export type FillVerdict = 'valid' | 'invalid' | 'unknown'
 
