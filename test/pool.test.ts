@@ -480,6 +480,10 @@ describe('IntentPool add, indexes, durability', () => {
     const expectedOrder = [...ids.slice(0, 10), ...ids.slice(10).sort()]
     expect((await pool.pending(100)).map((r) => r.id)).toEqual(expectedOrder)
     expect((await pool.pending(3)).map((r) => r.id)).toEqual(expectedOrder.slice(0, 3))
+    // Few pending ones are ordered in memory, many (more than 4x the limit) read from the index: same order.
+    expect(ids.length).toBeGreaterThan(4 * 2)
+    expect((await pool.pending(2)).map((r) => r.id)).toEqual(expectedOrder.slice(0, 2))
+    expect((await pool.pending(ids.length)).map((r) => r.id)).toEqual(expectedOrder)
     expect(await pool.idsByState('pending', 100)).toEqual(expectedOrder)
     for (const v of intents) expect(await pool.idByNonce(v.order.user, v.order.nonce)).toBe(v.id)
     expect(await pool.idByNonce(accounts[0]!.address, 999n)).toBeUndefined()

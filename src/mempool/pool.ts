@@ -467,9 +467,25 @@ export class IntentPool {
 
   /** Up to `limit` pending records ordered by receivedAt then id: the input of a block proposal. */
   async pending(limit: number): Promise<IntentRecord[]> {
-    const ids = await this.idsByState('pending', limit)
-    const records = await this.getMany(ids)
-    return records.filter((r): r is IntentRecord => r !== undefined && r.state === 'pending')
+    const pendingIds = this.#byState.get('pending')!
+    let ids: Hex[]
+    if (pendingIds.size <= 4 * limit) {
+      // From memory, in the index's order (receivedAt, then id): a proposer asks at every height.
+      ids = [...pendingIds]
+        .map((id) => ({ id, at: this.#meta.get(id)!.receivedAtMs }))
+        .sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+        .slice(0, limit)
+        .map((x) => x.id)
+    } else {
+      ids = await this.idsByState('pending', limit)
+    }
+    // Durable records only: from the write-through cache, the rest in one read.
+    const out = ids.map((id) => this.#recent.get(id))
+    const missing = ids.filter((_, i) => out[i] === undefined)
+    const read = await this.getMany(missing)
+    let j = 0
+    for (let i = 0; i < out.length; i++) if (out[i] === undefined) out[i] = read[j++]
+    return out.filter((r): r is IntentRecord => r !== undefined && r.state === 'pending')
   }
 
   /** Up to `limit` ids in `state`, by receivedAt then id, from the `s/` index. */
