@@ -907,8 +907,8 @@ export class Executor {
       Math.max(0, this.#now() - rec.sentAtMs),
     )
     this.#log.info({ intentId: rec.intentId, chainId: rec.chainId, txHash, blockNumber }, 'fill confirmed')
-    // One write for confirmed and announced: a crash before it leaves the record `sent`, and recovery
-    // finds the receipt, confirms and announces again (receivers dedupe).
+    // One write for confirmed and announced: a crash before it leaves the record as it was (`sending`),
+    // and recovery finds the receipt, confirms and announces again (receivers dedupe).
     return this.#announce(rec, true)
   }
 
