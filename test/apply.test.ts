@@ -1,9 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { Address, Hex } from 'viem'
 import { type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { networkDomain } from '../src/codec/eip712.ts'
 import { buildOrder, intentId, type SignedIntent, signOrder } from '../src/codec/intent.ts'
 import {
@@ -56,7 +53,8 @@ import {
   validatorsToJson,
   votingPowers,
 } from '../src/state/app.ts'
-import { Store } from '../src/state/store.ts'
+import type { Store } from '../src/state/store.ts'
+import { tempStore } from './helpers/store.ts'
 
 const NETWORK = 'apply-test'
 const NOW_MS = 1_900_000_000_000
@@ -789,16 +787,10 @@ describe('consensus messages', () => {
 })
 
 describe('storage', () => {
-  let dir: string
+  const temp = tempStore('murmur-app-')
   let store: Store
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'murmur-app-'))
-    store = new Store(join(dir, 'db'))
-    await store.open()
-  })
-  afterAll(async () => {
-    await store.close()
-    await rm(dir, { recursive: true, force: true })
+  beforeAll(() => {
+    store = temp.store
   })
 
   it('loads genesis when empty, then exactly what the batch ops saved', async () => {

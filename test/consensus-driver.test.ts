@@ -38,6 +38,7 @@ import { genesisState, loadAppState, proposeBlock, votingPowers } from '../src/s
 import { Store } from '../src/state/store.ts'
 import { addressOf, TEST_TIMEOUTS, testLog, testNetwork } from './helpers/consensus-net.ts'
 import { makeIntent, wallet } from './helpers/intents.ts'
+import { tempStore } from './helpers/store.ts'
 import { waitFor } from './helpers/wait.ts'
 
 const NET = testNetwork('driver-test', 15485863n, 2)
@@ -382,16 +383,10 @@ describe('ConsensusDriver: block pacing', () => {
 })
 
 describe('WAL', () => {
-  let dir: string
+  const temp = tempStore('murmur-wal-')
   let store: Store
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'murmur-wal-'))
-    store = new Store(join(dir, 'db'))
-    await store.open()
-  })
-  afterAll(async () => {
-    await store.close()
-    await rm(dir, { recursive: true, force: true })
+  beforeAll(() => {
+    store = temp.store
   })
 
   it('appends, loads one height in round/step order, prunes below a height', async () => {

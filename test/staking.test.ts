@@ -1,11 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import fc from 'fast-check'
 import { pino } from 'pino'
 import { type Address, type Hex, hashTypedData } from 'viem'
 import { type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { networkDomain, STAKE_MOVE_TYPES } from '../src/codec/eip712.ts'
 import { type Block, blockToJson, decodeBlock, encodeBlock } from '../src/consensus/block.ts'
 import { signVote } from '../src/consensus/signing.ts'
@@ -39,7 +36,8 @@ import {
   validateBlock,
   votingPowers,
 } from '../src/state/app.ts'
-import { type BatchOp, Store } from '../src/state/store.ts'
+import type { BatchOp, Store } from '../src/state/store.ts'
+import { tempStore } from './helpers/store.ts'
 
 const NETWORK = 'staking-test'
 const NOW_MS = 1_900_000_000_000
@@ -517,16 +515,10 @@ describe('validateBlock and proposeBlock with stake moves', () => {
 })
 
 describe('storage of stake moves', () => {
-  let dir: string
+  const temp = tempStore('murmur-staking-')
   let store: Store
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'murmur-staking-'))
-    store = new Store(join(dir, 'db'))
-    await store.open()
-  })
-  afterAll(async () => {
-    await store.close()
-    await rm(dir, { recursive: true, force: true })
+  beforeAll(() => {
+    store = temp.store
   })
 
   it('persists moves in force and used nonces, and loads a version 1 state with none', async () => {
