@@ -39,21 +39,14 @@ import {
 } from '../src/rollups/health-report.ts'
 import { aggregateHealth } from '../src/rollups/health-view.ts'
 import { DEFAULT_ROUTE_PARAMS, type PoolMember, routeIntents } from '../src/rollups/router.ts'
-import {
-  type AppState,
-  activeValidators,
-  apply,
-  appStateOps,
-  genesisState,
-  loadAppState,
-  type PendingIntent,
-  proposeBlock,
-  type ValidateBlockContext,
-  validateBlock,
-  validatorsToJson,
-  votingPowers,
-} from '../src/state/app.ts'
+import { apply } from '../src/state/apply.ts'
+import { genesisState } from '../src/state/genesis.ts'
+import { activeValidators, votingPowers } from '../src/state/plan.ts'
+import { type PendingIntent, proposeBlock } from '../src/state/propose.ts'
+import { appStateOps, loadAppState, validatorsToJson } from '../src/state/storage.ts'
 import type { Store } from '../src/state/store.ts'
+import type { AppState } from '../src/state/types.ts'
+import { type ValidateBlockContext, validateBlock } from '../src/state/validate.ts'
 import { tempStore } from './helpers/store.ts'
 
 const NETWORK = 'apply-test'

@@ -24,19 +24,14 @@ import {
 } from '../src/staking/moves.ts'
 import { StakingService, signedStakeMoveToJson } from '../src/staking/service.ts'
 import { stakeMoveCodec } from '../src/staking/wire.ts'
-import {
-  type AppState,
-  apply,
-  appStateOps,
-  genesisState,
-  loadAppState,
-  planBlock,
-  proposeBlock,
-  type ValidateBlockContext,
-  validateBlock,
-  votingPowers,
-} from '../src/state/app.ts'
+import { apply } from '../src/state/apply.ts'
+import { genesisState } from '../src/state/genesis.ts'
+import { planBlock, votingPowers } from '../src/state/plan.ts'
+import { proposeBlock } from '../src/state/propose.ts'
+import { appStateOps, loadAppState } from '../src/state/storage.ts'
 import type { BatchOp, Store } from '../src/state/store.ts'
+import type { AppState } from '../src/state/types.ts'
+import { type ValidateBlockContext, validateBlock } from '../src/state/validate.ts'
 import { tempStore } from './helpers/store.ts'
 
 const NETWORK = 'staking-test'

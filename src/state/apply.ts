@@ -1,0 +1,156 @@
+/** apply(state, block): the next state and the intent pool transitions a committed block implies. No I/O. */
+import type { Hex } from 'viem'
+import { decodeOrderData } from '../codec/intent.ts'
+import { type Block, blockHash } from '../consensus/block.ts'
+import type { TransitionRequest } from '../mempool/pool.ts'
+import type { Assignment as PoolAssignment } from '../mempool/record.ts'
+import type { RerouteReason } from '../rollups/router.ts'
+import { congested, planBlock, stakingBase } from './plan.ts'
+import { type AppState, type AssignmentState, sumPools, type ValidatorState } from './types.ts'
+
+export interface ApplyResult {
+  readonly state: AppState
+  /** For IntentPool.transitionMany, in order; at most one per intent. */
+  readonly intentTransitions: TransitionRequest[]
+}
+
+const REROUTE_REASON: { readonly [K in RerouteReason]: string } = {
+  ROLLUP_DOWN: 'rollup-down',
+  DEADLINE_PASSED: 'fill-timeout',
+  EXECUTOR_GONE: 'executor-gone',
+}
+
+function poolAssignment(a: AssignmentState): PoolAssignment {
+  return { chainId: a.chainId, executor: a.executor, height: a.height, deadline: Number(a.deadline) }
+}
+
+/**
+ * The state after `block` (which validateBlock, or a commit certificate, vouches for) and the intent pool
+ * transitions it implies, in this order: fills settle their assignments (`assigned -> filled`); open
+ * assignments whose intent's fill deadline passed expire (`-> expired`); the plan's re-routing set moves
+ * (`assigned -> assigned`) or, without a route in the block, goes back (`assigned -> pending`); new
+ * assignments (`pending -> assigned`); evidence jails each accused validator and halves each of its pools
+ * and loans (floor, bigint); stake loans due at this height return, then the block's stake moves apply
+ * (staking/moves.ts); finished intents are forgotten once their fill deadline passed. Pure: never mutates
+ * `state`, no I/O. Items a valid block cannot hold (a fill without assignment, ...) are skipped, so the
+ * result is defined for every block. `hash` is the block's hash when the caller has it.
+ */
+export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
+  const height = block.height
+  const transitions: TransitionRequest[] = []
+  const assignments = new Map(state.assignments)
+  const done = new Map(state.done)
+
+  const filled = new Set<string>()
+  for (const f of block.fills) {
+    const a = assignments.get(f.intentId)
+    if (a === undefined || a.chainId !== f.chainId || a.executor !== f.executor) continue
+    assignments.delete(f.intentId)
+    done.set(f.intentId, a.fillDeadline)
+    filled.add(f.intentId)
+    transitions.push({
+      id: f.intentId,
+      to: 'filled',
+      fill: { chainId: f.chainId, txHash: f.txHash, blockNumber: f.blockNumber },
+      assignment: poolAssignment(a),
+      height,
+    })
+  }
+
+  const plan = planBlock(state, block.time, block.healthReports, filled)
+  for (const id of plan.expired) {
+    const a = assignments.get(id)!
+    assignments.delete(id)
+    done.set(id, a.fillDeadline)
+    transitions.push({ id, to: 'expired', height, reason: 'deadline' })
+  }
+  const moved = new Map(block.reassignments.map((r) => [r.intentId, r]))
+  for (const c of plan.reroute) {
+    const a = assignments.get(c.intentId)!
+    const r = moved.get(c.intentId)
+    if (r === undefined) {
+      assignments.delete(c.intentId)
+      transitions.push({ id: c.intentId, to: 'pending', height, reason: REROUTE_REASON[c.reason] })
+      continue
+    }
+    const next: AssignmentState = {
+      ...a,
+      chainId: r.chainId,
+      executor: r.executor,
+      deadline: r.deadline,
+      height,
+    }
+    assignments.set(c.intentId, next)
+    transitions.push({
+      id: c.intentId,
+      to: 'assigned',
+      assignment: poolAssignment(next),
+      height,
+      reason: REROUTE_REASON[c.reason],
+    })
+  }
+
+  for (const [i, a] of block.assignments.entries()) {
+    const intent = block.intents[i]
+    if (intent === undefined || assignments.has(a.intentId) || done.has(a.intentId)) continue
+    let data: ReturnType<typeof decodeOrderData>
+    try {
+      data = decodeOrderData(intent.order.orderData)
+    } catch {
+      continue
+    }
+    const next: AssignmentState = {
+      intentId: a.intentId,
+      chainId: a.chainId,
+      executor: a.executor,
+      deadline: a.deadline,
+      height,
+      user: intent.order.user,
+      destinationChainIds: data.destinationChainIds,
+      outputToken: data.outputToken,
+      outputAmount: data.outputAmount,
+      recipient: data.recipient,
+      fillDeadline: BigInt(intent.order.fillDeadline),
+    }
+    assignments.set(a.intentId, next)
+    transitions.push({ id: a.intentId, to: 'assigned', assignment: poolAssignment(next), height })
+  }
+
+  const ledger = stakingBase(
+    state,
+    height,
+    block.evidence.map((e) => e.first.validator),
+  )
+  for (const s of block.stakeMoves) {
+    const v = ledger.check(s)
+    if (v.ok) ledger.apply(v.id, s.move, height, congested(plan.view, s.move.toChainId))
+  }
+  const changed = ledger.changes()
+  const validators =
+    changed.size === 0
+      ? state.validators
+      : state.validators.map((v): ValidatorState => {
+          const c = changed.get(v.address)
+          if (c === undefined) return v
+          const pools = new Map(c.pools)
+          return { ...v, pools, power: sumPools(pools), jailed: c.jailed }
+        })
+
+  const timeSec = plan.timeSec
+  for (const [id, fillDeadline] of [...done]) if (fillDeadline < timeSec) done.delete(id)
+
+  return {
+    state: {
+      ...state,
+      height,
+      lastBlockHash: hash ?? blockHash(block),
+      lastBlockTime: block.time,
+      validators,
+      assignments,
+      done,
+      stakeMoves: ledger.moves,
+      stakeNonces: ledger.nonces,
+    },
+    intentTransitions: transitions,
+  }
+}

@@ -1,0 +1,74 @@
+/** The genesis: its hash (the parent of block 1) and the state at height 0. */
+import type { Address, Hex } from 'viem'
+import { stringToBytes } from 'viem'
+import { keccak256Bytes } from '../crypto/keccak.ts'
+import { type AppGenesis, type AppState, cmp, sumPools, type ValidatorState } from './types.ts'
+
+function toHex(bytes: Uint8Array): Hex {
+  return `0x${Buffer.from(bytes).toString('hex')}`
+}
+
+/** keccak256 of a canonical JSON form of the genesis: the parent hash of block 1. */
+export function genesisHash(g: AppGenesis): Hex {
+  const canonical = [
+    g.networkId,
+    g.genesisTime,
+    [...g.validators]
+      .map((v) => [v.address.toLowerCase(), v.peerId, v.stake.toString(), [...v.pools].sort((a, b) => a - b)])
+      .sort((a, b) => cmp(a[0] as string, b[0] as string)),
+    g.delegations.map((d) => [
+      d.delegator.toLowerCase(),
+      d.validator.toLowerCase(),
+      d.amount.toString(),
+      d.chainId,
+    ]),
+    [...g.rollups]
+      .map((r) => [String(r.chainId), r.name, r.type, r.securityBps])
+      .sort((a, b) => cmp(BigInt(a[0] as string), BigInt(b[0] as string))),
+    [g.params.maxClockSkewSec, g.params.blockIntervalMs, g.params.healthFreshnessMs, g.params.fillTimeoutSec],
+  ]
+  return toHex(keccak256Bytes(stringToBytes(JSON.stringify(canonical))))
+}
+
+/**
+ * The state at height 0. A validator's own stake is spread evenly over its pools (the remainder of the
+ * division goes to its lowest chain id); a delegation adds to one pool. Power is the sum of the pools.
+ */
+export function genesisState(g: AppGenesis): AppState {
+  const pools = new Map<string, Map<bigint, bigint>>()
+  for (const v of g.validators) {
+    const chains = [...new Set(v.pools.map((c) => BigInt(c)))].sort(cmp)
+    const n = BigInt(chains.length)
+    const share = n === 0n ? 0n : v.stake / n
+    const rem = n === 0n ? 0n : v.stake % n
+    pools.set(v.address.toLowerCase(), new Map(chains.map((c, i) => [c, share + (i === 0 ? rem : 0n)])))
+  }
+  for (const d of g.delegations) {
+    const p = pools.get(d.validator.toLowerCase())
+    if (p === undefined) continue
+    const c = BigInt(d.chainId)
+    p.set(c, (p.get(c) ?? 0n) + d.amount)
+  }
+  const validators = g.validators
+    .map((v): ValidatorState => {
+      const address = v.address.toLowerCase() as Address
+      const p = pools.get(address)!
+      return { address, peerId: v.peerId, power: sumPools(p), pools: p, jailed: false }
+    })
+    .sort((a, b) => cmp(a.address, b.address))
+  const hash = genesisHash(g)
+  return {
+    networkId: g.networkId,
+    genesisHash: hash,
+    height: 0n,
+    lastBlockHash: hash,
+    lastBlockTime: g.genesisTime * 1000,
+    validators,
+    assignments: new Map(),
+    done: new Map(),
+    stakeMoves: new Map(),
+    stakeNonces: new Map(),
+    rollups: g.rollups,
+    params: g.params,
+  }
+}

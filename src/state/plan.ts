@@ -1,0 +1,226 @@
+/**
+ * Derived views of the state and the plan of a block. The proposer (propose.ts), every validator (validate.ts)
+ * and `apply` (apply.ts) share `planBlock`, so they derive the same re-routing set, pool view and health view
+ * from (state, block): assignments must equal `routeIntents` over the block's own health reports exactly. Map
+ * iteration order is never relied on (a state loaded from LevelDB iterates in key order, one built by `apply`
+ * in insertion order): everything decided is sorted first.
+ */
+import type { Address, Hex } from 'viem'
+import { decodeOrderData, intentId, MURMUR_ORDER_TYPEHASH, type SignedIntent } from '../codec/intent.ts'
+import { MAX_BLOCK_REASSIGNMENTS, type VoteEvidence } from '../consensus/block.ts'
+import type { Validator } from '../consensus/types.ts'
+import { findBadReportField, gasRatioBps, type SignedHealthReport } from '../rollups/health-report.ts'
+import { aggregateHealth, type HealthWindow } from '../rollups/health-view.ts'
+import {
+  DEFAULT_ROUTE_PARAMS,
+  type HealthView,
+  type PoolMember,
+  type PoolView,
+  type RerouteReason,
+  type RouteIntent,
+  type RouteProfile,
+  rerouteCandidates,
+} from '../rollups/router.ts'
+import { STAKE_MOVE_CONGESTED_BPS, StakeLedger } from '../staking/moves.ts'
+import { type AppState, type AssignmentState, cmp, EVIDENCE_MAX_AGE_BLOCKS } from './types.ts'
+
+/** No personal chain profiles yet (identity issue): the router sees none. */
+export const NO_PROFILES: ReadonlyMap<string, RouteProfile> = new Map()
+export const ROUTE_PARAMS = DEFAULT_ROUTE_PARAMS
+
+/** The consensus validator set: validators not jailed with positive power, by address. */
+export function activeValidators(state: AppState): Validator[] {
+  return state.validators
+    .filter((v) => !v.jailed && v.power > 0n)
+    .map((v) => ({ id: v.address, power: v.power }))
+}
+
+/** Voting power by lowercase address of the active validators. */
+export function votingPowers(state: AppState): Map<Address, bigint> {
+  return new Map(activeValidators(state).map((v) => [v.id as Address, v.power]))
+}
+
+/** Which health reports count, from the network params. */
+export function healthWindow(state: AppState): HealthWindow {
+  return { freshnessMs: state.params.healthFreshnessMs, maxSkewMs: state.params.maxClockSkewSec * 1000 }
+}
+
+/** Block time in unix seconds (the unit of deadlines). */
+export function blockTimeSec(timeMs: number): bigint {
+  return BigInt(Math.floor(timeMs / 1000))
+}
+
+/** Pool members per rollup (active validators with stake there); `outstanding` counts `open`. */
+export function poolView(state: AppState, open: Iterable<AssignmentState>): PoolView {
+  const count = new Map<string, number>()
+  for (const a of open) {
+    const k = `${a.chainId}/${a.executor}`
+    count.set(k, (count.get(k) ?? 0) + 1)
+  }
+  const view = new Map<bigint, PoolMember[]>()
+  for (const r of state.rollups) {
+    const chainId = BigInt(r.chainId)
+    const members: PoolMember[] = []
+    for (const v of state.validators) {
+      const stake = v.pools.get(chainId) ?? 0n
+      if (v.jailed || stake <= 0n) continue
+      members.push({ validator: v.address, stake, outstanding: count.get(`${chainId}/${v.address}`) ?? 0 })
+    }
+    view.set(chainId, members)
+  }
+  return view
+}
+
+export function routeOf(a: AssignmentState): RouteIntent {
+  return {
+    id: a.intentId,
+    user: a.user,
+    destinationChainIds: a.destinationChainIds,
+    outputAmount: a.outputAmount,
+    outputToken: a.outputToken,
+  }
+}
+
+/** min(block time + fillTimeoutSec, the intent's fillDeadline), unix seconds. */
+export function assignmentDeadline(state: AppState, timeSec: bigint, fillDeadline: bigint): bigint {
+  const byTimeout = timeSec + BigInt(state.params.fillTimeoutSec)
+  return byTimeout < fillDeadline ? byTimeout : fillDeadline
+}
+
+/** What a block decides before its new assignments, derived the same way by proposer and validators. */
+export interface BlockPlan {
+  readonly view: HealthView
+  readonly timeSec: bigint
+  /** Open assignments (not filled in this block) whose intent's fill deadline passed, in id order. */
+  readonly expired: readonly Hex[]
+  /** Assignments this block must route again, in id order, at most MAX_BLOCK_REASSIGNMENTS. */
+  readonly reroute: readonly { intentId: Hex; reason: RerouteReason }[]
+  /** The router's pool view: active validators' stakes, outstanding = assignments that stay. */
+  readonly pools: PoolView
+}
+
+/**
+ * The plan of a block at `time` over `reports` (the block's health reports), once the intents of
+ * `filled` are settled: which open assignments expire, which are re-routed (rollup down or missing from
+ * the view, deadline passed, executor gone: rollups/router.ts `rerouteCandidates`), and the pool view.
+ * Validators and routing weights are the pre-block state's: evidence in a block takes effect after it.
+ */
+export function planBlock(
+  state: AppState,
+  time: number,
+  reports: readonly SignedHealthReport[],
+  filled: ReadonlySet<string>,
+): BlockPlan {
+  const view = aggregateHealth(reports, time, votingPowers(state), state.rollups, healthWindow(state))
+  const timeSec = blockTimeSec(time)
+  const expired: Hex[] = []
+  const live: AssignmentState[] = []
+  for (const a of [...state.assignments.values()].sort((x, y) => cmp(x.intentId, y.intentId))) {
+    if (filled.has(a.intentId)) continue
+    if (a.fillDeadline < timeSec) expired.push(a.intentId)
+    else live.push(a)
+  }
+  const reroute = rerouteCandidates(live, view, timeSec, poolView(state, [])).slice(
+    0,
+    MAX_BLOCK_REASSIGNMENTS,
+  )
+  const moving = new Set<string>(reroute.map((r) => r.intentId))
+  return {
+    view,
+    timeSec,
+    expired,
+    reroute,
+    pools: poolView(
+      state,
+      live.filter((a) => !moving.has(a.intentId)),
+    ),
+  }
+}
+
+/** A health report whose fields are in range and consistent (the checks gossip validation makes). */
+export function consistentReport(s: SignedHealthReport): boolean {
+  const r = s.report
+  return (
+    findBadReportField(r) === undefined &&
+    r.gasUsed <= r.gasLimit &&
+    r.gasUsedRatioBps === gasRatioBps(r.gasUsed, r.gasLimit) &&
+    typeof s.signature === 'string' &&
+    /^0x[0-9a-f]{130}$/.test(s.signature)
+  )
+}
+
+/** A new intent as the router sees it, or why it cannot be assigned in a block at `timeSec`. */
+export function acceptIntent(
+  state: AppState,
+  id: Hex,
+  intent: SignedIntent,
+  timeSec: bigint,
+): { ok: true; route: RouteIntent; recipient: Address; fillDeadline: bigint } | { ok: false; why: string } {
+  if (state.assignments.has(id)) return { ok: false, why: `intent ${id} is already assigned` }
+  if (state.done.has(id)) return { ok: false, why: `intent ${id} is already filled or expired` }
+  const order = intent.order
+  let computed: Hex
+  try {
+    computed = intentId(order)
+  } catch {
+    return { ok: false, why: `intent ${id}: malformed order` }
+  }
+  if (computed !== id) return { ok: false, why: `intent ${id}: the order's id is ${computed}` }
+  if (order.fillDeadline <= order.openDeadline)
+    return { ok: false, why: `intent ${id}: fillDeadline <= openDeadline` }
+  if (BigInt(order.fillDeadline) <= timeSec) return { ok: false, why: `intent ${id}: fill deadline passed` }
+  if (order.orderDataType !== MURMUR_ORDER_TYPEHASH)
+    return { ok: false, why: `intent ${id}: not a MurmurOrder` }
+  let data: ReturnType<typeof decodeOrderData>
+  try {
+    data = decodeOrderData(order.orderData)
+  } catch {
+    return { ok: false, why: `intent ${id}: orderData does not decode` }
+  }
+  const known = new Set(state.rollups.map((r) => BigInt(r.chainId)))
+  if (!data.destinationChainIds.every((c) => known.has(c)))
+    return { ok: false, why: `intent ${id}: unknown chain` }
+  return {
+    ok: true,
+    route: {
+      id,
+      user: order.user,
+      destinationChainIds: data.destinationChainIds,
+      outputAmount: data.outputAmount,
+      outputToken: data.outputToken,
+    },
+    recipient: data.recipient,
+    fillDeadline: BigInt(order.fillDeadline),
+  }
+}
+
+/** Why evidence cannot go into a block at `height`, or undefined. Signatures are checked separately. */
+export function evidenceProblem(state: AppState, height: bigint, e: VoteEvidence): string | undefined {
+  const { first: a, second: b } = e
+  if (a.validator !== b.validator) return 'votes of different validators'
+  if (a.kind !== b.kind || a.height !== b.height || a.round !== b.round) return 'votes for different steps'
+  if (a.blockHash === b.blockHash) return 'votes for the same value'
+  if (a.height >= height || a.height + EVIDENCE_MAX_AGE_BLOCKS < height)
+    return `evidence of height ${a.height} is out of range`
+  const v = state.validators.find((x) => x.address === a.validator)
+  if (v === undefined || v.jailed || v.power <= 0n) return `${a.validator} is not an active validator`
+  return undefined
+}
+
+/**
+ * The staking ledger of the block at `height` before its own moves: the validators its evidence accuses
+ * jailed (pools and loans halved), the loans due at `height` returned. Proposer, validators and `apply`
+ * run the block's moves over it, in block order.
+ */
+export function stakingBase(state: AppState, height: bigint, accused: Iterable<string>): StakeLedger {
+  const ledger = new StakeLedger(state)
+  for (const a of accused) ledger.jail(a as Address)
+  ledger.expire(height)
+  return ledger
+}
+
+/** The target of a move is congested in the block's health view (ARCHITECTURE.md: double rewards). */
+export function congested(view: HealthView, chainId: bigint): boolean {
+  const h = view.get(chainId)
+  return h !== undefined && h.gasUsedRatioBps >= STAKE_MOVE_CONGESTED_BPS
+}

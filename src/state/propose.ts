@@ -1,0 +1,181 @@
+/** The proposer's block (prepare proposal): pure and deterministic over the state and what the node holds. */
+import type { Address, Hex } from 'viem'
+import type { SignedIntent } from '../codec/intent.ts'
+import {
+  type Block,
+  type BlockAssignment,
+  type BlockFill,
+  MAX_BLOCK_ASSIGNMENTS,
+  MAX_BLOCK_EVIDENCE,
+  MAX_BLOCK_FILLS,
+  MAX_BLOCK_HEALTH_REPORTS,
+  MAX_BLOCK_STAKE_MOVES,
+  type SignedStakeMove,
+  type VoteEvidence,
+} from '../consensus/block.ts'
+import { findBadFillField, type SignedFill } from '../rollups/fill.ts'
+import type { SignedHealthReport } from '../rollups/health-report.ts'
+import { selectFreshReports } from '../rollups/health-view.ts'
+import { type RouteIntent, routeIntents } from '../rollups/router.ts'
+import { sortStakeMoves } from '../staking/moves.ts'
+import {
+  acceptIntent,
+  activeValidators,
+  assignmentDeadline,
+  blockTimeSec,
+  consistentReport,
+  evidenceProblem,
+  healthWindow,
+  NO_PROFILES,
+  planBlock,
+  ROUTE_PARAMS,
+  routeOf,
+  stakingBase,
+  votingPowers,
+} from './plan.ts'
+import { type AppState, cmp } from './types.ts'
+
+/** An intent from the pool (an IntentRecord fits). */
+export interface PendingIntent {
+  readonly id: Hex
+  readonly intent: SignedIntent
+}
+
+export interface ProposeOptions {
+  /** This validator's address (lowercase). */
+  readonly proposer: Address
+  readonly round: number
+  /** Equivocations seen; those that still apply go into the block. */
+  readonly evidence?: readonly VoteEvidence[]
+  /** Default MAX_BLOCK_ASSIGNMENTS. */
+  readonly maxAssignments?: number
+  /** Default MAX_BLOCK_FILLS. */
+  readonly maxFills?: number
+  /**
+   * Pending stake moves whose signatures the caller verified (the staking service does on arrival); the
+   * ones valid on the state go into the block, at most MAX_BLOCK_STAKE_MOVES.
+   */
+  readonly stakeMoves?: Iterable<SignedStakeMove>
+}
+
+/**
+ * The proposer's block at height `state.height + 1`, time max(nowMs, parent time + 1):
+ * - health reports: the fresh, consistent ones, one per (chain, validator), canonical order;
+ * - fills of open assignments, by their assigned executor, one per intent (the caller passes fills it
+ *   verified on its own RPC);
+ * - assignments: `pending` in the given order (at most maxAssignments) that are valid and unassigned,
+ *   routed together with the assignments to re-route by `routeIntents` over the block's health view;
+ *   intents that find no route stay pending, re-routed ones without a route go back to pending;
+ * - evidence that still applies;
+ * - stake moves: `opts.stakeMoves` in (staker, nonce) order, each kept when valid on the state left by the
+ *   evidence, the loans due and the moves kept before it (staking/moves.ts).
+ * Pure and deterministic.
+ */
+export function proposeBlock(
+  state: AppState,
+  pending: readonly PendingIntent[],
+  reports: Iterable<SignedHealthReport>,
+  fills: Iterable<SignedFill>,
+  nowMs: number,
+  opts: ProposeOptions,
+): Block {
+  const time = Math.max(Math.floor(nowMs), state.lastBlockTime + 1)
+  const height = state.height + 1n
+  const timeSec = blockTimeSec(time)
+  const powers = votingPowers(state)
+  const healthReports = selectFreshReports(
+    [...reports].filter(consistentReport),
+    time,
+    powers,
+    state.rollups,
+    healthWindow(state),
+  ).slice(0, MAX_BLOCK_HEALTH_REPORTS)
+
+  const chosen = new Map<Hex, BlockFill>()
+  for (const { fill, signature } of fills) {
+    if (findBadFillField(fill) !== undefined || chosen.has(fill.intentId)) continue
+    const a = state.assignments.get(fill.intentId)
+    if (a === undefined || a.chainId !== fill.chainId || a.executor !== fill.executor) continue
+    chosen.set(fill.intentId, { ...fill, signature })
+  }
+  const blockFills = [...chosen.values()]
+    .sort((x, y) => cmp(x.intentId, y.intentId))
+    .slice(0, Math.min(opts.maxFills ?? MAX_BLOCK_FILLS, MAX_BLOCK_FILLS))
+
+  const plan = planBlock(state, time, healthReports, new Set(blockFills.map((f) => f.intentId)))
+  const maxAssignments = Math.min(opts.maxAssignments ?? MAX_BLOCK_ASSIGNMENTS, MAX_BLOCK_ASSIGNMENTS)
+  const fresh = new Map<Hex, { intent: SignedIntent; route: RouteIntent; fillDeadline: bigint }>()
+  for (const p of pending) {
+    if (fresh.size >= maxAssignments) break
+    if (fresh.has(p.id)) continue
+    const r = acceptIntent(state, p.id, p.intent, timeSec)
+    if (r.ok) fresh.set(p.id, { intent: p.intent, route: r.route, fillDeadline: r.fillDeadline })
+  }
+  const moving = new Map(plan.reroute.map((c) => [c.intentId, state.assignments.get(c.intentId)!]))
+  const routed = routeIntents(
+    [...[...fresh.values()].map((f) => f.route), ...[...moving.values()].map(routeOf)],
+    plan.view,
+    NO_PROFILES,
+    plan.pools,
+    ROUTE_PARAMS,
+  )
+  const assignments: BlockAssignment[] = []
+  const intents: SignedIntent[] = []
+  const reassignments: BlockAssignment[] = []
+  for (const r of routed.assignments) {
+    const executor = r.executor.toLowerCase() as Address
+    const f = fresh.get(r.intentId)
+    if (f !== undefined) {
+      assignments.push({
+        intentId: r.intentId,
+        chainId: r.chainId,
+        executor,
+        deadline: assignmentDeadline(state, timeSec, f.fillDeadline),
+      })
+      intents.push(f.intent)
+      continue
+    }
+    const m = moving.get(r.intentId)!
+    reassignments.push({
+      intentId: r.intentId,
+      chainId: r.chainId,
+      executor,
+      deadline: assignmentDeadline(state, timeSec, m.fillDeadline),
+    })
+  }
+
+  const evidence: VoteEvidence[] = []
+  const accused = new Set<string>()
+  for (const e of opts.evidence ?? []) {
+    if (evidence.length >= MAX_BLOCK_EVIDENCE) break
+    if (accused.has(e.first.validator) || evidenceProblem(state, height, e) !== undefined) continue
+    if (activeValidators(state).length - accused.size <= 1) break // never jail the last validator
+    accused.add(e.first.validator)
+    evidence.push(e)
+  }
+
+  const ledger = stakingBase(state, height, accused)
+  const stakeMoves: SignedStakeMove[] = []
+  for (const s of sortStakeMoves(state.networkId, opts.stakeMoves ?? [])) {
+    if (stakeMoves.length >= MAX_BLOCK_STAKE_MOVES) break
+    const v = ledger.check(s)
+    if (!v.ok) continue
+    ledger.apply(v.id, s.move, height, false)
+    stakeMoves.push(s)
+  }
+
+  return {
+    height,
+    round: opts.round,
+    proposer: opts.proposer.toLowerCase() as Address,
+    time,
+    parentHash: state.lastBlockHash,
+    assignments,
+    intents,
+    reassignments,
+    fills: blockFills,
+    stakeMoves,
+    evidence,
+    healthReports,
+  }
+}

@@ -1,0 +1,260 @@
+/**
+ * Storage of the application state (sublevel `app`, JSON values, big integers as decimal strings), written as batch
+ * ops so that a block, its certificate, this state and the pool's transitions land in one `store.batch`:
+ *   `meta`       -> {version, networkId, genesisHash, height, lastBlockHash, lastBlockTime, validators}
+ *   `a/<id>`     -> open assignment
+ *   `d/<id>`     -> fillDeadline of a finished (filled or expired) intent, kept until that deadline passes
+ *   `m/<id>`     -> stake move in force (staking/moves.ts); the stakers' used nonces are in `meta`
+ */
+import type { Address, Hex } from 'viem'
+import { StorageError } from '../errors.ts'
+import { type StakeMoveRecord, stakeMoveRecordToJson } from '../staking/moves.ts'
+import { genesisState } from './genesis.ts'
+import { type BatchOp, prefixEnd, type Store } from './store.ts'
+import {
+  APP_STATE_VERSION,
+  type AppGenesis,
+  type AppState,
+  type AssignmentState,
+  cmp,
+  sumPools,
+  type ValidatorState,
+} from './types.ts'
+
+const META_KEY = 'meta'
+const ASSIGNMENT_PREFIX = 'a/'
+const DONE_PREFIX = 'd/'
+const MOVE_PREFIX = 'm/'
+const LOAD_PAGE = 10_000
+
+interface MetaJson {
+  version: number
+  networkId: string
+  genesisHash: string
+  height: string
+  lastBlockHash: string
+  lastBlockTime: number
+  validators: Array<{ address: string; peerId: string; pools: Record<string, string>; jailed: boolean }>
+  /** Staker -> highest used nonce (decimal). Absent in version 1. */
+  stakeNonces?: Record<string, string>
+}
+
+interface StakeMoveJson {
+  staker: string
+  fromChainId: string
+  toChainId: string
+  amount: string
+  height: string
+  untilHeight: string
+  targetCongested: boolean
+}
+
+interface AssignmentJson {
+  chainId: string
+  executor: string
+  deadline: string
+  height: string
+  user: string
+  destinationChainIds: string[]
+  outputToken: string
+  outputAmount: string
+  recipient: string
+  fillDeadline: string
+}
+
+function metaJson(s: AppState): MetaJson {
+  return {
+    version: APP_STATE_VERSION,
+    networkId: s.networkId,
+    genesisHash: s.genesisHash,
+    height: s.height.toString(),
+    lastBlockHash: s.lastBlockHash,
+    lastBlockTime: s.lastBlockTime,
+    validators: s.validators.map((v) => ({
+      address: v.address,
+      peerId: v.peerId,
+      pools: Object.fromEntries([...v.pools].map(([c, stake]) => [c.toString(), stake.toString()])),
+      jailed: v.jailed,
+    })),
+    stakeNonces: Object.fromEntries(
+      [...s.stakeNonces].sort(([a], [b]) => cmp(a, b)).map(([a, n]) => [a, n.toString()]),
+    ),
+  }
+}
+
+function moveToJson(m: StakeMoveRecord): StakeMoveJson {
+  // Stored under its id: the record without it.
+  const { id: _, ...rest } = stakeMoveRecordToJson(m)
+  return rest
+}
+
+function moveFromJson(id: Hex, j: StakeMoveJson): StakeMoveRecord {
+  if (typeof j.targetCongested !== 'boolean') throw new Error(`stake move ${id}: targetCongested`)
+  return {
+    id,
+    staker: j.staker as Address,
+    fromChainId: BigInt(j.fromChainId),
+    toChainId: BigInt(j.toChainId),
+    amount: BigInt(j.amount),
+    height: BigInt(j.height),
+    untilHeight: BigInt(j.untilHeight),
+    targetCongested: j.targetCongested,
+  }
+}
+
+function assignmentToJson(a: AssignmentState): AssignmentJson {
+  return {
+    chainId: a.chainId.toString(),
+    executor: a.executor,
+    deadline: a.deadline.toString(),
+    height: a.height.toString(),
+    user: a.user,
+    destinationChainIds: a.destinationChainIds.map(String),
+    outputToken: a.outputToken,
+    outputAmount: a.outputAmount.toString(),
+    recipient: a.recipient,
+    fillDeadline: a.fillDeadline.toString(),
+  }
+}
+
+function assignmentFromJson(id: Hex, j: AssignmentJson): AssignmentState {
+  return {
+    intentId: id,
+    chainId: BigInt(j.chainId),
+    executor: j.executor as Address,
+    deadline: BigInt(j.deadline),
+    height: BigInt(j.height),
+    user: j.user as Address,
+    destinationChainIds: j.destinationChainIds.map((c) => BigInt(c)),
+    outputToken: j.outputToken as Address,
+    outputAmount: BigInt(j.outputAmount),
+    recipient: j.recipient as Address,
+    fillDeadline: BigInt(j.fillDeadline),
+  }
+}
+
+/**
+ * The batch ops that turn the stored `prev` into `next`: the meta record, and only the assignments,
+ * finished intents and stake moves that changed (unchanged entries are the same objects, as `apply`
+ * shares them).
+ */
+export function appStateOps(prev: AppState | undefined, next: AppState): BatchOp[] {
+  const ops: BatchOp[] = [{ type: 'put', sublevel: 'app', key: META_KEY, value: metaJson(next) }]
+  const prevAssignments = prev?.assignments ?? new Map<Hex, AssignmentState>()
+  const prevDone = prev?.done ?? new Map<Hex, bigint>()
+  for (const [id, a] of next.assignments) {
+    if (prevAssignments.get(id) !== a)
+      ops.push({ type: 'put', sublevel: 'app', key: ASSIGNMENT_PREFIX + id, value: assignmentToJson(a) })
+  }
+  for (const id of prevAssignments.keys()) {
+    if (!next.assignments.has(id)) ops.push({ type: 'del', sublevel: 'app', key: ASSIGNMENT_PREFIX + id })
+  }
+  for (const [id, d] of next.done) {
+    if (prevDone.get(id) !== d)
+      ops.push({ type: 'put', sublevel: 'app', key: DONE_PREFIX + id, value: d.toString() })
+  }
+  for (const id of prevDone.keys()) {
+    if (!next.done.has(id)) ops.push({ type: 'del', sublevel: 'app', key: DONE_PREFIX + id })
+  }
+  const prevMoves = prev?.stakeMoves ?? new Map<Hex, StakeMoveRecord>()
+  if (prevMoves !== next.stakeMoves) {
+    for (const [id, m] of next.stakeMoves) {
+      if (prevMoves.get(id) !== m)
+        ops.push({ type: 'put', sublevel: 'app', key: MOVE_PREFIX + id, value: moveToJson(m) })
+    }
+    for (const id of prevMoves.keys()) {
+      if (!next.stakeMoves.has(id)) ops.push({ type: 'del', sublevel: 'app', key: MOVE_PREFIX + id })
+    }
+  }
+  return ops
+}
+
+async function scan(
+  store: Store,
+  prefix: string,
+  each: (key: string, value: unknown) => void,
+): Promise<void> {
+  let gte = prefix
+  const lt = prefixEnd(prefix)
+  for (;;) {
+    const rows = await store.range<unknown>('app', { gte, lt, limit: LOAD_PAGE })
+    for (const [k, v] of rows) each(k, v)
+    if (rows.length < LOAD_PAGE) return
+    gte = `${rows[rows.length - 1]![0]}\u0000`
+  }
+}
+
+/**
+ * The stored state, or the genesis state when nothing is stored. Throws StorageError CORRUPT when the
+ * store belongs to another network or genesis, or does not parse.
+ */
+export async function loadAppState(store: Store, genesis: AppGenesis): Promise<AppState> {
+  const base = genesisState(genesis)
+  const meta = await store.get<MetaJson>('app', META_KEY)
+  if (meta === undefined) return base
+  if (meta.version !== APP_STATE_VERSION && meta.version !== 1)
+    throw new StorageError('CORRUPT', `app state version ${meta.version}`)
+  if (meta.networkId !== base.networkId || meta.genesisHash !== base.genesisHash) {
+    throw new StorageError(
+      'CORRUPT',
+      `app state of network ${meta.networkId} (${meta.genesisHash}), not of this genesis`,
+    )
+  }
+  try {
+    const assignments = new Map<Hex, AssignmentState>()
+    await scan(store, ASSIGNMENT_PREFIX, (k, v) => {
+      const id = k.slice(ASSIGNMENT_PREFIX.length) as Hex
+      assignments.set(id, assignmentFromJson(id, v as AssignmentJson))
+    })
+    const done = new Map<Hex, bigint>()
+    await scan(store, DONE_PREFIX, (k, v) => {
+      done.set(k.slice(DONE_PREFIX.length) as Hex, BigInt(v as string))
+    })
+    const stakeMoves = new Map<Hex, StakeMoveRecord>()
+    await scan(store, MOVE_PREFIX, (k, v) => {
+      const id = k.slice(MOVE_PREFIX.length) as Hex
+      stakeMoves.set(id, moveFromJson(id, v as StakeMoveJson))
+    })
+    const stakeNonces = new Map(
+      Object.entries(meta.stakeNonces ?? {}).map(([a, n]) => [a as Address, BigInt(n)] as const),
+    )
+    const validators = meta.validators
+      .map((v): ValidatorState => {
+        const pools = new Map(Object.entries(v.pools).map(([c, s]) => [BigInt(c), BigInt(s)] as const))
+        return {
+          address: v.address as Address,
+          peerId: v.peerId,
+          power: sumPools(pools),
+          pools,
+          jailed: v.jailed,
+        }
+      })
+      .sort((a, b) => cmp(a.address, b.address))
+    return {
+      ...base,
+      height: BigInt(meta.height),
+      lastBlockHash: meta.lastBlockHash as Hex,
+      lastBlockTime: meta.lastBlockTime,
+      validators,
+      assignments,
+      done,
+      stakeMoves,
+      stakeNonces,
+    }
+  } catch (err) {
+    throw new StorageError('CORRUPT', `app state does not parse: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+/** The body of `GET /v1/validators` (INTERFACES.md). */
+export function validatorsToJson(state: AppState) {
+  return state.validators.map((v) => ({
+    address: v.address,
+    peerId: v.peerId,
+    power: v.power.toString(),
+    pools: Object.fromEntries(
+      [...v.pools].sort(([a], [b]) => cmp(a, b)).map(([c, s]) => [c.toString(), s.toString()]),
+    ),
+    jailed: v.jailed,
+  }))
+}

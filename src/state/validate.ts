@@ -1,0 +1,317 @@
+/** valid(v) of the Tendermint core (process proposal): a block checked against the state of the previous height. */
+import type { Address, Hex } from 'viem'
+import { type Block, type BlockAssignment, MAX_BLOCK_STAKE_MOVES } from '../consensus/block.ts'
+import { type Recover, verifyVoteSignature } from '../consensus/signing.ts'
+import { recoverAddress } from '../crypto/recover.ts'
+import {
+  type ExpectedOutput,
+  type FillVerdict,
+  fillDigest,
+  findBadFillField,
+  type SignedFill,
+} from '../rollups/fill.ts'
+import { healthReportDigest } from '../rollups/health-report.ts'
+import { selectFreshReports } from '../rollups/health-view.ts'
+import { type RouteIntent, routeIntents } from '../rollups/router.ts'
+import { stakeMoveOrdered } from '../staking/moves.ts'
+import {
+  acceptIntent,
+  assignmentDeadline,
+  blockTimeSec,
+  consistentReport,
+  evidenceProblem,
+  healthWindow,
+  NO_PROFILES,
+  planBlock,
+  ROUTE_PARAMS,
+  routeOf,
+  stakingBase,
+  votingPowers,
+} from './plan.ts'
+import { type AppState, expectedOutputOf } from './types.ts'
+
+/** Why a block is not valid(v). */
+export type BlockRejectCode =
+  | 'BAD_HEIGHT'
+  | 'BAD_PARENT'
+  | 'BAD_TIME'
+  | 'CLOCK_SKEW'
+  | 'BAD_PROPOSER'
+  | 'DUPLICATE_INTENT'
+  | 'BAD_INTENT'
+  | 'ROUTE_MISMATCH'
+  | 'BAD_FILL'
+  | 'FILL_INVALID'
+  | 'BAD_HEALTH_REPORT'
+  | 'BAD_EVIDENCE'
+  | 'BAD_STAKE_MOVE'
+
+export type BlockVerdict =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly code: BlockRejectCode; readonly message: string }
+
+const OK: BlockVerdict = Object.freeze({ ok: true })
+
+function bad(code: BlockRejectCode, message: string): BlockVerdict {
+  return { ok: false, code, message }
+}
+
+/** What validateBlock needs besides the state and the block. */
+export interface ValidateBlockContext {
+  /** This validator's clock, unix milliseconds. */
+  readonly nowMs: number
+  /**
+   * The fill's receipt on this validator's own RPC of `fill.chainId`: 'invalid' only on positive
+   * evidence against it; 'unknown' (unreachable, not mined yet) does not make the block invalid.
+   */
+  readonly verifyFill: (fill: SignedFill, expected: ExpectedOutput) => Promise<FillVerdict>
+  /** True when the local pool holds (and so has verified) the intent: its signature is not checked again. */
+  readonly isKnownIntent?: (id: Hex) => boolean
+  readonly recover?: Recover
+}
+
+/**
+ * The checks that need nothing but the state: height, parent hash, time after the parent's, proposer an
+ * active validator. What a syncing node checks besides the certificate.
+ */
+export function checkBlockHeader(state: AppState, block: Block): BlockVerdict {
+  if (block.height !== state.height + 1n)
+    return bad('BAD_HEIGHT', `block ${block.height} on state ${state.height}`)
+  if (block.parentHash !== state.lastBlockHash) return bad('BAD_PARENT', `parent ${block.parentHash}`)
+  if (!(block.time > state.lastBlockTime))
+    return bad('BAD_TIME', `time ${block.time} <= parent ${state.lastBlockTime}`)
+  if (!votingPowers(state).has(block.proposer))
+    return bad('BAD_PROPOSER', `${block.proposer} is not a validator`)
+  return OK
+}
+
+function sameAssignment(a: BlockAssignment, b: BlockAssignment): boolean {
+  return (
+    a.intentId === b.intentId &&
+    a.chainId === b.chainId &&
+    a.executor === b.executor &&
+    a.deadline === b.deadline
+  )
+}
+
+/**
+ * valid(v) (ARCHITECTURE.md, Consensus): the header; the time within the clock skew of `ctx.nowMs`; each
+ * intent in at most one list; health reports fresh, consistent, from
+ * validators, one per (chain, validator) in canonical order, and signed by their validator; every new
+ * intent valid (signed by its user, a Murmur order, known chains, fill deadline ahead) and neither assigned
+ * nor finished; assignments and reassignments exactly `routeIntents` over the block's health view (with
+ * the same re-routing set and pool view as `planBlock`); fills of open assignments, by the assigned
+ * executor, signed, and not 'invalid' by `ctx.verifyFill`; evidence of active validators, well formed and
+ * signed; stake moves in (staker, nonce) order, each valid on the state left by the evidence, the loans due
+ * and the moves before it (so two moves of one staker must both be covered), and signed by its staker.
+ * Returns the first failure.
+ */
+export async function validateBlock(
+  state: AppState,
+  block: Block,
+  ctx: ValidateBlockContext,
+): Promise<BlockVerdict> {
+  const head = checkBlockHeader(state, block)
+  if (!head.ok) return head
+  const skewMs = state.params.maxClockSkewSec * 1000
+  if (Math.abs(block.time - ctx.nowMs) > skewMs)
+    return bad('CLOCK_SKEW', `time ${block.time}, local clock ${ctx.nowMs}`)
+  if (block.intents.length !== block.assignments.length)
+    return bad('BAD_INTENT', 'intents do not align with assignments')
+  const timeSec = blockTimeSec(block.time)
+
+  const ids = new Set<string>()
+  for (const id of [
+    ...block.assignments.map((a) => a.intentId),
+    ...block.reassignments.map((a) => a.intentId),
+    ...block.fills.map((f) => f.intentId),
+  ]) {
+    if (ids.has(id)) return bad('DUPLICATE_INTENT', `intent ${id} appears twice`)
+    ids.add(id)
+  }
+
+  const powers = votingPowers(state)
+  for (const r of block.healthReports) {
+    if (!consistentReport(r))
+      return bad('BAD_HEALTH_REPORT', `report of ${r.report.validator} is inconsistent`)
+  }
+  const canonical = selectFreshReports(
+    block.healthReports,
+    block.time,
+    powers,
+    state.rollups,
+    healthWindow(state),
+  )
+  if (
+    canonical.length !== block.healthReports.length ||
+    canonical.some((r, i) => r !== block.healthReports[i])
+  ) {
+    return bad(
+      'BAD_HEALTH_REPORT',
+      'health reports are not fresh validator reports, one per chain and validator, in order',
+    )
+  }
+
+  let last = ''
+  for (const f of block.fills) {
+    if (f.intentId <= last) return bad('BAD_FILL', 'fills not in intent id order')
+    last = f.intentId
+    if (findBadFillField(f) !== undefined) return bad('BAD_FILL', `fill of ${f.intentId} is malformed`)
+    const a = state.assignments.get(f.intentId)
+    if (a === undefined) return bad('BAD_FILL', `fill of ${f.intentId}: no open assignment`)
+    if (a.chainId !== f.chainId)
+      return bad('BAD_FILL', `fill of ${f.intentId} on ${f.chainId}, assigned ${a.chainId}`)
+    if (a.executor !== f.executor)
+      return bad('BAD_FILL', `fill of ${f.intentId} by ${f.executor}, assigned ${a.executor}`)
+  }
+
+  const accused = new Set<string>()
+  for (const e of block.evidence) {
+    const problem = evidenceProblem(state, block.height, e)
+    if (problem !== undefined) return bad('BAD_EVIDENCE', problem)
+    if (accused.has(e.first.validator)) return bad('BAD_EVIDENCE', `${e.first.validator} accused twice`)
+    accused.add(e.first.validator)
+  }
+  if (accused.size > 0 && accused.size >= powers.size)
+    return bad('BAD_EVIDENCE', 'evidence would jail every validator')
+
+  if (block.stakeMoves.length > MAX_BLOCK_STAKE_MOVES)
+    return bad('BAD_STAKE_MOVE', `more than ${MAX_BLOCK_STAKE_MOVES} stake moves`)
+  const ledger = stakingBase(state, block.height, accused)
+  const moveIds: Hex[] = []
+  for (const [i, s] of block.stakeMoves.entries()) {
+    if (i > 0 && !stakeMoveOrdered(block.stakeMoves[i - 1]!.move, s.move))
+      return bad('BAD_STAKE_MOVE', 'stake moves not in (staker, nonce) order')
+    const v = ledger.check(s)
+    if (!v.ok) return bad('BAD_STAKE_MOVE', `stake move ${i} of ${s.move.staker}: ${v.code}: ${v.message}`)
+    ledger.apply(v.id, s.move, block.height, false)
+    moveIds.push(v.id)
+  }
+
+  const fresh: RouteIntent[] = []
+  for (const [i, a] of block.assignments.entries()) {
+    const r = acceptIntent(state, a.intentId, block.intents[i]!, timeSec)
+    if (!r.ok) return bad('BAD_INTENT', r.why)
+    fresh.push(r.route)
+  }
+
+  const plan = planBlock(state, block.time, block.healthReports, new Set(block.fills.map((f) => f.intentId)))
+  const moving = plan.reroute.map((c) => state.assignments.get(c.intentId)!)
+  const movingIds = new Set<string>(moving.map((m) => m.intentId))
+  const routed = routeIntents(
+    [...fresh, ...moving.map(routeOf)],
+    plan.view,
+    NO_PROFILES,
+    plan.pools,
+    ROUTE_PARAMS,
+  )
+  const expectedNew: BlockAssignment[] = []
+  const expectedMoved: BlockAssignment[] = []
+  const freshDeadline = new Map(
+    block.intents.map((it, i) => [block.assignments[i]!.intentId, BigInt(it.order.fillDeadline)]),
+  )
+  for (const r of routed.assignments) {
+    const executor = r.executor.toLowerCase() as Address
+    if (movingIds.has(r.intentId)) {
+      const m = state.assignments.get(r.intentId)!
+      expectedMoved.push({
+        intentId: r.intentId,
+        chainId: r.chainId,
+        executor,
+        deadline: assignmentDeadline(state, timeSec, m.fillDeadline),
+      })
+    } else {
+      const fd = freshDeadline.get(r.intentId)!
+      expectedNew.push({
+        intentId: r.intentId,
+        chainId: r.chainId,
+        executor,
+        deadline: assignmentDeadline(state, timeSec, fd),
+      })
+    }
+  }
+  const unroutedNew = routed.unroutable.find((u) => !movingIds.has(u.intentId))
+  if (unroutedNew !== undefined)
+    return bad('ROUTE_MISMATCH', `intent ${unroutedNew.intentId} has no route (${unroutedNew.reason})`)
+  if (
+    expectedNew.length !== block.assignments.length ||
+    expectedNew.some((e, i) => !sameAssignment(e, block.assignments[i]!))
+  ) {
+    return bad('ROUTE_MISMATCH', 'assignments differ from the router output over the block health view')
+  }
+  if (
+    expectedMoved.length !== block.reassignments.length ||
+    expectedMoved.some((e, i) => !sameAssignment(e, block.reassignments[i]!))
+  ) {
+    return bad('ROUTE_MISMATCH', 'reassignments differ from the router output over the block health view')
+  }
+
+  // Signatures and receipts last: the expensive part. All in parallel; the first failure in block order wins.
+  const recover = ctx.recover ?? recoverAddress
+  const signedBy = async (digest: Hex, signature: Hex, who: string): Promise<boolean> => {
+    try {
+      return (await recover(digest, signature)) === who
+    } catch {
+      return false
+    }
+  }
+  const checks: Promise<BlockVerdict>[] = []
+  for (const s of block.healthReports) {
+    checks.push(
+      signedBy(healthReportDigest(state.networkId, s.report), s.signature, s.report.validator).then((ok) =>
+        ok
+          ? OK
+          : bad(
+              'BAD_HEALTH_REPORT',
+              `report of ${s.report.validator} on ${s.report.chainId} is not signed by it`,
+            ),
+      ),
+    )
+  }
+  for (const [i, a] of block.assignments.entries()) {
+    if (ctx.isKnownIntent?.(a.intentId)) continue
+    const it = block.intents[i]!
+    checks.push(
+      signedBy(a.intentId, it.signature, it.order.user).then((ok) =>
+        ok ? OK : bad('BAD_INTENT', `intent ${a.intentId} is not signed by its user`),
+      ),
+    )
+  }
+  for (const f of block.fills) {
+    const { signature, ...fill } = f
+    const a = state.assignments.get(f.intentId)!
+    checks.push(
+      signedBy(fillDigest(state.networkId, fill), signature, f.executor).then((ok) =>
+        ok ? OK : bad('BAD_FILL', `fill of ${f.intentId} is not signed by ${f.executor}`),
+      ),
+    )
+    const expected = expectedOutputOf(a)
+    checks.push(
+      ctx
+        .verifyFill({ fill, signature }, expected)
+        .catch((): FillVerdict => 'unknown')
+        .then((v) =>
+          v === 'invalid' ? bad('FILL_INVALID', `fill of ${f.intentId}: receipt contradicts it`) : OK,
+        ),
+    )
+  }
+  for (const [i, s] of block.stakeMoves.entries()) {
+    checks.push(
+      signedBy(moveIds[i]!, s.signature, s.move.staker).then((ok) =>
+        ok ? OK : bad('BAD_STAKE_MOVE', `stake move ${moveIds[i]} is not signed by ${s.move.staker}`),
+      ),
+    )
+  }
+  for (const e of block.evidence) {
+    checks.push(
+      Promise.all([
+        verifyVoteSignature(state.networkId, e.first, recover),
+        verifyVoteSignature(state.networkId, e.second, recover),
+      ]).then(([a, b]) =>
+        a && b ? OK : bad('BAD_EVIDENCE', `evidence against ${e.first.validator} is not signed by it`),
+      ),
+    )
+  }
+  for (const v of await Promise.all(checks)) if (!v.ok) return v
+  return OK
+}
