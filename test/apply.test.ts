@@ -705,7 +705,7 @@ describe('consensus messages', () => {
       blockHash: hash,
       validRound: -1,
     })
-    const pmsg: ConsensusMessage = { type: 'proposal', proposal, block: block1 }
+    const pmsg: ConsensusMessage = { type: 'proposal', proposal, block: encodeBlock(block1) }
     expect(consensusMessageCodec.decode(consensusMessageCodec.encode(pmsg))).toEqual(pmsg)
     const vote = await signVote(VALIDATORS[1]!, NETWORK, {
       kind: 'prevote',
@@ -723,7 +723,7 @@ describe('consensus messages', () => {
     })
     expect(() =>
       consensusMessageCodec.decode(
-        consensusMessageCodec.encode({ type: 'proposal', proposal: lying, block: block1 }),
+        consensusMessageCodec.encode({ type: 'proposal', proposal: lying, block: encodeBlock(block1) }),
       ),
     ).toThrow(P2PError)
   })
@@ -768,7 +768,7 @@ describe('consensus messages', () => {
       blockHash: hash,
       validRound: -1,
     })
-    const pmsg: ConsensusMessage = { type: 'proposal', proposal, block: block1 }
+    const pmsg: ConsensusMessage = { type: 'proposal', proposal, block: encodeBlock(block1) }
     expect(
       result(await validateConsensusMessage(pmsg, header({ proposer: () => addr(VALIDATORS[0]!) }))),
     ).toBe('REJECT:WRONG_PROPOSER')

@@ -10,17 +10,15 @@ import { join } from 'node:path'
 import { Registry } from 'prom-client'
 import type { Hex } from 'viem'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type MurmurApplication, reconcileTransitions } from '../src/app/application.ts'
 import {
   BLOCKS_BY_RANGE_PROTOCOL,
   blockHashOfBytes,
+  decodeBlock,
   encodeBlock,
   verifyCertificate,
 } from '../src/consensus/block.ts'
-import {
-  ConsensusDriver,
-  type ConsensusDriverOptions,
-  reconcileTransitions,
-} from '../src/consensus/driver.ts'
+import type { ConsensusDriver, ConsensusDriverOptions } from '../src/consensus/driver.ts'
 import {
   CONSENSUS_MESSAGES_PROTOCOL,
   type ConsensusMessage,
@@ -40,6 +38,7 @@ import { proposeBlock } from '../src/state/propose.ts'
 import { loadAppState } from '../src/state/storage.ts'
 import { Store } from '../src/state/store.ts'
 import { addressOf, TEST_TIMEOUTS, testLog, testNetwork } from './helpers/consensus-net.ts'
+import { createTestDriver } from './helpers/driver.ts'
 import { makeIntent, wallet } from './helpers/intents.ts'
 import { tempStore } from './helpers/store.ts'
 import { waitFor } from './helpers/wait.ts'
@@ -59,6 +58,7 @@ interface TestNode {
   store: Store
   pool: IntentPool
   driver: ConsensusDriver
+  app: MurmurApplication
 }
 
 /** Delivers each message, encoded and decoded, to every other running driver after its topic validator. */
@@ -120,7 +120,7 @@ async function startNode(
   await store.open()
   const registry = new Registry()
   const pool = await IntentPool.open(store, {}, { log, registry })
-  const driver = new ConsensusDriver(
+  const { driver, app } = createTestDriver(
     { timeouts: TIMEOUTS, minBlockIntervalMs: 100, syncDelayMs: 400, stuckFetchMs: 1000, ...options },
     {
       store,
@@ -137,7 +137,7 @@ async function startNode(
       registry,
     },
   )
-  const node = { index, dir: d, store, pool, driver }
+  const node = { index, dir: d, store, pool, driver, app }
   bus.nodes.set(index, node)
   await driver.start()
   return node
@@ -160,9 +160,7 @@ const maxHeight = (nodes: TestNode[]) => heights(nodes).at(-1) ?? 0n
  * the commit batch is being written and the driver's state (and height) right after: wait for both.
  */
 const assignedIn = (nodes: TestNode[], ids: readonly Hex[]) =>
-  nodes.every((n) =>
-    ids.every((id) => n.pool.stateOf(id) === 'assigned' && n.driver.appState.assignments.has(id)),
-  )
+  nodes.every((n) => ids.every((id) => n.pool.stateOf(id) === 'assigned' && n.app.state.assignments.has(id)))
 
 async function addEverywhere(nodes: TestNode[], count: number): Promise<Hex[]> {
   const user = wallet()
@@ -210,7 +208,7 @@ describe('ConsensusDriver: four validators in one process', () => {
     // The pool records follow the committed application state.
     for (const n of nodes) {
       for (const id of ids) {
-        const a = n.driver.appState.assignments.get(id)!
+        const a = n.app.state.assignments.get(id)!
         const rec = (await n.pool.get(id))!
         expect(rec.assignment).toMatchObject({
           chainId: a.chainId,
@@ -229,7 +227,7 @@ describe('ConsensusDriver: four validators in one process', () => {
     await store.open()
     const registry = new Registry()
     const pool = await IntentPool.open(store, {}, { log, registry })
-    const follower = new ConsensusDriver(
+    const { driver: follower } = createTestDriver(
       { timeouts: { ...TIMEOUTS, timeoutProposeMs: 60_000 } },
       {
         store,
@@ -248,28 +246,29 @@ describe('ConsensusDriver: four validators in one process', () => {
       await follower.start()
       await waitFor('three blocks', () => nodes[0]!.driver.height >= 3n)
       const [b1, b2, b3] = await nodes[0]!.driver.getBlocksRange(1n, 3)
+      const blockOf = (b: { bytes: Uint8Array }) => decodeBlock(b.bytes)
       expect(b3).toBeDefined()
       const weak = { ...b1!.certificate, precommits: b1!.certificate.precommits.slice(0, 2) }
-      expect(await follower.applySynced(b1!.block, weak)).toMatchObject({
+      expect(await follower.applySynced(b1!.bytes, weak)).toMatchObject({
         status: 'rejected',
         code: 'NO_QUORUM',
       })
-      expect(await follower.applySynced(b2!.block, b2!.certificate)).toMatchObject({
+      expect(await follower.applySynced(b2!.bytes, b2!.certificate)).toMatchObject({
         status: 'rejected',
         code: 'GAP',
       })
-      const tampered = { ...b1!.block, time: b1!.block.time + 1 }
+      const tampered = encodeBlock({ ...blockOf(b1!), time: blockOf(b1!).time + 1 })
       expect(await follower.applySynced(tampered, b1!.certificate)).toMatchObject({
         status: 'rejected',
         code: 'WRONG_TARGET',
       })
       expect(follower.height).toBe(0n)
       for (const b of [b1!, b2!, b3!])
-        expect(await follower.applySynced(b.block, b.certificate)).toEqual({ status: 'applied' })
-      expect(await follower.applySynced(b2!.block, b2!.certificate)).toEqual({ status: 'known' })
+        expect(await follower.applySynced(b.bytes, b.certificate)).toEqual({ status: 'applied' })
+      expect(await follower.applySynced(b2!.bytes, b2!.certificate)).toEqual({ status: 'known' })
       expect(follower.head().hash).toBe((await nodes[0]!.driver.getBlock(3n))!.hash)
       // The follower's pool learned the intents of the blocks and their assignments.
-      for (const a of [b1!, b2!, b3!].flatMap((b) => b.block.assignments)) {
+      for (const a of [b1!, b2!, b3!].flatMap((b) => blockOf(b).assignments)) {
         expect(pool.stateOf(a.intentId)).toBe('assigned')
       }
     } finally {
@@ -362,8 +361,8 @@ describe('ConsensusDriver: block pacing', () => {
     // No empty block follows while the network is idle: the next block is the one with the next intent.
     const [next] = await addEverywhere(nodes, 1)
     await waitFor('the next intent assigned everywhere', () => assignedIn(nodes, [next!]))
-    const a = (await nodes[0]!.driver.getBlock(h))!.block
-    const b = (await nodes[0]!.driver.getBlock(h + 1n))!.block
+    const a = decodeBlock((await nodes[0]!.driver.getBlock(h))!.bytes)
+    const b = decodeBlock((await nodes[0]!.driver.getBlock(h + 1n))!.bytes)
     expect(b.assignments.map((x) => x.intentId)).toEqual([next])
     // It did not wait for the empty-block interval after the previous block.
     expect(b.time - a.time).toBeLessThan(IDLE_MS)
@@ -455,7 +454,7 @@ describe('WAL', () => {
       const sent: ConsensusMessage[] = []
       const registry = new Registry()
       const pool = await IntentPool.open(s, {}, { log, registry })
-      const driver = new ConsensusDriver(
+      const { driver } = createTestDriver(
         {
           timeouts: {
             ...TIMEOUTS,

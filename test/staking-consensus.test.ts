@@ -9,8 +9,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { BLOCKS_BY_RANGE_PROTOCOL } from '../src/consensus/block.ts'
-import { ConsensusDriver } from '../src/consensus/driver.ts'
+import type { MurmurApplication } from '../src/app/application.ts'
+import { BLOCKS_BY_RANGE_PROTOCOL, decodeBlock } from '../src/consensus/block.ts'
+import type { ConsensusDriver } from '../src/consensus/driver.ts'
 import { type ConsensusMessage, consensusMessageCodec } from '../src/consensus/signing.ts'
 import { IntentPool } from '../src/mempool/pool.ts'
 import type { ValidationResult } from '../src/p2p/validation.ts'
@@ -22,6 +23,7 @@ import { votingPowers } from '../src/state/plan.ts'
 import { loadAppState } from '../src/state/storage.ts'
 import { Store } from '../src/state/store.ts'
 import { addressOf, TEST_TIMEOUTS, testLog, testNetwork } from './helpers/consensus-net.ts'
+import { createTestDriver } from './helpers/driver.ts'
 import { waitFor } from './helpers/wait.ts'
 
 const NET = testNetwork('staking-consensus-test', 32452843n, 3)
@@ -38,6 +40,7 @@ interface TestNode {
   store: Store
   pool: IntentPool
   driver: ConsensusDriver
+  app: MurmurApplication
   staking: StakingService
 }
 
@@ -101,17 +104,18 @@ async function startNode(index: number): Promise<TestNode> {
   const registry = new Registry()
   const pool = await IntentPool.open(store, {}, { log, registry })
   let driver: ConsensusDriver | undefined
+  let app: MurmurApplication | undefined
   const staking = new StakingService(
     {},
     {
       networkId: NETWORK,
-      state: () => driver!.appState,
+      state: () => app!.state,
       publish: async (m) => bus.stake(index, m),
       log,
       registry,
     },
   )
-  driver = new ConsensusDriver(
+  const built = createTestDriver(
     { timeouts: TIMEOUTS, minBlockIntervalMs: 100, syncDelayMs: 400, stuckFetchMs: 1000 },
     {
       store,
@@ -128,9 +132,12 @@ async function startNode(index: number): Promise<TestNode> {
       registry,
     },
   )
+  driver = built.driver
+  app = built.app
+  const a = app
   staking.onPending(() => driver!.notifyWork())
-  driver.onCommit((e) => staking.onCommit(e.block, e.state))
-  const node = { index, store, pool, driver, staking }
+  a.onCommit((e) => staking.onCommit(e.block, e.state))
+  const node = { index, store, pool, driver, app: a, staking }
   bus.nodes.set(index, node)
   await driver.start()
   return node
@@ -175,13 +182,13 @@ describe('stake moves through consensus: four validators in one process', () => 
     })
 
     await waitFor('the move in force in every state', () =>
-      nodes.every((n) => n.driver.appState.stakeMoves.has(id)),
+      nodes.every((n) => n.app.state.stakeMoves.has(id)),
     )
-    const record = nodes[0]!.driver.appState.stakeMoves.get(id)!
+    const record = nodes[0]!.app.state.stakeMoves.get(id)!
     expect(record).toMatchObject({ staker: addr(staker), amount: 40n, fromChainId: 901n, toChainId: 903n })
     expect(record.untilHeight).toBe(record.height + 25n)
     for (const n of nodes) {
-      const st = n.driver.appState
+      const st = n.app.state
       expect(st.stakeMoves.get(id)).toEqual(record)
       const v = st.validators.find((x) => x.address === addr(staker))!
       expect(Object.fromEntries(v.pools)).toEqual({ '901': 10n, '902': 50n, '903': 40n })
@@ -190,7 +197,7 @@ describe('stake moves through consensus: four validators in one process', () => 
       // The committing block is the same everywhere and carries the move.
       const b = (await n.driver.getBlock(record.height))!
       expect(b.hash).toBe((await nodes[0]!.driver.getBlock(record.height))!.hash)
-      expect(b.block.stakeMoves).toEqual([s])
+      expect(decodeBlock(b.bytes).stakeMoves).toEqual([s])
       // Written with the state in the commit batch.
       expect((await loadAppState(n.store, GENESIS)).stakeMoves.get(id)).toEqual(record)
       expect(n.staking.has(id)).toBe(false)
@@ -203,15 +210,14 @@ describe('stake moves through consensus: four validators in one process', () => 
 
     await waitFor(
       'the stake back everywhere',
-      () =>
-        nodes.every((n) => n.driver.height >= record.untilHeight && !n.driver.appState.stakeMoves.has(id)),
+      () => nodes.every((n) => n.driver.height >= record.untilHeight && !n.app.state.stakeMoves.has(id)),
       { timeoutMs: 40_000 },
     )
     for (const n of nodes) {
-      const v = n.driver.appState.validators.find((x) => x.address === addr(staker))!
+      const v = n.app.state.validators.find((x) => x.address === addr(staker))!
       expect(Object.fromEntries(v.pools)).toEqual({ '901': 50n, '902': 50n })
-      expect(totalStake(n.driver.appState)).toBe(total)
-      expect(n.driver.appState.stakeNonces.get(addr(staker))).toBe(1n)
+      expect(totalStake(n.app.state)).toBe(total)
+      expect(n.app.state.stakeNonces.get(addr(staker))).toBe(1n)
     }
     expect(bus.results.filter((x) => x.r.result === 'REJECT')).toEqual([])
   })

@@ -465,9 +465,9 @@ export async function verifyCertificate(
 // ---------------------------------------------------------------------------------------------------
 // Storage and sync.
 
-/** A committed block with its certificate, as stored and as served to syncing peers. */
+/** A committed block (its canonical bytes) with its certificate, as stored and as served to syncing peers. */
 export interface SyncedBlock {
-  readonly block: Block
+  readonly bytes: Uint8Array
   readonly certificate: CommitCertificate
 }
 
@@ -537,7 +537,7 @@ function rangeResponseInner(): Codec<unknown> {
         const pair = shape.array(x, `blocks[${i}]`, 2)
         if (pair.length !== 2) throw new P2PError('DECODE', `blocks[${i}]: expected 2 fields`)
         return {
-          block: decodeBlock(shape.bytes(pair[0], `blocks[${i}].block`, MAX_BLOCK_BYTES)),
+          bytes: shape.bytes(pair[0], `blocks[${i}].block`, MAX_BLOCK_BYTES),
           certificate: decodeCertificate(shape.bytes(pair[1], `blocks[${i}].certificate`)),
         }
       })
@@ -550,9 +550,7 @@ const blocksByRangeResponseCodec: Codec<SyncedBlock[]> = {
   version: 1,
   maxBytes: BLOCKS_BY_RANGE_MAX_BYTES + MAX_BLOCK_BYTES + 1024,
   encode(blocks) {
-    return rangeResponseInner().encode(
-      blocks.map((b) => [encodeBlock(b.block), encodeCertificate(b.certificate)]),
-    )
+    return rangeResponseInner().encode(blocks.map((b) => [b.bytes, encodeCertificate(b.certificate)]))
   },
   decode(bytes) {
     return rangeResponseInner().decode(bytes) as SyncedBlock[]

@@ -7,60 +7,38 @@
  * - `broadcastProposal` / `broadcastVote`: publish the signed message (persisted by the output before);
  * - `scheduleTimeout`: a timer whose expiry feeds a `timeout` input; every timer is cleared on a new height
  *   and on stop();
- * - `requestValue`: build a block with `proposeBlock` (pool, health reports, verified fills, evidence),
- *   answered later by a `valueReady` input; in round 0 an empty block waits for work (`notifyWork`) up to
- *   `minBlockIntervalMs` after the previous block;
- * - `decide`: commit — the block, its certificate, the application state and the intent pool transitions
- *   in ONE `store.batch` (`pool.transitionMany(reqs, { extraOps })`), the WAL of the height pruned in the
- *   same batch — then start the next height after `commitWaitMs` (default at once);
- * - `evidence`: kept (with the two signatures) for the next block this node proposes.
+ * - `requestValue`: ask the application for a block (`prepareProposal`), answered later by a `valueReady`
+ *   input; in round 0 an empty block waits for work (`notifyWork`) up to `minBlockIntervalMs` after the
+ *   previous block;
+ * - `decide`: `finalizeBlock`, then `commit` — the block store entry, its certificate and the WAL of the
+ *   height pruned are handed to the application, which writes them with its own changes in ONE batch —
+ *   then start the next height after `commitWaitMs` (default at once);
+ * - `evidence`: kept (with the two signatures) and offered to the next `prepareProposal` of this node.
  *
- * valid(v) of a received proposal is `validateBlock` against the state of the previous height. Messages of
+ * The driver talks to the application only through consensus/abci.ts (ABCI++ shape) and knows blocks as
+ * bytes with a hash: valid(v) of a received proposal is the application's `processProposal`. Messages of
  * future heights are buffered (bounded) and replayed when the height starts. A node that sees the network
  * ahead of it fetches blocks with their certificates (`fetchBlocks`, wired to `blocks-by-range`) and
- * applies them (`applySynced`: certificate, header, apply). On start the driver loads the application state
- * and rebuilds the core from the WAL of the next height (`restoreFromWal`), so it never signs twice.
+ * applies them (`applySynced`: certificate, then `finalizeBlock` with the header checks of a synced block).
+ * On start the driver asks the application for its head (`info`) and rebuilds the core from the WAL of the
+ * next height (`restoreFromWal`), so it never signs twice.
  */
 import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { Address, Hex, LocalAccount } from 'viem'
-import type { IntentPool, TransitionRequest } from '../mempool/pool.ts'
-import { type IntentState, isTerminal, MempoolError } from '../mempool/record.ts'
 import { ignore, type ValidationResult } from '../p2p/validation.ts'
-import type { SignedFill } from '../rollups/fill.ts'
-import type { SignedHealthReport } from '../rollups/health-report.ts'
-import {
-  type AppGenesis,
-  type AppState,
-  type AssignmentState,
-  activeValidators,
-  apply,
-  appStateOps,
-  checkBlockHeader,
-  expectedOutputOf,
-  loadAppState,
-  proposeBlock,
-  type ValidateBlockContext,
-  validateBlock,
-  votingPowers,
-} from '../state/app.ts'
 import { type BatchOp, heightKey, type Store } from '../state/store.ts'
+import type { AppInfo, Application, FinalizedBlock } from './abci.ts'
 import {
   BLOCKS_BY_RANGE_MAX_BYTES,
-  type Block,
   blockHashOfBytes,
   type CommitCertificate,
-  decodeBlock,
   decodeCertificate,
   decodeStoredBlockParts,
-  encodeBlock,
   encodeCertificate,
   encodeStoredBlock,
-  MAX_BLOCK_ASSIGNMENTS,
   MAX_BLOCK_BYTES,
-  MAX_BLOCK_FILLS,
   MAX_BLOCKS_PER_RANGE,
-  type SignedStakeMove,
   type SyncedBlock,
   type VoteEvidence,
   verifyCertificate,
@@ -72,6 +50,7 @@ import {
   MAX_CONSENSUS_MESSAGES,
   messageHeader,
   proposalBodyOf,
+  type SignedProposal,
   type SignedVote,
   signProposal,
   signVote,
@@ -102,16 +81,12 @@ export interface ConsensusDriverOptions {
   /**
    * The longest a proposer waits for something to put in a block (intents to assign, fills, re-routings,
    * evidence) before it proposes an empty one, counted from the previous block's time, milliseconds.
-   * Blocks with work are proposed as soon as the previous height commits. Default: genesis
+   * Blocks with work are proposed as soon as the previous height commits. The node sets it from genesis
    * `params.blockIntervalMs`.
    */
   readonly minBlockIntervalMs: number
   /** Wait between a commit and the start of the next height (CometBFT's timeout_commit), milliseconds. */
   readonly commitWaitMs: number
-  readonly maxBlockAssignments: number
-  readonly maxBlockFills: number
-  /** Pending intents read from the pool per proposal. */
-  readonly pendingScanLimit: number
   /** Messages of future heights held until their height starts; beyond it they are dropped. */
   readonly maxBufferedMessages: number
   /** Gossip validation IGNOREs messages further ahead. */
@@ -136,9 +111,6 @@ export const DEFAULT_CONSENSUS_DRIVER_OPTIONS: ConsensusDriverOptions = {
   timeouts: DEFAULT_CONSENSUS_PARAMS,
   minBlockIntervalMs: 500,
   commitWaitMs: 0,
-  maxBlockAssignments: MAX_BLOCK_ASSIGNMENTS,
-  maxBlockFills: MAX_BLOCK_FILLS,
-  pendingScanLimit: 2 * MAX_BLOCK_ASSIGNMENTS,
   maxBufferedMessages: 10_000,
   maxHeightsAhead: 8,
   maxRoundsAhead: 32,
@@ -152,20 +124,19 @@ export const DEFAULT_CONSENSUS_DRIVER_OPTIONS: ConsensusDriverOptions = {
 /** Collaborators of a {@link ConsensusDriver}. */
 export interface ConsensusDriverModules {
   readonly store: Store
-  readonly pool: IntentPool
+  /** The application behind the engine (consensus/abci.ts). */
+  readonly app: Application
+  /** Signed consensus messages are bound to this network (EIP-712 domain). */
+  readonly networkId: string
   /** The validator key: signs proposals and votes. */
   readonly account: Pick<LocalAccount, 'address' | 'signTypedData'>
-  readonly genesis: AppGenesis
   /** Publishes on the `consensus` topic. A failure is logged, never fatal (gossip may have no peers yet). */
   readonly broadcast: (msg: ConsensusMessage) => void | Promise<void>
-  /** Receipt check of a fill on this node's own RPC (rollups/fill.ts `verifyFillReceipt`). */
-  readonly verifyFill: ValidateBlockContext['verifyFill']
-  /** Health reports held (accepted from gossip, and this node's own); the proposer picks the fresh ones. */
-  readonly healthReports: () => Iterable<SignedHealthReport> | Promise<Iterable<SignedHealthReport>>
-  /** Fills announced on gossip and not yet committed. */
-  readonly pendingFills: () => Iterable<SignedFill> | Promise<Iterable<SignedFill>>
-  /** Signed stake moves waiting for a block, signatures already checked (staking/service.ts). */
-  readonly pendingStakeMoves?: () => Iterable<SignedStakeMove> | Promise<Iterable<SignedStakeMove>>
+  /**
+   * Subscribes to "something a block could carry arrived" (a pending intent, a verified fill, a stake
+   * move): a proposer waiting for work builds its block then. Returns the unsubscribe function.
+   */
+  readonly workSignal?: (wake: () => void) => () => void
   /**
    * Blocks with certificates from height `from`, asked of `peer` (the sender of the message that showed
    * the network ahead) or any peer: `blocks-by-range`. Without it the driver never syncs by itself.
@@ -189,13 +160,13 @@ export interface ConsensusDriverModules {
   readonly onFatal?: (err: unknown) => void
 }
 
-/** A committed block, as `onCommit` listeners see it. */
+/** A committed block, as the engine's `onCommit` listeners see it (the application has its own events). */
 export interface CommitEvent {
   readonly height: bigint
   readonly hash: Hex
-  readonly block: Block
+  /** Unix milliseconds. */
+  readonly time: number
   readonly certificate: CommitCertificate
-  readonly state: AppState
   /** 'consensus' when this node decided it, 'sync' when it came from a peer with its certificate. */
   readonly source: 'consensus' | 'sync'
 }
@@ -206,36 +177,8 @@ export type ApplySyncedResult =
   | { readonly status: 'known' }
   | { readonly status: 'rejected'; readonly code: string; readonly message: string }
 
-/**
- * The pool transitions of `reqs` that the pool can take, given each intent's state there (`stateOf`):
- * intents the pool does not hold, or holds as terminal, are skipped; `-> pending` of an intent already
- * pending is dropped; `-> filled` of an intent the pool still has pending (it never saw the assignment)
- * goes through `assigned` first. The application state is the authority; the pool follows it.
- */
-export function reconcileTransitions(
-  reqs: readonly TransitionRequest[],
-  stateOf: (id: Hex) => IntentState | undefined,
-): TransitionRequest[] {
-  const out: TransitionRequest[] = []
-  const now = new Map<Hex, IntentState | undefined>()
-  for (const r of reqs) {
-    const s = now.has(r.id) ? now.get(r.id) : stateOf(r.id)
-    if (s === undefined || isTerminal(s)) continue
-    if (r.to === 'pending' && s !== 'assigned') continue
-    if (r.to === 'filled' && s === 'pending') {
-      if (r.assignment === undefined) continue
-      const via: TransitionRequest = { id: r.id, to: 'assigned', assignment: r.assignment }
-      if (r.height !== undefined) via.height = r.height
-      out.push(via)
-    }
-    out.push(r)
-    now.set(r.id, r.to)
-  }
-  return out
-}
-
+/** A block of the current height: its canonical bytes (the application decodes them). */
 interface HeldBlock {
-  readonly block: Block
   readonly bytes: Uint8Array
 }
 
@@ -246,20 +189,6 @@ const METRIC_NAMES = [
   'murmur_consensus_invalid_proposals_total',
   'murmur_consensus_buffered_messages',
 ] as const
-
-/** Stands for a fill verdict still being fetched (see #fillsToPropose). */
-const NOT_YET = Promise.resolve('pending' as const)
-
-/** A block worth proposing before the empty-block interval: it changes more than the height. */
-function hasWork(b: Block): boolean {
-  return (
-    b.assignments.length > 0 ||
-    b.reassignments.length > 0 ||
-    b.fills.length > 0 ||
-    b.evidence.length > 0 ||
-    b.stakeMoves.length > 0
-  )
-}
 
 function recordKey(r: WalRecord): string {
   if (r.type === 'vote') return voteKey(r.vote)
@@ -285,7 +214,7 @@ export class ConsensusDriver {
   readonly #networkId: string
   readonly #now: () => number
 
-  #app: AppState | undefined
+  #head: AppInfo | undefined
   #powers: Map<string, bigint> = new Map()
   #prevPowers: Map<string, bigint> = new Map()
   #core: ConsensusState
@@ -321,7 +250,7 @@ export class ConsensusDriver {
   readonly #listeners = new Set<(e: CommitEvent) => void>()
   /** A proposer waiting for work (see minBlockIntervalMs): woken by notifyWork() or its deadline. */
   readonly #workWaiters = new Set<() => void>()
-  #unsubscribePool: (() => void) | undefined
+  #unsubscribeWork: (() => void) | undefined
   /** When the current height started, its block was built or received, judged, decided (performance.now). */
   #phase = { start: 0, block: 0, judged: 0, decided: 0 }
   /** Highest height seen in a valid message: the network is at least there. */
@@ -336,17 +265,12 @@ export class ConsensusDriver {
   }
 
   constructor(options: Partial<ConsensusDriverOptions>, modules: ConsensusDriverModules) {
-    // The network's block interval (genesis params) unless the node overrides it.
-    this.options = {
-      ...DEFAULT_CONSENSUS_DRIVER_OPTIONS,
-      minBlockIntervalMs: modules.genesis.params.blockIntervalMs,
-      ...options,
-    }
+    this.options = { ...DEFAULT_CONSENSUS_DRIVER_OPTIONS, ...options }
     this.#m = modules
     this.#log = modules.log.child({ module: 'consensus' })
     this.#wal = new ConsensusWal(modules.store)
     this.#self = modules.account.address.toLowerCase() as Address
-    this.#networkId = modules.genesis.networkId
+    this.#networkId = modules.networkId
     const clock = modules.clock
     this.#now = clock ? () => clock.now() : Date.now
     this.#core = initialState(this.options.timeouts, this.#self)
@@ -388,13 +312,11 @@ export class ConsensusDriver {
   async start(): Promise<void> {
     if (this.#started || this.#stopped) throw new Error('consensus driver already started or stopped')
     this.#started = true
-    this.#unsubscribePool = this.#m.pool.onChange((c) => {
-      if (c.state === 'pending') this.notifyWork()
-    })
-    const app = await loadAppState(this.#m.store, this.#m.genesis)
-    this.#setApp(app, votingPowers(app))
+    this.#unsubscribeWork = this.#m.workSignal?.(() => this.notifyWork())
+    const info = await this.#m.app.info()
+    this.#setHead(info)
     await this.#run(async () => {
-      const height = app.height + 1n
+      const height = info.height + 1n
       const entries = await this.#wal.load(height)
       this.#resetHeightCaches(Number(height))
       for (const e of entries) this.#remember(e)
@@ -402,7 +324,7 @@ export class ConsensusDriver {
         this.options.timeouts,
         this.#self,
         Number(height),
-        activeValidators(app),
+        info.validators,
         entries.map((e) => e.record),
       )
       this.#core = result.state
@@ -421,7 +343,7 @@ export class ConsensusDriver {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       this.#stopped = true
-      this.#unsubscribePool?.()
+      this.#unsubscribeWork?.()
       this.#clearAllTimers()
       this.notifyWork()
       await this.#chain
@@ -429,7 +351,7 @@ export class ConsensusDriver {
       this.#clearAllTimers()
       for (const name of METRIC_NAMES) this.#m.registry.removeSingleMetric(name)
       this.#listeners.clear()
-      if (this.#started) this.#log.info({ height: this.#app?.height }, 'consensus stopped')
+      if (this.#started) this.#log.info({ height: this.#head?.height }, 'consensus stopped')
     })()
     return this.#stopping
   }
@@ -470,11 +392,6 @@ export class ConsensusDriver {
     return this.#core.round
   }
 
-  /** The application state after the last commit. */
-  get appState(): AppState {
-    return this.#state()
-  }
-
   /** Completed `fetchMessages` rounds (no progress for stuckFetchMs, messages asked of peers). */
   get messageFetches(): number {
     return this.#fetches
@@ -502,7 +419,7 @@ export class ConsensusDriver {
     if (v === undefined) return undefined
     const { blockBytes, certBytes } = decodeStoredBlockParts(v)
     return {
-      block: decodeBlock(blockBytes),
+      bytes: blockBytes,
       certificate: decodeCertificate(certBytes),
       hash: blockHashOfBytes(blockBytes),
     }
@@ -529,7 +446,7 @@ export class ConsensusDriver {
       const { blockBytes, certBytes } = decodeStoredBlockParts(value)
       bytes += blockBytes.length + certBytes.length
       if (out.length > 0 && bytes > BLOCKS_BY_RANGE_MAX_BYTES) break
-      out.push({ block: decodeBlock(blockBytes), certificate: decodeCertificate(certBytes) })
+      out.push({ bytes: blockBytes, certificate: decodeCertificate(certBytes) })
       expected++
     }
     return out
@@ -572,9 +489,9 @@ export class ConsensusDriver {
 
   /** The `consensus` topic validator (signing.ts `validateConsensusMessage` against this node's view). */
   validateMessage(msg: ConsensusMessage): Promise<ValidationResult> {
-    const app = this.#app
-    if (app === undefined || this.#core.height === 0) return Promise.resolve(ignore('NOT_READY'))
-    const height = app.height + 1n
+    const head = this.#head
+    if (head === undefined || this.#core.height === 0) return Promise.resolve(ignore('NOT_READY'))
+    const height = head.height + 1n
     const deciding = this.#core.height === Number(height) && this.#core.decision === null
     const core = this.#core
     return validateConsensusMessage(msg, {
@@ -597,10 +514,11 @@ export class ConsensusDriver {
 
   /**
    * Applies a block fetched from a peer: its certificate must carry > 2/3 of the power of the current
-   * validators for its hash, its header must follow the head; then it is applied and committed like a
-   * decided one, and consensus moves to the next height.
+   * validators for the hash of `bytes` at the next height, and the application must accept its header
+   * (`finalizeBlock` of a synced block); then it is committed like a decided one, and consensus moves to
+   * the next height.
    */
-  applySynced(block: Block, certificate: CommitCertificate): Promise<ApplySyncedResult> {
+  applySynced(bytes: Uint8Array, certificate: CommitCertificate): Promise<ApplySyncedResult> {
     const rejected = (code: string, message: string): ApplySyncedResult => ({
       status: 'rejected',
       code,
@@ -608,30 +526,23 @@ export class ConsensusDriver {
     })
     return this.#run(async (): Promise<ApplySyncedResult> => {
       if (this.#stopped) return rejected('STOPPED', 'driver stopped')
-      const app = this.#state()
-      if (block.height <= app.height) return { status: 'known' }
-      if (block.height !== app.height + 1n)
-        return rejected('GAP', `block ${block.height} on head ${app.height}`)
-      let bytes: Uint8Array
-      try {
-        bytes = encodeBlock(block)
-      } catch (err) {
-        return rejected('MALFORMED', (err as Error).message)
-      }
+      const head = this.#state()
+      if (certificate.height <= head.height) return { status: 'known' }
+      if (certificate.height !== head.height + 1n)
+        return rejected('GAP', `block ${certificate.height} on head ${head.height}`)
       const hash = blockHashOfBytes(bytes)
       const v = await verifyCertificate(
         certificate,
         this.#powers,
-        block.height,
+        certificate.height,
         certificate.round,
         hash,
         this.#networkId,
       )
       if (!v.ok) return rejected(v.code, v.message)
-      const head = checkBlockHeader(app, block)
-      if (!head.ok) return rejected(head.code, head.message)
       try {
-        await this.#commit(block, bytes, certificate, hash, 'sync')
+        const r = await this.#commit(bytes, certificate, hash, 'sync')
+        if (!r.ok) return rejected(r.code, r.message)
         if (this.#startTimer !== undefined) {
           clearTimeout(this.#startTimer)
           this.#startTimer = undefined
@@ -647,16 +558,17 @@ export class ConsensusDriver {
 
   // --- internals: the task chain -------------------------------------------------------------------
 
-  #state(): AppState {
-    if (this.#app === undefined) throw new Error('consensus driver not started')
-    return this.#app
+  #state(): AppInfo {
+    if (this.#head === undefined) throw new Error('consensus driver not started')
+    return this.#head
   }
 
-  #setApp(app: AppState, powers: Map<string, bigint>): void {
-    this.#prevPowers = this.#app === undefined ? powers : this.#powers
-    this.#app = app
+  #setHead(head: AppInfo): void {
+    const powers = new Map(head.validators.map((v) => [v.id, v.power]))
+    this.#prevPowers = this.#head === undefined ? powers : this.#powers
+    this.#head = head
     this.#powers = powers
-    this.#metrics.height.set(Number(app.height))
+    this.#metrics.height.set(Number(head.height))
   }
 
   /** Runs `fn` after every earlier task; tasks never interleave. */
@@ -775,7 +687,7 @@ export class ConsensusDriver {
     await this.#send({
       type: 'proposal',
       proposal: { ...proposalBodyOf(p), validator: this.#self, signature },
-      block: held.block,
+      block: held.bytes,
     })
   }
 
@@ -830,68 +742,33 @@ export class ConsensusDriver {
   }
 
   /**
-   * getValue() (L18): a block over the pool's pending intents, held reports, verified fills, evidence. In
-   * round 0 an empty block waits for work until minBlockIntervalMs after the previous block (CometBFT's
-   * create_empty_blocks_interval): a busy network commits block after block, an idle one every interval.
+   * getValue() (L18): the application's block (`prepareProposal`). In round 0 an empty block waits for
+   * work until minBlockIntervalMs after the previous block (CometBFT's create_empty_blocks_interval): a
+   * busy network commits block after block, an idle one every interval.
    */
   async #build(height: number, round: number): Promise<Hex | undefined> {
-    let block: Block
+    let bytes: Uint8Array
     for (;;) {
-      const app = this.#state()
-      if (BigInt(height) !== app.height + 1n) return undefined
-      const [pending, reports, fills, stakeMoves] = await Promise.all([
-        this.#m.pool.pending(this.options.pendingScanLimit),
-        this.#m.healthReports(),
-        this.#fillsToPropose(app),
-        this.#m.pendingStakeMoves?.() ?? [],
-      ])
-      if (this.#stopped || this.#app !== app || this.#core.height !== height) return undefined
-      block = proposeBlock(app, pending, reports, fills, this.#now(), {
-        proposer: this.#self,
+      const head = this.#state()
+      if (BigInt(height) !== head.height + 1n) return undefined
+      const prepared = await this.#m.app.prepareProposal({
+        height: BigInt(height),
         round,
-        evidence: [...this.#evidence.values()],
-        maxAssignments: this.options.maxBlockAssignments,
-        maxFills: this.options.maxBlockFills,
-        stakeMoves,
+        proposer: this.#self,
+        nowMs: this.#now(),
+        misbehavior: [...this.#evidence.values()],
       })
-      const idleUntil = app.lastBlockTime + this.options.minBlockIntervalMs
-      if (round > 0 || hasWork(block) || this.#now() >= idleUntil) break
+      if (this.#stopped || this.#head !== head || this.#core.height !== height) return undefined
+      bytes = prepared.bytes
+      const idleUntil = head.lastBlockTime + this.options.minBlockIntervalMs
+      if (round > 0 || prepared.hasWork || this.#now() >= idleUntil) break
       await this.#waitForWork(idleUntil - this.#now())
     }
-    const bytes = encodeBlock(block)
     const hash = blockHashOfBytes(bytes)
-    this.#blocks.set(hash, { block, bytes })
+    this.#blocks.set(hash, { bytes })
     this.#valid.add(hash)
-    this.#log.debug(
-      { height, round, hash, assignments: block.assignments.length, fills: block.fills.length },
-      'block built',
-    )
+    this.#log.debug({ height, round, hash, bytes: bytes.length }, 'block built')
     return hash
-  }
-
-  /** Pending fills of open assignments by the assigned executor that this node's RPC confirms. */
-  async #fillsToPropose(app: AppState): Promise<SignedFill[]> {
-    const candidates: Array<{ fill: SignedFill; a: AssignmentState }> = []
-    const seen = new Set<string>()
-    for (const f of await this.#m.pendingFills()) {
-      if (candidates.length >= this.options.maxBlockFills) break
-      const a = app.assignments.get(f.fill.intentId)
-      if (a === undefined || seen.has(f.fill.intentId)) continue
-      if (a.chainId !== f.fill.chainId || a.executor !== f.fill.executor) continue
-      seen.add(f.fill.intentId)
-      candidates.push({ fill: f, a })
-    }
-    // Only verdicts already known: a proposer does not hold its block for an RPC round trip. The fills
-    // topic starts each check on arrival and wakes the proposer (notifyWork) when one comes out valid.
-    // (Promise.race settles with `p` when `p` has already settled: its reaction is queued first.)
-    const verdicts = await Promise.all(
-      candidates.map(({ fill, a }) => {
-        const p = this.#m.verifyFill(fill, expectedOutputOf(a))
-        p.catch(() => {})
-        return Promise.race([p, NOT_YET]).catch(() => 'unknown' as const)
-      }),
-    )
-    return candidates.filter((_, i) => verdicts[i] === 'valid').map((c) => c.fill)
   }
 
   async #decide(o: DecideOutput): Promise<void> {
@@ -912,90 +789,70 @@ export class ConsensusDriver {
       blockHash: o.value as Hex,
       precommits,
     }
-    await this.#commit(held.block, held.bytes, certificate, o.value as Hex, 'consensus')
+    const r = await this.#commit(held.bytes, certificate, o.value as Hex, 'consensus')
+    // A decided block the application cannot execute: the network committed something this node's
+    // application disagrees with. Never carry on from a state that is not the network's.
+    if (!r.ok)
+      throw new Error(`decided block ${o.value} at ${o.height} not executable: ${r.code}: ${r.message}`)
     this.#scheduleStart(this.options.commitWaitMs)
   }
 
   /**
-   * Commits a block: the block and certificate, the application state changes, the WAL of the height (now
-   * decided) and the pool transitions, in one batch. Intents of the block the pool lacks are added first
-   * (as pending: harmless if the commit then fails), so the pool can follow the state.
+   * Commits a block: `finalizeBlock`, then the application writes the block store entry, the certificate
+   * and the pruned WAL of the height with its own changes in one batch (`commit`); then the head, the
+   * validator set and the evidence held move, and listeners hear of it.
    */
   async #commit(
-    block: Block,
     bytes: Uint8Array,
     certificate: CommitCertificate,
     hash: Hex,
     source: CommitEvent['source'],
-  ) {
-    const prev = this.#state()
-    const { state: next, intentTransitions } = apply(prev, block, hash)
-    const pool = this.#m.pool
-    const missing = block.assignments
-      .map((a, i) => ({
-        id: a.intentId,
-        order: block.intents[i]!.order,
-        signature: block.intents[i]!.signature,
-      }))
-      .filter((x) => !pool.has(x.id))
-    if (missing.length > 0) {
-      try {
-        await pool.addMany(missing)
-      } catch (err) {
-        if (!(err instanceof MempoolError)) throw err
-        this.#log.warn({ err, height: block.height }, 'could not add the block intents to the pool')
-      }
-    }
+  ): Promise<{ ok: true } | { ok: false; code: string; message: string }> {
+    const height = certificate.height
+    const f = await this.#m.app.finalizeBlock({ height, bytes, hash, certificate, source })
+    if (!f.ok) return f
     const ops: BatchOp[] = [
       {
         type: 'put',
         sublevel: 'blocks',
-        key: heightKey(block.height),
+        key: heightKey(height),
         value: encodeStoredBlock(bytes, encodeCertificate(certificate)),
       },
-      ...appStateOps(prev, next),
-      ...(await this.#wal.pruneOps(block.height + 1n)),
+      ...(await this.#wal.pruneOps(height + 1n)),
     ]
-    for (let attempt = 1; ; attempt++) {
-      // The pool's own sweeper may move an intent between planning and writing: plan again, then give up
-      // on the pool (never on the block: the application state is the authority).
-      const reqs = reconcileTransitions(intentTransitions, (id) => pool.stateOf(id))
-      try {
-        await pool.transitionMany(reqs, { extraOps: ops })
-        break
-      } catch (err) {
-        if (!(err instanceof MempoolError) || err.code === 'CLOSED') throw err
-        if (attempt < 3) continue
-        this.#log.error({ err, height: block.height }, 'pool transitions dropped; committing the block alone')
-        await this.#m.store.batch(ops)
-        break
-      }
-    }
-    this.#setApp(next, votingPowers(next))
-    for (const e of block.evidence) this.#evidence.delete(e.first.validator)
-    for (const v of next.validators) if (v.jailed) this.#evidence.delete(v.address)
+    await this.#m.app.commit(f, ops)
+    this.#setHead({ height, lastBlockHash: hash, lastBlockTime: f.time, validators: f.validators })
+    // Evidence always removes its validator from the set (jail): what the block carried is spent.
+    for (const v of [...this.#evidence.keys()]) if (!this.#powers.has(v)) this.#evidence.delete(v)
     this.#metrics.commits.inc({ source })
     this.#log.info(
       {
-        height: block.height,
+        height,
         round: certificate.round,
         hash,
-        assignments: block.assignments.length,
-        reassignments: block.reassignments.length,
-        fills: block.fills.length,
-        evidence: block.evidence.length,
+        bytes: bytes.length,
         source,
         ms: source === 'consensus' ? this.#phaseTimes() : undefined,
       },
       'block committed',
     )
-    const event: CommitEvent = { height: block.height, hash, block, certificate, state: next, source }
+    const event: CommitEvent = { height, hash, time: f.time, certificate, source }
     for (const l of this.#listeners) {
       try {
         l(event)
       } catch (err) {
         this.#log.error({ err }, 'commit listener threw')
       }
+    }
+    this.#afterCommit(f)
+    return { ok: true }
+  }
+
+  #afterCommit(f: FinalizedBlock): void {
+    try {
+      this.#m.app.afterCommit?.(f)
+    } catch (err) {
+      this.#log.error({ err }, 'application afterCommit threw')
     }
   }
 
@@ -1010,13 +867,13 @@ export class ConsensusDriver {
 
   /** startHeight(last committed + 1) with the validators the last block left (L52-54, L10). */
   async #startNext(): Promise<void> {
-    const app = this.#state()
-    const height = Number(app.height + 1n)
+    const head = this.#state()
+    const height = Number(head.height + 1n)
     if (this.#core.height >= height) return
     this.#clearRoundTimers()
     this.#resetHeightCaches(height)
     this.#phase = { start: performance.now(), block: 0, judged: 0, decided: 0 }
-    const result = step(this.#core, { type: 'startHeight', height, validators: activeValidators(app) })
+    const result = step(this.#core, { type: 'startHeight', height, validators: head.validators })
     this.#core = result.state
     this.#metrics.round.set(0)
     await this.#perform(result.outputs)
@@ -1069,11 +926,11 @@ export class ConsensusDriver {
     this.#phase.block ||= performance.now()
     if (!this.#blocks.has(hash)) {
       if (this.#blocks.size >= this.options.maxBlocksPerHeight) return
-      this.#blocks.set(hash, { block: msg.block, bytes: encodeBlock(msg.block) })
+      this.#blocks.set(hash, { bytes: msg.block })
     }
     const blocks = this.#blocks
     this.#track(
-      this.#judge(hash, blocks).then(
+      this.#judge(msg.proposal, blocks).then(
         (valid) => {
           if (this.#blocks === blocks) this.#phase.judged ||= performance.now()
           if (this.#stopped || this.#blocks !== blocks || BigInt(this.#core.height) !== height) return
@@ -1101,33 +958,26 @@ export class ConsensusDriver {
     }
   }
 
-  /** valid(v): validateBlock against the state of the previous height; only successes are cached. */
-  async #judge(hash: Hex, blocks: Map<Hex, HeldBlock>): Promise<boolean> {
+  /** valid(v): the application's processProposal; only successes are cached. */
+  async #judge(p: SignedProposal, blocks: Map<Hex, HeldBlock>): Promise<boolean> {
+    const hash = p.blockHash
     if (this.#valid.has(hash)) return true
     const held = blocks.get(hash)
-    const app = this.#state()
-    if (held === undefined || held.block.height !== app.height + 1n) return false
-    const pool = this.#m.pool
-    const verdict = await validateBlock(app, held.block, {
+    const head = this.#state()
+    if (held === undefined || p.height !== head.height + 1n) return false
+    const verdict = await this.#m.app.processProposal({
+      height: p.height,
+      round: p.round,
+      bytes: held.bytes,
+      hash,
+      proposer: p.validator,
       nowMs: this.#now(),
-      verifyFill: this.#m.verifyFill,
-      isKnownIntent: (id) => pool.has(id),
     })
-    if (verdict.ok) {
+    if (verdict.accept) {
       if (this.#blocks === blocks) this.#valid.add(hash)
       return true
     }
     this.#metrics.invalid.inc({ code: verdict.code })
-    this.#log.warn(
-      {
-        height: held.block.height,
-        hash,
-        proposer: held.block.proposer,
-        code: verdict.code,
-        reason: verdict.message,
-      },
-      'invalid block proposed',
-    )
     return false
   }
 
@@ -1234,11 +1084,11 @@ export class ConsensusDriver {
           let applied = 0
           for (const b of got) {
             if (this.#stopped) return
-            const r = await this.applySynced(b.block, b.certificate)
+            const r = await this.applySynced(b.bytes, b.certificate)
             if (r.status === 'applied') applied++
             else if (r.status === 'rejected') {
               this.#log.warn(
-                { height: b.block.height, peer, code: r.code, reason: r.message },
+                { height: b.certificate.height, peer, code: r.code, reason: r.message },
                 'synced block rejected',
               )
               return
@@ -1280,7 +1130,7 @@ export class ConsensusDriver {
   #remember(e: WalEntry): void {
     if (e.block !== undefined) {
       const hash = blockHashOfBytes(e.block)
-      this.#blocks.set(hash, { block: decodeBlock(e.block), bytes: e.block })
+      this.#blocks.set(hash, { bytes: e.block })
       this.#valid.add(hash)
     }
     if (e.record.type === 'proposal') this.#proposalSigs.set(proposalKey(e.record.proposal), e.signature)

@@ -18,7 +18,7 @@ import { type Codec, cborCodec, shape } from '../p2p/codec.ts'
 import type { ProtocolSpec } from '../p2p/reqresp.ts'
 import { ACCEPT, ignore, reject, type ValidationResult } from '../p2p/validation.ts'
 import { bytesToAddress, bytesToHex, bytesToUint, hexToRaw, uintToBytes } from '../rollups/health-report.ts'
-import { type Block, blockHashOfBytes, decodeBlock, encodeBlock, MAX_BLOCK_BYTES } from './block.ts'
+import { blockHashOfBytes, MAX_BLOCK_BYTES } from './block.ts'
 import type { Proposal, Vote, VoteKind } from './types.ts'
 
 /** `Proposal(uint64 height,uint32 round,bytes32 blockHash,int32 validRound)` */
@@ -313,9 +313,13 @@ function decodeProposalTuple(x: unknown, what: string): SignedProposal {
 // ---------------------------------------------------------------------------------------------------
 // The `consensus` topic.
 
-/** A message of the `consensus` topic: a signed proposal with its full block, or a signed vote. */
+/**
+ * A message of the `consensus` topic: a signed proposal with its full block (the canonical bytes; the
+ * engine checks they hash to the signed `blockHash`, the application decodes and judges them), or a
+ * signed vote.
+ */
 export type ConsensusMessage =
-  | { readonly type: 'proposal'; readonly proposal: SignedProposal; readonly block: Block }
+  | { readonly type: 'proposal'; readonly proposal: SignedProposal; readonly block: Uint8Array }
   | { readonly type: 'vote'; readonly vote: SignedVote }
 
 /** Wire version of {@link consensusMessageCodec}. */
@@ -342,14 +346,11 @@ const innerConsensusCodec = cborCodec<unknown>({
     }
     if (a.length !== 3) throw new P2PError('DECODE', 'consensus proposal: expected 3 fields')
     const proposal = decodeProposalTuple(a[1], 'proposal')
-    const bytes = shape.bytes(a[2], 'proposal.block', MAX_BLOCK_BYTES)
-    const block = decodeBlock(bytes)
+    const block = shape.bytes(a[2], 'proposal.block', MAX_BLOCK_BYTES)
     // The proposal signs the hash of exactly these bytes (the block encoding is canonical).
-    if (blockHashOfBytes(bytes) !== proposal.blockHash) {
+    if (blockHashOfBytes(block) !== proposal.blockHash) {
       throw new P2PError('DECODE', 'proposal: blockHash is not the hash of the block')
     }
-    if (block.height !== proposal.height)
-      throw new P2PError('DECODE', 'proposal: height is not the block height')
     return { type: 'proposal', proposal, block }
   },
 })
@@ -360,11 +361,7 @@ export const consensusMessageCodec: Codec<ConsensusMessage> = {
   maxBytes: innerConsensusCodec.maxBytes,
   encode(msg) {
     if (msg.type === 'vote') return innerConsensusCodec.encode([VOTE_TAG, encodeVoteTuple(msg.vote)])
-    return innerConsensusCodec.encode([
-      PROPOSAL_TAG,
-      encodeProposalTuple(msg.proposal),
-      encodeBlock(msg.block),
-    ])
+    return innerConsensusCodec.encode([PROPOSAL_TAG, encodeProposalTuple(msg.proposal), msg.block])
   },
   decode: (bytes) => innerConsensusCodec.decode(bytes) as ConsensusMessage,
 }

@@ -5,7 +5,13 @@ import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { createPublicClient, type LocalAccount, type PublicClient } from 'viem'
 import { ApiError } from '../api/errors.ts'
-import { BLOCKS_BY_RANGE_PROTOCOL, blockToJson, MAX_BLOCKS_PER_RANGE } from '../consensus/block.ts'
+import { MurmurApplication } from '../app/application.ts'
+import {
+  BLOCKS_BY_RANGE_PROTOCOL,
+  blockToJson,
+  decodeBlock,
+  MAX_BLOCKS_PER_RANGE,
+} from '../consensus/block.ts'
 import { ConsensusDriver, type ConsensusDriverOptions } from '../consensus/driver.ts'
 import { CONSENSUS_MESSAGES_PROTOCOL, type ConsensusMessage } from '../consensus/signing.ts'
 import type { IntentPool } from '../mempool/pool.ts'
@@ -20,8 +26,9 @@ import {
 import { type RpcTransport, rpcTransport } from '../rollups/rpc.ts'
 import type { RollupsService } from '../rollups/service.ts'
 import type { StakingService } from '../staking/service.ts'
-import { expectedOutputOf, validatorsToJson } from '../state/app.ts'
+import { validatorsToJson } from '../state/storage.ts'
 import type { Store } from '../state/store.ts'
+import { expectedOutputOf } from '../state/types.ts'
 import type { Genesis } from './genesis.ts'
 
 /** Fill verdicts kept (see ConsensusWiring#verifyFill). */
@@ -50,6 +57,8 @@ export interface ConsensusWiringModules {
  */
 export class ConsensusWiring {
   readonly driver: ConsensusDriver
+  /** The application behind the driver: its state, its commit events. */
+  readonly app: MurmurApplication
   readonly #m: ConsensusWiringModules
   readonly #clients = new Map<bigint, FillBlocks>()
   readonly #transports: RpcTransport[] = []
@@ -70,20 +79,33 @@ export class ConsensusWiring {
     }
     const g = modules.genesis
     const powers = new Map(g.validators.map((v) => [v.address, v.stake]))
-    this.driver = new ConsensusDriver(
-      { minBlockIntervalMs: g.params.blockIntervalMs, ...options },
+    this.app = new MurmurApplication(
+      {},
       {
         store: modules.store,
         pool: modules.pool,
-        account: modules.account,
         genesis: g,
-        broadcast: async (msg) => {
-          await modules.p2p.publish('consensus', msg)
-        },
         verifyFill: (fill, expected) => this.#verifyFill(fill, expected),
         healthReports: () => modules.rollups.aggregator.reportsUsed(Date.now(), powers, g.rollups),
         pendingFills: () => modules.rollups.pendingFills.values(),
         pendingStakeMoves: () => modules.staking.pending(),
+        log: modules.log,
+      },
+    )
+    this.driver = new ConsensusDriver(
+      { minBlockIntervalMs: g.params.blockIntervalMs, ...options },
+      {
+        store: modules.store,
+        app: this.app,
+        networkId: g.networkId,
+        account: modules.account,
+        broadcast: async (msg) => {
+          await modules.p2p.publish('consensus', msg)
+        },
+        workSignal: (wake) =>
+          modules.pool.onChange((c) => {
+            if (c.state === 'pending') wake()
+          }),
         fetchBlocks: async (from, count, peer) => {
           const target = this.#peer(peer)
           if (target === undefined) return []
@@ -131,7 +153,7 @@ export class ConsensusWiring {
 
   /** A fill that arrives is checked at once: proposers include fills whose check is done. */
   #prefetchFill(fill: SignedFill): void {
-    const a = this.driver.appState.assignments.get(fill.fill.intentId)
+    const a = this.app.state.assignments.get(fill.fill.intentId)
     if (a === undefined || a.chainId !== fill.fill.chainId || a.executor !== fill.fill.executor) return
     void this.#verifyFill(fill, expectedOutputOf(a)).then((v) => {
       // A proposer waiting for work proposes it now (it only takes fills whose check is done).
@@ -173,7 +195,7 @@ export class ConsensusWiring {
         this.#prefetchFill(fill)
       }),
       this.#m.staking.onPending(() => this.driver.notifyWork()),
-      this.driver.onCommit((e) => this.#m.staking.onCommit(e.block, e.state)),
+      this.app.onCommit((e) => this.#m.staking.onCommit(e.block, e.state)),
     )
     await this.driver.start()
   }
@@ -193,9 +215,9 @@ export class ConsensusWiring {
         }
         const b = await this.driver.getBlock(BigInt(req.params.height))
         if (b === undefined) throw new ApiError(404, 'NOT_FOUND', `no block at height ${req.params.height}`)
-        return blockToJson(b.block, b.hash, b.certificate, this.#m.genesis.networkId)
+        return blockToJson(decodeBlock(b.bytes), b.hash, b.certificate, this.#m.genesis.networkId)
       })
-      app.get('/v1/validators', async () => validatorsToJson(this.driver.appState))
+      app.get('/v1/validators', async () => validatorsToJson(this.app.state))
     }
   }
 }

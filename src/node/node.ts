@@ -180,7 +180,7 @@ export class MurmurNode {
       {
         networkId: this.#genesis.networkId,
         // Called only once consensus exists (gossip and the API start after it).
-        state: () => this.consensus.driver.appState,
+        state: () => this.consensus.app.state,
         publish: async (move) => {
           await p2p.publish('stake', move)
         },
@@ -235,7 +235,7 @@ export class MurmurNode {
           log: this.log.child({ module: 'api' }),
           routes: [
             intentRoutes(mempool, pool, (listener) =>
-              consensus.driver.onCommit((e) =>
+              consensus.app.onCommit((e) =>
                 listener({
                   height: e.height.toString(),
                   hash: e.hash,
@@ -247,7 +247,7 @@ export class MurmurNode {
             ),
             (app) => app.get('/v1/rollups', async () => rollups.rows()),
             consensus.routes(),
-            stakingRoutes(staking, () => consensus.driver.appState),
+            stakingRoutes(staking, () => consensus.app.state),
           ],
         },
       )

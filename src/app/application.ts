@@ -1,0 +1,382 @@
+/**
+ * Murmur's application behind the consensus engine (consensus/abci.ts): it owns the application state
+ * (state/), builds blocks from the intent pool, the health reports, the verified fills and the pending
+ * stake moves, judges proposed blocks, and commits a block's state changes and the pool's transitions in
+ * the same LevelDB batch as the engine's records. The pure functions it calls (proposeBlock,
+ * validateBlock, apply) do no I/O; this class is where the I/O around them lives.
+ */
+import type { Logger } from 'pino'
+import type { Address, Hex } from 'viem'
+import type {
+  AppInfo,
+  Application,
+  ExtendVoteRequest,
+  FinalizeBlockRequest,
+  FinalizeBlockResponse,
+  FinalizedBlock,
+  PreparedProposal,
+  PrepareProposalRequest,
+  ProcessProposalRequest,
+  ProcessProposalResponse,
+  VerifyVoteExtensionRequest,
+} from '../consensus/abci.ts'
+import {
+  type Block,
+  type CommitCertificate,
+  decodeBlock,
+  encodeBlock,
+  MAX_BLOCK_ASSIGNMENTS,
+  MAX_BLOCK_FILLS,
+  type SignedStakeMove,
+} from '../consensus/block.ts'
+import type { Validator } from '../consensus/types.ts'
+import type { IntentPool, TransitionRequest } from '../mempool/pool.ts'
+import { type IntentState, isTerminal, MempoolError } from '../mempool/record.ts'
+import type { SignedFill } from '../rollups/fill.ts'
+import type { SignedHealthReport } from '../rollups/health-report.ts'
+import { apply } from '../state/apply.ts'
+import { activeValidators } from '../state/plan.ts'
+import { proposeBlock } from '../state/propose.ts'
+import { appStateOps, loadAppState } from '../state/storage.ts'
+import type { BatchOp, Store } from '../state/store.ts'
+import { type AppGenesis, type AppState, type AssignmentState, expectedOutputOf } from '../state/types.ts'
+import { checkBlockHeader, type ValidateBlockContext, validateBlock } from '../state/validate.ts'
+
+/** Options of a {@link MurmurApplication}: plain data, defaults in {@link DEFAULT_APPLICATION_OPTIONS}. */
+export interface ApplicationOptions {
+  readonly maxBlockAssignments: number
+  readonly maxBlockFills: number
+  /** Pending intents read from the pool per proposal. */
+  readonly pendingScanLimit: number
+}
+
+export const DEFAULT_APPLICATION_OPTIONS: ApplicationOptions = {
+  maxBlockAssignments: MAX_BLOCK_ASSIGNMENTS,
+  maxBlockFills: MAX_BLOCK_FILLS,
+  pendingScanLimit: 2 * MAX_BLOCK_ASSIGNMENTS,
+}
+
+/** Collaborators of a {@link MurmurApplication}. */
+export interface ApplicationModules {
+  readonly store: Store
+  readonly pool: IntentPool
+  readonly genesis: AppGenesis
+  /** Receipt check of a fill on this node's own RPC (rollups/fill.ts `verifyFillReceipt`). */
+  readonly verifyFill: ValidateBlockContext['verifyFill']
+  /** Health reports held (accepted from gossip, and this node's own); the proposer picks the fresh ones. */
+  readonly healthReports: () => Iterable<SignedHealthReport> | Promise<Iterable<SignedHealthReport>>
+  /** Fills announced on gossip and not yet committed. */
+  readonly pendingFills: () => Iterable<SignedFill> | Promise<Iterable<SignedFill>>
+  /** Signed stake moves waiting for a block, signatures already checked (staking/service.ts). */
+  readonly pendingStakeMoves?: () => Iterable<SignedStakeMove> | Promise<Iterable<SignedStakeMove>>
+  readonly log: Logger
+}
+
+/** A committed block, as `onCommit` listeners see it. */
+export interface CommitEvent {
+  readonly height: bigint
+  readonly hash: Hex
+  readonly block: Block
+  readonly certificate: CommitCertificate
+  readonly state: AppState
+  /** 'consensus' when this node decided it, 'sync' when it came from a peer with its certificate. */
+  readonly source: 'consensus' | 'sync'
+}
+
+/** What finalizeBlock computed, carried to commit. */
+interface Pending {
+  readonly block: Block
+  readonly bytes: Uint8Array
+  readonly certificate: CommitCertificate
+  readonly prev: AppState
+  readonly next: AppState
+  readonly transitions: readonly TransitionRequest[]
+}
+
+/**
+ * The pool transitions of `reqs` that the pool can take, given each intent's state there (`stateOf`):
+ * intents the pool does not hold, or holds as terminal, are skipped; `-> pending` of an intent already
+ * pending is dropped; `-> filled` of an intent the pool still has pending (it never saw the assignment)
+ * goes through `assigned` first. The application state is the authority; the pool follows it.
+ */
+export function reconcileTransitions(
+  reqs: readonly TransitionRequest[],
+  stateOf: (id: Hex) => IntentState | undefined,
+): TransitionRequest[] {
+  const out: TransitionRequest[] = []
+  const now = new Map<Hex, IntentState | undefined>()
+  for (const r of reqs) {
+    const s = now.has(r.id) ? now.get(r.id) : stateOf(r.id)
+    if (s === undefined || isTerminal(s)) continue
+    if (r.to === 'pending' && s !== 'assigned') continue
+    if (r.to === 'filled' && s === 'pending') {
+      if (r.assignment === undefined) continue
+      const via: TransitionRequest = { id: r.id, to: 'assigned', assignment: r.assignment }
+      if (r.height !== undefined) via.height = r.height
+      out.push(via)
+    }
+    out.push(r)
+    now.set(r.id, r.to)
+  }
+  return out
+}
+
+/** Stands for a fill verdict still being fetched (see #fillsToPropose). */
+const NOT_YET = Promise.resolve('pending' as const)
+
+/** A block worth proposing before the empty-block interval: it changes more than the height. */
+function hasWork(b: Block): boolean {
+  return (
+    b.assignments.length > 0 ||
+    b.reassignments.length > 0 ||
+    b.fills.length > 0 ||
+    b.evidence.length > 0 ||
+    b.stakeMoves.length > 0
+  )
+}
+
+function reject(code: string, message: string): { accept: false; code: string; message: string } {
+  return { accept: false, code, message }
+}
+
+/** The application of a Murmur node (consensus/abci.ts `Application`). */
+export class MurmurApplication implements Application {
+  readonly options: ApplicationOptions
+  readonly #m: ApplicationModules
+  readonly #log: Logger
+  #state: AppState | undefined
+  readonly #listeners = new Set<(e: CommitEvent) => void>()
+
+  constructor(options: Partial<ApplicationOptions>, modules: ApplicationModules) {
+    this.options = { ...DEFAULT_APPLICATION_OPTIONS, ...options }
+    this.#m = modules
+    this.#log = modules.log.child({ module: 'app' })
+  }
+
+  /** The state after the last commit. */
+  get state(): AppState {
+    if (this.#state === undefined) throw new Error('application not started')
+    return this.#state
+  }
+
+  /**
+   * Calls `listener` after every commit (decided here or synced). Returns the unsubscribe function. The
+   * pool's change events for the block's transitions fire first (when the commit batch is written), then
+   * `state` moves, then this.
+   */
+  onCommit(listener: (e: CommitEvent) => void): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  async info(): Promise<AppInfo> {
+    const s = await loadAppState(this.#m.store, this.#m.genesis)
+    this.#state = s
+    return this.#infoOf(s)
+  }
+
+  #infoOf(s: AppState): AppInfo {
+    return {
+      height: s.height,
+      lastBlockHash: s.lastBlockHash,
+      lastBlockTime: s.lastBlockTime,
+      validators: activeValidators(s),
+    }
+  }
+
+  /**
+   * getValue() (L18): a block over the pool's pending intents, held reports, verified fills, evidence and
+   * pending stake moves.
+   */
+  async prepareProposal(req: PrepareProposalRequest): Promise<PreparedProposal> {
+    const state = this.state
+    if (req.height !== state.height + 1n)
+      throw new Error(`prepareProposal at ${req.height} on state ${state.height}`)
+    const [pending, reports, fills, stakeMoves] = await Promise.all([
+      this.#m.pool.pending(this.options.pendingScanLimit),
+      this.#m.healthReports(),
+      this.#fillsToPropose(state),
+      this.#m.pendingStakeMoves?.() ?? [],
+    ])
+    const block = proposeBlock(this.state, pending, reports, fills, req.nowMs, {
+      proposer: req.proposer as Address,
+      round: req.round,
+      evidence: req.misbehavior,
+      maxAssignments: this.options.maxBlockAssignments,
+      maxFills: this.options.maxBlockFills,
+      stakeMoves,
+    })
+    return { bytes: encodeBlock(block), hasWork: hasWork(block) }
+  }
+
+  /** Pending fills of open assignments by the assigned executor that this node's RPC confirms. */
+  async #fillsToPropose(app: AppState): Promise<SignedFill[]> {
+    const candidates: Array<{ fill: SignedFill; a: AssignmentState }> = []
+    const seen = new Set<string>()
+    for (const f of await this.#m.pendingFills()) {
+      if (candidates.length >= this.options.maxBlockFills) break
+      const a = app.assignments.get(f.fill.intentId)
+      if (a === undefined || seen.has(f.fill.intentId)) continue
+      if (a.chainId !== f.fill.chainId || a.executor !== f.fill.executor) continue
+      seen.add(f.fill.intentId)
+      candidates.push({ fill: f, a })
+    }
+    // Only verdicts already known: a proposer does not hold its block for an RPC round trip. The fills
+    // topic starts each check on arrival and wakes the proposer (notifyWork) when one comes out valid.
+    // (Promise.race settles with `p` when `p` has already settled: its reaction is queued first.)
+    const verdicts = await Promise.all(
+      candidates.map(({ fill, a }) => {
+        const p = this.#m.verifyFill(fill, expectedOutputOf(a))
+        p.catch(() => {})
+        return Promise.race([p, NOT_YET]).catch(() => 'unknown' as const)
+      }),
+    )
+    return candidates.filter((_, i) => verdicts[i] === 'valid').map((c) => c.fill)
+  }
+
+  /** valid(v): validateBlock against the state of the previous height. */
+  async processProposal(req: ProcessProposalRequest): Promise<ProcessProposalResponse> {
+    const state = this.state
+    let block: Block
+    try {
+      block = decodeBlock(req.bytes)
+    } catch (err) {
+      return reject('MALFORMED', (err as Error).message)
+    }
+    if (block.height !== req.height)
+      return reject('BAD_HEIGHT', `block ${block.height} in a proposal of ${req.height}`)
+    const pool = this.#m.pool
+    const verdict = await validateBlock(state, block, {
+      nowMs: req.nowMs,
+      verifyFill: this.#m.verifyFill,
+      isKnownIntent: (id) => pool.has(id),
+    })
+    if (verdict.ok) return { accept: true }
+    this.#log.warn(
+      {
+        height: block.height,
+        hash: req.hash,
+        proposer: block.proposer,
+        code: verdict.code,
+        reason: verdict.message,
+      },
+      'invalid block proposed',
+    )
+    return reject(verdict.code, verdict.message)
+  }
+
+  /** No vote extensions yet. */
+  async extendVote(_req: ExtendVoteRequest): Promise<Uint8Array> {
+    return new Uint8Array(0)
+  }
+
+  async verifyVoteExtension(req: VerifyVoteExtensionRequest): Promise<boolean> {
+    return req.extension.length === 0
+  }
+
+  async finalizeBlock(req: FinalizeBlockRequest): Promise<FinalizeBlockResponse> {
+    const prev = this.state
+    let block: Block
+    try {
+      block = decodeBlock(req.bytes)
+    } catch (err) {
+      return { ok: false, code: 'MALFORMED', message: (err as Error).message }
+    }
+    if (block.height !== req.height)
+      return { ok: false, code: 'BAD_HEIGHT', message: `block ${block.height} committed as ${req.height}` }
+    if (req.source === 'sync') {
+      const head = checkBlockHeader(prev, block)
+      if (!head.ok) return { ok: false, code: head.code, message: head.message }
+    }
+    const { state: next, intentTransitions } = apply(prev, block, req.hash)
+    const app: Pending = {
+      block,
+      bytes: req.bytes,
+      certificate: req.certificate,
+      prev,
+      next,
+      transitions: intentTransitions,
+    }
+    return {
+      ok: true,
+      height: next.height,
+      hash: req.hash,
+      time: next.lastBlockTime,
+      validators: activeValidators(next) as readonly Validator[],
+      source: req.source,
+      app,
+    }
+  }
+
+  /**
+   * Commits a finalized block: the engine's records, the application state changes and the pool
+   * transitions, in one batch. Intents of the block the pool lacks are added first (as pending: harmless
+   * if the commit then fails), so the pool can follow the state.
+   */
+  async commit(f: FinalizedBlock, engineOps: readonly BatchOp[]): Promise<void> {
+    const { block, prev, next, transitions } = f.app as Pending
+    if (prev !== this.#state) throw new Error(`commit of ${f.height} on a state that moved`)
+    const pool = this.#m.pool
+    const missing = block.assignments
+      .map((a, i) => ({
+        id: a.intentId,
+        order: block.intents[i]!.order,
+        signature: block.intents[i]!.signature,
+      }))
+      .filter((x) => !pool.has(x.id))
+    if (missing.length > 0) {
+      try {
+        await pool.addMany(missing)
+      } catch (err) {
+        if (!(err instanceof MempoolError)) throw err
+        this.#log.warn({ err, height: block.height }, 'could not add the block intents to the pool')
+      }
+    }
+    const ops: BatchOp[] = [...engineOps, ...appStateOps(prev, next)]
+    for (let attempt = 1; ; attempt++) {
+      // The pool's own sweeper may move an intent between planning and writing: plan again, then give up
+      // on the pool (never on the block: the application state is the authority).
+      const reqs = reconcileTransitions(transitions, (id) => pool.stateOf(id))
+      try {
+        await pool.transitionMany(reqs, { extraOps: ops })
+        break
+      } catch (err) {
+        if (!(err instanceof MempoolError) || err.code === 'CLOSED') throw err
+        if (attempt < 3) continue
+        this.#log.error({ err, height: block.height }, 'pool transitions dropped; committing the block alone')
+        await this.#m.store.batch(ops)
+        break
+      }
+    }
+    this.#state = next
+    this.#log.debug(
+      {
+        height: block.height,
+        assignments: block.assignments.length,
+        reassignments: block.reassignments.length,
+        fills: block.fills.length,
+        evidence: block.evidence.length,
+      },
+      'block applied',
+    )
+  }
+
+  afterCommit(f: FinalizedBlock): void {
+    const { block, next, certificate } = f.app as Pending
+    const event: CommitEvent = {
+      height: f.height,
+      hash: f.hash,
+      block,
+      certificate,
+      state: next,
+      source: f.source,
+    }
+    for (const l of this.#listeners) {
+      try {
+        l(event)
+      } catch (err) {
+        this.#log.error({ err }, 'commit listener threw')
+      }
+    }
+  }
+}

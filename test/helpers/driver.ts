@@ -1,0 +1,58 @@
+/**
+ * A consensus driver with Murmur's application behind it, built the way the node builds them
+ * (src/node/consensus.ts), for in-process consensus tests.
+ */
+import type { Logger } from 'pino'
+import type { Registry } from 'prom-client'
+import { type ApplicationModules, MurmurApplication } from '../../src/app/application.ts'
+import {
+  ConsensusDriver,
+  type ConsensusDriverModules,
+  type ConsensusDriverOptions,
+} from '../../src/consensus/driver.ts'
+import type { IntentPool } from '../../src/mempool/pool.ts'
+import type { Store } from '../../src/state/store.ts'
+
+export interface TestDriverModules
+  extends Omit<ApplicationModules, 'log'>,
+    Omit<ConsensusDriverModules, 'app' | 'networkId' | 'store' | 'log' | 'registry'> {
+  readonly store: Store
+  readonly pool: IntentPool
+  readonly log: Logger
+  readonly registry: Registry
+}
+
+/** The driver and its application; the pool's new pending intents wake a waiting proposer. */
+export function createTestDriver(
+  options: Partial<ConsensusDriverOptions>,
+  m: TestDriverModules,
+): { driver: ConsensusDriver; app: MurmurApplication } {
+  const app = new MurmurApplication(
+    {},
+    {
+      store: m.store,
+      pool: m.pool,
+      genesis: m.genesis,
+      verifyFill: m.verifyFill,
+      healthReports: m.healthReports,
+      pendingFills: m.pendingFills,
+      ...(m.pendingStakeMoves === undefined ? {} : { pendingStakeMoves: m.pendingStakeMoves }),
+      log: m.log,
+    },
+  )
+  const driver = new ConsensusDriver(
+    { minBlockIntervalMs: m.genesis.params.blockIntervalMs, ...options },
+    {
+      ...m,
+      app,
+      networkId: m.genesis.networkId,
+      workSignal:
+        m.workSignal ??
+        ((wake) =>
+          m.pool.onChange((c) => {
+            if (c.state === 'pending') wake()
+          })),
+    },
+  )
+  return { driver, app }
+}
