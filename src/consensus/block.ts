@@ -10,22 +10,15 @@
  */
 import { decode as cborDecode, encode as cborEncode } from 'cborg'
 import type { Address, Hex } from 'viem'
+import { bytesToAddress, bytesToHex, bytesToUint, hexToRaw, uintToBytes } from '../codec/bytes.ts'
+import { type Codec, cborCodec, shape } from '../codec/cbor.ts'
 import { decodeSignedIntent, encodeSignedIntent, type SignedIntent } from '../codec/intent.ts'
 import { keccak256Bytes } from '../crypto/keccak.ts'
 import { recoverAddress } from '../crypto/recover.ts'
 import { P2PError } from '../errors.ts'
-import { type Codec, cborCodec, shape } from '../p2p/codec.ts'
 import type { ProtocolSpec } from '../p2p/reqresp.ts'
 import { type Fill, fillCodec } from '../rollups/fill.ts'
-import {
-  bytesToAddress,
-  bytesToHex,
-  bytesToUint,
-  healthReportCodec,
-  hexToRaw,
-  type SignedHealthReport,
-  uintToBytes,
-} from '../rollups/health-report.ts'
+import { healthReportCodec, type SignedHealthReport } from '../rollups/health-report.ts'
 import { type SignedStakeMove, stakeMoveId } from '../staking/moves.ts'
 import { hasTwoThirds } from './quorum.ts'
 import {

@@ -11,13 +11,13 @@
  * signed vote) and its gossip validator.
  */
 import type { Address, Hex, LocalAccount, TypedData } from 'viem'
+import { bytesToAddress, bytesToHex, bytesToUint, hexToRaw, uintToBytes } from '../codec/bytes.ts'
+import { type Codec, cborCodec, shape } from '../codec/cbor.ts'
 import { hashNetworkTyped, networkDomain } from '../codec/eip712.ts'
 import { recoverAddress } from '../crypto/recover.ts'
 import { P2PError } from '../errors.ts'
-import { type Codec, cborCodec, shape } from '../p2p/codec.ts'
 import type { ProtocolSpec } from '../p2p/reqresp.ts'
 import { ACCEPT, ignore, reject, type ValidationResult } from '../p2p/validation.ts'
-import { bytesToAddress, bytesToHex, bytesToUint, hexToRaw, uintToBytes } from '../rollups/health-report.ts'
 import { type Block, blockHashOfBytes, decodeBlock, encodeBlock, MAX_BLOCK_BYTES } from './block.ts'
 import type { Proposal, Vote, VoteKind } from './types.ts'
 

@@ -1,4 +1,5 @@
 import type { TopicScoreParams } from '@libp2p/gossipsub/score'
+import { type Codec, cborCodec, shape } from '../codec/cbor.ts'
 import type { SignedIntent } from '../codec/intent.ts'
 import { type ConsensusMessage, consensusMessageCodec } from '../consensus/signing.ts'
 import { intentBatchCodec } from '../mempool/wire.ts'
@@ -6,7 +7,6 @@ import { fillBatchCodec, type SignedFill } from '../rollups/fill.ts'
 import { healthReportCodec, type SignedHealthReport } from '../rollups/health-report.ts'
 import type { SignedStakeMove } from '../staking/moves.ts'
 import { stakeMoveCodec } from '../staking/wire.ts'
-import { type Codec, cborCodec, shape } from './codec.ts'
 
 /**
  * The one table of gossip topics: name -> payload type -> codec -> queue bounds -> score.
