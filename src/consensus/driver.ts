@@ -71,16 +71,8 @@ import {
   type ConsensusMessage,
   MAX_CONSENSUS_MESSAGES,
   messageHeader,
-  proposalBodyOf,
-  type SignedVote,
-  signProposal,
-  signVote,
-  toCoreProposal,
-  toCoreVote,
   validateConsensusMessage,
-  voteBodyOf,
-  voteKey,
-} from './signing.ts'
+} from './messages.ts'
 import {
   type ConsensusInput,
   type ConsensusOutput,
@@ -93,6 +85,16 @@ import {
   type Vote,
   type WalRecord,
 } from './types.ts'
+import {
+  proposalBodyOf,
+  type SignedVote,
+  signProposal,
+  signVote,
+  toCoreProposal,
+  toCoreVote,
+  voteBodyOf,
+  voteKey,
+} from './votes.ts'
 import { ConsensusWal, type WalEntry } from './wal.ts'
 
 /** Options of a {@link ConsensusDriver}: plain data, defaults in {@link DEFAULT_CONSENSUS_DRIVER_OPTIONS}. */

@@ -7,7 +7,7 @@ import { createPublicClient, type LocalAccount, type PublicClient } from 'viem'
 import { ApiError } from '../api/errors.ts'
 import { BLOCKS_BY_RANGE_PROTOCOL, blockToJson, MAX_BLOCKS_PER_RANGE } from '../consensus/block.ts'
 import { ConsensusDriver, type ConsensusDriverOptions } from '../consensus/driver.ts'
-import { CONSENSUS_MESSAGES_PROTOCOL, type ConsensusMessage } from '../consensus/signing.ts'
+import { CONSENSUS_MESSAGES_PROTOCOL, type ConsensusMessage } from '../consensus/messages.ts'
 import type { IntentPool } from '../mempool/pool.ts'
 import type { P2PHost, TopicHandler } from '../p2p/host.ts'
 import {

@@ -1,7 +1,7 @@
 import type { TopicScoreParams } from '@libp2p/gossipsub/score'
 import { type Codec, cborCodec, shape } from '../codec/cbor.ts'
 import type { SignedIntent } from '../codec/intent.ts'
-import { type ConsensusMessage, consensusMessageCodec } from '../consensus/signing.ts'
+import { type ConsensusMessage, consensusMessageCodec } from '../consensus/messages.ts'
 import { intentBatchCodec } from '../mempool/wire.ts'
 import { fillBatchCodec, type SignedFill } from '../rollups/fill.ts'
 import { healthReportCodec, type SignedHealthReport } from '../rollups/health-report.ts'

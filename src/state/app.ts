@@ -36,8 +36,8 @@ import {
   type SignedStakeMove,
   type VoteEvidence,
 } from '../consensus/block.ts'
-import { type Recover, verifyVoteSignature } from '../consensus/signing.ts'
 import type { Validator } from '../consensus/types.ts'
+import { type Recover, verifyVoteSignature } from '../consensus/votes.ts'
 import { keccak256Bytes } from '../crypto/keccak.ts'
 import { recoverAddress } from '../crypto/recover.ts'
 import { StorageError } from '../errors.ts'
