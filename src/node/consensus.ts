@@ -23,6 +23,7 @@ import type { StakingService } from '../staking/service.ts'
 import { expectedOutputOf, validatorsToJson } from '../state/app.ts'
 import type { Store } from '../state/store.ts'
 import type { Genesis } from './genesis.ts'
+import type { TopicPayloads } from './topics.ts'
 
 /** Fill verdicts kept (see ConsensusWiring#verifyFill). */
 const MAX_FILL_VERDICTS = 50_000
@@ -31,7 +32,7 @@ export interface ConsensusWiringModules {
   genesis: Genesis
   store: Store
   pool: IntentPool
-  p2p: P2PHost
+  p2p: P2PHost<TopicPayloads>
   rollups: RollupsService
   /** Pending stake moves: the proposer takes them, commits drop them. */
   staking: StakingService
