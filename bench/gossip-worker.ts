@@ -14,6 +14,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { pino } from 'pino'
 import { Registry } from 'prom-client'
+import { TOPICS } from '../src/node/topics.ts'
 import { P2PHost } from '../src/p2p/host.ts'
 import { probeCodec, topicString } from '../src/p2p/topics.ts'
 import { ACCEPT, ignore } from '../src/p2p/validation.ts'
@@ -45,6 +46,7 @@ if (mode === 'murmur') {
   const host = new P2PHost(
     { networkId, peerManager: { targetPeers: 0 } },
     {
+      topics: TOPICS,
       privateKey: await generateKeyPair('Ed25519'),
       store,
       log: pino({ level: 'warn' }),

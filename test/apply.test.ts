@@ -20,13 +20,15 @@ import {
   type ConsensusMessage,
   type ConsensusValidationContext,
   consensusMessageCodec,
+  validateConsensusMessage,
+} from '../src/consensus/messages.ts'
+import {
   type SignedVote,
   signProposal,
   signVote,
-  validateConsensusMessage,
   verifyVoteSignature,
   voteDigest,
-} from '../src/consensus/signing.ts'
+} from '../src/consensus/votes.ts'
 import { recoverAddress } from '../src/crypto/recover.ts'
 import { P2PError } from '../src/errors.ts'
 import { parseGenesis } from '../src/node/genesis.ts'

@@ -23,11 +23,9 @@ import {
   CONSENSUS_MESSAGES_PROTOCOL,
   type ConsensusMessage,
   consensusMessageCodec,
-  signVote,
-  toCoreVote,
-  voteKey,
-} from '../src/consensus/signing.ts'
+} from '../src/consensus/messages.ts'
 import type { WalRecord } from '../src/consensus/types.ts'
+import { signVote, toCoreVote, voteKey } from '../src/consensus/votes.ts'
 import { ConsensusWal, walKey } from '../src/consensus/wal.ts'
 import { IntentPool } from '../src/mempool/pool.ts'
 import type { IntentState } from '../src/mempool/record.ts'

@@ -12,7 +12,7 @@ import {
   STAKE_MOVE_TYPES,
 } from '../src/codec/eip712.ts'
 import { domainSeparatorFast, hashTypedDataFast } from '../src/codec/eip712-hash.ts'
-import { PROPOSAL_TYPES, VOTE_TYPES } from '../src/consensus/signing.ts'
+import { PROPOSAL_TYPES, VOTE_TYPES } from '../src/consensus/votes.ts'
 import { FILL_TYPES } from '../src/rollups/fill.ts'
 import { HEALTH_REPORT_TYPES } from '../src/rollups/health-report.ts'
 import { addressArb, bytesArb, toHex, valueArb } from './helpers/typed-data.ts'

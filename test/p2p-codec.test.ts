@@ -1,8 +1,9 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { P2PError } from '../src/errors.ts'
+import { TOPICS, type TopicName } from '../src/node/topics.ts'
 import { STATUS_PROTOCOL } from '../src/p2p/protocols.ts'
-import { parseTopic, probeCodec, TOPICS, type TopicName, topicString } from '../src/p2p/topics.ts'
+import { parseTopic, probeCodec, topicString } from '../src/p2p/topics.ts'
 
 const networkId = fc.stringMatching(/^[a-z0-9][a-z0-9-]{0,62}$/)
 const topicName = fc.constantFrom(...(Object.keys(TOPICS) as TopicName[]))
@@ -13,7 +14,7 @@ describe('topic strings', () => {
       fc.property(networkId, topicName, (net, name) => {
         const s = topicString(net, name)
         expect(s).toBe(`/murmur/${net}/${name}/1`)
-        expect(parseTopic(s)).toEqual({ networkId: net, name })
+        expect(parseTopic(s, TOPICS)).toEqual({ networkId: net, name })
       }),
     )
   })
@@ -21,13 +22,13 @@ describe('topic strings', () => {
   it('parse nothing that is not one of ours', () => {
     fc.assert(
       fc.property(fc.string(), (s) => {
-        const parsed = parseTopic(s)
+        const parsed = parseTopic(s, TOPICS)
         if (parsed !== undefined) expect(topicString(parsed.networkId, parsed.name)).toBe(s)
       }),
     )
-    expect(parseTopic('/murmur/net/probe/2')).toBeUndefined()
-    expect(parseTopic('/murmur/net/nosuch/1')).toBeUndefined()
-    expect(parseTopic('/murmur/Net/probe/1')).toBeUndefined()
+    expect(parseTopic('/murmur/net/probe/2', TOPICS)).toBeUndefined()
+    expect(parseTopic('/murmur/net/nosuch/1', TOPICS)).toBeUndefined()
+    expect(parseTopic('/murmur/Net/probe/1', TOPICS)).toBeUndefined()
   })
 })
 

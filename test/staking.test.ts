@@ -5,10 +5,11 @@ import { type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { networkDomain, STAKE_MOVE_TYPES } from '../src/codec/eip712.ts'
 import { type Block, blockToJson, decodeBlock, encodeBlock } from '../src/consensus/block.ts'
-import { signVote } from '../src/consensus/signing.ts'
+import { signVote } from '../src/consensus/votes.ts'
 import { recoverAddress } from '../src/crypto/recover.ts'
 import { parseGenesis } from '../src/node/genesis.ts'
-import { parseTopic, TOPICS, topicString } from '../src/p2p/topics.ts'
+import { TOPICS } from '../src/node/topics.ts'
+import { parseTopic, topicString } from '../src/p2p/topics.ts'
 import {
   MAX_STAKE_MOVES_IN_FORCE,
   type SignedStakeMove,
@@ -136,7 +137,7 @@ describe('stake move id and signature', () => {
     expect(() => stakeMoveCodec.encode({ ...s, signature: '0x12' })).toThrow()
     expect(() => stakeMoveCodec.decode(bytes.subarray(0, bytes.length - 1))).toThrow()
     expect(TOPICS.stake.codec).toBe(stakeMoveCodec)
-    expect(parseTopic(topicString(NETWORK, 'stake'))).toEqual({ networkId: NETWORK, name: 'stake' })
+    expect(parseTopic(topicString(NETWORK, 'stake'), TOPICS)).toEqual({ networkId: NETWORK, name: 'stake' })
     expect(topicString(NETWORK, 'stake')).toBe(`/murmur/${NETWORK}/stake/1`)
   })
 })

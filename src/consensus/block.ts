@@ -10,22 +10,15 @@
  */
 import { decode as cborDecode, encode as cborEncode } from 'cborg'
 import type { Address, Hex } from 'viem'
+import { bytesToAddress, bytesToHex, bytesToUint, hexToRaw, uintToBytes } from '../codec/bytes.ts'
+import { type Codec, cborCodec, shape } from '../codec/cbor.ts'
 import { decodeSignedIntent, encodeSignedIntent, type SignedIntent } from '../codec/intent.ts'
 import { keccak256Bytes } from '../crypto/keccak.ts'
 import { recoverAddress } from '../crypto/recover.ts'
 import { P2PError } from '../errors.ts'
-import { type Codec, cborCodec, shape } from '../p2p/codec.ts'
 import type { ProtocolSpec } from '../p2p/reqresp.ts'
 import { type Fill, fillCodec } from '../rollups/fill.ts'
-import {
-  bytesToAddress,
-  bytesToHex,
-  bytesToUint,
-  healthReportCodec,
-  hexToRaw,
-  type SignedHealthReport,
-  uintToBytes,
-} from '../rollups/health-report.ts'
+import { healthReportCodec, type SignedHealthReport } from '../rollups/health-report.ts'
 import { type SignedStakeMove, stakeMoveId } from '../staking/moves.ts'
 import { hasTwoThirds } from './quorum.ts'
 import {
@@ -35,10 +28,7 @@ import {
   type Recover,
   type SignedVote,
   voteDigest,
-} from './signing.ts'
-
-// Block and consensus-message codecs are evaluated lazily inside functions: signing.ts and this module
-// import each other, so neither reads the other's bindings at module evaluation time.
+} from './votes.ts'
 
 /** A new assignment: `executor` fills `intentId` on `chainId` before `deadline`. */
 export interface BlockAssignment {
@@ -254,15 +244,11 @@ function blockFromWire(v: unknown): Block {
   }
 }
 
-let blockCodecCache: Codec<unknown> | undefined
-function blockCodec(): Codec<unknown> {
-  blockCodecCache ??= cborCodec<unknown>({
-    version: BLOCK_WIRE_VERSION,
-    maxBytes: MAX_BLOCK_BYTES,
-    check: blockFromWire,
-  })
-  return blockCodecCache
-}
+const blockCodec = cborCodec<unknown>({
+  version: BLOCK_WIRE_VERSION,
+  maxBytes: MAX_BLOCK_BYTES,
+  check: blockFromWire,
+})
 
 /**
  * The canonical encoding of a block: version byte, then deterministic CBOR. Throws a plain Error on a field
@@ -271,7 +257,7 @@ function blockCodec(): Codec<unknown> {
 export function encodeBlock(block: Block): Uint8Array {
   let bytes = encoded.get(block)
   if (bytes === undefined) {
-    bytes = blockCodec().encode(blockToWire(block))
+    bytes = blockCodec.encode(blockToWire(block))
     encoded.set(block, bytes)
   }
   return bytes
@@ -289,7 +275,7 @@ const encoded = new WeakMap<Block, Uint8Array>()
  * same bytes), so a block has one byte form and one hash. Throws P2PError DECODE or TOO_LARGE.
  */
 export function decodeBlock(bytes: Uint8Array): Block {
-  const block = blockCodec().decode(bytes) as Block
+  const block = blockCodec.decode(bytes) as Block
   let again: Uint8Array
   try {
     again = encodeBlock(block)
@@ -353,41 +339,34 @@ export function certificateFromVotes(votes: readonly SignedVote[]): CommitCertif
   return { height: first.height, round: first.round, blockHash: first.blockHash, precommits }
 }
 
-let certCodecCache: Codec<unknown> | undefined
-function certCodec(): Codec<unknown> {
-  certCodecCache ??= cborCodec<unknown>({
-    version: CERTIFICATE_WIRE_VERSION,
-    maxBytes: 128 + MAX_CERTIFICATE_SIGNATURES * 100,
-    check(v): CommitCertificate {
-      const a = shape.array(v, 'certificate', 4)
-      if (a.length !== 4) throw new P2PError('DECODE', 'certificate: expected 4 fields')
-      let last = ''
-      const precommits = shape
-        .array(a[3], 'certificate.precommits', MAX_CERTIFICATE_SIGNATURES)
-        .map((x, i) => {
-          const p = shape.array(x, `precommits[${i}]`, 2)
-          if (p.length !== 2) throw new P2PError('DECODE', `precommits[${i}]: expected 2 fields`)
-          const validator = bytesToAddress(p[0], `precommits[${i}].validator`)
-          if (validator <= last)
-            throw new P2PError('DECODE', 'certificate: precommits not sorted by validator')
-          last = validator
-          return { validator, signature: bytesToHex(p[1], `precommits[${i}].signature`, 65) }
-        })
-      return {
-        height: bytesToUint(a[0], 'certificate.height', 8),
-        round: shape.int(a[1], 'certificate.round', 0, MAX_ROUND),
-        blockHash: bytesToHex(a[2], 'certificate.blockHash', 32),
-        precommits,
-      }
-    },
-  })
-  return certCodecCache
-}
+const certCodec = cborCodec<unknown>({
+  version: CERTIFICATE_WIRE_VERSION,
+  maxBytes: 128 + MAX_CERTIFICATE_SIGNATURES * 100,
+  check(v): CommitCertificate {
+    const a = shape.array(v, 'certificate', 4)
+    if (a.length !== 4) throw new P2PError('DECODE', 'certificate: expected 4 fields')
+    let last = ''
+    const precommits = shape.array(a[3], 'certificate.precommits', MAX_CERTIFICATE_SIGNATURES).map((x, i) => {
+      const p = shape.array(x, `precommits[${i}]`, 2)
+      if (p.length !== 2) throw new P2PError('DECODE', `precommits[${i}]: expected 2 fields`)
+      const validator = bytesToAddress(p[0], `precommits[${i}].validator`)
+      if (validator <= last) throw new P2PError('DECODE', 'certificate: precommits not sorted by validator')
+      last = validator
+      return { validator, signature: bytesToHex(p[1], `precommits[${i}].signature`, 65) }
+    })
+    return {
+      height: bytesToUint(a[0], 'certificate.height', 8),
+      round: shape.int(a[1], 'certificate.round', 0, MAX_ROUND),
+      blockHash: bytesToHex(a[2], 'certificate.blockHash', 32),
+      precommits,
+    }
+  },
+})
 
 /** Encodes a certificate (CBOR, version byte). */
 export function encodeCertificate(c: CommitCertificate): Uint8Array {
   want(Number.isInteger(c.round) && c.round >= 0 && c.round <= MAX_ROUND, 'certificate.round')
-  return certCodec().encode([
+  return certCodec.encode([
     uint(c.height, UINT64_MAX, 'certificate.height'),
     c.round,
     raw(c.blockHash, BYTES32_RE, 'certificate.blockHash'),
@@ -400,7 +379,7 @@ export function encodeCertificate(c: CommitCertificate): Uint8Array {
 
 /** Decodes {@link encodeCertificate}'s output; throws P2PError DECODE or TOO_LARGE. */
 export function decodeCertificate(bytes: Uint8Array): CommitCertificate {
-  return certCodec().decode(bytes) as CommitCertificate
+  return certCodec.decode(bytes) as CommitCertificate
 }
 
 /** Why a certificate does not prove a commit. */
@@ -502,58 +481,50 @@ export const MAX_BLOCKS_PER_RANGE = 64
 /** Byte budget of one `blocks-by-range` answer (the answerer stops adding blocks before it). */
 export const BLOCKS_BY_RANGE_MAX_BYTES = 8 * 1024 * 1024
 
+const rangeRequestInner = cborCodec<unknown>({
+  version: 1,
+  maxBytes: 32,
+  check(v): BlocksByRangeRequest {
+    const a = shape.array(v, 'blocks-by-range', 2)
+    if (a.length !== 2) throw new P2PError('DECODE', 'blocks-by-range: expected 2 fields')
+    return { from: bytesToUint(a[0], 'from', 8), count: shape.int(a[1], 'count', 1, MAX_BLOCKS_PER_RANGE) }
+  },
+})
+
 const blocksByRangeRequestCodec: Codec<BlocksByRangeRequest> = {
   version: 1,
   maxBytes: 32,
   encode(req) {
-    return rangeRequestInner().encode([uint(req.from, UINT64_MAX, 'from'), req.count])
+    return rangeRequestInner.encode([uint(req.from, UINT64_MAX, 'from'), req.count])
   },
   decode(bytes) {
-    return rangeRequestInner().decode(bytes) as BlocksByRangeRequest
+    return rangeRequestInner.decode(bytes) as BlocksByRangeRequest
   },
 }
 
-let rangeRequestCache: Codec<unknown> | undefined
-function rangeRequestInner(): Codec<unknown> {
-  rangeRequestCache ??= cborCodec<unknown>({
-    version: 1,
-    maxBytes: 32,
-    check(v): BlocksByRangeRequest {
-      const a = shape.array(v, 'blocks-by-range', 2)
-      if (a.length !== 2) throw new P2PError('DECODE', 'blocks-by-range: expected 2 fields')
-      return { from: bytesToUint(a[0], 'from', 8), count: shape.int(a[1], 'count', 1, MAX_BLOCKS_PER_RANGE) }
-    },
-  })
-  return rangeRequestCache
-}
-
-let rangeResponseCache: Codec<unknown> | undefined
-function rangeResponseInner(): Codec<unknown> {
-  rangeResponseCache ??= cborCodec<unknown>({
-    version: 1,
-    maxBytes: BLOCKS_BY_RANGE_MAX_BYTES + MAX_BLOCK_BYTES + 1024,
-    check(v): SyncedBlock[] {
-      return shape.array(v, 'blocks', MAX_BLOCKS_PER_RANGE).map((x, i) => {
-        const pair = shape.array(x, `blocks[${i}]`, 2)
-        if (pair.length !== 2) throw new P2PError('DECODE', `blocks[${i}]: expected 2 fields`)
-        return {
-          bytes: shape.bytes(pair[0], `blocks[${i}].block`, MAX_BLOCK_BYTES),
-          certificate: decodeCertificate(shape.bytes(pair[1], `blocks[${i}].certificate`)),
-        }
-      })
-    },
-  })
-  return rangeResponseCache
-}
+const rangeResponseInner = cborCodec<unknown>({
+  version: 1,
+  maxBytes: BLOCKS_BY_RANGE_MAX_BYTES + MAX_BLOCK_BYTES + 1024,
+  check(v): SyncedBlock[] {
+    return shape.array(v, 'blocks', MAX_BLOCKS_PER_RANGE).map((x, i) => {
+      const pair = shape.array(x, `blocks[${i}]`, 2)
+      if (pair.length !== 2) throw new P2PError('DECODE', `blocks[${i}]: expected 2 fields`)
+      return {
+        bytes: shape.bytes(pair[0], `blocks[${i}].block`, MAX_BLOCK_BYTES),
+        certificate: decodeCertificate(shape.bytes(pair[1], `blocks[${i}].certificate`)),
+      }
+    })
+  },
+})
 
 const blocksByRangeResponseCodec: Codec<SyncedBlock[]> = {
   version: 1,
   maxBytes: BLOCKS_BY_RANGE_MAX_BYTES + MAX_BLOCK_BYTES + 1024,
   encode(blocks) {
-    return rangeResponseInner().encode(blocks.map((b) => [b.bytes, encodeCertificate(b.certificate)]))
+    return rangeResponseInner.encode(blocks.map((b) => [b.bytes, encodeCertificate(b.certificate)]))
   },
   decode(bytes) {
-    return rangeResponseInner().decode(bytes) as SyncedBlock[]
+    return rangeResponseInner.decode(bytes) as SyncedBlock[]
   },
 }
 

@@ -49,17 +49,8 @@ import {
   type ConsensusMessage,
   MAX_CONSENSUS_MESSAGES,
   messageHeader,
-  proposalBodyOf,
-  type SignedProposal,
-  type SignedVote,
-  signProposal,
-  signVote,
-  toCoreProposal,
-  toCoreVote,
   validateConsensusMessage,
-  voteBodyOf,
-  voteKey,
-} from './signing.ts'
+} from './messages.ts'
 import {
   type ConsensusInput,
   type ConsensusOutput,
@@ -72,6 +63,17 @@ import {
   type Vote,
   type WalRecord,
 } from './types.ts'
+import {
+  proposalBodyOf,
+  type SignedProposal,
+  type SignedVote,
+  signProposal,
+  signVote,
+  toCoreProposal,
+  toCoreVote,
+  voteBodyOf,
+  voteKey,
+} from './votes.ts'
 import { ConsensusWal, type WalEntry } from './wal.ts'
 
 /** Options of a {@link ConsensusDriver}: plain data, defaults in {@link DEFAULT_CONSENSUS_DRIVER_OPTIONS}. */
@@ -147,7 +149,7 @@ export interface ConsensusDriverModules {
     peer: string | undefined,
   ) => Promise<readonly SyncedBlock[]>
   /**
-   * The signed messages peers hold for `height`: `consensus-messages` (signing.ts), asked of one or more
+   * The signed messages peers hold for `height`: `consensus-messages` (messages.ts), asked of one or more
    * peers. Each answer is validated like gossip. Without it a validator that missed votes (restarted after
    * its peers voted) relies on new rounds alone, which may never come when just 2/3 + 1 are up.
    */
@@ -487,7 +489,7 @@ export class ConsensusDriver {
 
   // --- network -------------------------------------------------------------------------------------
 
-  /** The `consensus` topic validator (signing.ts `validateConsensusMessage` against this node's view). */
+  /** The `consensus` topic validator (messages.ts `validateConsensusMessage` against this node's view). */
   validateMessage(msg: ConsensusMessage): Promise<ValidationResult> {
     const head = this.#head
     if (head === undefined || this.#core.height === 0) return Promise.resolve(ignore('NOT_READY'))

@@ -13,8 +13,8 @@
  */
 import { decode as cborDecode, encode as cborEncode } from 'cborg'
 import type { Hex } from 'viem'
+import { bytesToAddress, bytesToHex, bytesToUint, hexToRaw, uintToBytes } from '../codec/bytes.ts'
 import { StorageError } from '../errors.ts'
-import { bytesToAddress, bytesToHex, bytesToUint, hexToRaw, uintToBytes } from '../rollups/health-report.ts'
 import { type BatchOp, heightKey, type Store } from '../state/store.ts'
 import type { WalRecord } from './types.ts'
 

@@ -47,7 +47,8 @@ export const DEFAULT_MEMPOOL_SERVICE_OPTIONS: MempoolServiceOptions = {
 
 export interface MempoolServiceModules {
   pool: IntentPool
-  p2p: P2PHost
+  /** The host, with the topic this service publishes on. */
+  p2p: P2PHost<{ intents: SignedIntent[] }>
   log: Logger
   registry: Registry
   knownChainIds: ReadonlySet<bigint>

@@ -1,3 +1,4 @@
+import { type Codec, cborCodec, shape } from '../codec/cbor.ts'
 import {
   decodeSignedIntentBatch,
   encodeSignedIntentBatch,
@@ -6,7 +7,6 @@ import {
   type SignedIntent,
 } from '../codec/intent.ts'
 import { P2PError } from '../errors.ts'
-import { type Codec, cborCodec, shape } from '../p2p/codec.ts'
 import type { ProtocolSpec } from '../p2p/reqresp.ts'
 
 /** Largest intents gossip message: a batch of up to MAX_INTENT_BATCH_COUNT intents. */

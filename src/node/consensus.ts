@@ -13,7 +13,7 @@ import {
   MAX_BLOCKS_PER_RANGE,
 } from '../consensus/block.ts'
 import { ConsensusDriver, type ConsensusDriverOptions } from '../consensus/driver.ts'
-import { CONSENSUS_MESSAGES_PROTOCOL, type ConsensusMessage } from '../consensus/signing.ts'
+import { CONSENSUS_MESSAGES_PROTOCOL, type ConsensusMessage } from '../consensus/messages.ts'
 import type { IntentPool } from '../mempool/pool.ts'
 import type { P2PHost, TopicHandler } from '../p2p/host.ts'
 import {
@@ -30,6 +30,7 @@ import { validatorsToJson } from '../state/storage.ts'
 import type { Store } from '../state/store.ts'
 import { expectedOutputOf } from '../state/types.ts'
 import type { Genesis } from './genesis.ts'
+import type { TopicPayloads } from './topics.ts'
 
 /** Fill verdicts kept (see ConsensusWiring#verifyFill). */
 const MAX_FILL_VERDICTS = 50_000
@@ -38,7 +39,7 @@ export interface ConsensusWiringModules {
   genesis: Genesis
   store: Store
   pool: IntentPool
-  p2p: P2PHost
+  p2p: P2PHost<TopicPayloads>
   rollups: RollupsService
   /** Pending stake moves: the proposer takes them, commits drop them. */
   staking: StakingService

@@ -19,6 +19,7 @@ import { DataDirLock } from './lock.ts'
 import { createLogger } from './logger.ts'
 import { DEFAULT_NODE_OPTIONS, isLoopback, type NodeOptions } from './options.ts'
 import { ProbeService } from './probe.ts'
+import { TOPICS, type TopicPayloads } from './topics.ts'
 
 /** Something the composition root starts and stops. */
 interface Component {
@@ -40,7 +41,7 @@ export class MurmurNode {
   #keys: NodeKeys | undefined
   #genesis: Genesis | undefined
   #store: Store | undefined
-  #p2p: P2PHost | undefined
+  #p2p: P2PHost<TopicPayloads> | undefined
   #api: ApiServer | undefined
   #pool: IntentPool | undefined
   #mempool: MempoolService | undefined
@@ -67,7 +68,7 @@ export class MurmurNode {
     if (this.#store === undefined) throw new Error('node not started')
     return this.#store
   }
-  get p2p(): P2PHost {
+  get p2p(): P2PHost<TopicPayloads> {
     if (this.#p2p === undefined) throw new Error('node not started')
     return this.#p2p
   }
@@ -138,6 +139,7 @@ export class MurmurNode {
         peerManager: { ...o.p2p.peerManager, bootstrap: o.bootstrap },
       },
       {
+        topics: TOPICS,
         privateKey: this.#keys.nodeKey,
         store,
         log: this.log.child({ module: 'p2p' }),

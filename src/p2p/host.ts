@@ -24,7 +24,7 @@ import { createP2PMetrics, type P2PMetrics } from './metrics.ts'
 import { DEFAULT_PEER_MANAGER_OPTIONS, PeerManager, type PeerManagerOptions } from './peer-manager.ts'
 import { MAX_PEERS_IN_STATUS, STATUS_PROTOCOL, type StatusResponse } from './protocols.ts'
 import { type ProtocolSpec, ReqResp, type RequestHandler } from './reqresp.ts'
-import { TOPICS, type TopicName, type TopicPayloads, topicString } from './topics.ts'
+import { type TopicSpec, type TopicTable, topicString } from './topics.ts'
 import type { ValidationResult } from './validation.ts'
 
 /** What a node supplies for one topic: its validator and what to do with accepted messages. */
@@ -33,8 +33,8 @@ export interface TopicHandler<T> {
   onMessage?(msg: T, from: PeerId): void
 }
 
-/** A handler for every topic of the table: a new topic does not compile until it has one. */
-export type TopicHandlers = { [K in TopicName]: TopicHandler<TopicPayloads[K]> }
+/** A handler for every topic of the payload map P: a new topic does not compile until it has one. */
+export type TopicHandlers<P> = { [K in keyof P & string]: TopicHandler<P[K]> }
 
 export interface P2POptions {
   networkId: string
@@ -53,7 +53,9 @@ export const DEFAULT_P2P_OPTIONS: Omit<P2POptions, 'networkId'> = {
   badRequestPenalty: 10,
 }
 
-export interface P2PModules {
+export interface P2PModules<P> {
+  /** The table of gossip topics, assembled by the composition root (the network knows no domain). */
+  topics: TopicTable<P>
   privateKey: PrivateKey
   store: Store
   log: Logger
@@ -95,14 +97,14 @@ const GOSSIP_RESULT = {
 
 /**
  * The node's libp2p host: TCP + Noise + Yamux, identify, ping, gossipsub v1.1 (no-sign mode,
- * content-addressed ids, peer scoring), the topic table, request/response protocols,
- * a deny-list gater and the peer manager.
+ * content-addressed ids, peer scoring), the topic table it is given (`P` maps topic names to payload
+ * types), request/response protocols, a deny-list gater and the peer manager.
  */
-export class P2PHost {
+export class P2PHost<P> {
   readonly opts: P2POptions
   readonly metrics: P2PMetrics
   readonly gater = new DenyListGater()
-  readonly #m: P2PModules
+  readonly #m: P2PModules<P>
   #libp2p: Libp2p<{ pubsub: GossipSub }> | undefined
   #reqresp: ReqResp | undefined
   #peerManager: PeerManager | undefined
@@ -110,7 +112,7 @@ export class P2PHost {
   #decayTimer: NodeJS.Timeout | undefined
   #peerGaugeTimer: NodeJS.Timeout | undefined
 
-  constructor(options: Partial<P2POptions> & { networkId: string }, modules: P2PModules) {
+  constructor(options: Partial<P2POptions> & { networkId: string }, modules: P2PModules<P>) {
     this.opts = { ...DEFAULT_P2P_OPTIONS, ...options }
     this.#m = modules
     this.metrics = createP2PMetrics(modules.registry)
@@ -135,11 +137,15 @@ export class P2PHost {
     return this.#peerManager
   }
 
-  async start(handlers: TopicHandlers): Promise<void> {
+  /** The rows of the topic table (typed loosely: `P` stays out of private members, so a host of many
+   * topics is usable where a service only names the topics it publishes on). */
+  get #specs(): TopicSpec<unknown>[] {
+    return Object.values(this.#m.topics)
+  }
+
+  async start(handlers: TopicHandlers<P>): Promise<void> {
     const topicScores: Record<string, Partial<TopicScoreParams>> = {}
-    for (const name of Object.keys(TOPICS) as TopicName[]) {
-      topicScores[topicString(this.opts.networkId, name)] = TOPICS[name].score
-    }
+    for (const spec of this.#specs) topicScores[topicString(this.opts.networkId, spec.name)] = spec.score
     const d = this.opts.meshDegree
     this.#libp2p = await createLibp2p({
       privateKey: this.#m.privateKey,
@@ -162,7 +168,7 @@ export class P2PHost {
           D: d,
           Dlo: Math.max(1, Math.floor((d * 2) / 3)),
           Dhi: d * 2,
-          allowedTopics: Object.keys(TOPICS).map((n) => topicString(this.opts.networkId, n as TopicName)),
+          allowedTopics: this.#specs.map((spec) => topicString(this.opts.networkId, spec.name)),
           scoreParams: {
             topics: topicScores as never,
             appSpecificScore: (p: string) => this.#penalties.get(p) ?? 0,
@@ -177,9 +183,8 @@ export class P2PHost {
     const libp2p = this.#libp2p
     const pubsub = libp2p.services.pubsub
 
-    for (const name of Object.keys(TOPICS) as TopicName[]) {
-      this.#registerTopic(name, handlers[name] as TopicHandler<unknown>)
-    }
+    const byName = handlers as Record<string, TopicHandler<unknown>>
+    for (const spec of this.#specs) this.#registerTopic(spec, byName[spec.name]!)
 
     this.#reqresp = new ReqResp(libp2p, this.opts.networkId, {
       log: this.#m.log.child({ module: 'reqresp' }),
@@ -224,8 +229,8 @@ export class P2PHost {
     this.#libp2p = undefined
   }
 
-  #registerTopic(name: TopicName, handler: TopicHandler<unknown>): void {
-    const spec = TOPICS[name]
+  #registerTopic(spec: TopicSpec<unknown>, handler: TopicHandler<unknown>): void {
+    const name = spec.name
     const topic = topicString(this.opts.networkId, name)
     const pubsub = this.libp2p.services.pubsub
     const sem = new Semaphore(spec.queue.concurrency)
@@ -291,13 +296,13 @@ export class P2PHost {
   }
 
   /** Encodes and publishes; returns how many peers it was sent to. */
-  async publish<K extends TopicName>(name: K, payload: TopicPayloads[K]): Promise<number> {
-    const bytes = (TOPICS[name].codec as { encode(v: TopicPayloads[K]): Uint8Array }).encode(payload)
+  async publish<K extends keyof P & string>(name: K, payload: P[K]): Promise<number> {
+    const bytes = this.#m.topics[name].codec.encode(payload)
     return this.publishRaw(name, bytes)
   }
 
   /** Publishes already-encoded bytes (tests use it to send garbage). */
-  async publishRaw(name: TopicName, bytes: Uint8Array): Promise<number> {
+  async publishRaw(name: keyof P & string, bytes: Uint8Array): Promise<number> {
     const res = await this.libp2p.services.pubsub.publish(topicString(this.opts.networkId, name), bytes)
     this.metrics.published.inc({ topic: name })
     return res.recipients.length

@@ -1,4 +1,4 @@
-import { type Codec, cborCodec, shape } from './codec.ts'
+import { type Codec, cborCodec, shape } from '../codec/cbor.ts'
 import type { ProtocolSpec } from './reqresp.ts'
 
 /** A peer we know and how to reach it; exchanged in `status` so peers learn the network. */

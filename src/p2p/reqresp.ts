@@ -2,8 +2,8 @@ import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import type { Logger } from 'pino'
 import type { Counter } from 'prom-client'
+import type { Codec } from '../codec/cbor.ts'
 import { P2PError } from '../errors.ts'
-import type { Codec } from './codec.ts'
 import { protocolString } from './topics.ts'
 
 /**

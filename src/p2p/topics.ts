@@ -1,17 +1,11 @@
 import type { TopicScoreParams } from '@libp2p/gossipsub/score'
-import type { SignedIntent } from '../codec/intent.ts'
-import { type ConsensusMessage, consensusMessageCodec } from '../consensus/signing.ts'
-import { intentBatchCodec } from '../mempool/wire.ts'
-import { fillBatchCodec, type SignedFill } from '../rollups/fill.ts'
-import { healthReportCodec, type SignedHealthReport } from '../rollups/health-report.ts'
-import type { SignedStakeMove } from '../staking/moves.ts'
-import { stakeMoveCodec } from '../staking/wire.ts'
-import { type Codec, cborCodec, shape } from './codec.ts'
+import { type Codec, cborCodec, shape } from '../codec/cbor.ts'
 
 /**
- * The one table of gossip topics: name -> payload type -> codec -> queue bounds -> score.
- * Validators are supplied by the node (they need its state) through `TopicHandlers`, a mapped
- * type over this table, so a topic added here does not compile until it has a validator.
+ * What the network layer knows of gossip topics: the shape of a topic table (name -> payload type ->
+ * codec -> queue bounds -> score), default scores, the topic string scheme, and its own diagnostics
+ * topic. The node's table of topics is assembled by the composition root (src/node/topics.ts) and
+ * handed to P2PHost: the network carries bytes and knows no domain (STYLE.md, "Layers").
  *
  * Topic strings are `/murmur/<networkId>/<name>/1`, built and parsed only by `topicString`
  * and `parseTopic` below.
@@ -50,24 +44,6 @@ export const probeCodec: Codec<Probe> = cborCodec<Probe>({
   },
 })
 
-/** Payload type of each topic. */
-export interface TopicPayloads {
-  probe: Probe
-  /** Signed ERC-7683 intents, one or many per message. */
-  intents: SignedIntent[]
-  /** A validator's signed measurement of one rollup. */
-  health: SignedHealthReport
-  /** Executors' signed claims that they filled intents, one or many per message (each validator checks
-   * the receipts). */
-  fills: SignedFill[]
-  /** Tendermint: a signed proposal with its block, or a signed prevote / precommit. */
-  consensus: ConsensusMessage
-  /** One elastic stake move signed by its staker (a validator), waiting for a block. */
-  stake: SignedStakeMove
-}
-
-export type TopicName = keyof TopicPayloads
-
 /** Bounded queue in front of a topic's validator. */
 export interface QueueOptions {
   /** Messages waiting for validation beyond this are IGNOREd with code QUEUE_FULL. */
@@ -76,8 +52,9 @@ export interface QueueOptions {
   concurrency: number
 }
 
-export interface TopicSpec<T> {
-  readonly name: TopicName
+/** One row of a topic table: the topic `name` carries payloads of type T. */
+export interface TopicSpec<T, N extends string = string> {
+  readonly name: N
   readonly codec: Codec<T>
   readonly queue: QueueOptions
   /** Gossipsub v1.1 per-topic score parameters (merged over gossipsub's defaults). */
@@ -85,10 +62,17 @@ export interface TopicSpec<T> {
 }
 
 /**
+ * A table of gossip topics for the payload map P (topic name -> payload type): one complete row per
+ * topic, so a topic added to P does not compile until its codec, queue and score are given (and, through
+ * `TopicHandlers<P>` in host.ts, its validator).
+ */
+export type TopicTable<P> = { readonly [K in keyof P & string]: TopicSpec<P[K], K> }
+
+/**
  * Score defaults for our topics: REJECTed messages (P4) weigh heavily; mesh delivery
  * rate penalties (P3) are off because traffic is bursty and a quiet topic is not a fault.
  */
-const BASE_SCORE: Partial<TopicScoreParams> = {
+export const DEFAULT_TOPIC_SCORE: Partial<TopicScoreParams> = {
   topicWeight: 1,
   timeInMeshWeight: 0.01,
   timeInMeshQuantum: 1000,
@@ -102,52 +86,29 @@ const BASE_SCORE: Partial<TopicScoreParams> = {
   invalidMessageDeliveriesDecay: 0.99,
 }
 
-export const TOPICS: { readonly [K in TopicName]: TopicSpec<TopicPayloads[K]> } = {
-  probe: { name: 'probe', codec: probeCodec, queue: { maxLength: 4096, concurrency: 64 }, score: BASE_SCORE },
-  intents: {
-    name: 'intents',
-    codec: intentBatchCodec,
-    queue: { maxLength: 1024, concurrency: 16 },
-    score: BASE_SCORE,
-  },
-  health: {
-    name: 'health',
-    codec: healthReportCodec,
-    queue: { maxLength: 1024, concurrency: 16 },
-    score: BASE_SCORE,
-  },
-  fills: {
-    name: 'fills',
-    codec: fillBatchCodec,
-    queue: { maxLength: 1024, concurrency: 16 },
-    score: BASE_SCORE,
-  },
-  consensus: {
-    name: 'consensus',
-    codec: consensusMessageCodec,
-    queue: { maxLength: 4096, concurrency: 32 },
-    score: BASE_SCORE,
-  },
-  stake: {
-    name: 'stake',
-    codec: stakeMoveCodec,
-    queue: { maxLength: 256, concurrency: 8 },
-    score: BASE_SCORE,
-  },
+/** The network's own diagnostics topic (docs/decisions.md, "`probe` topic"), a row of every table. */
+export const PROBE_TOPIC: TopicSpec<Probe, 'probe'> = {
+  name: 'probe',
+  codec: probeCodec,
+  queue: { maxLength: 4096, concurrency: 64 },
+  score: DEFAULT_TOPIC_SCORE,
 }
 
 export const TOPIC_VERSION = 1
 
 /** `/murmur/<networkId>/<name>/1` */
-export function topicString(networkId: string, name: TopicName): string {
+export function topicString(networkId: string, name: string): string {
   return `/murmur/${networkId}/${name}/${TOPIC_VERSION}`
 }
 
-/** Inverse of `topicString`; undefined for anything that is not one of our topics. */
-export function parseTopic(topic: string): { networkId: string; name: TopicName } | undefined {
+/** Inverse of `topicString`; undefined for anything that is not one of the topics of `table`. */
+export function parseTopic<P>(
+  topic: string,
+  table: TopicTable<P>,
+): { networkId: string; name: keyof P & string } | undefined {
   const m = /^\/murmur\/([a-z0-9][a-z0-9-]{0,62})\/([a-z-]+)\/(\d+)$/.exec(topic)
-  if (m === null || Number(m[3]) !== TOPIC_VERSION || !Object.hasOwn(TOPICS, m[2]!)) return undefined
-  return { networkId: m[1]!, name: m[2] as TopicName }
+  if (m === null || Number(m[3]) !== TOPIC_VERSION || !Object.hasOwn(table, m[2]!)) return undefined
+  return { networkId: m[1]!, name: m[2] as keyof P & string }
 }
 
 /** Request/response protocol ids share the topic scheme: `/murmur/<networkId>/<name>/1`. */

@@ -20,12 +20,12 @@ import {
   parseAbi,
   type TypedData,
 } from 'viem'
+import { bytesToAddress, bytesToHex, bytesToUint, hexToRaw, uintToBytes } from '../codec/bytes.ts'
+import { type Codec, cborCodec, shape } from '../codec/cbor.ts'
 import { hashNetworkTyped, networkDomain } from '../codec/eip712.ts'
 import { recoverAddress } from '../crypto/recover.ts'
 import { P2PError } from '../errors.ts'
-import { type Codec, cborCodec, shape } from '../p2p/codec.ts'
 import { ACCEPT, ignore, reject, type ValidationResult } from '../p2p/validation.ts'
-import { bytesToAddress, bytesToHex, bytesToUint, hexToRaw, uintToBytes } from './health-report.ts'
 
 /** `Fill(bytes32 intentId,uint256 chainId,bytes32 txHash,uint64 blockNumber,address executor)` */
 export const FILL_TYPES = {

@@ -30,7 +30,8 @@ export interface RollupsServiceModules {
   genesis: Genesis
   store: Store
   pool: IntentPool
-  p2p: P2PHost
+  /** The host, with the topics this service publishes on. */
+  p2p: P2PHost<{ health: SignedHealthReport; fills: SignedFill[] }>
   account: Pick<LocalAccount, 'address' | 'signTypedData' | 'signTransaction'>
   log: Logger
   registry: Registry

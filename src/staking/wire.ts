@@ -3,9 +3,10 @@
  * `{s: staker, f: fromChainId, t: toChainId, a: amount, d: durationBlocks, n: nonce, sig}` with addresses
  * and signatures as raw bytes and integers as minimal big-endian bytes (no leading zero), version byte 1.
  */
-import type { Address, Hex } from 'viem'
+import type { Address } from 'viem'
+import { bytesToHex, bytesToUint, hexToRaw, uintToBytes } from '../codec/bytes.ts'
+import { type Codec, cborCodec, shape } from '../codec/cbor.ts'
 import { P2PError } from '../errors.ts'
-import { type Codec, cborCodec, shape } from '../p2p/codec.ts'
 import { findBadStakeMoveField, type SignedStakeMove } from './moves.ts'
 
 /** Largest encoded message, version byte included (a real one is about 200 bytes). */
@@ -14,28 +15,6 @@ export const STAKE_MOVE_MAX_BYTES = 512
 export const STAKE_MOVE_WIRE_VERSION = 1
 
 const KEYS = ['s', 'f', 't', 'a', 'd', 'n', 'sig'] as const
-
-function uintBytes(n: bigint): Uint8Array {
-  if (n === 0n) return new Uint8Array(0)
-  let hex = n.toString(16)
-  if (hex.length % 2 === 1) hex = `0${hex}`
-  return new Uint8Array(Buffer.from(hex, 'hex'))
-}
-
-function bytesUint(v: unknown, what: string, maxBytes: number): bigint {
-  const b = shape.bytes(v, what, maxBytes)
-  if (b.length === 0) return 0n
-  if (b[0] === 0) throw new P2PError('DECODE', `${what}: leading zero byte`)
-  return BigInt(`0x${Buffer.from(b.buffer, b.byteOffset, b.length).toString('hex')}`)
-}
-
-function fixedHex(v: unknown, what: string, length: number): Hex {
-  const b = shape.bytes(v, what, length)
-  if (b.length !== length) throw new P2PError('DECODE', `${what}: expected ${length} bytes`)
-  return `0x${Buffer.from(b.buffer, b.byteOffset, length).toString('hex')}`
-}
-
-const raw = (hex: Hex) => new Uint8Array(Buffer.from(hex.slice(2), 'hex'))
 
 const inner = cborCodec<unknown>({
   version: STAKE_MOVE_WIRE_VERSION,
@@ -47,14 +26,14 @@ const inner = cborCodec<unknown>({
       throw new P2PError('DECODE', 'stakeMove: unexpected key set')
     return {
       move: {
-        staker: fixedHex(o['s'], 'stakeMove.staker', 20) as Address,
-        fromChainId: bytesUint(o['f'], 'stakeMove.fromChainId', 32),
-        toChainId: bytesUint(o['t'], 'stakeMove.toChainId', 32),
-        amount: bytesUint(o['a'], 'stakeMove.amount', 32),
-        durationBlocks: bytesUint(o['d'], 'stakeMove.durationBlocks', 8),
-        nonce: bytesUint(o['n'], 'stakeMove.nonce', 32),
+        staker: bytesToHex(o['s'], 'stakeMove.staker', 20) as Address,
+        fromChainId: bytesToUint(o['f'], 'stakeMove.fromChainId', 32),
+        toChainId: bytesToUint(o['t'], 'stakeMove.toChainId', 32),
+        amount: bytesToUint(o['a'], 'stakeMove.amount', 32),
+        durationBlocks: bytesToUint(o['d'], 'stakeMove.durationBlocks', 8),
+        nonce: bytesToUint(o['n'], 'stakeMove.nonce', 32),
       },
-      signature: fixedHex(o['sig'], 'stakeMove.signature', 65),
+      signature: bytesToHex(o['sig'], 'stakeMove.signature', 65),
     }
   },
 })
@@ -68,13 +47,13 @@ export const stakeMoveCodec: Codec<SignedStakeMove> = {
     if (bad !== undefined) throw new Error(`stake move field ${bad} is out of range`)
     const m = s.move
     return inner.encode({
-      s: raw(m.staker),
-      f: uintBytes(m.fromChainId),
-      t: uintBytes(m.toChainId),
-      a: uintBytes(m.amount),
-      d: uintBytes(m.durationBlocks),
-      n: uintBytes(m.nonce),
-      sig: raw(s.signature),
+      s: hexToRaw(m.staker),
+      f: uintToBytes(m.fromChainId),
+      t: uintToBytes(m.toChainId),
+      a: uintToBytes(m.amount),
+      d: uintToBytes(m.durationBlocks),
+      n: uintToBytes(m.nonce),
+      sig: hexToRaw(s.signature),
     })
   },
   decode: (bytes) => inner.decode(bytes) as SignedStakeMove,

@@ -1,7 +1,7 @@
 /** valid(v) of the Tendermint core (process proposal): a block checked against the state of the previous height. */
 import type { Address, Hex } from 'viem'
 import { type Block, type BlockAssignment, MAX_BLOCK_STAKE_MOVES } from '../consensus/block.ts'
-import { type Recover, verifyVoteSignature } from '../consensus/signing.ts'
+import { type Recover, verifyVoteSignature } from '../consensus/votes.ts'
 import { recoverAddress } from '../crypto/recover.ts'
 import {
   type ExpectedOutput,

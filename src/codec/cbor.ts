@@ -1,3 +1,11 @@
+/**
+ * The generic wire-codec machinery: a versioned, size-bounded CBOR codec and the shape checks its `check`
+ * functions use. Nothing here knows a message type; every wire type of the node is built from it.
+ *
+ * Errors are P2PError DECODE / TOO_LARGE (src/errors.ts, the bottom layer): the gossip validator and the
+ * request/response layer turn exactly those codes into REJECTs and peer penalties, so a codec error keeps
+ * the class the network layer already understands.
+ */
 import { decode as cborDecode, encode as cborEncode } from 'cborg'
 import { P2PError } from '../errors.ts'
 
