@@ -45,7 +45,7 @@ export const MAX_WAL_ENTRIES_PER_HEIGHT = 30_000
 /**
  * Most bytes (encoded entries) one height may hold: 256 MiB, room for 128 rounds in each of which this node
  * both proposed and precommitted a full block (MAX_BLOCK_BYTES, 1 MiB); round 128 comes after at least
- * 68 minutes at one height by default, and a node proposes in one round of n. Sized so that `load` after a
+ * 70 minutes at one height by default, and a node proposes in one round of n. Sized so that `load` after a
  * restart holds the height in memory without trouble; it bounds the disk the WAL may take.
  */
 export const MAX_WAL_BYTES_PER_HEIGHT = 256 * 1024 * 1024
