@@ -15,7 +15,7 @@ export type ConfigErrorCode = 'BAD_OPTION' | 'DATA_DIR_LOCKED' | 'BAD_GENESIS' |
 /** Bad configuration: options, genesis, keys, data dir. */
 export class ConfigError extends MurmurError<ConfigErrorCode> {}
 
-export type StorageErrorCode = 'WRITE_FAILED' | 'CORRUPT'
+export type StorageErrorCode = 'WRITE_FAILED' | 'CORRUPT' | 'WAL_FULL' | 'WAL_CONFLICT'
 /** A durable write failed or stored data does not decode. A failed write stops the node. */
 export class StorageError extends MurmurError<StorageErrorCode> {}
 

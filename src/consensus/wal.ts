@@ -10,6 +10,14 @@
  * Keys `<height 16 hex>/<round 8 hex>/<step>` (step 0 proposal, 1 prevote, 2 precommit) sort the way they are
  * read: `load(height)` is one bounded range, `prune(below)` one range of keys. At most one entry exists per
  * key: the core never signs twice for one height/round/step.
+ *
+ * Durable and bounded (docs/decisions.md, "WAL"): an append is fsynced (`sync: true`) before it resolves,
+ * since a vote lost in a power cut after it was sent lets the rebooted node sign a conflicting one, and
+ * no peer can give it back. A height holds at most {@link MAX_WAL_ENTRIES_PER_HEIGHT} entries and
+ * {@link MAX_WAL_BYTES_PER_HEIGHT} bytes; past either bound an append is refused (StorageError
+ * `WAL_FULL`, which stops the node), never made room for: dropping an older record of the height would
+ * forget a vote or the lock. An append over a record of its height, or next to records of its height
+ * this process never loaded (the core would not know what they say), is refused as `WAL_CONFLICT`.
  */
 import { decode as cborDecode, encode as cborEncode } from 'cborg'
 import type { Hex } from 'viem'
@@ -27,8 +35,31 @@ export interface WalEntry {
   readonly block?: Uint8Array
 }
 
-/** Most entries one height may hold before `load` refuses (one per round and step: far above any real run). */
+/**
+ * Most entries one height may hold: 3 per round (proposal, prevote, precommit) for 10,000 rounds. A round
+ * lasts at least timeoutPrecommit(r) = 1 s + 0.5 s * r by default, so round 10,000 comes after some 290
+ * days at one height: the bound only stops a runaway (a bug, a disk being filled), never a live network.
+ */
 export const MAX_WAL_ENTRIES_PER_HEIGHT = 30_000
+
+/**
+ * Most bytes (encoded entries) one height may hold: 256 MiB, room for 128 rounds in each of which this node
+ * both proposed and precommitted a full block (MAX_BLOCK_BYTES, 1 MiB); round 128 comes after at least
+ * 70 minutes at one height by default, and a node proposes in one round of n. Sized so that `load` after a
+ * restart holds the height in memory without trouble; it bounds the disk the WAL may take.
+ */
+export const MAX_WAL_BYTES_PER_HEIGHT = 256 * 1024 * 1024
+
+/** Bounds of one WAL (tests give small ones; the node uses the defaults). */
+export interface WalLimits {
+  /** Default {@link MAX_WAL_ENTRIES_PER_HEIGHT}. */
+  readonly maxEntriesPerHeight?: number
+  /** Default {@link MAX_WAL_BYTES_PER_HEIGHT}. */
+  readonly maxBytesPerHeight?: number
+}
+
+/** Rows per range read while loading a height (entries may carry whole blocks). */
+const READ_PAGE = 256
 
 const STEP_CODE = { proposal: 0, prevote: 1, precommit: 2 } as const
 
@@ -89,48 +120,88 @@ function decodeEntry(key: string, bytes: Uint8Array): WalEntry {
   }
 }
 
-/** The WAL of one node. Every write is awaited durable before the driver speaks. */
+/** What the WAL holds of one height: the size of each entry by key. */
+interface HeightTally {
+  readonly sizes: Map<string, number>
+  bytes: number
+  /** Read from disk at a first append, not loaded: the core does not know these entries. */
+  foreign: boolean
+}
+
+/** The WAL of one node. Every append is fsynced before it resolves, so the driver may speak. */
 export class ConsensusWal {
   readonly #store: Store
+  readonly #maxEntries: number
+  readonly #maxBytes: number
   /**
-   * Keys this process wrote or loaded. Every entry of an older height was deleted by the commit batch of
-   * that height, so these are all the WAL holds, and pruning needs no read of the WAL (whose entries carry
-   * whole blocks).
+   * By height key, what the WAL holds of that height: what this process wrote or loaded, or read at its
+   * first append. Every entry of an older height was deleted by the commit batch of that height, so these
+   * are all the WAL holds, and pruning needs no read of the WAL (whose entries carry whole blocks).
    */
-  readonly #keys = new Set<string>()
+  readonly #tallies = new Map<string, HeightTally>()
+  /** Reads of a height under way for its first append (two appends of one height share one). */
+  readonly #reading = new Map<string, Promise<HeightTally>>()
 
-  constructor(store: Store) {
+  constructor(store: Store, limits: WalLimits = {}) {
     this.#store = store
+    this.#maxEntries = limits.maxEntriesPerHeight ?? MAX_WAL_ENTRIES_PER_HEIGHT
+    this.#maxBytes = limits.maxBytesPerHeight ?? MAX_WAL_BYTES_PER_HEIGHT
   }
 
-  /** Appends an entry; resolves once it is written. A failure is a StorageError: the node stops. */
+  /**
+   * Appends an entry; resolves once LevelDB has fsynced it. Refuses (StorageError `WAL_FULL`) past the
+   * bounds of the height and (`WAL_CONFLICT`) over a record it holds or next to records of the height
+   * that were never loaded. A failure is a StorageError: the node stops.
+   */
   async append(entry: WalEntry): Promise<void> {
     const key = walKey(entry.record)
-    await this.#store.put('wal', key, encodeEntry(entry))
-    this.#keys.add(key)
+    const hk = key.slice(0, key.indexOf('/'))
+    const value = encodeEntry(entry)
+    const tally = await this.#tallyOf(hk)
+    if (tally.foreign) {
+      throw new StorageError(
+        'WAL_CONFLICT',
+        `WAL holds ${tally.sizes.size} entries of height key ${hk} that were never loaded: refusing ${key}`,
+      )
+    }
+    if (tally.sizes.has(key)) {
+      throw new StorageError('WAL_CONFLICT', `WAL already holds ${key}: refusing to overwrite it`)
+    }
+    if (tally.sizes.size + 1 > this.#maxEntries || tally.bytes + value.length > this.#maxBytes) {
+      throw new StorageError(
+        'WAL_FULL',
+        `WAL full at height key ${hk} (${tally.sizes.size} entries, ${tally.bytes} bytes; bounds ` +
+          `${this.#maxEntries}, ${this.#maxBytes}): refusing ${key} (${value.length} bytes)`,
+      )
+    }
+    // Counted before the write, and kept if it fails: whether a failed write landed is unknown, so the key
+    // is never written again (the node stops anyway).
+    tally.sizes.set(key, value.length)
+    tally.bytes += value.length
+    await this.#store.put('wal', key, value, { sync: true })
   }
 
-  /** The entries of `height`, in round then step order. */
+  /**
+   * The entries of `height`, in round then step order. A height holding more than the bounds was not
+   * written by this WAL: StorageError `CORRUPT`, rather than a part of it (which could miss the lock).
+   */
   async load(height: number | bigint): Promise<WalEntry[]> {
-    const prefix = `${heightKey(height)}/`
-    const rows = await this.#store.range<Uint8Array>('wal', {
-      gte: prefix,
-      lt: `${heightKey(BigInt(height) + 1n)}/`,
-      limit: MAX_WAL_ENTRIES_PER_HEIGHT,
-    })
-    const entries = rows.map(([k, v]) => decodeEntry(k, v))
-    for (const [k] of rows) this.#keys.add(k)
+    const hk = heightKey(height)
+    const entries: WalEntry[] = []
+    const tally = await this.#read(hk, (k, v) => entries.push(decodeEntry(k, v)))
+    const held = this.#tallies.get(hk)
+    if (held === undefined || held.foreign) this.#tallies.set(hk, tally)
     return entries
   }
 
   /** Batch ops deleting every entry below `height` (to join the commit batch of `height - 1`). */
   async pruneOps(belowHeight: number | bigint): Promise<BatchOp[]> {
-    const lt = `${heightKey(belowHeight)}/`
+    const below = heightKey(belowHeight)
     const ops: BatchOp[] = []
-    for (const key of this.#keys) {
-      if (key >= lt) continue
-      ops.push({ type: 'del', sublevel: 'wal', key })
-      this.#keys.delete(key)
+    for (const [hk, tally] of this.#tallies) {
+      if (hk >= below) continue
+      for (const key of tally.sizes.keys()) ops.push({ type: 'del', sublevel: 'wal', key })
+      this.#tallies.delete(hk)
     }
     return ops
   }
@@ -151,8 +222,55 @@ export class ConsensusWal {
   /** Deletes every entry below `height`; returns how many. */
   async prune(belowHeight: number | bigint): Promise<number> {
     const ops = await this.scanPruneOps(belowHeight)
-    for (const op of ops) this.#keys.delete(op.key)
+    const below = heightKey(belowHeight)
+    for (const hk of this.#tallies.keys()) if (hk < below) this.#tallies.delete(hk)
     await this.#store.batch(ops)
     return ops.length
+  }
+
+  /** What the WAL holds of a height, read from disk once if this process has not seen it yet. */
+  async #tallyOf(hk: string): Promise<HeightTally> {
+    const held = this.#tallies.get(hk)
+    if (held !== undefined) return held
+    let reading = this.#reading.get(hk)
+    if (reading === undefined) {
+      reading = this.#read(hk).then((t) => {
+        t.foreign = t.sizes.size > 0
+        return t
+      })
+      this.#reading.set(hk, reading)
+      void reading.then(
+        () => this.#reading.delete(hk),
+        () => this.#reading.delete(hk),
+      )
+    }
+    const read = await reading
+    // A load that finished meanwhile knows better.
+    const now = this.#tallies.get(hk) ?? read
+    this.#tallies.set(hk, now)
+    return now
+  }
+
+  /** Reads one height page by page, refusing it (CORRUPT) as soon as it passes a bound. */
+  async #read(hk: string, onRow?: (key: string, value: Uint8Array) => void): Promise<HeightTally> {
+    const tally: HeightTally = { sizes: new Map(), bytes: 0, foreign: false }
+    const lt = `${heightKey(BigInt(`0x${hk}`) + 1n)}/`
+    let gte = `${hk}/`
+    for (;;) {
+      const rows = await this.#store.range<Uint8Array>('wal', { gte, lt, limit: READ_PAGE })
+      for (const [k, v] of rows) {
+        tally.sizes.set(k, v.length)
+        tally.bytes += v.length
+        if (tally.sizes.size > this.#maxEntries || tally.bytes > this.#maxBytes) {
+          throw new StorageError(
+            'CORRUPT',
+            `WAL height key ${hk} holds more than ${this.#maxEntries} entries or ${this.#maxBytes} bytes`,
+          )
+        }
+        onRow?.(k, v)
+      }
+      if (rows.length < READ_PAGE) return tally
+      gte = `${rows[rows.length - 1]![0]}\u0000`
+    }
   }
 }

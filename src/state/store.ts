@@ -44,6 +44,16 @@ export function heightKey(height: bigint | number): string {
   return BigInt(height).toString(16).padStart(16, '0')
 }
 
+/**
+ * Options of a write. `sync: true` makes LevelDB fsync its log before the write resolves (classic-level's
+ * `sync` option): what a power cut must not take back once the node acted on it (its own votes and
+ * proposals, see consensus/wal.ts). Default false: the data reaches the OS and survives a process crash,
+ * not a power cut; everything recoverable from peers stays on this cheaper path.
+ */
+export interface WriteOptions {
+  readonly sync?: boolean
+}
+
 /** Default and hard maximum for range reads, so no caller loads an unbounded range by accident. */
 export const DEFAULT_RANGE_LIMIT = 1000
 export const MAX_RANGE_LIMIT = 100_000
@@ -96,19 +106,20 @@ export class Store {
     return (await this.sub(sublevel).getMany(keys)) as Array<T | undefined>
   }
 
-  async put(sublevel: SublevelName, key: string, value: unknown): Promise<void> {
-    await this.batch([{ type: 'put', sublevel, key, value }])
+  async put(sublevel: SublevelName, key: string, value: unknown, opts?: WriteOptions): Promise<void> {
+    await this.batch([{ type: 'put', sublevel, key, value }], opts)
   }
 
-  async del(sublevel: SublevelName, key: string): Promise<void> {
-    await this.batch([{ type: 'del', sublevel, key }])
+  async del(sublevel: SublevelName, key: string, opts?: WriteOptions): Promise<void> {
+    await this.batch([{ type: 'del', sublevel, key }], opts)
   }
 
   /**
    * Atomic write over any number of sublevels: all of it lands or none of it does.
    * A failed durable write is a StorageError; callers on the critical path stop the node.
+   * With `opts.sync` it resolves only once LevelDB has fsynced it (see {@link WriteOptions}).
    */
-  async batch(ops: BatchOp[]): Promise<void> {
+  async batch(ops: BatchOp[], opts?: WriteOptions): Promise<void> {
     if (ops.length === 0) return
     const chained = this.db.batch()
     for (const op of ops) {
@@ -117,7 +128,7 @@ export class Store {
       else chained.del(op.key, { sublevel: this.sub(op.sublevel) as never })
     }
     try {
-      await chained.write()
+      await chained.write({ sync: opts?.sync === true })
     } catch (err) {
       throw new StorageError('WRITE_FAILED', `batch of ${ops.length} failed: ${(err as Error).message}`, {
         cause: err,
