@@ -386,6 +386,7 @@ describe('fills', () => {
       chainId: a.chainId,
       txHash: `0x${'ab'.repeat(32)}` as Hex,
       blockNumber: 1234n,
+      blockHash: `0x${'bc'.repeat(32)}` as Hex,
       executor,
     }
     if (executor === addr(by)) return signFill(by, NETWORK, fill)
@@ -805,6 +806,7 @@ describe('storage', () => {
       chainId: a.chainId,
       txHash: `0x${'cd'.repeat(32)}`,
       blockNumber: 9n,
+      blockHash: `0x${'de'.repeat(32)}`,
       executor: a.executor,
     })
     const t = block1.time + 1000
