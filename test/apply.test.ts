@@ -32,7 +32,16 @@ import {
 import { recoverAddress } from '../src/crypto/recover.ts'
 import { P2PError } from '../src/errors.ts'
 import { parseGenesis } from '../src/node/genesis.ts'
-import { FILL_TYPES, type FillVerdict, type SignedFill, signFill } from '../src/rollups/fill.ts'
+import {
+  FILL_TYPES,
+  type Fill,
+  FillBlocks,
+  type FillChain,
+  type FillVerdict,
+  fillCall,
+  type SignedFill,
+  signFill,
+} from '../src/rollups/fill.ts'
 import {
   gasRatioBps,
   type HealthReport,
@@ -47,7 +56,7 @@ import { activeValidators, votingPowers } from '../src/state/plan.ts'
 import { type PendingIntent, proposeBlock } from '../src/state/propose.ts'
 import { appStateOps, loadAppState, validatorsToJson } from '../src/state/storage.ts'
 import type { Store } from '../src/state/store.ts'
-import type { AppState } from '../src/state/types.ts'
+import { type AppState, expectedOutputOf } from '../src/state/types.ts'
 import { type ValidateBlockContext, validateBlock } from '../src/state/validate.ts'
 import { tempStore } from './helpers/store.ts'
 
@@ -381,6 +390,7 @@ describe('fills', () => {
       chainId: a.chainId,
       txHash: `0x${'ab'.repeat(32)}` as Hex,
       blockNumber: 1234n,
+      blockHash: `0x${'bc'.repeat(32)}` as Hex,
       executor,
     }
     if (executor === addr(by)) return signFill(by, NETWORK, fill)
@@ -403,16 +413,29 @@ describe('fills', () => {
     const block2 = proposeBlock(state1, [], r2, [fill], t2(), { proposer: addr(VALIDATORS[1]!), round: 0 })
     expect(block2.fills).toEqual([{ ...fill.fill, signature: fill.signature }])
     expect(await validateBlock(state1, block2, ctx({ nowMs: t2() }))).toEqual({ ok: true })
-    const unknown = async (): Promise<FillVerdict> => 'unknown'
-    expect(await validateBlock(state1, block2, ctx({ nowMs: t2(), verifyFill: unknown }))).toEqual({
-      ok: true,
-    })
-    const invalid = async (): Promise<FillVerdict> => 'invalid'
-    await expectInvalid(state1, block2, 'FILL_INVALID', ctx({ verifyFill: invalid }))
+    // Only a fill this validator verified itself counts: not final yet, RPC down or throwing are not
+    // 'valid', so the block is not either; a contradicted fill is FILL_INVALID.
+    const verdict = (v: FillVerdict) => async (): Promise<FillVerdict> => v
+    await expectInvalid(state1, block2, 'FILL_UNVERIFIED', ctx({ verifyFill: verdict('unknown') }))
+    await expectInvalid(state1, block2, 'FILL_UNVERIFIED', ctx({ verifyFill: verdict('pending') }))
+    await expectInvalid(state1, block2, 'FILL_INVALID', ctx({ verifyFill: verdict('invalid') }))
     const throwing = async (): Promise<FillVerdict> => {
       throw new Error('rpc down')
     }
-    expect((await validateBlock(state1, block2, ctx({ nowMs: t2(), verifyFill: throwing }))).ok).toBe(true)
+    await expectInvalid(state1, block2, 'FILL_UNVERIFIED', ctx({ verifyFill: throwing }))
+    // The fill waits: once this validator's RPC confirms it, a later block with the same fill is valid.
+    let rpcUp = false
+    const flaky = async (): Promise<FillVerdict> => (rpcUp ? 'valid' : 'unknown')
+    await expectInvalid(state1, block2, 'FILL_UNVERIFIED', ctx({ verifyFill: flaky }))
+    rpcUp = true
+    const retried = proposeBlock(state1, [], await reports(t2() + 500), [fill], t2() + 500, {
+      proposer: addr(VALIDATORS[1]!),
+      round: 1,
+    })
+    expect(retried.fills).toEqual(block2.fills)
+    expect(await validateBlock(state1, retried, ctx({ nowMs: t2() + 500, verifyFill: flaky }))).toEqual({
+      ok: true,
+    })
 
     const { state: s2, intentTransitions } = apply(state1, block2)
     expect(intentTransitions).toEqual([
@@ -458,6 +481,107 @@ describe('fills', () => {
     // No open assignment.
     const stray = { ...asBlockFill(good), intentId: `0x${'77'.repeat(32)}` as Hex }
     await expectInvalid(state1, { ...clean, fills: [stray] }, 'BAD_FILL')
+  })
+})
+
+describe('a Byzantine proposer and fills', () => {
+  // A rollup as an honest validator's RPC shows it: head 1240, block 1234 holds the real fill of
+  // intent `a` by its executor, block 1233 another transaction of that executor.
+  const hashOf = (n: bigint) => `0x${n.toString(16).padStart(64, '0')}` as Hex
+  const account = (x: Address) => VALIDATORS.find((v) => addr(v) === x)!
+  const t2 = () => block1.time + 1000
+  let down = false
+  let a: (typeof block1.assignments)[number]
+  let chain: FillChain
+  let realTx: Hex
+
+  beforeAll(() => {
+    a = block1.assignments[0]!
+    const expected = expectedOutputOf(state1.assignments.get(a.intentId)!)
+    const txOf = (hash: Hex, call: { to: Address; value: bigint; data: Hex }) => ({
+      tx: {
+        hash,
+        from: a.executor,
+        to: call.to,
+        value: call.value,
+        input: call.data,
+        chainId: Number(a.chainId),
+      },
+      status: 'success',
+    })
+    realTx = `0x${'a1'.repeat(32)}`
+    const blocks = new Map([
+      [1233n, [txOf(`0x${'a0'.repeat(32)}`, { to: expected.recipient, value: 1n, data: '0x' })]],
+      [1234n, [txOf(realTx, fillCall(a.intentId, expected))]],
+    ])
+    const answer = <T>(v: T) => (down ? Promise.reject(new Error('rpc down')) : Promise.resolve(v))
+    chain = {
+      getBlockNumber: () => answer(1240n),
+      getBlock: ({ blockNumber }: { blockNumber: bigint }) =>
+        answer({ hash: hashOf(blockNumber), transactions: (blocks.get(blockNumber) ?? []).map((t) => t.tx) }),
+      getBlockReceipts: ({ blockNumber }: { blockNumber: bigint }) =>
+        answer(
+          (blocks.get(blockNumber) ?? []).map((t) => ({
+            transactionHash: t.tx.hash,
+            blockHash: hashOf(blockNumber),
+            status: t.status,
+            logs: [],
+          })),
+        ),
+    } as unknown as FillChain
+  })
+
+  /** The honest validator's check: its own RPC (the chain above), as node/consensus.ts wires it. */
+  function honest(): ValidateBlockContext {
+    const blocks = new FillBlocks(chain)
+    return ctx({ nowMs: t2(), verifyFill: (f, expected) => blocks.verify(f.fill, expected) })
+  }
+
+  /** The block a proposer that is `a`'s executor builds around a fill it signed for itself. */
+  async function blockWith(over: Partial<Fill>): Promise<Block> {
+    const fill = await signFill(account(a.executor), NETWORK, {
+      intentId: a.intentId,
+      chainId: a.chainId,
+      txHash: realTx,
+      blockNumber: 1234n,
+      blockHash: hashOf(1234n),
+      executor: a.executor,
+      ...over,
+    })
+    const block = proposeBlock(state1, [], await reports(t2()), [fill], t2(), {
+      proposer: a.executor,
+      round: 0,
+    })
+    expect(block.fills).toHaveLength(1)
+    return block
+  }
+
+  it('the real fill passes; an invented one, or a real transaction in another block, does not', async () => {
+    expect(await validateBlock(state1, await blockWith({}), honest())).toEqual({ ok: true })
+    const invented = await blockWith({ txHash: `0x${'ee'.repeat(32)}` })
+    await expectInvalid(state1, invented, 'FILL_INVALID', honest())
+    const elsewhere = await blockWith({ blockNumber: 1233n, blockHash: hashOf(1233n) })
+    await expectInvalid(state1, elsewhere, 'FILL_INVALID', honest())
+    const madeUpBlock = await blockWith({ blockHash: `0x${'ee'.repeat(32)}` })
+    await expectInvalid(state1, madeUpBlock, 'FILL_INVALID', honest())
+    // A block the honest validator's RPC has not reached (or not finalised): not accepted either.
+    const future = await blockWith({ blockNumber: 1250n, blockHash: hashOf(1250n) })
+    await expectInvalid(state1, future, 'FILL_UNVERIFIED', honest())
+  })
+
+  it('an invented fill is not accepted while the validator cannot reach the rollup', async () => {
+    down = true
+    try {
+      await expectInvalid(
+        state1,
+        await blockWith({ txHash: `0x${'ee'.repeat(32)}` }),
+        'FILL_UNVERIFIED',
+        honest(),
+      )
+      await expectInvalid(state1, await blockWith({}), 'FILL_UNVERIFIED', honest())
+    } finally {
+      down = false
+    }
   })
 })
 
@@ -800,6 +924,7 @@ describe('storage', () => {
       chainId: a.chainId,
       txHash: `0x${'cd'.repeat(32)}`,
       blockNumber: 9n,
+      blockHash: `0x${'de'.repeat(32)}`,
       executor: a.executor,
     })
     const t = block1.time + 1000

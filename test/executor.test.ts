@@ -237,8 +237,13 @@ describe('executor on an anvil rollup', () => {
       chainId: a.chainId,
       txHash: res.txHash,
       blockNumber: res.blockNumber,
+      blockHash: res.blockHash,
       executor: ex.address,
     })
+    // The block hash signed is the one of the block the receipt is in.
+    const receipt = await client.getTransactionReceipt({ hash: res.txHash })
+    expect(res.blockHash).toBe(receipt.blockHash.toLowerCase())
+    expect((await client.getBlock({ blockNumber: res.blockNumber })).hash).toBe(res.blockHash)
     expect(published.at(-1)).toEqual(res.fill)
     // Value to an EOA with the intent id as calldata: a plain transfer that carries its marker.
     const tx = await client.getTransaction({ hash: res.txHash })
@@ -471,7 +476,7 @@ describe('executor on an anvil rollup', () => {
     )
   })
 
-  it('verifies a fill with a wrong amount as invalid, and an unverifiable one as unknown', async () => {
+  it('verifies a wrong amount, a made-up transaction or block hash as invalid; an unreached block pending, an RPC down unknown', async () => {
     // A transfer carrying the intent's marker but one wei short.
     const a = assignment()
     const block = await client.getBlock()
@@ -496,9 +501,13 @@ describe('executor on an anvil rollup', () => {
       chainId: BigInt(CHAIN),
       txHash: hash,
       blockNumber: receipt.blockNumber,
+      blockHash: receipt.blockHash.toLowerCase() as Hex,
       executor: otherKey.address.toLowerCase() as Address,
     }
-    // The same verdicts asking per transaction, and through FillBlocks (the fill's block read once).
+    const next = await waitFor('the block after it', () =>
+      client.getBlock({ blockNumber: receipt.blockNumber + 1n }).catch(() => undefined),
+    )
+    // The same verdicts with nothing kept (verifyFillReceipt) and through one FillBlocks.
     const calls = new Map<string, number>()
     const counted = new Proxy(client, {
       get(target, prop, receiver) {
@@ -511,31 +520,35 @@ describe('executor on an anvil rollup', () => {
       },
     }) as PublicClient
     const blocks = new FillBlocks(counted)
-    for (const via of ['hash', 'block'] as const) {
+    for (const via of ['once', 'blocks'] as const) {
       const verify = (f: Fill, e: ExpectedOutput) =>
-        verifyFillReceipt(via === 'hash' ? client : blocks.client(f), f, e)
+        via === 'once' ? verifyFillReceipt(client, f, e) : blocks.verify(f, e)
       const short = { ...a, outputAmount: a.outputAmount - 1n }
       expect(await verify(fill, a)).toBe('invalid')
       expect(await verify(fill, short)).toBe('valid')
       // Claimed by someone who did not send it, in another block, or for another intent: invalid.
       expect(await verify({ ...fill, executor: randomAddress() }, short)).toBe('invalid')
-      expect(await verify({ ...fill, blockNumber: fill.blockNumber + 1n }, short)).toBe('invalid')
+      const inNext = { ...fill, blockNumber: next.number, blockHash: next.hash }
+      expect(await verify(inNext, short)).toBe('invalid')
       expect(await verify({ ...fill, intentId: newIntentId() }, short)).toBe('invalid')
-      // Not mined (no such transaction): unknown, not evidence against the fill.
-      expect(await verify({ ...fill, txHash: newIntentId() }, a)).toBe('unknown')
+      // A made-up transaction in a real block, or a made-up hash for the real block: invalid too.
+      expect(await verify({ ...fill, txHash: newIntentId() }, a)).toBe('invalid')
+      expect(await verify({ ...fill, blockHash: newIntentId() }, short)).toBe('invalid')
+      // A block this RPC has not reached: pending, not evidence against the fill.
+      expect(await verify({ ...fill, blockNumber: next.number + 1000n }, short)).toBe('pending')
     }
-    // Fills named in one block: the block's transactions and receipts were asked once, nothing by hash
-    // (except the fills whose transaction is not in the block they name).
+    // Fills named in one block: the block's transactions and receipts were asked once.
     expect(calls.get('getBlock')).toBe(2) // the fill's block and the block after it
     expect(calls.get('getBlockReceipts')).toBe(2)
     calls.clear()
-    expect(await verifyFillReceipt(blocks.client(fill), fill, a)).toBe('invalid')
-    expect(calls.size).toBe(0)
+    expect(await blocks.verify(fill, a)).toBe('invalid')
+    expect(calls.size).toBe(0) // a final block and its head are not asked again
     // RPC unreachable: unknown.
     rollup.setUnreachable(true)
     try {
       expect(await verifyFillReceipt(client, fill, a)).toBe('unknown')
-      expect(await verifyFillReceipt(new FillBlocks(client).client(fill), fill, a)).toBe('unknown')
+      const far = { ...fill, blockNumber: next.number + 1000n }
+      expect(await new FillBlocks(client).verify(far, a)).toBe('unknown')
     } finally {
       rollup.setUnreachable(false)
     }
@@ -623,6 +636,7 @@ describe('fill messages', () => {
     chainId: 901n,
     txHash: keccak256(stringToHex('a tx')),
     blockNumber: 1234n,
+    blockHash: keccak256(stringToHex('a block')),
     executor: executor.address.toLowerCase() as Address,
   }
   const ctx = {
@@ -659,6 +673,9 @@ describe('fill messages', () => {
       result: 'REJECT',
       code: 'BAD_SIGNATURE',
     })
+    // The block hash is signed too: a relay cannot move a fill to another block.
+    const moved = { ...signed, fill: { ...fill, blockHash: keccak256(stringToHex('another block')) } }
+    expect(await validateFill(moved, ctx)).toEqual({ result: 'REJECT', code: 'BAD_SIGNATURE' })
     const unknown = await signFill(executor, NETWORK, { ...fill, intentId: keccak256(stringToHex('other')) })
     expect(await validateFill(unknown, ctx)).toEqual({ result: 'IGNORE', code: 'UNKNOWN_INTENT' })
     expect(await validateFill(signed, { ...ctx, isKnown: () => true })).toEqual({

@@ -26,6 +26,13 @@ describe('genesis', () => {
     expect(g.validators[0]!.stake).toBe(1000n)
     expect(g.delegations).toEqual([])
     expect(g.params.maxClockSkewSec).toBe(30)
+    expect(g.rollups.map((r) => r.confirmations)).toEqual([0, 0])
+  })
+
+  it("keeps a rollup's confirmations", () => {
+    const g = good() as any
+    g.rollups[1].confirmations = 12
+    expect(parseGenesis(g).rollups.map((r) => r.confirmations)).toEqual([0, 12])
   })
 
   it.each([
@@ -37,6 +44,9 @@ describe('genesis', () => {
     ['duplicate chain', (g: any) => (g.rollups[1].chainId = 901), 'rollups'],
     ['unknown field', (g: any) => (g.extra = 1), '(root)'],
     ['bad param', (g: any) => (g.params = { blockIntervalMs: -1 }), 'params.blockIntervalMs'],
+    ['negative confirmations', (g: any) => (g.rollups[1].confirmations = -1), 'rollups[1].confirmations'],
+    ['fractional confirmations', (g: any) => (g.rollups[0].confirmations = 1.5), 'rollups[0].confirmations'],
+    ['confirmations as text', (g: any) => (g.rollups[0].confirmations = '2'), 'rollups[0].confirmations'],
   ])('names the field: %s', (_name, mutate, field) => {
     const g = good() as Record<string, unknown>
     mutate(g)

@@ -602,6 +602,7 @@ export function blockToJson(
       chainId: f.chainId.toString(),
       txHash: f.txHash,
       blockNumber: f.blockNumber.toString(),
+      blockHash: f.blockHash,
       executor: f.executor,
       signature: f.signature,
     })),

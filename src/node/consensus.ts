@@ -16,13 +16,7 @@ import { ConsensusDriver, type ConsensusDriverOptions } from '../consensus/drive
 import { CONSENSUS_MESSAGES_PROTOCOL, type ConsensusMessage } from '../consensus/messages.ts'
 import type { IntentPool } from '../mempool/pool.ts'
 import type { P2PHost, TopicHandler } from '../p2p/host.ts'
-import {
-  type ExpectedOutput,
-  FillBlocks,
-  type FillVerdict,
-  type SignedFill,
-  verifyFillReceipt,
-} from '../rollups/fill.ts'
+import { type ExpectedOutput, FillBlocks, type FillVerdict, type SignedFill } from '../rollups/fill.ts'
 import { type RpcTransport, rpcTransport } from '../rollups/rpc.ts'
 import type { RollupsService } from '../rollups/service.ts'
 import type { StakingService } from '../staking/service.ts'
@@ -69,13 +63,16 @@ export class ConsensusWiring {
 
   constructor(options: Partial<ConsensusDriverOptions>, modules: ConsensusWiringModules) {
     this.#m = modules
+    const finality = new Map(modules.genesis.rollups.map((r) => [r.chainId, BigInt(r.confirmations)]))
     for (const [chainId, url] of modules.rpc) {
       // Receipts of many fills are asked at once: JSON-RPC batches, one HTTP request each.
       const rpc = rpcTransport(url, { timeout: 5_000, retryCount: 0, batch: { batchSize: 256, wait: 2 } })
       this.#transports.push(rpc)
       this.#clients.set(
         BigInt(chainId),
-        new FillBlocks(createPublicClient({ transport: rpc.transport }) as PublicClient),
+        new FillBlocks(createPublicClient({ transport: rpc.transport }) as PublicClient, {
+          confirmations: finality.get(chainId) ?? 0n,
+        }),
       )
     }
     const g = modules.genesis
@@ -130,24 +127,24 @@ export class ConsensusWiring {
   }
 
   /**
-   * verifyFillReceipt on this node's RPC, at most once per fill: definite verdicts are kept (a mined,
-   * final receipt does not change), concurrent asks share one request, 'unknown' is asked again next time.
+   * FillBlocks.verify on this node's RPC, at most once per fill: definite verdicts are kept (a final
+   * block does not change), concurrent asks share one request, 'pending' and 'unknown' are asked again.
    */
   #verifyFill(fill: SignedFill, expected: ExpectedOutput): Promise<FillVerdict> {
     const f = fill.fill
-    const key = `${f.chainId}/${f.txHash}/${f.intentId}/${f.blockNumber}/${f.executor}/${expected.recipient}/${expected.outputToken}/${expected.outputAmount}`
+    const key = `${f.chainId}/${f.txHash}/${f.intentId}/${f.blockNumber}/${f.blockHash}/${f.executor}/${expected.recipient}/${expected.outputToken}/${expected.outputAmount}`
     const held = this.#verdicts.get(key)
     if (held !== undefined) return held
     const blocks = this.#clients.get(f.chainId)
     if (blocks === undefined) return Promise.resolve('unknown')
-    const p = verifyFillReceipt(blocks.client(f), f, expected).catch(() => 'unknown' as const)
+    const p = blocks.verify(f, expected).catch(() => 'unknown' as const)
     this.#verdicts.set(key, p)
     if (this.#verdicts.size > MAX_FILL_VERDICTS) {
       const oldest = this.#verdicts.keys().next().value
       if (oldest !== undefined) this.#verdicts.delete(oldest)
     }
     void p.then((v) => {
-      if (v === 'unknown') this.#verdicts.delete(key)
+      if (v === 'unknown' || v === 'pending') this.#verdicts.delete(key)
     })
     return p
   }

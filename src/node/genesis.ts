@@ -16,6 +16,16 @@ const rollupSchema = z.object({
   name: z.string().min(1).max(64),
   type: z.enum(['optimistic', 'zk']),
   securityBps: z.number().int().min(0).max(10_000),
+  /**
+   * Blocks on top of a rollup block before a fill in it counts: block `n` is final once
+   * `head - n >= confirmations` on a validator's RPC (0: as soon as it is mined, for devnets).
+   */
+  confirmations: z
+    .number({ error: 'must be a whole number of blocks' })
+    .int('must be a whole number of blocks')
+    .min(0, 'must not be negative')
+    .max(1_000_000, 'at most 1000000 blocks')
+    .default(0),
 })
 
 const validatorSchema = z.object({

@@ -84,9 +84,18 @@ export interface FillRecord {
   /** Set once mined. */
   minedTxHash?: Hex
   blockNumber?: string
-  /** The signed fill, once confirmed. */
+  /** Hash of the block the fill transaction is in, set once confirmed. */
+  blockHash?: Hex
+  /** The signed fill, once confirmed. Records written before fills named their block lack `blockHash`. */
   fill?: {
-    fill: { intentId: Hex; chainId: string; txHash: Hex; blockNumber: string; executor: Address }
+    fill: {
+      intentId: Hex
+      chainId: string
+      txHash: Hex
+      blockNumber: string
+      blockHash?: Hex
+      executor: Address
+    }
     signature: Hex
   }
   /** True once the fill was handed to `publishFill` without error. */
@@ -100,6 +109,7 @@ export interface FillResult {
   chainId: bigint
   txHash: Hex
   blockNumber: bigint
+  blockHash: Hex
   fill: SignedFill
   /** False when publishing failed; {@link Executor.recover} publishes it again. */
   announced: boolean
@@ -114,6 +124,12 @@ export interface ExecutorOptions {
   rollups: ReadonlyMap<number, string>
   /** Blocks on top of (and including) the fill's block before the fill is announced. Default 1. */
   confirmations?: number
+  /**
+   * Genesis `rollups[].confirmations` by chain id: a fill is announced only once `head - blockNumber`
+   * reaches it on this chain, when validators count its block final (rollups/fill.ts `FillBlocks`); a
+   * fill announced earlier would only be checked as 'pending'. Chains not listed: 0.
+   */
+  rollupConfirmations?: ReadonlyMap<number, number>
   /** Timeout of one RPC request. Default 5 000 ms. */
   rpcTimeoutMs?: number
   /** Priority fee; maxFeePerGas = 2 × base fee + tip. Default 1 gwei. */
@@ -136,6 +152,7 @@ export interface ExecutorOptions {
 /** Defaults of {@link ExecutorOptions}. */
 export const DEFAULT_EXECUTOR_OPTIONS: Omit<Required<ExecutorOptions>, 'rollups'> = {
   confirmations: 1,
+  rollupConfirmations: new Map(),
   rpcTimeoutMs: 5_000,
   tipWei: 1_000_000_000n,
   receiptPollMs: 250,
@@ -731,7 +748,8 @@ export class Executor {
     chain: Chain,
     rec: FillRecord,
   ): Promise<{ done: true; result: FillResult } | { done: false; wait: boolean }> {
-    if (rec.state === 'confirmed' && rec.fill !== undefined)
+    // A record confirmed before fills named their block hash is confirmed again from its receipt.
+    if (rec.state === 'confirmed' && rec.fill?.fill.blockHash !== undefined)
       return { done: true, result: await this.#announce(rec) }
     if (rec.state === 'failed') {
       throw new ExecutorError(
@@ -757,9 +775,9 @@ export class Executor {
         throw new ExecutorError('REVERTED', `fill ${hash} of ${rec.intentId} reverted`)
       }
       const head = await client.getBlockNumber({ cacheTime: 0 })
-      if (head - receipt.blockNumber + 1n < BigInt(this.options.confirmations))
-        return { done: false, wait: true }
-      return { done: true, result: await this.#confirm(chain, rec, hash, receipt.blockNumber) }
+      if (head - receipt.blockNumber < this.#blocksOnTop(chain)) return { done: false, wait: true }
+      const block = { number: receipt.blockNumber, hash: receipt.blockHash.toLowerCase() as Hex }
+      return { done: true, result: await this.#confirm(chain, rec, hash, block) }
     }
     // 2. Is a version pending in the node's pool?
     let pending = false
@@ -884,18 +902,38 @@ export class Executor {
     return { hash: tx.hash, to: tx.to, value: tx.value, input: tx.input }
   }
 
-  async #confirm(chain: Chain, rec: FillRecord, txHash: Hex, blockNumber: bigint): Promise<FillResult> {
+  /**
+   * Blocks needed on top of a fill's block before it is announced: the executor's own margin
+   * (`confirmations` counts the fill's block) or the rollup's finality, whichever is more.
+   */
+  #blocksOnTop(chain: Chain): bigint {
+    const own = BigInt(this.options.confirmations) - 1n
+    const final = BigInt(this.options.rollupConfirmations.get(Number(chain.chainId)) ?? 0)
+    return own > final ? own : final
+  }
+
+  async #confirm(
+    chain: Chain,
+    rec: FillRecord,
+    txHash: Hex,
+    block: { number: bigint; hash: Hex },
+  ): Promise<FillResult> {
+    const blockNumber = block.number
+    // The hash of the block the receipt is in: the fill names the block it means, so validators can
+    // tell a reorg (another block at that number) from a fill they cannot see yet.
     const fill: Fill = {
       intentId: rec.intentId,
       chainId: BigInt(rec.chainId),
       txHash,
       blockNumber,
+      blockHash: block.hash,
       executor: this.#address,
     }
     const signed = await signFill(this.#m.account, this.#m.networkId, fill)
     rec.state = 'confirmed'
     rec.minedTxHash = txHash
     rec.blockNumber = blockNumber.toString()
+    rec.blockHash = block.hash
     rec.announced = false
     rec.fill = {
       fill: { ...fill, chainId: rec.chainId, blockNumber: blockNumber.toString() },
@@ -906,7 +944,10 @@ export class Executor {
       { chain_id: String(chain.chainId) },
       Math.max(0, this.#now() - rec.sentAtMs),
     )
-    this.#log.info({ intentId: rec.intentId, chainId: rec.chainId, txHash, blockNumber }, 'fill confirmed')
+    this.#log.info(
+      { intentId: rec.intentId, chainId: rec.chainId, txHash, blockNumber, blockHash: block.hash },
+      'fill confirmed',
+    )
     // One write for confirmed and announced: a crash before it leaves the record as it was (`sending`),
     // and recovery finds the receipt, confirms and announces again (receivers dedupe).
     return this.#announce(rec, true)
@@ -919,7 +960,12 @@ export class Executor {
   async #announce(rec: FillRecord, unsaved = false): Promise<FillResult> {
     const f = rec.fill!
     const signed: SignedFill = {
-      fill: { ...f.fill, chainId: BigInt(f.fill.chainId), blockNumber: BigInt(f.fill.blockNumber) },
+      fill: {
+        ...f.fill,
+        chainId: BigInt(f.fill.chainId),
+        blockNumber: BigInt(f.fill.blockNumber),
+        blockHash: f.fill.blockHash!,
+      },
       signature: f.signature,
     }
     let announced = rec.announced === true
@@ -938,6 +984,7 @@ export class Executor {
       chainId: signed.fill.chainId,
       txHash: signed.fill.txHash,
       blockNumber: signed.fill.blockNumber,
+      blockHash: signed.fill.blockHash,
       fill: signed,
       announced,
     }

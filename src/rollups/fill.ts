@@ -27,13 +27,16 @@ import { recoverAddress } from '../crypto/recover.ts'
 import { P2PError } from '../errors.ts'
 import { ACCEPT, ignore, reject, type ValidationResult } from '../p2p/validation.ts'
 
-/** `Fill(bytes32 intentId,uint256 chainId,bytes32 txHash,uint64 blockNumber,address executor)` */
+/**
+ * `Fill(bytes32 intentId,uint256 chainId,bytes32 txHash,uint64 blockNumber,bytes32 blockHash,address executor)`
+ */
 export const FILL_TYPES = {
   Fill: [
     { name: 'intentId', type: 'bytes32' },
     { name: 'chainId', type: 'uint256' },
     { name: 'txHash', type: 'bytes32' },
     { name: 'blockNumber', type: 'uint64' },
+    { name: 'blockHash', type: 'bytes32' },
     { name: 'executor', type: 'address' },
   ],
 } as const satisfies TypedData
@@ -48,6 +51,11 @@ export interface Fill {
   txHash: Hex
   /** Block that includes the fill transaction. */
   blockNumber: bigint
+  /**
+   * Hash of that block: the number alone does not say which block, so a fill names the one it means and
+   * a reorg that drops it makes the fill provably wrong instead of a guess.
+   */
+  blockHash: Hex
   executor: Address
 }
 
@@ -72,6 +80,7 @@ export function findBadFillField(f: Fill): keyof Fill | undefined {
   if (typeof f.txHash !== 'string' || !BYTES32_RE.test(f.txHash)) return 'txHash'
   if (typeof f.blockNumber !== 'bigint' || f.blockNumber < 0n || f.blockNumber > UINT64_MAX)
     return 'blockNumber'
+  if (typeof f.blockHash !== 'string' || !BYTES32_RE.test(f.blockHash)) return 'blockHash'
   if (typeof f.executor !== 'string' || !ADDRESS_RE.test(f.executor)) return 'executor'
   return undefined
 }
@@ -114,12 +123,12 @@ export function recoverFillSigner(networkId: string, signed: SignedFill): Promis
 // ---------------------------------------------------------------------------------------------------
 // Wire codec.
 
-/** Largest encoded `{fill, signature}`, version byte included. A real one is about 190 bytes. */
+/** Largest encoded `{fill, signature}`, version byte included. A real one is about 225 bytes. */
 export const FILL_MAX_BYTES = 384
-/** Wire version of {@link fillCodec}. */
-export const FILL_WIRE_VERSION = 1
+/** Wire version of {@link fillCodec}: 2 since a fill names its block hash (`b`). */
+export const FILL_WIRE_VERSION = 2
 
-const FILL_KEYS = ['i', 'c', 'h', 'n', 'e', 'sig'] as const
+const FILL_KEYS = ['i', 'c', 'h', 'n', 'b', 'e', 'sig'] as const
 
 const innerFillCodec = cborCodec<unknown>({
   version: FILL_WIRE_VERSION,
@@ -136,6 +145,7 @@ const innerFillCodec = cborCodec<unknown>({
         chainId: bytesToUint(o['c'], 'fill.chainId', 32),
         txHash: bytesToHex(o['h'], 'fill.txHash', 32),
         blockNumber: bytesToUint(o['n'], 'fill.blockNumber', 8),
+        blockHash: bytesToHex(o['b'], 'fill.blockHash', 32),
         executor: bytesToAddress(o['e'], 'fill.executor'),
       },
       signature: bytesToHex(o['sig'], 'fill.signature', 65),
@@ -143,7 +153,7 @@ const innerFillCodec = cborCodec<unknown>({
   },
 })
 
-/** Wire codec of `{fill, signature}` for the `fills` topic (CBOR, version 1, at most 384 bytes). */
+/** Wire codec of `{fill, signature}` for the `fills` topic (CBOR, version 2, at most 384 bytes). */
 export const fillCodec: Codec<SignedFill> = {
   version: innerFillCodec.version,
   maxBytes: innerFillCodec.maxBytes,
@@ -156,6 +166,7 @@ export const fillCodec: Codec<SignedFill> = {
       c: uintToBytes(fill.chainId),
       h: hexToRaw(fill.txHash),
       n: uintToBytes(fill.blockNumber),
+      b: hexToRaw(fill.blockHash),
       e: hexToRaw(fill.executor),
       sig: hexToRaw(signature),
     })
@@ -290,27 +301,99 @@ export function fillCall(intentId: Hex, out: ExpectedOutput): { to: Address; val
 type FillTx = Awaited<ReturnType<PublicClient['getTransaction']>>
 type FillReceipt = Awaited<ReturnType<PublicClient['getTransactionReceipt']>>
 
+/** What a fill check reads of a rollup: its head, and a block with its transactions and receipts. */
+export type FillChain = Pick<PublicClient, 'getBlockNumber' | 'getBlock' | 'getBlockReceipts'>
+
 /**
- * The transactions and receipts of one chain's recent blocks, fetched once per block (two calls) for all
- * the fills the block carries: an executor confirms the fills of a rollup block together, and every
- * validator checks every fill, so asking per fill cost two RPC calls per fill on every node. A fill whose
- * transaction is not in the block it names (or a block not there yet) is asked for by hash, as before, so
- * verdicts do not change. Use its {@link client} as {@link verifyFillReceipt}'s client for one fill.
+ * Result of a fill check.
+ * - 'valid': the named block is final on this node's RPC, has the named hash, holds the transaction, and
+ *   its receipt delivers the expected output;
+ * - 'invalid': positive evidence against the fill: the final block at that number has another hash
+ *   (reorg, or a made-up block), does not hold the transaction, or the transaction does not deliver;
+ * - 'pending': the block is not final yet on this node's RPC (fewer than `confirmations` blocks on top
+ *   of it, or the RPC has not reached it): ask again later;
+ * - 'unknown': the RPC did not answer, or answered inconsistently.
+ * Only 'valid' lets a fill into a block (state/app.ts `validateBlock`).
+ */
+export type FillVerdict = 'valid' | 'invalid' | 'pending' | 'unknown'
+
+interface HeldBlock {
+  hash: Hex
+  txs: Map<string, FillTx>
+  receipts: Map<string, FillReceipt>
+}
+
+/** Options of {@link FillBlocks}. */
+export interface FillBlocksOptions {
+  /** Genesis `rollups[].confirmations`: block `n` is final once `head - n >= confirmations`. Default 0. */
+  confirmations?: bigint
+  /** Final blocks kept. Default 64. */
+  maxBlocks?: number
+}
+
+/**
+ * Checks fills of one rollup against this node's RPC, a block at a time: the transactions and receipts
+ * of a block are fetched once (two calls) for all the fills it carries, because an executor confirms
+ * the fills of a rollup block together and every validator checks every fill. Only final blocks are
+ * read and kept, so what is kept never changes; the head is asked once for all the fills being checked
+ * at that moment, and not at all for a block already known to be final.
  */
 export class FillBlocks {
-  readonly #client: PublicClient
-  readonly #blocks = new Map<
-    bigint,
-    Promise<{ txs: Map<string, FillTx>; receipts: Map<string, FillReceipt> } | undefined>
-  >()
+  readonly #client: FillChain
+  readonly #confirmations: bigint
   readonly #max: number
+  readonly #blocks = new Map<bigint, Promise<HeldBlock | undefined>>()
+  /** Highest head this RPC reported; -1 before the first answer. */
+  #head = -1n
+  #asking: Promise<boolean> | undefined
 
-  constructor(client: PublicClient, maxBlocks = 64) {
+  constructor(client: FillChain, options: FillBlocksOptions = {}) {
     this.#client = client
-    this.#max = maxBlocks
+    this.#confirmations = options.confirmations ?? 0n
+    this.#max = options.maxBlocks ?? 64
+    if (this.#confirmations < 0n) throw new RangeError('confirmations must not be negative')
   }
 
-  #block(n: bigint) {
+  /** Checks `fill` (its `chainId` must be this client's chain). See {@link FillVerdict}. */
+  async verify(fill: Fill, expected: ExpectedOutput): Promise<FillVerdict> {
+    const final = await this.#isFinal(fill.blockNumber)
+    if (final === undefined) return 'unknown'
+    if (!final) return 'pending'
+    const block = await this.#block(fill.blockNumber)
+    if (block === undefined) return 'unknown'
+    if (block.hash !== fill.blockHash) return 'invalid'
+    const tx = block.txs.get(fill.txHash)
+    // The final block the fill names does not hold its transaction: whatever happened, not there.
+    if (tx === undefined) return 'invalid'
+    const receipt = block.receipts.get(fill.txHash)
+    if (receipt === undefined || receipt.blockHash.toLowerCase() !== block.hash) {
+      // Transactions and receipts of different blocks: the RPC answered inconsistently. Read it again.
+      this.#blocks.delete(fill.blockNumber)
+      return 'unknown'
+    }
+    return judgeFill(tx, receipt, fill, expected)
+  }
+
+  /** True when block `n` is final on this RPC, undefined when the RPC did not answer. */
+  async #isFinal(n: bigint): Promise<boolean | undefined> {
+    if (this.#head - n >= this.#confirmations) return true
+    // One head request serves every check waiting for one.
+    this.#asking ??= this.#client.getBlockNumber({ cacheTime: 0 }).then(
+      (h) => {
+        this.#asking = undefined
+        if (h > this.#head) this.#head = h
+        return true
+      },
+      () => {
+        this.#asking = undefined
+        return false
+      },
+    )
+    if (!(await this.#asking)) return undefined
+    return this.#head - n >= this.#confirmations
+  }
+
+  #block(n: bigint): Promise<HeldBlock | undefined> {
     let held = this.#blocks.get(n)
     if (held === undefined) {
       held = Promise.all([
@@ -318,11 +401,12 @@ export class FillBlocks {
         this.#client.getBlockReceipts({ blockNumber: n }),
       ]).then(
         ([block, receipts]) => ({
+          hash: (block.hash ?? '0x').toLowerCase() as Hex,
           txs: new Map(block.transactions.map((t) => [t.hash.toLowerCase(), t as FillTx])),
           receipts: new Map(receipts.map((r) => [r.transactionHash.toLowerCase(), r as FillReceipt])),
         }),
         () => {
-          // Not there yet, or the RPC failed: ask again next time.
+          // The RPC failed: ask again next time.
           this.#blocks.delete(n)
           return undefined
         },
@@ -332,51 +416,28 @@ export class FillBlocks {
     }
     return held
   }
-
-  /** A client for {@link verifyFillReceipt} that reads `fill`'s block first. */
-  client(fill: Fill): Pick<PublicClient, 'getTransactionReceipt' | 'getTransaction'> {
-    const c = this.#client
-    return {
-      getTransactionReceipt: (async ({ hash }: { hash: Hex }) =>
-        (await this.#block(fill.blockNumber))?.receipts.get(hash.toLowerCase()) ??
-        c.getTransactionReceipt({ hash })) as PublicClient['getTransactionReceipt'],
-      getTransaction: (async ({ hash }: { hash: Hex }) =>
-        (await this.#block(fill.blockNumber))?.txs.get(hash.toLowerCase()) ??
-        c.getTransaction({ hash })) as PublicClient['getTransaction'],
-    }
-  }
 }
 
-/** Result of {@link verifyFillReceipt}. */
-export type FillVerdict = 'valid' | 'invalid' | 'unknown'
-
 /**
- * Checks a fill against the chain through `client` (an RPC of `fill.chainId`, the validator's own):
- * the transaction is mined in `fill.blockNumber`, succeeded, was sent by `fill.executor`, carries the
- * intent id marker, and delivered exactly `outputAmount` to `recipient`: as the transaction's value to the
- * recipient for the native token, or as a `Transfer(executor, recipient, outputAmount)` log of the token
- * contract for an ERC-20.
- *
- * 'unknown' when it cannot tell (RPC unreachable, transaction not mined yet): not evidence against the
- * fill. 'invalid' only on positive evidence against it.
+ * Checks one fill through `client` (an RPC of `fill.chainId`, the validator's own), as {@link FillBlocks}
+ * does, with nothing kept between calls. `confirmations`: the rollup's genesis `confirmations`.
  */
-export async function verifyFillReceipt(
-  client: Pick<PublicClient, 'getTransactionReceipt' | 'getTransaction'>,
+export function verifyFillReceipt(
+  client: FillChain,
   fill: Fill,
   expected: ExpectedOutput,
+  confirmations = 0n,
 ): Promise<FillVerdict> {
-  let receipt: Awaited<ReturnType<PublicClient['getTransactionReceipt']>>
-  let tx: Awaited<ReturnType<PublicClient['getTransaction']>>
-  try {
-    ;[receipt, tx] = await Promise.all([
-      client.getTransactionReceipt({ hash: fill.txHash }),
-      client.getTransaction({ hash: fill.txHash }),
-    ])
-  } catch {
-    // Not found (not mined yet, or never) and unreachable are both "cannot tell".
-    return 'unknown'
-  }
-  if (receipt.blockNumber !== fill.blockNumber) return 'invalid'
+  return new FillBlocks(client, { confirmations, maxBlocks: 1 }).verify(fill, expected)
+}
+
+/**
+ * The transaction of a fill, in the block the fill names: it succeeded, was sent by `fill.executor` on
+ * `fill.chainId`, carries the intent id marker, and delivered exactly `outputAmount` to `recipient`: as
+ * the transaction's value to the recipient for the native token, or as a
+ * `Transfer(executor, recipient, outputAmount)` log of the token contract for an ERC-20.
+ */
+function judgeFill(tx: FillTx, receipt: FillReceipt, fill: Fill, expected: ExpectedOutput): FillVerdict {
   if (receipt.status !== 'success') return 'invalid'
   if (tx.from.toLowerCase() !== fill.executor) return 'invalid'
   if (tx.chainId !== undefined && BigInt(tx.chainId) !== fill.chainId) return 'invalid'

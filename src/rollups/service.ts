@@ -162,7 +162,11 @@ export class RollupsService {
     })
     if (this.opts.rollups.size > 0) {
       this.#executor = new Executor(
-        { ...this.opts.executor, rollups: this.opts.rollups },
+        {
+          rollupConfirmations: new Map(m.genesis.rollups.map((r) => [r.chainId, r.confirmations])),
+          ...this.opts.executor,
+          rollups: this.opts.rollups,
+        },
         {
           store: m.store,
           account: m.account,

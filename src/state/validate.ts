@@ -42,6 +42,7 @@ export type BlockRejectCode =
   | 'ROUTE_MISMATCH'
   | 'BAD_FILL'
   | 'FILL_INVALID'
+  | 'FILL_UNVERIFIED'
   | 'BAD_HEALTH_REPORT'
   | 'BAD_EVIDENCE'
   | 'BAD_STAKE_MOVE'
@@ -61,8 +62,9 @@ export interface ValidateBlockContext {
   /** This validator's clock, unix milliseconds. */
   readonly nowMs: number
   /**
-   * The fill's receipt on this validator's own RPC of `fill.chainId`: 'invalid' only on positive
-   * evidence against it; 'unknown' (unreachable, not mined yet) does not make the block invalid.
+   * The fill's receipt on this validator's own RPC of `fill.chainId` (rollups/fill.ts `FillBlocks`).
+   * Only 'valid' is accepted: 'invalid' makes the block FILL_INVALID, 'pending' and 'unknown' (block not
+   * final yet, RPC unreachable) FILL_UNVERIFIED, so no fill counts on the proposer's word.
    */
   readonly verifyFill: (fill: SignedFill, expected: ExpectedOutput) => Promise<FillVerdict>
   /** True when the local pool holds (and so has verified) the intent: its signature is not checked again. */
@@ -101,7 +103,7 @@ function sameAssignment(a: BlockAssignment, b: BlockAssignment): boolean {
  * intent valid (signed by its user, a Murmur order, known chains, fill deadline ahead) and neither assigned
  * nor finished; assignments and reassignments exactly `routeIntents` over the block's health view (with
  * the same re-routing set and pool view as `planBlock`); fills of open assignments, by the assigned
- * executor, signed, and not 'invalid' by `ctx.verifyFill`; evidence of active validators, well formed and
+ * executor, signed, and 'valid' by `ctx.verifyFill` (this validator's own check); evidence of active validators, well formed and
  * signed; stake moves in (staker, nonce) order, each valid on the state left by the evidence, the loans due
  * and the moves before it (so two moves of one staker must both be covered), and signed by its staker.
  * Returns the first failure.
@@ -291,7 +293,11 @@ export async function validateBlock(
         .verifyFill({ fill, signature }, expected)
         .catch((): FillVerdict => 'unknown')
         .then((v) =>
-          v === 'invalid' ? bad('FILL_INVALID', `fill of ${f.intentId}: receipt contradicts it`) : OK,
+          v === 'valid'
+            ? OK
+            : v === 'invalid'
+              ? bad('FILL_INVALID', `fill of ${f.intentId}: the rollup contradicts it`)
+              : bad('FILL_UNVERIFIED', `fill of ${f.intentId}: not verified here (${v})`),
         ),
     )
   }
