@@ -410,10 +410,19 @@ describe('WAL', () => {
       vote(1, 0, 'prevote', v),
       vote(3, 0, 'prevote', v),
     ]
-    for (const r of records) await wal.append({ record: r, signature: sig, block: new Uint8Array([1, 2, 3]) })
+    // A vote keeps its signed timestamp and extension (a restarted node re-sends the same vote).
+    const stamp = { timestampMs: 1_234, extension: new Uint8Array([9, 8]) }
+    for (const r of records)
+      await wal.append({
+        record: r,
+        signature: sig,
+        block: new Uint8Array([1, 2, 3]),
+        ...(r.type === 'vote' ? stamp : {}),
+      })
     const h2 = await wal.load(2)
     expect(h2.map((e) => walKey(e.record))).toEqual([records[1]!, records[2]!, records[0]!].map(walKey))
-    expect(h2[2]).toEqual({ record: records[0], signature: sig, block: new Uint8Array([1, 2, 3]) })
+    expect(h2[2]).toEqual({ record: records[0], signature: sig, block: new Uint8Array([1, 2, 3]), ...stamp })
+    expect(h2[1]).toEqual({ record: records[2], signature: sig, block: new Uint8Array([1, 2, 3]) })
     // pruneOps (the commit's) needs no read: it deletes what this process wrote or loaded, the same set a
     // scan of the WAL finds.
     const ops = await wal.pruneOps(3)
@@ -437,7 +446,7 @@ describe('WAL', () => {
       // Node 1 precommitted a block at height 1 round 0, then crashed.
       const me = VALIDATORS[1]!
       const state = genesisState(GENESIS)
-      const block = proposeBlock(state, [], await healthReports(), [], Date.now(), {
+      const block = proposeBlock(state, [], null, [], Date.now(), {
         proposer: addr(me),
         round: 0,
       })

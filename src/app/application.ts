@@ -33,9 +33,9 @@ import type { Validator } from '../consensus/types.ts'
 import type { IntentPool, TransitionRequest } from '../mempool/pool.ts'
 import { type IntentState, isTerminal, MempoolError } from '../mempool/record.ts'
 import type { SignedFill } from '../rollups/fill.ts'
-import type { SignedHealthReport } from '../rollups/health-report.ts'
+import { decodeObservations, encodeObservations, type Observation } from '../rollups/observation.ts'
 import { apply } from '../state/apply.ts'
-import { activeValidators } from '../state/plan.ts'
+import { activeValidators, offlineValidators } from '../state/plan.ts'
 import { proposeBlock } from '../state/propose.ts'
 import { appStateOps, loadAppState } from '../state/storage.ts'
 import type { BatchOp, Store } from '../state/store.ts'
@@ -63,8 +63,11 @@ export interface ApplicationModules {
   readonly genesis: AppGenesis
   /** Receipt check of a fill on this node's own RPC (rollups/fill.ts `verifyFillReceipt`). */
   readonly verifyFill: ValidateBlockContext['verifyFill']
-  /** Health reports held (accepted from gossip, and this node's own); the proposer picks the fresh ones. */
-  readonly healthReports: () => Iterable<SignedHealthReport> | Promise<Iterable<SignedHealthReport>>
+  /**
+   * This validator's own latest observation of each rollup (its health monitor), for its vote
+   * extensions. Absent on a node that measures nothing: its precommits carry no observation.
+   */
+  readonly observe?: () => readonly Observation[] | Promise<readonly Observation[]>
   /** Fills announced on gossip and not yet committed. */
   readonly pendingFills: () => Iterable<SignedFill> | Promise<Iterable<SignedFill>>
   /** Signed stake moves waiting for a block, signatures already checked (staking/service.ts). */
@@ -145,6 +148,7 @@ export class MurmurApplication implements Application {
   readonly #m: ApplicationModules
   readonly #log: Logger
   #state: AppState | undefined
+  #chainSet: ReadonlySet<bigint> | undefined
   readonly #listeners = new Set<(e: CommitEvent) => void>()
 
   constructor(options: Partial<ApplicationOptions>, modules: ApplicationModules) {
@@ -181,6 +185,7 @@ export class MurmurApplication implements Application {
       lastBlockHash: s.lastBlockHash,
       lastBlockTime: s.lastBlockTime,
       validators: activeValidators(s),
+      offline: [...offlineValidators(s, s.height)],
     }
   }
 
@@ -192,13 +197,12 @@ export class MurmurApplication implements Application {
     const state = this.state
     if (req.height !== state.height + 1n)
       throw new Error(`prepareProposal at ${req.height} on state ${state.height}`)
-    const [pending, reports, fills, stakeMoves] = await Promise.all([
+    const [pending, fills, stakeMoves] = await Promise.all([
       this.#m.pool.pending(this.options.pendingScanLimit),
-      this.#m.healthReports(),
       this.#fillsToPropose(state),
       this.#m.pendingStakeMoves?.() ?? [],
     ])
-    const block = proposeBlock(this.state, pending, reports, fills, req.nowMs, {
+    const block = proposeBlock(this.state, pending, req.lastCommit ?? null, fills, req.nowMs, {
       proposer: req.proposer as Address,
       round: req.round,
       evidence: req.misbehavior,
@@ -206,7 +210,7 @@ export class MurmurApplication implements Application {
       maxFills: this.options.maxBlockFills,
       stakeMoves,
     })
-    return { bytes: encodeBlock(block), hasWork: hasWork(block) }
+    return { bytes: encodeBlock(block), hasWork: hasWork(block), time: block.time }
   }
 
   /** Pending fills of open assignments by the assigned executor that this node's RPC confirms. */
@@ -251,7 +255,7 @@ export class MurmurApplication implements Application {
       verifyFill: this.#m.verifyFill,
       isKnownIntent: (id) => pool.has(id),
     })
-    if (verdict.ok) return { accept: true }
+    if (verdict.ok) return { accept: true, time: block.time }
     this.#log.warn(
       {
         height: block.height,
@@ -265,13 +269,28 @@ export class MurmurApplication implements Application {
     return reject(verdict.code, verdict.message)
   }
 
-  /** No vote extensions yet. */
+  /**
+   * This validator's observation of every rollup it measures (its own latest health reports), carried by
+   * its precommit: the next block's health view is the median over the commit's extensions.
+   */
   async extendVote(_req: ExtendVoteRequest): Promise<Uint8Array> {
-    return new Uint8Array(0)
+    const known = this.#chains
+    const own = (await this.#m.observe?.()) ?? []
+    return encodeObservations(own.filter((o) => known.has(o.chainId)))
   }
 
+  /** An extension is a canonical list of observations of rollups of this network. */
   async verifyVoteExtension(req: VerifyVoteExtensionRequest): Promise<boolean> {
-    return req.extension.length === 0
+    try {
+      return decodeObservations(req.extension).every((o) => this.#chains.has(o.chainId))
+    } catch {
+      return false
+    }
+  }
+
+  get #chains(): ReadonlySet<bigint> {
+    this.#chainSet ??= new Set(this.#m.genesis.rollups.map((r) => BigInt(r.chainId)))
+    return this.#chainSet
   }
 
   async finalizeBlock(req: FinalizeBlockRequest): Promise<FinalizeBlockResponse> {
@@ -303,6 +322,7 @@ export class MurmurApplication implements Application {
       hash: req.hash,
       time: next.lastBlockTime,
       validators: activeValidators(next) as readonly Validator[],
+      offline: [...offlineValidators(next, next.height)],
       source: req.source,
       app,
     }

@@ -11,7 +11,7 @@
 import type { Hex } from 'viem'
 import type { BatchOp } from '../state/store.ts'
 import type { CommitCertificate, VoteEvidence } from './block.ts'
-import type { Validator } from './types.ts'
+import type { Validator, ValidatorId } from './types.ts'
 
 /** The committed head the application holds (ABCI Info). */
 export interface AppInfo {
@@ -23,6 +23,8 @@ export interface AppInfo {
   readonly lastBlockTime: number
   /** The validator set that decides `height + 1`, ordered by address. */
   readonly validators: readonly Validator[]
+  /** Validators of that set skipped as proposers of `height + 1` (offline: missing from the last commits). */
+  readonly offline: readonly ValidatorId[]
 }
 
 /** PrepareProposal: build the block this validator proposes at (`height`, `round`). */
@@ -35,7 +37,10 @@ export interface PrepareProposalRequest {
   readonly nowMs: number
   /** Equivocations the engine saw (ABCI's misbehavior); the application decides which still apply. */
   readonly misbehavior: readonly VoteEvidence[]
-  /** The commit of `height - 1` as this node collected it (undefined at height 1). */
+  /**
+   * The commit of `height - 1` as this node collected it: every precommit it holds for the decided block
+   * (undefined at height 1). The block carries it (CometBFT's LastCommit).
+   */
   readonly lastCommit?: CommitCertificate | undefined
 }
 
@@ -47,6 +52,8 @@ export interface PreparedProposal {
    * moves): the engine proposes such a block at once and waits for work before an empty one.
    */
   readonly hasWork: boolean
+  /** The block's time, unix ms (this node's precommit for it is stamped later). */
+  readonly time: number
 }
 
 /** ProcessProposal: is the proposed block valid(v)? */
@@ -62,7 +69,7 @@ export interface ProcessProposalRequest {
 }
 
 export type ProcessProposalResponse =
-  | { readonly accept: true }
+  | { readonly accept: true; readonly time: number }
   | { readonly accept: false; readonly code: string; readonly message: string }
 
 /** ExtendVote: what this validator attaches to its precommit for `hash` (empty: nothing). */
@@ -102,6 +109,8 @@ export interface FinalizedBlock {
   readonly time: number
   /** The validator set that decides `height + 1`. */
   readonly validators: readonly Validator[]
+  /** Validators skipped as proposers of `height + 1`. */
+  readonly offline: readonly ValidatorId[]
   readonly source: 'consensus' | 'sync'
   readonly app: unknown
 }

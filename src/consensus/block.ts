@@ -5,8 +5,9 @@
  *
  * A block carries everything `apply` needs, so applying it is a pure function of (state, block): the
  * signed intents it assigns for the first time travel with it (`intents`, aligned with `assignments`), and
- * the health reports it routes over are in it too (ARCHITECTURE.md, Consensus: validators re-run route()
- * on the block's own snapshot).
+ * the commit of the previous height with its vote extensions (`lastCommit`), from which the block time and
+ * the health view it routes over are derived (ARCHITECTURE.md, Consensus: what the proposer alone must not
+ * decide).
  */
 import { decode as cborDecode, encode as cborEncode } from 'cborg'
 import type { Address, Hex } from 'viem'
@@ -18,13 +19,13 @@ import { recoverAddress } from '../crypto/recover.ts'
 import { P2PError } from '../errors.ts'
 import type { ProtocolSpec } from '../p2p/reqresp.ts'
 import { type Fill, fillCodec } from '../rollups/fill.ts'
-import { healthReportCodec, type SignedHealthReport } from '../rollups/health-report.ts'
 import { type SignedStakeMove, stakeMoveId } from '../staking/moves.ts'
 import { hasTwoThirds } from './quorum.ts'
 import {
   decodeVoteTuple,
   encodeVoteTuple,
   MAX_ROUND,
+  MAX_VOTE_EXTENSION_BYTES,
   type Recover,
   type SignedVote,
   voteDigest,
@@ -74,8 +75,13 @@ export interface Block {
   /** Elastic stake moves, in (staker, nonce) order (staking/moves.ts). */
   readonly stakeMoves: readonly SignedStakeMove[]
   readonly evidence: readonly VoteEvidence[]
-  /** The snapshot routing used: fresh reports, one per (chain, validator), in that order. */
-  readonly healthReports: readonly SignedHealthReport[]
+  /**
+   * The commit of the previous height (CometBFT's LastCommit): precommits of more than 2/3 of its
+   * validators for `parentHash`, with their timestamps and vote extensions; null at height 1. From it,
+   * deterministically: the block time (stake-weighted median of the timestamps), the health view routing
+   * uses (the signers' rollup observations), and who is online.
+   */
+  readonly lastCommit: CommitCertificate | null
 }
 
 /** Largest encoded block, version byte included. */
@@ -86,13 +92,12 @@ export const MAX_BLOCK_REASSIGNMENTS = 512
 export const MAX_BLOCK_FILLS = 1024
 export const MAX_BLOCK_STAKE_MOVES = 64
 export const MAX_BLOCK_EVIDENCE = 32
-export const MAX_BLOCK_HEALTH_REPORTS = 1024
 /** Most precommits in a certificate (and validators in a set). */
 export const MAX_CERTIFICATE_SIGNATURES = 1024
 /** Wire version of blocks. */
-export const BLOCK_WIRE_VERSION = 1
+export const BLOCK_WIRE_VERSION = 2
 /** Wire version of certificates. */
-export const CERTIFICATE_WIRE_VERSION = 1
+export const CERTIFICATE_WIRE_VERSION = 2
 
 const UINT64_MAX = (1n << 64n) - 1n
 const UINT256_MAX = (1n << 256n) - 1n
@@ -194,9 +199,7 @@ function blockToWire(b: Block): unknown[] {
       encodeVoteTuple(e.first),
       encodeVoteTuple(e.second),
     ]),
-    limit(b.healthReports, MAX_BLOCK_HEALTH_REPORTS, 'health reports').map((r) =>
-      healthReportCodec.encode(r),
-    ),
+    b.lastCommit === null ? null : encodeCertificate(b.lastCommit),
   ]
 }
 
@@ -238,9 +241,8 @@ function blockFromWire(v: unknown): Block {
         second: decodeVoteTuple(pair[1], `evidence[${i}].second`),
       }
     }),
-    healthReports: list(11, 'healthReports', MAX_BLOCK_HEALTH_REPORTS).map((x, i) =>
-      healthReportCodec.decode(shape.bytes(x, `healthReports[${i}]`, healthReportCodec.maxBytes)),
-    ),
+    lastCommit:
+      a[11] === null ? null : decodeCertificate(shape.bytes(a[11], 'block.lastCommit', MAX_BLOCK_BYTES)),
   }
 }
 
@@ -302,10 +304,17 @@ export function blockHash(block: Block): Hex {
 // ---------------------------------------------------------------------------------------------------
 // Commit certificates.
 
-/** One precommit of a certificate; the vote it signs is `Vote(2, height, round, blockHash)`. */
+/**
+ * One precommit of a certificate; the vote it signs is
+ * `Vote(2, height, round, blockHash, timestampMs, keccak256(extension))`.
+ */
 export interface CertificateSignature {
   readonly validator: Address
   readonly signature: Hex
+  /** The signer's clock when it precommitted, unix milliseconds (BFT time). */
+  readonly timestampMs: number
+  /** Its vote extension (the application's: Murmur puts the signer's rollup observations there). */
+  readonly extension: Uint8Array
 }
 
 /** More than 2/3 of the voting power of precommits for `blockHash` at (`height`, `round`). */
@@ -333,7 +342,12 @@ export function certificateFromVotes(votes: readonly SignedVote[]): CommitCertif
       throw new Error('certificate: votes for different targets')
     }
     if (!byValidator.has(v.validator))
-      byValidator.set(v.validator, { validator: v.validator, signature: v.signature })
+      byValidator.set(v.validator, {
+        validator: v.validator,
+        signature: v.signature,
+        timestampMs: v.timestampMs,
+        extension: v.extension,
+      })
   }
   const precommits = [...byValidator.values()].sort((a, b) => (a.validator < b.validator ? -1 : 1))
   return { height: first.height, round: first.round, blockHash: first.blockHash, precommits }
@@ -341,18 +355,23 @@ export function certificateFromVotes(votes: readonly SignedVote[]): CommitCertif
 
 const certCodec = cborCodec<unknown>({
   version: CERTIFICATE_WIRE_VERSION,
-  maxBytes: 128 + MAX_CERTIFICATE_SIGNATURES * 100,
+  maxBytes: 128 + MAX_CERTIFICATE_SIGNATURES * (112 + MAX_VOTE_EXTENSION_BYTES),
   check(v): CommitCertificate {
     const a = shape.array(v, 'certificate', 4)
     if (a.length !== 4) throw new P2PError('DECODE', 'certificate: expected 4 fields')
     let last = ''
     const precommits = shape.array(a[3], 'certificate.precommits', MAX_CERTIFICATE_SIGNATURES).map((x, i) => {
-      const p = shape.array(x, `precommits[${i}]`, 2)
-      if (p.length !== 2) throw new P2PError('DECODE', `precommits[${i}]: expected 2 fields`)
+      const p = shape.array(x, `precommits[${i}]`, 4)
+      if (p.length !== 4) throw new P2PError('DECODE', `precommits[${i}]: expected 4 fields`)
       const validator = bytesToAddress(p[0], `precommits[${i}].validator`)
       if (validator <= last) throw new P2PError('DECODE', 'certificate: precommits not sorted by validator')
       last = validator
-      return { validator, signature: bytesToHex(p[1], `precommits[${i}].signature`, 65) }
+      return {
+        validator,
+        signature: bytesToHex(p[1], `precommits[${i}].signature`, 65),
+        timestampMs: shape.int(p[2], `precommits[${i}].timestampMs`),
+        extension: shape.bytes(p[3], `precommits[${i}].extension`, MAX_VOTE_EXTENSION_BYTES),
+      }
     })
     return {
       height: bytesToUint(a[0], 'certificate.height', 8),
@@ -373,8 +392,20 @@ export function encodeCertificate(c: CommitCertificate): Uint8Array {
     limit(c.precommits, MAX_CERTIFICATE_SIGNATURES, 'precommits').map((p) => [
       raw(p.validator, ADDRESS_RE, 'certificate.validator'),
       raw(p.signature, SIGNATURE_RE, 'certificate.signature'),
+      stamp(p.timestampMs),
+      ext(p.extension),
     ]),
   ])
+}
+
+function stamp(ms: number): number {
+  want(Number.isSafeInteger(ms) && ms >= 0, 'certificate.timestampMs')
+  return ms
+}
+
+function ext(e: Uint8Array): Uint8Array {
+  want(e instanceof Uint8Array && e.length <= MAX_VOTE_EXTENSION_BYTES, 'certificate.extension')
+  return e
 }
 
 /** Decodes {@link encodeCertificate}'s output; throws P2PError DECODE or TOO_LARGE. */
@@ -397,8 +428,9 @@ export type CertificateVerdict =
 /**
  * Checks that `cert` proves the commit of `blockHash` at (`height`, `round`) by `validators` (voting power by
  * lowercase address): every precommit is a distinct member's signature over `Vote(2, height, round,
- * blockHash)` under `networkDomain(networkId)`, and their power w satisfies `w * 3 > total * 2`. Pure apart
- * from signature recovery; the same check an EIP-712 verifier contract would run.
+ * blockHash, timestampMs, keccak256(extension))` under `networkDomain(networkId)`, and their power w
+ * satisfies `w * 3 > total * 2`. Pure apart from signature recovery (all at once); the same check an
+ * EIP-712 verifier contract would run.
  */
 export async function verifyCertificate(
   cert: CommitCertificate,
@@ -419,7 +451,6 @@ export async function verifyCertificate(
   }
   let total = 0n
   for (const p of validators.values()) if (p > 0n) total += p
-  const digest = voteDigest(networkId, { kind: 'precommit', height, round, blockHash })
   const seen = new Set<string>()
   let power = 0n
   for (const p of cert.precommits) {
@@ -427,15 +458,28 @@ export async function verifyCertificate(
     seen.add(p.validator)
     const w = validators.get(p.validator)
     if (w === undefined || w <= 0n) return fail('NOT_VALIDATOR', `${p.validator} is not a validator`)
-    let signer: Address
-    try {
-      signer = await recover(digest, p.signature)
-    } catch {
-      return fail('BAD_SIGNATURE', `precommit of ${p.validator} does not recover`)
-    }
+    power += w
+  }
+  const signers = await Promise.all(
+    cert.precommits.map((p) =>
+      recover(
+        voteDigest(networkId, {
+          kind: 'precommit',
+          height,
+          round,
+          blockHash,
+          timestampMs: p.timestampMs,
+          extension: p.extension,
+        }),
+        p.signature,
+      ).catch(() => undefined),
+    ),
+  )
+  for (const [i, p] of cert.precommits.entries()) {
+    const signer = signers[i]
+    if (signer === undefined) return fail('BAD_SIGNATURE', `precommit of ${p.validator} does not recover`)
     if (signer !== p.validator)
       return fail('BAD_SIGNATURE', `precommit of ${p.validator} signed by ${signer}`)
-    power += w
   }
   if (!hasTwoThirds(power, total)) return fail('NO_QUORUM', `${power} of ${total} power`)
   return { ok: true, power, total }
@@ -559,6 +603,8 @@ function voteJson(v: SignedVote) {
     height: v.height.toString(),
     round: v.round,
     blockHash: v.blockHash,
+    timestampMs: v.timestampMs,
+    extension: `0x${Buffer.from(v.extension).toString('hex')}`,
     validator: v.validator,
     signature: v.signature,
   }
@@ -611,17 +657,22 @@ export function blockToJson(
       first: voteJson(e.first),
       second: voteJson(e.second),
     })),
-    healthReports: block.healthReports.length,
-    certificate:
-      certificate === null
-        ? null
-        : {
-            round: certificate.round,
-            blockHash: certificate.blockHash,
-            precommits: certificate.precommits.map((p) => ({
-              validator: p.validator,
-              signature: p.signature,
-            })),
-          },
+    lastCommit: block.lastCommit === null ? null : certificateJson(block.lastCommit),
+    certificate: certificate === null ? null : certificateJson(certificate),
+  }
+}
+
+/** A certificate in the JSON conventions (extensions as hex). */
+export function certificateJson(c: CommitCertificate) {
+  return {
+    height: c.height.toString(),
+    round: c.round,
+    blockHash: c.blockHash,
+    precommits: c.precommits.map((p) => ({
+      validator: p.validator,
+      signature: p.signature,
+      timestampMs: p.timestampMs,
+      extension: `0x${Buffer.from(p.extension).toString('hex')}`,
+    })),
   }
 }

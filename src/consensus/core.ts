@@ -112,6 +112,8 @@ export interface ConsensusState {
   readonly validators: ValidatorSet
   /** Proposer priorities of round 0 of `height`. */
   readonly selector: ProposerSelector | null
+  /** Validators skipped as proposers at this height (offline in the committed state). */
+  readonly skip: ReadonlySet<ValidatorId>
   readonly round: number
   readonly step: Step
   readonly lockedValue: ValueId | null
@@ -143,6 +145,7 @@ export interface StepResult {
 }
 
 const NO_VALIDATORS: ValidatorSet = { validators: [], powers: new Map(), total: 0n }
+const NO_SKIP: ReadonlySet<ValidatorId> = new Set()
 
 /** The state of a node that has not started any height yet. */
 export function initialState(params: ConsensusParams, self: ValidatorId): ConsensusState {
@@ -152,6 +155,7 @@ export function initialState(params: ConsensusParams, self: ValidatorId): Consen
     height: 0,
     validators: NO_VALIDATORS,
     selector: null,
+    skip: NO_SKIP,
     round: 0,
     step: 'propose',
     lockedValue: null,
@@ -184,7 +188,7 @@ export function timeoutDuration(params: ConsensusParams, kind: TimeoutKind, roun
 /** proposer(h_p, round) for the state's current height. */
 export function proposerOf(state: ConsensusState, round: number): ValidatorId {
   if (state.selector === null) throw new Error('no height started')
-  return proposerAt(state.selector, round)
+  return proposerAt(state.selector, round, state.skip)
 }
 
 /** Feeds one input to the core. Never mutates `state`; ignored inputs return it unchanged. */
@@ -230,9 +234,10 @@ export function restoreFromWal(
   height: number,
   validators: readonly Validator[],
   records: readonly WalRecord[],
+  skip: readonly ValidatorId[] = [],
 ): StepResult {
   const c: Ctx = { s: { ...initialState(params, self) }, out: [] }
-  newHeight(c, height, validators)
+  newHeight(c, height, validators, skip)
   let lastRound = -1
   for (const record of records) {
     const signed = record.type === 'proposal' ? record.proposal : record.vote
@@ -369,7 +374,12 @@ function recordVote(c: Ctx, vote: Vote): boolean {
 }
 
 /** L53 reset, for a new height. */
-function newHeight(c: Ctx, height: number, validators: readonly Validator[]): void {
+function newHeight(
+  c: Ctx,
+  height: number,
+  validators: readonly Validator[],
+  skip: readonly ValidatorId[] = [],
+): void {
   if (!Number.isInteger(height) || height < 1) throw new Error(`bad height ${height}`)
   const set = makeValidatorSet(validators)
   const prev = c.s.selector
@@ -387,6 +397,7 @@ function newHeight(c: Ctx, height: number, validators: readonly Validator[]): vo
     height,
     validators: set,
     selector,
+    skip: skip.length === 0 ? NO_SKIP : new Set(skip),
     round: 0,
     step: 'propose',
     lockedValue: null,
@@ -405,7 +416,7 @@ function onStartHeight(c: Ctx, input: StartHeightInput): void {
   if (c.s.height !== 0 && input.height <= c.s.height) {
     throw new Error(`startHeight ${input.height} while at height ${c.s.height}`)
   }
-  newHeight(c, input.height, input.validators)
+  newHeight(c, input.height, input.validators, input.skip)
   startRound(c, 0) // L10 (and L54)
 }
 

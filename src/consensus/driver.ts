@@ -107,6 +107,12 @@ export interface ConsensusDriverOptions {
    * (`fetchMessages`): what gossip delivered while this node was down or cut off.
    */
   readonly stuckFetchMs: number
+  /**
+   * A proposer in round 0 waits up to this long for the precommits of the previous height that online
+   * validators have not delivered yet, so that the last commit its block carries names them (who is
+   * online is read from the last commits). Milliseconds.
+   */
+  readonly lastCommitWaitMs: number
 }
 
 export const DEFAULT_CONSENSUS_DRIVER_OPTIONS: ConsensusDriverOptions = {
@@ -121,6 +127,7 @@ export const DEFAULT_CONSENSUS_DRIVER_OPTIONS: ConsensusDriverOptions = {
   maxPendingEvidence: 64,
   maxBlocksPerHeight: 64,
   stuckFetchMs: 6_000,
+  lastCommitWaitMs: 50,
 }
 
 /** Collaborators of a {@link ConsensusDriver}. */
@@ -179,10 +186,21 @@ export type ApplySyncedResult =
   | { readonly status: 'known' }
   | { readonly status: 'rejected'; readonly code: string; readonly message: string }
 
-/** A block of the current height: its canonical bytes (the application decodes them). */
+/** A block of the current height: its canonical bytes (the application decodes them) and its time. */
 interface HeldBlock {
   readonly bytes: Uint8Array
+  /** Unix ms, once the application built or accepted it (a precommit's timestamp must be later). */
+  time?: number
 }
+
+/** What a signed vote carries besides the core's vote. */
+interface VoteSig {
+  readonly signature: Hex
+  readonly timestampMs: number
+  readonly extension: Uint8Array
+}
+
+const NO_EXTENSION: Uint8Array = new Uint8Array(0)
 
 const METRIC_NAMES = [
   'murmur_consensus_height',
@@ -241,7 +259,7 @@ export class ConsensusDriver {
   /** Hashes judged valid at the current height. */
   #valid = new Set<Hex>()
   /** Vote signatures by vote key, per height (current and previous: certificates and evidence). */
-  readonly #sigs = new Map<number, Map<string, Hex>>()
+  readonly #sigs = new Map<number, Map<string, VoteSig>>()
   /** This node's proposal signatures of the current height. */
   #proposalSigs = new Map<string, Hex>()
   readonly #future = new Map<bigint, Array<{ msg: ConsensusMessage; from: string | undefined }>>()
@@ -252,6 +270,10 @@ export class ConsensusDriver {
   readonly #listeners = new Set<(e: CommitEvent) => void>()
   /** A proposer waiting for work (see minBlockIntervalMs): woken by notifyWork() or its deadline. */
   readonly #workWaiters = new Set<() => void>()
+  /** A proposer waiting for late precommits of the previous height (see lastCommitWaitMs). */
+  readonly #precommitWaiters = new Set<() => void>()
+  /** The certificate of the head block (the base of the next block's last commit). */
+  #lastCommit: CommitCertificate | undefined
   #unsubscribeWork: (() => void) | undefined
   /** When the current height started, its block was built or received, judged, decided (performance.now). */
   #phase = { start: 0, block: 0, judged: 0, decided: 0 }
@@ -317,6 +339,7 @@ export class ConsensusDriver {
     this.#unsubscribeWork = this.#m.workSignal?.(() => this.notifyWork())
     const info = await this.#m.app.info()
     this.#setHead(info)
+    this.#lastCommit = info.height > 0n ? (await this.getBlock(info.height))?.certificate : undefined
     await this.#run(async () => {
       const height = info.height + 1n
       const entries = await this.#wal.load(height)
@@ -328,6 +351,7 @@ export class ConsensusDriver {
         Number(height),
         info.validators,
         entries.map((e) => e.record),
+        info.offline,
       )
       this.#core = result.state
       this.#restoredRecords = entries.length
@@ -348,6 +372,7 @@ export class ConsensusDriver {
       this.#unsubscribeWork?.()
       this.#clearAllTimers()
       this.notifyWork()
+      for (const w of [...this.#precommitWaiters]) w()
       await this.#chain
       while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight])
       this.#clearAllTimers()
@@ -505,6 +530,14 @@ export class ConsensusDriver {
       maxHeightsAhead: this.options.maxHeightsAhead,
       maxRoundsAhead: this.options.maxRoundsAhead,
       proposer: deciding ? (r) => proposerOf(core, r) : undefined,
+      verifyExtension: (v) =>
+        this.#m.app.verifyVoteExtension({
+          height: v.height,
+          round: v.round,
+          hash: v.blockHash as Hex,
+          validator: v.validator,
+          extension: v.extension,
+        }),
     })
   }
 
@@ -658,17 +691,43 @@ export class ConsensusDriver {
       this.#proposalSigs.set(key, signed.signature)
       return signed.signature
     }
-    const v = record.vote
+    return (await this.#signVote(record.vote)).signature
+  }
+
+  /**
+   * This node's signature of a vote, made once per vote: its timestamp is the clock (a precommit for a
+   * block later than the block's time, so the next block's BFT time follows its parent's), and a non-nil
+   * precommit carries the application's vote extension.
+   */
+  async #signVote(v: Vote): Promise<VoteSig> {
     const held = this.#sigsOf(v.height).get(voteKey(v))
     if (held !== undefined) return held
-    const signed = await signVote(this.#m.account, this.#networkId, voteBodyOf(v))
-    this.#sigsOf(v.height).set(voteKey(v), signed.signature)
-    return signed.signature
+    let timestampMs = this.#now()
+    let extension = NO_EXTENSION
+    if (v.kind === 'precommit' && v.value !== null) {
+      const blockTime = this.#blocks.get(v.value as Hex)?.time
+      if (blockTime !== undefined && timestampMs <= blockTime) timestampMs = blockTime + 1
+      extension = await this.#m.app.extendVote({
+        height: BigInt(v.height),
+        round: v.round,
+        hash: v.value as Hex,
+      })
+    }
+    const signed = await signVote(this.#m.account, this.#networkId, {
+      ...voteBodyOf(v),
+      timestampMs,
+      extension,
+    })
+    const sig: VoteSig = { signature: signed.signature, timestampMs, extension }
+    this.#sigsOf(v.height).set(voteKey(v), sig)
+    return sig
   }
 
   /** Persist before you speak: the signed record (and the block it commits to) is durable before it is sent. */
   async #persist(record: WalRecord): Promise<void> {
     const signature = await this.#sign(record)
+    const stamp =
+      record.type === 'vote' ? this.#sigsOf(record.vote.height).get(voteKey(record.vote)) : undefined
     const value =
       record.type === 'proposal'
         ? record.proposal.value
@@ -676,7 +735,12 @@ export class ConsensusDriver {
           ? record.vote.value
           : null
     const block = value === null ? undefined : this.#blocks.get(value as Hex)?.bytes
-    await this.#wal.append(block === undefined ? { record, signature } : { record, signature, block })
+    await this.#wal.append({
+      record,
+      signature,
+      ...(block === undefined ? {} : { block }),
+      ...(stamp === undefined ? {} : { timestampMs: stamp.timestampMs, extension: stamp.extension }),
+    })
   }
 
   async #broadcastProposal(p: Proposal): Promise<void> {
@@ -694,8 +758,17 @@ export class ConsensusDriver {
   }
 
   async #broadcastVote(v: Vote): Promise<void> {
-    const signature = await this.#sign({ type: 'vote', vote: v })
-    await this.#send({ type: 'vote', vote: { ...voteBodyOf(v), validator: v.from as Address, signature } })
+    const s = await this.#signVote(v)
+    await this.#send({
+      type: 'vote',
+      vote: {
+        ...voteBodyOf(v),
+        timestampMs: s.timestampMs,
+        extension: s.extension,
+        validator: v.from as Address,
+        signature: s.signature,
+      },
+    })
   }
 
   async #send(msg: ConsensusMessage): Promise<void> {
@@ -750,6 +823,8 @@ export class ConsensusDriver {
    */
   async #build(height: number, round: number): Promise<Hex | undefined> {
     let bytes: Uint8Array
+    let time: number
+    if (round === 0) await this.#waitForLastCommit(this.#state())
     for (;;) {
       const head = this.#state()
       if (BigInt(height) !== head.height + 1n) return undefined
@@ -759,18 +834,65 @@ export class ConsensusDriver {
         proposer: this.#self,
         nowMs: this.#now(),
         misbehavior: [...this.#evidence.values()],
+        lastCommit: this.#collectLastCommit(head),
       })
       if (this.#stopped || this.#head !== head || this.#core.height !== height) return undefined
       bytes = prepared.bytes
+      time = prepared.time
       const idleUntil = head.lastBlockTime + this.options.minBlockIntervalMs
       if (round > 0 || prepared.hasWork || this.#now() >= idleUntil) break
       await this.#waitForWork(idleUntil - this.#now())
     }
     const hash = blockHashOfBytes(bytes)
-    this.#blocks.set(hash, { bytes })
+    this.#blocks.set(hash, { bytes, time })
     this.#valid.add(hash)
     this.#log.debug({ height, round, hash, bytes: bytes.length }, 'block built')
     return hash
+  }
+
+  /**
+   * The commit of the head as this node holds it now: the head's certificate and every other precommit of
+   * a validator of that height for the same block and round that arrived since (late precommits).
+   */
+  #collectLastCommit(head: AppInfo): CommitCertificate | undefined {
+    const base = this.#lastCommit
+    if (base === undefined || base.height !== head.height) return undefined
+    const sigs = this.#sigs.get(Number(head.height))
+    if (sigs === undefined) return base
+    const have = new Map(base.precommits.map((p) => [p.validator, p] as const))
+    const prefix = `precommit/${head.height}/${base.round}/`
+    const suffix = `/${base.blockHash}`
+    for (const [key, s] of sigs) {
+      if (!key.startsWith(prefix) || !key.endsWith(suffix)) continue
+      const validator = key.slice(prefix.length, key.length - suffix.length) as Address
+      if (have.has(validator) || !this.#prevPowers.has(validator)) continue
+      have.set(validator, { validator, ...s })
+    }
+    if (have.size === base.precommits.length) return base
+    return { ...base, precommits: [...have.values()].sort((a, b) => (a.validator < b.validator ? -1 : 1)) }
+  }
+
+  /** Waits (up to lastCommitWaitMs) until every online validator's precommit of the head is held. */
+  async #waitForLastCommit(head: AppInfo): Promise<void> {
+    const deadline = this.#now() + this.options.lastCommitWaitMs
+    const offline = new Set(head.offline)
+    for (;;) {
+      const lc = this.#collectLastCommit(head)
+      if (lc === undefined || this.#stopped || this.#head !== head) return
+      const signed = new Set(lc.precommits.map((p) => p.validator))
+      const missing = [...this.#prevPowers.keys()].some((v) => !offline.has(v) && !signed.has(v as Address))
+      const left = deadline - this.#now()
+      if (!missing || left <= 0) return
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer)
+          this.#precommitWaiters.delete(done)
+          resolve()
+        }
+        const timer = setTimeout(done, left)
+        this.#precommitWaiters.add(done)
+      })
+    }
   }
 
   async #decide(o: DecideOutput): Promise<void> {
@@ -780,9 +902,14 @@ export class ConsensusDriver {
     const sigs = this.#sigsOf(o.height)
     const precommits = o.certificate
       .map((v) => {
-        const signature = sigs.get(voteKey(v))
-        if (signature === undefined) throw new Error(`no signature for precommit of ${v.from} at ${o.height}`)
-        return { validator: v.from as Address, signature }
+        const s = sigs.get(voteKey(v))
+        if (s === undefined) throw new Error(`no signature for precommit of ${v.from} at ${o.height}`)
+        return {
+          validator: v.from as Address,
+          signature: s.signature,
+          timestampMs: s.timestampMs,
+          extension: s.extension,
+        }
       })
       .sort((a, b) => (a.validator < b.validator ? -1 : 1))
     const certificate: CommitCertificate = {
@@ -823,7 +950,14 @@ export class ConsensusDriver {
       ...(await this.#wal.pruneOps(height + 1n)),
     ]
     await this.#m.app.commit(f, ops)
-    this.#setHead({ height, lastBlockHash: hash, lastBlockTime: f.time, validators: f.validators })
+    this.#setHead({
+      height,
+      lastBlockHash: hash,
+      lastBlockTime: f.time,
+      validators: f.validators,
+      offline: f.offline,
+    })
+    this.#lastCommit = certificate
     // Evidence always removes its validator from the set (jail): what the block carried is spent.
     for (const v of [...this.#evidence.keys()]) if (!this.#powers.has(v)) this.#evidence.delete(v)
     this.#metrics.commits.inc({ source })
@@ -875,7 +1009,12 @@ export class ConsensusDriver {
     this.#clearRoundTimers()
     this.#resetHeightCaches(height)
     this.#phase = { start: performance.now(), block: 0, judged: 0, decided: 0 }
-    const result = step(this.#core, { type: 'startHeight', height, validators: head.validators })
+    const result = step(this.#core, {
+      type: 'startHeight',
+      height,
+      validators: head.validators,
+      skip: head.offline,
+    })
     this.#core = result.state
     this.#metrics.round.set(0)
     await this.#perform(result.outputs)
@@ -888,10 +1027,12 @@ export class ConsensusDriver {
     const a = sigs.get(voteKey(ev.first))
     const b = sigs.get(voteKey(ev.second))
     if (a === undefined || b === undefined) return
-    const signed = (v: Vote, signature: Hex): SignedVote => ({
+    const signed = (v: Vote, s: VoteSig): SignedVote => ({
       ...voteBodyOf(v),
+      timestampMs: s.timestampMs,
+      extension: s.extension,
       validator: v.from as Address,
-      signature,
+      signature: s.signature,
     })
     this.#evidence.set(ev.validator, { first: signed(ev.first, a), second: signed(ev.second, b) })
     this.#log.warn(
@@ -915,7 +1056,17 @@ export class ConsensusDriver {
     if (height === current) this.#keep(msg)
     if (msg.type === 'vote') {
       const v = toCoreVote(msg.vote)
-      this.#sigsOf(v.height).set(voteKey(v), msg.vote.signature)
+      const sigs = this.#sigsOf(v.height)
+      const key = voteKey(v)
+      if (!sigs.has(key))
+        sigs.set(key, {
+          signature: msg.vote.signature,
+          timestampMs: msg.vote.timestampMs,
+          extension: msg.vote.extension,
+        })
+      if (height === current - 1n && v.kind === 'precommit' && this.#precommitWaiters.size > 0) {
+        for (const w of [...this.#precommitWaiters]) w()
+      }
       this.#enqueue({ type: 'vote', vote: v })
       return
     }
@@ -976,6 +1127,7 @@ export class ConsensusDriver {
       nowMs: this.#now(),
     })
     if (verdict.accept) {
+      held.time = verdict.time
       if (this.#blocks === blocks) this.#valid.add(hash)
       return true
     }
@@ -1109,7 +1261,7 @@ export class ConsensusDriver {
 
   // --- caches and timers ---------------------------------------------------------------------------
 
-  #sigsOf(height: number): Map<string, Hex> {
+  #sigsOf(height: number): Map<string, VoteSig> {
     let m = this.#sigs.get(height)
     if (m === undefined) {
       m = new Map()
@@ -1136,7 +1288,12 @@ export class ConsensusDriver {
       this.#valid.add(hash)
     }
     if (e.record.type === 'proposal') this.#proposalSigs.set(proposalKey(e.record.proposal), e.signature)
-    else this.#sigsOf(e.record.vote.height).set(voteKey(e.record.vote), e.signature)
+    else
+      this.#sigsOf(e.record.vote.height).set(voteKey(e.record.vote), {
+        signature: e.signature,
+        timestampMs: e.timestampMs ?? 0,
+        extension: e.extension ?? NO_EXTENSION,
+      })
   }
 
   #clearRoundTimers(): void {

@@ -95,6 +95,8 @@ export interface ConsensusValidationContext {
   maxRoundsAhead: number
   /** proposer(height, round) when the node knows it; a proposal from anyone else is REJECTed. */
   proposer?: (round: number) => string | undefined
+  /** The application's check of a non-nil precommit's vote extension (ABCI++ VerifyVoteExtension). */
+  verifyExtension?: (vote: SignedVote) => Promise<boolean>
   recover?: Recover
 }
 
@@ -102,7 +104,8 @@ export interface ConsensusValidationContext {
  * Gossip validation of a decoded consensus message (STYLE.md: ACCEPT, IGNORE, REJECT). Cheap checks first:
  * - IGNORE `STALE` (below height - 1; a proposal of height - 1; a late vote by a non-member),
  *   `FUTURE_HEIGHT`, `FUTURE_ROUND` (not useful yet; the proposer rule costs O(round) per message);
- * - REJECT `NOT_VALIDATOR`, `WRONG_PROPOSER`, `BAD_SIGNATURE`: provably wrong;
+ * - REJECT `NOT_VALIDATOR`, `WRONG_PROPOSER`, `BAD_SIGNATURE`, `BAD_EXTENSION` (a precommit whose vote
+ *   extension the application refuses): provably wrong;
  * - ACCEPT otherwise. A proposal's block is judged by the driver (valid(v) depends on the node's view),
  *   not here: a well-signed proposal of a bad block is relayed and prevoted nil.
  */
@@ -138,6 +141,15 @@ export async function validateConsensusMessage(
     return reject('BAD_SIGNATURE')
   }
   if (signer !== validator) return reject('BAD_SIGNATURE')
+  if (
+    msg.type === 'vote' &&
+    msg.vote.kind === 'precommit' &&
+    msg.vote.blockHash !== null &&
+    ctx.verifyExtension !== undefined &&
+    !(await ctx.verifyExtension(msg.vote))
+  ) {
+    return reject('BAD_EXTENSION')
+  }
   return ACCEPT
 }
 

@@ -94,8 +94,27 @@ export function selectorForHeight(validators: readonly Validator[], height: numb
   return selector
 }
 
-/** The proposer of `round` given the selector of round 0 of its height. O(round * n). */
-export function proposerAt(heightSelector: ProposerSelector, round: number): ValidatorId {
+/**
+ * The proposer of `round` given the selector of round 0 of its height. O(round * n). With `skip`
+ * (offline validators), the proposer of round r is the r-th pick, counting from 0, of the height's
+ * sequence of single increments that is not skipped: an offline validator's turns go to the next in line,
+ * and the priorities (hence the next heights' proposers) are unchanged. Skipping everyone skips no one.
+ */
+export function proposerAt(
+  heightSelector: ProposerSelector,
+  round: number,
+  skip?: ReadonlySet<ValidatorId>,
+): ValidatorId {
+  if (skip !== undefined && skip.size > 0 && heightSelector.validators.some((v) => !skip.has(v.id))) {
+    if (heightSelector.proposer === null) throw new Error('selector has not been incremented')
+    let s = heightSelector
+    let n = skip.has(s.proposer!) ? -1 : 0
+    while (n < round) {
+      s = incrementProposerPriority(s, 1)
+      if (!skip.has(s.proposer!)) n++
+    }
+    return s.proposer!
+  }
   if (round === 0) {
     if (heightSelector.proposer === null) throw new Error('selector has not been incremented')
     return heightSelector.proposer

@@ -89,6 +89,11 @@ export interface StartHeightInput {
   readonly type: 'startHeight'
   readonly height: number
   readonly validators: readonly Validator[]
+  /**
+   * Validators skipped as proposers (offline in the committed state: missing from the last commits).
+   * They still vote. Deterministic: every node derives it from the same committed state.
+   */
+  readonly skip?: readonly ValidatorId[]
 }
 
 /** A proposal whose signature the driver verified; `valid` is valid(v), checked by the driver. */

@@ -14,6 +14,7 @@ import type { Address, Hex, LocalAccount, TypedData } from 'viem'
 import { bytesToAddress, bytesToHex, bytesToUint, hexToRaw, uintToBytes } from '../codec/bytes.ts'
 import { shape } from '../codec/cbor.ts'
 import { hashNetworkTyped, networkDomain } from '../codec/eip712.ts'
+import { keccak256Bytes } from '../crypto/keccak.ts'
 import { recoverAddress } from '../crypto/recover.ts'
 import { P2PError } from '../errors.ts'
 import type { Proposal, Vote, VoteKind } from './types.ts'
@@ -28,15 +29,33 @@ export const PROPOSAL_TYPES = {
   ],
 } as const satisfies TypedData
 
-/** `Vote(uint8 kind,uint64 height,uint32 round,bytes32 blockHash)` */
+/**
+ * `Vote(uint8 kind,uint64 height,uint32 round,bytes32 blockHash,uint64 timestampMs,bytes32 extensionHash)`.
+ * `timestampMs` is the signer's clock (BFT time: a block's time is the stake-weighted median of the
+ * timestamps of the precommits its last commit carries); `extensionHash` is keccak256 of the vote
+ * extension of a non-nil precommit (ABCI++), bytes32(0) when there is none.
+ */
 export const VOTE_TYPES = {
   Vote: [
     { name: 'kind', type: 'uint8' },
     { name: 'height', type: 'uint64' },
     { name: 'round', type: 'uint32' },
     { name: 'blockHash', type: 'bytes32' },
+    { name: 'timestampMs', type: 'uint64' },
+    { name: 'extensionHash', type: 'bytes32' },
   ],
 } as const satisfies TypedData
+
+/** Largest vote extension (a validator's observation of every rollup). */
+export const MAX_VOTE_EXTENSION_BYTES = 2048
+
+const NO_EXTENSION = new Uint8Array(0)
+
+/** keccak256 of an extension; bytes32(0) for none. */
+export function extensionHash(extension: Uint8Array | undefined): Hex {
+  if (extension === undefined || extension.length === 0) return NIL_HASH
+  return `0x${Buffer.from(keccak256Bytes(extension)).toString('hex')}`
+}
 
 /** Signed form of a vote kind (CometBFT's SignedMsgType numbering: prevote 1, precommit 2). */
 export const VOTE_KIND_CODE: { readonly [K in VoteKind]: 1 | 2 } = { prevote: 1, precommit: 2 }
@@ -73,10 +92,16 @@ export interface VoteBody {
   readonly height: bigint
   readonly round: number
   readonly blockHash: Hex | null
+  /** The signer's clock, unix milliseconds (default 0). */
+  readonly timestampMs?: number
+  /** The vote extension of a non-nil precommit (default none). */
+  readonly extension?: Uint8Array
 }
 
 /** A vote with the voter's address and 65-byte signature. */
 export interface SignedVote extends VoteBody {
+  readonly timestampMs: number
+  readonly extension: Uint8Array
   /** Lowercase. */
   readonly validator: Address
   readonly signature: Hex
@@ -85,6 +110,15 @@ export interface SignedVote extends VoteBody {
 function checkRound(round: number, what: string): void {
   if (!Number.isInteger(round) || round < 0 || round > MAX_ROUND)
     throw new Error(`${what}: bad round ${round}`)
+}
+
+function checkStamp(v: VoteBody): void {
+  const ts = v.timestampMs ?? 0
+  if (!Number.isSafeInteger(ts) || ts < 0) throw new Error(`vote: bad timestamp ${ts}`)
+  const ext = v.extension ?? NO_EXTENSION
+  if (ext.length > MAX_VOTE_EXTENSION_BYTES) throw new Error('vote: extension too large')
+  if (ext.length > 0 && (v.kind !== 'precommit' || v.blockHash === null))
+    throw new Error('vote: only a non-nil precommit carries an extension')
 }
 
 function checkHeight(height: bigint, what: string): void {
@@ -109,6 +143,8 @@ export function voteDigest(networkId: string, v: VoteBody): Hex {
     height: v.height,
     round: v.round,
     blockHash: v.blockHash ?? NIL_HASH,
+    timestampMs: BigInt(v.timestampMs ?? 0),
+    extensionHash: extensionHash(v.extension),
   })
 }
 
@@ -123,6 +159,8 @@ export function voteTypedData(networkId: string, v: VoteBody) {
       height: v.height,
       round: v.round,
       blockHash: v.blockHash ?? NIL_HASH,
+      timestampMs: BigInt(v.timestampMs ?? 0),
+      extensionHash: extensionHash(v.extension),
     },
   } as const
 }
@@ -161,8 +199,10 @@ export async function signVote(account: Signer, networkId: string, v: VoteBody):
   checkRound(v.round, 'vote')
   if (v.blockHash !== null && !BYTES32_RE.test(v.blockHash))
     throw new Error('vote: blockHash must be lowercase bytes32 hex')
-  const signature = (await account.signTypedData(voteTypedData(networkId, v))).toLowerCase() as Hex
-  return { ...v, validator: account.address.toLowerCase() as Address, signature }
+  checkStamp(v)
+  const body = { ...v, timestampMs: v.timestampMs ?? 0, extension: v.extension ?? NO_EXTENSION }
+  const signature = (await account.signTypedData(voteTypedData(networkId, body))).toLowerCase() as Hex
+  return { ...body, validator: account.address.toLowerCase() as Address, signature }
 }
 
 /** Address recovery, injectable (tests, a worker pool). */
@@ -238,8 +278,8 @@ export function voteKey(v: {
 // ---------------------------------------------------------------------------------------------------
 // Wire tuples (CBOR arrays), shared with block.ts (evidence), messages.ts and the WAL.
 
-/** `[kind, height, round, blockHash (32 zero bytes for nil), validator, signature]` */
-export type VoteTuple = [number, Uint8Array, number, Uint8Array, Uint8Array, Uint8Array]
+/** `[kind, height, round, blockHash (32 zero bytes for nil), validator, signature, timestampMs, extension]` */
+export type VoteTuple = [number, Uint8Array, number, Uint8Array, Uint8Array, Uint8Array, number, Uint8Array]
 
 export function encodeVoteTuple(v: SignedVote): VoteTuple {
   checkHeight(v.height, 'vote')
@@ -247,6 +287,7 @@ export function encodeVoteTuple(v: SignedVote): VoteTuple {
   if (v.blockHash !== null && !BYTES32_RE.test(v.blockHash)) throw new Error('vote: bad blockHash')
   if (!ADDRESS_RE.test(v.validator)) throw new Error('vote: bad validator')
   if (!SIGNATURE_RE.test(v.signature)) throw new Error('vote: bad signature')
+  checkStamp(v)
   return [
     VOTE_KIND_CODE[v.kind],
     uintToBytes(v.height),
@@ -254,19 +295,26 @@ export function encodeVoteTuple(v: SignedVote): VoteTuple {
     hexToRaw(v.blockHash ?? NIL_HASH),
     hexToRaw(v.validator),
     hexToRaw(v.signature),
+    v.timestampMs,
+    v.extension,
   ]
 }
 
 export function decodeVoteTuple(x: unknown, what: string): SignedVote {
-  const a = shape.array(x, what, 6)
-  if (a.length !== 6) throw new P2PError('DECODE', `${what}: expected 6 fields`)
+  const a = shape.array(x, what, 8)
+  if (a.length !== 8) throw new P2PError('DECODE', `${what}: expected 8 fields`)
   const code = shape.int(a[0], `${what}.kind`, 1, 2)
   const hash = bytesToHex(a[3], `${what}.blockHash`, 32)
+  const extension = shape.bytes(a[7], `${what}.extension`, MAX_VOTE_EXTENSION_BYTES)
+  if (extension.length > 0 && (code !== 2 || hash === NIL_HASH))
+    throw new P2PError('DECODE', `${what}: only a non-nil precommit carries an extension`)
   return {
     kind: code === 1 ? 'prevote' : 'precommit',
     height: bytesToUint(a[1], `${what}.height`, 8),
     round: shape.int(a[2], `${what}.round`, 0, MAX_ROUND),
     blockHash: hash === NIL_HASH ? null : hash,
+    timestampMs: shape.int(a[6], `${what}.timestampMs`),
+    extension,
     validator: bytesToAddress(a[4], `${what}.validator`),
     signature: bytesToHex(a[5], `${what}.signature`, 65),
   }

@@ -33,6 +33,9 @@ export interface WalEntry {
   readonly signature: Hex
   /** The encoded block of a proposal or of a non-nil precommit. */
   readonly block?: Uint8Array
+  /** A vote's signed timestamp (unix ms) and extension, so a restarted node re-sends the same vote. */
+  readonly timestampMs?: number
+  readonly extension?: Uint8Array
 }
 
 /**
@@ -86,13 +89,15 @@ function encodeEntry(e: WalEntry): Uint8Array {
     hexToRaw(m.from as Hex),
     hexToRaw(e.signature),
     e.block ?? null,
+    e.timestampMs ?? 0,
+    e.extension ?? new Uint8Array(0),
   ])
 }
 
 function decodeEntry(key: string, bytes: Uint8Array): WalEntry {
   try {
     const a = cborDecode(bytes, { strict: true }) as unknown[]
-    if (!Array.isArray(a) || a.length !== 8) throw new Error('expected 8 fields')
+    if (!Array.isArray(a) || a.length !== 10) throw new Error('expected 10 fields')
     const step = a[0] as number
     const height = Number(bytesToUint(a[1], 'height', 8))
     const round = a[2] as number
@@ -114,7 +119,12 @@ function decodeEntry(key: string, bytes: Uint8Array): WalEntry {
       throw new Error(`unknown step ${step}`)
     }
     if (walKey(record) !== key) throw new Error('key does not match the record')
-    return block === undefined ? { record, signature } : { record, signature, block }
+    const timestampMs = a[8] as number
+    const extension = a[9] as Uint8Array
+    if (!Number.isSafeInteger(timestampMs) || !(extension instanceof Uint8Array))
+      throw new Error('bad timestamp or extension')
+    const stamp = record.type === 'vote' ? { timestampMs, extension } : {}
+    return block === undefined ? { record, signature, ...stamp } : { record, signature, block, ...stamp }
   } catch (err) {
     throw new StorageError('CORRUPT', `WAL entry ${key}: ${(err as Error).message}`, { cause: err })
   }

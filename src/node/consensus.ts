@@ -17,6 +17,7 @@ import { CONSENSUS_MESSAGES_PROTOCOL, type ConsensusMessage } from '../consensus
 import type { IntentPool } from '../mempool/pool.ts'
 import type { P2PHost, TopicHandler } from '../p2p/host.ts'
 import { type ExpectedOutput, FillBlocks, type FillVerdict, type SignedFill } from '../rollups/fill.ts'
+import { observationOf } from '../rollups/observation.ts'
 import { type RpcTransport, rpcTransport } from '../rollups/rpc.ts'
 import type { RollupsService } from '../rollups/service.ts'
 import type { StakingService } from '../staking/service.ts'
@@ -84,7 +85,14 @@ export class ConsensusWiring {
         pool: modules.pool,
         genesis: g,
         verifyFill: (fill, expected) => this.#verifyFill(fill, expected),
-        healthReports: () => modules.rollups.aggregator.reportsUsed(Date.now(), powers, g.rollups),
+        // The fresh reports this node's own monitor signed: its observation of every rollup.
+        observe: () => {
+          const self = modules.account.address.toLowerCase()
+          return modules.rollups.aggregator
+            .reportsUsed(Date.now(), powers, g.rollups)
+            .filter((s) => s.report.validator === self)
+            .map((s) => observationOf(s.report))
+        },
         pendingFills: () => modules.rollups.pendingFills.values(),
         pendingStakeMoves: () => modules.staking.pending(),
         log: modules.log,

@@ -48,9 +48,17 @@ const paramsSchema = z
     healthFreshnessMs: z.number().int().positive().default(5_000),
     /** Seconds an executor gets to fill an assignment before it is re-routed. */
     fillTimeoutSec: z.number().int().positive().default(30),
+    /** Consecutive commits a validator may miss before it is offline (skipped as proposer and executor). */
+    offlineAfterBlocks: z.number().int().positive().max(1_000).default(3),
   })
   .strict()
-  .default({ maxClockSkewSec: 30, blockIntervalMs: 500, healthFreshnessMs: 5_000, fillTimeoutSec: 30 })
+  .default({
+    maxClockSkewSec: 30,
+    blockIntervalMs: 500,
+    healthFreshnessMs: 5_000,
+    fillTimeoutSec: 30,
+    offlineAfterBlocks: 3,
+  })
 
 export const genesisSchema = z
   .object({

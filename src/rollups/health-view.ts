@@ -138,15 +138,35 @@ export function aggregateHealth(
   rollups: readonly GenesisRollup[],
   window: HealthWindow = DEFAULT_HEALTH_WINDOW,
 ): HealthView {
+  const fresh = selectFreshReports(reports, nowMs, validators, rollups, window)
+  return aggregateReports(
+    fresh.map((s) => s.report),
+    validators,
+    rollups,
+  )
+}
+
+/**
+ * The health view over `reports`, at most one per (validator, chain), already chosen (fresh reports, or
+ * the observations a commit's vote extensions carry): per rollup, the stake-weighted median of each figure;
+ * `down` when reports carrying more than 1/3 of the total power say so, `degraded` when the median status
+ * is degraded or worse; a rollup nobody reports on is down. Weights are `validators`' powers; reports of
+ * others count for nothing.
+ */
+export function aggregateReports(
+  reports: readonly HealthReport[],
+  validators: ReadonlyMap<Address, bigint>,
+  rollups: readonly GenesisRollup[],
+): HealthView {
   const powers = normalizeValidators(validators)
   let total = 0n
   for (const p of powers.values()) total += p
-  const fresh = selectFreshReports(reports, nowMs, validators, rollups, window)
   const byChain = new Map<bigint, HealthReport[]>()
-  for (const s of fresh) {
-    const list = byChain.get(s.report.chainId)
-    if (list === undefined) byChain.set(s.report.chainId, [s.report])
-    else list.push(s.report)
+  for (const r of reports) {
+    if (!powers.has(r.validator)) continue
+    const list = byChain.get(r.chainId)
+    if (list === undefined) byChain.set(r.chainId, [r])
+    else list.push(r)
   }
   const view = new Map<bigint, RollupHealth>()
   for (const rollup of [...rollups].sort((a, b) => cmp(BigInt(a.chainId), BigInt(b.chainId)))) {

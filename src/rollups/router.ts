@@ -26,6 +26,8 @@ export interface RouteIntent {
   outputToken: Address
   /** Gas of the fill; the params' default for the token kind when absent or not positive. */
   gasEstimate?: bigint
+  /** Executors this intent must not go to (taken from them for being offline). Lowercase. */
+  avoidExecutors?: readonly Address[]
 }
 
 /** Aggregated health of one rollup in the block's snapshot. */
@@ -291,10 +293,11 @@ function laneCost(lane: Lane, gas: bigint, p: ResolvedParams, profile: RouteProf
  * The pool member with the least work per stake: minimises (outstanding + assigned in this batch + 1)
  * / stake, compared exactly by cross-multiplication; ties go to the lower address.
  */
-function pickExecutor(lane: Lane): PoolMember {
+function pickExecutor(lane: Lane, avoid: readonly Address[] = []): PoolMember {
   let best: PoolMember | undefined
   let bestWork = 0n
   for (const m of lane.pool) {
+    if (avoid.length > 0 && avoid.includes(m.validator.toLowerCase() as Address)) continue
     const work = int(m.outstanding) + (lane.assigned.get(m.validator.toLowerCase()) ?? 0n) + 1n
     // work / stake < bestWork / best.stake  <=>  work * best.stake < bestWork * stake
     if (best === undefined || work * best.stake < bestWork * m.stake) {
@@ -389,7 +392,8 @@ export function routeIntents(
     if (candidates.length === 0) reason = 'NO_KNOWN_DESTINATION'
     if (profile) narrow('ALL_AVOIDED', (l) => !profile.avoidChainIds.includes(l.chainId))
     narrow('ALL_DOWN', (l) => !l.down)
-    narrow('NO_EXECUTOR', (l) => l.pool.length > 0)
+    const avoid = intent.avoidExecutors ?? []
+    narrow('NO_EXECUTOR', (l) => l.pool.some((m) => !avoid.includes(m.validator.toLowerCase() as Address)))
     const maxFeeBps = profile ? int(profile.maxFeeBps) : 0n
     if (native && maxFeeBps > 0n) {
       narrow('FEE_LIMIT', (l) => l.health.baseFeeWei * gas * BPS <= intent.outputAmount * maxFeeBps)
@@ -410,7 +414,7 @@ export function routeIntents(
       }
     }
     const lane = best!
-    const executor = pickExecutor(lane)
+    const executor = pickExecutor(lane, avoid)
     const key = executor.validator.toLowerCase()
     lane.assigned.set(key, (lane.assigned.get(key) ?? 0n) + 1n)
     lane.usedGas += gas
@@ -428,18 +432,20 @@ export interface OpenAssignment {
   deadline: bigint | number
 }
 
-export type RerouteReason = 'ROLLUP_DOWN' | 'DEADLINE_PASSED' | 'EXECUTOR_GONE'
+export type RerouteReason = 'ROLLUP_DOWN' | 'DEADLINE_PASSED' | 'EXECUTOR_OFFLINE' | 'EXECUTOR_GONE'
 
 /**
  * Assignments the next block must route again (ARCHITECTURE.md, Self-healing): the rollup is down
- * or has no report in the view, the fill deadline has passed (now > deadline), or — when `pools`
- * is given — the executor no longer serves that rollup. Result in intent id order.
+ * or has no report in the view, the fill deadline has passed (now > deadline), the executor is
+ * `offline` (missing from the last commits), or — when `pools` is given — the executor no longer
+ * serves that rollup. Result in intent id order.
  */
 export function rerouteCandidates(
   assigned: readonly OpenAssignment[],
   view: HealthView,
   nowSec: bigint | number,
   pools?: PoolView,
+  offline?: ReadonlySet<string>,
 ): Array<{ intentId: Hex; reason: RerouteReason }> {
   const now = BigInt(nowSec)
   const out: Array<{ intentId: Hex; reason: RerouteReason }> = []
@@ -448,6 +454,7 @@ export function rerouteCandidates(
     let reason: RerouteReason | undefined
     if (health === undefined || health.status === 'down') reason = 'ROLLUP_DOWN'
     else if (now > BigInt(a.deadline)) reason = 'DEADLINE_PASSED'
+    else if (offline?.has(a.executor.toLowerCase())) reason = 'EXECUTOR_OFFLINE'
     else if (pools) {
       const exec = a.executor.toLowerCase()
       const serving = (pools.get(a.chainId) ?? []).some(

@@ -5,7 +5,7 @@ import { type Block, blockHash } from '../consensus/block.ts'
 import type { TransitionRequest } from '../mempool/pool.ts'
 import type { Assignment as PoolAssignment } from '../mempool/record.ts'
 import type { RerouteReason } from '../rollups/router.ts'
-import { congested, planBlock, stakingBase } from './plan.ts'
+import { congested, planBlock, stakingBase, votingPowers } from './plan.ts'
 import { type AppState, type AssignmentState, sumPools, type ValidatorState } from './types.ts'
 
 export interface ApplyResult {
@@ -17,6 +17,7 @@ export interface ApplyResult {
 const REROUTE_REASON: { readonly [K in RerouteReason]: string } = {
   ROLLUP_DOWN: 'rollup-down',
   DEADLINE_PASSED: 'fill-timeout',
+  EXECUTOR_OFFLINE: 'executor-offline',
   EXECUTOR_GONE: 'executor-gone',
 }
 
@@ -57,7 +58,7 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
     })
   }
 
-  const plan = planBlock(state, block.time, block.healthReports, filled)
+  const plan = planBlock(state, block.time, block.lastCommit, filled)
   for (const id of plan.expired) {
     const a = assignments.get(id)!
     assignments.delete(id)
@@ -79,6 +80,8 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
       executor: r.executor,
       deadline: r.deadline,
       height,
+      avoid:
+        c.reason === 'EXECUTOR_OFFLINE' && !a.avoid.includes(a.executor) ? [...a.avoid, a.executor] : a.avoid,
     }
     assignments.set(c.intentId, next)
     transitions.push({
@@ -111,6 +114,7 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
       outputAmount: data.outputAmount,
       recipient: data.recipient,
       fillDeadline: BigInt(intent.order.fillDeadline),
+      avoid: [],
     }
     assignments.set(a.intentId, next)
     transitions.push({ id: a.intentId, to: 'assigned', assignment: poolAssignment(next), height })
@@ -150,6 +154,8 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
       done,
       stakeMoves: ledger.moves,
       stakeNonces: ledger.nonces,
+      commitPowers: votingPowers(state),
+      signedAt: plan.signedAt,
     },
     intentTransitions: transitions,
   }

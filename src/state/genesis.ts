@@ -25,7 +25,13 @@ export function genesisHash(g: AppGenesis): Hex {
     [...g.rollups]
       .map((r) => [String(r.chainId), r.name, r.type, r.securityBps])
       .sort((a, b) => cmp(BigInt(a[0] as string), BigInt(b[0] as string))),
-    [g.params.maxClockSkewSec, g.params.blockIntervalMs, g.params.healthFreshnessMs, g.params.fillTimeoutSec],
+    [
+      g.params.maxClockSkewSec,
+      g.params.blockIntervalMs,
+      g.params.healthFreshnessMs,
+      g.params.fillTimeoutSec,
+      g.params.offlineAfterBlocks,
+    ],
   ]
   return toHex(keccak256Bytes(stringToBytes(JSON.stringify(canonical))))
 }
@@ -68,6 +74,8 @@ export function genesisState(g: AppGenesis): AppState {
     done: new Map(),
     stakeMoves: new Map(),
     stakeNonces: new Map(),
+    commitPowers: new Map(validators.filter((v) => v.power > 0n).map((v) => [v.address, v.power])),
+    signedAt: new Map(),
     rollups: g.rollups,
     params: g.params,
   }

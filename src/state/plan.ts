@@ -7,10 +7,11 @@
  */
 import type { Address, Hex } from 'viem'
 import { decodeOrderData, intentId, MURMUR_ORDER_TYPEHASH, type SignedIntent } from '../codec/intent.ts'
-import { MAX_BLOCK_REASSIGNMENTS, type VoteEvidence } from '../consensus/block.ts'
+import { type CommitCertificate, MAX_BLOCK_REASSIGNMENTS, type VoteEvidence } from '../consensus/block.ts'
 import type { Validator } from '../consensus/types.ts'
-import { findBadReportField, gasRatioBps, type SignedHealthReport } from '../rollups/health-report.ts'
-import { aggregateHealth, type HealthWindow } from '../rollups/health-view.ts'
+import type { HealthReport } from '../rollups/health-report.ts'
+import { aggregateReports, type HealthWindow, weightedMedian } from '../rollups/health-view.ts'
+import { decodeObservations, type Observation, observationReport } from '../rollups/observation.ts'
 import {
   DEFAULT_ROUTE_PARAMS,
   type HealthView,
@@ -50,8 +51,15 @@ export function blockTimeSec(timeMs: number): bigint {
   return BigInt(Math.floor(timeMs / 1000))
 }
 
-/** Pool members per rollup (active validators with stake there); `outstanding` counts `open`. */
-export function poolView(state: AppState, open: Iterable<AssignmentState>): PoolView {
+/**
+ * Pool members per rollup (active validators with stake there, offline ones left out: they get no new
+ * work); `outstanding` counts `open`.
+ */
+export function poolView(
+  state: AppState,
+  open: Iterable<AssignmentState>,
+  offline: ReadonlySet<string> = NO_ONE,
+): PoolView {
   const count = new Map<string, number>()
   for (const a of open) {
     const k = `${a.chainId}/${a.executor}`
@@ -63,7 +71,7 @@ export function poolView(state: AppState, open: Iterable<AssignmentState>): Pool
     const members: PoolMember[] = []
     for (const v of state.validators) {
       const stake = v.pools.get(chainId) ?? 0n
-      if (v.jailed || stake <= 0n) continue
+      if (v.jailed || stake <= 0n || offline.has(v.address)) continue
       members.push({ validator: v.address, stake, outstanding: count.get(`${chainId}/${v.address}`) ?? 0 })
     }
     view.set(chainId, members)
@@ -78,7 +86,78 @@ export function routeOf(a: AssignmentState): RouteIntent {
     destinationChainIds: a.destinationChainIds,
     outputAmount: a.outputAmount,
     outputToken: a.outputToken,
+    avoidExecutors: a.avoid,
   }
+}
+
+const NO_ONE: ReadonlySet<string> = new Set()
+
+/** `signedAt` once the commit `lastCommit` (carried by the next block) is counted. */
+export function signedAtAfter(
+  state: AppState,
+  lastCommit: CommitCertificate | null,
+): ReadonlyMap<Address, bigint> {
+  if (lastCommit === null || lastCommit.precommits.length === 0) return state.signedAt
+  const next = new Map(state.signedAt)
+  for (const p of lastCommit.precommits) next.set(p.validator, lastCommit.height)
+  return next
+}
+
+/**
+ * Active validators offline after block `height`: none of the last `offlineAfterBlocks` commits that
+ * blocks up to `height` carried (heights `height - 1` down to `height - offlineAfterBlocks`) holds their
+ * precommit. At the start of the chain nobody is offline yet.
+ */
+export function offlineValidators(
+  state: AppState,
+  height: bigint,
+  signedAt: ReadonlyMap<Address, bigint> = state.signedAt,
+): Set<Address> {
+  const out = new Set<Address>()
+  const since = height - BigInt(state.params.offlineAfterBlocks)
+  for (const v of state.validators) {
+    if (v.jailed || v.power <= 0n) continue
+    if ((signedAt.get(v.address) ?? 0n) < since) out.add(v.address)
+  }
+  return out
+}
+
+/**
+ * The health view a block routes over: the stake-weighted median of the rollup observations the vote
+ * extensions of its last commit carry (weights: the powers that decided the previous block). A rollup is
+ * down when observations carrying more than 1/3 of that power say so, or nobody observed it. Height 1 has
+ * no last commit: every rollup is down, nothing is routed.
+ */
+export function commitView(state: AppState, lastCommit: CommitCertificate | null): HealthView {
+  const reports: HealthReport[] = []
+  for (const p of lastCommit?.precommits ?? []) {
+    let list: Observation[]
+    try {
+      list = decodeObservations(p.extension)
+    } catch {
+      continue // validateBlock refuses such a commit; apply stays defined
+    }
+    for (const o of list) reports.push(observationReport(p.validator, p.timestampMs, o))
+  }
+  return aggregateReports(reports, state.commitPowers, state.rollups)
+}
+
+/**
+ * BFT time (CometBFT's MedianTime): the stake-weighted median of the last commit's precommit timestamps,
+ * and at least 1 ms after the parent (honest validators stamp their precommits later than the block they
+ * commit, so the median already is). Undefined at height 1 (no commit): the proposer's clock, checked
+ * against the validators' clocks, is used there.
+ */
+export function commitTime(state: AppState, lastCommit: CommitCertificate | null): number | undefined {
+  if (lastCommit === null) return undefined
+  const median = weightedMedian(
+    lastCommit.precommits.map((p) => ({
+      value: p.timestampMs,
+      weight: state.commitPowers.get(p.validator) ?? 0n,
+      tiebreak: p.validator,
+    })),
+  )
+  return Math.max(median ?? 0, state.lastBlockTime + 1)
 }
 
 /** min(block time + fillTimeoutSec, the intent's fillDeadline), unix seconds. */
@@ -90,6 +169,10 @@ export function assignmentDeadline(state: AppState, timeSec: bigint, fillDeadlin
 /** What a block decides before its new assignments, derived the same way by proposer and validators. */
 export interface BlockPlan {
   readonly view: HealthView
+  /** Validators offline once the block's last commit is counted: no new work, their open work moves. */
+  readonly offline: ReadonlySet<Address>
+  /** `state.signedAt` with the block's last commit counted. */
+  readonly signedAt: ReadonlyMap<Address, bigint>
   readonly timeSec: bigint
   /** Open assignments (not filled in this block) whose intent's fill deadline passed, in id order. */
   readonly expired: readonly Hex[]
@@ -100,18 +183,21 @@ export interface BlockPlan {
 }
 
 /**
- * The plan of a block at `time` over `reports` (the block's health reports), once the intents of
- * `filled` are settled: which open assignments expire, which are re-routed (rollup down or missing from
- * the view, deadline passed, executor gone: rollups/router.ts `rerouteCandidates`), and the pool view.
- * Validators and routing weights are the pre-block state's: evidence in a block takes effect after it.
+ * The plan of a block at `time` carrying `lastCommit`, once the intents of `filled` are settled: the
+ * health view of its last commit, who is offline, which open assignments expire, which are re-routed
+ * (rollup down or missing from the view, deadline passed, executor offline or gone: rollups/router.ts
+ * `rerouteCandidates`), and the pool view. Validators and routing weights are the pre-block state's:
+ * evidence in a block takes effect after it.
  */
 export function planBlock(
   state: AppState,
   time: number,
-  reports: readonly SignedHealthReport[],
+  lastCommit: CommitCertificate | null,
   filled: ReadonlySet<string>,
 ): BlockPlan {
-  const view = aggregateHealth(reports, time, votingPowers(state), state.rollups, healthWindow(state))
+  const view = commitView(state, lastCommit)
+  const signedAt = signedAtAfter(state, lastCommit)
+  const offline = offlineValidators(state, state.height + 1n, signedAt)
   const timeSec = blockTimeSec(time)
   const expired: Hex[] = []
   const live: AssignmentState[] = []
@@ -120,33 +206,24 @@ export function planBlock(
     if (a.fillDeadline < timeSec) expired.push(a.intentId)
     else live.push(a)
   }
-  const reroute = rerouteCandidates(live, view, timeSec, poolView(state, [])).slice(
+  const reroute = rerouteCandidates(live, view, timeSec, poolView(state, [], offline), offline).slice(
     0,
     MAX_BLOCK_REASSIGNMENTS,
   )
   const moving = new Set<string>(reroute.map((r) => r.intentId))
   return {
     view,
+    offline,
+    signedAt,
     timeSec,
     expired,
     reroute,
     pools: poolView(
       state,
       live.filter((a) => !moving.has(a.intentId)),
+      offline,
     ),
   }
-}
-
-/** A health report whose fields are in range and consistent (the checks gossip validation makes). */
-export function consistentReport(s: SignedHealthReport): boolean {
-  const r = s.report
-  return (
-    findBadReportField(r) === undefined &&
-    r.gasUsed <= r.gasLimit &&
-    r.gasUsedRatioBps === gasRatioBps(r.gasUsed, r.gasLimit) &&
-    typeof s.signature === 'string' &&
-    /^0x[0-9a-f]{130}$/.test(s.signature)
-  )
 }
 
 /** A new intent as the router sees it, or why it cannot be assigned in a block at `timeSec`. */

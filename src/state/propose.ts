@@ -5,17 +5,15 @@ import {
   type Block,
   type BlockAssignment,
   type BlockFill,
+  type CommitCertificate,
   MAX_BLOCK_ASSIGNMENTS,
   MAX_BLOCK_EVIDENCE,
   MAX_BLOCK_FILLS,
-  MAX_BLOCK_HEALTH_REPORTS,
   MAX_BLOCK_STAKE_MOVES,
   type SignedStakeMove,
   type VoteEvidence,
 } from '../consensus/block.ts'
 import { findBadFillField, type SignedFill } from '../rollups/fill.ts'
-import type { SignedHealthReport } from '../rollups/health-report.ts'
-import { selectFreshReports } from '../rollups/health-view.ts'
 import { type RouteIntent, routeIntents } from '../rollups/router.ts'
 import { sortStakeMoves } from '../staking/moves.ts'
 import {
@@ -23,15 +21,13 @@ import {
   activeValidators,
   assignmentDeadline,
   blockTimeSec,
-  consistentReport,
+  commitTime,
   evidenceProblem,
-  healthWindow,
   NO_PROFILES,
   planBlock,
   ROUTE_PARAMS,
   routeOf,
   stakingBase,
-  votingPowers,
 } from './plan.ts'
 import { type AppState, cmp } from './types.ts'
 
@@ -59,8 +55,9 @@ export interface ProposeOptions {
 }
 
 /**
- * The proposer's block at height `state.height + 1`, time max(nowMs, parent time + 1):
- * - health reports: the fresh, consistent ones, one per (chain, validator), canonical order;
+ * The proposer's block at height `state.height + 1`, carrying `lastCommit` (the commit of the head; null
+ * at height 1), at the commit's BFT time (`commitTime`; at height 1 max(nowMs, parent time + 1)), routed
+ * over the commit's health view (`commitView`):
  * - fills of open assignments, by their assigned executor, one per intent (the caller passes fills it
  *   verified on its own RPC);
  * - assignments: `pending` in the given order (at most maxAssignments) that are valid and unassigned,
@@ -74,22 +71,14 @@ export interface ProposeOptions {
 export function proposeBlock(
   state: AppState,
   pending: readonly PendingIntent[],
-  reports: Iterable<SignedHealthReport>,
+  lastCommit: CommitCertificate | null,
   fills: Iterable<SignedFill>,
   nowMs: number,
   opts: ProposeOptions,
 ): Block {
-  const time = Math.max(Math.floor(nowMs), state.lastBlockTime + 1)
+  const time = commitTime(state, lastCommit) ?? Math.max(Math.floor(nowMs), state.lastBlockTime + 1)
   const height = state.height + 1n
   const timeSec = blockTimeSec(time)
-  const powers = votingPowers(state)
-  const healthReports = selectFreshReports(
-    [...reports].filter(consistentReport),
-    time,
-    powers,
-    state.rollups,
-    healthWindow(state),
-  ).slice(0, MAX_BLOCK_HEALTH_REPORTS)
 
   const chosen = new Map<Hex, BlockFill>()
   for (const { fill, signature } of fills) {
@@ -102,7 +91,7 @@ export function proposeBlock(
     .sort((x, y) => cmp(x.intentId, y.intentId))
     .slice(0, Math.min(opts.maxFills ?? MAX_BLOCK_FILLS, MAX_BLOCK_FILLS))
 
-  const plan = planBlock(state, time, healthReports, new Set(blockFills.map((f) => f.intentId)))
+  const plan = planBlock(state, time, lastCommit, new Set(blockFills.map((f) => f.intentId)))
   const maxAssignments = Math.min(opts.maxAssignments ?? MAX_BLOCK_ASSIGNMENTS, MAX_BLOCK_ASSIGNMENTS)
   const fresh = new Map<Hex, { intent: SignedIntent; route: RouteIntent; fillDeadline: bigint }>()
   for (const p of pending) {
@@ -176,6 +165,6 @@ export function proposeBlock(
     fills: blockFills,
     stakeMoves,
     evidence,
-    healthReports,
+    lastCommit,
   }
 }

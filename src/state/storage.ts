@@ -37,6 +37,10 @@ interface MetaJson {
   validators: Array<{ address: string; peerId: string; pools: Record<string, string>; jailed: boolean }>
   /** Staker -> highest used nonce (decimal). Absent in version 1. */
   stakeNonces?: Record<string, string>
+  /** Validator -> power, of the set that decided block `height`. */
+  commitPowers: Record<string, string>
+  /** Validator -> last height whose carried commit holds its precommit. */
+  signedAt: Record<string, string>
 }
 
 interface StakeMoveJson {
@@ -60,6 +64,7 @@ interface AssignmentJson {
   outputAmount: string
   recipient: string
   fillDeadline: string
+  avoid?: string[]
 }
 
 function metaJson(s: AppState): MetaJson {
@@ -78,6 +83,12 @@ function metaJson(s: AppState): MetaJson {
     })),
     stakeNonces: Object.fromEntries(
       [...s.stakeNonces].sort(([a], [b]) => cmp(a, b)).map(([a, n]) => [a, n.toString()]),
+    ),
+    commitPowers: Object.fromEntries(
+      [...s.commitPowers].sort(([a], [b]) => cmp(a, b)).map(([a, n]) => [a, n.toString()]),
+    ),
+    signedAt: Object.fromEntries(
+      [...s.signedAt].sort(([a], [b]) => cmp(a, b)).map(([a, n]) => [a, n.toString()]),
     ),
   }
 }
@@ -114,6 +125,7 @@ function assignmentToJson(a: AssignmentState): AssignmentJson {
     outputAmount: a.outputAmount.toString(),
     recipient: a.recipient,
     fillDeadline: a.fillDeadline.toString(),
+    ...(a.avoid.length === 0 ? {} : { avoid: [...a.avoid] }),
   }
 }
 
@@ -130,6 +142,7 @@ function assignmentFromJson(id: Hex, j: AssignmentJson): AssignmentState {
     outputAmount: BigInt(j.outputAmount),
     recipient: j.recipient as Address,
     fillDeadline: BigInt(j.fillDeadline),
+    avoid: (j.avoid ?? []) as Address[],
   }
 }
 
@@ -192,8 +205,11 @@ export async function loadAppState(store: Store, genesis: AppGenesis): Promise<A
   const base = genesisState(genesis)
   const meta = await store.get<MetaJson>('app', META_KEY)
   if (meta === undefined) return base
-  if (meta.version !== APP_STATE_VERSION && meta.version !== 1)
-    throw new StorageError('CORRUPT', `app state version ${meta.version}`)
+  if (meta.version !== APP_STATE_VERSION)
+    throw new StorageError(
+      'CORRUPT',
+      `app state version ${meta.version}, this node reads ${APP_STATE_VERSION}: start from an empty data dir`,
+    )
   if (meta.networkId !== base.networkId || meta.genesisHash !== base.genesisHash) {
     throw new StorageError(
       'CORRUPT',
@@ -240,6 +256,10 @@ export async function loadAppState(store: Store, genesis: AppGenesis): Promise<A
       done,
       stakeMoves,
       stakeNonces,
+      commitPowers: new Map(
+        Object.entries(meta.commitPowers).map(([a, n]) => [a as Address, BigInt(n)] as const),
+      ),
+      signedAt: new Map(Object.entries(meta.signedAt).map(([a, n]) => [a as Address, BigInt(n)] as const)),
     }
   } catch (err) {
     throw new StorageError('CORRUPT', `app state does not parse: ${(err as Error).message}`, { cause: err })

@@ -13,6 +13,11 @@ export interface AppParams {
   readonly blockIntervalMs: number
   readonly healthFreshnessMs: number
   readonly fillTimeoutSec: number
+  /**
+   * A validator missing from this many consecutive commits (as the blocks' last commits carry them) is
+   * offline: skipped as proposer and executor until it signs again. Default 3.
+   */
+  readonly offlineAfterBlocks: number
 }
 
 /** What the state machine needs of a genesis (`Genesis` of node/genesis.ts fits). */
@@ -64,6 +69,8 @@ export interface AssignmentState {
   readonly recipient: Address
   /** The intent's own fill deadline, unix seconds: after it the intent expires. */
   readonly fillDeadline: bigint
+  /** Executors it was taken from for being offline: re-routing never sends it back to them. */
+  readonly avoid: readonly Address[]
 }
 
 /** The application state after `height` blocks. */
@@ -89,15 +96,23 @@ export interface AppState {
   readonly stakeMoves: ReadonlyMap<Hex, StakeMoveRecord>
   /** Highest stake move nonce used by each staker. */
   readonly stakeNonces: ReadonlyMap<Address, bigint>
+  /**
+   * Voting power of the validators that decided block `height` (the signers the next block's last commit
+   * must carry more than 2/3 of); the genesis set at height 0.
+   */
+  readonly commitPowers: ReadonlyMap<Address, bigint>
+  /** The last height whose commit, as a block carried it, holds the validator's precommit. */
+  readonly signedAt: ReadonlyMap<Address, bigint>
   readonly rollups: readonly GenesisRollup[]
   readonly params: AppParams
 }
 
 /**
- * Version of the stored state layout. 2 added stake moves (`m/<id>`) and `meta.stakeNonces`; a version 1
- * state (blocks then could not carry moves) loads with none.
+ * Version of the stored state layout. 2 added stake moves (`m/<id>`) and `meta.stakeNonces`; 3 added
+ * `meta.commitPowers` and `meta.signedAt` (blocks carry their last commit); older states do not load (their
+ * blocks have another wire format).
  */
-export const APP_STATE_VERSION = 2
+export const APP_STATE_VERSION = 3
 /** Evidence older than this many blocks is no longer accepted. */
 export const EVIDENCE_MAX_AGE_BLOCKS = 100n
 

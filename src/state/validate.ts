@@ -1,6 +1,11 @@
 /** valid(v) of the Tendermint core (process proposal): a block checked against the state of the previous height. */
 import type { Address, Hex } from 'viem'
-import { type Block, type BlockAssignment, MAX_BLOCK_STAKE_MOVES } from '../consensus/block.ts'
+import {
+  type Block,
+  type BlockAssignment,
+  MAX_BLOCK_STAKE_MOVES,
+  verifyCertificate,
+} from '../consensus/block.ts'
 import { type Recover, verifyVoteSignature } from '../consensus/votes.ts'
 import { recoverAddress } from '../crypto/recover.ts'
 import {
@@ -10,17 +15,15 @@ import {
   findBadFillField,
   type SignedFill,
 } from '../rollups/fill.ts'
-import { healthReportDigest } from '../rollups/health-report.ts'
-import { selectFreshReports } from '../rollups/health-view.ts'
+import { decodeObservations } from '../rollups/observation.ts'
 import { type RouteIntent, routeIntents } from '../rollups/router.ts'
 import { stakeMoveOrdered } from '../staking/moves.ts'
 import {
   acceptIntent,
   assignmentDeadline,
   blockTimeSec,
-  consistentReport,
+  commitTime,
   evidenceProblem,
-  healthWindow,
   NO_PROFILES,
   planBlock,
   ROUTE_PARAMS,
@@ -43,7 +46,7 @@ export type BlockRejectCode =
   | 'BAD_FILL'
   | 'FILL_INVALID'
   | 'FILL_UNVERIFIED'
-  | 'BAD_HEALTH_REPORT'
+  | 'BAD_LAST_COMMIT'
   | 'BAD_EVIDENCE'
   | 'BAD_STAKE_MOVE'
 
@@ -97,9 +100,10 @@ function sameAssignment(a: BlockAssignment, b: BlockAssignment): boolean {
 }
 
 /**
- * valid(v) (ARCHITECTURE.md, Consensus): the header; the time within the clock skew of `ctx.nowMs`; each
- * intent in at most one list; health reports fresh, consistent, from
- * validators, one per (chain, validator) in canonical order, and signed by their validator; every new
+ * valid(v) (ARCHITECTURE.md, Consensus): the header; the last commit (null at height 1, else precommits of
+ * more than 2/3 of the powers that decided the parent, for the parent, each with a vote extension that
+ * decodes); the time: the commit's BFT time (`commitTime`), or at height 1 within the clock skew of
+ * `ctx.nowMs`; each intent in at most one list; every new
  * intent valid (signed by its user, a Murmur order, known chains, fill deadline ahead) and neither assigned
  * nor finished; assignments and reassignments exactly `routeIntents` over the block's health view (with
  * the same re-routing set and pool view as `planBlock`); fills of open assignments, by the assigned
@@ -115,9 +119,27 @@ export async function validateBlock(
 ): Promise<BlockVerdict> {
   const head = checkBlockHeader(state, block)
   if (!head.ok) return head
-  const skewMs = state.params.maxClockSkewSec * 1000
-  if (Math.abs(block.time - ctx.nowMs) > skewMs)
-    return bad('CLOCK_SKEW', `time ${block.time}, local clock ${ctx.nowMs}`)
+  const lc = block.lastCommit
+  if (block.height === 1n) {
+    if (lc !== null) return bad('BAD_LAST_COMMIT', 'block 1 carries a last commit')
+    const skewMs = state.params.maxClockSkewSec * 1000
+    if (Math.abs(block.time - ctx.nowMs) > skewMs)
+      return bad('CLOCK_SKEW', `time ${block.time}, local clock ${ctx.nowMs}`)
+  } else {
+    if (lc === null) return bad('BAD_LAST_COMMIT', `block ${block.height} carries no last commit`)
+    if (lc.height !== state.height || lc.blockHash !== state.lastBlockHash)
+      return bad('BAD_LAST_COMMIT', `last commit of ${lc.height}/${lc.blockHash}, not of the parent`)
+    for (const p of lc.precommits) {
+      try {
+        decodeObservations(p.extension)
+      } catch {
+        return bad('BAD_LAST_COMMIT', `vote extension of ${p.validator} does not decode`)
+      }
+    }
+    const expected = commitTime(state, lc)
+    if (block.time !== expected)
+      return bad('BAD_TIME', `time ${block.time}, the last commit's BFT time is ${expected}`)
+  }
   if (block.intents.length !== block.assignments.length)
     return bad('BAD_INTENT', 'intents do not align with assignments')
   const timeSec = blockTimeSec(block.time)
@@ -133,26 +155,6 @@ export async function validateBlock(
   }
 
   const powers = votingPowers(state)
-  for (const r of block.healthReports) {
-    if (!consistentReport(r))
-      return bad('BAD_HEALTH_REPORT', `report of ${r.report.validator} is inconsistent`)
-  }
-  const canonical = selectFreshReports(
-    block.healthReports,
-    block.time,
-    powers,
-    state.rollups,
-    healthWindow(state),
-  )
-  if (
-    canonical.length !== block.healthReports.length ||
-    canonical.some((r, i) => r !== block.healthReports[i])
-  ) {
-    return bad(
-      'BAD_HEALTH_REPORT',
-      'health reports are not fresh validator reports, one per chain and validator, in order',
-    )
-  }
 
   let last = ''
   for (const f of block.fills) {
@@ -197,7 +199,7 @@ export async function validateBlock(
     fresh.push(r.route)
   }
 
-  const plan = planBlock(state, block.time, block.healthReports, new Set(block.fills.map((f) => f.intentId)))
+  const plan = planBlock(state, block.time, lc, new Set(block.fills.map((f) => f.intentId)))
   const moving = plan.reroute.map((c) => state.assignments.get(c.intentId)!)
   const movingIds = new Set<string>(moving.map((m) => m.intentId))
   const routed = routeIntents(
@@ -258,16 +260,17 @@ export async function validateBlock(
     }
   }
   const checks: Promise<BlockVerdict>[] = []
-  for (const s of block.healthReports) {
+  if (lc !== null) {
     checks.push(
-      signedBy(healthReportDigest(state.networkId, s.report), s.signature, s.report.validator).then((ok) =>
-        ok
-          ? OK
-          : bad(
-              'BAD_HEALTH_REPORT',
-              `report of ${s.report.validator} on ${s.report.chainId} is not signed by it`,
-            ),
-      ),
+      verifyCertificate(
+        lc,
+        state.commitPowers,
+        lc.height,
+        lc.round,
+        lc.blockHash,
+        state.networkId,
+        recover,
+      ).then((v) => (v.ok ? OK : bad('BAD_LAST_COMMIT', `last commit: ${v.code}: ${v.message}`))),
     )
   }
   for (const [i, a] of block.assignments.entries()) {

@@ -11,6 +11,8 @@ import {
   type ConsensusDriverOptions,
 } from '../../src/consensus/driver.ts'
 import type { IntentPool } from '../../src/mempool/pool.ts'
+import type { SignedHealthReport } from '../../src/rollups/health-report.ts'
+import { observationOf } from '../../src/rollups/observation.ts'
 import type { Store } from '../../src/state/store.ts'
 
 export interface TestDriverModules
@@ -20,6 +22,8 @@ export interface TestDriverModules
   readonly pool: IntentPool
   readonly log: Logger
   readonly registry: Registry
+  /** Signed reports of every validator (test/helpers/consensus-net.ts); the driver observes its own. */
+  readonly healthReports?: () => Promise<readonly SignedHealthReport[]>
 }
 
 /** The driver and its application; the pool's new pending intents wake a waiting proposer. */
@@ -34,7 +38,12 @@ export function createTestDriver(
       pool: m.pool,
       genesis: m.genesis,
       verifyFill: m.verifyFill,
-      healthReports: m.healthReports,
+      observe: async () => {
+        const self = m.account.address.toLowerCase()
+        return ((await m.healthReports?.()) ?? [])
+          .filter((s) => s.report.validator === self)
+          .map((s) => observationOf(s.report))
+      },
       pendingFills: m.pendingFills,
       ...(m.pendingStakeMoves === undefined ? {} : { pendingStakeMoves: m.pendingStakeMoves }),
       log: m.log,
