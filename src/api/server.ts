@@ -1,8 +1,32 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
-import type { MurmurNode } from '../node/node.ts'
-import { isLoopback } from '../node/options.ts'
+import type { Registry } from 'prom-client'
+import type { P2PHost } from '../p2p/host.ts'
+import type { Probe } from '../p2p/topics.ts'
 import { ApiError, errorBody } from './errors.ts'
+
+/**
+ * What the API reads of the node: the few getters its routes use. MurmurNode satisfies it; the API does
+ * not import the composition root that builds it (layers point down).
+ */
+export interface ApiNode {
+  /** `GET /v1/status`. */
+  status(): object
+  /** `GET /metrics`. */
+  readonly registry: Pick<Registry, 'contentType' | 'metrics'>
+  /** Peers, partitions and probes of the admin routes. */
+  readonly p2p: Pick<P2PHost<{ probe: Probe }>, 'peers' | 'partition' | 'peerId' | 'publish'>
+  /** Probes sent (`POST /admin/v1/probe`) and received (`GET /admin/v1/probes`). */
+  readonly probes: {
+    next(origin: string, size: number): Probe
+    recent(origin?: string): readonly object[]
+  }
+}
+
+/** True for an address only this machine reaches (the admin API answers no one else). */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host)
+}
 
 export interface ApiOptions {
   host: string
@@ -16,7 +40,7 @@ export interface ApiOptions {
 export type RouteRegistrar = (app: FastifyInstance) => void
 
 export interface ApiModules {
-  node: MurmurNode
+  node: ApiNode
   log: Logger
   /** Routes of the node's modules, mounted after the base ones. */
   routes?: RouteRegistrar[]

@@ -3,7 +3,6 @@ import { Gauge, type Registry } from 'prom-client'
 import type { Address, Hex, LocalAccount } from 'viem'
 import { decodeOrderData } from '../codec/intent.ts'
 import type { IntentPool } from '../mempool/pool.ts'
-import type { Genesis } from '../node/genesis.ts'
 import { PublishBatcher } from '../p2p/batcher.ts'
 import type { P2PHost, TopicHandler } from '../p2p/host.ts'
 import type { Store } from '../state/store.ts'
@@ -11,7 +10,7 @@ import { Executor, type ExecutorOptions } from './executor.ts'
 import { MAX_FILL_BATCH, type SignedFill, validateFillBatch } from './fill.ts'
 import { HealthMonitor, type HealthMonitorOptions } from './health-monitor.ts'
 import { type SignedHealthReport, validateHealthReport } from './health-report.ts'
-import { HealthAggregator, type RollupRow, rollupRows } from './health-view.ts'
+import { type GenesisRollup, HealthAggregator, type RollupRow, rollupRows } from './health-view.ts'
 import type { HealthView } from './router.ts'
 
 export interface RollupsServiceOptions {
@@ -26,8 +25,20 @@ export interface RollupsServiceOptions {
   fillPublishWindowMs?: number
 }
 
+/**
+ * What the service reads of the network's genesis (node/genesis.ts's `Genesis` satisfies it): stated here
+ * so that rollups/ does not import the composition root.
+ */
+export interface RollupsGenesis {
+  readonly networkId: string
+  readonly params: { readonly healthFreshnessMs: number; readonly maxClockSkewSec: number }
+  readonly validators: readonly { readonly address: Address; readonly stake: bigint }[]
+  /** `confirmations`: blocks after which a rollup block is final (genesis; default 0). */
+  readonly rollups: readonly (GenesisRollup & { readonly confirmations: number })[]
+}
+
 export interface RollupsServiceModules {
-  genesis: Genesis
+  genesis: RollupsGenesis
   store: Store
   pool: IntentPool
   /** The host, with the topics this service publishes on. */
