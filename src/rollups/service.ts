@@ -174,7 +174,7 @@ export class RollupsService {
     if (this.opts.rollups.size > 0) {
       this.#executor = new Executor(
         {
-          rollupConfirmations: new Map(m.genesis.rollups.map((r) => [r.chainId, r.confirmations])),
+          rollupConfirmations: new Map(m.genesis.rollups.map((r) => [Number(r.chainId), r.confirmations])),
           ...this.opts.executor,
           rollups: this.opts.rollups,
         },
