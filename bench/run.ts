@@ -11,6 +11,7 @@ const known = [
   'consensus',
   'rpc',
   'wal',
+  'healing',
 ]
 if (name === undefined || !known.includes(name)) {
   console.error(`usage: npm run bench -- <${known.join('|')}> [flags]`)
