@@ -123,7 +123,9 @@ function decodeEntry(key: string, bytes: Uint8Array): WalEntry {
     const extension = a[9] as Uint8Array
     if (!Number.isSafeInteger(timestampMs) || !(extension instanceof Uint8Array))
       throw new Error('bad timestamp or extension')
-    const stamp = record.type === 'vote' ? { timestampMs, extension } : {}
+    // Entries without a stamp (a vote signed with timestamp 0 and no extension) read back as written.
+    const stamp =
+      record.type === 'vote' && (timestampMs !== 0 || extension.length > 0) ? { timestampMs, extension } : {}
     return block === undefined ? { record, signature, ...stamp } : { record, signature, block, ...stamp }
   } catch (err) {
     throw new StorageError('CORRUPT', `WAL entry ${key}: ${(err as Error).message}`, { cause: err })
