@@ -72,28 +72,30 @@ describe('BFT time', () => {
   it('is the stake-weighted median of the precommit timestamps, whatever the proposer clock', async () => {
     expect(state1.commitPowers.get(signerAddress(VALIDATORS[3]!))).toBe(40n)
     const t = state1.lastBlockTime
-    // By time: v1 (20) at +100, v3 (40) at +200, v2 (30) at +300, v0 (10) at +400. Half of 100 is
-    // reached at v3: +200, although two of four validators stamped later.
-    const lc = await commit({ timestampMs: [t + 400, t + 100, t + 300, t + 200] })
-    expect(commitTime(state1, lc)).toBe(t + 200)
+    // v0 (10) at +100, v1 (20) at +200, v2 (30) at +300, v3 (40) at +400: half of 100 is reached at v2,
+    // +300 (the median by count would be +200).
+    const stamps = [t + 100, t + 200, t + 300, t + 400]
+    const lc = await commit({ timestampMs: stamps })
+    expect(commitTime(state1, lc)).toBe(t + 300)
     const block = block2(lc)
-    expect(block.time).toBe(t + 200)
+    expect(block.time).toBe(t + 300)
     expect(await verdict(state1, block)).toBe('ok')
     // The same commit gives the same time to a proposer with any clock.
     const late = proposeBlock(state1, [], lc, [], START_MS + 3_600_000, {
       proposer: signerAddress(VALIDATORS[2]!),
       round: 0,
     })
-    expect(late.time).toBe(t + 200)
-    // Without the heaviest validator (60 left, half reached at v2) the median moves to v2's stamp.
-    const without3 = await commit({ omit: [3], timestampMs: [t + 400, t + 100, t + 300, t + 200] })
-    expect(commitTime(state1, without3)).toBe(t + 300)
+    expect(late.time).toBe(t + 300)
+    // Without v2 (70 left: 10, 20, then 40 reaches half) the median is v3's stamp, +400.
+    const without2 = await commit({ omit: [2], timestampMs: stamps })
+    expect(commitTime(state1, without2)).toBe(t + 400)
+    expect(await verdict(state1, block2(without2))).toBe('ok')
   })
 
   it('refuses a proposer that sets its own time (BAD_TIME), later or earlier', async () => {
     const t = state1.lastBlockTime
-    const block = block2(await commit({ timestampMs: [t + 400, t + 100, t + 300, t + 200] }))
-    for (const time of [block.time + 1, block.time - 1, block.time + 30_000, t + 100, t + 400])
+    const block = block2(await commit({ timestampMs: [t + 100, t + 200, t + 300, t + 400] }))
+    for (const time of [block.time + 1, block.time - 1, block.time + 30_000, t + 100, t + 200, t + 400])
       expect(await verdict(state1, { ...block, time })).toBe('BAD_TIME')
   })
 
