@@ -7,6 +7,7 @@ import {
   type Block,
   type BlockFill,
   blockHash,
+  type CommitCertificate,
   certificateFromVotes,
   decodeBlock,
   decodeCertificate,
@@ -42,22 +43,17 @@ import {
   type SignedFill,
   signFill,
 } from '../src/rollups/fill.ts'
-import {
-  gasRatioBps,
-  type HealthReport,
-  type SignedHealthReport,
-  signHealthReport,
-} from '../src/rollups/health-report.ts'
-import { aggregateHealth } from '../src/rollups/health-view.ts'
+import { encodeObservations } from '../src/rollups/observation.ts'
 import { DEFAULT_ROUTE_PARAMS, type PoolMember, routeIntents } from '../src/rollups/router.ts'
 import { apply } from '../src/state/apply.ts'
 import { genesisState } from '../src/state/genesis.ts'
-import { activeValidators, votingPowers } from '../src/state/plan.ts'
+import { activeValidators, commitView, votingPowers } from '../src/state/plan.ts'
 import { type PendingIntent, proposeBlock } from '../src/state/propose.ts'
 import { appStateOps, loadAppState, validatorsToJson } from '../src/state/storage.ts'
 import type { Store } from '../src/state/store.ts'
 import { type AppState, expectedOutputOf } from '../src/state/types.ts'
 import { type ValidateBlockContext, validateBlock } from '../src/state/validate.ts'
+import { type CommitSpec, commitFor, firstBlock, observation } from './helpers/commit.ts'
 import { tempStore } from './helpers/store.ts'
 
 const NETWORK = 'apply-test'
@@ -85,41 +81,19 @@ const GENESIS = parseGenesis({
   params: { maxClockSkewSec: 30, blockIntervalMs: 500, healthFreshnessMs: 5000, fillTimeoutSec: 30 },
 })
 
-function report(
-  v: PrivateKeyAccount,
-  chainId: bigint,
-  timestampMs: number,
-  over: Partial<HealthReport> = {},
-) {
-  const gasUsed = over.gasUsed ?? 10_000_000n
-  const gasLimit = over.gasLimit ?? 30_000_000n
-  const r: HealthReport = {
-    validator: addr(v),
-    chainId,
-    blockNumber: 100n,
-    gasUsed,
-    gasLimit,
-    gasUsedRatioBps: gasRatioBps(gasUsed, gasLimit),
-    baseFeeWei: chainId === 901n ? 1_000_000_000n : 2_000_000_000n,
-    blockTimeMs: 1000,
-    latencyMs: 20,
-    status: 0,
-    timestampMs: BigInt(timestampMs),
-    ...over,
-  }
-  return signHealthReport(v, NETWORK, r)
-}
+const FEES = (chainId: bigint) => ({ baseFeeWei: chainId === 901n ? 1_000_000_000n : 2_000_000_000n })
 
-/** Every validator reports on both rollups at `atMs`; `down` lists (validator index, chain) saying down. */
-async function reports(atMs: number, down: Array<[number, bigint]> = []): Promise<SignedHealthReport[]> {
-  const out: SignedHealthReport[] = []
-  for (const [i, v] of VALIDATORS.entries()) {
-    for (const c of [901n, 902n]) {
-      const isDown = down.some(([j, d]) => j === i && d === c)
-      out.push(await report(v, c, atMs - 500, isDown ? { status: 2 } : {}))
-    }
-  }
-  return out
+/**
+ * The commit of `state`'s head: every validator precommits at `atMs` (so the next block's time is
+ * `atMs`) observing both rollups; `down` lists (validator index, chain) observing that chain down.
+ */
+function commit(
+  state: AppState,
+  atMs: number,
+  down: Array<[number, bigint]> = [],
+  spec: CommitSpec = {},
+): Promise<CommitCertificate> {
+  return commitFor(state, VALIDATORS, { timestampMs: atMs, down, observe: (_, c) => FEES(c), ...spec })
 }
 
 let nonce = 1n
@@ -150,18 +124,22 @@ async function expectInvalid(state: AppState, block: Block, code: string, c: Val
 }
 
 let state0: AppState
-let pending: PendingIntent[]
-let reports0: SignedHealthReport[]
 let block1: Block
 let state1: AppState
+let pending: PendingIntent[]
+let commit1: CommitCertificate
+let block2: Block
+let state2: AppState
 
 beforeAll(async () => {
   state0 = genesisState(GENESIS)
+  // Block 1 carries no commit, so every rollup is down in its view: nothing is routed before block 2.
+  ;({ block: block1, state: state1 } = firstBlock(state0, VALIDATORS[0]!, NOW_MS - 1000))
   pending = []
   for (let i = 0; i < 6; i++) pending.push(await makeIntent())
-  reports0 = await reports(NOW_MS)
-  block1 = proposeBlock(state0, pending, reports0, [], NOW_MS, { proposer: addr(VALIDATORS[0]!), round: 0 })
-  state1 = apply(state0, block1).state
+  commit1 = await commit(state1, NOW_MS)
+  block2 = proposeBlock(state1, pending, commit1, [], NOW_MS, { proposer: addr(VALIDATORS[0]!), round: 0 })
+  state2 = apply(state1, block2).state
 })
 
 describe('genesis state', () => {
@@ -181,6 +159,13 @@ describe('genesis state', () => {
     expect(genesisState(GENESIS).genesisHash).toBe(state0.genesisHash)
     expect(genesisState({ ...GENESIS, networkId: 'other' }).genesisHash).not.toBe(state0.genesisHash)
     expect(activeValidators(state0).map((v) => v.power)).toEqual([100n, 100n, 100n, 100n])
+    // The genesis set decides block 1; nobody has signed a carried commit yet.
+    expect(state0.commitPowers).toEqual(votingPowers(state0))
+    expect(state0.signedAt.size).toBe(0)
+    expect(state0.params.offlineAfterBlocks).toBe(3)
+    expect(
+      genesisState({ ...GENESIS, params: { ...GENESIS.params, offlineAfterBlocks: 4 } }).genesisHash,
+    ).not.toBe(state0.genesisHash)
   })
 
   it('gives an odd stake remainder to the lowest chain and adds delegations', () => {
@@ -205,14 +190,32 @@ describe('genesis state', () => {
 })
 
 describe('proposeBlock, validateBlock, apply', () => {
-  it('assigns exactly what routeIntents gives over the block health view', () => {
+  it('routes nothing in block 1: it carries no commit, so every rollup is down in its view', async () => {
     expect(block1.height).toBe(1n)
     expect(block1.parentHash).toBe(state0.genesisHash)
-    expect(block1.healthReports).toHaveLength(8)
-    const view = aggregateHealth(block1.healthReports, block1.time, votingPowers(state0), GENESIS.rollups, {
-      freshnessMs: 5000,
-      maxSkewMs: 30_000,
+    expect(block1.lastCommit).toBeNull()
+    expect([...commitView(state0, null).values()].map((h) => h.status)).toEqual(['down', 'down'])
+    const withIntents = proposeBlock(state0, pending, null, [], NOW_MS - 1000, {
+      proposer: addr(VALIDATORS[0]!),
+      round: 0,
     })
+    expect(withIntents.assignments).toHaveLength(0)
+    expect(await validateBlock(state0, withIntents, ctx({ nowMs: NOW_MS - 1000 }))).toEqual({ ok: true })
+    expect(state1.height).toBe(1n)
+    expect(state1.assignments.size).toBe(0)
+  })
+
+  it('assigns exactly what routeIntents gives over the health view of the last commit', () => {
+    expect(block2.height).toBe(2n)
+    expect(block2.parentHash).toBe(state1.lastBlockHash)
+    expect(block2.lastCommit).toBe(commit1)
+    expect(commit1.precommits).toHaveLength(4)
+    // The median over the four validators' observations (the same for all here).
+    const view = commitView(state1, block2.lastCommit)
+    expect([...view].map(([c, h]) => [c, h.status, h.baseFeeWei, h.gasUsedRatioBps])).toEqual([
+      [901n, 'up', 1_000_000_000n, 3333],
+      [902n, 'up', 2_000_000_000n, 3333],
+    ])
     const member = (v: PrivateKeyAccount): PoolMember => ({ validator: addr(v), stake: 50n, outstanding: 0 })
     const pools = new Map([901n, 902n].map((c) => [c, VALIDATORS.map(member)]))
     const routed = routeIntents(
@@ -229,141 +232,175 @@ describe('proposeBlock, validateBlock, apply', () => {
       DEFAULT_ROUTE_PARAMS,
     )
     expect(routed.assignments).toHaveLength(6)
-    expect(block1.assignments.map((a) => [a.intentId, a.chainId, a.executor])).toEqual(
+    expect(block2.assignments.map((a) => [a.intentId, a.chainId, a.executor])).toEqual(
       routed.assignments.map((a) => [a.intentId, a.chainId, a.executor.toLowerCase()]),
     )
     // deadline = block time (s) + fillTimeoutSec, below the intents' fill deadline
-    for (const a of block1.assignments) expect(a.deadline).toBe(BigInt(Math.floor(block1.time / 1000) + 30))
-    expect(block1.intents.map((i, k) => intentId(i.order) === block1.assignments[k]!.intentId)).toEqual(
-      block1.assignments.map(() => true),
+    expect(block2.time).toBe(NOW_MS) // the precommits' time
+    for (const a of block2.assignments) expect(a.deadline).toBe(BigInt(Math.floor(block2.time / 1000) + 30))
+    expect(block2.intents.map((i, k) => intentId(i.order) === block2.assignments[k]!.intentId)).toEqual(
+      block2.assignments.map(() => true),
     )
     // spread over executors by work per stake
-    expect(new Set(block1.assignments.map((a) => a.executor)).size).toBeGreaterThan(1)
+    expect(new Set(block2.assignments.map((a) => a.executor)).size).toBeGreaterThan(1)
   })
 
   it('validates its own block, with or without the intents in the local pool', async () => {
-    expect(await validateBlock(state0, block1, ctx())).toEqual({ ok: true })
-    expect(await validateBlock(state0, block1, ctx({ isKnownIntent: () => true }))).toEqual({ ok: true })
+    expect(await validateBlock(state0, block1, ctx({ nowMs: block1.time }))).toEqual({ ok: true })
+    expect(await validateBlock(state1, block2, ctx())).toEqual({ ok: true })
+    expect(await validateBlock(state1, block2, ctx({ isKnownIntent: () => true }))).toEqual({ ok: true })
   })
 
-  it('applies: pending -> assigned for each assignment, new head', () => {
-    const { state, intentTransitions } = apply(state0, block1)
-    expect(state.height).toBe(1n)
-    expect(state.lastBlockHash).toBe(blockHash(block1))
-    expect(state.lastBlockTime).toBe(block1.time)
+  it('applies: pending -> assigned for each assignment, new head, who signed', () => {
+    const { state, intentTransitions } = apply(state1, block2)
+    expect(state.height).toBe(2n)
+    expect(state.lastBlockHash).toBe(blockHash(block2))
+    expect(state.lastBlockTime).toBe(block2.time)
     expect(intentTransitions).toEqual(
-      block1.assignments.map((a) => ({
+      block2.assignments.map((a) => ({
         id: a.intentId,
         to: 'assigned',
-        assignment: { chainId: a.chainId, executor: a.executor, height: 1n, deadline: Number(a.deadline) },
-        height: 1n,
+        assignment: { chainId: a.chainId, executor: a.executor, height: 2n, deadline: Number(a.deadline) },
+        height: 2n,
       })),
     )
     expect(state.assignments.size).toBe(6)
-    const a0 = state.assignments.get(block1.assignments[0]!.intentId)!
+    const a0 = state.assignments.get(block2.assignments[0]!.intentId)!
     expect(a0.fillDeadline).toBe(BigInt(NOW_SEC + 600))
     expect(a0.recipient).toBe(addr(USER))
-    expect(state0.assignments.size).toBe(0) // input untouched
+    expect(a0.avoid).toEqual([])
+    expect(state1.assignments.size).toBe(0) // input untouched
+    // Every validator signed the commit of height 1 that block 2 carries.
+    expect([...state.signedAt.values()]).toEqual([1n, 1n, 1n, 1n])
+    expect(state.commitPowers).toEqual(votingPowers(state1))
   })
 
-  it('is deterministic: the same inputs give the same block hash', () => {
-    const again = proposeBlock(state0, [...pending].reverse(), [...reports0].reverse(), [], NOW_MS, {
+  it('is deterministic: the same inputs give the same block hash', async () => {
+    // The same precommits collected in another order make the same certificate.
+    const sameCommit = await commitFor(state1, [...VALIDATORS].reverse(), {
+      timestampMs: NOW_MS,
+      observe: (_, c) => FEES(c),
+    })
+    const again = proposeBlock(state1, [...pending].reverse(), sameCommit, [], NOW_MS + 5000, {
       proposer: addr(VALIDATORS[0]!),
       round: 0,
     })
-    // Pending order picks which intents go in (all six here), never how they are routed.
-    expect(blockHash(again)).toBe(blockHash(block1))
+    // Pending order picks which intents go in (all six here), never how they are routed; the proposer's
+    // clock (nowMs) plays no part after block 1.
+    expect(blockHash(again)).toBe(blockHash(block2))
   })
 
   it('accepts a subset of the pending intents (routing a subset gives the same answers)', async () => {
-    const sub = proposeBlock(state0, pending.slice(0, 2), reports0, [], NOW_MS, {
+    const sub = proposeBlock(state1, pending.slice(0, 2), commit1, [], NOW_MS, {
       proposer: addr(VALIDATORS[1]!),
       round: 0,
     })
     expect(sub.assignments).toHaveLength(2)
-    expect(await validateBlock(state0, sub, ctx())).toEqual({ ok: true })
+    expect(await validateBlock(state1, sub, ctx())).toEqual({ ok: true })
   })
 
   it('rejects assignments that differ from the router output', async () => {
-    const a0 = block1.assignments[0]!
+    const a0 = block2.assignments[0]!
     const other = VALIDATORS.map(addr).find((v) => v !== a0.executor)!
     const tamper = (over: object) => ({
-      ...block1,
-      assignments: [{ ...a0, ...over }, ...block1.assignments.slice(1)],
+      ...block2,
+      assignments: [{ ...a0, ...over }, ...block2.assignments.slice(1)],
     })
-    await expectInvalid(state0, tamper({ executor: other }), 'ROUTE_MISMATCH')
-    await expectInvalid(state0, tamper({ chainId: a0.chainId === 901n ? 902n : 901n }), 'ROUTE_MISMATCH')
-    await expectInvalid(state0, tamper({ deadline: a0.deadline + 1n }), 'ROUTE_MISMATCH')
+    await expectInvalid(state1, tamper({ executor: other }), 'ROUTE_MISMATCH')
+    await expectInvalid(state1, tamper({ chainId: a0.chainId === 901n ? 902n : 901n }), 'ROUTE_MISMATCH')
+    await expectInvalid(state1, tamper({ deadline: a0.deadline + 1n }), 'ROUTE_MISMATCH')
     // Reordered assignments are not the router's order.
     const swapped = {
-      ...block1,
-      assignments: [block1.assignments[1]!, block1.assignments[0]!, ...block1.assignments.slice(2)],
-      intents: [block1.intents[1]!, block1.intents[0]!, ...block1.intents.slice(2)],
+      ...block2,
+      assignments: [block2.assignments[1]!, block2.assignments[0]!, ...block2.assignments.slice(2)],
+      intents: [block2.intents[1]!, block2.intents[0]!, ...block2.intents.slice(2)],
     }
-    await expectInvalid(state0, swapped, 'ROUTE_MISMATCH')
+    await expectInvalid(state1, swapped, 'ROUTE_MISMATCH')
   })
 
   it('rejects bad intents: forged signature, already assigned, expired, misaligned', async () => {
     const forged: SignedIntent = {
-      ...block1.intents[0]!,
-      signature: await signOrder(OUTSIDER, block1.intents[0]!.order),
+      ...block2.intents[0]!,
+      signature: await signOrder(OUTSIDER, block2.intents[0]!.order),
     }
-    await expectInvalid(state0, { ...block1, intents: [forged, ...block1.intents.slice(1)] }, 'BAD_INTENT')
+    await expectInvalid(state1, { ...block2, intents: [forged, ...block2.intents.slice(1)] }, 'BAD_INTENT')
     // Known to the local pool: the signature is not checked again.
     const known = await validateBlock(
-      state0,
-      { ...block1, intents: [forged, ...block1.intents.slice(1)] },
+      state1,
+      { ...block2, intents: [forged, ...block2.intents.slice(1)] },
       ctx({ isKnownIntent: () => true }),
     )
     expect(known.ok).toBe(true)
-    // Same intents again on top of block 1.
-    const again = { ...block1, height: 2n, parentHash: state1.lastBlockHash, time: block1.time + 1 }
-    await expectInvalid(state1, again, 'BAD_INTENT')
+    // Same intents again on top of block 2 (with a valid last commit for it).
+    const t3 = block2.time + 1000
+    const again = {
+      ...block2,
+      height: 3n,
+      parentHash: state2.lastBlockHash,
+      time: t3,
+      lastCommit: await commit(state2, t3),
+    }
+    await expectInvalid(state2, again, 'BAD_INTENT')
     const late = await makeIntent({ openDeadline: NOW_SEC - 10, fillDeadline: NOW_SEC - 1 })
-    const lateBlock = proposeBlock(state0, [late], reports0, [], NOW_MS, {
+    const lateBlock = proposeBlock(state1, [late], commit1, [], NOW_MS, {
       proposer: addr(VALIDATORS[0]!),
       round: 0,
     })
     expect(lateBlock.assignments).toHaveLength(0)
-    await expectInvalid(state0, { ...block1, intents: block1.intents.slice(1) }, 'BAD_INTENT')
+    await expectInvalid(state1, { ...block2, intents: block2.intents.slice(1) }, 'BAD_INTENT')
   })
 
-  it('checks the header and the clock', async () => {
-    await expectInvalid(state0, { ...block1, height: 2n }, 'BAD_HEIGHT')
-    await expectInvalid(state0, { ...block1, parentHash: `0x${'11'.repeat(32)}` }, 'BAD_PARENT')
+  it('checks the header, and the clock at height 1 only', async () => {
+    await expectInvalid(state1, { ...block2, height: 3n }, 'BAD_HEIGHT')
+    await expectInvalid(state1, { ...block2, parentHash: `0x${'11'.repeat(32)}` }, 'BAD_PARENT')
+    await expectInvalid(state1, { ...block2, time: state1.lastBlockTime }, 'BAD_TIME')
     await expectInvalid(state0, { ...block1, time: state0.lastBlockTime }, 'BAD_TIME')
-    await expectInvalid(state0, { ...block1, proposer: addr(OUTSIDER) }, 'BAD_PROPOSER')
+    await expectInvalid(state1, { ...block2, proposer: addr(OUTSIDER) }, 'BAD_PROPOSER')
+    // Block 1 has no commit to take a time from: its time must be within the skew of the local clock.
     const skewed = await validateBlock(state0, block1, ctx({ nowMs: block1.time + 30_001 }))
     expect(skewed.ok ? 'ok' : skewed.code).toBe('CLOCK_SKEW')
     expect((await validateBlock(state0, block1, ctx({ nowMs: block1.time + 30_000 }))).ok).toBe(true)
+    // Later blocks take the last commit's time, whatever the local clock says.
+    expect(await validateBlock(state1, block2, ctx({ nowMs: block2.time + 3_600_000 }))).toEqual({ ok: true })
   })
 
-  it('checks health reports: fresh, from validators, one per pair, in order, signed', async () => {
-    const stale = await report(VALIDATORS[0]!, 901n, NOW_MS - 5_001)
-    const outsider = await report(OUTSIDER, 901n, NOW_MS - 100)
-    const forged = { ...reports0[0]!, signature: reports0[1]!.signature }
-    const reversed = [...block1.healthReports].reverse()
-    await expectInvalid(
-      state0,
-      { ...block1, healthReports: [stale, ...block1.healthReports.slice(1)] },
-      'BAD_HEALTH_REPORT',
-    )
-    await expectInvalid(
-      state0,
-      { ...block1, healthReports: [outsider, ...block1.healthReports] },
-      'BAD_HEALTH_REPORT',
-    )
-    await expectInvalid(state0, { ...block1, healthReports: reversed }, 'BAD_HEALTH_REPORT')
-    await expectInvalid(
-      state0,
-      { ...block1, healthReports: [block1.healthReports[0]!, ...block1.healthReports] },
-      'BAD_HEALTH_REPORT',
-    )
-    await expectInvalid(
-      state0,
-      { ...block1, healthReports: [forged, ...block1.healthReports.slice(1)] },
-      'BAD_HEALTH_REPORT',
-    )
+  it('checks the last commit: none at height 1; at 2, the parent, > 2/3, signed, extensions that decode', async () => {
+    const bad = 'BAD_LAST_COMMIT'
+    await expectInvalid(state0, { ...block1, lastCommit: commit1 }, bad)
+    await expectInvalid(state1, { ...block2, lastCommit: null }, bad)
+    // A commit of another block, or of another height.
+    const other = { ...commit1, blockHash: `0x${'11'.repeat(32)}` as Hex }
+    await expectInvalid(state1, { ...block2, lastCommit: other }, bad)
+    await expectInvalid(state1, { ...block2, lastCommit: { ...commit1, height: 2n } }, bad)
+    // A precommit twice, a precommit of an outsider, one signed by another validator.
+    const [p0, p1, p2] = commit1.precommits
+    const twice = { ...commit1, precommits: [p0!, p0!, p1!, p2!] }
+    await expectInvalid(state1, { ...block2, lastCommit: twice }, bad)
+    const outsider = await commitFor(state1, [...VALIDATORS.slice(0, 3), OUTSIDER], {
+      timestampMs: NOW_MS,
+      observe: (_, c) => FEES(c),
+    })
+    await expectInvalid(state1, { ...block2, lastCommit: outsider }, bad)
+    const swappedSig = { ...commit1, precommits: [{ ...p0!, signature: p1!.signature }, p1!, p2!] }
+    await expectInvalid(state1, { ...block2, lastCommit: swappedSig }, bad)
+    // An extension that is not a canonical list of observations (signed as such by its validator).
+    const garbage = await signVote(VALIDATORS[0]!, NETWORK, {
+      kind: 'precommit',
+      height: 1n,
+      round: 0,
+      blockHash: state1.lastBlockHash,
+      timestampMs: NOW_MS,
+      extension: new Uint8Array([0xff, 0x00]),
+    })
+    const rest = commit1.precommits.filter((p) => p.validator !== addr(VALIDATORS[0]!))
+    const { validator, signature, timestampMs, extension } = garbage
+    const undecodable = {
+      ...commit1,
+      precommits: [...rest, { validator, signature, timestampMs, extension }].sort((x, y) =>
+        x.validator < y.validator ? -1 : 1,
+      ),
+    }
+    await expectInvalid(state1, { ...block2, lastCommit: undecodable }, bad)
   })
 
   it('refuses a stake move not signed by its staker', async () => {
@@ -376,15 +413,15 @@ describe('proposeBlock, validateBlock, apply', () => {
         durationBlocks: 10n,
         nonce: 1n,
       },
-      signature: reports0[0]!.signature,
+      signature: commit1.precommits[0]!.signature,
     }
-    await expectInvalid(state0, { ...block1, stakeMoves: [move] }, 'BAD_STAKE_MOVE')
+    await expectInvalid(state1, { ...block2, stakeMoves: [move] }, 'BAD_STAKE_MOVE')
   })
 })
 
 describe('fills', () => {
   async function fillOf(intent: Hex, by: PrivateKeyAccount, executor = addr(by)): Promise<SignedFill> {
-    const a = state1.assignments.get(intent)!
+    const a = state2.assignments.get(intent)!
     const fill = {
       intentId: intent,
       chainId: a.chainId,
@@ -404,83 +441,90 @@ describe('fills', () => {
     return { fill, signature: signature.toLowerCase() as Hex }
   }
   const account = (a: Address) => VALIDATORS.find((v) => addr(v) === a)!
-  const t2 = () => block1.time + 1000
+  const t2 = () => block2.time + 1000
 
   it('settles an assignment filled by its executor: assigned -> filled', async () => {
-    const a = block1.assignments[0]!
+    const a = block2.assignments[0]!
     const fill = await fillOf(a.intentId, account(a.executor))
-    const r2 = await reports(t2())
-    const block2 = proposeBlock(state1, [], r2, [fill], t2(), { proposer: addr(VALIDATORS[1]!), round: 0 })
-    expect(block2.fills).toEqual([{ ...fill.fill, signature: fill.signature }])
-    expect(await validateBlock(state1, block2, ctx({ nowMs: t2() }))).toEqual({ ok: true })
+    const r2 = await commit(state2, t2())
+    const block3 = proposeBlock(state2, [], r2, [fill], t2(), { proposer: addr(VALIDATORS[1]!), round: 0 })
+    expect(block3.fills).toEqual([{ ...fill.fill, signature: fill.signature }])
+    expect(await validateBlock(state2, block3, ctx({ nowMs: t2() }))).toEqual({ ok: true })
     // Only a fill this validator verified itself counts: not final yet, RPC down or throwing are not
     // 'valid', so the block is not either; a contradicted fill is FILL_INVALID.
     const verdict = (v: FillVerdict) => async (): Promise<FillVerdict> => v
-    await expectInvalid(state1, block2, 'FILL_UNVERIFIED', ctx({ verifyFill: verdict('unknown') }))
-    await expectInvalid(state1, block2, 'FILL_UNVERIFIED', ctx({ verifyFill: verdict('pending') }))
-    await expectInvalid(state1, block2, 'FILL_INVALID', ctx({ verifyFill: verdict('invalid') }))
+    await expectInvalid(state2, block3, 'FILL_UNVERIFIED', ctx({ verifyFill: verdict('unknown') }))
+    await expectInvalid(state2, block3, 'FILL_UNVERIFIED', ctx({ verifyFill: verdict('pending') }))
+    await expectInvalid(state2, block3, 'FILL_INVALID', ctx({ verifyFill: verdict('invalid') }))
     const throwing = async (): Promise<FillVerdict> => {
       throw new Error('rpc down')
     }
-    await expectInvalid(state1, block2, 'FILL_UNVERIFIED', ctx({ verifyFill: throwing }))
+    await expectInvalid(state2, block3, 'FILL_UNVERIFIED', ctx({ verifyFill: throwing }))
     // The fill waits: once this validator's RPC confirms it, a later block with the same fill is valid.
     let rpcUp = false
     const flaky = async (): Promise<FillVerdict> => (rpcUp ? 'valid' : 'unknown')
-    await expectInvalid(state1, block2, 'FILL_UNVERIFIED', ctx({ verifyFill: flaky }))
+    await expectInvalid(state2, block3, 'FILL_UNVERIFIED', ctx({ verifyFill: flaky }))
     rpcUp = true
-    const retried = proposeBlock(state1, [], await reports(t2() + 500), [fill], t2() + 500, {
+    const retried = proposeBlock(state2, [], await commit(state2, t2() + 500), [fill], t2() + 500, {
       proposer: addr(VALIDATORS[1]!),
       round: 1,
     })
-    expect(retried.fills).toEqual(block2.fills)
-    expect(await validateBlock(state1, retried, ctx({ nowMs: t2() + 500, verifyFill: flaky }))).toEqual({
+    expect(retried.fills).toEqual(block3.fills)
+    expect(await validateBlock(state2, retried, ctx({ nowMs: t2() + 500, verifyFill: flaky }))).toEqual({
       ok: true,
     })
 
-    const { state: s2, intentTransitions } = apply(state1, block2)
+    const { state: s3, intentTransitions } = apply(state2, block3)
     expect(intentTransitions).toEqual([
       {
         id: a.intentId,
         to: 'filled',
         fill: { chainId: a.chainId, txHash: fill.fill.txHash, blockNumber: 1234n },
-        assignment: { chainId: a.chainId, executor: a.executor, height: 1n, deadline: Number(a.deadline) },
-        height: 2n,
+        assignment: { chainId: a.chainId, executor: a.executor, height: 2n, deadline: Number(a.deadline) },
+        height: 3n,
       },
     ])
-    expect(s2.assignments.has(a.intentId)).toBe(false)
-    expect(s2.done.get(a.intentId)).toBe(BigInt(NOW_SEC + 600))
+    expect(s3.assignments.has(a.intentId)).toBe(false)
+    expect(s3.done.get(a.intentId)).toBe(BigInt(NOW_SEC + 600))
     // A filled intent is never assigned again.
-    const again = proposeBlock(s2, [pending.find((p) => p.id === a.intentId)!], r2, [], t2() + 1, {
-      proposer: addr(VALIDATORS[0]!),
-      round: 0,
-    })
+    const again = proposeBlock(
+      s3,
+      [pending.find((p) => p.id === a.intentId)!],
+      await commit(s3, t2() + 1),
+      [],
+      t2() + 1,
+      {
+        proposer: addr(VALIDATORS[0]!),
+        round: 0,
+      },
+    )
     expect(again.assignments).toHaveLength(0)
   })
 
   it('rejects a fill by the wrong executor', async () => {
-    const a = block1.assignments[0]!
+    const a = block2.assignments[0]!
     const wrong = VALIDATORS.find((v) => addr(v) !== a.executor)!
     const byWrong = await fillOf(a.intentId, wrong)
-    const r2 = await reports(t2())
+    const r2 = await commit(state2, t2())
     // The proposer leaves it out...
-    const clean = proposeBlock(state1, [], r2, [byWrong], t2(), { proposer: addr(VALIDATORS[1]!), round: 0 })
+    const clean = proposeBlock(state2, [], r2, [byWrong], t2(), { proposer: addr(VALIDATORS[1]!), round: 0 })
     expect(clean.fills).toHaveLength(0)
     // ...and a block that carries it is invalid: claimed by the wrong executor, or claiming the right one
     // with the wrong key.
     const asBlockFill = (f: SignedFill): BlockFill => ({ ...f.fill, signature: f.signature })
-    await expectInvalid(state1, { ...clean, fills: [asBlockFill(byWrong)] }, 'BAD_FILL')
+    await expectInvalid(state2, { ...clean, fills: [asBlockFill(byWrong)] }, 'BAD_FILL')
     const impersonated = await fillOf(a.intentId, wrong, a.executor)
-    await expectInvalid(state1, { ...clean, fills: [asBlockFill(impersonated)] }, 'BAD_FILL')
+    await expectInvalid(state2, { ...clean, fills: [asBlockFill(impersonated)] }, 'BAD_FILL')
     // Wrong chain.
     const good = await fillOf(a.intentId, account(a.executor))
     await expectInvalid(
-      state1,
+      state2,
       { ...clean, fills: [{ ...asBlockFill(good), chainId: a.chainId === 901n ? 902n : 901n }] },
       'BAD_FILL',
     )
     // No open assignment.
     const stray = { ...asBlockFill(good), intentId: `0x${'77'.repeat(32)}` as Hex }
-    await expectInvalid(state1, { ...clean, fills: [stray] }, 'BAD_FILL')
+    await expectInvalid(state2, { ...clean, fills: [stray] }, 'BAD_FILL')
   })
 })
 
@@ -489,15 +533,15 @@ describe('a Byzantine proposer and fills', () => {
   // intent `a` by its executor, block 1233 another transaction of that executor.
   const hashOf = (n: bigint) => `0x${n.toString(16).padStart(64, '0')}` as Hex
   const account = (x: Address) => VALIDATORS.find((v) => addr(v) === x)!
-  const t2 = () => block1.time + 1000
+  const t2 = () => block2.time + 1000
   let down = false
-  let a: (typeof block1.assignments)[number]
+  let a: (typeof block2.assignments)[number]
   let chain: FillChain
   let realTx: Hex
 
   beforeAll(() => {
-    a = block1.assignments[0]!
-    const expected = expectedOutputOf(state1.assignments.get(a.intentId)!)
+    a = block2.assignments[0]!
+    const expected = expectedOutputOf(state2.assignments.get(a.intentId)!)
     const txOf = (hash: Hex, call: { to: Address; value: bigint; data: Hex }) => ({
       tx: {
         hash,
@@ -548,7 +592,7 @@ describe('a Byzantine proposer and fills', () => {
       executor: a.executor,
       ...over,
     })
-    const block = proposeBlock(state1, [], await reports(t2()), [fill], t2(), {
+    const block = proposeBlock(state2, [], await commit(state2, t2()), [fill], t2(), {
       proposer: a.executor,
       round: 0,
     })
@@ -557,28 +601,28 @@ describe('a Byzantine proposer and fills', () => {
   }
 
   it('the real fill passes; an invented one, or a real transaction in another block, does not', async () => {
-    expect(await validateBlock(state1, await blockWith({}), honest())).toEqual({ ok: true })
+    expect(await validateBlock(state2, await blockWith({}), honest())).toEqual({ ok: true })
     const invented = await blockWith({ txHash: `0x${'ee'.repeat(32)}` })
-    await expectInvalid(state1, invented, 'FILL_INVALID', honest())
+    await expectInvalid(state2, invented, 'FILL_INVALID', honest())
     const elsewhere = await blockWith({ blockNumber: 1233n, blockHash: hashOf(1233n) })
-    await expectInvalid(state1, elsewhere, 'FILL_INVALID', honest())
+    await expectInvalid(state2, elsewhere, 'FILL_INVALID', honest())
     const madeUpBlock = await blockWith({ blockHash: `0x${'ee'.repeat(32)}` })
-    await expectInvalid(state1, madeUpBlock, 'FILL_INVALID', honest())
+    await expectInvalid(state2, madeUpBlock, 'FILL_INVALID', honest())
     // A block the honest validator's RPC has not reached (or not finalised): not accepted either.
     const future = await blockWith({ blockNumber: 1250n, blockHash: hashOf(1250n) })
-    await expectInvalid(state1, future, 'FILL_UNVERIFIED', honest())
+    await expectInvalid(state2, future, 'FILL_UNVERIFIED', honest())
   })
 
   it('an invented fill is not accepted while the validator cannot reach the rollup', async () => {
     down = true
     try {
       await expectInvalid(
-        state1,
+        state2,
         await blockWith({ txHash: `0x${'ee'.repeat(32)}` }),
         'FILL_UNVERIFIED',
         honest(),
       )
-      await expectInvalid(state1, await blockWith({}), 'FILL_UNVERIFIED', honest())
+      await expectInvalid(state2, await blockWith({}), 'FILL_UNVERIFIED', honest())
     } finally {
       down = false
     }
@@ -587,68 +631,68 @@ describe('a Byzantine proposer and fills', () => {
 
 describe('failover', () => {
   it('re-routes the assignments of a rollup that went down: assigned -> assigned', async () => {
-    const t = block1.time + 2000
+    const t = block2.time + 2000
     // Two of four validators (1/2 of the stake > 1/3) say 901 is down.
-    const r = await reports(t, [
+    const r = await commit(state2, t, [
       [0, 901n],
       [1, 901n],
     ])
-    const block2 = proposeBlock(state1, [], r, [], t, { proposer: addr(VALIDATORS[2]!), round: 0 })
-    const on901 = block1.assignments.filter((a) => a.chainId === 901n)
+    const block3 = proposeBlock(state2, [], r, [], t, { proposer: addr(VALIDATORS[2]!), round: 0 })
+    const on901 = block2.assignments.filter((a) => a.chainId === 901n)
     expect(on901.length).toBeGreaterThan(0)
-    expect(block2.reassignments.map((a) => a.intentId)).toEqual(on901.map((a) => a.intentId))
-    expect(block2.reassignments.every((a) => a.chainId === 902n)).toBe(true)
-    expect(await validateBlock(state1, block2, ctx({ nowMs: t }))).toEqual({ ok: true })
+    expect(block3.reassignments.map((a) => a.intentId)).toEqual(on901.map((a) => a.intentId))
+    expect(block3.reassignments.every((a) => a.chainId === 902n)).toBe(true)
+    expect(await validateBlock(state2, block3, ctx({ nowMs: t }))).toEqual({ ok: true })
     // Leaving one out is a mismatch: the re-routing set is not the proposer's choice.
-    await expectInvalid(state1, { ...block2, reassignments: block2.reassignments.slice(1) }, 'ROUTE_MISMATCH')
-    const { state: s2, intentTransitions } = apply(state1, block2)
+    await expectInvalid(state2, { ...block3, reassignments: block3.reassignments.slice(1) }, 'ROUTE_MISMATCH')
+    const { state: s3, intentTransitions } = apply(state2, block3)
     expect(intentTransitions.map((x) => [x.id, x.to, x.reason])).toEqual(
       on901.map((a) => [a.intentId, 'assigned', 'rollup-down']),
     )
-    for (const a of on901) expect(s2.assignments.get(a.intentId)!.chainId).toBe(902n)
+    for (const a of on901) expect(s3.assignments.get(a.intentId)!.chainId).toBe(902n)
   })
 
   it('sends assignments back to pending when no rollup is up', async () => {
-    const t = block1.time + 2000
-    const r = await reports(t, [
+    const t = block2.time + 2000
+    const r = await commit(state2, t, [
       [0, 901n],
       [1, 901n],
       [0, 902n],
       [1, 902n],
     ])
-    const block2 = proposeBlock(state1, [await makeIntent()], r, [], t, {
+    const block3 = proposeBlock(state2, [await makeIntent()], r, [], t, {
       proposer: addr(VALIDATORS[2]!),
       round: 0,
     })
-    expect(block2.assignments).toHaveLength(0)
-    expect(block2.reassignments).toHaveLength(0)
-    expect(await validateBlock(state1, block2, ctx({ nowMs: t }))).toEqual({ ok: true })
-    const { state: s2, intentTransitions } = apply(state1, block2)
+    expect(block3.assignments).toHaveLength(0)
+    expect(block3.reassignments).toHaveLength(0)
+    expect(await validateBlock(state2, block3, ctx({ nowMs: t }))).toEqual({ ok: true })
+    const { state: s3, intentTransitions } = apply(state2, block3)
     expect(intentTransitions.every((x) => x.to === 'pending' && x.reason === 'rollup-down')).toBe(true)
     expect(intentTransitions).toHaveLength(6)
-    expect(s2.assignments.size).toBe(0)
+    expect(s3.assignments.size).toBe(0)
   })
 
   it('re-routes an assignment whose deadline passed, and expires intents past their fill deadline', async () => {
-    const t = block1.time + 31_000 + 1000
-    const r = await reports(t)
-    const block2 = proposeBlock(state1, [], r, [], t, { proposer: addr(VALIDATORS[3]!), round: 0 })
-    expect(block2.reassignments).toHaveLength(6)
-    expect(await validateBlock(state1, block2, ctx({ nowMs: t }))).toEqual({ ok: true })
-    const { intentTransitions } = apply(state1, block2)
+    const t = block2.time + 31_000 + 1000
+    const r = await commit(state2, t)
+    const block3 = proposeBlock(state2, [], r, [], t, { proposer: addr(VALIDATORS[3]!), round: 0 })
+    expect(block3.reassignments).toHaveLength(6)
+    expect(await validateBlock(state2, block3, ctx({ nowMs: t }))).toEqual({ ok: true })
+    const { intentTransitions } = apply(state2, block3)
     expect(new Set(intentTransitions.map((x) => `${x.to}/${x.reason}`))).toEqual(
       new Set(['assigned/fill-timeout']),
     )
 
     const tLate = (NOW_SEC + 601) * 1000
-    const rLate = await reports(tLate)
-    const block3 = proposeBlock(state1, [], rLate, [], tLate, { proposer: addr(VALIDATORS[3]!), round: 0 })
-    expect(block3.reassignments).toHaveLength(0)
-    const { state: s3, intentTransitions: expired } = apply(state1, block3)
+    const rLate = await commit(state2, tLate)
+    const block4 = proposeBlock(state2, [], rLate, [], tLate, { proposer: addr(VALIDATORS[3]!), round: 0 })
+    expect(block4.reassignments).toHaveLength(0)
+    const { state: s4, intentTransitions: expired } = apply(state2, block4)
     expect(expired.map((x) => x.to)).toEqual(Array(6).fill('expired'))
-    expect(s3.assignments.size).toBe(0)
+    expect(s4.assignments.size).toBe(0)
     // Finished intents are forgotten once their fill deadline passed (they can never be assigned again).
-    expect(s3.done.size).toBe(0)
+    expect(s4.done.size).toBe(0)
   })
 })
 
@@ -667,54 +711,67 @@ describe('evidence', () => {
   it('jails the equivocator and halves its stake', async () => {
     const culprit = VALIDATORS[3]!
     const ev = await equivocation(culprit)
-    const t = block1.time + 1000
-    const r = await reports(t)
-    const block2 = proposeBlock(state1, [], r, [], t, {
+    const t = block2.time + 1000
+    const r = await commit(state2, t)
+    const block3 = proposeBlock(state2, [], r, [], t, {
       proposer: addr(VALIDATORS[0]!),
       round: 0,
       evidence: [ev, ev],
     })
-    expect(block2.evidence).toEqual([ev])
-    expect(await validateBlock(state1, block2, ctx({ nowMs: t }))).toEqual({ ok: true })
-    const s2 = apply(state1, block2).state
-    const v = s2.validators.find((x) => x.address === addr(culprit))!
+    expect(block3.evidence).toEqual([ev])
+    expect(await validateBlock(state2, block3, ctx({ nowMs: t }))).toEqual({ ok: true })
+    const s3 = apply(state2, block3).state
+    const v = s3.validators.find((x) => x.address === addr(culprit))!
     expect(v.jailed).toBe(true)
     expect(v.power).toBe(50n)
     expect([...v.pools.values()]).toEqual([25n, 25n])
-    expect(activeValidators(s2).map((x) => x.id)).not.toContain(addr(culprit))
-    expect(votingPowers(s2).size).toBe(3)
+    expect(activeValidators(s3).map((x) => x.id)).not.toContain(addr(culprit))
+    expect(votingPowers(s3).size).toBe(3)
     // Jailed once: the same evidence again is not valid, and the proposer drops it.
     const t3 = t + 1000
-    const block3 = proposeBlock(s2, [], await reports(t3), [], t3, {
+    const block4 = proposeBlock(s3, [], await commit(s3, t3), [], t3, {
       proposer: addr(VALIDATORS[0]!),
       round: 0,
       evidence: [ev],
     })
-    expect(block3.evidence).toHaveLength(0)
-    await expectInvalid(s2, { ...block3, evidence: [ev] }, 'BAD_EVIDENCE')
+    expect(block4.evidence).toHaveLength(0)
+    await expectInvalid(s3, { ...block4, evidence: [ev] }, 'BAD_EVIDENCE')
+    // The set that decided block 3 still holds it, so block 4's commit may carry its precommit; the
+    // commit block 5 carries may not.
+    expect(s3.commitPowers.has(addr(culprit))).toBe(true)
+    const s4 = apply(s3, block4).state
+    expect(s4.commitPowers.has(addr(culprit))).toBe(false)
+    const t4 = t3 + 1000
+    const withCulprit = proposeBlock(s4, [], await commit(s4, t4), [], t4, {
+      proposer: addr(VALIDATORS[0]!),
+      round: 0,
+    })
+    await expectInvalid(s4, withCulprit, 'BAD_LAST_COMMIT')
+    const without = await commit(s4, t4, [], { omit: [3] })
+    await expectInvalid(s4, { ...withCulprit, lastCommit: without }, 'ok')
   })
 
   it('rejects evidence that is forged or not an equivocation', async () => {
-    const t = block1.time + 1000
-    const base = proposeBlock(state1, [], await reports(t), [], t, {
+    const t = block2.time + 1000
+    const base = proposeBlock(state2, [], await commit(state2, t), [], t, {
       proposer: addr(VALIDATORS[0]!),
       round: 0,
     })
     const ev = await equivocation(VALIDATORS[3]!)
     const byOther = await signVote(VALIDATORS[2]!, NETWORK, { ...ev.second })
     await expectInvalid(
-      state1,
+      state2,
       { ...base, evidence: [{ ...ev, second: { ...byOther, validator: addr(VALIDATORS[3]!) } }] },
       'BAD_EVIDENCE',
     )
     await expectInvalid(
-      state1,
+      state2,
       { ...base, evidence: [{ first: ev.first, second: ev.first }] },
       'BAD_EVIDENCE',
     )
     await expectInvalid(
-      state1,
-      { ...base, evidence: [await equivocation(VALIDATORS[3]!, 2n)] },
+      state2,
+      { ...base, evidence: [await equivocation(VALIDATORS[3]!, 3n)] },
       'BAD_EVIDENCE',
     )
     expect(await verifyVoteSignature(NETWORK, ev.first)).toBe(true)
@@ -724,24 +781,25 @@ describe('evidence', () => {
 
 describe('block and certificate codecs', () => {
   it('round-trips a block; one encoding, one hash', () => {
-    const bytes = encodeBlock(block1)
+    expect(decodeBlock(encodeBlock(block1))).toEqual(block1) // no last commit
+    const bytes = encodeBlock(block2)
     const back = decodeBlock(bytes)
-    expect(back).toEqual(block1)
-    expect(blockHash(back)).toBe(blockHash(block1))
+    expect(back).toEqual(block2)
+    expect(blockHash(back)).toBe(blockHash(block2))
     expect(bytes.length).toBeLessThan(MAX_BLOCK_BYTES)
     expect(CONSENSUS_MESSAGE_MAX_BYTES).toBe(MAX_BLOCK_BYTES + 1024)
     // Each block object is encoded once: again, the same bytes; a decoded block keeps its own.
-    expect(encodeBlock(block1)).toBe(bytes)
+    expect(encodeBlock(block2)).toBe(bytes)
     expect(encodeBlock(back)).toEqual(bytes)
     expect(encodeBlock(back)).toBe(encodeBlock(back))
     // Another block (a copy with one field changed) is encoded on its own.
-    const other = { ...block1, time: block1.time + 1 }
+    const other = { ...block2, time: block2.time + 1 }
     expect(encodeBlock(other)).not.toEqual(bytes)
     expect(decodeBlock(encodeBlock(other))).toEqual(other)
   })
 
   it('refuses non-canonical, truncated and oversized encodings', () => {
-    const bytes = encodeBlock(block1)
+    const bytes = encodeBlock(block2)
     const code = (f: () => unknown) => {
       try {
         f()
@@ -750,12 +808,14 @@ describe('block and certificate codecs', () => {
         return err instanceof P2PError ? err.code : String(err)
       }
     }
-    // version 1, array(12), height as bytes(1) 0x01, then round 0 as 0x00: write it as 0x18 0x00 instead.
-    expect([...bytes.subarray(0, 5)]).toEqual([1, 0x8c, 0x41, 0x01, 0x00])
+    // version 2, array(12), height as bytes(1) 0x02, then round 0 as 0x00: write it as 0x18 0x00 instead.
+    expect([...bytes.subarray(0, 5)]).toEqual([2, 0x8c, 0x41, 0x02, 0x00])
     const nonMinimal = Buffer.concat([bytes.subarray(0, 4), Buffer.from([0x18, 0x00]), bytes.subarray(5)])
     expect(code(() => decodeBlock(nonMinimal))).toBe('DECODE')
     expect(code(() => decodeBlock(bytes.subarray(0, bytes.length - 3)))).toBe('DECODE')
     expect(code(() => decodeBlock(Buffer.concat([bytes, Buffer.from([0x00])])))).toBe('DECODE')
+    // A version 1 block (health reports, no last commit) is not read as a version 2 one.
+    expect(code(() => decodeBlock(Buffer.concat([Buffer.from([1]), bytes.subarray(1)])))).toBe('DECODE')
     const big = new Uint8Array(MAX_BLOCK_BYTES + 1)
     big[0] = 1
     expect(code(() => decodeBlock(big))).toBe('TOO_LARGE')
@@ -805,8 +865,24 @@ describe('block and certificate codecs', () => {
     expect(await recoverAddress(voteDigest(NETWORK, votes[0]!), votes[0]!.signature)).toBe(
       addr(VALIDATORS[0]!),
     )
-    // Codec.
+    // Codec, with the precommits' timestamps and extensions.
     expect(decodeCertificate(encodeCertificate(three))).toEqual(three)
+    expect(decodeCertificate(encodeCertificate(commit1))).toEqual(commit1)
+    expect(commit1.precommits.every((p) => p.timestampMs === NOW_MS && p.extension.length > 0)).toBe(true)
+    // The timestamp and the extension are signed: changing either breaks the precommit's signature.
+    const c1 = (p: (typeof commit1.precommits)[number]) => ({
+      ...commit1,
+      precommits: [p, ...commit1.precommits.slice(1)],
+    })
+    const target = [commit1.height, commit1.round, commit1.blockHash, NETWORK] as const
+    const check = (c: typeof commit1) => verifyCertificate(c, votingPowers(state1), ...target)
+    expect((await check(commit1)).ok).toBe(true)
+    const p0 = commit1.precommits[0]!
+    expect(await check(c1({ ...p0, timestampMs: p0.timestampMs + 1 }))).toMatchObject({
+      code: 'BAD_SIGNATURE',
+    })
+    const otherExt = encodeObservations([observation(901n, { status: 2 })])
+    expect(await check(c1({ ...p0, extension: otherExt }))).toMatchObject({ code: 'BAD_SIGNATURE' })
   })
 })
 
@@ -916,8 +992,13 @@ describe('storage', () => {
     expect(await loadAppState(store, GENESIS)).toEqual(state0)
     await store.batch(appStateOps(state0, state1))
     expect(await loadAppState(store, GENESIS)).toEqual(state1)
+    // Block 2: assignments, and who signed the commit it carries (signedAt, commitPowers).
+    await store.batch(appStateOps(state1, state2))
+    const loaded2 = await loadAppState(store, GENESIS)
+    expect(loaded2).toEqual(state2)
+    expect(loaded2.signedAt.size).toBe(4)
     // Next block: one fill, evidence; only what changed is written.
-    const a = block1.assignments[0]!
+    const a = block2.assignments[0]!
     const execAccount = VALIDATORS.find((v) => addr(v) === a.executor)!
     const fill = await signFill(execAccount, NETWORK, {
       intentId: a.intentId,
@@ -927,7 +1008,7 @@ describe('storage', () => {
       blockHash: `0x${'de'.repeat(32)}`,
       executor: a.executor,
     })
-    const t = block1.time + 1000
+    const t = block2.time + 1000
     const ev = {
       first: await signVote(VALIDATORS[2]!, NETWORK, {
         kind: 'prevote',
@@ -942,16 +1023,16 @@ describe('storage', () => {
         blockHash: `0x${'05'.repeat(32)}`,
       }),
     }
-    const block2 = proposeBlock(state1, [], await reports(t), [fill], t, {
+    const block3 = proposeBlock(state2, [], await commit(state2, t), [fill], t, {
       proposer: addr(VALIDATORS[0]!),
       round: 0,
       evidence: [ev],
     })
-    const state2 = apply(state1, block2).state
-    const ops = appStateOps(state1, state2)
+    const state3 = apply(state2, block3).state
+    const ops = appStateOps(state2, state3)
     expect(ops.map((o) => `${o.type}:${o.key.slice(0, 2)}`).sort()).toEqual(['del:a/', 'put:d/', 'put:me'])
     await store.batch(ops)
-    expect(await loadAppState(store, GENESIS)).toEqual(state2)
+    expect(await loadAppState(store, GENESIS)).toEqual(state3)
     await expect(loadAppState(store, { ...GENESIS, networkId: 'another' })).rejects.toMatchObject({
       code: 'CORRUPT',
     })

@@ -46,6 +46,15 @@ const PARAMS: ConsensusParams = {
 /** Four equal validators: proposers of height 1 are a, b, c, d for rounds 0..3 (ties by address). */
 const FOUR: Validator[] = ['a', 'b', 'c', 'd'].map((id) => ({ id, power: 1n }))
 
+/** What every node schedules when height 1 starts. */
+const PROPOSE_TIMEOUT_1_0 = {
+  type: 'scheduleTimeout',
+  kind: 'propose',
+  height: 1,
+  round: 0,
+  durationMs: 400,
+} as const
+
 function start(self: string, validators: readonly Validator[] = FOUR, height = 1): StepResult {
   return step(initialState(PARAMS, self), { type: 'startHeight', height, validators })
 }
@@ -222,15 +231,109 @@ describe('proposer selection (CometBFT weighted round robin)', () => {
   })
 })
 
+describe('proposer skip (offline validators)', () => {
+  const setArb = fc
+    .array(fc.integer({ min: 1, max: 50 }), { minLength: 1, maxLength: 7 })
+    .map((ps) => ps.map((p, i) => ({ id: `v${i}`, power: BigInt(p) })))
+  const caseArb = setArb.chain((vals) =>
+    fc.record({
+      vals: fc.constant(vals),
+      height: fc.integer({ min: 1, max: 12 }),
+      skip: fc.subarray(vals.map((v) => v.id)),
+      round: fc.integer({ min: 0, max: 12 }),
+    }),
+  )
+
+  it('never returns a skipped validator, unless every one is skipped (then it skips no one)', () => {
+    fc.assert(
+      fc.property(caseArb, ({ vals, height, skip, round }) => {
+        const sel = selectorForHeight(vals, height)
+        const p = proposerAt(sel, round, new Set(skip))
+        if (skip.length < vals.length) expect(skip).not.toContain(p)
+        else expect(p).toBe(proposerAt(sel, round))
+      }),
+      { numRuns: 400 },
+    )
+  })
+
+  it('is the old proposer with an empty skip set, or one naming no validator', () => {
+    fc.assert(
+      fc.property(caseArb, ({ vals, height, round }) => {
+        const sel = selectorForHeight(vals, height)
+        const old = proposer(vals, height, round)
+        expect(proposerAt(sel, round, new Set())).toBe(old)
+        expect(proposerAt(sel, round, undefined)).toBe(old)
+        expect(proposerAt(sel, round, new Set(['not-a-validator']))).toBe(old)
+      }),
+      { numRuns: 300 },
+    )
+  })
+
+  it("gives a skipped validator's turns to the next in line: rounds are the non-skipped picks in order", () => {
+    fc.assert(
+      fc.property(caseArb, ({ vals, height, skip }) => {
+        fc.pre(skip.length < vals.length)
+        const sel = selectorForHeight(vals, height)
+        const skipped = new Set(skip)
+        // The height's sequence of single increments, skipped validators left out.
+        const line: string[] = []
+        for (let s = sel; line.length < 8; s = incrementProposerPriority(s, 1))
+          if (!skipped.has(s.proposer!)) line.push(s.proposer!)
+        expect([0, 1, 2, 3, 4, 5, 6, 7].map((r) => proposerAt(sel, r, skipped))).toEqual(line)
+      }),
+      { numRuns: 300 },
+    )
+    // Four equal validators, height 1 (a, b, c, d, a, ...): without b, rounds go a, c, d, a, c.
+    const sel = selectorForHeight(FOUR, 1)
+    expect([0, 1, 2, 3, 4].map((r) => proposerAt(sel, r, new Set(['b'])))).toEqual(['a', 'c', 'd', 'a', 'c'])
+    expect([0, 1, 2].map((r) => proposerAt(sel, r, new Set(['a', 'c'])))).toEqual(['b', 'd', 'b'])
+  })
+
+  it('is deterministic: the same inputs (in any set order) give the same proposer; the selector is not changed', () => {
+    fc.assert(
+      fc.property(caseArb, ({ vals, height, skip, round }) => {
+        const sel = selectorForHeight(vals, height)
+        const copy = structuredClone(sel)
+        const p = proposerAt(sel, round, new Set(skip))
+        expect(proposerAt(sel, round, new Set([...skip].reverse()))).toBe(p)
+        expect(proposerAt(selectorForHeight(vals, height), round, new Set(skip))).toBe(p)
+        expect(sel).toEqual(copy)
+      }),
+      { numRuns: 200 },
+    )
+  })
+
+  it('the core with startHeight.skip does not wait for a skipped proposer', () => {
+    const timeout = PROPOSE_TIMEOUT_1_0
+    const startSkipping = (self: string, skip: string[]) =>
+      step(initialState(PARAMS, self), { type: 'startHeight', height: 1, validators: FOUR, skip })
+    // Without skip, a proposes round 0 and b waits; with a offline, b asks for a value at once.
+    expect(start('b').outputs).toEqual([timeout])
+    const b = startSkipping('b', ['a'])
+    expect(b.outputs).toEqual([timeout, { type: 'requestValue', height: 1, round: 0 }])
+    expect(startSkipping('a', ['a']).outputs).toEqual([timeout]) // it still votes, it does not propose
+    // Every node derives the same proposer: c takes b's proposal and ignores one from a.
+    const c = startSkipping('c', ['a']).state
+    expect(proposerOf(c, 0)).toBe('b')
+    expect([1, 2, 3].map((r) => proposerOf(c, r))).toEqual(['c', 'd', 'b'])
+    const fromB = proposalIn(c, 0, 'X')
+    expect(fromB.proposal.from).toBe('b')
+    expect(step(c, { ...fromB, proposal: { ...fromB.proposal, from: 'a' } }).state).toBe(c)
+    expect(step(c, fromB).outputs).toEqual(signedVote('prevote', 0, 'X', 'c'))
+    // The skip set is the height's: the next height starts from its own (none here), priorities unchanged.
+    const next = step(c, { type: 'startHeight', height: 2, validators: FOUR }).state
+    expect(next.skip.size).toBe(0)
+    expect(proposerOf(next, 0)).toBe(proposer(FOUR, 2, 0))
+    expect(next.selector).toEqual(selectorForHeight(FOUR, 2))
+    // A node restored from its WAL uses the same skip set.
+    const restored = restoreFromWal(PARAMS, 'c', 1, FOUR, [], ['a'])
+    expect(proposerOf(restored.state, 0)).toBe('b')
+  })
+})
+
 describe('Tendermint core transitions (Algorithm 1)', () => {
   it('L10-21 StartRound: everyone schedules timeoutPropose; the proposer asks for a value', () => {
-    const timeout = {
-      type: 'scheduleTimeout',
-      kind: 'propose',
-      height: 1,
-      round: 0,
-      durationMs: 400,
-    } as const
+    const timeout = PROPOSE_TIMEOUT_1_0
     expect(start('d').outputs).toEqual([timeout])
     const { state, outputs } = start('a')
     expect(outputs).toEqual([timeout, { type: 'requestValue', height: 1, round: 0 }])

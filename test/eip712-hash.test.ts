@@ -173,9 +173,20 @@ describe('hashTypedDataFast equals viem hashTypedData', () => {
 
   it('numbers, bigints and numeric strings hash alike; the domain separator is cached by value', () => {
     const domain = networkDomain('cache')
-    const message = { kind: 1, height: 7n, round: 2, blockHash: `0x${'ab'.repeat(32)}` }
+    const message = {
+      kind: 1,
+      height: 7n,
+      round: 2,
+      blockHash: `0x${'ab'.repeat(32)}`,
+      timestampMs: 1_900_000_000_000n,
+      extensionHash: `0x${'cd'.repeat(32)}`,
+    }
     const expected = hashTypedData({ domain, types: VOTE_TYPES, primaryType: 'Vote', message } as any)
-    for (const m of [message, { ...message, kind: 1n, height: 7, round: 2n }, { ...message, height: '7' }]) {
+    for (const m of [
+      message,
+      { ...message, kind: 1n, height: 7, round: 2n, timestampMs: 1_900_000_000_000 },
+      { ...message, height: '7', timestampMs: '1900000000000' },
+    ]) {
       expect(
         hashTypedDataFast({
           domain: { ...domain },
@@ -208,6 +219,15 @@ describe('hashTypedDataFast equals viem hashTypedData', () => {
   })
 })
 
+describe('the Vote type', () => {
+  it('is pinned: a precommit signs its timestamp and the hash of its vote extension', () => {
+    const encoded = `Vote(${VOTE_TYPES.Vote.map((f) => `${f.type} ${f.name}`).join(',')})`
+    expect(encoded).toBe(
+      'Vote(uint8 kind,uint64 height,uint32 round,bytes32 blockHash,uint64 timestampMs,bytes32 extensionHash)',
+    )
+  })
+})
+
 describe('hashTypedDataFast rejects values that do not fit their type', () => {
   const domain = networkDomain('bad')
   const report = {
@@ -223,7 +243,14 @@ describe('hashTypedDataFast rejects values that do not fit their type', () => {
     status: 0,
     timestampMs: 1_700_000_000_000n,
   }
-  const vote = { kind: 1, height: 1n, round: 0, blockHash: `0x${'00'.repeat(32)}` }
+  const vote = {
+    kind: 1,
+    height: 1n,
+    round: 0,
+    blockHash: `0x${'00'.repeat(32)}`,
+    timestampMs: 0n,
+    extensionHash: `0x${'00'.repeat(32)}`,
+  }
   const profile = {
     user: `0x${'12'.repeat(20)}`,
     preferredChainIds: [1n],
@@ -300,6 +327,20 @@ describe('hashTypedDataFast rejects values that do not fit their type', () => {
       /Vote\.blockHash.*32 bytes/,
     ],
     ['bytes32 of 33 bytes', VOTE_TYPES, 'Vote', { ...vote, blockHash: `0x${'00'.repeat(33)}` }, /blockHash/],
+    [
+      'uint64 timestamp overflow',
+      VOTE_TYPES,
+      'Vote',
+      { ...vote, timestampMs: 1n << 64n },
+      /Vote\.timestampMs/,
+    ],
+    [
+      'extension hash missing',
+      VOTE_TYPES,
+      'Vote',
+      { ...vote, extensionHash: undefined },
+      /Vote\.extensionHash: missing/,
+    ],
     [
       'int32 underflow',
       PROPOSAL_TYPES,

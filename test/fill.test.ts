@@ -56,7 +56,7 @@ describe('the Fill type', () => {
       fills: [{ ...signed.fill, signature: signed.signature }],
       stakeMoves: [],
       evidence: [],
-      healthReports: [],
+      lastCommit: null,
     }
     expect(decodeBlock(encodeBlock(block))).toEqual(block)
     const moved = { ...block, fills: [{ ...block.fills[0]!, blockHash: keccak256(stringToHex('block 78')) }] }

@@ -453,6 +453,113 @@ describe('rerouteCandidates', () => {
       { intentId: id(3), reason: 'EXECUTOR_GONE' },
     ])
   })
+
+  it.each([
+    { name: 'executor offline', a: open(1, 901n, 1_000, V1), reason: 'EXECUTOR_OFFLINE' },
+    { name: 'another executor offline', a: open(1, 901n, 1_000, V2), reason: undefined },
+    { name: 'down wins over offline', a: open(1, 902n, 1_000, V1), reason: 'ROLLUP_DOWN' },
+    { name: 'deadline wins over offline', a: open(1, 901n, 499, V1), reason: 'DEADLINE_PASSED' },
+    { name: 'offline wins over gone', a: open(1, 903n, 1_000, V1), reason: 'EXECUTOR_OFFLINE' },
+  ])('$name', ({ a, reason }) => {
+    // V1 and V2 serve 901; 903 has nobody: V1 is gone from 903's pool as well as offline.
+    const p: PoolView = new Map([
+      [
+        901n,
+        [
+          { validator: V1, stake: 1n, outstanding: 0 },
+          { validator: V2, stake: 1n, outstanding: 0 },
+        ],
+      ],
+      [903n, []],
+    ])
+    const offline = new Set<string>([V1])
+    expect(rerouteCandidates([a], view, 500, p, offline)).toEqual(
+      reason ? [{ intentId: a.intentId, reason }] : [],
+    )
+    // Without the offline set, nothing is EXECUTOR_OFFLINE.
+    expect(rerouteCandidates([a], view, 500, p).map((c) => c.reason)).not.toContain('EXECUTOR_OFFLINE')
+  })
+})
+
+describe('routeIntents: executors to avoid', () => {
+  const view: HealthView = new Map([
+    [901n, health()],
+    [902n, health({ baseFeeWei: 2_000_000_000n })],
+  ])
+  const member = (validator: Address, outstanding = 0, stake = 100n): PoolMember => ({
+    validator,
+    stake,
+    outstanding,
+  })
+
+  it('never picks an avoided executor, even the one with the least work; NO_EXECUTOR when only they serve', () => {
+    const p: PoolView = new Map([
+      [901n, [member(V1), member(V2, 5)]],
+      [902n, [member(V1)]],
+    ])
+    const r = routeIntents(
+      [intent(1, { avoidExecutors: [V1] }), intent(2), intent(3, { avoidExecutors: [V1, V2] })],
+      view,
+      new Map(),
+      p,
+      DEFAULT_ROUTE_PARAMS,
+    )
+    expect(r.assignments.map((a) => [a.intentId, a.chainId, a.executor])).toEqual([
+      [id(1), 901n, V2],
+      [id(2), 901n, V1],
+    ])
+    expect(reasonOf(r, 3)).toBe('NO_EXECUTOR')
+    // Only V1 serves 902: an intent for 902 alone that avoids V1 has no executor.
+    const only902 = routeIntents(
+      [intent(4, { destinationChainIds: [902n], avoidExecutors: [V1] })],
+      view,
+      new Map(),
+      p,
+      DEFAULT_ROUTE_PARAMS,
+    )
+    expect(reasonOf(only902, 4)).toBe('NO_EXECUTOR')
+  })
+
+  it('property: the executor is never avoided and is the best of the others by work per stake', () => {
+    const validators = [V1, V2, V3]
+    const arb = fc.record({
+      stakes: fc.array(fc.bigInt({ min: 0n, max: 50n }), { minLength: 6, maxLength: 6 }),
+      outstanding: fc.array(fc.integer({ min: 0, max: 4 }), { minLength: 6, maxLength: 6 }),
+      avoid: fc.array(fc.subarray(validators), { minLength: 1, maxLength: 12 }),
+    })
+    fc.assert(
+      fc.property(arb, ({ stakes, outstanding, avoid }) => {
+        const p: PoolView = new Map(
+          [901n, 902n].map((c, k) => [
+            c,
+            validators
+              .map((v, i) => member(v, outstanding[k * 3 + i]!, stakes[k * 3 + i]!))
+              .filter((m) => m.stake > 0n),
+          ]),
+        )
+        const intents = avoid.map((a, n) => intent(n + 1, { avoidExecutors: a }))
+        const r = routeIntents(intents, view, new Map(), p, DEFAULT_ROUTE_PARAMS)
+        const batch = new Map<string, bigint>()
+        for (const a of r.assignments) {
+          const avoided = intents.find((i) => i.id === a.intentId)!.avoidExecutors!
+          expect(avoided).not.toContain(a.executor)
+          const others = staked(p, a.chainId).filter((m) => !avoided.includes(m.validator))
+          const work = (m: PoolMember) =>
+            BigInt(m.outstanding) + (batch.get(`${a.chainId}/${m.validator}`) ?? 0n) + 1n
+          expect(a.executor).toBe(leastWork(others, work).validator)
+          batch.set(`${a.chainId}/${a.executor}`, (batch.get(`${a.chainId}/${a.executor}`) ?? 0n) + 1n)
+        }
+        // Unroutable only when no lane has a member it may go to.
+        for (const u of r.unroutable) {
+          const avoided = intents.find((i) => i.id === u.intentId)!.avoidExecutors!
+          if (u.reason === 'NO_EXECUTOR')
+            for (const c of [901n, 902n])
+              expect(staked(p, c).every((m) => avoided.includes(m.validator))).toBe(true)
+        }
+      }),
+      { numRuns: 300 },
+    )
+  })
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -549,6 +656,17 @@ function fillGas(i: RouteIntent, params: Partial<RouteParams>): bigint {
 function spare(h: RollupHealth, params: Partial<RouteParams>): bigint {
   const free = h.gasLimit > h.gasUsed ? h.gasLimit - h.gasUsed : 0n
   return free * BigInt(params.capacityWindowBlocks ?? DEFAULT_ROUTE_PARAMS.capacityWindowBlocks)
+}
+
+/** Naive reference: the member with the least work per stake by exact rational comparison, then the lowest address. */
+function leastWork(members: readonly PoolMember[], work: (m: PoolMember) => bigint): PoolMember {
+  let best = members[0]!
+  for (const m of members) {
+    const lhs = work(m) * best.stake
+    const rhs = work(best) * m.stake
+    if (lhs < rhs || (lhs === rhs && m.validator < best.validator)) best = m
+  }
+  return best
 }
 
 function staked(p: PoolView, chainId: bigint): PoolMember[] {
@@ -682,14 +800,7 @@ describe('routeIntents: properties', () => {
           expect(members.map((m) => m.validator)).toContain(a.executor)
           const work = (m: PoolMember): bigint =>
             BigInt(m.outstanding) + (batch.get(`${a.chainId}/${m.validator}`) ?? 0n) + 1n
-          // Naive reference: best ratio by exact rational comparison, then the lowest address.
-          let best = members[0]!
-          for (const m of members) {
-            const lhs = work(m) * best.stake
-            const rhs = work(best) * m.stake
-            if (lhs < rhs || (lhs === rhs && m.validator < best.validator)) best = m
-          }
-          expect(a.executor).toBe(best.validator)
+          expect(a.executor).toBe(leastWork(members, work).validator)
           const key = `${a.chainId}/${a.executor}`
           batch.set(key, (batch.get(key) ?? 0n) + 1n)
         }

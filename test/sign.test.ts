@@ -149,7 +149,14 @@ describe('fastAccount', () => {
       domain: networkDomain('n'),
       types: VOTE_TYPES,
       primaryType: 'Vote',
-      message: { kind: 1, height: -1n, round: 0, blockHash: `0x${'00'.repeat(32)}` },
+      message: {
+        kind: 1,
+        height: -1n,
+        round: 0,
+        blockHash: `0x${'00'.repeat(32)}`,
+        timestampMs: 0n,
+        extensionHash: `0x${'00'.repeat(32)}`,
+      },
     } as const
     await expect(account.signTypedData(td)).rejects.toThrow(/Vote\.height/)
     await expect(privateKeyToAccount(`0x${'42'.repeat(32)}`).signTypedData(td)).rejects.toThrow()
@@ -182,7 +189,15 @@ describe('fastAccount', () => {
       const keys = await loadKeys(dir, { create: true })
       const viem = privateKeyToAccount(keys.validatorPrivateKey)
       expect(keys.validator.address).toBe(viem.address)
-      const vote = { kind: 'precommit', height: 12n, round: 1, blockHash: `0x${'9f'.repeat(32)}` } as const
+      // A precommit with its signed timestamp and vote extension, as the driver signs it.
+      const vote = {
+        kind: 'precommit',
+        height: 12n,
+        round: 1,
+        blockHash: `0x${'9f'.repeat(32)}`,
+        timestampMs: 1_900_000_000_123,
+        extension: new Uint8Array([1, 2, 3]),
+      } as const
       const fast = await signVote(keys.validator, 'net', vote)
       expect(fast).toEqual(await signVote(viem, 'net', vote))
       expect(keys.validator.signTypedData).not.toBe(viem.signTypedData)

@@ -1,12 +1,13 @@
 import fc from 'fast-check'
 import { pino } from 'pino'
 import { type Address, type Hex, hashTypedData } from 'viem'
-import { type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts'
+import type { PrivateKeyAccount } from 'viem/accounts'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { networkDomain, STAKE_MOVE_TYPES } from '../src/codec/eip712.ts'
 import { type Block, blockToJson, decodeBlock, encodeBlock } from '../src/consensus/block.ts'
 import { signVote } from '../src/consensus/votes.ts'
 import { recoverAddress } from '../src/crypto/recover.ts'
+import { fastAccount } from '../src/crypto/sign.ts'
 import { parseGenesis } from '../src/node/genesis.ts'
 import { TOPICS } from '../src/node/topics.ts'
 import { parseTopic, topicString } from '../src/p2p/topics.ts'
@@ -33,13 +34,15 @@ import { appStateOps, loadAppState } from '../src/state/storage.ts'
 import type { BatchOp, Store } from '../src/state/store.ts'
 import type { AppState } from '../src/state/types.ts'
 import { type ValidateBlockContext, validateBlock } from '../src/state/validate.ts'
+import { commitFor } from './helpers/commit.ts'
 import { tempStore } from './helpers/store.ts'
 
 const NETWORK = 'staking-test'
 const NOW_MS = 1_900_000_000_000
 const key = (i: number): Hex => `0x${(BigInt(i) * 7919n + 13n).toString(16).padStart(64, '0')}`
-const VALIDATORS: PrivateKeyAccount[] = [1, 2, 3, 4].map((i) => privateKeyToAccount(key(i)))
-const OUTSIDER = privateKeyToAccount(key(77))
+// fastAccount (native secp256k1): every block after the first carries four signed precommits.
+const VALIDATORS: PrivateKeyAccount[] = [1, 2, 3, 4].map((i) => fastAccount(key(i)))
+const OUTSIDER = fastAccount(key(77))
 const addr = (a: PrivateKeyAccount) => a.address.toLowerCase() as Address
 const V0 = VALIDATORS[0]!
 const V1 = VALIDATORS[1]!
@@ -85,10 +88,18 @@ const poolsOf = (s: AppState, v: PrivateKeyAccount) =>
     [...s.validators.find((x) => x.address === addr(v))!.pools].map(([c, x]) => [String(c), x]),
   )
 
-/** The next block on `s` with these moves (no intents, no reports), and the state after it. */
-function step(s: AppState, moves: Iterable<SignedStakeMove> = [], over: Partial<Block> = {}) {
+/**
+ * The next block on `s` with these moves (no intents), one second after its parent, carrying the commit
+ * of `s`'s head by every validator (none at height 1), and the state after it.
+ */
+async function step(s: AppState, moves: Iterable<SignedStakeMove> = [], over: Partial<Block> = {}) {
   const time = s.lastBlockTime + 1000
-  const proposed = proposeBlock(s, [], [], [], time, { proposer: addr(V0), round: 0, stakeMoves: moves })
+  const lastCommit = s.height === 0n ? null : await commitFor(s, VALIDATORS, { timestampMs: time })
+  const proposed = proposeBlock(s, [], lastCommit, [], time, {
+    proposer: addr(V0),
+    round: 0,
+    stakeMoves: moves,
+  })
   const block = { ...proposed, ...over }
   return { block, state: apply(s, block).state }
 }
@@ -205,7 +216,7 @@ describe('validateStakeMove', () => {
       'INSUFFICIENT_STAKE',
     )
     // 30 moved into 902: 902 holds 80, of which 50 can be lent on.
-    const { state } = step(state0, [await sign(V0, move(V0, { amount: 30n }))])
+    const { state } = await step(state0, [await sign(V0, move(V0, { amount: 30n }))])
     expect(poolsOf(state, V0)).toEqual({ '901': 20n, '902': 80n })
     expect(
       await code(await sign(V0, move(V0, { fromChainId: 902n, toChainId: 903n, amount: 51n })), state),
@@ -223,7 +234,7 @@ describe('validateStakeMove', () => {
       const m = move(V0, { amount: 1n, durationBlocks: 100n, fromChainId, toChainId: 903n })
       moves.push({ move: m, signature: dummy })
     }
-    const { block, state } = step(state0, moves)
+    const { block, state } = await step(state0, moves)
     expect(block.stakeMoves).toHaveLength(MAX_STAKE_MOVES_IN_FORCE)
     expect(state.stakeMoves.size).toBe(MAX_STAKE_MOVES_IN_FORCE)
     expect(await code(await sign(V0, move(V0, { amount: 1n })), state)).toBe('TOO_MANY_MOVES')
@@ -235,7 +246,7 @@ describe('applying moves', () => {
   it('moves stake between pools, keeps power and total, records the move, returns it exactly when due', async () => {
     const s = await sign(V0, move(V0, { amount: 30n, durationBlocks: 3n, nonce: 1000n }))
     const id = stakeMoveId(NETWORK, s.move)
-    const { block, state: s1 } = step(state0, [s])
+    const { block, state: s1 } = await step(state0, [s])
     expect(block.stakeMoves).toEqual([s])
     expect(poolsOf(s1, V0)).toEqual({ '901': 20n, '902': 80n })
     expect(votingPowers(s1)).toEqual(votingPowers(state0))
@@ -255,11 +266,11 @@ describe('applying moves', () => {
     expect(s1.validators.filter((v) => v.address !== addr(V0))).toEqual(
       state0.validators.filter((v) => v.address !== addr(V0)),
     )
-    const s2 = step(s1).state
-    const s3 = step(s2).state
+    const s2 = (await step(s1)).state
+    const s3 = (await step(s2)).state
     expect(s3.stakeMoves.has(id)).toBe(true)
     expect(poolsOf(s3, V0)).toEqual({ '901': 20n, '902': 80n })
-    const s4 = step(s3).state
+    const s4 = (await step(s3)).state
     expect(s4.height).toBe(4n)
     expect(s4.stakeMoves.size).toBe(0)
     expect(s4.validators).toEqual(state0.validators)
@@ -272,60 +283,48 @@ describe('applying moves', () => {
       V1,
       move(V1, { fromChainId: 901n, toChainId: 903n, amount: 50n, durationBlocks: 2n }),
     )
-    const { state: s1 } = step(state0, [s])
+    const { state: s1 } = await step(state0, [s])
     expect(poolsOf(s1, V1)).toEqual({ '902': 50n, '903': 50n })
-    const plan = planBlock(s1, s1.lastBlockTime + 1000, [], new Set())
+    const plan = planBlock(s1, s1.lastBlockTime + 1000, await commitFor(s1, VALIDATORS), new Set())
     expect(plan.pools.get(903n)).toEqual([{ validator: addr(V1), stake: 50n, outstanding: 0 }])
     expect(plan.pools.get(901n)!.map((m) => m.validator)).not.toContain(addr(V1))
-    const back = step(step(s1).state).state
+    const back = (await step((await step(s1)).state)).state
     expect(poolsOf(back, V1)).toEqual({ '901': 50n, '902': 50n })
-    expect(planBlock(back, back.lastBlockTime + 1000, [], new Set()).pools.get(903n)).toEqual([])
+    const backCommit = await commitFor(back, VALIDATORS)
+    expect(planBlock(back, back.lastBlockTime + 1000, backCommit, new Set()).pools.get(903n)).toEqual([])
   })
 
-  it('records whether the target was congested in the block health view', async () => {
-    const { signHealthReport, gasRatioBps } = await import('../src/rollups/health-report.ts')
-    const time = state0.lastBlockTime + 1000
-    const reports = []
-    for (const v of VALIDATORS) {
-      for (const [chainId, gasUsed] of [
-        [902n, 27_000_000n],
-        [903n, 3_000_000n],
-      ] as const) {
-        reports.push(
-          await signHealthReport(v, NETWORK, {
-            validator: addr(v),
-            chainId,
-            blockNumber: 1n,
-            gasUsed,
-            gasLimit: 30_000_000n,
-            gasUsedRatioBps: gasRatioBps(gasUsed, 30_000_000n),
-            baseFeeWei: 1n,
-            blockTimeMs: 1000,
-            latencyMs: 10,
-            status: 0,
-            timestampMs: BigInt(time - 100),
-          }),
-        )
-      }
-    }
+  it('records whether the target was congested in the health view of the last commit', async () => {
+    // Block 1 has no commit (every rollup down, nothing congested): the moves go into block 2.
+    const s1 = (await step(state0)).state
+    const time = s1.lastBlockTime + 1000
+    const gas: Record<string, bigint> = { '902': 27_000_000n, '903': 3_000_000n }
+    const lastCommit = await commitFor(s1, VALIDATORS, {
+      timestampMs: time,
+      observe: (_, c) => ({ gasUsed: gas[String(c)] ?? 10_000_000n }),
+    })
     const a = await sign(V0, move(V0, { toChainId: 902n }))
     const b = await sign(V0, move(V0, { toChainId: 903n }))
-    const block = proposeBlock(state0, [], reports, [], time, {
+    const block = proposeBlock(s1, [], lastCommit, [], time, {
       proposer: addr(V0),
       round: 0,
       stakeMoves: [b, a],
     })
     expect(block.stakeMoves).toEqual([a, b]) // nonce order
-    expect(await verdict(state0, block)).toBe('ok')
-    const s1 = apply(state0, block).state
-    expect(s1.stakeMoves.get(stakeMoveId(NETWORK, a.move))!.targetCongested).toBe(true)
-    expect(s1.stakeMoves.get(stakeMoveId(NETWORK, b.move))!.targetCongested).toBe(false)
+    expect(await verdict(s1, block)).toBe('ok')
+    const s2 = apply(s1, block).state
+    expect(s2.stakeMoves.get(stakeMoveId(NETWORK, a.move))!.targetCongested).toBe(true)
+    expect(s2.stakeMoves.get(stakeMoveId(NETWORK, b.move))!.targetCongested).toBe(false)
+    // In block 1 nothing is congested: its view has every rollup down.
+    const c = await sign(V0, move(V0, { toChainId: 902n }))
+    const first = (await step(state0, [c])).state
+    expect(first.stakeMoves.get(stakeMoveId(NETWORK, c.move))!.targetCongested).toBe(false)
   })
 
   it('jailing halves the pools and the loans in force; the halved loan returns', async () => {
     const culprit = VALIDATORS[3]!
     const s = await sign(culprit, move(culprit, { amount: 31n, durationBlocks: 3n }))
-    const s1 = step(state0, [s]).state
+    const s1 = (await step(state0, [s])).state
     expect(poolsOf(s1, culprit)).toEqual({ '901': 19n, '902': 81n })
     const body = { kind: 'precommit' as const, height: 1n, round: 0 }
     const ev = {
@@ -335,7 +334,7 @@ describe('applying moves', () => {
     const time = s1.lastBlockTime + 1000
     // A move of the accused in the same block is refused: its stake is frozen from that block on.
     const late = await sign(culprit, move(culprit, { amount: 1n }))
-    const b2 = proposeBlock(s1, [], [], [], time, {
+    const b2 = proposeBlock(s1, [], await commitFor(s1, VALIDATORS, { timestampMs: time }), [], time, {
       proposer: addr(V0),
       round: 0,
       evidence: [ev],
@@ -350,53 +349,56 @@ describe('applying moves', () => {
     expect(v.jailed).toBe(true)
     expect(poolsOf(s2, culprit)).toEqual({ '901': 9n, '902': 40n })
     expect(s2.stakeMoves.get(stakeMoveId(NETWORK, s.move))!.amount).toBe(15n)
-    const s4 = step(step(s2).state).state
+    const s4 = (await step((await step(s2)).state)).state
     expect(s4.stakeMoves.size).toBe(0)
     expect(poolsOf(s4, culprit)).toEqual({ '901': 24n, '902': 25n })
     expect(totalStake(s4)).toBe(totalStake(s2))
   })
 
-  it('property: random valid moves and heights keep pools >= 0, power and total stake constant', () => {
+  it('property: random valid moves and heights keep pools >= 0, power and total stake constant', async () => {
     const dummy = `0x${'22'.repeat(65)}` as Hex
     const chains = [901n, 902n, 903n]
     const op = fc.record({ ...moveOp(6n), skip: fc.integer({ min: 0, max: 2 }) })
     const genesisPowers = votingPowers(state0)
     const total = totalStake(state0)
-    fc.assert(
-      fc.property(fc.array(fc.array(op, { maxLength: 5 }), { minLength: 1, maxLength: 25 }), (blocks) => {
-        let s = state0
-        let n = 0n
-        const until: bigint[] = []
-        for (const ops of blocks) {
-          const moves = ops.map((o) => ({
-            move: {
-              staker: addr(VALIDATORS[o.staker]!),
-              fromChainId: chains[o.from]!,
-              toChainId: chains[o.to]!,
-              amount: o.amount,
-              durationBlocks: o.duration,
-              nonce: n++,
-            },
-            signature: dummy,
-          }))
-          s = step(s, moves).state
-          for (const m of s.stakeMoves.values()) until.push(m.untilHeight)
-          for (let k = 0; k < (ops[0]?.skip ?? 0); k++) s = step(s).state
-          for (const v of s.validators) {
-            for (const x of v.pools.values()) expect(x).toBeGreaterThanOrEqual(0n)
-            // Stake on loan into a pool never exceeds the pool.
-            const lent = new StakeLedger(s)
-            for (const c of chains) expect(lent.available(v.address, c)).toBeGreaterThanOrEqual(0n)
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.array(op, { maxLength: 5 }), { minLength: 1, maxLength: 25 }),
+        async (blocks) => {
+          let s = state0
+          let n = 0n
+          const until: bigint[] = []
+          for (const ops of blocks) {
+            const moves = ops.map((o) => ({
+              move: {
+                staker: addr(VALIDATORS[o.staker]!),
+                fromChainId: chains[o.from]!,
+                toChainId: chains[o.to]!,
+                amount: o.amount,
+                durationBlocks: o.duration,
+                nonce: n++,
+              },
+              signature: dummy,
+            }))
+            s = (await step(s, moves)).state
+            for (const m of s.stakeMoves.values()) until.push(m.untilHeight)
+            for (let k = 0; k < (ops[0]?.skip ?? 0); k++) s = (await step(s)).state
+            for (const v of s.validators) {
+              for (const x of v.pools.values()) expect(x).toBeGreaterThanOrEqual(0n)
+              // Stake on loan into a pool never exceeds the pool.
+              const lent = new StakeLedger(s)
+              for (const c of chains) expect(lent.available(v.address, c)).toBeGreaterThanOrEqual(0n)
+            }
+            expect(votingPowers(s)).toEqual(genesisPowers)
+            expect(totalStake(s)).toBe(total)
           }
-          expect(votingPowers(s)).toEqual(genesisPowers)
-          expect(totalStake(s)).toBe(total)
-        }
-        let end = 0n
-        for (const u of until) if (u > end) end = u
-        while (s.height < end) s = step(s).state
-        expect(s.stakeMoves.size).toBe(0)
-        expect(s.validators).toEqual(state0.validators)
-      }),
+          let end = 0n
+          for (const u of until) if (u > end) end = u
+          while (s.height < end) s = (await step(s)).state
+          expect(s.stakeMoves.size).toBe(0)
+          expect(s.validators).toEqual(state0.validators)
+        },
+      ),
       { numRuns: 60 },
     )
   })
@@ -412,7 +414,10 @@ describe('applying moves', () => {
           let s = state0
           let n = 0n
           const stakerOf = new Map<string, Address>()
-          const recover = async (digest: Hex) => stakerOf.get(digest) ?? OUTSIDER.address
+          // Moves carry a dummy signature (their signer is looked up); precommits are really signed.
+          const recover = async (digest: Hex, signature: Hex) =>
+            stakerOf.get(digest) ??
+            (signature === dummy ? OUTSIDER.address : recoverAddress(digest, signature))
           for (const ops of blocks) {
             const moves = ops.map((o) => {
               const m: StakeMove = {
@@ -426,7 +431,7 @@ describe('applying moves', () => {
               stakerOf.set(stakeMoveId(NETWORK, m), m.staker)
               return { move: m, signature: dummy }
             })
-            const { block, state } = step(s, moves)
+            const { block, state } = await step(s, moves)
             expect(await verdict(s, block, { recover })).toBe('ok')
             // Through the wire and back: the same block.
             expect(decodeBlock(encodeBlock(block))).toEqual(block)
@@ -450,7 +455,7 @@ describe('validateBlock and proposeBlock with stake moves', () => {
   })
 
   it('round trip: the proposer orders valid moves by (staker, nonce), validators accept, apply moves them', async () => {
-    const { block, state } = step(state0, [c, b, a])
+    const { block, state } = await step(state0, [c, b, a])
     const order = [a, b, c].sort((x, y) =>
       x.move.staker < y.move.staker ? -1 : x.move.staker > y.move.staker ? 1 : 0,
     )
@@ -469,15 +474,15 @@ describe('validateBlock and proposeBlock with stake moves', () => {
 
   it('refuses a forged move', async () => {
     const forged = await forge(OUTSIDER, move(V0, { amount: 5n }))
-    const { block } = step(state0, [forged]) // the proposer trusts its caller for signatures
+    const { block } = await step(state0, [forged]) // the proposer trusts its caller for signatures
     expect(block.stakeMoves).toHaveLength(1)
     expect(await verdict(state0, block)).toBe('BAD_STAKE_MOVE')
   })
 
   it('refuses an uncovered move, also when two moves of one staker are only covered one at a time', async () => {
     const big = await sign(V0, move(V0, { amount: 51n }))
-    const base = step(state0).block
-    expect(step(state0, [big]).block.stakeMoves).toHaveLength(0)
+    const base = (await step(state0)).block
+    expect((await step(state0, [big])).block.stakeMoves).toHaveLength(0)
     expect(await verdict(state0, { ...base, stakeMoves: [big] })).toBe('BAD_STAKE_MOVE')
     const x = await sign(V0, move(V0, { amount: 30n }))
     const y = await sign(V0, move(V0, { amount: 30n, toChainId: 903n }))
@@ -485,25 +490,25 @@ describe('validateBlock and proposeBlock with stake moves', () => {
     expect(await verdict(state0, { ...base, stakeMoves: [y] })).toBe('ok')
     expect(await verdict(state0, { ...base, stakeMoves: [x, y] })).toBe('BAD_STAKE_MOVE')
     // The proposer keeps the first and leaves the second.
-    expect(step(state0, [y, x]).block.stakeMoves).toEqual([x])
+    expect((await step(state0, [y, x])).block.stakeMoves).toEqual([x])
   })
 
   it('refuses moves out of (staker, nonce) order, duplicates and used nonces', async () => {
-    const base = step(state0).block
+    const base = (await step(state0)).block
     expect(await verdict(state0, { ...base, stakeMoves: [b, a] })).toBe('BAD_STAKE_MOVE')
     expect(await verdict(state0, { ...base, stakeMoves: [a, a] })).toBe('BAD_STAKE_MOVE')
-    const { state } = step(state0, [a])
-    const next = step(state).block
+    const { state } = await step(state0, [a])
+    const next = (await step(state)).block
     expect(await verdict(state, { ...next, stakeMoves: [a] })).toBe('BAD_STAKE_MOVE')
-    expect(step(state, [a]).block.stakeMoves).toHaveLength(0)
+    expect((await step(state, [a])).block.stakeMoves).toHaveLength(0)
   })
 
   it('lets stake that returns in a block be lent again in that block', async () => {
     const x = await sign(V0, move(V0, { amount: 50n, durationBlocks: 1n }))
-    const s1 = step(state0, [x]).state
+    const s1 = (await step(state0, [x])).state
     expect(poolsOf(s1, V0)).toEqual({ '902': 100n })
     const y = await sign(V0, move(V0, { amount: 50n, toChainId: 903n }))
-    const { block, state } = step(s1, [y])
+    const { block, state } = await step(s1, [y])
     expect(block.stakeMoves).toEqual([y])
     expect(await verdict(s1, block)).toBe('ok')
     expect(poolsOf(state, V0)).toEqual({ '902': 50n, '903': 50n })
@@ -517,38 +522,46 @@ describe('storage of stake moves', () => {
     store = temp.store
   })
 
-  it('persists moves in force and used nonces, and loads a version 1 state with none', async () => {
+  it('persists moves in force and used nonces, and refuses a state of an older layout', async () => {
     const x = await sign(V0, move(V0, { amount: 7n, durationBlocks: 2n }))
     const y = await sign(V1, move(V1, { amount: 9n, durationBlocks: 1n }))
-    const s1 = step(state0, [x, y]).state
+    const s1 = (await step(state0, [x, y])).state
     await store.batch(appStateOps(state0, s1))
     expect(await loadAppState(store, GENESIS)).toEqual(s1)
-    const s2 = step(s1).state
+    const s2 = (await step(s1)).state
     expect(s2.stakeMoves.size).toBe(1)
     const ops = appStateOps(s1, s2)
     expect(ops.filter((o) => o.key.startsWith('m/')).map((o) => o.type)).toEqual(['del'])
     await store.batch(ops)
     expect(await loadAppState(store, GENESIS)).toEqual(s2)
-    const s3 = step(s2).state
+    const s3 = (await step(s2)).state
     await store.batch(appStateOps(s2, s3))
     const loaded = await loadAppState(store, GENESIS)
     expect(loaded).toEqual(s3)
     expect(loaded.stakeMoves.size).toBe(0)
     expect(loaded.stakeNonces.get(addr(V0))).toBe(x.move.nonce)
 
-    // A version 1 state (before stake moves) loads with no moves and no used nonces.
+    // Older layouts (version 2: no commitPowers/signedAt; version 1: no stake moves either) do not load:
+    // their blocks have another wire format, the node starts from an empty data dir.
     const meta = appStateOps(undefined, state0)[0] as Extract<BatchOp, { type: 'put' }>
-    const { stakeNonces: _, ...v1 } = meta.value as Record<string, unknown>
-    await store.batch([{ ...meta, value: { ...v1, version: 1 } }])
-    const old = await loadAppState(store, GENESIS)
-    expect(old.stakeNonces.size).toBe(0)
+    const { commitPowers: _c, signedAt: _s, ...v2 } = meta.value as Record<string, unknown>
+    for (const old of [
+      { ...v2, version: 2 },
+      { ...v2, version: 1 },
+    ]) {
+      await store.batch([{ ...meta, value: old }])
+      await expect(loadAppState(store, GENESIS)).rejects.toMatchObject({
+        code: 'CORRUPT',
+        message: expect.stringMatching(/empty data dir/),
+      })
+    }
   })
 })
 
 describe('GET /v1/staking body', () => {
   it('lists pools per rollup with their validators and total, and the moves in force', async () => {
     const x = await sign(V0, move(V0, { amount: 10n, toChainId: 903n, durationBlocks: 4n }))
-    const { state } = step(state0, [x])
+    const { state } = await step(state0, [x])
     const j = stakingToJson(state)
     expect(j.pools.map((p) => [p.chainId, p.total])).toEqual([
       ['901', '190'],
@@ -647,7 +660,7 @@ describe('StakingService', () => {
     const b = await sign(V0, move(V0, { amount: 40n, toChainId: 903n })) // covered alone, not after a
     const c = await sign(V1, move(V1))
     for (const m of [a, b, c]) expect((await svc.submitJson(signedStakeMoveToJson(m))).status).toBe(202)
-    const { block, state } = step(state0, [a, c])
+    const { block, state } = await step(state0, [a, c])
     expect(block.stakeMoves).toHaveLength(2)
     setState(state)
     svc.onCommit(block, state)
