@@ -347,12 +347,12 @@ describe('epochs and validator-set hashes', () => {
   })
 
   it('changes the set only at epoch boundaries; each block commits the set signing it and the next', async () => {
-    const c = chainOf({ epochBlocks: 4 })
+    const c = chainOf({ epochBlocks: 8 })
     const genesisSet = c.state.consensusSet
     const genesisHash = validatorSetHash(genesisSet)
     const blocks: ChainStep[] = []
-    // V3 is jailed by block 11 (WINDOW + 1); block 12 is the next boundary.
-    for (let h = 1; h <= 13; h++) {
+    // V3 is jailed by block 11 (WINDOW + 1), mid-epoch; block 16 is the next boundary.
+    for (let h = 1; h <= 17; h++) {
       const r = await c.step({ signers: LIVE, proposer: V0 })
       expect(r.verdict).toEqual({ ok: true })
       blocks.push(r)
@@ -360,22 +360,25 @@ describe('epochs and validator-set hashes', () => {
     const at = (h: number) => blocks[h - 1]!
     expect(validatorOf(at(10).state, V3).jailed).toBe(false)
     expect(validatorOf(at(11).state, V3).jailed).toBe(true)
-    for (let h = 1; h <= 11; h++) {
+    for (let h = 1; h <= 15; h++) {
       expect(at(h).block.validatorsHash).toBe(genesisHash)
       expect(at(h).block.nextValidatorsHash).toBe(genesisHash)
-      expect(at(h).state.consensusSet).toEqual(genesisSet) // jailed in 11: still voting until the boundary
+      // Jailed in 11: still in the set, with its power, until the boundary.
+      expect(at(h).state.consensusSet).toEqual(genesisSet)
+      expect(at(h).state.commitPowers).toEqual(genesisSet)
     }
     const without = new Map([...genesisSet].filter(([a]) => a !== addr(V3)))
-    expect(at(12).block.validatorsHash).toBe(genesisHash)
-    expect(at(12).block.nextValidatorsHash).toBe(validatorSetHash(without))
-    expect(at(12).state.consensusSet).toEqual(without)
+    expect(skippedValidators(at(15).state)).toContain(addr(V3))
+    expect(at(16).block.validatorsHash).toBe(genesisHash)
+    expect(at(16).block.nextValidatorsHash).toBe(validatorSetHash(without))
+    expect(at(16).state.consensusSet).toEqual(without)
     // commitPowers stays the set that decided the previous block.
-    expect(at(12).state.commitPowers).toEqual(genesisSet)
-    expect(at(13).state.commitPowers).toEqual(without)
-    expect(at(13).block.validatorsHash).toBe(validatorSetHash(without))
-    expect(at(13).block.nextValidatorsHash).toBe(validatorSetHash(without))
+    expect(at(16).state.commitPowers).toEqual(genesisSet)
+    expect(at(17).state.commitPowers).toEqual(without)
+    expect(at(17).block.validatorsHash).toBe(validatorSetHash(without))
+    expect(at(17).block.nextValidatorsHash).toBe(validatorSetHash(without))
     // Out of the set, the jailed validator is no longer skipped (it is not there to be skipped).
-    expect(skippedValidators(at(13).state)).not.toContain(addr(V3))
+    expect(skippedValidators(at(17).state)).not.toContain(addr(V3))
   })
 
   it('refuses a block whose validatorsHash or nextValidatorsHash is not the state’s (BAD_VALIDATORS_HASH)', async () => {
