@@ -15,9 +15,9 @@ import type { ConsensusDriver } from '../src/consensus/driver.ts'
 import { type ConsensusMessage, consensusMessageCodec } from '../src/consensus/messages.ts'
 import { IntentPool } from '../src/mempool/pool.ts'
 import type { ValidationResult } from '../src/p2p/validation.ts'
-import { type SignedStakeMove, signStakeMove, stakeMoveId, totalStake } from '../src/staking/moves.ts'
+import { signStakeMove, stakeMoveId, totalStake } from '../src/staking/moves.ts'
 import { StakingService, signedStakeMoveToJson } from '../src/staking/service.ts'
-import { stakeMoveCodec } from '../src/staking/wire.ts'
+import { type StakeMessage, stakeMoveCodec } from '../src/staking/wire.ts'
 import { genesisState } from '../src/state/genesis.ts'
 import { votingPowers } from '../src/state/plan.ts'
 import { loadAppState } from '../src/state/storage.ts'
@@ -77,7 +77,7 @@ class Bus {
     return spec.response.decode(spec.response.encode(res))
   }
 
-  stake(from: number, msg: SignedStakeMove): void {
+  stake(from: number, msg: StakeMessage): void {
     const bytes = stakeMoveCodec.encode(msg)
     for (const [i, node] of this.nodes) {
       if (i === from) continue

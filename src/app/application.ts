@@ -28,6 +28,7 @@ import {
   MAX_BLOCK_ASSIGNMENTS,
   MAX_BLOCK_FILLS,
   type SignedStakeMove,
+  type SignedUnjail,
 } from '../consensus/block.ts'
 import type { Validator } from '../consensus/types.ts'
 import type { IntentPool, TransitionRequest } from '../mempool/pool.ts'
@@ -35,7 +36,7 @@ import { type IntentState, isTerminal, MempoolError } from '../mempool/record.ts
 import type { SignedFill } from '../rollups/fill.ts'
 import { decodeObservations, encodeObservations, type Observation } from '../rollups/observation.ts'
 import { apply } from '../state/apply.ts'
-import { activeValidators, offlineValidators } from '../state/plan.ts'
+import { activeValidators, skippedValidators } from '../state/plan.ts'
 import { proposeBlock } from '../state/propose.ts'
 import { appStateOps, loadAppState } from '../state/storage.ts'
 import type { BatchOp, Store } from '../state/store.ts'
@@ -72,6 +73,8 @@ export interface ApplicationModules {
   readonly pendingFills: () => Iterable<SignedFill> | Promise<Iterable<SignedFill>>
   /** Signed stake moves waiting for a block, signatures already checked (staking/service.ts). */
   readonly pendingStakeMoves?: () => Iterable<SignedStakeMove> | Promise<Iterable<SignedStakeMove>>
+  /** Signed Unjails waiting for a block, signatures already checked (staking/service.ts). */
+  readonly pendingUnjails?: () => Iterable<SignedUnjail> | Promise<Iterable<SignedUnjail>>
   readonly log: Logger
 }
 
@@ -134,7 +137,8 @@ function hasWork(b: Block): boolean {
     b.reassignments.length > 0 ||
     b.fills.length > 0 ||
     b.evidence.length > 0 ||
-    b.stakeMoves.length > 0
+    b.stakeMoves.length > 0 ||
+    b.unjails.length > 0
   )
 }
 
@@ -185,7 +189,7 @@ export class MurmurApplication implements Application {
       lastBlockHash: s.lastBlockHash,
       lastBlockTime: s.lastBlockTime,
       validators: activeValidators(s),
-      offline: [...offlineValidators(s, s.height)],
+      offline: skippedValidators(s),
     }
   }
 
@@ -197,10 +201,11 @@ export class MurmurApplication implements Application {
     const state = this.state
     if (req.height !== state.height + 1n)
       throw new Error(`prepareProposal at ${req.height} on state ${state.height}`)
-    const [pending, fills, stakeMoves] = await Promise.all([
+    const [pending, fills, stakeMoves, unjails] = await Promise.all([
       this.#m.pool.pending(this.options.pendingScanLimit),
       this.#fillsToPropose(state),
       this.#m.pendingStakeMoves?.() ?? [],
+      this.#m.pendingUnjails?.() ?? [],
     ])
     const block = proposeBlock(this.state, pending, req.lastCommit ?? null, fills, req.nowMs, {
       proposer: req.proposer as Address,
@@ -209,6 +214,7 @@ export class MurmurApplication implements Application {
       maxAssignments: this.options.maxBlockAssignments,
       maxFills: this.options.maxBlockFills,
       stakeMoves,
+      unjails,
     })
     return { bytes: encodeBlock(block), hasWork: hasWork(block), time: block.time }
   }
@@ -322,7 +328,7 @@ export class MurmurApplication implements Application {
       hash: req.hash,
       time: next.lastBlockTime,
       validators: activeValidators(next) as readonly Validator[],
-      offline: [...offlineValidators(next, next.height)],
+      offline: skippedValidators(next),
       source: req.source,
       app,
     }

@@ -92,6 +92,14 @@ export const STAKE_MOVE_TYPES = {
   ],
 } as const satisfies TypedData
 
+/** `Unjail(address validator,uint256 nonce)`: a downtime-jailed validator asks to be back. */
+export const UNJAIL_TYPES = {
+  Unjail: [
+    { name: 'validator', type: 'address' },
+    { name: 'nonce', type: 'uint256' },
+  ],
+} as const satisfies TypedData
+
 /** `RebalanceRule(address token,uint256 threshold,uint256[] spreadOverChainIds)`, a member of Profile. */
 export const REBALANCE_RULE_TYPE = [
   { name: 'token', type: 'address' },

@@ -20,6 +20,7 @@ import { P2PError } from '../errors.ts'
 import type { ProtocolSpec } from '../p2p/reqresp.ts'
 import { type Fill, fillCodec } from '../rollups/fill.ts'
 import { type SignedStakeMove, stakeMoveId } from '../staking/moves.ts'
+import { type SignedUnjail, unjailId } from '../staking/unjail.ts'
 import { hasTwoThirds } from './quorum.ts'
 import {
   decodeVoteTuple,
@@ -47,6 +48,7 @@ export interface BlockFill extends Fill {
 }
 
 export type { SignedStakeMove, StakeMove } from '../staking/moves.ts'
+export type { SignedUnjail, Unjail } from '../staking/unjail.ts'
 
 /** Two signed votes of one validator for one height/round/kind and different block hashes. */
 export interface VoteEvidence {
@@ -82,6 +84,15 @@ export interface Block {
    * uses (the signers' rollup observations), and who is online.
    */
   readonly lastCommit: CommitCertificate | null
+  /** Unjails of validators whose downtime jail is over, in validator address order, one per validator. */
+  readonly unjails: readonly SignedUnjail[]
+  /**
+   * keccak256(abi.encode(address[] validators, uint256[] powers)) of the set that signs this block
+   * (addresses ascending): what a light client checks the block's certificate against (state/epoch.ts).
+   */
+  readonly validatorsHash: Hex
+  /** The same hash of the set that signs the next block (it differs only after an epoch boundary). */
+  readonly nextValidatorsHash: Hex
 }
 
 /** Largest encoded block, version byte included. */
@@ -92,10 +103,11 @@ export const MAX_BLOCK_REASSIGNMENTS = 512
 export const MAX_BLOCK_FILLS = 1024
 export const MAX_BLOCK_STAKE_MOVES = 64
 export const MAX_BLOCK_EVIDENCE = 32
+export const MAX_BLOCK_UNJAILS = 64
 /** Most precommits in a certificate (and validators in a set). */
 export const MAX_CERTIFICATE_SIGNATURES = 1024
-/** Wire version of blocks. */
-export const BLOCK_WIRE_VERSION = 2
+/** Wire version of blocks (3: unjails and the validator-set hashes). */
+export const BLOCK_WIRE_VERSION = 3
 /** Wire version of certificates. */
 export const CERTIFICATE_WIRE_VERSION = 2
 
@@ -168,6 +180,26 @@ function stakeMoveFromWire(x: unknown, what: string): SignedStakeMove {
   }
 }
 
+function unjailToWire(s: SignedUnjail): unknown[] {
+  return [
+    raw(s.unjail.validator, ADDRESS_RE, 'unjail.validator'),
+    uint(s.unjail.nonce, UINT256_MAX, 'unjail.nonce'),
+    raw(s.signature, SIGNATURE_RE, 'unjail.signature'),
+  ]
+}
+
+function unjailFromWire(x: unknown, what: string): SignedUnjail {
+  const a = shape.array(x, what, 3)
+  if (a.length !== 3) throw new P2PError('DECODE', `${what}: expected 3 fields`)
+  return {
+    unjail: {
+      validator: bytesToAddress(a[0], `${what}.validator`),
+      nonce: bytesToUint(a[1], `${what}.nonce`, 32),
+    },
+    signature: bytesToHex(a[2], `${what}.signature`, 65),
+  }
+}
+
 function limit<T>(list: readonly T[], max: number, what: string): readonly T[] {
   if (list.length > max) throw new Error(`block: more than ${max} ${what}`)
   return list
@@ -200,12 +232,15 @@ function blockToWire(b: Block): unknown[] {
       encodeVoteTuple(e.second),
     ]),
     b.lastCommit === null ? null : encodeCertificate(b.lastCommit),
+    limit(b.unjails, MAX_BLOCK_UNJAILS, 'unjails').map(unjailToWire),
+    raw(b.validatorsHash, BYTES32_RE, 'validatorsHash'),
+    raw(b.nextValidatorsHash, BYTES32_RE, 'nextValidatorsHash'),
   ]
 }
 
 function blockFromWire(v: unknown): Block {
-  const a = shape.array(v, 'block', 12)
-  if (a.length !== 12) throw new P2PError('DECODE', 'block: expected 12 fields')
+  const a = shape.array(v, 'block', 15)
+  if (a.length !== 15) throw new P2PError('DECODE', 'block: expected 15 fields')
   const list = (i: number, what: string, max: number) => shape.array(a[i], `block.${what}`, max)
   const assignments = list(5, 'assignments', MAX_BLOCK_ASSIGNMENTS).map((x, i) =>
     assignmentFromWire(x, `assignments[${i}]`),
@@ -243,6 +278,9 @@ function blockFromWire(v: unknown): Block {
     }),
     lastCommit:
       a[11] === null ? null : decodeCertificate(shape.bytes(a[11], 'block.lastCommit', MAX_BLOCK_BYTES)),
+    unjails: list(12, 'unjails', MAX_BLOCK_UNJAILS).map((x, i) => unjailFromWire(x, `unjails[${i}]`)),
+    validatorsHash: bytesToHex(a[13], 'block.validatorsHash', 32),
+    nextValidatorsHash: bytesToHex(a[14], 'block.nextValidatorsHash', 32),
   }
 }
 
@@ -613,7 +651,7 @@ function voteJson(v: SignedVote) {
 /**
  * The body of `GET /v1/blocks/:height`: big integers as decimal strings, `time` in unix seconds (`timeMs`
  * keeps the block's millisecond time), deadlines in unix seconds; with `networkId`, each stake move also
- * shows its id (the id `POST /v1/stake-moves` answered).
+ * shows its id (the id `POST /v1/stake-moves` answered), and each unjail its id (`POST /v1/unjail`'s).
  */
 export function blockToJson(
   block: Block,
@@ -658,6 +696,13 @@ export function blockToJson(
       second: voteJson(e.second),
     })),
     lastCommit: block.lastCommit === null ? null : certificateJson(block.lastCommit),
+    unjails: block.unjails.map((u) => ({
+      ...(networkId === undefined ? {} : { id: unjailId(networkId, u.unjail) }),
+      unjail: { validator: u.unjail.validator, nonce: u.unjail.nonce.toString() },
+      signature: u.signature,
+    })),
+    validatorsHash: block.validatorsHash,
+    nextValidatorsHash: block.nextValidatorsHash,
     certificate: certificate === null ? null : certificateJson(certificate),
   }
 }

@@ -95,6 +95,7 @@ export class ConsensusWiring {
         },
         pendingFills: () => modules.rollups.pendingFills.values(),
         pendingStakeMoves: () => modules.staking.pending(),
+        pendingUnjails: () => modules.staking.pendingUnjails(),
         log: modules.log,
       },
     )

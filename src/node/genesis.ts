@@ -10,6 +10,7 @@ const uint = z
   .union([z.string().regex(/^[0-9]+$/, 'must be a decimal integer string'), z.number().int().nonnegative()])
   .transform((v) => BigInt(v))
 const chainId = z.number().int().positive().safe()
+const bps = z.number().int().min(0).max(10_000)
 
 const rollupSchema = z.object({
   chainId,
@@ -50,6 +51,18 @@ const paramsSchema = z
     fillTimeoutSec: z.number().int().positive().default(30),
     /** Consecutive commits a validator may miss before it is offline (skipped as proposer and executor). */
     offlineAfterBlocks: z.number().int().positive().max(1_000).default(3),
+    /** Blocks of the missed-blocks window (Cosmos x/slashing `SignedBlocksWindow`). */
+    signedBlocksWindow: z.number().int().positive().max(100_000).default(100),
+    /** A validator signing less than this share of its window (basis points) is jailed for downtime. */
+    minSignedPerWindowBps: bps.default(5_000),
+    /** Seconds a downtime jail lasts before an Unjail is accepted. */
+    downtimeJailSec: z.number().int().nonnegative().max(31_536_000).default(60),
+    /** Stake slashed for downtime, basis points. */
+    slashDowntimeBps: bps.default(0),
+    /** Stake slashed for double signing, basis points (the validator is also tombstoned). */
+    slashDoubleSignBps: bps.default(500),
+    /** The consensus validator set changes only after blocks whose height is a multiple of this. */
+    epochBlocks: z.number().int().positive().max(1_000_000).default(100),
   })
   .strict()
   .default({
@@ -58,6 +71,12 @@ const paramsSchema = z
     healthFreshnessMs: 5_000,
     fillTimeoutSec: 30,
     offlineAfterBlocks: 3,
+    signedBlocksWindow: 100,
+    minSignedPerWindowBps: 5_000,
+    downtimeJailSec: 60,
+    slashDowntimeBps: 0,
+    slashDoubleSignBps: 500,
+    epochBlocks: 100,
   })
 
 export const genesisSchema = z

@@ -10,8 +10,7 @@ import { intentBatchCodec } from '../mempool/wire.ts'
 import { DEFAULT_TOPIC_SCORE, PROBE_TOPIC, type Probe, type TopicTable } from '../p2p/topics.ts'
 import { fillBatchCodec, type SignedFill } from '../rollups/fill.ts'
 import { healthReportCodec, type SignedHealthReport } from '../rollups/health-report.ts'
-import type { SignedStakeMove } from '../staking/moves.ts'
-import { stakeMoveCodec } from '../staking/wire.ts'
+import { type StakeMessage, stakeMoveCodec } from '../staking/wire.ts'
 
 /** Payload type of each topic. */
 export interface TopicPayloads {
@@ -25,8 +24,8 @@ export interface TopicPayloads {
   fills: SignedFill[]
   /** Tendermint: a signed proposal with its block, or a signed prevote / precommit. */
   consensus: ConsensusMessage
-  /** One elastic stake move signed by its staker (a validator), waiting for a block. */
-  stake: SignedStakeMove
+  /** One elastic stake move signed by its staker, or one Unjail signed by its validator, waiting for a block. */
+  stake: StakeMessage
 }
 
 export type TopicName = keyof TopicPayloads

@@ -14,8 +14,9 @@
  *   validator then serves `toChainId` with it: the router counts it as a pool member there); voting power
  *   (the sum of the pools) does not change. At height >= `untilHeight = height + durationBlocks` the
  *   stake goes back, moves in id order. A pool emptied by a move or a return is removed.
- * - jailing halves each pool of the validator (floor) and each of its moves in force (floor), so a loan
- *   never returns more than its target pool holds.
+ * - punishment (double signing, downtime: state/apply.ts) slashes a share of each pool of the validator
+ *   and of each of its moves in force, keeping the floor, so a loan never returns more than its target
+ *   pool holds; a jailed validator's stake is frozen (no moves).
  * - in a block, moves are in (staker, nonce) order, each valid on the state left by the ones before it:
  *   a staker's moves go in nonce order, and two moves of one staker must both be covered.
  */
@@ -62,7 +63,7 @@ export interface StakeMoveRecord {
   readonly staker: Address
   readonly fromChainId: bigint
   readonly toChainId: bigint
-  /** What goes back at `untilHeight` (halved with the staker's pools when it is jailed). */
+  /** What goes back at `untilHeight` (slashed with the staker's pools when it is punished). */
   readonly amount: bigint
   /** Block that committed it. */
   readonly height: bigint
@@ -306,17 +307,26 @@ export class StakeLedger {
     return due
   }
 
-  /** Jails a validator: halves each of its pools and each of its moves in force (floor). No-op if jailed. */
-  jail(address: Address): void {
+  /**
+   * Jails a validator and slashes `slashBps` of each of its pools and of each of its moves in force: what
+   * it keeps is floor(stake × (10000 − slashBps) / 10000), so a loan never returns more than its target
+   * pool holds (the floors of the parts sum to at most the floor of the whole). Slashes again when called
+   * again: the caller decides who is punished (evidence once, guarded by tombstone).
+   */
+  punish(address: Address, slashBps: number): void {
     const e = this.#entry(address)
-    if (e === undefined || e.jailed) return
-    for (const [c, s] of e.pools) e.pools.set(c, s / 2n)
-    e.borrowed.clear()
-    for (const m of [...this.moves.values()]) {
-      if (m.staker !== address) continue
-      const half = { ...m, amount: m.amount / 2n }
-      this.#writableMoves().set(m.id, half)
-      e.borrowed.set(m.toChainId, (e.borrowed.get(m.toChainId) ?? 0n) + half.amount)
+    if (e === undefined) return
+    const keep = BigInt(10_000 - Math.min(Math.max(slashBps, 0), 10_000))
+    const kept = (x: bigint) => (x * keep) / 10_000n
+    if (keep !== 10_000n) {
+      for (const [c, s] of e.pools) setPool(e.pools, c, kept(s))
+      e.borrowed.clear()
+      for (const m of [...this.moves.values()]) {
+        if (m.staker !== address) continue
+        const slashed = { ...m, amount: kept(m.amount) }
+        this.#writableMoves().set(m.id, slashed)
+        e.borrowed.set(m.toChainId, (e.borrowed.get(m.toChainId) ?? 0n) + slashed.amount)
+      }
     }
     e.jailed = true
     e.changed = true

@@ -1,8 +1,9 @@
 /**
- * Stake moves in a node: the `stake` topic's validator, a small in-memory set of signed moves waiting for
- * a block (consensus proposes from it), and `POST /v1/stake-moves`. The set is bounded, holds only moves
- * whose signature was checked, and drops a move once a block commits it or the committed state makes it
- * invalid. Nothing here is persisted: a move lost in a restart is sent again by its staker.
+ * Stake moves and Unjails in a node: the `stake` topic's validator, small in-memory sets of signed moves
+ * and Unjails waiting for a block (consensus proposes from them), `POST /v1/stake-moves` and
+ * `POST /v1/unjail`. The sets are bounded, hold only messages whose signature was checked, and drop one
+ * once a block commits it or the committed state makes it invalid. Nothing here is persisted: a message
+ * lost in a restart is sent again by its signer.
  */
 import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
@@ -21,6 +22,17 @@ import {
   stakeMoveId,
   validateStakeMove,
 } from './moves.ts'
+import {
+  checkUnjail,
+  findBadUnjailField,
+  type SignedUnjail,
+  signedUnjailFromJson,
+  type UnjailRejectCode,
+  type UnjailState,
+  unjailId,
+  validateUnjail,
+} from './unjail.ts'
+import { isUnjail, type StakeMessage } from './wire.ts'
 
 export interface StakingServiceOptions {
   /** Most moves waiting for a block. */
@@ -40,12 +52,14 @@ export const DEFAULT_STAKING_OPTIONS: StakingServiceOptions = {
 export interface StakingServiceModules {
   networkId: string
   /** The committed application state (consensus driver's `appState`). */
-  state: () => StakingState
+  state: () => StakingState & UnjailState
   /** Publishes on the `stake` topic; a failure (no peers yet) is logged, not fatal. */
-  publish: (move: SignedStakeMove) => Promise<void>
+  publish: (message: StakeMessage) => Promise<void>
   log: Logger
   registry?: Registry
   recover?: RecoverFn
+  /** Unix milliseconds (default Date.now): an Unjail before its validator's jail time is TOO_EARLY. */
+  now?: () => number
 }
 
 /** Answer of {@link StakingService.submitJson}: an HTTP status and its JSON body. */
@@ -54,7 +68,13 @@ export type StakeSubmitAnswer =
   | { status: 400 | 503; body: { error: { code: string; message: string } }; retryAfterSec?: number }
 
 /** Codes that prove the sender wrong (REJECT on gossip); every other refusal is IGNOREd. */
-const PROVABLY_BAD: ReadonlySet<StakeMoveRejectCode> = new Set(['MALFORMED', 'BAD_SIGNATURE'])
+const PROVABLY_BAD: ReadonlySet<StakeMoveRejectCode | UnjailRejectCode> = new Set([
+  'MALFORMED',
+  'BAD_SIGNATURE',
+])
+
+/** Refusals of a pending Unjail that a later state can lift (the jail time passes): it stays pending. */
+const UNJAIL_NOT_YET: ReadonlySet<UnjailRejectCode> = new Set(['TOO_EARLY'])
 
 /** `{move, signature}` in the JSON conventions -> a signed move. Throws CodecError. */
 export function signedStakeMoveFromJson(body: unknown): SignedStakeMove {
@@ -102,7 +122,9 @@ export class StakingService {
   readonly #perStaker = new Map<Address, number>()
   /** Ids of recently committed moves, oldest first. */
   readonly #committed = new Set<Hex>()
-  readonly #listeners = new Set<(move: SignedStakeMove) => void>()
+  readonly #listeners = new Set<(message: StakeMessage) => void>()
+  /** Unjails waiting for a block: one per validator (a higher nonce replaces it). */
+  readonly #unjails = new Map<Address, { id: Hex; s: SignedUnjail }>()
   readonly #metrics: { received: Counter<'source' | 'outcome'> } | undefined
 
   constructor(options: Partial<StakingServiceOptions>, modules: StakingServiceModules) {
@@ -132,19 +154,42 @@ export class StakingService {
     return [...this.#pending.values()]
   }
 
-  /** True when the move is waiting for a block here. */
-  has(id: Hex): boolean {
-    return this.#pending.has(id)
+  /** Unjails waiting for a block, by validator (the proposer keeps the ones valid at its block time). */
+  pendingUnjails(): SignedUnjail[] {
+    return [...this.#unjails.values()].map((u) => u.s)
   }
 
-  /** Called with each move that becomes pending (consensus wakes a proposer waiting for work). */
-  onPending(listener: (move: SignedStakeMove) => void): () => void {
+  /** True when the move or Unjail is waiting for a block here. */
+  has(id: Hex): boolean {
+    return this.#pending.has(id) || [...this.#unjails.values()].some((u) => u.id === id)
+  }
+
+  /** Called with each move or Unjail that becomes pending (consensus wakes a proposer waiting for work). */
+  onPending(listener: (message: StakeMessage) => void): () => void {
     this.#listeners.add(listener)
     return () => this.#listeners.delete(listener)
   }
 
   #known(id: Hex): boolean {
     return this.#pending.has(id) || this.#committed.has(id) || this.#m.state().stakeMoves.has(id)
+  }
+
+  #unjailKnown(id: Hex, s: SignedUnjail): boolean {
+    return this.#committed.has(id) || this.#unjails.get(s.unjail.validator)?.id === id
+  }
+
+  #nowSec(): bigint {
+    return BigInt(Math.floor((this.#m.now ?? Date.now)() / 1000))
+  }
+
+  /** Holds a checked Unjail, unless one of its validator with a nonce as high is already held. */
+  #addUnjail(id: Hex, s: SignedUnjail): boolean {
+    const held = this.#unjails.get(s.unjail.validator)
+    if (held !== undefined && held.s.unjail.nonce >= s.unjail.nonce) return false
+    if (held === undefined && this.#unjails.size >= this.opts.maxPending) return false
+    this.#unjails.set(s.unjail.validator, { id, s })
+    for (const l of this.#listeners) l(s)
+    return true
   }
 
   #full(staker: Address): boolean {
@@ -178,11 +223,13 @@ export class StakingService {
 
   /**
    * The `stake` topic handler: IGNORE `DUPLICATE` (pending or committed), `FULL`, and the refusals that
-   * depend on this node's view of the state (`NONCE_USED`, `UNKNOWN_STAKER`, `INSUFFICIENT_STAKE`,
-   * `TOO_MANY_MOVES`: it may be behind or ahead); REJECT `MALFORMED` and `BAD_SIGNATURE`.
+   * depend on this node's view of the state or clock (`NONCE_USED`, `UNKNOWN_STAKER`, `INSUFFICIENT_STAKE`,
+   * `TOO_MANY_MOVES`, `NOT_JAILED`, `TOO_EARLY`, `TOMBSTONED`: it may be behind or ahead); REJECT
+   * `MALFORMED` and `BAD_SIGNATURE`.
    */
-  readonly topicHandler: TopicHandler<SignedStakeMove> = {
+  readonly topicHandler: TopicHandler<StakeMessage> = {
     validate: async (msg) => {
+      if (isUnjail(msg)) return this.#validateUnjailGossip(msg)
       const id = this.#id(msg)
       if (id === undefined) return this.#count('gossip', reject('MALFORMED'))
       if (this.#known(id)) return this.#count('gossip', ignore('DUPLICATE'))
@@ -192,14 +239,40 @@ export class StakingService {
       return this.#count('gossip', PROVABLY_BAD.has(v.code) ? reject(v.code) : ignore(v.code))
     },
     onMessage: (msg) => {
+      if (isUnjail(msg)) {
+        if (findBadUnjailField(msg) !== undefined) return
+        const id = unjailId(this.#m.networkId, msg.unjail)
+        if (!this.#unjailKnown(id, msg)) this.#addUnjail(id, msg)
+        return
+      }
       const id = this.#id(msg)
       if (id !== undefined && !this.#known(id)) this.#add(id, msg)
     },
   }
 
+  async #validateUnjailGossip(msg: SignedUnjail) {
+    if (findBadUnjailField(msg) !== undefined) return this.#count('gossip', reject('MALFORMED'))
+    const id = unjailId(this.#m.networkId, msg.unjail)
+    if (this.#unjailKnown(id, msg)) return this.#count('gossip', ignore('DUPLICATE'))
+    const v = await validateUnjail(this.#m.state(), msg, this.#nowSec(), this.#m.recover)
+    if (v.ok) return this.#count('gossip', ACCEPT)
+    return this.#count('gossip', PROVABLY_BAD.has(v.code) ? reject(v.code) : ignore(v.code))
+  }
+
   #count<T extends { result: string; code?: string }>(source: string, r: T): T {
     this.#metrics?.received.inc({ source, outcome: r.code ?? r.result })
     return r
+  }
+
+  /** `parse(body)`, or the 400 MALFORMED answer (counted) when it throws a CodecError. */
+  #parse<T>(body: unknown, parse: (b: unknown) => T): { value: T } | StakeSubmitAnswer {
+    try {
+      return { value: parse(body) }
+    } catch (err) {
+      if (!(err instanceof CodecError)) throw err
+      this.#metrics?.received.inc({ source: 'api', outcome: 'MALFORMED' })
+      return { status: 400, body: { error: { code: 'MALFORMED', message: err.message } } }
+    }
   }
 
   /**
@@ -208,14 +281,9 @@ export class StakingService {
    * 503 when the pending set is full.
    */
   async submitJson(body: unknown): Promise<StakeSubmitAnswer> {
-    let s: SignedStakeMove
-    try {
-      s = signedStakeMoveFromJson(body)
-    } catch (err) {
-      if (!(err instanceof CodecError)) throw err
-      this.#metrics?.received.inc({ source: 'api', outcome: 'MALFORMED' })
-      return { status: 400, body: { error: { code: 'MALFORMED', message: err.message } } }
-    }
+    const parsed = this.#parse(body, signedStakeMoveFromJson)
+    if ('status' in parsed) return parsed
+    const s = parsed.value
     const id = stakeMoveId(this.#m.networkId, s.move)
     if (this.#known(id)) {
       this.#metrics?.received.inc({ source: 'api', outcome: 'known' })
@@ -241,14 +309,48 @@ export class StakingService {
   }
 
   /**
-   * After a commit: the block's moves leave the pending set (remembered as committed), and so does every
-   * pending move the new state refuses (nonce used, stake no longer there, staker jailed, ...).
+   * `POST /v1/unjail` body `{unjail, signature}`: 202 `{id}` accepted (pending and published on the
+   * `stake` topic); 200 `{id}` already pending or committed; 400 `{error}` with an UnjailRejectCode
+   * (TOO_EARLY while the jail time, on this node's clock, is not over).
    */
-  onCommit(block: { readonly stakeMoves: readonly SignedStakeMove[] }, state: StakingState): void {
+  async submitUnjailJson(body: unknown): Promise<StakeSubmitAnswer> {
+    const parsed = this.#parse(body, signedUnjailFromJson)
+    if ('status' in parsed) return parsed
+    const s = parsed.value
+    const id = unjailId(this.#m.networkId, s.unjail)
+    if (this.#unjailKnown(id, s)) return { status: 200, body: { id } }
+    const v = await validateUnjail(this.#m.state(), s, this.#nowSec(), this.#m.recover)
+    this.#metrics?.received.inc({ source: 'api', outcome: v.ok ? 'accepted' : v.code })
+    if (!v.ok) return { status: 400, body: { error: { code: v.code, message: v.message } } }
+    if (!this.#addUnjail(id, s)) {
+      if (this.#unjailKnown(id, s)) return { status: 200, body: { id } }
+      const code = this.#unjails.has(s.unjail.validator) ? 'NONCE_USED' : 'OVERLOADED'
+      return code === 'NONCE_USED'
+        ? { status: 400, body: { error: { code, message: 'an Unjail with a nonce as high is pending' } } }
+        : { status: 503, body: { error: { code, message: 'too many Unjails waiting' } }, retryAfterSec: 1 }
+    }
+    this.#m.publish(s).catch((err) => this.#m.log.warn({ err, id }, 'publishing an unjail failed'))
+    return { status: 202, body: { id } }
+  }
+
+  /**
+   * After a commit: the block's moves and Unjails leave the pending sets (remembered as committed), and so
+   * does every pending one the new state refuses (nonce used, stake no longer there, staker jailed, not
+   * jailed any more, tombstoned, ...; an Unjail that is only early stays).
+   */
+  onCommit(
+    block: { readonly stakeMoves: readonly SignedStakeMove[]; readonly unjails?: readonly SignedUnjail[] },
+    state: StakingState & UnjailState,
+  ): void {
     for (const s of block.stakeMoves) {
       const id = stakeMoveId(this.#m.networkId, s.move)
       this.#drop(id)
       this.#committed.add(id)
+    }
+    for (const u of block.unjails ?? []) this.#committed.add(unjailId(this.#m.networkId, u.unjail))
+    for (const [validator, { id, s }] of [...this.#unjails]) {
+      const v = checkUnjail(state, s, this.#nowSec())
+      if (this.#committed.has(id) || (!v.ok && !UNJAIL_NOT_YET.has(v.code))) this.#unjails.delete(validator)
     }
     while (this.#committed.size > this.opts.maxRecentCommitted) {
       const oldest = this.#committed.values().next().value

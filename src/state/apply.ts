@@ -1,11 +1,13 @@
 /** apply(state, block): the next state and the intent pool transitions a committed block implies. No I/O. */
-import type { Hex } from 'viem'
+import type { Address, Hex } from 'viem'
 import { decodeOrderData } from '../codec/intent.ts'
 import { type Block, blockHash } from '../consensus/block.ts'
 import type { TransitionRequest } from '../mempool/pool.ts'
 import type { Assignment as PoolAssignment } from '../mempool/record.ts'
 import type { RerouteReason } from '../rollups/router.ts'
-import { congested, planBlock, stakingBase, votingPowers } from './plan.ts'
+import { checkUnjail } from '../staking/unjail.ts'
+import { nextConsensusSet } from './epoch.ts'
+import { congested, evidenceProblem, planBlock, stakingBase } from './plan.ts'
 import { type AppState, type AssignmentState, sumPools, type ValidatorState } from './types.ts'
 
 export interface ApplyResult {
@@ -30,9 +32,12 @@ function poolAssignment(a: AssignmentState): PoolAssignment {
  * transitions it implies, in this order: fills settle their assignments (`assigned -> filled`); open
  * assignments whose intent's fill deadline passed expire (`-> expired`); the plan's re-routing set moves
  * (`assigned -> assigned`) or, without a route in the block, goes back (`assigned -> pending`); new
- * assignments (`pending -> assigned`); evidence jails each accused validator and halves each of its pools
- * and loans (floor, bigint); stake loans due at this height return, then the block's stake moves apply
- * (staking/moves.ts); finished intents are forgotten once their fill deadline passed. Pure: never mutates
+ * assignments (`pending -> assigned`); evidence slashes each accused validator by `slashDoubleSignBps`
+ * (every pool and loan, floor of what it keeps) and tombstones it; the missed-blocks windows, with the
+ * block's last commit recorded, jail for downtime until block time + `downtimeJailSec` (slashing
+ * `slashDowntimeBps`); stake loans due at this height return, then the block's stake moves apply
+ * (staking/moves.ts); Unjails free their validators (window reset); at an epoch boundary the consensus
+ * set is taken anew (epoch.ts); finished intents are forgotten once their fill deadline passed. Pure: never mutates
  * `state`, no I/O. Items a valid block cannot hold (a fill without assignment, ...) are skipped, so the
  * result is defined for every block. `hash` is the block's hash when the caller has it.
  */
@@ -120,25 +125,40 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
     transitions.push({ id: a.intentId, to: 'assigned', assignment: poolAssignment(next), height })
   }
 
-  const ledger = stakingBase(
-    state,
-    height,
-    block.evidence.map((e) => e.first.validator),
-  )
+  const accused = new Set<string>()
+  for (const e of block.evidence)
+    if (evidenceProblem(state, height, e) === undefined) accused.add(e.first.validator)
+  const downtime = new Set<string>(plan.downtime.filter((d) => !accused.has(d)))
+  const ledger = stakingBase(state, height, accused, downtime)
   for (const s of block.stakeMoves) {
     const v = ledger.check(s)
     if (v.ok) ledger.apply(v.id, s.move, height, congested(plan.view, s.move.toChainId))
   }
+  const unjailNonces = new Map(state.unjailNonces)
+  const freed = new Set<string>()
+  for (const u of block.unjails) {
+    if (accused.has(u.unjail.validator) || !checkUnjail(state, u, plan.timeSec).ok) continue
+    freed.add(u.unjail.validator)
+    unjailNonces.set(u.unjail.validator, u.unjail.nonce)
+  }
   const changed = ledger.changes()
+  const jailedUntil = plan.timeSec + BigInt(state.params.downtimeJailSec)
   const validators =
-    changed.size === 0
+    changed.size === 0 && freed.size === 0
       ? state.validators
       : state.validators.map((v): ValidatorState => {
           const c = changed.get(v.address)
-          if (c === undefined) return v
-          const pools = new Map(c.pools)
-          return { ...v, pools, power: sumPools(pools), jailed: c.jailed }
+          if (c === undefined && !freed.has(v.address)) return v
+          const pools = c === undefined ? v.pools : new Map(c.pools)
+          const next = { ...v, pools, power: sumPools(pools) }
+          if (accused.has(v.address)) return { ...next, jailed: true, jailedUntil: null, tombstoned: true }
+          if (downtime.has(v.address)) return { ...next, jailed: true, jailedUntil }
+          if (freed.has(v.address)) return { ...next, jailed: false, jailedUntil: null }
+          return next
         })
+  // A window starts again when its validator is jailed, tombstoned or freed.
+  const liveness = new Map(plan.liveness)
+  for (const a of [...accused, ...downtime, ...freed]) liveness.delete(a as Address)
 
   const timeSec = plan.timeSec
   for (const [id, fillDeadline] of [...done]) if (fillDeadline < timeSec) done.delete(id)
@@ -154,8 +174,11 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
       done,
       stakeMoves: ledger.moves,
       stakeNonces: ledger.nonces,
-      commitPowers: votingPowers(state),
+      commitPowers: state.consensusSet,
       signedAt: plan.signedAt,
+      consensusSet: nextConsensusSet(state, height),
+      liveness,
+      unjailNonces: freed.size === 0 ? state.unjailNonces : unjailNonces,
     },
     intentTransitions: transitions,
   }

@@ -31,6 +31,12 @@ export function genesisHash(g: AppGenesis): Hex {
       g.params.healthFreshnessMs,
       g.params.fillTimeoutSec,
       g.params.offlineAfterBlocks,
+      g.params.signedBlocksWindow,
+      g.params.minSignedPerWindowBps,
+      g.params.downtimeJailSec,
+      g.params.slashDowntimeBps,
+      g.params.slashDoubleSignBps,
+      g.params.epochBlocks,
     ],
   ]
   return toHex(keccak256Bytes(stringToBytes(JSON.stringify(canonical))))
@@ -59,10 +65,19 @@ export function genesisState(g: AppGenesis): AppState {
     .map((v): ValidatorState => {
       const address = v.address.toLowerCase() as Address
       const p = pools.get(address)!
-      return { address, peerId: v.peerId, power: sumPools(p), pools: p, jailed: false }
+      return {
+        address,
+        peerId: v.peerId,
+        power: sumPools(p),
+        pools: p,
+        jailed: false,
+        jailedUntil: null,
+        tombstoned: false,
+      }
     })
     .sort((a, b) => cmp(a.address, b.address))
   const hash = genesisHash(g)
+  const genesisSet = new Map(validators.filter((v) => v.power > 0n).map((v) => [v.address, v.power]))
   return {
     networkId: g.networkId,
     genesisHash: hash,
@@ -74,8 +89,11 @@ export function genesisState(g: AppGenesis): AppState {
     done: new Map(),
     stakeMoves: new Map(),
     stakeNonces: new Map(),
-    commitPowers: new Map(validators.filter((v) => v.power > 0n).map((v) => [v.address, v.power])),
+    commitPowers: genesisSet,
     signedAt: new Map(),
+    consensusSet: genesisSet,
+    liveness: new Map(),
+    unjailNonces: new Map(),
     rollups: g.rollups,
     params: g.params,
   }

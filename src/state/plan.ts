@@ -23,22 +23,30 @@ import {
   rerouteCandidates,
 } from '../rollups/router.ts'
 import { STAKE_MOVE_CONGESTED_BPS, StakeLedger } from '../staking/moves.ts'
-import { type AppState, type AssignmentState, cmp, EVIDENCE_MAX_AGE_BLOCKS } from './types.ts'
+import { livenessAfter } from './liveness.ts'
+import {
+  type AppState,
+  type AssignmentState,
+  cmp,
+  EVIDENCE_MAX_AGE_BLOCKS,
+  type MissedWindow,
+} from './types.ts'
 
 /** No personal chain profiles yet (identity issue): the router sees none. */
 export const NO_PROFILES: ReadonlyMap<string, RouteProfile> = new Map()
 export const ROUTE_PARAMS = DEFAULT_ROUTE_PARAMS
 
-/** The consensus validator set: validators not jailed with positive power, by address. */
+/**
+ * The consensus validator set that decides block `state.height + 1`, by address: the epoch's set
+ * (epoch.ts), jailed members included (they are skipped as proposers: `skippedValidators`).
+ */
 export function activeValidators(state: AppState): Validator[] {
-  return state.validators
-    .filter((v) => !v.jailed && v.power > 0n)
-    .map((v) => ({ id: v.address, power: v.power }))
+  return [...state.consensusSet].sort(([a], [b]) => cmp(a, b)).map(([id, power]) => ({ id, power }))
 }
 
-/** Voting power by lowercase address of the active validators. */
+/** Voting power by lowercase address of the consensus set. */
 export function votingPowers(state: AppState): Map<Address, bigint> {
-  return new Map(activeValidators(state).map((v) => [v.id as Address, v.power]))
+  return new Map(state.consensusSet)
 }
 
 /** Which health reports count, from the network params. */
@@ -52,8 +60,8 @@ export function blockTimeSec(timeMs: number): bigint {
 }
 
 /**
- * Pool members per rollup (active validators with stake there, offline ones left out: they get no new
- * work); `outstanding` counts `open`.
+ * Pool members per rollup (members of the consensus set with stake there; jailed and offline ones left
+ * out: they get no new work); `outstanding` counts `open`.
  */
 export function poolView(
   state: AppState,
@@ -71,7 +79,7 @@ export function poolView(
     const members: PoolMember[] = []
     for (const v of state.validators) {
       const stake = v.pools.get(chainId) ?? 0n
-      if (v.jailed || stake <= 0n || offline.has(v.address)) continue
+      if (v.jailed || stake <= 0n || offline.has(v.address) || !state.consensusSet.has(v.address)) continue
       members.push({ validator: v.address, stake, outstanding: count.get(`${chainId}/${v.address}`) ?? 0 })
     }
     view.set(chainId, members)
@@ -103,10 +111,20 @@ export function signedAtAfter(
   return next
 }
 
+/** True when none of the last `offlineAfterBlocks` commits carried by blocks up to `height` holds its precommit. */
+export function isOffline(
+  state: AppState,
+  address: Address,
+  height: bigint,
+  signedAt: ReadonlyMap<Address, bigint> = state.signedAt,
+): boolean {
+  return (signedAt.get(address) ?? 0n) < height - BigInt(state.params.offlineAfterBlocks)
+}
+
 /**
- * Active validators offline after block `height`: none of the last `offlineAfterBlocks` commits that
- * blocks up to `height` carried (heights `height - 1` down to `height - offlineAfterBlocks`) holds their
- * precommit. At the start of the chain nobody is offline yet.
+ * Members of the consensus set, not jailed, offline after block `height`: none of the last
+ * `offlineAfterBlocks` commits that blocks up to `height` carried (heights `height - 1` down to
+ * `height - offlineAfterBlocks`) holds their precommit. At the start of the chain nobody is offline yet.
  */
 export function offlineValidators(
   state: AppState,
@@ -114,12 +132,22 @@ export function offlineValidators(
   signedAt: ReadonlyMap<Address, bigint> = state.signedAt,
 ): Set<Address> {
   const out = new Set<Address>()
-  const since = height - BigInt(state.params.offlineAfterBlocks)
-  for (const v of state.validators) {
-    if (v.jailed || v.power <= 0n) continue
-    if ((signedAt.get(v.address) ?? 0n) < since) out.add(v.address)
+  const jailed = new Set(state.validators.filter((v) => v.jailed).map((v) => v.address))
+  for (const address of state.consensusSet.keys()) {
+    if (jailed.has(address)) continue
+    if (isOffline(state, address, height, signedAt)) out.add(address)
   }
   return out
+}
+
+/**
+ * Members of the consensus set skipped as proposers of block `state.height + 1` (`AppInfo.offline`): the
+ * offline ones and the jailed ones (they keep voting until the epoch ends), in address order.
+ */
+export function skippedValidators(state: AppState): Address[] {
+  const out = offlineValidators(state, state.height)
+  for (const v of state.validators) if (v.jailed && state.consensusSet.has(v.address)) out.add(v.address)
+  return [...out].sort(cmp)
 }
 
 /**
@@ -173,6 +201,10 @@ export interface BlockPlan {
   readonly offline: ReadonlySet<Address>
   /** `state.signedAt` with the block's last commit counted. */
   readonly signedAt: ReadonlyMap<Address, bigint>
+  /** The missed-blocks windows with the block's last commit recorded (liveness.ts). */
+  readonly liveness: ReadonlyMap<Address, MissedWindow>
+  /** Validators the block jails for downtime (address order): their window fell below the minimum. */
+  readonly downtime: readonly Address[]
   readonly timeSec: bigint
   /** Open assignments (not filled in this block) whose intent's fill deadline passed, in id order. */
   readonly expired: readonly Hex[]
@@ -186,8 +218,8 @@ export interface BlockPlan {
  * The plan of a block at `time` carrying `lastCommit`, once the intents of `filled` are settled: the
  * health view of its last commit, who is offline, which open assignments expire, which are re-routed
  * (rollup down or missing from the view, deadline passed, executor offline or gone: rollups/router.ts
- * `rerouteCandidates`), and the pool view. Validators and routing weights are the pre-block state's:
- * evidence in a block takes effect after it.
+ * `rerouteCandidates`), the pool view, and the missed-blocks windows with who they jail. Validators and
+ * routing weights are the pre-block state's: evidence and jailing in a block take effect after it.
  */
 export function planBlock(
   state: AppState,
@@ -197,6 +229,7 @@ export function planBlock(
 ): BlockPlan {
   const view = commitView(state, lastCommit)
   const signedAt = signedAtAfter(state, lastCommit)
+  const { liveness, downtime } = livenessAfter(state, lastCommit)
   const offline = offlineValidators(state, state.height + 1n, signedAt)
   const timeSec = blockTimeSec(time)
   const expired: Hex[] = []
@@ -215,6 +248,8 @@ export function planBlock(
     view,
     offline,
     signedAt,
+    liveness,
+    downtime,
     timeSec,
     expired,
     reroute,
@@ -271,7 +306,16 @@ export function acceptIntent(
   }
 }
 
-/** Why evidence cannot go into a block at `height`, or undefined. Signatures are checked separately. */
+/** The evidence itself (validator, height, round, kind): what is punished once. */
+export function evidenceKey(e: VoteEvidence): string {
+  return `${e.first.validator}/${e.first.height}/${e.first.round}/${e.first.kind}`
+}
+
+/**
+ * Why evidence cannot go into a block at `height`, or undefined. Signatures are checked separately. The
+ * guard is the tombstone, not the jail: a validator jailed for downtime that equivocated is still
+ * slashed, once; a tombstoned one never again.
+ */
 export function evidenceProblem(state: AppState, height: bigint, e: VoteEvidence): string | undefined {
   const { first: a, second: b } = e
   if (a.validator !== b.validator) return 'votes of different validators'
@@ -280,18 +324,38 @@ export function evidenceProblem(state: AppState, height: bigint, e: VoteEvidence
   if (a.height >= height || a.height + EVIDENCE_MAX_AGE_BLOCKS < height)
     return `evidence of height ${a.height} is out of range`
   const v = state.validators.find((x) => x.address === a.validator)
-  if (v === undefined || v.jailed || v.power <= 0n) return `${a.validator} is not an active validator`
+  if (v === undefined) return `${a.validator} is not a validator`
+  if (v.tombstoned) return `${a.validator} is tombstoned: its double signing was punished`
   return undefined
+}
+
+/** True when tombstoning `accused` leaves no validator with power that is not tombstoned. */
+export function tombstonesEveryone(state: AppState, accused: ReadonlySet<string>): boolean {
+  return (
+    accused.size > 0 &&
+    !state.validators.some((v) => !v.tombstoned && v.power > 0n && !accused.has(v.address))
+  )
 }
 
 /**
  * The staking ledger of the block at `height` before its own moves: the validators its evidence accuses
- * jailed (pools and loans halved), the loans due at `height` returned. Proposer, validators and `apply`
- * run the block's moves over it, in block order.
+ * slashed by `slashDoubleSignBps` and jailed, those its missed-blocks windows jail (`downtime`) slashed by
+ * `slashDowntimeBps` and jailed, the loans due at `height` returned. Proposer, validators and `apply` run
+ * the block's moves over it, in block order.
  */
-export function stakingBase(state: AppState, height: bigint, accused: Iterable<string>): StakeLedger {
+export function stakingBase(
+  state: AppState,
+  height: bigint,
+  accused: Iterable<string>,
+  downtime: Iterable<string> = [],
+): StakeLedger {
   const ledger = new StakeLedger(state)
-  for (const a of accused) ledger.jail(a as Address)
+  const punished = new Set<string>()
+  for (const a of accused) {
+    punished.add(a)
+    ledger.punish(a as Address, state.params.slashDoubleSignBps)
+  }
+  for (const d of downtime) if (!punished.has(d)) ledger.punish(d as Address, state.params.slashDowntimeBps)
   ledger.expire(height)
   return ledger
 }

@@ -10,24 +10,29 @@ import {
   MAX_BLOCK_EVIDENCE,
   MAX_BLOCK_FILLS,
   MAX_BLOCK_STAKE_MOVES,
+  MAX_BLOCK_UNJAILS,
   type SignedStakeMove,
+  type SignedUnjail,
   type VoteEvidence,
 } from '../consensus/block.ts'
 import { findBadFillField, type SignedFill } from '../rollups/fill.ts'
 import { type RouteIntent, routeIntents } from '../rollups/router.ts'
 import { sortStakeMoves } from '../staking/moves.ts'
+import { checkUnjail } from '../staking/unjail.ts'
+import { blockValidatorHashes } from './epoch.ts'
 import {
   acceptIntent,
-  activeValidators,
   assignmentDeadline,
   blockTimeSec,
   commitTime,
+  evidenceKey,
   evidenceProblem,
   NO_PROFILES,
   planBlock,
   ROUTE_PARAMS,
   routeOf,
   stakingBase,
+  tombstonesEveryone,
 } from './plan.ts'
 import { type AppState, cmp } from './types.ts'
 
@@ -52,6 +57,11 @@ export interface ProposeOptions {
    * ones valid on the state go into the block, at most MAX_BLOCK_STAKE_MOVES.
    */
   readonly stakeMoves?: Iterable<SignedStakeMove>
+  /**
+   * Pending Unjails whose signatures the caller verified (the staking service does on arrival); those
+   * valid at the block's time go into the block, one per validator, at most MAX_BLOCK_UNJAILS.
+   */
+  readonly unjails?: Iterable<SignedUnjail>
 }
 
 /**
@@ -63,7 +73,10 @@ export interface ProposeOptions {
  * - assignments: `pending` in the given order (at most maxAssignments) that are valid and unassigned,
  *   routed together with the assignments to re-route by `routeIntents` over the block's health view;
  *   intents that find no route stay pending, re-routed ones without a route go back to pending;
- * - evidence that still applies;
+ * - evidence that still applies (one per validator, never of a tombstoned one);
+ * - Unjails valid at the block's time (jail over, not tombstoned, not accused in the block), in validator
+ *   order;
+ * - `validatorsHash` / `nextValidatorsHash` of the set signing it and of the next one (epoch.ts);
  * - stake moves: `opts.stakeMoves` in (staker, nonce) order, each kept when valid on the state left by the
  *   evidence, the loans due and the moves kept before it (staking/moves.ts).
  * Pure and deterministic.
@@ -135,15 +148,33 @@ export function proposeBlock(
 
   const evidence: VoteEvidence[] = []
   const accused = new Set<string>()
+  const keys = new Set<string>()
   for (const e of opts.evidence ?? []) {
     if (evidence.length >= MAX_BLOCK_EVIDENCE) break
-    if (accused.has(e.first.validator) || evidenceProblem(state, height, e) !== undefined) continue
-    if (activeValidators(state).length - accused.size <= 1) break // never jail the last validator
+    if (accused.has(e.first.validator) || keys.has(evidenceKey(e))) continue
+    if (evidenceProblem(state, height, e) !== undefined) continue
     accused.add(e.first.validator)
+    if (tombstonesEveryone(state, accused)) {
+      accused.delete(e.first.validator) // never tombstone the last validator
+      break
+    }
+    keys.add(evidenceKey(e))
     evidence.push(e)
   }
 
-  const ledger = stakingBase(state, height, accused)
+  const unjails: SignedUnjail[] = []
+  const freed = new Set<string>()
+  for (const u of [...(opts.unjails ?? [])].sort(
+    (x, y) => cmp(x.unjail.validator, y.unjail.validator) || cmp(x.unjail.nonce, y.unjail.nonce),
+  )) {
+    if (unjails.length >= MAX_BLOCK_UNJAILS) break
+    if (freed.has(u.unjail.validator) || accused.has(u.unjail.validator)) continue
+    if (!checkUnjail(state, u, timeSec).ok) continue
+    freed.add(u.unjail.validator)
+    unjails.push(u)
+  }
+
+  const ledger = stakingBase(state, height, accused, plan.downtime)
   const stakeMoves: SignedStakeMove[] = []
   for (const s of sortStakeMoves(state.networkId, opts.stakeMoves ?? [])) {
     if (stakeMoves.length >= MAX_BLOCK_STAKE_MOVES) break
@@ -166,5 +197,7 @@ export function proposeBlock(
     stakeMoves,
     evidence,
     lastCommit,
+    unjails,
+    ...blockValidatorHashes(state, height),
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Storage of the application state (sublevel `app`, JSON values, big integers as decimal strings), written as batch
  * ops so that a block, its certificate, this state and the pool's transitions land in one `store.batch`:
- *   `meta`       -> {version, networkId, genesisHash, height, lastBlockHash, lastBlockTime, validators}
+ *   `meta`       -> {version, networkId, genesisHash, height, lastBlockHash, lastBlockTime, validators,
+ *                    stakeNonces, commitPowers, signedAt, consensusSet, liveness, unjailNonces}
  *   `a/<id>`     -> open assignment
  *   `d/<id>`     -> fillDeadline of a finished (filled or expired) intent, kept until that deadline passes
  *   `m/<id>`     -> stake move in force (staking/moves.ts); the stakers' used nonces are in `meta`
@@ -10,6 +11,7 @@ import type { Address, Hex } from 'viem'
 import { StorageError } from '../errors.ts'
 import { type StakeMoveRecord, stakeMoveRecordToJson } from '../staking/moves.ts'
 import { genesisState } from './genesis.ts'
+import { isOffline } from './plan.ts'
 import { type BatchOp, prefixEnd, type Store } from './store.ts'
 import {
   APP_STATE_VERSION,
@@ -34,13 +36,35 @@ interface MetaJson {
   height: string
   lastBlockHash: string
   lastBlockTime: number
-  validators: Array<{ address: string; peerId: string; pools: Record<string, string>; jailed: boolean }>
+  validators: Array<{
+    address: string
+    peerId: string
+    pools: Record<string, string>
+    jailed: boolean
+    /** Unix seconds (decimal) or null. */
+    jailedUntil: string | null
+    tombstoned: boolean
+  }>
   /** Staker -> highest used nonce (decimal). Absent in version 1. */
   stakeNonces?: Record<string, string>
   /** Validator -> power, of the set that decided block `height`. */
   commitPowers: Record<string, string>
   /** Validator -> last height whose carried commit holds its precommit. */
   signedAt: Record<string, string>
+  /** Validator -> power, of the consensus set deciding block `height + 1`. */
+  consensusSet: Record<string, string>
+  /** Validator -> missed-blocks window: heights recorded since its reset, missed count, bits as hex. */
+  liveness: Record<string, { recorded: number; missed: number; bits: string }>
+  /** Validator -> highest used Unjail nonce (decimal). */
+  unjailNonces: Record<string, string>
+}
+
+function sortedRecord<V, J>(m: ReadonlyMap<string, V>, f: (v: V) => J): Record<string, J> {
+  return Object.fromEntries([...m].sort(([a], [b]) => cmp(a, b)).map(([a, v]) => [a, f(v)]))
+}
+
+function bigintMap(r: Record<string, string>): Map<Address, bigint> {
+  return new Map(Object.entries(r).map(([a, n]) => [a as Address, BigInt(n)] as const))
 }
 
 interface StakeMoveJson {
@@ -80,16 +104,19 @@ function metaJson(s: AppState): MetaJson {
       peerId: v.peerId,
       pools: Object.fromEntries([...v.pools].map(([c, stake]) => [c.toString(), stake.toString()])),
       jailed: v.jailed,
+      jailedUntil: v.jailedUntil === null ? null : v.jailedUntil.toString(),
+      tombstoned: v.tombstoned,
     })),
-    stakeNonces: Object.fromEntries(
-      [...s.stakeNonces].sort(([a], [b]) => cmp(a, b)).map(([a, n]) => [a, n.toString()]),
-    ),
-    commitPowers: Object.fromEntries(
-      [...s.commitPowers].sort(([a], [b]) => cmp(a, b)).map(([a, n]) => [a, n.toString()]),
-    ),
-    signedAt: Object.fromEntries(
-      [...s.signedAt].sort(([a], [b]) => cmp(a, b)).map(([a, n]) => [a, n.toString()]),
-    ),
+    stakeNonces: sortedRecord(s.stakeNonces, String),
+    commitPowers: sortedRecord(s.commitPowers, String),
+    signedAt: sortedRecord(s.signedAt, String),
+    consensusSet: sortedRecord(s.consensusSet, String),
+    liveness: sortedRecord(s.liveness, (w) => ({
+      recorded: w.recorded,
+      missed: w.missed,
+      bits: Buffer.from(w.bits).toString('hex'),
+    })),
+    unjailNonces: sortedRecord(s.unjailNonces, String),
   }
 }
 
@@ -231,9 +258,7 @@ export async function loadAppState(store: Store, genesis: AppGenesis): Promise<A
       const id = k.slice(MOVE_PREFIX.length) as Hex
       stakeMoves.set(id, moveFromJson(id, v as StakeMoveJson))
     })
-    const stakeNonces = new Map(
-      Object.entries(meta.stakeNonces ?? {}).map(([a, n]) => [a as Address, BigInt(n)] as const),
-    )
+    const stakeNonces = bigintMap(meta.stakeNonces ?? {})
     const validators = meta.validators
       .map((v): ValidatorState => {
         const pools = new Map(Object.entries(v.pools).map(([c, s]) => [BigInt(c), BigInt(s)] as const))
@@ -243,6 +268,8 @@ export async function loadAppState(store: Store, genesis: AppGenesis): Promise<A
           power: sumPools(pools),
           pools,
           jailed: v.jailed,
+          jailedUntil: v.jailedUntil === null ? null : BigInt(v.jailedUntil),
+          tombstoned: v.tombstoned,
         }
       })
       .sort((a, b) => cmp(a.address, b.address))
@@ -256,17 +283,28 @@ export async function loadAppState(store: Store, genesis: AppGenesis): Promise<A
       done,
       stakeMoves,
       stakeNonces,
-      commitPowers: new Map(
-        Object.entries(meta.commitPowers).map(([a, n]) => [a as Address, BigInt(n)] as const),
+      commitPowers: bigintMap(meta.commitPowers),
+      signedAt: bigintMap(meta.signedAt),
+      consensusSet: bigintMap(meta.consensusSet),
+      liveness: new Map(
+        Object.entries(meta.liveness).map(([a, w]) => {
+          const bits = Uint8Array.from(Buffer.from(w.bits, 'hex'))
+          if (bits.length !== Math.ceil(base.params.signedBlocksWindow / 8))
+            throw new Error(`liveness of ${a}`)
+          return [a as Address, { recorded: w.recorded, missed: w.missed, bits }] as const
+        }),
       ),
-      signedAt: new Map(Object.entries(meta.signedAt).map(([a, n]) => [a as Address, BigInt(n)] as const)),
+      unjailNonces: bigintMap(meta.unjailNonces),
     }
   } catch (err) {
     throw new StorageError('CORRUPT', `app state does not parse: ${(err as Error).message}`, { cause: err })
   }
 }
 
-/** The body of `GET /v1/validators` (INTERFACES.md). */
+/**
+ * The body of `GET /v1/validators` (INTERFACES.md): `jailedUntil` in unix seconds or null, `online` when
+ * one of the last `offlineAfterBlocks` commits holds its precommit, `missedBlocks` in its current window.
+ */
 export function validatorsToJson(state: AppState) {
   return state.validators.map((v) => ({
     address: v.address,
@@ -276,5 +314,9 @@ export function validatorsToJson(state: AppState) {
       [...v.pools].sort(([a], [b]) => cmp(a, b)).map(([c, s]) => [c.toString(), s.toString()]),
     ),
     jailed: v.jailed,
+    jailedUntil: v.jailedUntil === null ? null : Number(v.jailedUntil),
+    tombstoned: v.tombstoned,
+    online: !isOffline(state, v.address, state.height),
+    missedBlocks: state.liveness.get(v.address)?.missed ?? 0,
   }))
 }

@@ -18,6 +18,21 @@ export interface AppParams {
    * offline: skipped as proposer and executor until it signs again. Default 3.
    */
   readonly offlineAfterBlocks: number
+  /** Blocks of the missed-blocks window (Cosmos x/slashing `SignedBlocksWindow`). Default 100. */
+  readonly signedBlocksWindow: number
+  /**
+   * A validator that signed fewer than this share of its last `signedBlocksWindow` blocks (basis points,
+   * Cosmos `MinSignedPerWindow`) is jailed for downtime. Default 5000.
+   */
+  readonly minSignedPerWindowBps: number
+  /** Seconds a downtime jail lasts (Cosmos `DowntimeJailDuration`). Default 60. */
+  readonly downtimeJailSec: number
+  /** Share of the stake slashed for downtime, basis points. Default 0. */
+  readonly slashDowntimeBps: number
+  /** Share of the stake slashed for double signing, basis points. Default 500 (5 %). */
+  readonly slashDoubleSignBps: number
+  /** The consensus validator set changes only after blocks whose height is a multiple of this. Default 100. */
+  readonly epochBlocks: number
 }
 
 /** What the state machine needs of a genesis (`Genesis` of node/genesis.ts fits). */
@@ -46,11 +61,16 @@ export interface ValidatorState {
   /** Lowercase. */
   readonly address: Address
   readonly peerId: string
-  /** Bonded stake: the sum of its pools. Counts for consensus unless jailed. */
+  /** Bonded stake: the sum of its pools. Enters the consensus set at an epoch boundary unless jailed. */
   readonly power: bigint
   /** Stake per rollup it serves (chain id -> stake). */
   readonly pools: ReadonlyMap<bigint, bigint>
+  /** Jailed for downtime (until an Unjail after `jailedUntil`) or for double signing (tombstoned). */
   readonly jailed: boolean
+  /** Unix seconds: the downtime jail ends (an Unjail is valid from then on); null when not jailed or tombstoned. */
+  readonly jailedUntil: bigint | null
+  /** Slashed for double signing: jailed forever, never unjailed, never punished again. */
+  readonly tombstoned: boolean
 }
 
 /** An open assignment, with what re-routing and fill checks need of its intent. */
@@ -73,12 +93,12 @@ export interface AssignmentState {
   readonly avoid: readonly Address[]
 }
 
-/** The application state after `height` blocks. */
 /** What a fill of assignment `a` must deliver (rollups/fill.ts `verifyFillReceipt`). */
 export function expectedOutputOf(a: AssignmentState): ExpectedOutput {
   return { recipient: a.recipient, outputToken: a.outputToken, outputAmount: a.outputAmount }
 }
 
+/** The application state after `height` blocks. */
 export interface AppState {
   readonly networkId: string
   readonly genesisHash: Hex
@@ -103,16 +123,39 @@ export interface AppState {
   readonly commitPowers: ReadonlyMap<Address, bigint>
   /** The last height whose commit, as a block carried it, holds the validator's precommit. */
   readonly signedAt: ReadonlyMap<Address, bigint>
+  /**
+   * The consensus validator set that decides block `height + 1` (power by address): fixed for an epoch,
+   * taken from the validators at an epoch boundary (state/epoch.ts). The genesis validators at height 0.
+   */
+  readonly consensusSet: ReadonlyMap<Address, bigint>
+  /** Missed-blocks windows of the validators tracked for downtime (state/liveness.ts). */
+  readonly liveness: ReadonlyMap<Address, MissedWindow>
+  /** Highest Unjail nonce used by each validator. */
+  readonly unjailNonces: ReadonlyMap<Address, bigint>
   readonly rollups: readonly GenesisRollup[]
   readonly params: AppParams
 }
 
 /**
- * Version of the stored state layout. 2 added stake moves (`m/<id>`) and `meta.stakeNonces`; 3 added
- * `meta.commitPowers` and `meta.signedAt` (blocks carry their last commit); older states do not load (their
- * blocks have another wire format).
+ * A validator's missed-blocks window (Cosmos x/slashing's bit array): bit `i % signedBlocksWindow` of
+ * `bits` is set when the `i`-th height recorded since the window was reset was missed.
  */
-export const APP_STATE_VERSION = 3
+export interface MissedWindow {
+  /** Heights recorded since the last reset (a full window once >= signedBlocksWindow). */
+  readonly recorded: number
+  /** Set bits of `bits`: heights missed within the window. */
+  readonly missed: number
+  /** ceil(signedBlocksWindow / 8) bytes, bit i at byte i >> 3, mask 1 << (i & 7). */
+  readonly bits: Uint8Array
+}
+
+/**
+ * Version of the stored state layout. 2 added stake moves (`m/<id>`) and `meta.stakeNonces`; 3 added
+ * `meta.commitPowers` and `meta.signedAt` (blocks carry their last commit); 4 added jailing
+ * (`jailedUntil`, `tombstoned`), `meta.consensusSet`, `meta.liveness` and `meta.unjailNonces`. Older
+ * states do not load (their blocks have another wire format).
+ */
+export const APP_STATE_VERSION = 4
 /** Evidence older than this many blocks is no longer accepted. */
 export const EVIDENCE_MAX_AGE_BLOCKS = 100n
 

@@ -4,6 +4,7 @@ import {
   type Block,
   type BlockAssignment,
   MAX_BLOCK_STAKE_MOVES,
+  MAX_BLOCK_UNJAILS,
   verifyCertificate,
 } from '../consensus/block.ts'
 import { type Recover, verifyVoteSignature } from '../consensus/votes.ts'
@@ -18,18 +19,21 @@ import {
 import { decodeObservations } from '../rollups/observation.ts'
 import { type RouteIntent, routeIntents } from '../rollups/router.ts'
 import { stakeMoveOrdered } from '../staking/moves.ts'
+import { checkUnjail } from '../staking/unjail.ts'
+import { blockValidatorHashes } from './epoch.ts'
 import {
   acceptIntent,
   assignmentDeadline,
   blockTimeSec,
   commitTime,
+  evidenceKey,
   evidenceProblem,
   NO_PROFILES,
   planBlock,
   ROUTE_PARAMS,
   routeOf,
   stakingBase,
-  votingPowers,
+  tombstonesEveryone,
 } from './plan.ts'
 import { type AppState, expectedOutputOf } from './types.ts'
 
@@ -49,6 +53,8 @@ export type BlockRejectCode =
   | 'BAD_LAST_COMMIT'
   | 'BAD_EVIDENCE'
   | 'BAD_STAKE_MOVE'
+  | 'BAD_UNJAIL'
+  | 'BAD_VALIDATORS_HASH'
 
 export type BlockVerdict =
   | { readonly ok: true }
@@ -76,8 +82,9 @@ export interface ValidateBlockContext {
 }
 
 /**
- * The checks that need nothing but the state: height, parent hash, time after the parent's, proposer an
- * active validator. What a syncing node checks besides the certificate.
+ * The checks that need nothing but the state: height, parent hash, time after the parent's, proposer a
+ * member of the consensus set, the validator-set hashes (epoch.ts). What a syncing node checks besides
+ * the certificate.
  */
 export function checkBlockHeader(state: AppState, block: Block): BlockVerdict {
   if (block.height !== state.height + 1n)
@@ -85,8 +92,19 @@ export function checkBlockHeader(state: AppState, block: Block): BlockVerdict {
   if (block.parentHash !== state.lastBlockHash) return bad('BAD_PARENT', `parent ${block.parentHash}`)
   if (!(block.time > state.lastBlockTime))
     return bad('BAD_TIME', `time ${block.time} <= parent ${state.lastBlockTime}`)
-  if (!votingPowers(state).has(block.proposer))
+  if (!state.consensusSet.has(block.proposer))
     return bad('BAD_PROPOSER', `${block.proposer} is not a validator`)
+  const want = blockValidatorHashes(state, block.height)
+  if (block.validatorsHash !== want.validatorsHash)
+    return bad(
+      'BAD_VALIDATORS_HASH',
+      `validatorsHash ${block.validatorsHash}, the set signing is ${want.validatorsHash}`,
+    )
+  if (block.nextValidatorsHash !== want.nextValidatorsHash)
+    return bad(
+      'BAD_VALIDATORS_HASH',
+      `nextValidatorsHash ${block.nextValidatorsHash}, the next set is ${want.nextValidatorsHash}`,
+    )
   return OK
 }
 
@@ -107,8 +125,10 @@ function sameAssignment(a: BlockAssignment, b: BlockAssignment): boolean {
  * intent valid (signed by its user, a Murmur order, known chains, fill deadline ahead) and neither assigned
  * nor finished; assignments and reassignments exactly `routeIntents` over the block's health view (with
  * the same re-routing set and pool view as `planBlock`); fills of open assignments, by the assigned
- * executor, signed, and 'valid' by `ctx.verifyFill` (this validator's own check); evidence of active validators, well formed and
- * signed; stake moves in (staker, nonce) order, each valid on the state left by the evidence, the loans due
+ * executor, signed, and 'valid' by `ctx.verifyFill` (this validator's own check); evidence well formed,
+ * signed, never twice the same (validator, height, round, kind) nor two against one validator, never of a
+ * tombstoned validator; Unjails in validator order, each valid at the block's time (`checkUnjail`), not of
+ * a validator the block accuses, signed by the validator; stake moves in (staker, nonce) order, each valid on the state left by the evidence, the loans due
  * and the moves before it (so two moves of one staker must both be covered), and signed by its staker.
  * Returns the first failure.
  */
@@ -154,8 +174,6 @@ export async function validateBlock(
     ids.add(id)
   }
 
-  const powers = votingPowers(state)
-
   let last = ''
   for (const f of block.fills) {
     if (f.intentId <= last) return bad('BAD_FILL', 'fills not in intent id order')
@@ -170,18 +188,37 @@ export async function validateBlock(
   }
 
   const accused = new Set<string>()
+  const keys = new Set<string>()
   for (const e of block.evidence) {
     const problem = evidenceProblem(state, block.height, e)
     if (problem !== undefined) return bad('BAD_EVIDENCE', problem)
+    if (keys.has(evidenceKey(e)))
+      return bad('BAD_EVIDENCE', `the same evidence against ${e.first.validator} twice`)
+    keys.add(evidenceKey(e))
     if (accused.has(e.first.validator)) return bad('BAD_EVIDENCE', `${e.first.validator} accused twice`)
     accused.add(e.first.validator)
   }
-  if (accused.size > 0 && accused.size >= powers.size)
-    return bad('BAD_EVIDENCE', 'evidence would jail every validator')
+  if (tombstonesEveryone(state, accused))
+    return bad('BAD_EVIDENCE', 'evidence would tombstone every validator')
+
+  if (block.unjails.length > MAX_BLOCK_UNJAILS)
+    return bad('BAD_UNJAIL', `more than ${MAX_BLOCK_UNJAILS} unjails`)
+  const unjailIds: Hex[] = []
+  for (const [i, u] of block.unjails.entries()) {
+    if (i > 0 && !(block.unjails[i - 1]!.unjail.validator < u.unjail.validator))
+      return bad('BAD_UNJAIL', 'unjails not in strictly increasing validator order')
+    if (accused.has(u.unjail.validator))
+      return bad('BAD_UNJAIL', `${u.unjail.validator} is accused of double signing in the same block`)
+    const v = checkUnjail(state, u, timeSec)
+    if (!v.ok) return bad('BAD_UNJAIL', `unjail of ${u.unjail.validator}: ${v.code}: ${v.message}`)
+    unjailIds.push(v.id)
+  }
+
+  const plan = planBlock(state, block.time, lc, new Set(block.fills.map((f) => f.intentId)))
 
   if (block.stakeMoves.length > MAX_BLOCK_STAKE_MOVES)
     return bad('BAD_STAKE_MOVE', `more than ${MAX_BLOCK_STAKE_MOVES} stake moves`)
-  const ledger = stakingBase(state, block.height, accused)
+  const ledger = stakingBase(state, block.height, accused, plan.downtime)
   const moveIds: Hex[] = []
   for (const [i, s] of block.stakeMoves.entries()) {
     if (i > 0 && !stakeMoveOrdered(block.stakeMoves[i - 1]!.move, s.move))
@@ -199,7 +236,6 @@ export async function validateBlock(
     fresh.push(r.route)
   }
 
-  const plan = planBlock(state, block.time, lc, new Set(block.fills.map((f) => f.intentId)))
   const moving = plan.reroute.map((c) => state.assignments.get(c.intentId)!)
   const movingIds = new Set<string>(moving.map((m) => m.intentId))
   const routed = routeIntents(
@@ -308,6 +344,13 @@ export async function validateBlock(
     checks.push(
       signedBy(moveIds[i]!, s.signature, s.move.staker).then((ok) =>
         ok ? OK : bad('BAD_STAKE_MOVE', `stake move ${moveIds[i]} is not signed by ${s.move.staker}`),
+      ),
+    )
+  }
+  for (const [i, u] of block.unjails.entries()) {
+    checks.push(
+      signedBy(unjailIds[i]!, u.signature, u.unjail.validator).then((ok) =>
+        ok ? OK : bad('BAD_UNJAIL', `unjail ${unjailIds[i]} is not signed by ${u.unjail.validator}`),
       ),
     )
   }

@@ -46,6 +46,7 @@ export function createTestDriver(
       },
       pendingFills: m.pendingFills,
       ...(m.pendingStakeMoves === undefined ? {} : { pendingStakeMoves: m.pendingStakeMoves }),
+      ...(m.pendingUnjails === undefined ? {} : { pendingUnjails: m.pendingUnjails }),
       log: m.log,
     },
   )
