@@ -57,6 +57,9 @@ describe('the Fill type', () => {
       stakeMoves: [],
       evidence: [],
       lastCommit: null,
+      unjails: [],
+      validatorsHash: `0x${'11'.repeat(32)}`,
+      nextValidatorsHash: `0x${'22'.repeat(32)}`,
     }
     expect(decodeBlock(encodeBlock(block))).toEqual(block)
     const moved = { ...block, fills: [{ ...block.fills[0]!, blockHash: keccak256(stringToHex('block 78')) }] }

@@ -25,7 +25,7 @@ import {
   validateStakeMove,
 } from '../src/staking/moves.ts'
 import { StakingService, signedStakeMoveToJson } from '../src/staking/service.ts'
-import { stakeMoveCodec } from '../src/staking/wire.ts'
+import { type StakeMessage, stakeMoveCodec } from '../src/staking/wire.ts'
 import { apply } from '../src/state/apply.ts'
 import { genesisState } from '../src/state/genesis.ts'
 import { planBlock, votingPowers } from '../src/state/plan.ts'
@@ -321,7 +321,7 @@ describe('applying moves', () => {
     expect(first.stakeMoves.get(stakeMoveId(NETWORK, c.move))!.targetCongested).toBe(false)
   })
 
-  it('jailing halves the pools and the loans in force; the halved loan returns', async () => {
+  it('double signing slashes 5 % of the pools and of the loans in force; the slashed loan returns', async () => {
     const culprit = VALIDATORS[3]!
     const s = await sign(culprit, move(culprit, { amount: 31n, durationBlocks: 3n }))
     const s1 = (await step(state0, [s])).state
@@ -347,11 +347,12 @@ describe('applying moves', () => {
     const s2 = apply(s1, b2).state
     const v = s2.validators.find((x) => x.address === addr(culprit))!
     expect(v.jailed).toBe(true)
-    expect(poolsOf(s2, culprit)).toEqual({ '901': 9n, '902': 40n })
-    expect(s2.stakeMoves.get(stakeMoveId(NETWORK, s.move))!.amount).toBe(15n)
+    // floor(x * 9500 / 10000): 19 -> 18, 81 -> 76, the loan 31 -> 29.
+    expect(poolsOf(s2, culprit)).toEqual({ '901': 18n, '902': 76n })
+    expect(s2.stakeMoves.get(stakeMoveId(NETWORK, s.move))!.amount).toBe(29n)
     const s4 = (await step((await step(s2)).state)).state
     expect(s4.stakeMoves.size).toBe(0)
-    expect(poolsOf(s4, culprit)).toEqual({ '901': 24n, '902': 25n })
+    expect(poolsOf(s4, culprit)).toEqual({ '901': 47n, '902': 47n })
     expect(totalStake(s4)).toBe(totalStake(s2))
   })
 
@@ -588,7 +589,7 @@ describe('StakingService', () => {
   const log = pino({ level: 'silent' })
   function service() {
     let state: AppState = state0
-    const published: SignedStakeMove[] = []
+    const published: StakeMessage[] = []
     const svc = new StakingService(
       { maxPendingPerStaker: 3 },
       {
