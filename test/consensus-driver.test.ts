@@ -72,7 +72,7 @@ class Bus {
       setImmediate(() => {
         if (this.nodes.get(i) !== node) return
         const decoded = consensusMessageCodec.decode(bytes)
-        node.driver.validateMessage(decoded).then((r) => {
+        node.driver.validateMessage(decoded, `node-${from}`).then((r) => {
           if (r.result === 'ACCEPT') node.driver.onMessage(decoded, `node-${from}`)
           else this.results.push(r)
         })
@@ -80,10 +80,10 @@ class Bus {
     }
   }
 
-  /** blocks-by-range from the first other running node, through the protocol's codecs. */
-  async fetch(to: number, from: bigint, count: number) {
-    const peer = [...this.nodes.values()].find((n) => n.index !== to)
-    if (peer === undefined) return []
+  /** blocks-by-range from the named running node (`node-<i>`), through the protocol's codecs. */
+  async fetch(peerName: string, from: bigint, count: number) {
+    const peer = this.nodes.get(Number(peerName.slice('node-'.length)))
+    if (peer === undefined) throw new Error(`${peerName} is not running`)
     const spec = BLOCKS_BY_RANGE_PROTOCOL
     const req = spec.request.decode(spec.request.encode({ from, count }))
     const res = await peer.driver.getBlocksRange(req.from, req.count)
@@ -128,7 +128,7 @@ async function startNode(
       verifyFill: async () => 'valid',
       healthReports,
       pendingFills: () => [],
-      fetchBlocks: (from, count) => bus.fetch(index, from, count),
+      fetchBlocks: (from, count, peer) => bus.fetch(peer, from, count),
       fetchMessages: (height) => bus.messages(index, height),
       log: log.child({ node: index }),
       registry,
