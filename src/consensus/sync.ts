@@ -27,7 +27,10 @@ export interface SyncOptions {
   readonly requestTimeoutMs: number
   /** A peer whose blocks failed verification is not asked again for this long. */
   readonly banMs: number
-  /** A peer whose request failed (error, timeout) rests this long. */
+  /**
+   * A peer whose request failed (error, timeout) rests this long, doubled for each failure in a row
+   * (up to banMs); an answer resets it.
+   */
   readonly restMs: number
   /**
    * Exactly one height behind may be our own decision about to happen: wait this long before syncing.
@@ -67,6 +70,8 @@ interface PeerState {
   /** Not asked before this time (failed verification, failed request). */
   restUntil: number
   inflight: number
+  /** Requests failed in a row: the peer rests longer and is asked after the others. */
+  failures: number
 }
 
 interface Pending {
@@ -98,7 +103,7 @@ export class SyncScheduler<B> {
   /** A peer has committed at least `height`. */
   notePeerHeight(peer: string, height: bigint): void {
     const p = this.#peers.get(peer)
-    if (p === undefined) this.#peers.set(peer, { height, restUntil: 0, inflight: 0 })
+    if (p === undefined) this.#peers.set(peer, { height, restUntil: 0, inflight: 0, failures: 0 })
     else if (height > p.height) p.height = height
   }
 
@@ -166,6 +171,9 @@ export class SyncScheduler<B> {
       }
       let len = 1
       while (len < o.batchBlocks && h + BigInt(len) <= end && !covered(h + BigInt(len))) len++
+      // Near the tip the network adds a height at a time: a short run waits for the requests in flight
+      // (one request per new height otherwise), unless the head needs it now.
+      if (len < o.batchBlocks && h !== local + 1n && this.#pending.size > 0) break
       const peer = this.#pick(h, now)
       if (peer === undefined) break
       const state = this.#peers.get(peer)!
@@ -190,7 +198,10 @@ export class SyncScheduler<B> {
     if (p === undefined) return 'unknown'
     this.#pending.delete(id)
     const state = this.#peers.get(p.peer)
-    if (state !== undefined) state.inflight--
+    if (state !== undefined) {
+      state.inflight--
+      state.failures = 0
+    }
     if (blocks.length > p.count || blocks.some((b, i) => this.#heightOf(b) !== p.from + BigInt(i))) {
       this.ban(p.peer, now)
       return 'bad'
@@ -214,7 +225,9 @@ export class SyncScheduler<B> {
     const state = this.#peers.get(p.peer)
     if (state === undefined) return
     state.inflight--
-    state.restUntil = Math.max(state.restUntil, now + this.options.restMs)
+    const rest = Math.min(this.options.banMs, this.options.restMs * 2 ** Math.min(state.failures, 20))
+    state.failures++
+    state.restUntil = Math.max(state.restUntil, now + rest)
   }
 
   /** Takes the block at `local + 1` and the peer it came from, if it is ready. */
@@ -235,8 +248,8 @@ export class SyncScheduler<B> {
     for (const [h, r] of this.#ready) if (r.peer === peer) this.#ready.delete(h)
   }
 
-  /** The peer that may serve `from`: not resting, below its in-flight cap, claiming `from`; least busy
-   * first, then the highest, then by name (deterministic for the simulation). */
+  /** The peer that may serve `from`: not resting, below its in-flight cap, claiming `from`; fewest recent
+   * failures first, then least busy, then the highest, then by name (deterministic for the simulation). */
   #pick(from: bigint, now: number): string | undefined {
     let best: [string, PeerState] | undefined
     for (const e of this.#peers) {
@@ -247,11 +260,12 @@ export class SyncScheduler<B> {
         continue
       }
       const b = best[1]
-      if (
-        s.inflight < b.inflight ||
-        (s.inflight === b.inflight && (s.height > b.height || (s.height === b.height && e[0] < best[0])))
-      )
-        best = e
+      const order =
+        s.failures - b.failures ||
+        s.inflight - b.inflight ||
+        (s.height > b.height ? -1 : s.height < b.height ? 1 : 0) ||
+        (e[0] < best[0] ? -1 : 1)
+      if (order < 0) best = e
     }
     return best?.[0]
   }
