@@ -10,6 +10,7 @@ const known = [
   'rollup-down',
   'consensus',
   'rpc',
+  'catchup',
 ]
 if (name === undefined || !known.includes(name)) {
   console.error(`usage: npm run bench -- <${known.join('|')}> [flags]`)

@@ -51,6 +51,17 @@ describe('SyncScheduler', () => {
     expect(s.poll(20n, 3).map((r) => r.from)).toEqual([41n, 51n])
   })
 
+  it('does not ask again for the block being applied', () => {
+    const s = sched({ maxInflight: 1 })
+    s.notePeerHeight('p', 30n)
+    const [r] = s.poll(0n, 0)
+    s.received(r!.id, range(1n, 10), 1)
+    expect(s.next(0n)!.block).toBe(1n) // being applied: the head is still 0
+    // Blocks 2..10 are ready and 1 is taken: the next request starts after them.
+    expect(s.poll(0n, 2).map((x) => x.from)).toEqual([11n])
+    s.done()
+  })
+
   it('a peer that lies about its height costs one request', () => {
     const s = sched()
     s.notePeerHeight('liar', 1_000_000n)

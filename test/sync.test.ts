@@ -68,9 +68,13 @@ describe('block sync: a validator 500 heights behind catches up in process', () 
       { timeoutMs: 60_000, intervalMs: 20 },
     )
     const ms = performance.now() - t0
+    const run = node.driver.lastSyncRun
+    const r = (x: number | undefined) => Math.round(x ?? Number.NaN)
     console.log(
-      `in-process catch-up: ${node.driver.height - stoppedAt} heights in ${Math.round(ms)} ms ` +
-        `(${node.driver.syncStats.requests} range requests, ${node.driver.syncStats.applied} applied)`,
+      `in-process catch-up: ${node.driver.height - stoppedAt} heights in ${r(ms)} ms ` +
+        `(${node.driver.syncStats.requests} range requests, ${node.driver.syncStats.applied} applied; ` +
+        `first block after ${r(run?.firstBlockMs)} ms; applying ${r(run?.applyMs)} ms: verify ` +
+        `${r(run?.verifyMs)}, commit ${r(run?.commitMs)}, next height ${r(run?.startMs)})`,
     )
     expect(sawSyncing).toBe(true)
     expect(bySource.sync).toBeGreaterThanOrEqual(Number(BEHIND) - 10)

@@ -82,7 +82,7 @@ import {
   voteBodyOf,
   voteKey,
 } from './signing.ts'
-import { AheadCheckLimiter, BlockSync, type SyncOptions } from './sync.ts'
+import { AheadCheckLimiter, BlockSync, type SyncOptions, type SyncRun } from './sync.ts'
 import {
   type ConsensusInput,
   type ConsensusOutput,
@@ -322,6 +322,8 @@ export class ConsensusDriver {
   readonly #future: FutureBuffer<ConsensusMessage>
   /** Catch-up: block ranges from the peers that are ahead (sync.ts). */
   readonly #sync: BlockSync<SyncedBlock>
+  /** Where applySynced's time went since start, ms (the 'caught up' log line). */
+  readonly #syncTimes = { verify: 0, commit: 0, start: 0 }
   /** Signature checks of messages beyond maxHeightsAhead, per peer (they only feed #sync). */
   readonly #aheadChecks = new AheadCheckLimiter()
   readonly #evidence = new Map<string, VoteEvidence>()
@@ -379,6 +381,14 @@ export class ConsensusDriver {
         localHeight: () => this.#app?.height ?? 0n,
         log: this.#log.child({ part: 'sync' }),
         now: this.#now,
+        report: () => {
+          const t = this.#syncTimes
+          return {
+            verifyMs: Math.round(t.verify),
+            commitMs: Math.round(t.commit),
+            startMs: Math.round(t.start),
+          }
+        },
       },
     )
     const futureCount = () => this.#future.size
@@ -494,6 +504,13 @@ export class ConsensusDriver {
   /** Blocks applied from peers, answers that failed verification, range requests sent (since start). */
   get syncStats(): Readonly<BlockSync<SyncedBlock>['stats']> {
     return this.#sync.stats
+  }
+
+  /** The last catch-up (or the one under way) and where applySynced's time went since start, ms. */
+  get lastSyncRun(): (SyncRun & { verifyMs: number; commitMs: number; startMs: number }) | undefined {
+    const r = this.#sync.lastRun
+    const t = this.#syncTimes
+    return r && { ...r, verifyMs: t.verify, commitMs: t.commit, startMs: t.start }
   }
 
   /** A peer's `status` says it committed `height` (node wiring polls connected peers). */
@@ -694,6 +711,7 @@ export class ConsensusDriver {
         return rejected('MALFORMED', (err as Error).message)
       }
       const hash = blockHashOfBytes(bytes)
+      const t0 = performance.now()
       const v = await verifyCertificate(
         certificate,
         this.#powers,
@@ -705,13 +723,19 @@ export class ConsensusDriver {
       if (!v.ok) return rejected(v.code, v.message)
       const head = checkBlockHeader(app, block)
       if (!head.ok) return rejected(head.code, head.message)
+      const t1 = performance.now()
       try {
         await this.#commit(block, bytes, certificate, hash, 'sync')
         if (this.#startTimer !== undefined) {
           clearTimeout(this.#startTimer)
           this.#startTimer = undefined
         }
+        const t2 = performance.now()
         await this.#startNext()
+        const t = this.#syncTimes
+        t.verify += t1 - t0
+        t.commit += t2 - t1
+        t.start += performance.now() - t2
       } catch (err) {
         this.#fatal(err) // a failed durable write stops the node, as on the consensus path
         throw err

@@ -92,6 +92,8 @@ export class SyncScheduler<B> {
   readonly #pending = new Map<number, Pending>()
   readonly #ready = new Map<bigint, { block: B; peer: string }>()
   #nextId = 1
+  /** The height handed out by next() and being applied: not asked again meanwhile. */
+  #taken: bigint | undefined
   /** Since when we have been exactly one height behind (at which local height). */
   #behind: { local: bigint; since: number } | undefined
 
@@ -163,7 +165,9 @@ export class SyncScheduler<B> {
       return false
     }
     const out: SyncRequest[] = []
-    let h = local + 1n
+    if (this.#taken !== undefined && this.#taken <= local) this.#taken = undefined
+    const head = (this.#taken ?? local) + 1n
+    let h = head
     while (h <= end && this.#pending.size < o.maxInflight) {
       if (covered(h)) {
         h++
@@ -173,7 +177,7 @@ export class SyncScheduler<B> {
       while (len < o.batchBlocks && h + BigInt(len) <= end && !covered(h + BigInt(len))) len++
       // Near the tip the network adds a height at a time: a short run waits for the requests in flight
       // (one request per new height otherwise), unless the head needs it now.
-      if (len < o.batchBlocks && h !== local + 1n && this.#pending.size > 0) break
+      if (len < o.batchBlocks && h !== head && this.#pending.size > 0) break
       const peer = this.#pick(h, now)
       if (peer === undefined) break
       const state = this.#peers.get(peer)!
@@ -234,8 +238,16 @@ export class SyncScheduler<B> {
   next(local: bigint): { block: B; peer: string } | undefined {
     const h = local + 1n
     const r = this.#ready.get(h)
-    if (r !== undefined) this.#ready.delete(h)
+    if (r !== undefined) {
+      this.#ready.delete(h)
+      this.#taken = h
+    }
     return r
+  }
+
+  /** The block next() handed out was applied or refused: its height may be asked for again if needed. */
+  done(): void {
+    this.#taken = undefined
   }
 
   /**
@@ -283,6 +295,22 @@ export interface BlockSyncModules<B> {
   readonly log: Logger
   /** Wall clock, unix ms. Default Date.now. */
   readonly now?: () => number
+  /** Extra figures for the 'caught up' log line (the driver's split of the apply time). */
+  readonly report?: () => Record<string, number>
+}
+
+/** One catch-up, from the first request to back at the network's height: the 'caught up' log line. */
+export interface SyncRun {
+  readonly fromHeight: bigint
+  toHeight: bigint
+  readonly startedAt: number
+  /** ms from the first request to the first block applied, and to the end. */
+  firstBlockMs: number
+  ms: number
+  requests: number
+  applied: number
+  /** Time spent applying (verify, commit, next height), ms. */
+  applyMs: number
 }
 
 /** How often a sync with something to wait for (a delay, a resting peer) looks again. */
@@ -299,6 +327,9 @@ export class BlockSync<B> {
   #stopped = false
   /** Blocks applied, answers that failed verification, requests sent. */
   readonly stats = { applied: 0, rejected: 0, requests: 0 }
+  /** The catch-up under way, or the last one. */
+  #run: SyncRun | undefined
+  #running = false
 
   constructor(options: Partial<SyncOptions>, modules: BlockSyncModules<B>) {
     this.#s = new SyncScheduler(options, modules.heightOf)
@@ -321,6 +352,11 @@ export class BlockSync<B> {
     return this.#s.networkHeight(this.#now())
   }
 
+  /** The catch-up under way, or the last one (undefined before the first). */
+  get lastRun(): Readonly<SyncRun> | undefined {
+    return this.#run
+  }
+
   /** A peer has committed at least `height` (its status, or a signed message of `height + 1`). */
   notePeerHeight(peer: string, height: bigint): void {
     if (this.#stopped) return
@@ -333,14 +369,20 @@ export class BlockSync<B> {
     this.#s.removePeer(peer)
   }
 
-  /** Stops: no new request; waits for those in flight and the block being applied. */
+  /**
+   * Stops: no new request, no new block applied; waits for the block being applied. Requests in flight
+   * are not waited for (a slow peer must not hold up a shutdown): their answers are dropped.
+   */
   async stop(): Promise<void> {
     this.#stopped = true
     if (this.#timer !== undefined) clearTimeout(this.#timer)
     this.#timer = undefined
-    while (this.#inflight.size > 0 || this.#applying !== undefined) {
-      await Promise.allSettled([...this.#inflight, this.#applying])
-    }
+    while (this.#applying !== undefined) await this.#applying
+  }
+
+  /** Range requests not answered yet. */
+  get pendingRequests(): number {
+    return this.#inflight.size
   }
 
   #pump(): void {
@@ -348,6 +390,7 @@ export class BlockSync<B> {
     const now = this.#now()
     for (const r of this.#s.poll(this.#m.localHeight(), now)) this.#send(r)
     this.#apply()
+    this.#account(now)
     // Something to wait for (the one-behind delay, a resting peer, a timeout): look again soon.
     const waiting = this.#s.inflight > 0 || this.#s.networkHeight(now) > this.#m.localHeight()
     if (waiting && this.#timer === undefined) {
@@ -358,8 +401,47 @@ export class BlockSync<B> {
     }
   }
 
+  /** Opens a SyncRun at the first request, closes (and logs) it once nothing is left to do. */
+  #account(now: number): void {
+    const busy = this.#s.inflight > 0 || this.#applying !== undefined || this.#s.readyCount > 0
+    if (busy && !this.#running) {
+      this.#running = true
+      const h = this.#m.localHeight()
+      this.#run = {
+        fromHeight: h,
+        toHeight: h,
+        startedAt: now,
+        firstBlockMs: 0,
+        ms: 0,
+        requests: 0,
+        applied: 0,
+        applyMs: 0,
+      }
+    } else if (!busy && this.#running && !this.syncing) {
+      this.#running = false
+      const r = this.#run!
+      r.toHeight = this.#m.localHeight()
+      r.ms = now - r.startedAt
+      // A height or two behind is routine (our decision came late): only a real catch-up is news.
+      this.#m.log[r.applied > 2 ? 'info' : 'debug'](
+        {
+          from: r.fromHeight,
+          to: r.toHeight,
+          ms: r.ms,
+          firstBlockMs: r.firstBlockMs,
+          requests: r.requests,
+          applied: r.applied,
+          applyMs: Math.round(r.applyMs),
+          ...this.#m.report?.(),
+        },
+        'caught up',
+      )
+    }
+  }
+
   #send(r: SyncRequest): void {
     this.stats.requests++
+    if (this.#run !== undefined && this.#running) this.#run.requests++
     const p = this.#m.fetch(r.peer, r.from, r.count).then(
       (blocks) => {
         if (this.#s.received(r.id, blocks, this.#now()) === 'bad') {
@@ -388,7 +470,21 @@ export class BlockSync<B> {
         const local = this.#m.localHeight()
         const r = this.#s.next(local)
         if (r === undefined) return
-        const result = await this.#m.apply(r.block, this.#s.hasNext(local + 1n))
+        const t = performance.now()
+        let result: SyncApplyResult
+        try {
+          result = await this.#m.apply(r.block, this.#s.hasNext(local + 1n))
+        } finally {
+          this.#s.done()
+        }
+        const run = this.#run
+        if (run !== undefined) {
+          run.applyMs += performance.now() - t
+          if (result.status === 'applied') {
+            run.applied++
+            run.firstBlockMs ||= this.#now() - run.startedAt
+          }
+        }
         if (result.status === 'applied') this.stats.applied++
         else if (result.status === 'rejected') {
           this.stats.rejected++

@@ -870,6 +870,7 @@ export function runSimulation(config: SimConfig): SimResult {
       const r = node.sync.next(BigInt(local))
       if (r === undefined) return
       const height = local + 1
+      node.sync.done()
       if (!verifySynced(r.block, height)) {
         stats.syncRejected++
         node.sync.ban(r.peer, now)
