@@ -47,6 +47,7 @@ import {
 import { type BatchOp, heightKey, type Store } from '../state/store.ts'
 import {
   BLOCKS_BY_RANGE_MAX_BYTES,
+  BLOCKS_BY_RANGE_PROTOCOL,
   type Block,
   blockHashOfBytes,
   type CommitCertificate,
@@ -82,7 +83,8 @@ import {
   voteBodyOf,
   voteKey,
 } from './signing.ts'
-import { AheadCheckLimiter, BlockSync, type SyncOptions, type SyncRun } from './sync.ts'
+import { BlockSync, type SyncOptions, type SyncRun } from './sync.ts'
+import { AheadCheckLimiter } from './sync-peers.ts'
 import {
   type ConsensusInput,
   type ConsensusOutput,
@@ -369,6 +371,8 @@ export class ConsensusDriver {
       {
         syncDelayMs: this.options.syncDelayMs,
         batchBlocks: Math.max(1, Math.min(this.options.syncBatchBlocks, MAX_BLOCKS_PER_RANGE)),
+        // More streams than a peer serves at once are refused (and the peer rests for nothing).
+        maxInflightPerPeer: BLOCKS_BY_RANGE_PROTOCOL.maxInboundStreams,
         ...this.options.sync,
       },
       {

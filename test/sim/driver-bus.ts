@@ -18,7 +18,7 @@ import {
   type ConsensusMessage,
   consensusMessageCodec,
 } from '../../src/consensus/signing.ts'
-import { StatusPoller } from '../../src/consensus/sync.ts'
+import { StatusPoller } from '../../src/consensus/sync-peers.ts'
 import { IntentPool } from '../../src/mempool/pool.ts'
 import { STATUS_PROTOCOL } from '../../src/p2p/protocols.ts'
 import type { ValidationResult } from '../../src/p2p/validation.ts'
