@@ -12,6 +12,7 @@ const known = [
   'rpc',
   'wal',
   'healing',
+  'catchup',
 ]
 if (name === undefined || !known.includes(name)) {
   console.error(`usage: npm run bench -- <${known.join('|')}> [flags]`)

@@ -52,6 +52,7 @@ describe('Tendermint on a simulated network', () => {
       laterRounds: 0,
       unequalStakes: 0,
       evidence: 0,
+      blockSync: 0,
     }
     let latest = 0
     for (let seed = 1; seed <= SEEDS; seed++) {
@@ -70,6 +71,7 @@ describe('Tendermint on a simulated network', () => {
       if (r.stats.maxRound > 0) coverage.laterRounds++
       if (new Set(vals.map((v) => v.power)).size > 1) coverage.unequalStakes++
       if ([...r.evidence.values()].some((e) => e.length > 0)) coverage.evidence++
+      if (r.stats.synced > 0) coverage.blockSync++
     }
     expect(failures, failures.join('\n')).toEqual([])
     // The scenarios really exercise the faults they claim to.
@@ -157,6 +159,31 @@ describe('Tendermint on a simulated network', () => {
       expect(r.stats.restarts, `seed ${seed}`).toBe(2)
       expect(r.stats.crashesAfterPersist, `seed ${seed}`).toBe(1)
     }
+  })
+
+  it('a validator down for many heights catches up by block sync through the links, despite a liar', () => {
+    let rejected = 0
+    for (let seed = 1; seed <= 10; seed++) {
+      const heights = 30
+      const config = calm(seed, ['honest', 'honest', 'honest', 'honest', 'honest', 'invalid'], {
+        heights,
+        gstMs: 500,
+        // Node 4 is down from the start until long after the others are done with most heights.
+        crashes: [{ node: 4, atMs: 0, restartMs: 20_000, afterPersist: false }],
+        terminationBoundMs: 20_000 + defaultTerminationBoundMs(heights),
+      })
+      const r = runSimulation(config)
+      expect(r.violations, failure(r)).toEqual([])
+      const decided = r.decidedAtMs.get('v4')!
+      expect(decided.size, `seed ${seed}`).toBe(heights)
+      // Almost all its heights came by sync after the restart, and quickly (virtual time).
+      expect(r.stats.synced, `seed ${seed}`).toBeGreaterThanOrEqual(heights - 5)
+      const last = Math.max(...decided.values())
+      expect(last - 20_000, `seed ${seed}: catch-up took ${last - 20_000} ms`).toBeLessThan(3_000)
+      rejected += r.stats.syncRejected
+    }
+    // The liar's forged certificates were offered and refused.
+    expect(rejected).toBeGreaterThan(0)
   })
 
   it('the checks catch a validator that loses its WAL (amnesia) and equivocates', () => {

@@ -31,6 +31,7 @@ import { type BatchOp, heightKey, type Store } from '../state/store.ts'
 import type { AppInfo, Application, FinalizedBlock } from './abci.ts'
 import {
   BLOCKS_BY_RANGE_MAX_BYTES,
+  BLOCKS_BY_RANGE_PROTOCOL,
   blockHashOfBytes,
   type CommitCertificate,
   decodeCertificate,
@@ -44,6 +45,7 @@ import {
   verifyCertificate,
 } from './block.ts'
 import { type ConsensusState, initialState, proposerOf, restoreFromWal, step } from './core.ts'
+import { FutureBuffer, type FutureBufferOptions } from './future-buffer.ts'
 import {
   CONSENSUS_MESSAGES_MAX_BYTES,
   type ConsensusMessage,
@@ -51,6 +53,8 @@ import {
   messageHeader,
   validateConsensusMessage,
 } from './messages.ts'
+import { BlockSync, type SyncOptions, type SyncRun } from './sync.ts'
+import { AheadCheckLimiter } from './sync-peers.ts'
 import {
   type ConsensusInput,
   type ConsensusOutput,
@@ -91,6 +95,10 @@ export interface ConsensusDriverOptions {
   readonly commitWaitMs: number
   /** Messages of future heights held until their height starts; beyond it they are dropped. */
   readonly maxBufferedMessages: number
+  /** Byte bounds of the future-height buffer (total, per sending peer); see future-buffer.ts. */
+  readonly futureBuffer: Partial<Omit<FutureBufferOptions, 'maxMessages'>>
+  /** Block sync tuning beyond syncDelayMs and syncBatchBlocks (in flight, timeouts, bans); see sync.ts. */
+  readonly sync: Partial<SyncOptions>
   /** Gossip validation IGNOREs messages further ahead. */
   readonly maxHeightsAhead: number
   /** Gossip validation IGNOREs messages further ahead of the current round. */
@@ -120,10 +128,12 @@ export const DEFAULT_CONSENSUS_DRIVER_OPTIONS: ConsensusDriverOptions = {
   minBlockIntervalMs: 500,
   commitWaitMs: 0,
   maxBufferedMessages: 10_000,
+  futureBuffer: {},
+  sync: {},
   maxHeightsAhead: 8,
   maxRoundsAhead: 32,
   syncDelayMs: 2_000,
-  syncBatchBlocks: 32,
+  syncBatchBlocks: MAX_BLOCKS_PER_RANGE,
   maxPendingEvidence: 64,
   maxBlocksPerHeight: 64,
   stuckFetchMs: 6_000,
@@ -147,14 +157,10 @@ export interface ConsensusDriverModules {
    */
   readonly workSignal?: (wake: () => void) => () => void
   /**
-   * Blocks with certificates from height `from`, asked of `peer` (the sender of the message that showed
-   * the network ahead) or any peer: `blocks-by-range`. Without it the driver never syncs by itself.
+   * Blocks with certificates from height `from`, asked of `peer` (one that claimed the height in its
+   * `status`, or sent a signed message past it): `blocks-by-range`. Without it the driver never syncs.
    */
-  readonly fetchBlocks?: (
-    from: bigint,
-    count: number,
-    peer: string | undefined,
-  ) => Promise<readonly SyncedBlock[]>
+  readonly fetchBlocks?: (from: bigint, count: number, peer: string) => Promise<readonly SyncedBlock[]>
   /**
    * The signed messages peers hold for `height`: `consensus-messages` (messages.ts), asked of one or more
    * peers. Each answer is validated like gossip. Without it a validator that missed votes (restarted after
@@ -210,6 +216,9 @@ const METRIC_NAMES = [
   'murmur_consensus_buffered_messages',
 ] as const
 
+/** Size of a vote message on the wire, about (a proposal adds its block): future-buffer accounting. */
+const VOTE_MESSAGE_BYTES = 200
+
 function recordKey(r: WalRecord): string {
   if (r.type === 'vote') return voteKey(r.vote)
   const p = r.proposal
@@ -247,8 +256,6 @@ export class ConsensusDriver {
 
   readonly #timers = new Set<NodeJS.Timeout>()
   #startTimer: NodeJS.Timeout | undefined
-  #syncTimer: NodeJS.Timeout | undefined
-  #syncing = false
   #stuckTimer: NodeJS.Timeout | undefined
   #lastProgress = ''
   #fetching = false
@@ -262,8 +269,14 @@ export class ConsensusDriver {
   readonly #sigs = new Map<number, Map<string, VoteSig>>()
   /** This node's proposal signatures of the current height. */
   #proposalSigs = new Map<string, Hex>()
-  readonly #future = new Map<bigint, Array<{ msg: ConsensusMessage; from: string | undefined }>>()
-  #futureCount = 0
+  /** Messages of future heights (bounded in bytes and per sender; validators only). */
+  readonly #future: FutureBuffer<ConsensusMessage>
+  /** Catch-up: block ranges from the peers that are ahead (sync.ts). */
+  readonly #sync: BlockSync<SyncedBlock>
+  /** Where applySynced's time went since start, ms (the 'caught up' log line). */
+  readonly #syncTimes = { verify: 0, commit: 0, start: 0 }
+  /** Signature checks of messages beyond maxHeightsAhead, per peer (they only feed #sync). */
+  readonly #aheadChecks = new AheadCheckLimiter()
   readonly #evidence = new Map<string, VoteEvidence>()
   /** Signed messages of the current height (own and accepted), served to peers that missed them. */
   #heightLog = new Map<string, ConsensusMessage>()
@@ -277,8 +290,6 @@ export class ConsensusDriver {
   #unsubscribeWork: (() => void) | undefined
   /** When the current height started, its block was built or received, judged, decided (performance.now). */
   #phase = { start: 0, block: 0, judged: 0, decided: 0 }
-  /** Highest height seen in a valid message: the network is at least there. */
-  #networkHeight = 0n
 
   readonly #metrics: {
     height: Gauge
@@ -299,7 +310,40 @@ export class ConsensusDriver {
     this.#now = clock ? () => clock.now() : Date.now
     this.#core = initialState(this.options.timeouts, this.#self)
     const registers = [modules.registry]
-    const futureCount = () => this.#futureCount
+    this.#future = new FutureBuffer({
+      ...this.options.futureBuffer,
+      maxMessages: this.options.maxBufferedMessages,
+    })
+    const fetchBlocks = modules.fetchBlocks
+    this.#sync = new BlockSync<SyncedBlock>(
+      {
+        syncDelayMs: this.options.syncDelayMs,
+        batchBlocks: Math.max(1, Math.min(this.options.syncBatchBlocks, MAX_BLOCKS_PER_RANGE)),
+        // More streams than a peer serves at once are refused (and the peer rests for nothing).
+        maxInflightPerPeer: BLOCKS_BY_RANGE_PROTOCOL.maxInboundStreams,
+        ...this.options.sync,
+      },
+      {
+        fetch: (peer, from, count) =>
+          fetchBlocks === undefined
+            ? Promise.reject(new Error('no fetchBlocks'))
+            : fetchBlocks(from, count, peer),
+        apply: (b) => this.applySynced(b.bytes, b.certificate),
+        heightOf: (b) => b.certificate.height,
+        localHeight: () => this.#head?.height ?? 0n,
+        log: this.#log.child({ part: 'sync' }),
+        now: this.#now,
+        report: () => {
+          const t = this.#syncTimes
+          return {
+            verifyMs: Math.round(t.verify),
+            commitMs: Math.round(t.commit),
+            startMs: Math.round(t.start),
+          }
+        },
+      },
+    )
+    const futureCount = () => this.#future.size
     this.#metrics = {
       height: new Gauge({ name: 'murmur_consensus_height', help: 'Last committed height', registers }),
       round: new Gauge({
@@ -373,6 +417,7 @@ export class ConsensusDriver {
       this.#clearAllTimers()
       this.notifyWork()
       for (const w of [...this.#precommitWaiters]) w()
+      await this.#sync.stop()
       await this.#chain
       while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight])
       this.#clearAllTimers()
@@ -397,11 +442,38 @@ export class ConsensusDriver {
   // --- views ---------------------------------------------------------------------------------------
 
   /**
-   * True while this node fetches blocks from peers, or knows the network to be two or more heights past
-   * its own (it will sync): `syncing` in `GET /v1/status`.
+   * True while this node fetches or applies blocks from peers, or knows the network to be two or more
+   * heights past its own (it will sync): `syncing` in `GET /v1/status`.
    */
   get syncing(): boolean {
-    return this.#syncing || this.#networkHeight - 1n - this.#state().height >= 2n
+    return this.#head !== undefined && this.#sync.syncing
+  }
+
+  /** Highest height a peer claims to have committed (status answers, signed messages): sync's target. */
+  get networkHeight(): bigint {
+    return this.#sync.networkHeight
+  }
+
+  /** Blocks applied from peers, answers that failed verification, range requests sent (since start). */
+  get syncStats(): Readonly<BlockSync<SyncedBlock>['stats']> {
+    return this.#sync.stats
+  }
+
+  /** The last catch-up (or the one under way) and where applySynced's time went since start, ms. */
+  get lastSyncRun(): (SyncRun & { verifyMs: number; commitMs: number; startMs: number }) | undefined {
+    const r = this.#sync.lastRun
+    const t = this.#syncTimes
+    return r && { ...r, verifyMs: t.verify, commitMs: t.commit, startMs: t.start }
+  }
+
+  /** A peer's `status` says it committed `height` (node wiring polls connected peers). */
+  notePeerHeight(peer: string, height: bigint): void {
+    if (this.#started && !this.#stopped) this.#sync.notePeerHeight(peer, height)
+  }
+
+  /** The peer disconnected: block sync stops counting on it. */
+  removePeer(peer: string): void {
+    this.#sync.removePeer(peer)
   }
 
   /** Last committed height. */
@@ -514,14 +586,19 @@ export class ConsensusDriver {
 
   // --- network -------------------------------------------------------------------------------------
 
-  /** The `consensus` topic validator (messages.ts `validateConsensusMessage` against this node's view). */
-  validateMessage(msg: ConsensusMessage): Promise<ValidationResult> {
+  /**
+   * The `consensus` topic validator (messages.ts `validateConsensusMessage` against this node's view). A
+   * message beyond maxHeightsAhead is IGNOREd (not buffered, not relayed), but when its signer is a
+   * current validator and its signature verifies (checked at most once a second per peer `from`), it
+   * shows the network ahead: block sync asks `from` for the blocks.
+   */
+  async validateMessage(msg: ConsensusMessage, from?: string): Promise<ValidationResult> {
     const head = this.#head
-    if (head === undefined || this.#core.height === 0) return Promise.resolve(ignore('NOT_READY'))
+    if (head === undefined || this.#core.height === 0) return ignore('NOT_READY')
     const height = head.height + 1n
     const deciding = this.#core.height === Number(height) && this.#core.decision === null
     const core = this.#core
-    return validateConsensusMessage(msg, {
+    const ctx = {
       networkId: this.#networkId,
       height,
       round: deciding ? core.round : 0,
@@ -529,8 +606,8 @@ export class ConsensusDriver {
       previousValidators: this.#prevPowers,
       maxHeightsAhead: this.options.maxHeightsAhead,
       maxRoundsAhead: this.options.maxRoundsAhead,
-      proposer: deciding ? (r) => proposerOf(core, r) : undefined,
-      verifyExtension: (v) =>
+      proposer: deciding ? (r: number) => proposerOf(core, r) : undefined,
+      verifyExtension: (v: SignedVote) =>
         this.#m.app.verifyVoteExtension({
           height: v.height,
           round: v.round,
@@ -538,7 +615,26 @@ export class ConsensusDriver {
           validator: v.validator,
           extension: v.extension,
         }),
-    })
+    }
+    const r = await validateConsensusMessage(msg, ctx)
+    if (r.result === 'IGNORE' && r.code === 'FUTURE_HEIGHT' && from !== undefined) {
+      await this.#checkFarAhead(msg, from, ctx)
+    }
+    return r
+  }
+
+  /** See validateMessage: a far-future message, verified at a bounded cost, raises the peer's height. */
+  async #checkFarAhead(
+    msg: ConsensusMessage,
+    from: string,
+    ctx: Parameters<typeof validateConsensusMessage>[1],
+  ): Promise<void> {
+    const { height } = messageHeader(msg)
+    // Already known to be there: nothing to learn, nothing to verify.
+    if (height - 1n <= this.#sync.networkHeight || !this.#aheadChecks.allow(from, this.#now())) return
+    const far = { ...ctx, maxHeightsAhead: Number.MAX_SAFE_INTEGER, maxRoundsAhead: Number.MAX_SAFE_INTEGER }
+    const v = await validateConsensusMessage(msg, far)
+    if (v.result === 'ACCEPT') this.notePeerHeight(from, height - 1n)
   }
 
   /** A message the topic validator ACCEPTed; `from` names the sending peer (for sync). */
@@ -566,6 +662,7 @@ export class ConsensusDriver {
       if (certificate.height !== head.height + 1n)
         return rejected('GAP', `block ${certificate.height} on head ${head.height}`)
       const hash = blockHashOfBytes(bytes)
+      const t0 = performance.now()
       const v = await verifyCertificate(
         certificate,
         this.#powers,
@@ -575,6 +672,7 @@ export class ConsensusDriver {
         this.#networkId,
       )
       if (!v.ok) return rejected(v.code, v.message)
+      const t1 = performance.now()
       try {
         const r = await this.#commit(bytes, certificate, hash, 'sync')
         if (!r.ok) return rejected(r.code, r.message)
@@ -582,7 +680,12 @@ export class ConsensusDriver {
           clearTimeout(this.#startTimer)
           this.#startTimer = undefined
         }
+        const t2 = performance.now()
         await this.#startNext()
+        const t = this.#syncTimes
+        t.verify += t1 - t0
+        t.commit += t2 - t1
+        t.start += performance.now() - t2
       } catch (err) {
         this.#fatal(err) // a failed durable write stops the node, as on the consensus path
         throw err
@@ -1044,12 +1147,12 @@ export class ConsensusDriver {
   // --- inputs from the network ---------------------------------------------------------------------
 
   #accept(msg: ConsensusMessage, from: string | undefined): void {
-    const { height } = messageHeader(msg)
-    if (height > this.#networkHeight) this.#networkHeight = height
+    const { height, validator } = messageHeader(msg)
     const current = BigInt(this.#core.height)
     if (height > current) {
-      this.#buffer(height, msg, from)
-      this.#noteAhead(height, from)
+      this.#buffer(height, msg, from, validator)
+      // Its signer committed height - 1; the peer that relayed it accepted it, so it is close (sync.ts).
+      if (from !== undefined) this.notePeerHeight(from, height - 1n)
       return
     }
     if (height < current - 1n) return
@@ -1188,75 +1291,17 @@ export class ConsensusDriver {
     this.#track(run())
   }
 
-  #buffer(height: bigint, msg: ConsensusMessage, from: string | undefined): void {
-    if (this.#futureCount >= this.options.maxBufferedMessages) return
-    const list = this.#future.get(height)
-    if (list === undefined) this.#future.set(height, [{ msg, from }])
-    else list.push({ msg, from })
-    this.#futureCount++
+  #buffer(height: bigint, msg: ConsensusMessage, from: string | undefined, signer: string): void {
+    const bytes =
+      msg.type === 'vote'
+        ? VOTE_MESSAGE_BYTES + msg.vote.extension.length
+        : msg.block.length + VOTE_MESSAGE_BYTES
+    const powers = this.#powers
+    this.#future.add(height, msg, from, signer, bytes, (a) => (powers.get(a) ?? 0n) > 0n)
   }
 
   #replayFuture(): void {
-    const height = BigInt(this.#core.height)
-    for (const [h, list] of [...this.#future]) {
-      if (h > height) continue
-      this.#future.delete(h)
-      this.#futureCount -= list.length
-      if (h === height) for (const { msg, from } of list) this.#accept(msg, from)
-    }
-  }
-
-  /**
-   * A message of `height` means its sender committed `height - 1`. One block behind may be our own
-   * decision about to happen: wait `syncDelayMs`. Two or more: sync now.
-   */
-  #noteAhead(height: bigint, from: string | undefined): void {
-    if (this.#m.fetchBlocks === undefined || this.#stopped) return
-    const committed = this.#state().height
-    const behind = height - 1n - committed
-    if (behind >= 2n) {
-      this.#startSync(from)
-    } else if (behind >= 1n && this.#syncTimer === undefined && !this.#syncing) {
-      this.#syncTimer = setTimeout(() => {
-        this.#syncTimer = undefined
-        if (this.#state().height === committed) this.#startSync(from)
-      }, this.options.syncDelayMs)
-    }
-  }
-
-  #startSync(peer: string | undefined): void {
-    const fetchBlocks = this.#m.fetchBlocks
-    if (fetchBlocks === undefined || this.#syncing || this.#stopped) return
-    this.#syncing = true
-    const batch = Math.max(1, Math.min(this.options.syncBatchBlocks, MAX_BLOCKS_PER_RANGE))
-    const run = async () => {
-      try {
-        for (;;) {
-          if (this.#stopped) return
-          const from = this.#state().height + 1n
-          const got = await fetchBlocks(from, batch, peer)
-          let applied = 0
-          for (const b of got) {
-            if (this.#stopped) return
-            const r = await this.applySynced(b.bytes, b.certificate)
-            if (r.status === 'applied') applied++
-            else if (r.status === 'rejected') {
-              this.#log.warn(
-                { height: b.certificate.height, peer, code: r.code, reason: r.message },
-                'synced block rejected',
-              )
-              return
-            }
-          }
-          if (applied === 0 || got.length < batch) return
-        }
-      } catch (err) {
-        this.#log.warn({ err, peer }, 'block sync failed')
-      } finally {
-        this.#syncing = false
-      }
-    }
-    this.#track(run())
+    for (const { msg, from } of this.#future.take(BigInt(this.#core.height))) this.#accept(msg, from)
   }
 
   // --- caches and timers ---------------------------------------------------------------------------
@@ -1305,8 +1350,6 @@ export class ConsensusDriver {
     this.#clearRoundTimers()
     if (this.#startTimer !== undefined) clearTimeout(this.#startTimer)
     this.#startTimer = undefined
-    if (this.#syncTimer !== undefined) clearTimeout(this.#syncTimer)
-    this.#syncTimer = undefined
     if (this.#stuckTimer !== undefined) clearTimeout(this.#stuckTimer)
     this.#stuckTimer = undefined
   }

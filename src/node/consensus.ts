@@ -14,8 +14,10 @@ import {
 } from '../consensus/block.ts'
 import { ConsensusDriver, type ConsensusDriverOptions } from '../consensus/driver.ts'
 import { CONSENSUS_MESSAGES_PROTOCOL, type ConsensusMessage } from '../consensus/messages.ts'
+import { StatusPoller } from '../consensus/sync-peers.ts'
 import type { IntentPool } from '../mempool/pool.ts'
 import type { P2PHost, TopicHandler } from '../p2p/host.ts'
+import { STATUS_PROTOCOL } from '../p2p/protocols.ts'
 import { type ExpectedOutput, FillBlocks, type FillVerdict, type SignedFill } from '../rollups/fill.ts'
 import { observationOf } from '../rollups/observation.ts'
 import { type RpcTransport, rpcTransport } from '../rollups/rpc.ts'
@@ -29,6 +31,8 @@ import type { TopicPayloads } from './topics.ts'
 
 /** Fill verdicts kept (see ConsensusWiring#verifyFill). */
 const MAX_FILL_VERDICTS = 50_000
+/** Every connected peer is asked its `status` this often (and once on connect): block sync's targets. */
+const STATUS_POLL_MS = 2_000
 
 export interface ConsensusWiringModules {
   genesis: Genesis
@@ -61,6 +65,7 @@ export class ConsensusWiring {
   readonly #unsubscribe: Array<() => void> = []
   /** Fill verdicts by fill and expected output (see #verifyFill). */
   readonly #verdicts = new Map<string, Promise<FillVerdict>>()
+  #status: StatusPoller | undefined
 
   constructor(options: Partial<ConsensusDriverOptions>, modules: ConsensusWiringModules) {
     this.#m = modules
@@ -184,7 +189,7 @@ export class ConsensusWiring {
 
   /** The `consensus` topic handler. */
   readonly topicHandler: TopicHandler<ConsensusMessage> = {
-    validate: (msg) => this.driver.validateMessage(msg),
+    validate: (msg, from) => this.driver.validateMessage(msg, from.toString()),
     onMessage: (msg, from) => this.driver.onMessage(msg, from.toString()),
   }
 
@@ -205,10 +210,39 @@ export class ConsensusWiring {
       this.app.onCommit((e) => this.#m.staking.onCommit(e.block, e.state)),
     )
     await this.driver.start()
+    this.#startStatusPoll()
+  }
+
+  /** Peers' heights for block sync: `status` of every connected peer, periodically and on connect. */
+  #startStatusPoll(): void {
+    const p2p = this.#m.p2p
+    const poller = new StatusPoller(STATUS_POLL_MS, {
+      peers: () => p2p.libp2p.getPeers().map(String),
+      ask: async (peer) => {
+        const head = this.driver.head()
+        const s = await p2p.reqresp.request(peerIdFromString(peer), STATUS_PROTOCOL, {
+          height: Number(head.height),
+        })
+        return BigInt(s.height)
+      },
+      onHeight: (peer, height) => this.driver.notePeerHeight(peer, height),
+      log: this.#m.log,
+    })
+    const onConnect = (e: CustomEvent<PeerId>) => poller.connected(e.detail.toString())
+    const onDisconnect = (e: CustomEvent<PeerId>) => this.driver.removePeer(e.detail.toString())
+    p2p.libp2p.addEventListener('peer:connect', onConnect)
+    p2p.libp2p.addEventListener('peer:disconnect', onDisconnect)
+    this.#unsubscribe.push(() => {
+      p2p.libp2p.removeEventListener('peer:connect', onConnect)
+      p2p.libp2p.removeEventListener('peer:disconnect', onDisconnect)
+    })
+    this.#status = poller
+    poller.start()
   }
 
   async stop(): Promise<void> {
     for (const u of this.#unsubscribe.splice(0)) u()
+    await this.#status?.stop()
     await this.driver.stop()
     await Promise.all(this.#transports.map((t) => t.close()))
   }

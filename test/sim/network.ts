@@ -8,10 +8,15 @@
  * seed always replays the same run.
  *
  * The network models the paper's gossip layer: an honest node relays every message of its height (and
- * votes of the previous one, for evidence) the first time it sees it (gossipsub), and every
- * `gossipIntervalMs` re-sends to each undecided peer either the decided proposal and commit certificate
- * of the peer's height, if it has them (block sync), or the messages of their common height the peer
- * has not seen. Peer state is read directly (a simplification of CometBFT's peer-state tracking).
+ * votes of the previous one, for evidence) the first time it sees it (gossipsub). Nodes reach each other
+ * only through messages on the simulated links (same delays, drops and partitions as gossip), never by
+ * reading another node's state: every `gossipIntervalMs` an honest node announces its committed height
+ * (`status`) and, while undecided, asks its peers for the messages of its height it lacks (naming those
+ * it has, as CometBFT's HasVote does; production's `consensus-messages`). A node behind fetches decided
+ * blocks with their certificates by range (`blocksRequest`/`blocksResponse`), scheduled by the very
+ * SyncScheduler the driver uses (src/consensus/sync.ts), verifies each certificate and applies them in
+ * height order. An `invalid` Byzantine node lies in its status and answers block requests with forged
+ * certificates; a certificate counts only precommits their signers really sent (the signature oracle).
  * Before GST links drop, delay (precommits possibly more than the rest) and partition; after GST every
  * message arrives within `postGstMaxDelayMs` and all nodes are up. Drivers buffer messages of future
  * heights and replay them after `startHeight`, as the production driver must.
@@ -22,6 +27,7 @@
  * restarts), persist-before-broadcast, and no evidence against an honest validator.
  */
 import { type ConsensusState, initialState, restoreFromWal, step } from '../../src/consensus/core.ts'
+import { SyncScheduler } from '../../src/consensus/sync.ts'
 import type {
   ConsensusInput,
   ConsensusOutput,
@@ -283,6 +289,33 @@ type NetMsg =
   | { readonly type: 'proposal'; readonly proposal: Proposal }
   | { readonly type: 'vote'; readonly vote: Vote }
 
+/** A decided block as block sync carries it: the proposal and the commit certificate. */
+interface SyncedSimBlock {
+  readonly proposal: Proposal
+  readonly decision: Decision
+}
+
+/** Request/response traffic on the same links as gossip (see the module comment). */
+type ProtocolMsg =
+  | { readonly type: 'status'; readonly height: number }
+  | { readonly type: 'messagesRequest'; readonly height: number; readonly have: ReadonlySet<string> }
+  | { readonly type: 'blocksRequest'; readonly id: number; readonly from: number; readonly count: number }
+  | { readonly type: 'blocksResponse'; readonly id: number; readonly blocks: readonly SyncedSimBlock[] }
+
+type WireMsg = NetMsg | ProtocolMsg
+
+/** Block sync of the simulation: SIM_PARAMS-scale timings, small batches (few heights per run). */
+const SIM_SYNC = {
+  batchBlocks: 4,
+  maxInflight: 4,
+  maxInflightPerPeer: 2,
+  maxReadyBlocks: 64,
+  requestTimeoutMs: 1_000,
+  banMs: 5_000,
+  restMs: 300,
+  syncDelayMs: 500,
+}
+
 interface LoggedMsg {
   readonly key: string
   readonly msg: NetMsg
@@ -295,7 +328,7 @@ interface Block {
 }
 
 type SimEvent =
-  | { readonly kind: 'deliver'; readonly to: number; readonly via: number; readonly msg: NetMsg }
+  | { readonly kind: 'deliver'; readonly to: number; readonly via: number; readonly msg: WireMsg }
   | {
       readonly kind: 'input'
       readonly node: number
@@ -325,6 +358,8 @@ interface SimNode {
   pumping: boolean
   crashAtNextPersist: boolean
   evidence: DuplicateVoteEvidence[]
+  /** Volatile: block sync's view of the peers (heights, requests, blocks received). */
+  sync: SyncScheduler<SyncedSimBlock>
 }
 
 export interface SimStats {
@@ -337,6 +372,9 @@ export interface SimStats {
   maxRound: number
   invalidProposals: number
   equivocations: number
+  /** Blocks applied through block sync, and synced blocks refused (forged certificates). */
+  synced: number
+  syncRejected: number
 }
 
 export interface SimResult {
@@ -351,6 +389,10 @@ export interface SimResult {
   readonly finishedAtMs: number | null
   readonly violations: readonly string[]
   readonly stats: SimStats
+}
+
+function newSync(): SyncScheduler<SyncedSimBlock> {
+  return new SyncScheduler<SyncedSimBlock>(SIM_SYNC, (b) => BigInt(b.decision.height))
 }
 
 function msgKey(m: NetMsg): string {
@@ -386,6 +428,8 @@ export function runSimulation(config: SimConfig): SimResult {
     maxRound: 0,
     invalidProposals: 0,
     equivocations: 0,
+    synced: 0,
+    syncRejected: 0,
   }
   const validators: Validator[] = config.validators.map((v) => ({ id: v.id, power: v.power }))
   const totalPower = validators.reduce((a, v) => a + v.power, 0n)
@@ -419,6 +463,7 @@ export function runSimulation(config: SimConfig): SimResult {
     pumping: false,
     crashAtNextPersist: false,
     evidence: [],
+    sync: newSync(),
   }))
   const honest = nodes.filter((n) => n.behaviour === 'honest')
 
@@ -430,7 +475,7 @@ export function runSimulation(config: SimConfig): SimResult {
         p.groups.findIndex((g) => g.includes(a)) !== p.groups.findIndex((g) => g.includes(b)),
     )
 
-  function send(from: SimNode, to: number, msg: NetMsg): void {
+  function send(from: SimNode, to: number, msg: WireMsg): void {
     let delay: number
     if (now < config.gstMs) {
       if (partitioned(from.index, to) || rng.chance(config.preGstDropRate)) return
@@ -443,7 +488,7 @@ export function runSimulation(config: SimConfig): SimResult {
     queue.push(now + delay, { kind: 'deliver', to, via: from.index, msg })
   }
 
-  function sendToAll(from: SimNode, msg: NetMsg, except = -1): void {
+  function sendToAll(from: SimNode, msg: WireMsg, except = -1): void {
     for (const n of nodes) if (n.index !== from.index && n.index !== except) send(from, n.index, msg)
   }
 
@@ -470,6 +515,7 @@ export function runSimulation(config: SimConfig): SimResult {
     node.seen = new Set()
     node.log = []
     node.future = []
+    node.sync = newSync()
     if (config.loseWalOnCrash) {
       node.wal = []
       node.walKeys = new Set()
@@ -669,8 +715,13 @@ export function runSimulation(config: SimConfig): SimResult {
     for (const [i, peer] of peers.entries()) send(node, peer.index, i < half ? a : b)
   }
 
-  function deliver(node: SimNode, via: number, msg: NetMsg): void {
+  function deliver(node: SimNode, via: number, wire: WireMsg): void {
     if (!node.up) return
+    if (wire.type !== 'proposal' && wire.type !== 'vote') {
+      onProtocol(node, via, wire)
+      return
+    }
+    const msg: NetMsg = wire
     const key = msgKey(msg)
     if (node.seen.has(key)) return
     node.seen.add(key)
@@ -695,30 +746,142 @@ export function runSimulation(config: SimConfig): SimResult {
     }
     if (h > node.state.height) {
       node.future.push(entry)
+      // Its signer committed h - 1: block sync may ask it (the driver's notePeerHeight on gossip).
+      const signer = msg.type === 'proposal' ? msg.proposal.from : msg.vote.from
+      if (signer !== node.id) node.sync.notePeerHeight(signer, BigInt(h - 1))
       return
     }
     node.log.push(entry)
     feed(node, toInput(msg))
   }
 
-  /** Anti-entropy: re-send what each peer is missing at its height (CometBFT's gossip routines). */
+  /**
+   * Every gossipIntervalMs, by messages only: an honest node announces its committed height, asks for the
+   * messages of its undecided height it lacks, and sends the block requests its sync wants. An `invalid`
+   * node announces a height far ahead (a liar block sync must survive).
+   */
   function gossip(): void {
-    for (const a of honest) {
+    for (const a of nodes) {
       if (!a.up) continue
-      for (const b of nodes) {
-        if (b === a || !b.up || b.state.decision !== null) continue
-        const hb = b.state.height
-        const block = a.blocks.get(hb)
-        if (block !== undefined) {
-          // Block sync: the decided proposal and its certificate (a restarted node keeps only these).
-          const msgs: NetMsg[] = [
-            { type: 'proposal', proposal: block.proposal },
-            ...block.decision.certificate.map((vote): NetMsg => ({ type: 'vote', vote })),
-          ]
-          for (const m of msgs) if (!b.seen.has(msgKey(m))) send(a, b.index, m)
-        } else if (hb === a.state.height) {
-          for (const m of a.log) if (!b.seen.has(m.key)) send(a, b.index, m.msg)
+      if (a.behaviour === 'invalid') {
+        sendToAll(a, { type: 'status', height: committed(a) + 50 })
+        continue
+      }
+      if (a.behaviour !== 'honest') continue
+      sendToAll(a, { type: 'status', height: committed(a) })
+      if (a.state.decision === null && a.state.height > committed(a)) {
+        const have = new Set(a.log.map((m) => m.key))
+        sendToAll(a, { type: 'messagesRequest', height: a.state.height, have })
+      }
+      pollSync(a)
+    }
+  }
+
+  /** Heights decided or synced, contiguous from 1. */
+  function committed(node: SimNode): number {
+    return node.blocks.size
+  }
+
+  function pollSync(node: SimNode): void {
+    for (const r of node.sync.poll(BigInt(committed(node)), now)) {
+      const to = indexOf.get(r.peer)
+      if (to === undefined) continue
+      send(node, to, { type: 'blocksRequest', id: r.id, from: Number(r.from), count: r.count })
+    }
+  }
+
+  function onProtocol(node: SimNode, via: number, msg: ProtocolMsg): void {
+    const peer = nodes[via]!
+    switch (msg.type) {
+      case 'status':
+        if (node.behaviour === 'honest') node.sync.notePeerHeight(peer.id, BigInt(msg.height))
+        return
+      case 'messagesRequest':
+        // Only an honest node deciding that height holds its messages (a node past it serves blocks).
+        if (node.behaviour !== 'honest' || node.state.height !== msg.height) return
+        for (const m of node.log) if (!msg.have.has(m.key)) send(node, via, m.msg)
+        return
+      case 'blocksRequest': {
+        if (node.behaviour === 'invalid') {
+          send(node, via, { type: 'blocksResponse', id: msg.id, blocks: forgedBlocks(node, msg) })
+          return
         }
+        if (node.behaviour !== 'honest') return
+        const blocks: SyncedSimBlock[] = []
+        for (let h = msg.from; h < msg.from + msg.count; h++) {
+          const b = node.blocks.get(h)
+          if (b === undefined) break
+          blocks.push({ proposal: b.proposal, decision: b.decision })
+        }
+        send(node, via, { type: 'blocksResponse', id: msg.id, blocks })
+        return
+      }
+      case 'blocksResponse':
+        if (node.behaviour !== 'honest') return
+        node.sync.received(msg.id, msg.blocks, now)
+        applySynced(node)
+        pollSync(node)
+        return
+      default: {
+        const unknown: never = msg
+        throw new Error(`unknown protocol message ${JSON.stringify(unknown)}`)
+      }
+    }
+  }
+
+  /** What a lying node answers: blocks of its own value with precommits made up for everyone. */
+  function forgedBlocks(node: SimNode, req: { from: number; count: number }): SyncedSimBlock[] {
+    const out: SyncedSimBlock[] = []
+    for (let height = req.from; height < req.from + req.count; height++) {
+      const value = `forged/${node.id}/h${height}`
+      proposedValues.add(value)
+      const certificate = validators.map(
+        (v): Vote => ({ kind: 'precommit', height, round: 0, value, from: v.id }),
+      )
+      out.push({
+        proposal: { height, round: 0, value, validRound: -1, from: node.id },
+        decision: { height, round: 0, value, certificate },
+      })
+    }
+    return out
+  }
+
+  /**
+   * A synced block counts when its certificate has > 2/3 of the power in precommits for its value that
+   * their signers really sent (an honest validator's only if it signed exactly that: the stand-in for
+   * signature checks), and its proposal is for that value.
+   */
+  function verifySynced(b: SyncedSimBlock, height: number): boolean {
+    const d = b.decision
+    if (d.height !== height || b.proposal.height !== height || b.proposal.value !== d.value) return false
+    if (checkCertificate('sync', d, powerOf, totalPower).length > 0) return false
+    return d.certificate.every((v) => {
+      const signer = config.validators[indexOf.get(v.from) ?? -1]
+      if (signer === undefined) return false
+      if (signer.behaviour !== 'honest') return true
+      return honestSigned.get(`${v.from}|precommit|${v.height}|${v.round}`) === String(v.value)
+    })
+  }
+
+  /** Applies the ready synced blocks in height order, then moves the core to the next height. */
+  function applySynced(node: SimNode): void {
+    for (;;) {
+      const local = committed(node)
+      const r = node.sync.next(BigInt(local))
+      if (r === undefined) return
+      const height = local + 1
+      node.sync.done()
+      if (!verifySynced(r.block, height)) {
+        stats.syncRejected++
+        node.sync.ban(r.peer, now)
+        continue
+      }
+      stats.synced++
+      node.blocks.set(height, { decision: r.block.decision, proposal: r.block.proposal, atMs: now })
+      if (height < config.heights) {
+        feed(node, { type: 'startHeight', height: height + 1, validators })
+      } else if (honest.every((n) => n.blocks.size >= config.heights)) {
+        finished = true
       }
     }
   }
