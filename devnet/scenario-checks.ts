@@ -22,6 +22,7 @@ import {
   type SampleRound,
   topologyAt,
 } from './scenario-model.ts'
+import type { ScenarioName } from './scenario-timelines.ts'
 
 /** One invariant's verdict, as the report carries it. */
 export interface Invariant {
@@ -355,4 +356,74 @@ export function paceFigures(
     })
   }
   return out
+}
+
+/** The `--report` JSON (INTERFACES.md "Command line"). */
+export interface ScenarioReport {
+  scenario: ScenarioName
+  passed: boolean
+  seed: number
+  short: boolean
+  invariants: Invariant[]
+  timeline: Array<{ atMs: number; event: string }>
+  figures: Record<string, unknown>
+}
+
+/** Judges a run: every invariant, and the figures (detectMs, recoverMs, intentsDelayed, ...). */
+export function buildReport(
+  obs: Observations,
+  meta: Pick<ScenarioReport, 'scenario' | 'seed' | 'short' | 'timeline'> & { bounds: CheckBounds },
+): ScenarioReport {
+  const b = meta.bounds
+  const failedSteps = obs.steps.filter((s) => s.error !== undefined)
+  const ran: Invariant = {
+    name: 'timeline-ran',
+    passed: failedSteps.length === 0,
+    detail:
+      failedSteps.length === 0
+        ? `all ${obs.steps.length} fault commands ran`
+        : `failed: ${failedSteps.map((s) => `${s.cmd} ${s.args.join(' ')}: ${s.error}`).join('; ')}`,
+  }
+  const heights = checkHeightsAdvance(obs, b)
+  const filled = checkIntentsFilled(obs, b)
+  const back = checkBackAtHeight(obs, b)
+  const detect = detectFigures(obs)
+  const invariants = [
+    checkSameBlocks(obs),
+    heights.invariant,
+    checkNoLostIntents(obs),
+    filled.invariant,
+    back.invariant,
+    ran,
+  ]
+  const passed = invariants.every((i) => i.passed)
+  return {
+    scenario: meta.scenario,
+    passed,
+    seed: meta.seed,
+    short: meta.short,
+    invariants,
+    timeline: meta.timeline,
+    figures: {
+      detectMs: detect.detectMs,
+      recoverMs: back.recoverMs,
+      intentsDelayed: filled.intentsDelayed,
+      intentsSent: obs.intents.length,
+      intentsAccepted: obs.intents.filter((i) => i.status === 202 && !i.madeUp).length,
+      intentsRefused: obs.intents.filter((i) => i.status === 'refused').length,
+      baselineFillMs: filled.baselineFillMs,
+      delayThresholdMs: filled.delayThresholdMs,
+      slowestFillMs: filled.slowestFillMs,
+      longestStallMs: heights.longestStallMs,
+      quorumConnectedMs: heights.quorumMs,
+      detectBy: detect.each.map((e) => e.by),
+      detectEach: detect.each,
+      recoverEach: back.each,
+      pace: paceFigures(obs),
+      blocksCompared: obs.blocks.length,
+      samples: obs.rounds.length,
+      durationMs: obs.endMs - obs.startMs,
+      bounds: b,
+    },
+  }
 }

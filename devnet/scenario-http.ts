@@ -152,3 +152,25 @@ export async function collectBlocks(
   }))
   return { blocks, range: { from: 1, to: top, sampled } }
 }
+
+/**
+ * Nodes that take part in the rounds: node i's own latest block carries node i's precommit in its
+ * certificate. A node that just synced holds the others' certificates only, so it is not counted
+ * until it signs again.
+ */
+export async function signingNodes(state: DevnetState, addresses: readonly string[]): Promise<Set<number>> {
+  const out = new Set<number>()
+  await Promise.all(
+    state.nodes.map(async (n) => {
+      if (n.api === null) return
+      const st = await getJson(`${n.api}/v1/status`)
+      const h = (st?.body as { height?: number } | undefined)?.height
+      if (st?.status !== 200 || h === undefined || h < 1) return
+      const b = await getJson(`${n.api}/v1/blocks/${h}`)
+      const cert = (b?.body as { certificate?: { precommits: Array<{ validator: string }> } | null })
+        ?.certificate
+      if (cert?.precommits.some((p) => p.validator === addresses[n.index])) out.add(n.index)
+    }),
+  )
+  return out
+}

@@ -19,6 +19,11 @@ export interface FaultStep {
   atMs: number
   cmd: FaultCmd
   args: string[]
+  /**
+   * Before this step, wait (bounded) until every running validator signs again in its own latest
+   * commit: the next fault then hits a whole network, not one still taking a restarted node back.
+   */
+  settle?: boolean
 }
 
 /** A scenario's plan: its faults, and how long the run lasts after the last one (traffic goes on). */
@@ -75,7 +80,16 @@ export function buildTimeline(name: ScenarioName, p: TimelineParams): Timeline {
   const node = () => String(between(rand, 0, p.nodes - 1))
   const steps: FaultStep[] = []
   let t = d(5_000, 3_000)
-  const at = (cmd: FaultCmd, args: string[] = []) => steps.push({ atMs: t, cmd, args })
+  // The short (CI) timelines run one fault at a time on a whole network; the default ones do not wait,
+  // so a fault can land while the previous one is still healing.
+  const at = (cmd: FaultCmd, args: string[] = []) => {
+    const prev = steps.at(-1)
+    // A new fault, not the end of the previous one (heal, rollup-up, restart after a kill).
+    const starts =
+      ['kill', 'partition', 'rollup-down'].includes(cmd) ||
+      (cmd === 'restart' && !(prev?.cmd === 'kill' && prev.args[0] === args[0]))
+    steps.push({ atMs: t, cmd, args, ...(p.short && prev !== undefined && starts ? { settle: true } : {}) })
+  }
   switch (name) {
     case 'validator-crash': {
       // One validator dies (kill -9) and comes back: long enough away that catching up needs sync.
@@ -100,7 +114,7 @@ export function buildTimeline(name: ScenarioName, p: TimelineParams): Timeline {
           t += p.short ? between(rand, 1_500, 2_500) : between(rand, 5_000, 20_000)
         }
         at('restart', [String(victim)])
-        t += p.short ? between(rand, 3_000, 4_000) : between(rand, 5_000, 10_000)
+        t += p.short ? between(rand, 2_000, 3_000) : between(rand, 5_000, 10_000)
       }
       t += d(5_000, 1_000)
       break

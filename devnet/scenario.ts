@@ -11,18 +11,8 @@ import { generatePrivateKey, type PrivateKeyAccount, privateKeyToAccount } from 
 import { ClientError, MurmurClient } from '../src/client/index.ts'
 import { MurmurError } from '../src/errors.ts'
 import { DevnetError, type DevnetState, devnetCommand, STATE_FILE } from './devnet.ts'
-import {
-  type CheckBounds,
-  checkBackAtHeight,
-  checkHeightsAdvance,
-  checkIntentsFilled,
-  checkNoLostIntents,
-  checkSameBlocks,
-  detectFigures,
-  type Invariant,
-  paceFigures,
-} from './scenario-checks.ts'
-import { collectBlocks, lookupIntents, pollFills, sampleRound } from './scenario-http.ts'
+import { buildReport, type CheckBounds, type ScenarioReport } from './scenario-checks.ts'
+import { collectBlocks, lookupIntents, pollFills, sampleRound, signingNodes } from './scenario-http.ts'
 import {
   applyStep,
   type ExecutedStep,
@@ -35,6 +25,8 @@ import {
   WHOLE,
 } from './scenario-model.ts'
 import { buildTimeline, type FaultStep, type ScenarioName } from './scenario-timelines.ts'
+
+export type { ScenarioReport } from './scenario-checks.ts'
 
 export type ScenarioErrorCode = 'NOT_READY' | 'BAD_ARGS'
 /** A scenario could not run (the devnet never became ready, a bad option). Broken invariants are not errors. */
@@ -56,7 +48,12 @@ export interface ScenarioOptions {
   rate: number
   /** Sampling period of the nodes' APIs. */
   tickMs: number
-  bounds: CheckBounds
+  /**
+   * Bounds of the invariants; what is absent takes the default, and `fillBoundMs` by default follows
+   * the genesis: one assignment timeout (`params.fillTimeoutSec`, after which an intent whose executor
+   * is gone moves) plus FILL_MARGIN_MS for the next executor.
+   */
+  bounds: Partial<CheckBounds>
   /** At most this many heights are compared block by block; longer chains are sampled. */
   maxBlocks: number
   readyTimeoutMs: number
@@ -70,24 +67,25 @@ export const DEFAULT_SCENARIO_OPTIONS: Omit<ScenarioOptions, 'name' | 'dir'> = {
   rate: 2,
   tickMs: 500,
   // A height may wait out one timeoutPropose (3 s) and the next round's, for a dead proposer.
-  bounds: { stallBoundMs: 7_000, recoverBoundMs: 10_000, fillBoundMs: 30_000 },
+  bounds: {},
   maxBlocks: 300,
   readyTimeoutMs: 60_000,
   out: (l) => process.stdout.write(l + '\n'),
 }
 
-/** The `--report` JSON (INTERFACES.md "Command line"). */
-export interface ScenarioReport {
-  scenario: ScenarioName
-  passed: boolean
-  seed: number
-  short: boolean
-  invariants: Invariant[]
-  timeline: Array<{ atMs: number; event: string }>
-  figures: Record<string, unknown>
+/**
+ * Default bounds. A height may wait out a dead proposer's timeoutPropose (3 s) and the next round's
+ * (3.5 s); a node restarted or healed should be back at the network's height within 10 s.
+ */
+export const DEFAULT_BOUNDS: Omit<CheckBounds, 'fillBoundMs'> = {
+  stallBoundMs: 7_000,
+  recoverBoundMs: 10_000,
 }
-
+/** Added to the genesis fill timeout for the default fill bound: re-routing and the next fill. */
+export const FILL_MARGIN_MS = 15_000
 const STATUS_EVERY_MS = 5_000
+/** Longest wait, before a fault of a short timeline, for every running validator to sign again. */
+const SETTLE_MS = 20_000
 
 /** Runs one scenario to its end and returns the report (also written to `--report`, summarised on `out`). */
 export async function runScenario(options: Partial<ScenarioOptions> & Pick<ScenarioOptions, 'name' | 'dir'>) {
@@ -109,6 +107,7 @@ class ScenarioRun {
   readonly progress = new Map<string, IntentProgress>()
   readonly timeline: Array<{ atMs: number; event: string }> = []
   topology: Topology = WHOLE
+  bounds!: CheckBounds
   #sampling = true
   #sending = true
   readonly #inflight = new Set<Promise<void>>()
@@ -153,6 +152,7 @@ class ScenarioRun {
       ...(this.o.durationMs === undefined ? {} : { durationMs: this.o.durationMs }),
     })
     await this.#waitReady()
+    this.bounds = { ...DEFAULT_BOUNDS, fillBoundMs: await this.#defaultFillBound(), ...this.o.bounds }
     this.#wallets = Array.from({ length: 8 }, () => privateKeyToAccount(generatePrivateKey()))
     this.o.out(
       `scenario ${this.o.name}: ${tl.steps.length} faults over ${(tl.endMs / 1000).toFixed(0)} s, ` +
@@ -170,6 +170,7 @@ class ScenarioRun {
       let done = this.startMs
       for (const step of tl.steps) {
         await this.#until(done + step.atMs - planned)
+        if (step.settle === true) await this.#settleSigning()
         await this.#apply(step)
         planned = step.atMs
         done = Date.now()
@@ -227,6 +228,14 @@ class ScenarioRun {
     this.onlineField = rows.some((v) => typeof v.online === 'boolean')
   }
 
+  /** From the network's genesis (public configuration, named in devnet.json). */
+  async #defaultFillBound(): Promise<number> {
+    const g = JSON.parse(await readFile(this.state.genesis, 'utf8')) as {
+      params?: { fillTimeoutSec?: number }
+    }
+    return (g.params?.fillTimeoutSec ?? 30) * 1000 + FILL_MARGIN_MS
+  }
+
   /** Waits until the wall-clock time `atMs`: the timeline's clock, not a synchronisation. */
   async #until(atMs: number): Promise<void> {
     const wait = atMs - Date.now()
@@ -250,6 +259,23 @@ class ScenarioRun {
       this.#event(`${label} FAILED: ${done.error}`)
     }
     this.steps.push(done)
+  }
+
+  /** Waits (at most SETTLE_MS) until every running validator signs its own latest commit again. */
+  async #settleSigning(): Promise<void> {
+    const from = Date.now()
+    let waiting: number[] = []
+    while (Date.now() - from < SETTLE_MS) {
+      const signing = await signingNodes(this.state, this.addresses)
+      waiting = this.state.nodes.filter((n) => n.api !== null && !signing.has(n.index)).map((n) => n.index)
+      if (waiting.length === 0) {
+        if (Date.now() - from > this.o.tickMs)
+          this.#event(`every validator signing again after ${Date.now() - from} ms`)
+        return
+      }
+      await delay(this.o.tickMs)
+    }
+    this.#event(`nodes ${waiting.join(',')} still not signing after ${SETTLE_MS} ms; going on`)
   }
 
   async #sampleLoop(): Promise<void> {
@@ -312,7 +338,7 @@ class ScenarioRun {
       const first = this.rounds.find((r) => r.atMs >= lastEnd)
       return first === undefined ? Number.POSITIVE_INFINITY : (networkHeight(first) ?? 0)
     }
-    const deadline = Date.now() + Math.max(this.o.bounds.fillBoundMs, this.o.bounds.recoverBoundMs)
+    const deadline = Date.now() + Math.max(this.bounds.fillBoundMs, this.bounds.recoverBoundMs)
     let said = Date.now()
     for (;;) {
       const open = this.intents.filter(
@@ -371,58 +397,14 @@ class ScenarioRun {
   }
 
   async #report(obs: Observations): Promise<ScenarioReport> {
-    const b = this.o.bounds
-    const failedSteps = this.steps.filter((s) => s.error !== undefined)
-    const ran: Invariant = {
-      name: 'timeline-ran',
-      passed: failedSteps.length === 0,
-      detail:
-        failedSteps.length === 0
-          ? `all ${this.steps.length} fault commands ran`
-          : `failed: ${failedSteps.map((s) => `${s.cmd} ${s.args.join(' ')}: ${s.error}`).join('; ')}`,
-    }
-    const heights = checkHeightsAdvance(obs, b)
-    const filled = checkIntentsFilled(obs, b)
-    const back = checkBackAtHeight(obs, b)
-    const detect = detectFigures(obs)
-    const invariants = [
-      checkSameBlocks(obs),
-      heights.invariant,
-      checkNoLostIntents(obs),
-      filled.invariant,
-      back.invariant,
-      ran,
-    ]
-    const passed = invariants.every((i) => i.passed)
-    const report: ScenarioReport = {
+    const report = buildReport(obs, {
       scenario: this.o.name,
-      passed,
       seed: this.o.seed,
       short: this.o.short,
-      invariants,
+      bounds: this.bounds,
       timeline: this.timeline,
-      figures: {
-        detectMs: detect.detectMs,
-        recoverMs: back.recoverMs,
-        intentsDelayed: filled.intentsDelayed,
-        intentsSent: this.intents.length,
-        intentsAccepted: this.intents.filter((i) => i.status === 202 && !i.madeUp).length,
-        intentsRefused: this.intents.filter((i) => i.status === 'refused').length,
-        baselineFillMs: filled.baselineFillMs,
-        delayThresholdMs: filled.delayThresholdMs,
-        slowestFillMs: filled.slowestFillMs,
-        longestStallMs: heights.longestStallMs,
-        quorumConnectedMs: heights.quorumMs,
-        detectBy: detect.each.map((e) => e.by),
-        detectEach: detect.each,
-        recoverEach: back.each,
-        pace: paceFigures(obs),
-        blocksCompared: obs.blocks.length,
-        samples: this.rounds.length,
-        durationMs: obs.endMs - obs.startMs,
-        bounds: b,
-      },
-    }
+    })
+    const { invariants, passed } = report
     if (this.o.report !== undefined) await writeFile(this.o.report, JSON.stringify(report, null, 2) + '\n')
     for (const i of invariants) this.o.out(`${i.passed ? 'PASS' : 'FAIL'} ${i.name}: ${i.detail}`)
     const f = report.figures

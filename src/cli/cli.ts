@@ -264,17 +264,16 @@ function addScenarioCommand(devnet: Command): void {
     )
     .option(
       '--fill-bound-ms <ms>',
-      'time an intent may take to be filled once the network can fill it',
+      'time an intent may take to be filled once the network can (default: genesis fillTimeoutSec + 15 s)',
       intArg,
     )
     .exitOverride()
     .action(async (name: string, o: ScenarioFlags) => {
-      const { BREAK_HOOKS, DEFAULT_SCENARIO_OPTIONS, runScenario } = await import('../../devnet/scenario.ts')
+      const { BREAK_HOOKS, runScenario } = await import('../../devnet/scenario.ts')
       const hook = process.env['MURMUR_SCENARIO_BREAK']
       if (hook !== undefined && hook !== '' && !(BREAK_HOOKS as readonly string[]).includes(hook))
         usage(`MURMUR_SCENARIO_BREAK must be one of ${BREAK_HOOKS.join(', ')}`)
       if (o.durationMs !== undefined && o.durationMs < 3_000) usage('--duration-ms must be at least 3000')
-      const d = DEFAULT_SCENARIO_OPTIONS
       const report = await runScenario({
         name: name as ScenarioName,
         dir: o.dir,
@@ -285,9 +284,9 @@ function addScenarioCommand(devnet: Command): void {
         ...(o.rate === undefined ? {} : { rate: o.rate }),
         ...(hook === undefined || hook === '' ? {} : { breakHook: hook as (typeof BREAK_HOOKS)[number] }),
         bounds: {
-          stallBoundMs: o.stallBoundMs ?? d.bounds.stallBoundMs,
-          recoverBoundMs: o.recoverBoundMs ?? d.bounds.recoverBoundMs,
-          fillBoundMs: o.fillBoundMs ?? d.bounds.fillBoundMs,
+          ...(o.stallBoundMs === undefined ? {} : { stallBoundMs: o.stallBoundMs }),
+          ...(o.recoverBoundMs === undefined ? {} : { recoverBoundMs: o.recoverBoundMs }),
+          ...(o.fillBoundMs === undefined ? {} : { fillBoundMs: o.fillBoundMs }),
         },
       })
       const broken = report.invariants.filter((i) => !i.passed)
