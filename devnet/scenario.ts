@@ -264,8 +264,15 @@ class ScenarioRun {
   /** Waits (at most SETTLE_MS) until every running validator signs its own latest commit again. */
   async #settleSigning(): Promise<void> {
     const from = Date.now()
+    let said = from
     let waiting: number[] = []
     while (Date.now() - from < SETTLE_MS) {
+      if (Date.now() - said >= STATUS_EVERY_MS) {
+        said = Date.now()
+        this.o.out(
+          `[${this.#at()}] waiting for nodes ${waiting.join(',')} to sign again before the next fault`,
+        )
+      }
       const signing = await signingNodes(this.state, this.addresses)
       waiting = this.state.nodes.filter((n) => n.api !== null && !signing.has(n.index)).map((n) => n.index)
       if (waiting.length === 0) {
