@@ -121,8 +121,11 @@ export interface Rollup {
   readonly accounts: readonly FundedAccount[]
   /** Start anvil again after stop(). Funds the accounts again. */
   start(): Promise<void>
-  /** Stop the anvil process (the proxy stays, requests to rpcUrl fail). */
-  stop(): Promise<void>
+  /**
+   * Stop the anvil process (the proxy stays, requests to rpcUrl fail). With `keepState` the chain is
+   * dumped first and the next start() loads it before the proxy forwards again: an outage, not a reset.
+   */
+  stop(options?: { keepState?: boolean }): Promise<void>
   /**
    * Stop and start on the same rpcUrl and chain id. The chain starts from genesis again (block 0,
    * fresh state, accounts re-funded) unless `keepState` is set, in which case the state is dumped
@@ -440,6 +443,8 @@ class AnvilRollup implements Rollup {
   #child: ChildProcess | undefined
   #upstreamUrl: string | undefined
   #closed = false
+  /** anvil_dumpState taken by stop({keepState}), loaded by the next start(). */
+  #savedState: unknown
 
   constructor(options: RollupOptions, binary: string) {
     this.#options = options
@@ -481,12 +486,19 @@ class AnvilRollup implements Rollup {
     const port = await this.#spawn()
     this.#upstreamUrl = `http://127.0.0.1:${port}`
     await this.#fund(this.#upstreamUrl)
+    if (this.#savedState !== undefined) {
+      // Loaded before the proxy forwards, so no client ever sees the chain at block 0.
+      await rpc(this.#upstreamUrl, 'anvil_loadState', [this.#savedState])
+      this.#savedState = undefined
+    }
     this.#proxy.setUpstream(port)
   }
 
-  async stop(): Promise<void> {
+  async stop(options: { keepState?: boolean } = {}): Promise<void> {
     const child = this.#child
     if (child === undefined) return
+    if (options.keepState && this.#upstreamUrl !== undefined)
+      this.#savedState = await rpc(this.#upstreamUrl, 'anvil_dumpState')
     this.#proxy.setUpstream(undefined)
     this.#upstreamUrl = undefined
     await killAndWait(child, this.#options.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS)
@@ -494,15 +506,8 @@ class AnvilRollup implements Rollup {
   }
 
   async restart(options: { keepState?: boolean } = {}): Promise<void> {
-    let state: unknown
-    if (options.keepState && this.#upstreamUrl !== undefined) {
-      state = await rpc(this.#upstreamUrl, 'anvil_dumpState')
-    }
-    await this.stop()
+    await this.stop(options)
     await this.start()
-    if (state !== undefined && this.#upstreamUrl !== undefined) {
-      await rpc(this.#upstreamUrl, 'anvil_loadState', [state])
-    }
   }
 
   setUnreachable(unreachable: boolean, mode: UnreachableMode = 'reset'): void {

@@ -262,7 +262,9 @@ export class Devnet {
         const list = this.rollups!.rollups
         const byChain = list.findIndex((r) => String(r.chainId) === args[0])
         const r = list[byChain >= 0 ? byChain : idx(args[0], list.length, 'rollup index or chain id')]!
-        if (cmd === 'rollup-down') await r.stop()
+        // An outage keeps the chain (as a real rollup's would): a chain back at block 0 would leave
+        // every executor's nonce far ahead of it.
+        if (cmd === 'rollup-down') await r.stop({ keepState: true })
         else await r.start()
         await this.#saveState()
         return { chainId: r.chainId, running: r.running }

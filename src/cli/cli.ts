@@ -1,4 +1,6 @@
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander'
+// The timeline table has no imports: cheap enough to load for `--help` and argument checks.
+import { SCENARIO_NAMES, type ScenarioName } from '../../devnet/scenario-timelines.ts'
 import { MurmurError } from '../errors.ts'
 import { loadKeys } from '../identity/keys.ts'
 import { MurmurNode } from '../node/node.ts'
@@ -231,7 +233,87 @@ export function buildCli(): Command {
       })
   }
 
+  addScenarioCommand(devnet)
+
   return program
+}
+
+/** `murmur devnet scenario NAME --dir DIR [--report FILE]`: exit 0 all invariants held, 1 one broke. */
+function addScenarioCommand(devnet: Command): void {
+  devnet
+    .command('scenario')
+    .description(
+      'run a timeline of faults against the devnet in --dir while sending intents, then check the invariants; exit 1 when one broke',
+    )
+    .addArgument(new Argument('<name>', 'scenario').choices(SCENARIO_NAMES))
+    .option('--dir <dir>', 'the devnet directory', '.devnet')
+    .option('--report <file>', 'write the JSON report here')
+    .option('--seed <n>', 'seed of the random choices (which node, how long)', intArg)
+    .option('--short', 'the CI timeline: faults of a few seconds', false)
+    .option('--duration-ms <ms>', 'scale the timeline so that its traffic ends after this many ms', intArg)
+    .option('--rate <n>', 'intents per second the scenario sends', intArg)
+    .option(
+      '--stall-bound-ms <ms>',
+      'longest height stall allowed while more than 2/3 of stake is connected',
+      intArg,
+    )
+    .option(
+      '--recover-bound-ms <ms>',
+      'time a node may take to be back at the network height after a fault',
+      intArg,
+    )
+    .option(
+      '--fill-bound-ms <ms>',
+      'time an intent may take to be filled once the network can (default: genesis fillTimeoutSec + 15 s)',
+      intArg,
+    )
+    .exitOverride()
+    .action(async (name: string, o: ScenarioFlags) => {
+      const { BREAK_HOOKS, runScenario } = await import('../../devnet/scenario.ts')
+      const hook = process.env['MURMUR_SCENARIO_BREAK']
+      if (hook !== undefined && hook !== '' && !(BREAK_HOOKS as readonly string[]).includes(hook))
+        usage(`MURMUR_SCENARIO_BREAK must be one of ${BREAK_HOOKS.join(', ')}`)
+      if (o.durationMs !== undefined && o.durationMs < 3_000) usage('--duration-ms must be at least 3000')
+      const report = await runScenario({
+        name: name as ScenarioName,
+        dir: o.dir,
+        short: o.short,
+        ...(o.report === undefined ? {} : { report: o.report }),
+        ...(o.seed === undefined ? {} : { seed: o.seed }),
+        ...(o.durationMs === undefined ? {} : { durationMs: o.durationMs }),
+        ...(o.rate === undefined ? {} : { rate: o.rate }),
+        ...(hook === undefined || hook === '' ? {} : { breakHook: hook as (typeof BREAK_HOOKS)[number] }),
+        bounds: {
+          ...(o.stallBoundMs === undefined ? {} : { stallBoundMs: o.stallBoundMs }),
+          ...(o.recoverBoundMs === undefined ? {} : { recoverBoundMs: o.recoverBoundMs }),
+          ...(o.fillBoundMs === undefined ? {} : { fillBoundMs: o.fillBoundMs }),
+        },
+      })
+      const broken = report.invariants.filter((i) => !i.passed)
+      if (broken.length > 0)
+        throw new MurmurError(
+          'INVARIANT_BROKEN',
+          `${broken.map((i) => i.name).join(', ')} broke in scenario ${name}`,
+        )
+    })
+}
+
+interface ScenarioFlags {
+  dir: string
+  report?: string
+  seed?: number
+  short: boolean
+  durationMs?: number
+  rate?: number
+  stallBoundMs?: number
+  recoverBoundMs?: number
+  fillBoundMs?: number
+}
+
+/** Bad usage found after parsing: one line on stderr, exit code 2 (as commander's own errors). */
+function usage(message: string): never {
+  process.stderr.write(`murmur: error: ${message} (see --help)\n`)
+  throw new CommanderError(EXIT_USAGE, 'murmur.usage', message)
 }
 
 function bigintArg(value: string): bigint {
