@@ -637,6 +637,17 @@ export class ConsensusDriver {
     if (v.result === 'ACCEPT') this.notePeerHeight(from, height - 1n)
   }
 
+  /**
+   * A peer (re)connected, e.g. a partition healed: the signed messages it holds for the height being
+   * decided may be the ones this node missed while cut off (gossip does not re-send them). Ask now rather
+   * than after stuckFetchMs without progress.
+   */
+  onPeerConnected(): void {
+    if (!this.#started || this.#stopped) return
+    const c = this.#core
+    if (c.height > 0 && c.decision === null) this.#fetchMissing(BigInt(c.height))
+  }
+
   /** A message the topic validator ACCEPTed; `from` names the sending peer (for sync). */
   onMessage(msg: ConsensusMessage, from?: string): void {
     if (!this.#started || this.#stopped || this.#core.height === 0) return

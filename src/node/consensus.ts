@@ -228,7 +228,10 @@ export class ConsensusWiring {
       onHeight: (peer, height) => this.driver.notePeerHeight(peer, height),
       log: this.#m.log,
     })
-    const onConnect = (e: CustomEvent<PeerId>) => poller.connected(e.detail.toString())
+    const onConnect = (e: CustomEvent<PeerId>) => {
+      poller.connected(e.detail.toString())
+      this.driver.onPeerConnected()
+    }
     const onDisconnect = (e: CustomEvent<PeerId>) => this.driver.removePeer(e.detail.toString())
     p2p.libp2p.addEventListener('peer:connect', onConnect)
     p2p.libp2p.addEventListener('peer:disconnect', onDisconnect)
