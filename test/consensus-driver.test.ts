@@ -218,6 +218,23 @@ describe('ConsensusDriver: four validators in one process', () => {
     expect(bus.results.filter((r) => r.result === 'REJECT')).toEqual([])
   })
 
+  it("answers consensus-messages for its head's height with the head's precommits (a peer one height behind decides from them)", async () => {
+    const head = nodes[0]!.driver.head()
+    const spec = CONSENSUS_MESSAGES_PROTOCOL
+    const msgs = spec.response.decode(
+      spec.response.encode(nodes[0]!.driver.getConsensusMessages(head.height)),
+    )
+    expect(msgs.length).toBeGreaterThanOrEqual(3)
+    for (const m of msgs) {
+      expect(m.type === 'vote' && m.vote.kind === 'precommit' && m.vote.blockHash === head.hash).toBe(true)
+      expect(m.type === 'vote' && m.vote.height).toBe(head.height)
+      // Signed by their validators: another node takes them like gossip (late precommits of its previous height).
+      expect((await nodes[1]!.driver.validateMessage(m)).result).toBe('ACCEPT')
+    }
+    // Heights further back are for block sync.
+    if (head.height > 1n) expect(nodes[0]!.driver.getConsensusMessages(head.height - 1n)).toEqual([])
+  })
+
   it('a node applies synced blocks only with a quorum certificate, in order', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'murmur-consensus-sync-'))
     dirs.push(dir)

@@ -552,12 +552,16 @@ export class ConsensusDriver {
   }
 
   /**
-   * The signed proposals and votes this node holds for `height` while it is deciding it (none otherwise:
-   * a peer behind a committed height syncs blocks instead). Votes first, then proposals newest round first
-   * within CONSENSUS_MESSAGES_MAX_BYTES. The `consensus-messages` handler.
+   * The signed proposals and votes this node holds for `height` while it is deciding it, votes first, then
+   * proposals newest round first within CONSENSUS_MESSAGES_MAX_BYTES; for the head's height, the
+   * precommits of its commit; nothing for other heights (a peer further behind syncs blocks). The
+   * `consensus-messages` handler.
    */
   getConsensusMessages(height: bigint): ConsensusMessage[] {
-    if (!this.#started || height !== BigInt(this.#core.height)) return []
+    if (!this.#started) return []
+    const head = this.#head
+    if (head !== undefined && height === head.height && height > 0n) return this.#commitMessages(head)
+    if (height !== BigInt(this.#core.height)) return []
     const votes: ConsensusMessage[] = []
     const proposals: Array<Extract<ConsensusMessage, { type: 'proposal' }>> = []
     for (const m of this.#heightLog.values()) {
@@ -572,6 +576,30 @@ export class ConsensusDriver {
       out.push(p)
     }
     return out
+  }
+
+  /**
+   * The precommits of the head's commit as consensus messages: what a peer one height behind (it missed
+   * the last precommits, e.g. it restarted right after its own precommit) needs to decide that height
+   * from the block its WAL holds (CometBFT's reactor sends a lagging peer the commit the same way). A peer
+   * without the block syncs it (block sync, once status answers show this node ahead).
+   */
+  #commitMessages(head: AppInfo): ConsensusMessage[] {
+    const lc = this.#collectLastCommit(head)
+    if (lc === undefined) return []
+    return lc.precommits.slice(0, MAX_CONSENSUS_MESSAGES).map((p) => ({
+      type: 'vote',
+      vote: {
+        kind: 'precommit',
+        height: lc.height,
+        round: lc.round,
+        blockHash: lc.blockHash,
+        timestampMs: p.timestampMs,
+        extension: p.extension,
+        validator: p.validator,
+        signature: p.signature,
+      },
+    }))
   }
 
   /**
