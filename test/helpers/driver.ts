@@ -5,6 +5,7 @@
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { type ApplicationModules, MurmurApplication } from '../../src/app/application.ts'
+import type { Application } from '../../src/consensus/abci.ts'
 import {
   ConsensusDriver,
   type ConsensusDriverModules,
@@ -24,9 +25,17 @@ export interface TestDriverModules
   readonly registry: Registry
   /** Signed reports of every validator (test/helpers/consensus-net.ts); the driver observes its own. */
   readonly healthReports?: () => Promise<readonly SignedHealthReport[]>
+  /**
+   * What the driver talks to instead of the application itself (a Byzantine validator's proxy over it,
+   * test/byzantine.test.ts); default the application.
+   */
+  readonly wrapApp?: (app: MurmurApplication) => Application
 }
 
-/** The driver and its application; the pool's new pending intents wake a waiting proposer. */
+/**
+ * The driver and its application (the real one, also when `wrapApp` puts a proxy between them); the
+ * pool's new pending intents wake a waiting proposer.
+ */
 export function createTestDriver(
   options: Partial<ConsensusDriverOptions>,
   m: TestDriverModules,
@@ -54,7 +63,7 @@ export function createTestDriver(
     { minBlockIntervalMs: m.genesis.params.blockIntervalMs, ...options },
     {
       ...m,
-      app,
+      app: m.wrapApp?.(app) ?? app,
       networkId: m.genesis.networkId,
       workSignal:
         m.workSignal ??

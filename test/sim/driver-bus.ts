@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
 import type { PrivateKeyAccount } from 'viem/accounts'
+import type { MurmurApplication } from '../../src/app/application.ts'
 import { BLOCKS_BY_RANGE_PROTOCOL, type SyncedBlock } from '../../src/consensus/block.ts'
 import type { ConsensusDriver, ConsensusDriverOptions } from '../../src/consensus/driver.ts'
 import {
@@ -24,7 +25,7 @@ import { STATUS_PROTOCOL } from '../../src/p2p/protocols.ts'
 import type { ValidationResult } from '../../src/p2p/validation.ts'
 import { Store } from '../../src/state/store.ts'
 import { type TestNetwork, testLog } from '../helpers/consensus-net.ts'
-import { createTestDriver } from '../helpers/driver.ts'
+import { createTestDriver, type TestDriverModules } from '../helpers/driver.ts'
 
 /** One driver on the bus with what it owns. */
 export interface BusNode {
@@ -34,6 +35,10 @@ export interface BusNode {
   readonly store: Store
   readonly pool: IntentPool
   readonly driver: ConsensusDriver
+  /** The node's real application (behind `wrapApp`'s proxy when there is one). */
+  readonly app: MurmurApplication
+  /** The node's metrics (the driver's counters by code, for instance). */
+  readonly registry: Registry
   readonly status: StatusPoller | undefined
 }
 
@@ -44,6 +49,12 @@ export interface StartOptions {
   readonly driver?: Partial<ConsensusDriverOptions>
   /** Poll the others' `status` this often (ms); default no status polling. */
   readonly statusPollMs?: number
+  /** This node's own receipt check of fills; default every fill 'valid'. */
+  readonly verifyFill?: TestDriverModules['verifyFill']
+  /** A proxy the driver talks to instead of the application (test/helpers/driver.ts). */
+  readonly wrapApp?: TestDriverModules['wrapApp']
+  /** The node's wall clock (a validator with a skewed clock); default Date.now. */
+  readonly clock?: { now(): number }
 }
 
 const roundTrip = <T>(codec: { encode(v: T): Uint8Array; decode(b: Uint8Array): T }, v: T): T =>
@@ -139,7 +150,7 @@ export class DriverBus {
     const pool = await IntentPool.open(store, {}, { log, registry })
     const account: PrivateKeyAccount = this.net.validators[index]!
     const name = `node-${index}`
-    const { driver } = createTestDriver(
+    const { driver, app } = createTestDriver(
       { minBlockIntervalMs: 100, syncDelayMs: 400, stuckFetchMs: 1000, ...opts.driver },
       {
         store,
@@ -147,8 +158,10 @@ export class DriverBus {
         account,
         genesis: this.net.genesis,
         broadcast: (msg) => this.broadcast(index, msg),
-        verifyFill: async () => 'valid',
+        verifyFill: opts.verifyFill ?? (async () => 'valid'),
         healthReports: this.net.healthReports,
+        ...(opts.wrapApp === undefined ? {} : { wrapApp: opts.wrapApp }),
+        ...(opts.clock === undefined ? {} : { clock: opts.clock }),
         pendingFills: () => [],
         fetchBlocks: (from, count, peer) => this.fetch(peer, from, count),
         fetchMessages: (height) => this.messages(index, height),
@@ -165,7 +178,7 @@ export class DriverBus {
             onHeight: (peer, height) => driver.notePeerHeight(peer, height),
             log,
           })
-    const node: BusNode = { index, name, dir, store, pool, driver, status }
+    const node: BusNode = { index, name, dir, store, pool, driver, app, registry, status }
     this.nodes.set(index, node)
     await driver.start()
     status?.start()
