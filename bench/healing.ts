@@ -123,7 +123,7 @@ try {
       if (performance.now() - t0 > 120_000) throw new Error('the restarted validator never caught up')
       await sleep(100)
     }
-    await sleep(3000) // it signs again: online
+    await sleep(5000) // it signs again: online
   }
   const l = median(live)
   const d = median(dead)

@@ -285,6 +285,8 @@ export class ConsensusDriver {
   readonly #workWaiters = new Set<() => void>()
   /** A proposer waiting for late precommits of the previous height (see lastCommitWaitMs). */
   readonly #precommitWaiters = new Set<() => void>()
+  /** The highest height of a valid message from each validator (who is alive, for #waitForLastCommit). */
+  readonly #heardAt = new Map<string, bigint>()
   /** The certificate of the head block (the base of the next block's last commit). */
   #lastCommit: CommitCertificate | undefined
   #unsubscribeWork: (() => void) | undefined
@@ -1014,15 +1016,21 @@ export class ConsensusDriver {
     return { ...base, precommits: [...have.values()].sort((a, b) => (a.validator < b.validator ? -1 : 1)) }
   }
 
-  /** Waits (up to lastCommitWaitMs) until every online validator's precommit of the head is held. */
+  /**
+   * Waits (up to lastCommitWaitMs) until the precommit of the head is held from every validator that is
+   * online, or that is offline but was heard from at the head's height (it is back: waiting for it is what
+   * lets a block carry its precommit and so bring it back online). A validator that stays silent is not
+   * waited for, so a dead one costs no time.
+   */
   async #waitForLastCommit(head: AppInfo): Promise<void> {
     const deadline = this.#now() + this.options.lastCommitWaitMs
     const offline = new Set(head.offline)
+    const awaited = (v: string) => !offline.has(v) || (this.#heardAt.get(v) ?? 0n) >= head.height
     for (;;) {
       const lc = this.#collectLastCommit(head)
       if (lc === undefined || this.#stopped || this.#head !== head) return
       const signed = new Set(lc.precommits.map((p) => p.validator))
-      const missing = [...this.#prevPowers.keys()].some((v) => !offline.has(v) && !signed.has(v as Address))
+      const missing = [...this.#prevPowers.keys()].some((v) => awaited(v) && !signed.has(v as Address))
       const left = deadline - this.#now()
       if (!missing || left <= 0) return
       await new Promise<void>((resolve) => {
@@ -1187,6 +1195,7 @@ export class ConsensusDriver {
 
   #accept(msg: ConsensusMessage, from: string | undefined): void {
     const { height, validator } = messageHeader(msg)
+    if (height > (this.#heardAt.get(validator) ?? 0n)) this.#heardAt.set(validator, height)
     const current = BigInt(this.#core.height)
     if (height > current) {
       this.#buffer(height, msg, from, validator)
