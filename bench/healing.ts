@@ -31,7 +31,9 @@ const log = (s: string) => process.stderr.write(`${s}\n`)
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 const dir = await mkdtemp(join(tmpdir(), 'murmur-bench-healing-'))
-const net = await prepareNetwork({ dir, nodes: 4 })
+// A missed-blocks window far longer than the runs: the killed validator comes back online, not jailed
+// (a 10 s absence misses about 40 of the default window of 100 and would be jailed after a few runs).
+const net = await prepareNetwork({ dir, nodes: 4, params: { signedBlocksWindow: 100_000 } })
 log('starting 2 anvil rollups (1 s blocks) and 4 validator processes...')
 const chains = await startRollups({
   count: 2,
