@@ -100,7 +100,7 @@ class ByzantineApp implements Application {
     const prepared = (b: Block): PreparedProposal => ({ bytes: encodeBlock(b), hasWork: true, time: b.time })
     /** The real application's block over a commit B chose: consistent with it in everything else. */
     const over = async (req: PrepareProposalRequest, lc: CommitCertificate) =>
-      prepared(await real({ ...req, lastCommit: lc }))
+      prepared(await real({ ...req, lastCommit: lc, awaitLastCommit: undefined }))
     this.#tampers = {
       'future-time': async (req) => {
         const b = await real(req)

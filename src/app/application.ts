@@ -207,7 +207,8 @@ export class MurmurApplication implements Application {
       this.#m.pendingStakeMoves?.() ?? [],
       this.#m.pendingUnjails?.() ?? [],
     ])
-    const block = proposeBlock(this.state, pending, req.lastCommit ?? null, fills, req.nowMs, {
+    const lastCommit = req.awaitLastCommit === undefined ? req.lastCommit : await req.awaitLastCommit()
+    const block = proposeBlock(this.state, pending, lastCommit ?? null, fills, req.nowMs, {
       proposer: req.proposer as Address,
       round: req.round,
       evidence: req.misbehavior,

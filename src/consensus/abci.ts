@@ -42,6 +42,13 @@ export interface PrepareProposalRequest {
    * (undefined at height 1). The block carries it (CometBFT's LastCommit).
    */
   readonly lastCommit?: CommitCertificate | undefined
+  /**
+   * The last commit as it stands once late precommits had their chance: resolves when the precommit of
+   * every online validator is in or the engine's wait (`lastCommitWaitMs`) is over. An application that
+   * does I/O first calls it after its I/O, so that the wait overlaps the I/O instead of adding to it.
+   * Absent: use `lastCommit`.
+   */
+  readonly awaitLastCommit?: () => Promise<CommitCertificate | undefined>
 }
 
 export interface PreparedProposal {

@@ -968,7 +968,8 @@ export class ConsensusDriver {
   async #build(height: number, round: number): Promise<Hex | undefined> {
     let bytes: Uint8Array
     let time: number
-    if (round === 0) await this.#waitForLastCommit(this.#state())
+    // Late precommits of the head are waited for (round 0) while the application does its I/O.
+    const waited = round === 0 ? this.#waitForLastCommit(this.#state()) : Promise.resolve()
     for (;;) {
       const head = this.#state()
       if (BigInt(height) !== head.height + 1n) return undefined
@@ -979,6 +980,10 @@ export class ConsensusDriver {
         nowMs: this.#now(),
         misbehavior: [...this.#evidence.values()],
         lastCommit: this.#collectLastCommit(head),
+        awaitLastCommit: async () => {
+          await waited
+          return this.#collectLastCommit(head)
+        },
       })
       if (this.#stopped || this.#head !== head || this.#core.height !== height) return undefined
       bytes = prepared.bytes
