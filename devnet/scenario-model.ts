@@ -194,12 +194,19 @@ export function components(r: SampleRound, peerIds: readonly string[]): number[]
 /**
  * True when, in this round, more than 2/3 of stake is connected as observed: one group of nodes that
  * answered and reach each other holds a quorum. Observed, not modelled: a node restarting or a
- * partition being installed counts as what the nodes report.
+ * partition being installed counts as what the nodes report. A validator that an answering node reports
+ * offline (`online: false` in `GET /v1/validators`: missing from the last commits, or jailed, which
+ * leaves it out of the voting set at the next epoch) does not count towards the group's stake.
  */
-export function quorumConnected(o: Pick<Observations, 'peerIds' | 'powers'>, r: SampleRound): boolean {
+export function quorumConnected(
+  o: Pick<Observations, 'peerIds' | 'powers'> & Partial<Pick<Observations, 'validatorAddresses'>>,
+  r: SampleRound,
+): boolean {
+  const offline = new Set(r.nodes.flatMap((s) => s.offline ?? []).map((a) => a.toLowerCase()))
+  const counts = (n: number) => !offline.has((o.validatorAddresses?.[n] ?? '').toLowerCase())
   return components(r, o.peerIds).some((g) =>
     hasQuorum(
-      g.reduce((s, n) => s + (o.powers[n] ?? 0n), 0n),
+      g.reduce((s, n) => s + (counts(n) ? (o.powers[n] ?? 0n) : 0n), 0n),
       o.powers,
     ),
   )

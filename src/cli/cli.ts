@@ -92,6 +92,7 @@ export function buildCli(): Command {
       new Map(),
     )
     .option('--admin', 'serve /admin/v1/* (partition, probes); loopback API only', false)
+    .option('--no-auto-unjail', "never send this validator's Unjail by itself after a downtime jail")
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .option('--log-file <path>', 'write logs to this file instead of stderr')
     .exitOverride()
@@ -102,6 +103,7 @@ export function buildCli(): Command {
         bootstrap: o.bootstrap,
         rollups: o.rollup,
         admin: o.admin,
+        autoUnjail: o.autoUnjail,
         logLevel: o.logLevel,
         logFile: o.logFile,
       }

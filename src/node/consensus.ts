@@ -3,7 +3,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
-import { createPublicClient, type LocalAccount, type PublicClient } from 'viem'
+import { type Address, createPublicClient, type LocalAccount, type PublicClient } from 'viem'
 import { ApiError } from '../api/errors.ts'
 import { MurmurApplication } from '../app/application.ts'
 import {
@@ -23,9 +23,10 @@ import { observationOf } from '../rollups/observation.ts'
 import { type RpcTransport, rpcTransport } from '../rollups/rpc.ts'
 import type { RollupsService } from '../rollups/service.ts'
 import type { StakingService } from '../staking/service.ts'
+import { signedUnjailToJson, signUnjail } from '../staking/unjail.ts'
 import { validatorsToJson } from '../state/storage.ts'
 import type { Store } from '../state/store.ts'
-import { expectedOutputOf } from '../state/types.ts'
+import { type AppState, expectedOutputOf } from '../state/types.ts'
 import type { Genesis } from './genesis.ts'
 import type { TopicPayloads } from './topics.ts'
 
@@ -45,6 +46,8 @@ export interface ConsensusWiringModules {
   account: Pick<LocalAccount, 'address' | 'signTypedData'>
   /** RPC URL per rollup, to check fills' receipts on this node's own RPC. */
   rpc: ReadonlyMap<number, string>
+  /** Sign and submit this validator's Unjail once a downtime jail is over (node/options.ts). */
+  autoUnjail?: boolean
   log: Logger
   registry: Registry
   onFatal: (err: unknown) => void
@@ -61,6 +64,8 @@ export class ConsensusWiring {
   readonly app: MurmurApplication
   readonly #m: ConsensusWiringModules
   readonly #clients = new Map<bigint, FillBlocks>()
+  /** The Unjail this node sent for its validator: for which jail, at which height. */
+  #unjailSent: { until: bigint; height: bigint } | undefined
   readonly #transports: RpcTransport[] = []
   readonly #unsubscribe: Array<() => void> = []
   /** Fill verdicts by fill and expected output (see #verifyFill). */
@@ -207,7 +212,10 @@ export class ConsensusWiring {
         this.#prefetchFill(fill)
       }),
       this.#m.staking.onPending(() => this.driver.notifyWork()),
-      this.app.onCommit((e) => this.#m.staking.onCommit(e.block, e.state)),
+      this.app.onCommit((e) => {
+        this.#m.staking.onCommit(e.block, e.state)
+        this.#maybeUnjail(e.state, e.block.time)
+      }),
     )
     await this.driver.start()
     this.#startStatusPoll()
@@ -241,6 +249,30 @@ export class ConsensusWiring {
     })
     this.#status = poller
     poller.start()
+  }
+
+  /**
+   * After a commit: when this node's validator is jailed for downtime (not tombstoned), the jail time is
+   * over by the block's time and the node is in step, sign its Unjail and submit it like `POST
+   * /v1/unjail` would (gossiped, then carried by a block). Once per jail; again after 20 blocks if it has
+   * not taken effect (a lost gossip message, a refusal).
+   */
+  #maybeUnjail(state: AppState, blockTimeMs: number): void {
+    if (this.#m.autoUnjail !== true || this.driver.syncing) return
+    const self = this.#m.account.address.toLowerCase() as Address
+    const v = state.validators.find((x) => x.address === self)
+    if (v === undefined || !v.jailed || v.tombstoned || v.jailedUntil === null) return
+    if (BigInt(Math.floor(blockTimeMs / 1000)) < v.jailedUntil) return
+    const sent = this.#unjailSent
+    if (sent !== undefined && sent.until === v.jailedUntil && state.height < sent.height + 20n) return
+    this.#unjailSent = { until: v.jailedUntil, height: state.height }
+    const nonce = (state.unjailNonces.get(self) ?? 0n) + 1n
+    void signUnjail(this.#m.account, this.#m.genesis.networkId, { validator: self, nonce })
+      .then((s) => this.#m.staking.submitUnjailJson(signedUnjailToJson(s)))
+      .then((a) =>
+        this.#m.log.info({ status: a.status, body: a.body, nonce }, "sent this validator's Unjail"),
+      )
+      .catch((err) => this.#m.log.warn({ err }, "sending this validator's Unjail failed"))
   }
 
   async stop(): Promise<void> {

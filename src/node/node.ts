@@ -201,6 +201,7 @@ export class MurmurNode {
       staking,
       account: this.#keys.validator,
       rpc: o.rollups,
+      autoUnjail: o.autoUnjail,
       log: this.log.child({ module: 'consensus' }),
       registry: this.registry,
       onFatal: (err) => {

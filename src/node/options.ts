@@ -23,6 +23,12 @@ export interface NodeOptions {
   p2p: Partial<Omit<P2POptions, 'networkId' | 'listen'>>
   mempool: { pool: IntentPoolOptions; service: Partial<MempoolServiceOptions> }
   consensus: Partial<ConsensusDriverOptions>
+  /**
+   * When this node's validator is jailed for downtime and the jail time is over, sign and submit its
+   * Unjail once the node is in step (CometBFT and Cosmos leave it to the operator; a network that heals
+   * itself should not need one). `--no-auto-unjail` leaves it to the operator.
+   */
+  autoUnjail: boolean
 }
 
 export const DEFAULT_NODE_OPTIONS: Omit<NodeOptions, 'dataDir' | 'genesisPath'> = {
@@ -36,4 +42,5 @@ export const DEFAULT_NODE_OPTIONS: Omit<NodeOptions, 'dataDir' | 'genesisPath'> 
   p2p: {},
   mempool: { pool: {}, service: {} },
   consensus: {},
+  autoUnjail: true,
 }
