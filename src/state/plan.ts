@@ -10,7 +10,7 @@ import { decodeOrderData, intentId, MURMUR_ORDER_TYPEHASH, type SignedIntent } f
 import { type CommitCertificate, MAX_BLOCK_REASSIGNMENTS, type VoteEvidence } from '../consensus/block.ts'
 import type { Validator } from '../consensus/types.ts'
 import type { HealthReport } from '../rollups/health-report.ts'
-import { aggregateReports, type HealthWindow, weightedMedian } from '../rollups/health-view.ts'
+import { aggregateReports, weightedMedian } from '../rollups/health-view.ts'
 import { decodeObservations, type Observation, observationReport } from '../rollups/observation.ts'
 import {
   DEFAULT_ROUTE_PARAMS,
@@ -47,11 +47,6 @@ export function activeValidators(state: AppState): Validator[] {
 /** Voting power by lowercase address of the consensus set. */
 export function votingPowers(state: AppState): Map<Address, bigint> {
   return new Map(state.consensusSet)
-}
-
-/** Which health reports count, from the network params. */
-export function healthWindow(state: AppState): HealthWindow {
-  return { freshnessMs: state.params.healthFreshnessMs, maxSkewMs: state.params.maxClockSkewSec * 1000 }
 }
 
 /** Block time in unix seconds (the unit of deadlines). */
