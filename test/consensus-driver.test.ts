@@ -11,30 +11,20 @@ import { Registry } from 'prom-client'
 import type { Hex } from 'viem'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type MurmurApplication, reconcileTransitions } from '../src/app/application.ts'
-import {
-  BLOCKS_BY_RANGE_PROTOCOL,
-  blockHashOfBytes,
-  decodeBlock,
-  encodeBlock,
-  verifyCertificate,
-} from '../src/consensus/block.ts'
+import { blockHashOfBytes, decodeBlock, encodeBlock, verifyCertificate } from '../src/consensus/block.ts'
 import type { ConsensusDriver, ConsensusDriverOptions } from '../src/consensus/driver.ts'
-import {
-  CONSENSUS_MESSAGES_PROTOCOL,
-  type ConsensusMessage,
-  consensusMessageCodec,
-} from '../src/consensus/messages.ts'
+import { CONSENSUS_MESSAGES_PROTOCOL, type ConsensusMessage } from '../src/consensus/messages.ts'
 import type { WalRecord } from '../src/consensus/types.ts'
 import { signVote, toCoreVote, voteKey } from '../src/consensus/votes.ts'
 import { ConsensusWal, walKey } from '../src/consensus/wal.ts'
 import { IntentPool } from '../src/mempool/pool.ts'
 import type { IntentState } from '../src/mempool/record.ts'
-import type { ValidationResult } from '../src/p2p/validation.ts'
 import { genesisState } from '../src/state/genesis.ts'
 import { votingPowers } from '../src/state/plan.ts'
 import { proposeBlock } from '../src/state/propose.ts'
 import { loadAppState } from '../src/state/storage.ts'
 import { Store } from '../src/state/store.ts'
+import { TestBus } from './helpers/bus.ts'
 import { addressOf, TEST_TIMEOUTS, testLog, testNetwork } from './helpers/consensus-net.ts'
 import { createTestDriver } from './helpers/driver.ts'
 import { makeIntent, wallet } from './helpers/intents.ts'
@@ -59,52 +49,7 @@ interface TestNode {
   app: MurmurApplication
 }
 
-/** Delivers each message, encoded and decoded, to every other running driver after its topic validator. */
-class Bus {
-  readonly nodes = new Map<number, TestNode>()
-  readonly results: ValidationResult[] = []
-  sent = 0
-
-  broadcast(from: number, msg: ConsensusMessage): void {
-    const bytes = consensusMessageCodec.encode(msg)
-    this.sent++
-    for (const [i, node] of this.nodes) {
-      if (i === from) continue
-      setImmediate(() => {
-        if (this.nodes.get(i) !== node) return
-        const decoded = consensusMessageCodec.decode(bytes)
-        node.driver.validateMessage(decoded, `node-${from}`).then((r) => {
-          if (r.result === 'ACCEPT') node.driver.onMessage(decoded, `node-${from}`)
-          else this.results.push(r)
-        })
-      })
-    }
-  }
-
-  /** blocks-by-range from the named running node (`node-<i>`), through the protocol's codecs. */
-  async fetch(peerName: string, from: bigint, count: number) {
-    const peer = this.nodes.get(Number(peerName.slice('node-'.length)))
-    if (peer === undefined) throw new Error(`${peerName} is not running`)
-    const spec = BLOCKS_BY_RANGE_PROTOCOL
-    const req = spec.request.decode(spec.request.encode({ from, count }))
-    const res = await peer.driver.getBlocksRange(req.from, req.count)
-    return spec.response.decode(spec.response.encode(res))
-  }
-
-  /** consensus-messages from every other running node, through the protocol's codecs. */
-  async messages(to: number, height: bigint): Promise<ConsensusMessage[]> {
-    const spec = CONSENSUS_MESSAGES_PROTOCOL
-    const out: ConsensusMessage[] = []
-    for (const peer of this.nodes.values()) {
-      if (peer.index === to) continue
-      const req = spec.request.decode(spec.request.encode({ height }))
-      out.push(...spec.response.decode(spec.response.encode(peer.driver.getConsensusMessages(req.height))))
-    }
-    return out
-  }
-}
-
-const bus = new Bus()
+const bus = new TestBus<TestNode>()
 const dirs: string[] = []
 
 async function startNode(
@@ -125,11 +70,11 @@ async function startNode(
       pool,
       account: VALIDATORS[index]!,
       genesis: GENESIS,
-      broadcast: (msg) => bus.broadcast(index, msg),
+      broadcast: (msg) => bus.consensus(index, msg),
       verifyFill: async () => 'valid',
       healthReports,
       pendingFills: () => [],
-      fetchBlocks: (from, count, peer) => bus.fetch(peer, from, count),
+      fetchBlocks: (from, count, peer) => bus.fetchFrom(peer, from, count),
       fetchMessages: (height) => bus.messages(index, height),
       log: log.child({ node: index }),
       registry,
@@ -215,7 +160,7 @@ describe('ConsensusDriver: four validators in one process', () => {
         })
       }
     }
-    expect(bus.results.filter((r) => r.result === 'REJECT')).toEqual([])
+    expect(bus.results.filter(({ r }) => r.result === 'REJECT')).toEqual([])
   })
 
   it("answers consensus-messages for its head's height with the head's precommits (a peer one height behind decides from them)", async () => {

@@ -38,7 +38,7 @@ export class TestBus<N extends BusNode> {
 
   consensus(from: number, msg: ConsensusMessage): void {
     this.#deliver(from, consensusMessageCodec.encode(msg), consensusMessageCodec.decode, (node, decoded) => {
-      void node.driver.validateMessage(decoded).then((r) => {
+      void node.driver.validateMessage(decoded, `node-${from}`).then((r) => {
         if (r.result === 'ACCEPT') node.driver.onMessage(decoded, `node-${from}`)
         else this.results.push({ topic: 'consensus', r })
       })
@@ -60,7 +60,13 @@ export class TestBus<N extends BusNode> {
   /** blocks-by-range from the first other running node. */
   async fetch(to: number, from: bigint, count: number) {
     const peer = [...this.nodes.values()].find((n) => n.index !== to)
-    if (peer === undefined) return []
+    return peer === undefined ? [] : this.fetchFrom(`node-${peer.index}`, from, count)
+  }
+
+  /** blocks-by-range from the named running node (`node-<i>`), as the driver's block sync asks. */
+  async fetchFrom(peerName: string, from: bigint, count: number) {
+    const peer = this.nodes.get(Number(peerName.slice('node-'.length)))
+    if (peer === undefined) throw new Error(`${peerName} is not running`)
     const spec = BLOCKS_BY_RANGE_PROTOCOL
     const req = spec.request.decode(spec.request.encode({ from, count }))
     const res = await peer.driver.getBlocksRange(req.from, req.count)
