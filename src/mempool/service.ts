@@ -7,6 +7,7 @@ import { RecoverPool } from '../crypto/recover.ts'
 import { PublishBatcher } from '../p2p/batcher.ts'
 import type { P2PHost, TopicHandler } from '../p2p/host.ts'
 import { ACCEPT, ignore, reject, type ValidationResult } from '../p2p/validation.ts'
+import type { AssetTable } from '../state/assets.ts'
 import type { IntentPool } from './pool.ts'
 import {
   type IntentRejectCode,
@@ -52,6 +53,8 @@ export interface MempoolServiceModules {
   log: Logger
   registry: Registry
   knownChainIds: ReadonlySet<bigint>
+  /** The genesis asset table (ambiguous outputs and thin spreads are refused). */
+  assets?: AssetTable
   maxClockSkewSec: number
   now?: () => number
 }
@@ -62,6 +65,9 @@ const PROVABLY_BAD: ReadonlySet<IntentRejectCode> = new Set([
   'BAD_SIGNATURE',
   'UNKNOWN_CHAIN',
   'TOO_LARGE',
+  // The asset table is the genesis's: every node decides these alike.
+  'UNPROFITABLE',
+  'AMBIGUOUS_OUTPUT',
 ])
 
 export type SubmitAnswer =
@@ -146,6 +152,7 @@ export class MempoolService {
       maxClockSkewSec: this.#m.maxClockSkewSec,
       knownChainIds: this.#m.knownChainIds,
       isNonceUsed: (user, nonce) => pool.isNonceUsed(user, nonce),
+      ...(this.#m.assets === undefined ? {} : { assets: this.#m.assets }),
     }
     const rp = this.#recoverPool
     if (rp !== undefined) ctx.recover = (digest, sig) => rp.recover(digest, sig)

@@ -17,6 +17,7 @@ import {
 } from '../codec/intent.ts'
 import { CodecError } from '../codec/json.ts'
 import { recoverAddress, SignatureError } from '../crypto/recover.ts'
+import type { AssetTable, EconomicsRejectCode } from '../state/assets.ts'
 
 /** Why an intent is refused; the `code` of the API's 400 answer. */
 export type IntentRejectCode =
@@ -26,6 +27,7 @@ export type IntentRejectCode =
   | 'NONCE_USED'
   | 'UNKNOWN_CHAIN'
   | 'TOO_LARGE'
+  | EconomicsRejectCode
 
 /** What validation needs to know about the world. */
 export interface ValidateIntentContext {
@@ -35,6 +37,8 @@ export interface ValidateIntentContext {
   maxClockSkewSec: number
   /** Chain ids of the network's rollups. */
   knownChainIds: ReadonlySet<bigint>
+  /** The network's asset table: ambiguous outputs and too thin spreads are refused. Absent: no checks. */
+  assets?: AssetTable
   /** True when (user, nonce) was used before. Absent: no nonce is used. */
   isNonceUsed?(user: Address, nonce: bigint): boolean
   /** Signature recovery to use instead of {@link recoverAddress}, e.g. a worker pool. */
@@ -111,6 +115,8 @@ export async function validateIntent(
       )
     }
   }
+  const economics = ctx.assets?.check({ originChainId: order.originChainId, ...data })
+  if (economics !== undefined && !economics.ok) return reject(economics.code, economics.message)
   if (ctx.isNonceUsed?.(order.user, order.nonce) === true) {
     return reject('NONCE_USED', `order.nonce: ${order.nonce} already used by ${order.user}`)
   }

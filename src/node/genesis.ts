@@ -36,6 +36,21 @@ const validatorSchema = z.object({
   pools: z.array(chainId).min(1, 'a validator serves at least one rollup'),
 })
 
+/** The same token on several rollups, and the least spread an intent moving it must leave its executor. */
+const assetSchema = z
+  .object({
+    symbol: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/, 'letters, digits, dot, dash or underscore, 1 to 32'),
+    minSpreadBps: bps.default(0),
+    tokens: z.record(
+      z.string().regex(/^[1-9][0-9]*$/, 'keys are chain ids'),
+      z
+        .string()
+        .regex(/^0x[0-9a-fA-F]{40}$/, 'must be a 0x-prefixed 20-byte hex address (0x0…0: the native coin)')
+        .transform((s) => s.toLowerCase()),
+    ),
+  })
+  .strict()
+
 const delegationSchema = z.object({ delegator: address, validator: address, amount: uint, chainId })
 
 /** Network parameters with their defaults. */
@@ -88,6 +103,7 @@ export const genesisSchema = z
     validators: z.array(validatorSchema).min(1, 'at least one validator'),
     delegations: z.array(delegationSchema).default([]),
     rollups: z.array(rollupSchema).min(1, 'at least one rollup'),
+    assets: z.array(assetSchema).max(64, 'at most 64 assets').default([]),
     params: paramsSchema,
   })
   .strict()
@@ -108,6 +124,35 @@ export const genesisSchema = z
             message: `unknown rollup ${c}`,
           })
       })
+    })
+    const symbols = new Set<string>()
+    const tokens = new Map<string, string>()
+    g.assets.forEach((a, i) => {
+      if (symbols.has(a.symbol))
+        ctx.addIssue({ code: 'custom', path: ['assets', i, 'symbol'], message: 'duplicate symbol' })
+      symbols.add(a.symbol)
+      if (Object.keys(a.tokens).length === 0)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['assets', i, 'tokens'],
+          message: 'an asset has a token on at least one rollup',
+        })
+      for (const [chain, token] of Object.entries(a.tokens)) {
+        if (!chains.has(Number(chain)))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['assets', i, 'tokens', chain],
+            message: `unknown rollup ${chain}`,
+          })
+        const other = tokens.get(`${chain}/${token}`)
+        if (other !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['assets', i, 'tokens', chain],
+            message: `${token} on ${chain} is already asset ${other}`,
+          })
+        tokens.set(`${chain}/${token}`, a.symbol)
+      }
     })
     g.delegations.forEach((d, i) => {
       if (!addrs.has(d.validator))

@@ -12,6 +12,7 @@ import { MempoolService } from '../mempool/service.ts'
 import { P2PHost } from '../p2p/host.ts'
 import { RollupsService } from '../rollups/service.ts'
 import { StakingService } from '../staking/service.ts'
+import { AssetTable } from '../state/assets.ts'
 import { Store } from '../state/store.ts'
 import { ConsensusWiring } from './consensus.ts'
 import { type Genesis, loadGenesis } from './genesis.ts'
@@ -159,6 +160,10 @@ export class MurmurNode {
       log: this.log.child({ module: 'mempool' }),
       registry: this.registry,
       knownChainIds: new Set(this.#genesis.rollups.map((r) => BigInt(r.chainId))),
+      assets: new AssetTable(
+        this.#genesis.assets,
+        this.#genesis.rollups.map((r) => BigInt(r.chainId)),
+      ),
       maxClockSkewSec: this.#genesis.params.maxClockSkewSec,
     })
     this.#mempool = mempool

@@ -2,6 +2,7 @@
 import type { Address, Hex } from 'viem'
 import { stringToBytes } from 'viem'
 import { keccak256Bytes } from '../crypto/keccak.ts'
+import { AssetTable } from './assets.ts'
 import { type AppGenesis, type AppState, cmp, sumPools, type ValidatorState } from './types.ts'
 
 function toHex(bytes: Uint8Array): Hex {
@@ -38,6 +39,16 @@ export function genesisHash(g: AppGenesis): Hex {
       g.params.slashDoubleSignBps,
       g.params.epochBlocks,
     ],
+    // Appended only when present, so a genesis without assets keeps the hash it had before them.
+    ...((g.assets?.length ?? 0) > 0
+      ? [
+          g.assets!.map((a) => [
+            a.symbol,
+            a.minSpreadBps,
+            Object.entries(a.tokens).sort(([x], [y]) => cmp(BigInt(x), BigInt(y))),
+          ]),
+        ]
+      : []),
   ]
   return toHex(keccak256Bytes(stringToBytes(JSON.stringify(canonical))))
 }
@@ -95,6 +106,10 @@ export function genesisState(g: AppGenesis): AppState {
     liveness: new Map(),
     unjailNonces: new Map(),
     rollups: g.rollups,
+    assets: new AssetTable(
+      g.assets ?? [],
+      g.rollups.map((r) => BigInt(r.chainId)),
+    ),
     params: g.params,
   }
 }

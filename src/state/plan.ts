@@ -287,6 +287,8 @@ export function acceptIntent(
   const known = new Set(state.rollups.map((r) => BigInt(r.chainId)))
   if (!data.destinationChainIds.every((c) => known.has(c)))
     return { ok: false, why: `intent ${id}: unknown chain` }
+  const economics = state.assets.check({ originChainId: order.originChainId, ...data })
+  if (!economics.ok) return { ok: false, why: `intent ${id}: ${economics.code}: ${economics.message}` }
   return {
     ok: true,
     route: {

@@ -6,6 +6,7 @@ import type { Address, Hex } from 'viem'
 import type { ExpectedOutput } from '../rollups/fill.ts'
 import type { GenesisRollup } from '../rollups/health-view.ts'
 import type { StakeMoveRecord } from '../staking/moves.ts'
+import type { AssetTable, GenesisAsset } from './assets.ts'
 
 /** Network parameters the state machine reads (genesis `params`). */
 export interface AppParams {
@@ -53,6 +54,8 @@ export interface AppGenesis {
     readonly chainId: number
   }[]
   readonly rollups: readonly GenesisRollup[]
+  /** The asset table (state/assets.ts); none when absent. */
+  readonly assets?: readonly GenesisAsset[]
   readonly params: AppParams
 }
 
@@ -133,6 +136,8 @@ export interface AppState {
   /** Highest Unjail nonce used by each validator. */
   readonly unjailNonces: ReadonlyMap<Address, bigint>
   readonly rollups: readonly GenesisRollup[]
+  /** The genesis asset table, indexed. */
+  readonly assets: AssetTable
   readonly params: AppParams
 }
 
