@@ -7,7 +7,7 @@ import type { Address } from 'viem'
 import { describe, expect, it } from 'vitest'
 import { validateIntent } from '../src/mempool/validate.ts'
 import { parseGenesis } from '../src/node/genesis.ts'
-import { AssetTable, type EconomicsOrder } from '../src/state/assets.ts'
+import { AssetTable, type EconomicsOrder, type GenesisAsset } from '../src/state/assets.ts'
 import { genesisState } from '../src/state/genesis.ts'
 import { acceptIntent } from '../src/state/plan.ts'
 import { makeIntent, wallet } from './helpers/intents.ts'
@@ -18,7 +18,7 @@ const USD_B: Address = `0x${'b2'.repeat(20)}`
 const SAME: Address = `0x${'c3'.repeat(20)}`
 const OTHER: Address = `0x${'d4'.repeat(20)}`
 
-const ASSETS = [
+const ASSETS: GenesisAsset[] = [
   { symbol: 'USD', minSpreadBps: 10, tokens: { '901': USD_A, '902': USD_B } },
   { symbol: 'TKN', minSpreadBps: 0, tokens: { '901': SAME, '902': SAME, '903': SAME } },
   { symbol: 'ETH', minSpreadBps: 5, tokens: { '901': NATIVE, '902': NATIVE, '903': NATIVE } },
