@@ -31,10 +31,17 @@ import {
   type SignedUnjail,
 } from '../consensus/block.ts'
 import type { Validator } from '../consensus/types.ts'
+import { MAX_VOTE_EXTENSION_BYTES } from '../consensus/votes.ts'
 import type { IntentPool, TransitionRequest } from '../mempool/pool.ts'
 import { type IntentState, isTerminal, MempoolError } from '../mempool/record.ts'
 import type { SignedFill } from '../rollups/fill.ts'
-import { decodeObservations, encodeObservations, type Observation } from '../rollups/observation.ts'
+import {
+  type Balance,
+  decodeExtension,
+  encodeExtension,
+  MAX_BALANCES,
+  type Observation,
+} from '../rollups/observation.ts'
 import { apply } from '../state/apply.ts'
 import { activeValidators, skippedValidators } from '../state/plan.ts'
 import { proposeBlock } from '../state/propose.ts'
@@ -69,6 +76,12 @@ export interface ApplicationModules {
    * extensions. Absent on a node that measures nothing: its precommits carry no observation.
    */
   readonly observe?: () => readonly Observation[] | Promise<readonly Observation[]>
+  /**
+   * This validator's own balances of the network's inventory tokens on the rollups it serves, for its
+   * vote extensions: the router gives no executor a fill it could not pay. Absent: none reported (the
+   * router then does not filter this executor by inventory).
+   */
+  readonly balances?: () => readonly Balance[] | Promise<readonly Balance[]>
   /** Fills announced on gossip and not yet committed. */
   readonly pendingFills: () => Iterable<SignedFill> | Promise<Iterable<SignedFill>>
   /** Signed stake moves waiting for a block, signatures already checked (staking/service.ts). */
@@ -277,19 +290,30 @@ export class MurmurApplication implements Application {
   }
 
   /**
-   * This validator's observation of every rollup it measures (its own latest health reports), carried by
-   * its precommit: the next block's health view is the median over the commit's extensions.
+   * This validator's observation of every rollup it measures (its own latest health reports) and its own
+   * balances, carried by its precommit: the next block's health view is the median over the commit's
+   * extensions, and its pool view knows what each executor can pay.
    */
   async extendVote(_req: ExtendVoteRequest): Promise<Uint8Array> {
     const known = this.#chains
     const own = (await this.#m.observe?.()) ?? []
-    return encodeObservations(own.filter((o) => known.has(o.chainId)))
+    const balances = ((await this.#m.balances?.()) ?? [])
+      .filter((b) => known.has(b.chainId))
+      .slice(0, MAX_BALANCES)
+    const observations = own.filter((o) => known.has(o.chainId))
+    const bytes = encodeExtension({ observations, balances })
+    // Observations first: balances that would not fit are left out (the executor then gets no work).
+    return bytes.length <= MAX_VOTE_EXTENSION_BYTES ? bytes : encodeExtension({ observations, balances: [] })
   }
 
-  /** An extension is a canonical list of observations of rollups of this network. */
+  /** An extension is a canonical list of observations (and balances) of rollups of this network. */
   async verifyVoteExtension(req: VerifyVoteExtensionRequest): Promise<boolean> {
     try {
-      return decodeObservations(req.extension).every((o) => this.#chains.has(o.chainId))
+      const e = decodeExtension(req.extension)
+      return (
+        e.observations.every((o) => this.#chains.has(o.chainId)) &&
+        e.balances.every((b) => this.#chains.has(b.chainId))
+      )
     } catch {
       return false
     }

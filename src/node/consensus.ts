@@ -103,6 +103,7 @@ export class ConsensusWiring {
             .filter((s) => s.report.validator === self)
             .map((s) => observationOf(s.report))
         },
+        balances: () => modules.rollups.balances(),
         pendingFills: () => modules.rollups.pendingFills.values(),
         pendingStakeMoves: () => modules.staking.pending(),
         pendingUnjails: () => modules.staking.pendingUnjails(),

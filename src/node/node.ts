@@ -154,16 +154,17 @@ export class MurmurNode {
     })
     this.#pool = pool
     this.#started.push({ name: 'pool', stop: () => pool.stop() })
+    const assets = new AssetTable(
+      this.#genesis.assets,
+      this.#genesis.rollups.map((r) => BigInt(r.chainId)),
+    )
     const mempool = new MempoolService(o.mempool.service, {
       pool,
       p2p,
       log: this.log.child({ module: 'mempool' }),
       registry: this.registry,
       knownChainIds: new Set(this.#genesis.rollups.map((r) => BigInt(r.chainId))),
-      assets: new AssetTable(
-        this.#genesis.assets,
-        this.#genesis.rollups.map((r) => BigInt(r.chainId)),
-      ),
+      assets,
       maxClockSkewSec: this.#genesis.params.maxClockSkewSec,
     })
     this.#mempool = mempool
@@ -178,6 +179,7 @@ export class MurmurNode {
         account: this.#keys.validator,
         log: this.log.child({ module: 'rollups' }),
         registry: this.registry,
+        inventoryTokens: (chainId) => assets.inventoryTokens(chainId),
       },
     )
     this.#rollups = rollups

@@ -6,11 +6,13 @@
  *
  * Encoding: CBOR array, one entry per rollup in ascending chain id order, each
  * `[chainId, status, blockNumber, gasUsed, gasLimit, baseFeeWei, blockTimeMs, latencyMs]` (big integers as
- * minimal big-endian bytes). Canonical: a decoded extension re-encodes to the same bytes.
+ * minimal big-endian bytes). Canonical: a decoded extension re-encodes to the same bytes. A validator that
+ * also reports its balances (executor inventory) wraps it: `[1, observations, balances]`
+ * ({@link encodeExtension}).
  */
 import { decode as cborDecode, encode as cborEncode } from 'cborg'
 import type { Address } from 'viem'
-import { bytesToUint, uintToBytes } from '../codec/bytes.ts'
+import { bytesToAddress, bytesToUint, uintToBytes } from '../codec/bytes.ts'
 import { shape } from '../codec/cbor.ts'
 import { P2PError } from '../errors.ts'
 import { gasRatioBps, type HealthReport, type HealthStatusCode } from './health-report.ts'
@@ -121,4 +123,96 @@ export function observationReport(validator: Address, timestampMs: number, o: Ob
     status: o.status,
     timestampMs: BigInt(timestampMs),
   }
+}
+
+/**
+ * What an executor holds of one token on one rollup (issue 10, "Economics that close"): the router gives
+ * an executor no fill it could not pay. Self-reported: a validator lying about its own balance only earns
+ * itself assignments it cannot fill, which move away at their deadline.
+ */
+export interface Balance {
+  readonly chainId: bigint
+  /** Lowercase; 0x0…0 is the native coin. */
+  readonly token: Address
+  readonly amount: bigint
+}
+
+/** A validator's vote extension: its observation of every rollup and its own balances. */
+export interface VoteExtension {
+  readonly observations: readonly Observation[]
+  readonly balances: readonly Balance[]
+}
+
+/** Most balances one extension carries (the extension is at most 2,048 bytes). */
+export const MAX_BALANCES = 16
+/** Version tag of the extension envelope `[1, observations, balances]`. */
+const EXTENSION_V1 = 1
+
+function cmpBalance(a: Balance, b: Balance): number {
+  if (a.chainId !== b.chainId) return a.chainId < b.chainId ? -1 : 1
+  return a.token < b.token ? -1 : a.token > b.token ? 1 : 0
+}
+
+/**
+ * The extension bytes: with no balances, exactly {@link encodeObservations}' (what validators without an
+ * executor sign); with balances, the envelope `[1, observations, balances]`, balances sorted by chain then
+ * token, each `[chainId, token (20 bytes), amount]`.
+ */
+export function encodeExtension(e: VoteExtension): Uint8Array {
+  if (e.balances.length === 0) return encodeObservations(e.observations)
+  const balances = [...e.balances].sort(cmpBalance)
+  if (balances.length > MAX_BALANCES) throw new Error(`more than ${MAX_BALANCES} balances`)
+  for (let i = 1; i < balances.length; i++)
+    if (cmpBalance(balances[i]!, balances[i - 1]!) === 0)
+      throw new Error(`two balances of ${balances[i]!.token} on ${balances[i]!.chainId}`)
+  const observations =
+    e.observations.length === 0 ? [] : (cborDecode(encodeObservations(e.observations)) as unknown[])
+  return cborEncode([
+    EXTENSION_V1,
+    observations,
+    balances.map((b) => [
+      uintToBytes(b.chainId),
+      Buffer.from(b.token.slice(2), 'hex'),
+      uintToBytes(b.amount),
+    ]),
+  ])
+}
+
+/**
+ * Inverse of {@link encodeExtension}: either a bare observation list or the envelope. Throws P2PError
+ * DECODE on anything else, or on bytes that do not re-encode identically.
+ */
+export function decodeExtension(bytes: Uint8Array): VoteExtension {
+  if (bytes.length === 0) return { observations: [], balances: [] }
+  let v: unknown
+  try {
+    v = cborDecode(bytes, { strict: true })
+  } catch (err) {
+    throw new P2PError('DECODE', `extension: ${(err as Error).message}`)
+  }
+  if (!Array.isArray(v) || v[0] !== EXTENSION_V1)
+    return { observations: decodeObservations(bytes), balances: [] }
+  if (v.length !== 3) throw new P2PError('DECODE', 'extension: expected [1, observations, balances]')
+  const inner = shape.array(v[1], 'extension.observations', MAX_OBSERVATIONS)
+  const observations = inner.length === 0 ? [] : decodeObservations(cborEncode(inner))
+  const balances = shape.array(v[2], 'extension.balances', MAX_BALANCES).map((x, i): Balance => {
+    const a = shape.array(x, `balances[${i}]`, 3)
+    if (a.length !== 3) throw new P2PError('DECODE', `balances[${i}]: expected 3 fields`)
+    return {
+      chainId: bytesToUint(a[0], `balances[${i}].chainId`, 32),
+      token: bytesToAddress(a[1], `balances[${i}].token`),
+      amount: bytesToUint(a[2], `balances[${i}].amount`, 32),
+    }
+  })
+  if (balances.length === 0) throw new P2PError('DECODE', 'extension: an envelope without balances')
+  let out: VoteExtension
+  try {
+    out = { observations, balances }
+    if (!Buffer.from(encodeExtension(out)).equals(Buffer.from(bytes)))
+      throw new P2PError('DECODE', 'extension: not canonically encoded')
+  } catch (err) {
+    if (err instanceof P2PError) throw err
+    throw new P2PError('DECODE', `extension: ${(err as Error).message}`)
+  }
+  return out
 }

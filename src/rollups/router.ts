@@ -67,6 +67,12 @@ export interface PoolMember {
   stake: bigint
   /** Open assignments of this validator on this rollup, before this batch. */
   outstanding: number
+  /**
+   * What it can still pay on this rollup, by lowercase token address (its reported balance less the
+   * outputs of its open assignments there). Absent: it reported no balances, and is not filtered by them;
+   * present: a token missing from it is a balance of 0.
+   */
+  inventory?: ReadonlyMap<string, bigint>
 }
 
 /** Pool members by chain id. */
@@ -125,6 +131,7 @@ export type UnroutableReason =
   | 'ALL_AVOIDED'
   | 'ALL_DOWN'
   | 'NO_EXECUTOR'
+  | 'NO_INVENTORY'
   | 'FEE_LIMIT'
   | 'NO_CAPACITY'
 
@@ -218,6 +225,15 @@ interface Lane {
   latencyNorm: bigint
   /** Assignments of this batch by executor (lowercase address). */
   assigned: Map<string, bigint>
+  /** Outputs this batch has given each executor to pay, by `executor/token` (lowercase). */
+  spent: Map<string, bigint>
+}
+
+/** True when `m` can pay `amount` of `token` on its lane, after what this batch already gave it. */
+function canPay(lane: Lane, m: PoolMember, token: string, amount: bigint): boolean {
+  if (m.inventory === undefined) return true
+  const spent = lane.spent.get(`${m.validator.toLowerCase()}/${token}`) ?? 0n
+  return (m.inventory.get(token) ?? 0n) - spent >= amount
 }
 
 function buildLanes(view: HealthView, pools: PoolView, p: ResolvedParams): Map<bigint, Lane> {
@@ -260,6 +276,7 @@ function buildLanes(view: HealthView, pools: PoolView, p: ResolvedParams): Map<b
       blockTimeMs: int(h.blockTimeMs),
       latencyNorm: maxLatency,
       assigned: new Map(),
+      spent: new Map(),
     })
   }
   return lanes
@@ -293,11 +310,13 @@ function laneCost(lane: Lane, gas: bigint, p: ResolvedParams, profile: RouteProf
  * The pool member with the least work per stake: minimises (outstanding + assigned in this batch + 1)
  * / stake, compared exactly by cross-multiplication; ties go to the lower address.
  */
-function pickExecutor(lane: Lane, avoid: readonly Address[] = []): PoolMember {
+function pickExecutor(lane: Lane, intent: RouteIntent, avoid: readonly Address[] = []): PoolMember {
   let best: PoolMember | undefined
   let bestWork = 0n
+  const token = intent.outputToken.toLowerCase()
   for (const m of lane.pool) {
     if (avoid.length > 0 && avoid.includes(m.validator.toLowerCase() as Address)) continue
+    if (!canPay(lane, m, token, intent.outputAmount)) continue
     const work = int(m.outstanding) + (lane.assigned.get(m.validator.toLowerCase()) ?? 0n) + 1n
     // work / stake < bestWork / best.stake  <=>  work * best.stake < bestWork * stake
     if (best === undefined || work * best.stake < bestWork * m.stake) {
@@ -334,6 +353,7 @@ function intentKey(i: RouteIntent): string {
  *
  * Candidates of an intent: its allowed destinations that are in the view, minus the profile's
  * avoided chains, minus rollups that are down, minus rollups without a staked pool member, minus
+ * rollups where no such member can pay the output (its inventory, less what this batch gave it), minus
  * rollups whose fee exceeds the profile's maxFeeBps (native outputs only), minus rollups without
  * spare capacity left for this fill. Among them the lowest cost wins (ties: lower chain id).
  *
@@ -394,6 +414,13 @@ export function routeIntents(
     narrow('ALL_DOWN', (l) => !l.down)
     const avoid = intent.avoidExecutors ?? []
     narrow('NO_EXECUTOR', (l) => l.pool.some((m) => !avoid.includes(m.validator.toLowerCase() as Address)))
+    const token = intent.outputToken.toLowerCase()
+    narrow('NO_INVENTORY', (l) =>
+      l.pool.some(
+        (m) =>
+          !avoid.includes(m.validator.toLowerCase() as Address) && canPay(l, m, token, intent.outputAmount),
+      ),
+    )
     const maxFeeBps = profile ? int(profile.maxFeeBps) : 0n
     if (native && maxFeeBps > 0n) {
       narrow('FEE_LIMIT', (l) => l.health.baseFeeWei * gas * BPS <= intent.outputAmount * maxFeeBps)
@@ -414,9 +441,11 @@ export function routeIntents(
       }
     }
     const lane = best!
-    const executor = pickExecutor(lane, avoid)
+    const executor = pickExecutor(lane, intent, avoid)
     const key = executor.validator.toLowerCase()
     lane.assigned.set(key, (lane.assigned.get(key) ?? 0n) + 1n)
+    const spentKey = `${key}/${token}`
+    lane.spent.set(spentKey, (lane.spent.get(spentKey) ?? 0n) + intent.outputAmount)
     lane.usedGas += gas
     result.assignments.push({ intentId: intent.id, chainId: lane.chainId, executor: executor.validator })
   }

@@ -11,6 +11,8 @@ import { MAX_FILL_BATCH, type SignedFill, validateFillBatch } from './fill.ts'
 import { HealthMonitor, type HealthMonitorOptions } from './health-monitor.ts'
 import { type SignedHealthReport, validateHealthReport } from './health-report.ts'
 import { type GenesisRollup, HealthAggregator, type RollupRow, rollupRows } from './health-view.ts'
+import { InventoryMonitor } from './inventory.ts'
+import type { Balance } from './observation.ts'
 import type { HealthView } from './router.ts'
 
 export interface RollupsServiceOptions {
@@ -46,6 +48,8 @@ export interface RollupsServiceModules {
   account: Pick<LocalAccount, 'address' | 'signTypedData' | 'signTransaction'>
   log: Logger
   registry: Registry
+  /** Tokens the executor reports balances of on a chain (the asset table's); the native coin always. */
+  inventoryTokens?: (chainId: bigint) => readonly Address[]
   now?: () => number
 }
 
@@ -61,6 +65,7 @@ export class RollupsService {
   readonly #powers: Map<Address, bigint>
   readonly #knownChains: ReadonlySet<bigint>
   #monitor: HealthMonitor | undefined
+  #inventory: InventoryMonitor | undefined
   #executor: Executor | undefined
   #unsubscribe: (() => void) | undefined
   /** Fills announced on gossip and not yet committed, by intent id (consensus takes them from here). */
@@ -206,6 +211,15 @@ export class RollupsService {
         },
       )
       this.#monitor.start()
+      this.#inventory = new InventoryMonitor(
+        { rollups: this.opts.rollups },
+        {
+          address: m.account.address,
+          tokens: m.inventoryTokens ?? (() => []),
+          log: m.log.child({ module: 'inventory' }),
+        },
+      )
+      this.#inventory.start()
     }
     this.#pruneTimer = setInterval(() => this.aggregator.prune(this.#now()), 5_000)
   }
@@ -236,8 +250,14 @@ export class RollupsService {
     }
   }
 
+  /** This node's latest balances on the rollups it has an RPC for (none without RPCs). */
+  balances(): Balance[] {
+    return this.#inventory?.balances() ?? []
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.#pruneTimer)
+    await this.#inventory?.stop()
     this.#unsubscribe?.()
     // Fills confirmed but not yet published stay unannounced in the executor's records: recover() sends them.
     this.#fillPublisher.cancel(new Error('stopping'))

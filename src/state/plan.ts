@@ -11,7 +11,7 @@ import { type CommitCertificate, MAX_BLOCK_REASSIGNMENTS, type VoteEvidence } fr
 import type { Validator } from '../consensus/types.ts'
 import type { HealthReport } from '../rollups/health-report.ts'
 import { aggregateReports, weightedMedian } from '../rollups/health-view.ts'
-import { decodeObservations, type Observation, observationReport } from '../rollups/observation.ts'
+import { decodeExtension, observationReport, type VoteExtension } from '../rollups/observation.ts'
 import {
   DEFAULT_ROUTE_PARAMS,
   type HealthView,
@@ -56,17 +56,24 @@ export function blockTimeSec(timeMs: number): bigint {
 
 /**
  * Pool members per rollup (members of the consensus set with stake there; jailed and offline ones left
- * out: they get no new work); `outstanding` counts `open`.
+ * out: they get no new work); `outstanding` counts `open`. With `balances` (commitBalances), a member that
+ * reported balances gets an inventory per rollup: each reported balance there less the outputs of its
+ * `open` assignments in that token (a fill mined but not yet committed counts twice: the view errs on
+ * the side of never assigning what the executor cannot pay).
  */
 export function poolView(
   state: AppState,
   open: Iterable<AssignmentState>,
   offline: ReadonlySet<string> = NO_ONE,
+  balances: ReadonlyMap<Address, ReadonlyMap<string, bigint>> = NO_BALANCES,
 ): PoolView {
   const count = new Map<string, number>()
+  const owed = new Map<string, bigint>()
   for (const a of open) {
     const k = `${a.chainId}/${a.executor}`
     count.set(k, (count.get(k) ?? 0) + 1)
+    const o = `${a.executor}/${a.chainId}/${a.outputToken.toLowerCase()}`
+    owed.set(o, (owed.get(o) ?? 0n) + a.outputAmount)
   }
   const view = new Map<bigint, PoolMember[]>()
   for (const r of state.rollups) {
@@ -75,7 +82,24 @@ export function poolView(
     for (const v of state.validators) {
       const stake = v.pools.get(chainId) ?? 0n
       if (v.jailed || stake <= 0n || offline.has(v.address) || !state.consensusSet.has(v.address)) continue
-      members.push({ validator: v.address, stake, outstanding: count.get(`${chainId}/${v.address}`) ?? 0 })
+      const member: PoolMember = {
+        validator: v.address,
+        stake,
+        outstanding: count.get(`${chainId}/${v.address}`) ?? 0,
+      }
+      const reported = balances.get(v.address)
+      if (reported !== undefined) {
+        const inventory = new Map<string, bigint>()
+        const prefix = `${chainId}/`
+        for (const [k, amount] of reported) {
+          if (!k.startsWith(prefix)) continue
+          const token = k.slice(prefix.length)
+          const left = amount - (owed.get(`${v.address}/${k}`) ?? 0n)
+          inventory.set(token, left > 0n ? left : 0n)
+        }
+        member.inventory = inventory
+      }
+      members.push(member)
     }
     view.set(chainId, members)
   }
@@ -94,6 +118,7 @@ export function routeOf(a: AssignmentState): RouteIntent {
 }
 
 const NO_ONE: ReadonlySet<string> = new Set()
+const NO_BALANCES: ReadonlyMap<Address, ReadonlyMap<string, bigint>> = new Map()
 
 /** `signedAt` once the commit `lastCommit` (carried by the next block) is counted. */
 export function signedAtAfter(
@@ -154,15 +179,35 @@ export function skippedValidators(state: AppState): Address[] {
 export function commitView(state: AppState, lastCommit: CommitCertificate | null): HealthView {
   const reports: HealthReport[] = []
   for (const p of lastCommit?.precommits ?? []) {
-    let list: Observation[]
-    try {
-      list = decodeObservations(p.extension)
-    } catch {
-      continue // validateBlock refuses such a commit; apply stays defined
-    }
-    for (const o of list) reports.push(observationReport(p.validator, p.timestampMs, o))
+    const e = extensionOf(p.extension)
+    for (const o of e?.observations ?? []) reports.push(observationReport(p.validator, p.timestampMs, o))
   }
   return aggregateReports(reports, state.commitPowers, state.rollups)
+}
+
+/** A decoded vote extension; undefined for one that does not decode (validateBlock refuses such a commit). */
+function extensionOf(bytes: Uint8Array): VoteExtension | undefined {
+  try {
+    return decodeExtension(bytes)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * What each executor reported it holds, from the vote extensions of `lastCommit`: by validator, then
+ * `chainId/token` (lowercase). A validator that reported no balances is absent (not filtered by them).
+ */
+export function commitBalances(
+  lastCommit: CommitCertificate | null,
+): ReadonlyMap<Address, ReadonlyMap<string, bigint>> {
+  const out = new Map<Address, Map<string, bigint>>()
+  for (const p of lastCommit?.precommits ?? []) {
+    const e = extensionOf(p.extension)
+    if (e === undefined || e.balances.length === 0) continue
+    out.set(p.validator, new Map(e.balances.map((b) => [`${b.chainId}/${b.token}`, b.amount])))
+  }
+  return out
 }
 
 /**
@@ -252,6 +297,7 @@ export function planBlock(
       state,
       live.filter((a) => !moving.has(a.intentId)),
       offline,
+      commitBalances(lastCommit),
     ),
   }
 }

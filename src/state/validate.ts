@@ -16,7 +16,7 @@ import {
   findBadFillField,
   type SignedFill,
 } from '../rollups/fill.ts'
-import { decodeObservations } from '../rollups/observation.ts'
+import { decodeExtension } from '../rollups/observation.ts'
 import { type RouteIntent, routeIntents } from '../rollups/router.ts'
 import { stakeMoveOrdered } from '../staking/moves.ts'
 import { checkUnjail } from '../staking/unjail.ts'
@@ -151,7 +151,7 @@ export async function validateBlock(
       return bad('BAD_LAST_COMMIT', `last commit of ${lc.height}/${lc.blockHash}, not of the parent`)
     for (const p of lc.precommits) {
       try {
-        decodeObservations(p.extension)
+        decodeExtension(p.extension)
       } catch {
         return bad('BAD_LAST_COMMIT', `vote extension of ${p.validator} does not decode`)
       }
