@@ -53,19 +53,58 @@ export interface Assignment {
   outputAmount: bigint
   /** Fill deadline, unix seconds. */
   deadline: number
+  /** The destination's settler, when the rollup has settlement contracts: the fill is its `fill` call. */
+  settler?: Address
+  /** `abi.encode(order)` of the intent, what the settler's `fill` recomputes the order id from. */
+  originData?: Hex
 }
 
 /** Where a fill stands. `failed`: reverted on chain, or refused by the RPC with no version of it known. */
 export type FillState = 'sending' | 'sent' | 'confirmed' | 'failed'
 
+/**
+ * What a record sends. `fill` (the default, records written before kinds existed) pays an intent's
+ * output; the others are the settlement transactions of issue 10, sent with the same guarantees (persist
+ * before send, one nonce per job, the chain checked before any resend): `approve` lets a destination
+ * settler pull an ERC-20 output, `open` escrows the user's input on origin (`openFor`), `claim` repays
+ * the executor, `refund` pays a user back, `rotate` moves a light client to the next validator set.
+ */
+export type TxKind = 'fill' | 'approve' | 'open' | 'claim' | 'refund' | 'rotate'
+
+/** A settlement transaction to send exactly once (see {@link Executor.transact}). */
+export interface TxJob {
+  readonly kind: Exclude<TxKind, 'fill'>
+  /** Unique within the kind: the intent id of an open, a hash of the leaves of a claim. */
+  readonly id: Hex
+  readonly chainId: bigint
+  readonly call: { readonly to: Address; readonly value: bigint; readonly data: Hex }
+}
+
+/** A settlement transaction mined with enough blocks on top. */
+export interface TxResult {
+  readonly kind: TxKind
+  readonly id: Hex
+  readonly chainId: bigint
+  readonly txHash: Hex
+  readonly blockNumber: bigint
+  readonly blockHash: Hex
+}
+
 /** The executor's durable record of one fill (JSON in the `fills` sublevel; bigints as decimal strings). */
 export interface FillRecord {
+  /** Absent: 'fill'. */
+  kind?: TxKind
+  /** The transaction of a settlement job (absent for a fill: `fillCall` of the record's output). */
+  call?: { to: Address; value: string; data: Hex }
+  /** The job's id: the intent id of a fill or an open. */
   intentId: Hex
   chainId: string
   recipient: Address
   outputToken: Address
   outputAmount: string
   deadline: number
+  settler?: Address
+  originData?: Hex
   /** The nonce every version of this fill's transaction uses. */
   nonce: string
   /** Gas limit of the transaction. */
@@ -114,6 +153,8 @@ export interface FillResult {
   /** False when publishing failed; {@link Executor.recover} publishes it again. */
   announced: boolean
 }
+
+const NATIVE_ADDRESS: Address = '0x0000000000000000000000000000000000000000'
 
 /** Fills started within this many ms share one base-fee read. */
 const FEE_CACHE_MS = 250
@@ -192,6 +233,12 @@ export interface ExecutorModules {
 // every fill not finished (not yet confirmed and announced, and not failed), so recovery reads only those.
 const RECORD_PREFIX = 'r/'
 const OPEN_PREFIX = 'o/'
+
+/** Key of a record below the prefixes: the intent id of a fill, `<kind>/<id>` of a settlement job. */
+function jobKey(kind: TxKind | undefined, id: Hex): string {
+  const lower = id.toLowerCase()
+  return kind === undefined || kind === 'fill' ? lower : `${kind}/${lower}`
+}
 
 interface OpenEntry {
   chainId: string
@@ -384,10 +431,15 @@ export class Executor {
       lt: prefixEnd(OPEN_PREFIX),
       limit: 100_000,
     })
-    const ids = open.map(([k]) => k.slice(OPEN_PREFIX.length) as Hex)
-    if (ids.length > 0) this.#log.info({ fills: ids.length }, 'recovering unfinished fills')
+    // Settlement jobs (keys `<kind>/<id>`) are resumed by transact(), from their records, below.
+    const fills = open.filter(([k]) => !k.slice(OPEN_PREFIX.length).includes('/'))
+    const jobs = open.filter(([k]) => k.slice(OPEN_PREFIX.length).includes('/'))
+    const ids = fills.map(([k]) => k.slice(OPEN_PREFIX.length) as Hex)
+    if (open.length > 0)
+      this.#log.info({ fills: ids.length, jobs: jobs.length }, 'recovering unfinished fills')
+    for (const [k] of jobs) void this.#resumeJob(k.slice(OPEN_PREFIX.length)).catch(() => {})
     const settled = await Promise.allSettled(
-      open.map(([k, entry]) => {
+      fills.map(([k, entry]) => {
         const id = k.slice(OPEN_PREFIX.length) as Hex
         const key = `${entry.chainId}/${id}`
         const running = this.#inflight.get(key)
@@ -398,6 +450,57 @@ export class Executor {
       }),
     )
     return new Map(ids.map((id, i) => [id, settled[i]!]))
+  }
+
+  /** In-flight settlement jobs by key. */
+  readonly #jobs = new Map<string, Promise<TxResult>>()
+
+  /**
+   * Sends a settlement transaction exactly once and resolves when it is mined with enough blocks on top
+   * (rejects REVERTED when it reverted, SEND_FAILED when the RPC refused it). Idempotent like
+   * {@link execute}: the same job again, concurrently or after a crash, resolves with the same transaction.
+   */
+  transact(job: TxJob): Promise<TxResult> {
+    const key = jobKey(job.kind, job.id)
+    const running = this.#jobs.get(key)
+    if (running !== undefined) return running
+    const p = (async () => {
+      this.#checkAlive()
+      const chain = this.#chains.get(job.chainId)
+      if (chain === undefined) throw new ExecutorError('UNKNOWN_CHAIN', `no RPC for chain ${job.chainId}`)
+      let rec = await this.#m.store.get<FillRecord>('fills', RECORD_PREFIX + key)
+      rec ??= await this.#withRetry(chain, () => this.#startJob(chain, job))
+      return this.#asTx(await this.#drive(chain, rec))
+    })().finally(() => this.#jobs.delete(key))
+    this.#jobs.set(key, p)
+    return p
+  }
+
+  /** The record of a settlement job, if any. */
+  async jobRecord(kind: Exclude<TxKind, 'fill'>, id: Hex): Promise<FillRecord | undefined> {
+    return this.#m.store.get<FillRecord>('fills', RECORD_PREFIX + jobKey(kind, id))
+  }
+
+  async #resumeJob(key: string): Promise<TxResult> {
+    const running = this.#jobs.get(key)
+    if (running !== undefined) return running
+    const p = (async () => {
+      const rec = await this.#m.store.get<FillRecord>('fills', RECORD_PREFIX + key)
+      if (rec === undefined) throw new Error(`open job ${key} has no record`)
+      const chain = this.#chains.get(BigInt(rec.chainId))
+      if (chain === undefined) throw new ExecutorError('UNKNOWN_CHAIN', `no RPC for chain ${rec.chainId}`)
+      return this.#asTx(await this.#drive(chain, rec))
+    })().finally(() => this.#jobs.delete(key))
+    this.#jobs.set(key, p)
+    p.catch((err: unknown) =>
+      this.#log.warn({ job: key, err: (err as Error).message }, 'settlement job failed'),
+    )
+    return p
+  }
+
+  #asTx(r: FillResult | TxResult): TxResult {
+    if ('kind' in r) return r
+    throw new Error('a settlement job drove a fill record')
   }
 
   /** The stored record of an intent's fill, if any. */
@@ -413,6 +516,12 @@ export class Executor {
   }
 
   async #execute(a: Assignment): Promise<FillResult> {
+    const r = await this.#executeAny(a)
+    if ('kind' in r) throw new Error('a fill drove a settlement record')
+    return r
+  }
+
+  async #executeAny(a: Assignment): Promise<FillResult | TxResult> {
     this.#checkAlive()
     const chain = this.#chains.get(a.chainId)
     if (chain === undefined) throw new ExecutorError('UNKNOWN_CHAIN', `no RPC for chain ${a.chainId}`)
@@ -446,6 +555,12 @@ export class Executor {
   }
 
   async #resume(intentId: Hex): Promise<FillResult> {
+    const r = await this.#resumeAny(intentId)
+    if ('kind' in r) throw new Error('a fill drove a settlement record')
+    return r
+  }
+
+  async #resumeAny(intentId: Hex): Promise<FillResult | TxResult> {
     this.#checkAlive()
     const rec = await this.record(intentId)
     if (rec === undefined) throw new Error(`open fill ${intentId} has no record`)
@@ -465,20 +580,22 @@ export class Executor {
   async #save(rec: FillRecord): Promise<void> {
     // An abandoned fill's loop may be mid-step when the re-assignment's record is written: it must not
     // write its own record over it.
-    if (this.#superseded.has(`${rec.chainId}/${rec.intentId}`)) {
+    const isFill = rec.kind === undefined || rec.kind === 'fill'
+    if (isFill && this.#superseded.has(`${rec.chainId}/${rec.intentId}`)) {
       throw new ExecutorError('SUPERSEDED', `fill of ${rec.intentId} on ${rec.chainId} superseded`)
     }
+    const key = jobKey(rec.kind, rec.intentId)
     const open = !(rec.state === 'failed' || (rec.state === 'confirmed' && rec.announced === true))
     await this.#m.store.batch([
-      { type: 'put', sublevel: 'fills', key: RECORD_PREFIX + rec.intentId, value: rec },
+      { type: 'put', sublevel: 'fills', key: RECORD_PREFIX + key, value: rec },
       open
         ? {
             type: 'put',
             sublevel: 'fills',
-            key: OPEN_PREFIX + rec.intentId,
+            key: OPEN_PREFIX + key,
             value: { chainId: rec.chainId, nonce: rec.nonce } satisfies OpenEntry,
           }
-        : { type: 'del', sublevel: 'fills', key: OPEN_PREFIX + rec.intentId },
+        : { type: 'del', sublevel: 'fills', key: OPEN_PREFIX + key },
     ])
   }
 
@@ -564,12 +681,15 @@ export class Executor {
 
   async #sign(
     chain: Chain,
-    rec: Pick<FillRecord, 'intentId' | 'recipient' | 'outputToken' | 'outputAmount'>,
+    rec: Pick<
+      FillRecord,
+      'kind' | 'call' | 'intentId' | 'recipient' | 'outputToken' | 'outputAmount' | 'settler' | 'originData'
+    >,
     nonce: bigint,
     gas: bigint,
     fees: { maxFeePerGas: bigint; maxPriorityFeePerGas: bigint },
   ): Promise<{ raw: Hex; hash: Hex }> {
-    const call = fillCall(rec.intentId, this.#expected(rec))
+    const call = this.#callOf(rec)
     const raw = await this.#m.account.signTransaction({
       type: 'eip1559',
       chainId: Number(chain.chainId),
@@ -584,8 +704,26 @@ export class Executor {
     return { raw, hash: keccak256(raw) }
   }
 
-  #expected(rec: Pick<FillRecord, 'recipient' | 'outputToken' | 'outputAmount'>): ExpectedOutput {
-    return { recipient: rec.recipient, outputToken: rec.outputToken, outputAmount: BigInt(rec.outputAmount) }
+  #expected(
+    rec: Pick<FillRecord, 'recipient' | 'outputToken' | 'outputAmount' | 'settler' | 'originData'>,
+  ): ExpectedOutput {
+    return {
+      recipient: rec.recipient,
+      outputToken: rec.outputToken,
+      outputAmount: BigInt(rec.outputAmount),
+      ...(rec.settler === undefined ? {} : { settler: rec.settler, originData: rec.originData ?? '0x' }),
+    }
+  }
+
+  /** The transaction a record sends: its job's call, or the fill of its output. */
+  #callOf(
+    rec: Pick<
+      FillRecord,
+      'call' | 'intentId' | 'recipient' | 'outputToken' | 'outputAmount' | 'settler' | 'originData'
+    >,
+  ): { to: Address; value: bigint; data: Hex } {
+    if (rec.call !== undefined) return { to: rec.call.to, value: BigInt(rec.call.value), data: rec.call.data }
+    return fillCall(rec.intentId, this.#expected(rec))
   }
 
   // -------------------------------------------------------------------------------------------------
@@ -598,8 +736,11 @@ export class Executor {
       recipient: a.recipient.toLowerCase() as Address,
       outputToken: a.outputToken.toLowerCase() as Address,
       outputAmount: a.outputAmount.toString(),
+      ...(a.settler === undefined
+        ? {}
+        : { settler: a.settler.toLowerCase() as Address, originData: a.originData ?? ('0x' as Hex) }),
     }
-    const call = fillCall(a.intentId, this.#expected(base))
+    const call = this.#callOf(base)
     // Estimated before a nonce is taken, so a fill that cannot work (no funds, reverting) holds no nonce.
     const estimate = await chain.client.estimateGas({ account: this.#address, ...call })
     const gas = (estimate * BigInt(10_000 + this.options.gasMarginBps)) / 10_000n
@@ -638,8 +779,51 @@ export class Executor {
     return rec
   }
 
+  /** First version of a settlement job: estimate, take a nonce, sign, persist, send (as {@link #startNew}). */
+  async #startJob(chain: Chain, job: TxJob): Promise<FillRecord> {
+    const call = { to: job.call.to.toLowerCase() as Address, value: job.call.value, data: job.call.data }
+    const estimate = await chain.client.estimateGas({ account: this.#address, ...call })
+    const gas = (estimate * BigInt(10_000 + this.options.gasMarginBps)) / 10_000n
+    const key = jobKey(job.kind, job.id)
+    const started = await this.#locked(chain, async () => {
+      const existing = await this.#m.store.get<FillRecord>('fills', RECORD_PREFIX + key)
+      if (existing !== undefined) return { rec: existing, fresh: false }
+      const fees = await this.#fees(chain)
+      const nonce = await this.#allocateNonce(chain)
+      const base = {
+        kind: job.kind,
+        call: { to: call.to, value: call.value.toString(), data: call.data },
+        intentId: job.id.toLowerCase() as Hex,
+        recipient: call.to,
+        outputToken: NATIVE_ADDRESS,
+        outputAmount: '0',
+      }
+      let rec: FillRecord
+      try {
+        const signed = await this.#sign(chain, base, nonce, gas, fees)
+        rec = {
+          ...this.#newRecord({ chainId: job.chainId, deadline: 0 }, base, nonce, gas, fees, signed),
+          ...base,
+        }
+        await this.#save(rec)
+      } catch (err) {
+        chain.next = undefined
+        throw err
+      }
+      return { rec, fresh: true }
+    })
+    if (started.fresh) {
+      this.#log.info(
+        { kind: job.kind, id: job.id, chainId: job.chainId, txHash: started.rec.txHash },
+        'sending',
+      )
+      await this.#send(chain, started.rec, 'first')
+    }
+    return started.rec
+  }
+
   #newRecord(
-    a: Assignment,
+    a: Pick<Assignment, 'chainId' | 'deadline'>,
     base: Pick<FillRecord, 'intentId' | 'recipient' | 'outputToken' | 'outputAmount'>,
     nonce: bigint,
     gas: bigint,
@@ -703,7 +887,7 @@ export class Executor {
   // The state machine of one fill.
 
   /** Carries a fill from wherever it stands to confirmed and announced. */
-  async #drive(chain: Chain, rec: FillRecord): Promise<FillResult> {
+  async #drive(chain: Chain, rec: FillRecord): Promise<FillResult | TxResult> {
     let refusals = 0
     let attempt = 0
     for (;;) {
@@ -747,7 +931,20 @@ export class Executor {
   async #step(
     chain: Chain,
     rec: FillRecord,
-  ): Promise<{ done: true; result: FillResult } | { done: false; wait: boolean }> {
+  ): Promise<{ done: true; result: FillResult | TxResult } | { done: false; wait: boolean }> {
+    if (rec.kind !== undefined && rec.kind !== 'fill' && rec.state === 'confirmed') {
+      return {
+        done: true,
+        result: {
+          kind: rec.kind,
+          id: rec.intentId,
+          chainId: BigInt(rec.chainId),
+          txHash: rec.minedTxHash!,
+          blockNumber: BigInt(rec.blockNumber!),
+          blockHash: rec.blockHash!,
+        },
+      }
+    }
     // A record confirmed before fills named their block hash is confirmed again from its receipt.
     if (rec.state === 'confirmed' && rec.fill?.fill.blockHash !== undefined)
       return { done: true, result: await this.#announce(rec) }
@@ -804,7 +1001,7 @@ export class Executor {
     const mined = BigInt(await client.getTransactionCount({ address: this.#address, blockTag: 'latest' }))
     if (mined > nonce) {
       const found = await this.#txAtNonce(chain, nonce)
-      const call = fillCall(rec.intentId, this.#expected(rec))
+      const call = this.#callOf(rec)
       if (
         found !== undefined &&
         (found.to ?? '').toLowerCase() === call.to &&
@@ -917,8 +1114,28 @@ export class Executor {
     rec: FillRecord,
     txHash: Hex,
     block: { number: bigint; hash: Hex },
-  ): Promise<FillResult> {
+  ): Promise<FillResult | TxResult> {
     const blockNumber = block.number
+    if (rec.kind !== undefined && rec.kind !== 'fill') {
+      rec.state = 'confirmed'
+      rec.minedTxHash = txHash
+      rec.blockNumber = blockNumber.toString()
+      rec.blockHash = block.hash
+      rec.announced = true // nothing to announce: closes the record
+      await this.#save(rec)
+      this.#log.info(
+        { kind: rec.kind, id: rec.intentId, chainId: rec.chainId, txHash },
+        'settlement tx confirmed',
+      )
+      return {
+        kind: rec.kind,
+        id: rec.intentId,
+        chainId: chain.chainId,
+        txHash,
+        blockNumber,
+        blockHash: block.hash,
+      }
+    }
     // The hash of the block the receipt is in: the fill names the block it means, so validators can
     // tell a reorg (another block at that number) from a fill they cannot see yet.
     const fill: Fill = {
