@@ -27,6 +27,11 @@ const rollupSchema = z.object({
     .min(0, 'must not be negative')
     .max(1_000_000, 'at most 1000000 blocks')
     .default(0),
+  /**
+   * The rollup's settlement contracts (`murmur contracts deploy` writes them). Absent: the rollup is
+   * served without escrow (the executor pays the output itself and is repaid by nobody).
+   */
+  settlement: z.object({ settler: address, lightClient: address }).strict().optional(),
 })
 
 const validatorSchema = z.object({
@@ -78,6 +83,8 @@ const paramsSchema = z
     slashDoubleSignBps: bps.default(500),
     /** The consensus validator set changes only after blocks whose height is a multiple of this. */
     epochBlocks: z.number().int().positive().max(1_000_000).default(100),
+    /** Seconds after an order's fillDeadline before anyone may refund it without the network. */
+    refundGraceSec: z.number().int().nonnegative().max(31_536_000).default(3_600),
   })
   .strict()
   .default({
@@ -92,6 +99,7 @@ const paramsSchema = z
     slashDowntimeBps: 0,
     slashDoubleSignBps: 500,
     epochBlocks: 100,
+    refundGraceSec: 3_600,
   })
 
 export const genesisSchema = z

@@ -278,7 +278,20 @@ export interface ExpectedOutput {
   /** 0x0 for the native token. */
   outputToken: Address
   outputAmount: bigint
+  /**
+   * The destination's MurmurSettler, when the rollup has settlement contracts: the fill is then the
+   * settler's `fill(orderId, originData, 0x)` and is proven by its `OutputFilled` event, not by a transfer.
+   */
+  settler?: Address
+  /** `abi.encode(order)` of the intent (what the settler recomputes the order id from). */
+  originData?: Hex
 }
+
+/** The fixed ABI of the settler's destination side (INTERFACES.md, Settlement contracts). */
+export const SETTLER_FILL_ABI = parseAbi([
+  'function fill(bytes32 orderId, bytes originData, bytes fillerData) payable',
+  'event OutputFilled(bytes32 indexed orderId, address indexed filler, address token, uint256 amount, address recipient)',
+])
 
 const ERC20_ABI = parseAbi([
   'function transfer(address to, uint256 amount) returns (bool)',
@@ -289,6 +302,19 @@ const ERC20_ABI = parseAbi([
 export function fillCall(intentId: Hex, out: ExpectedOutput): { to: Address; value: bigint; data: Hex } {
   const token = out.outputToken.toLowerCase() as Address
   const recipient = out.recipient.toLowerCase() as Address
+  if (out.settler !== undefined) {
+    // The order id is the call's first argument: the marker a nonce scan finds.
+    const data = encodeFunctionData({
+      abi: SETTLER_FILL_ABI,
+      functionName: 'fill',
+      args: [intentId, out.originData ?? '0x', '0x'],
+    })
+    return {
+      to: out.settler.toLowerCase() as Address,
+      value: token === NATIVE_TOKEN ? out.outputAmount : 0n,
+      data,
+    }
+  }
   if (token === NATIVE_TOKEN) return { to: recipient, value: out.outputAmount, data: intentId }
   const transfer = encodeFunctionData({
     abi: ERC20_ABI,
@@ -443,6 +469,7 @@ function judgeFill(tx: FillTx, receipt: FillReceipt, fill: Fill, expected: Expec
   if (tx.chainId !== undefined && BigInt(tx.chainId) !== fill.chainId) return 'invalid'
   const call = fillCall(fill.intentId, expected)
   if ((tx.to ?? '').toLowerCase() !== call.to || tx.input.toLowerCase() !== call.data) return 'invalid'
+  if (expected.settler !== undefined) return judgeSettlerFill(tx, receipt, fill, expected, call.to)
   if (expected.outputToken.toLowerCase() === NATIVE_TOKEN) {
     return tx.value === expected.outputAmount ? 'valid' : 'invalid'
   }
@@ -461,6 +488,45 @@ function judgeFill(tx: FillTx, receipt: FillReceipt, fill: Fill, expected: Expec
       }
     } catch {
       // another event of the token
+    }
+  }
+  return 'invalid'
+}
+
+/**
+ * A fill through the destination settler: the transaction called the settler's `fill` for this order
+ * (checked by the caller) with the native output as its value, and the settler emitted
+ * `OutputFilled(orderId, executor, outputToken, outputAmount, recipient)`. Any other transfer proves nothing.
+ */
+function judgeSettlerFill(
+  tx: FillTx,
+  receipt: FillReceipt,
+  fill: Fill,
+  expected: ExpectedOutput,
+  settler: Address,
+): FillVerdict {
+  const token = expected.outputToken.toLowerCase()
+  if (tx.value !== (token === NATIVE_TOKEN ? expected.outputAmount : 0n)) return 'invalid'
+  for (const log of receipt.logs) {
+    if (log.address.toLowerCase() !== settler) continue
+    try {
+      const ev = decodeEventLog({
+        abi: SETTLER_FILL_ABI,
+        eventName: 'OutputFilled',
+        data: log.data,
+        topics: log.topics,
+      })
+      if (
+        ev.args.orderId.toLowerCase() === fill.intentId &&
+        ev.args.filler.toLowerCase() === fill.executor &&
+        ev.args.token.toLowerCase() === token &&
+        ev.args.amount === expected.outputAmount &&
+        ev.args.recipient.toLowerCase() === expected.recipient.toLowerCase()
+      ) {
+        return 'valid'
+      }
+    } catch {
+      // another event of the settler
     }
   }
   return 'invalid'

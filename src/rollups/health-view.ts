@@ -17,6 +17,8 @@ export interface GenesisRollup {
   name: string
   type: RollupType
   securityBps: number
+  /** Its settlement contracts (lowercase addresses); absent: served without escrow. */
+  settlement?: { readonly settler: string; readonly lightClient: string }
 }
 
 /** Which reports count at a given time. */

@@ -24,7 +24,13 @@ export function genesisHash(g: AppGenesis): Hex {
       d.chainId,
     ]),
     [...g.rollups]
-      .map((r) => [String(r.chainId), r.name, r.type, r.securityBps])
+      .map((r) => [
+        String(r.chainId),
+        r.name,
+        r.type,
+        r.securityBps,
+        ...(r.settlement === undefined ? [] : [r.settlement.settler, r.settlement.lightClient]),
+      ])
       .sort((a, b) => cmp(BigInt(a[0] as string), BigInt(b[0] as string))),
     [
       g.params.maxClockSkewSec,
@@ -38,6 +44,10 @@ export function genesisHash(g: AppGenesis): Hex {
       g.params.slashDowntimeBps,
       g.params.slashDoubleSignBps,
       g.params.epochBlocks,
+      // Left out at its default, so a genesis that does not set it keeps the hash it had before it.
+      ...(g.params.refundGraceSec === undefined || g.params.refundGraceSec === 3_600
+        ? []
+        : [g.params.refundGraceSec]),
     ],
     // Appended only when present, so a genesis without assets keeps the hash it had before them.
     ...((g.assets?.length ?? 0) > 0

@@ -34,6 +34,11 @@ export interface AppParams {
   readonly slashDoubleSignBps: number
   /** The consensus validator set changes only after blocks whose height is a multiple of this. Default 100. */
   readonly epochBlocks: number
+  /**
+   * Seconds after an order's fillDeadline before anyone may refund it on its origin settler without the
+   * network (the settler's constructor argument). Default 3600.
+   */
+  readonly refundGraceSec?: number
 }
 
 /** What the state machine needs of a genesis (`Genesis` of node/genesis.ts fits). */
