@@ -56,6 +56,11 @@ function loadSolc(): Solc {
   return require('solc') as Solc
 }
 
+/** Version string of the installed solc (part of the cache key). */
+export function solcVersion(): string {
+  return loadSolc().version()
+}
+
 /** Source unit name -> content of every .sol under `dir` (contracts/ and contracts/test/), sorted by name. */
 export async function readSources(root = ROOT): Promise<Record<string, string>> {
   const out: Record<string, string> = {}
@@ -198,26 +203,43 @@ export async function writeOutputs(artifacts: Artifact[], paths: OutputPaths): P
     const body = { contractName, sourceName, abi, bytecode, deployedBytecode, sourceHash, solcVersion }
     await writeFile(join(paths.artifactsDir, `${contractName}.json`), `${JSON.stringify(body, null, 2)}\n`)
   }
-  await mkdir(dirname(paths.abiModule), { recursive: true })
-  await writeFile(
-    paths.abiModule,
-    tsModule(
-      artifacts,
-      DEPLOYABLE,
-      '/** ABIs (`as const`, for viem) and creation bytecode of the Murmur contracts. */',
-    ),
-  )
-  await mkdir(dirname(paths.testModule), { recursive: true })
-  await writeFile(
-    paths.testModule,
-    tsModule(artifacts, TEST_ONLY, '/** ABIs and bytecode of the test-only contracts (contracts/test/). */'),
-  )
-  // Generated code is formatted like the rest, so `biome check` passes on it and diffs stay readable.
-  execFileSync(
+  const modules = [
+    [
+      paths.abiModule,
+      tsModule(
+        artifacts,
+        DEPLOYABLE,
+        '/** ABIs (`as const`, for viem) and creation bytecode of the Murmur contracts. */',
+      ),
+    ],
+    [
+      paths.testModule,
+      tsModule(
+        artifacts,
+        TEST_ONLY,
+        '/** ABIs and bytecode of the test-only contracts (contracts/test/). */',
+      ),
+    ],
+  ] as const
+  for (const [path, code] of modules) {
+    await mkdir(dirname(path), { recursive: true })
+    await writeFile(path, formatTs(code))
+  }
+}
+
+/**
+ * Formats generated code with the project's biome settings, so `biome check` passes on it and diffs stay
+ * readable. Through stdin: biome refuses files outside the project (a test writes to a temp dir).
+ */
+function formatTs(code: string): string {
+  return execFileSync(
     join(ROOT, 'node_modules', '.bin', 'biome'),
-    ['format', '--write', paths.abiModule, paths.testModule],
+    ['format', '--stdin-file-path=src/contracts/generated.ts'],
     {
-      stdio: 'ignore',
+      cwd: ROOT,
+      input: code,
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
     },
   )
 }
@@ -226,10 +248,10 @@ async function main(): Promise<void> {
   const force = process.argv.includes('--force')
   const paths = defaultPaths()
   const sources = await readSources()
-  const solcVersion = loadSolc().version()
-  const hash = sourceHash(sources, solcVersion)
+  const version = solcVersion()
+  const hash = sourceHash(sources, version)
   if (!force && (await recordedSourceHash(paths.artifactsDir)) === hash) {
-    console.log(`contracts: up to date (source hash ${hash.slice(0, 10)}, solc ${solcVersion})`)
+    console.log(`contracts: up to date (source hash ${hash.slice(0, 10)}, solc ${version})`)
     return
   }
   const t0 = performance.now()
@@ -239,7 +261,7 @@ async function main(): Promise<void> {
   await writeOutputs(artifacts, paths)
   const names = artifacts.map((a) => a.contractName).join(', ')
   console.log(
-    `contracts: compiled ${names} in ${ms} ms (solc ${solcVersion}) -> ${relative(ROOT, paths.artifactsDir)}`,
+    `contracts: compiled ${names} in ${ms} ms (solc ${version}) -> ${relative(ROOT, paths.artifactsDir)}`,
   )
 }
 
