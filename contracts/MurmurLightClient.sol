@@ -121,12 +121,15 @@ contract MurmurLightClient is IMurmurLightClient {
         address[] calldata validators = proof.validators;
         Precommit[] calldata precommits = proof.certificate.precommits;
         uint256 j = 0; // validators are ascending too: one merge walk finds every signer
+        address previous = address(0);
         for (uint256 i = 0; i < precommits.length; i++) {
-            address signer = precommits[i].validator;
-            if (i > 0 && signer <= precommits[i - 1].validator) revert SignersNotAscending();
+            Precommit calldata p = precommits[i];
+            address signer = p.validator;
+            if (i > 0 && signer <= previous) revert SignersNotAscending();
+            previous = signer;
             while (j < validators.length && validators[j] < signer) j++;
             if (j == validators.length || validators[j] != signer) revert UnknownSigner(signer);
-            if (_recover(proof, blockHash, precommits[i]) != signer) revert BadSignature(signer);
+            if (_recover(proof, blockHash, p) != signer) revert BadSignature(signer);
             power += proof.powers[j];
             j++;
         }

@@ -3,7 +3,7 @@
 
 /** Source hash of the compilation these exports come from. */
 export const CONTRACTS_SOURCE_HASH =
-  '0xe6c1b3d8840ba78ad8f6ee095d1e5269d102d149a2a1a54b77d9815c9b3b4f90' as const
+  '0xc2657ce9d3ea53953e46e15dc086209555f69fe3922b98626da174995a03e77a' as const
 
 /** ABI of ReentrantToken (contracts/test/ReentrantToken.sol). */
 export const reentrantTokenAbi = [
