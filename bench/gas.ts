@@ -25,10 +25,9 @@ import {
 import { type SettlementChain, send, startSettlementEnv } from '../test/helpers/settlement-env.ts'
 import {
   approve,
-  fill,
-  fillLeaf,
   makeOrder,
   mint,
+  openAndFill as openAndFillOrder,
   openFor,
   refundLeaf,
 } from '../test/helpers/settlement-orders.ts'
@@ -76,18 +75,8 @@ try {
     await approve(A, 'user', 2n ** 255n)
 
     const openAndFill = async () => {
-      const order = await makeOrder(A, { destinationChainIds: [B.chainId] })
-      const opened = await openFor(A, order, user)
-      const filled = await fill(B, order, B.contracts.token, 990_000n)
-      const leaf = fillLeaf(
-        order,
-        B.chainId,
-        A.addresses.executor,
-        B.contracts.token,
-        990_000n,
-        A.addresses.recipient,
-      )
-      return { order, leaf, openGas: opened.receipt.gasUsed, fillGas: filled.gasUsed }
+      const r = await openAndFillOrder(A, B, user)
+      return { ...r, openGas: r.opened.gasUsed, fillGas: r.filled.gasUsed }
     }
     const certified = async (leaves: Leaf[]) => {
       const tree = settlementTree(leaves)

@@ -39,10 +39,9 @@ import {
 import {
   approve,
   encodeOrder,
-  fill,
-  fillLeaf,
   makeOrder,
   mint,
+  openAndFill,
   openFor,
   refundLeaf,
 } from './helpers/settlement-orders.ts'
@@ -105,18 +104,7 @@ const status = (chain: SettlementChain, id: Hex) =>
 
 /** An ERC-20 order 901 -> 902, opened by the executor for the user and filled on 902. */
 async function openedAndFilled(inputAmount = 1_000_000n, outputAmount = 990_000n) {
-  const order = await makeOrder(A, { inputAmount, outputAmount, destinationChainIds: [B.chainId] })
-  const { id } = await openFor(A, order, userKey())
-  await fill(B, order, B.contracts.token, outputAmount)
-  const leaf = fillLeaf(
-    order,
-    B.chainId,
-    A.addresses.executor,
-    B.contracts.token,
-    outputAmount,
-    A.addresses.recipient,
-  )
-  return { order, id, leaf }
+  return openAndFill(A, B, userKey(), { inputAmount, outputAmount })
 }
 
 /** The first settler event called `name` in the receipt. */
@@ -471,21 +459,7 @@ describe('refused', () => {
       args: [A.addresses.user, 10n ** 20n],
     })
     await approve(A, 'user', 10n ** 20n, evil)
-    const order = await makeOrder(A, {
-      inputToken: evil,
-      inputAmount: 1000n,
-      destinationChainIds: [B.chainId],
-    })
-    const { id } = await openFor(A, order, userKey())
-    await fill(B, order, B.contracts.token, 990_000n)
-    const leaf = fillLeaf(
-      order,
-      B.chainId,
-      A.addresses.executor,
-      B.contracts.token,
-      990_000n,
-      A.addresses.recipient,
-    )
+    const { id, leaf } = await openAndFill(A, B, userKey(), { inputToken: evil, inputAmount: 1000n })
     const { proofs, proof } = await certify([leaf])
     // While the settler pays the executor in `evil`, the token calls claim again with the same leaf.
     const again = encodeFunctionData({

@@ -144,3 +144,34 @@ export function refundLeaf(order: GaslessCrossChainOrder, inputToken: Address, i
     recipient: order.user,
   }
 }
+
+/**
+ * An ERC-20 order `origin` -> `dest` (its only destination): signed by `signer`, opened for the user by the
+ * executor, filled on `dest` by the executor. Returns the order, its FILL leaf and both receipts.
+ */
+export async function openAndFill(
+  origin: SettlementChain,
+  dest: SettlementChain,
+  signer: LocalAccount,
+  spec: OrderSpec = {},
+) {
+  const outputToken = spec.outputToken ?? dest.contracts.token
+  const outputAmount = spec.outputAmount ?? 990_000n
+  const order = await makeOrder(origin, {
+    destinationChainIds: [dest.chainId],
+    ...spec,
+    outputToken,
+    outputAmount,
+  })
+  const opened = await openFor(origin, order, signer)
+  const filled = await fill(dest, order, outputToken, outputAmount)
+  const leaf = fillLeaf(
+    order,
+    dest.chainId,
+    dest.addresses.executor,
+    outputToken,
+    outputAmount,
+    origin.addresses.recipient,
+  )
+  return { order, id: opened.id, leaf, opened: opened.receipt, filled }
+}
