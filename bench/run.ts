@@ -13,6 +13,7 @@ const known = [
   'wal',
   'healing',
   'catchup',
+  'gas',
 ]
 if (name === undefined || !known.includes(name)) {
   console.error(`usage: npm run bench -- <${known.join('|')}> [flags]`)
