@@ -87,6 +87,12 @@ export interface AssignmentState {
   readonly outputToken: Address
   readonly outputAmount: bigint
   readonly recipient: Address
+  /**
+   * The intent's origin chain (its order's `originChainId`): the FILL leaf names it (state/settlement.ts).
+   * Set by apply on every new assignment. Optional only because state/storage.ts does not persist it yet:
+   * an assignment reloaded from disk without it makes settlementLeaves throw.
+   */
+  readonly originChainId?: bigint
   /** The intent's own fill deadline, unix seconds: after it the intent expires. */
   readonly fillDeadline: bigint
   /** Executors it was taken from for being offline: re-routing never sends it back to them. */
