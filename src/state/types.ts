@@ -158,10 +158,11 @@ export interface MissedWindow {
 /**
  * Version of the stored state layout. 2 added stake moves (`m/<id>`) and `meta.stakeNonces`; 3 added
  * `meta.commitPowers` and `meta.signedAt` (blocks carry their last commit); 4 added jailing
- * (`jailedUntil`, `tombstoned`), `meta.consensusSet`, `meta.liveness` and `meta.unjailNonces`. Older
- * states do not load (their blocks have another wire format).
+ * (`jailedUntil`, `tombstoned`), `meta.consensusSet`, `meta.liveness` and `meta.unjailNonces`; 5: blocks
+ * of wire version 4 (ABI header hash, settlement root) and assignments' `originChainId`. Older states do
+ * not load (their blocks have another wire format and other hashes).
  */
-export const APP_STATE_VERSION = 4
+export const APP_STATE_VERSION = 5
 /** Evidence older than this many blocks is no longer accepted. */
 export const EVIDENCE_MAX_AGE_BLOCKS = 100n
 
