@@ -1,8 +1,9 @@
+import { StandardMerkleTree } from '@openzeppelin/merkle-tree'
 import type { Address, Hex } from 'viem'
 import { type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { networkDomain } from '../src/codec/eip712.ts'
-import { buildOrder, intentId, type SignedIntent, signOrder } from '../src/codec/intent.ts'
+import { buildOrder, decodeOrderData, intentId, type SignedIntent, signOrder } from '../src/codec/intent.ts'
 import {
   type Block,
   type BlockFill,
@@ -49,6 +50,7 @@ import { apply } from '../src/state/apply.ts'
 import { genesisState } from '../src/state/genesis.ts'
 import { activeValidators, commitView, votingPowers } from '../src/state/plan.ts'
 import { type PendingIntent, proposeBlock } from '../src/state/propose.ts'
+import { LEAF_ENCODING } from '../src/state/settlement.ts'
 import { appStateOps, loadAppState, validatorsToJson } from '../src/state/storage.ts'
 import type { Store } from '../src/state/store.ts'
 import { type AppState, expectedOutputOf } from '../src/state/types.ts'
@@ -505,6 +507,44 @@ describe('fills', () => {
     expect(again.assignments).toHaveLength(0)
   })
 
+  it('commits the settlement root of its fills; refuses a block whose root differs (BAD_SETTLEMENT_ROOT)', async () => {
+    const a = block2.assignments[0]!
+    const fill = await fillOf(a.intentId, account(a.executor))
+    const r2 = await commit(state2, t2())
+    const block3 = proposeBlock(state2, [], r2, [fill], t2(), { proposer: addr(VALIDATORS[1]!), round: 0 })
+    // The FILL leaf, from the signed intent itself (not from the state's copy of it).
+    const intent = pending.find((p) => p.id === a.intentId)!.intent
+    const data = decodeOrderData(intent.order.orderData)
+    const leaf = [
+      1,
+      a.intentId,
+      intent.order.originChainId,
+      a.chainId,
+      a.executor,
+      data.outputToken,
+      data.outputAmount,
+      data.recipient,
+    ]
+    expect(block3.settlementRoot).toBe(StandardMerkleTree.of([leaf], [...LEAF_ENCODING]).root)
+    expect(await validateBlock(state2, block3, ctx({ nowMs: t2() }))).toEqual({ ok: true })
+    const zero = `0x${'00'.repeat(32)}` as Hex
+    await expectInvalid(
+      state2,
+      { ...block3, settlementRoot: zero },
+      'BAD_SETTLEMENT_ROOT',
+      ctx({ nowMs: t2() }),
+    )
+    // Without fills the root is bytes32(0), and nothing else.
+    const empty = proposeBlock(state2, [], r2, [], t2(), { proposer: addr(VALIDATORS[1]!), round: 0 })
+    expect(empty.settlementRoot).toBe(zero)
+    await expectInvalid(
+      state2,
+      { ...empty, settlementRoot: block3.settlementRoot },
+      'BAD_SETTLEMENT_ROOT',
+      ctx({ nowMs: t2() }),
+    )
+  })
+
   it('rejects a fill by the wrong executor', async () => {
     const a = block2.assignments[0]!
     const wrong = VALIDATORS.find((v) => addr(v) !== a.executor)!
@@ -815,8 +855,8 @@ describe('block and certificate codecs', () => {
         return err instanceof P2PError ? err.code : String(err)
       }
     }
-    // version 3, array(15), height as bytes(1) 0x02, then round 0 as 0x00: write it as 0x18 0x00 instead.
-    expect([...bytes.subarray(0, 5)]).toEqual([3, 0x8f, 0x41, 0x02, 0x00])
+    // version 4, array(9), height as bytes(1) 0x02, then round 0 as 0x00: write it as 0x18 0x00 instead.
+    expect([...bytes.subarray(0, 5)]).toEqual([4, 0x89, 0x41, 0x02, 0x00])
     const nonMinimal = Buffer.concat([bytes.subarray(0, 4), Buffer.from([0x18, 0x00]), bytes.subarray(5)])
     expect(code(() => decodeBlock(nonMinimal))).toBe('DECODE')
     expect(code(() => decodeBlock(bytes.subarray(0, bytes.length - 3)))).toBe('DECODE')

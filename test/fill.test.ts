@@ -60,6 +60,7 @@ describe('the Fill type', () => {
       unjails: [],
       validatorsHash: `0x${'11'.repeat(32)}`,
       nextValidatorsHash: `0x${'22'.repeat(32)}`,
+      settlementRoot: `0x${'33'.repeat(32)}`,
     }
     expect(decodeBlock(encodeBlock(block))).toEqual(block)
     const moved = { ...block, fills: [{ ...block.fills[0]!, blockHash: keccak256(stringToHex('block 78')) }] }

@@ -45,6 +45,7 @@ import {
 import { apply } from '../state/apply.ts'
 import { activeValidators, skippedValidators } from '../state/plan.ts'
 import { proposeBlock } from '../state/propose.ts'
+import { settlementLeaves, settlementOps } from '../state/settlement.ts'
 import { appStateOps, loadAppState } from '../state/storage.ts'
 import type { BatchOp, Store } from '../state/store.ts'
 import { type AppGenesis, type AppState, type AssignmentState, expectedOutputOf } from '../state/types.ts'
@@ -383,7 +384,12 @@ export class MurmurApplication implements Application {
         this.#log.warn({ err, height: block.height }, 'could not add the block intents to the pool')
       }
     }
-    const ops: BatchOp[] = [...engineOps, ...appStateOps(prev, next)]
+    // The block's settlement leaves need the assignments of `prev`: kept now for GET /v1/settlement/:height.
+    const ops: BatchOp[] = [
+      ...engineOps,
+      ...appStateOps(prev, next),
+      ...settlementOps(prev, block, settlementLeaves(prev, block.fills)),
+    ]
     for (let attempt = 1; ; attempt++) {
       // The pool's own sweeper may move an intent between planning and writing: plan again, then give up
       // on the pool (never on the block: the application state is the authority).

@@ -1,7 +1,8 @@
 /**
  * Blocks and commit certificates: the values the validators agree on, their canonical binary encoding
- * (CBOR, one byte string per block, so `blockHash = keccak256(encodeBlock(block))` is well defined) and the
- * certificate that proves a commit (more than 2/3 of the voting power of precommits for the block hash).
+ * (CBOR, one byte string per block: the header fields and the body as a nested byte string), the block
+ * hash (`keccak256(abi.encode(Header))`, docs/settlement.md, so a contract can check precommits over it)
+ * and the certificate that proves a commit (more than 2/3 of the voting power of precommits for the hash).
  *
  * A block carries everything `apply` needs, so applying it is a pure function of (state, block): the
  * signed intents it assigns for the first time travel with it (`intents`, aligned with `assignments`), and
@@ -10,7 +11,7 @@
  * decide).
  */
 import { decode as cborDecode, encode as cborEncode } from 'cborg'
-import type { Address, Hex } from 'viem'
+import type { AbiParameter, Address, Hex } from 'viem'
 import { bytesToAddress, bytesToHex, bytesToUint, hexToRaw, uintToBytes } from '../codec/bytes.ts'
 import { type Codec, cborCodec, shape } from '../codec/cbor.ts'
 import { decodeSignedIntent, encodeSignedIntent, type SignedIntent } from '../codec/intent.ts'
@@ -93,7 +94,53 @@ export interface Block {
   readonly validatorsHash: Hex
   /** The same hash of the set that signs the next block (it differs only after an epoch boundary). */
   readonly nextValidatorsHash: Hex
+  /**
+   * StandardMerkleTree root of the block's settlement leaves (state/settlement.ts): one FILL leaf per fill,
+   * then the REFUND leaves; bytes32(0) when there are none. What a settler's `claim` proves a leaf against.
+   */
+  readonly settlementRoot: Hex
 }
+
+/**
+ * The ABI-encodable block header (docs/settlement.md, `struct Header`): 9 static words, so
+ * `abi.encode(header)` is 288 bytes and `blockHash = keccak256(abi.encode(header))`.
+ */
+export interface BlockHeader {
+  readonly height: bigint
+  readonly round: number
+  /** The block time, unix milliseconds. */
+  readonly timeMs: bigint
+  readonly proposer: Address
+  readonly parentHash: Hex
+  /** keccak256 of the block body's bytes (CBOR, version byte first): everything else the block carries. */
+  readonly bodyHash: Hex
+  readonly settlementRoot: Hex
+  readonly validatorsHash: Hex
+  readonly nextValidatorsHash: Hex
+}
+
+/** The viem ABI parameter of `struct Header` (a static tuple), e.g. for the contracts' CommitProof. */
+export const HEADER_TUPLE = {
+  type: 'tuple',
+  name: 'header',
+  components: [
+    { name: 'height', type: 'uint64' },
+    { name: 'round', type: 'uint32' },
+    { name: 'timeMs', type: 'uint64' },
+    { name: 'proposer', type: 'address' },
+    { name: 'parentHash', type: 'bytes32' },
+    { name: 'bodyHash', type: 'bytes32' },
+    { name: 'settlementRoot', type: 'bytes32' },
+    { name: 'validatorsHash', type: 'bytes32' },
+    { name: 'nextValidatorsHash', type: 'bytes32' },
+  ],
+} as const satisfies AbiParameter
+
+/** `encodeAbiParameters(HEADER_ABI, [header])` is `abi.encode(header)`. */
+export const HEADER_ABI = [HEADER_TUPLE] as const
+
+/** Bytes of `abi.encode(header)`: 9 words. */
+export const HEADER_BYTES = 9 * 32
 
 /** Largest encoded block, version byte included. */
 export const MAX_BLOCK_BYTES = 1024 * 1024
@@ -106,8 +153,11 @@ export const MAX_BLOCK_EVIDENCE = 32
 export const MAX_BLOCK_UNJAILS = 64
 /** Most precommits in a certificate (and validators in a set). */
 export const MAX_CERTIFICATE_SIGNATURES = 1024
-/** Wire version of blocks (3: unjails and the validator-set hashes). */
-export const BLOCK_WIRE_VERSION = 3
+/**
+ * Wire version of blocks (3: unjails and the validator-set hashes; 4: the header fields and the settlement
+ * root first, the body as a nested byte string, the hash over the ABI header).
+ */
+export const BLOCK_WIRE_VERSION = 4
 /** Wire version of certificates. */
 export const CERTIFICATE_WIRE_VERSION = 2
 
@@ -205,17 +255,10 @@ function limit<T>(list: readonly T[], max: number, what: string): readonly T[] {
   return list
 }
 
-/** The CBOR value of a block (an array, fields in declaration order). */
-function blockToWire(b: Block): unknown[] {
-  want(Number.isInteger(b.round) && b.round >= 0 && b.round <= MAX_ROUND, 'round')
-  want(Number.isSafeInteger(b.time) && b.time >= 0, 'time')
+/** The CBOR value of a block's body (an array, fields in declaration order). */
+function bodyToWire(b: Block): unknown[] {
   if (b.intents.length !== b.assignments.length) throw new Error('block: intents must align with assignments')
   return [
-    uint(b.height, UINT64_MAX, 'height'),
-    b.round,
-    raw(b.proposer, ADDRESS_RE, 'proposer'),
-    b.time,
-    raw(b.parentHash, BYTES32_RE, 'parentHash'),
     limit(b.assignments, MAX_BLOCK_ASSIGNMENTS, 'assignments').map((a, i) =>
       assignmentToWire(a, `assignments[${i}]`),
     ),
@@ -233,42 +276,41 @@ function blockToWire(b: Block): unknown[] {
     ]),
     b.lastCommit === null ? null : encodeCertificate(b.lastCommit),
     limit(b.unjails, MAX_BLOCK_UNJAILS, 'unjails').map(unjailToWire),
-    raw(b.validatorsHash, BYTES32_RE, 'validatorsHash'),
-    raw(b.nextValidatorsHash, BYTES32_RE, 'nextValidatorsHash'),
   ]
 }
 
-function blockFromWire(v: unknown): Block {
-  const a = shape.array(v, 'block', 15)
-  if (a.length !== 15) throw new P2PError('DECODE', 'block: expected 15 fields')
+/** The body fields of a block, decoded. */
+type BlockBody = Pick<
+  Block,
+  'assignments' | 'intents' | 'reassignments' | 'fills' | 'stakeMoves' | 'evidence' | 'lastCommit' | 'unjails'
+>
+
+function bodyFromWire(v: unknown): BlockBody {
+  const a = shape.array(v, 'block body', 8)
+  if (a.length !== 8) throw new P2PError('DECODE', 'block body: expected 8 fields')
   const list = (i: number, what: string, max: number) => shape.array(a[i], `block.${what}`, max)
-  const assignments = list(5, 'assignments', MAX_BLOCK_ASSIGNMENTS).map((x, i) =>
+  const assignments = list(0, 'assignments', MAX_BLOCK_ASSIGNMENTS).map((x, i) =>
     assignmentFromWire(x, `assignments[${i}]`),
   )
-  const intents = list(6, 'intents', MAX_BLOCK_ASSIGNMENTS).map((x, i) =>
+  const intents = list(1, 'intents', MAX_BLOCK_ASSIGNMENTS).map((x, i) =>
     decodeSignedIntent(shape.bytes(x, `intents[${i}]`, 8192)),
   )
   if (intents.length !== assignments.length)
     throw new P2PError('DECODE', 'block: intents do not align with assignments')
   return {
-    height: bytesToUint(a[0], 'block.height', 8),
-    round: shape.int(a[1], 'block.round', 0, MAX_ROUND),
-    proposer: bytesToAddress(a[2], 'block.proposer'),
-    time: shape.int(a[3], 'block.time'),
-    parentHash: bytesToHex(a[4], 'block.parentHash', 32),
     assignments,
     intents,
-    reassignments: list(7, 'reassignments', MAX_BLOCK_REASSIGNMENTS).map((x, i) =>
+    reassignments: list(2, 'reassignments', MAX_BLOCK_REASSIGNMENTS).map((x, i) =>
       assignmentFromWire(x, `reassignments[${i}]`),
     ),
-    fills: list(8, 'fills', MAX_BLOCK_FILLS).map((x, i) => {
+    fills: list(3, 'fills', MAX_BLOCK_FILLS).map((x, i) => {
       const { fill, signature } = fillCodec.decode(shape.bytes(x, `fills[${i}]`, fillCodec.maxBytes))
       return { ...fill, signature }
     }),
-    stakeMoves: list(9, 'stakeMoves', MAX_BLOCK_STAKE_MOVES).map((x, i) =>
+    stakeMoves: list(4, 'stakeMoves', MAX_BLOCK_STAKE_MOVES).map((x, i) =>
       stakeMoveFromWire(x, `stakeMoves[${i}]`),
     ),
-    evidence: list(10, 'evidence', MAX_BLOCK_EVIDENCE).map((x, i) => {
+    evidence: list(5, 'evidence', MAX_BLOCK_EVIDENCE).map((x, i) => {
       const pair = shape.array(x, `evidence[${i}]`, 2)
       if (pair.length !== 2) throw new P2PError('DECODE', `evidence[${i}]: expected two votes`)
       return {
@@ -277,45 +319,167 @@ function blockFromWire(v: unknown): Block {
       }
     }),
     lastCommit:
-      a[11] === null ? null : decodeCertificate(shape.bytes(a[11], 'block.lastCommit', MAX_BLOCK_BYTES)),
-    unjails: list(12, 'unjails', MAX_BLOCK_UNJAILS).map((x, i) => unjailFromWire(x, `unjails[${i}]`)),
-    validatorsHash: bytesToHex(a[13], 'block.validatorsHash', 32),
-    nextValidatorsHash: bytesToHex(a[14], 'block.nextValidatorsHash', 32),
+      a[6] === null ? null : decodeCertificate(shape.bytes(a[6], 'block.lastCommit', MAX_BLOCK_BYTES)),
+    unjails: list(7, 'unjails', MAX_BLOCK_UNJAILS).map((x, i) => unjailFromWire(x, `unjails[${i}]`)),
+  }
+}
+
+/** The header fields a block carries on the wire (all of `BlockHeader` but the body hash, recomputed). */
+type WireHeader = Pick<
+  Block,
+  | 'height'
+  | 'round'
+  | 'proposer'
+  | 'time'
+  | 'parentHash'
+  | 'settlementRoot'
+  | 'validatorsHash'
+  | 'nextValidatorsHash'
+>
+
+/**
+ * The outer CBOR value of a block: the header fields, then the body's own versioned CBOR bytes. The body
+ * is a nested byte string so that the hash of received bytes needs no decoding of the body (one keccak
+ * over its bytes, one over the 288-byte header).
+ */
+function blockToWire(b: Block, body: Uint8Array): unknown[] {
+  want(Number.isInteger(b.round) && b.round >= 0 && b.round <= MAX_ROUND, 'round')
+  want(Number.isSafeInteger(b.time) && b.time >= 0, 'time')
+  return [
+    uint(b.height, UINT64_MAX, 'height'),
+    b.round,
+    raw(b.proposer, ADDRESS_RE, 'proposer'),
+    b.time,
+    raw(b.parentHash, BYTES32_RE, 'parentHash'),
+    raw(b.settlementRoot, BYTES32_RE, 'settlementRoot'),
+    raw(b.validatorsHash, BYTES32_RE, 'validatorsHash'),
+    raw(b.nextValidatorsHash, BYTES32_RE, 'nextValidatorsHash'),
+    body,
+  ]
+}
+
+/** The outer fields of a block as raw bytes, shape-checked (what the hash of received bytes needs). */
+interface RawHeader {
+  /** Minimal big-endian bytes, at most 8. */
+  readonly height: Uint8Array
+  readonly round: number
+  readonly proposer: Uint8Array
+  readonly time: number
+  readonly parentHash: Uint8Array
+  readonly settlementRoot: Uint8Array
+  readonly validatorsHash: Uint8Array
+  readonly nextValidatorsHash: Uint8Array
+  readonly body: Uint8Array
+}
+
+function fixed(v: unknown, what: string, length: number): Uint8Array {
+  const b = shape.bytes(v, what, length)
+  if (b.length !== length) throw new P2PError('DECODE', `${what}: expected ${length} bytes`)
+  return b
+}
+
+function rawHeaderFromWire(v: unknown): RawHeader {
+  const a = shape.array(v, 'block', 9)
+  if (a.length !== 9) throw new P2PError('DECODE', 'block: expected 9 fields')
+  const height = shape.bytes(a[0], 'block.height', 8)
+  if (height.length > 0 && height[0] === 0) throw new P2PError('DECODE', 'block.height: leading zero byte')
+  return {
+    height,
+    round: shape.int(a[1], 'block.round', 0, MAX_ROUND),
+    proposer: fixed(a[2], 'block.proposer', 20),
+    time: shape.int(a[3], 'block.time'),
+    parentHash: fixed(a[4], 'block.parentHash', 32),
+    settlementRoot: fixed(a[5], 'block.settlementRoot', 32),
+    validatorsHash: fixed(a[6], 'block.validatorsHash', 32),
+    nextValidatorsHash: fixed(a[7], 'block.nextValidatorsHash', 32),
+    body: shape.bytes(a[8], 'block.body', MAX_BLOCK_BYTES),
+  }
+}
+
+function blockFromWire(r: RawHeader): WireHeader {
+  return {
+    height: bytesToUint(r.height, 'block.height', 8),
+    round: r.round,
+    proposer: bytesToAddress(r.proposer, 'block.proposer'),
+    time: r.time,
+    parentHash: bytesToHex(r.parentHash, 'block.parentHash', 32),
+    settlementRoot: bytesToHex(r.settlementRoot, 'block.settlementRoot', 32),
+    validatorsHash: bytesToHex(r.validatorsHash, 'block.validatorsHash', 32),
+    nextValidatorsHash: bytesToHex(r.nextValidatorsHash, 'block.nextValidatorsHash', 32),
   }
 }
 
 const blockCodec = cborCodec<unknown>({
   version: BLOCK_WIRE_VERSION,
   maxBytes: MAX_BLOCK_BYTES,
-  check: blockFromWire,
+  check: rawHeaderFromWire,
 })
 
-/**
- * The canonical encoding of a block: version byte, then deterministic CBOR. Throws a plain Error on a field
- * out of range (a programmer error) and P2PError TOO_LARGE above {@link MAX_BLOCK_BYTES}.
- */
-export function encodeBlock(block: Block): Uint8Array {
-  let bytes = encoded.get(block)
-  if (bytes === undefined) {
-    bytes = blockCodec.encode(blockToWire(block))
-    encoded.set(block, bytes)
-  }
-  return bytes
+const bodyCodec = cborCodec<unknown>({
+  version: BLOCK_WIRE_VERSION,
+  maxBytes: MAX_BLOCK_BYTES,
+  check: bodyFromWire,
+})
+
+/** A block's canonical bytes and its hash, computed once per block object. */
+interface Encoded {
+  readonly bytes: Uint8Array
+  readonly header: BlockHeader
+  hash?: Hex
 }
 
 /**
- * The bytes of blocks encoded or decoded before. A block is a deeply readonly value, and one proposal is
+ * The encodings of blocks encoded or decoded before. A block is a deeply readonly value, and one proposal is
  * encoded, decoded, hashed and stored several times on every node (the consensus message, the held
  * block, the WAL entry of the precommit, the commit batch): each block object is encoded once.
  */
-const encoded = new WeakMap<Block, Uint8Array>()
+const encoded = new WeakMap<Block, Encoded>()
+
+function encodedOf(block: Block): Encoded {
+  let e = encoded.get(block)
+  if (e === undefined) {
+    const body = bodyCodec.encode(bodyToWire(block))
+    const bytes = blockCodec.encode(blockToWire(block, body))
+    e = { bytes, header: headerOf(block, rawToHex(keccak256Bytes(body))) }
+    encoded.set(block, e)
+  }
+  return e
+}
+
+function rawToHex(b: Uint8Array): Hex {
+  return `0x${Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')}`
+}
+
+function headerOf(h: WireHeader, bodyHash: Hex): BlockHeader {
+  return {
+    height: h.height,
+    round: h.round,
+    timeMs: BigInt(h.time),
+    proposer: h.proposer,
+    parentHash: h.parentHash,
+    bodyHash,
+    settlementRoot: h.settlementRoot,
+    validatorsHash: h.validatorsHash,
+    nextValidatorsHash: h.nextValidatorsHash,
+  }
+}
+
+/**
+ * The canonical encoding of a block: version byte, then deterministic CBOR of the header fields and the
+ * body bytes (themselves a version byte and deterministic CBOR). Throws a plain Error on a field out of
+ * range (a programmer error) and P2PError TOO_LARGE above {@link MAX_BLOCK_BYTES}.
+ */
+export function encodeBlock(block: Block): Uint8Array {
+  return encodedOf(block).bytes
+}
 
 /**
  * Decodes {@link encodeBlock}'s output. Only the canonical encoding is accepted (it must re-encode to the
  * same bytes), so a block has one byte form and one hash. Throws P2PError DECODE or TOO_LARGE.
  */
 export function decodeBlock(bytes: Uint8Array): Block {
-  const block = blockCodec.decode(bytes) as Block
+  const r = blockCodec.decode(bytes) as RawHeader
+  const block: Block = { ...blockFromWire(r), ...(bodyCodec.decode(r.body) as BlockBody) }
   let again: Uint8Array
   try {
     again = encodeBlock(block)
@@ -329,14 +493,71 @@ export function decodeBlock(bytes: Uint8Array): Block {
   return block
 }
 
-/** keccak256 of encoded block bytes, lowercase hex. */
-export function blockHashOfBytes(bytes: Uint8Array): Hex {
-  return `0x${Buffer.from(keccak256Bytes(bytes)).toString('hex')}`
+/**
+ * `abi.encode(header)`: the 9 words written by hand (every field is a static type, so the encoding is the
+ * fields left-padded to 32 bytes, in order); equal to `encodeAbiParameters(HEADER_ABI, [header])`, several
+ * times faster (the hash of every block on every height goes through it).
+ */
+export function encodeHeader(h: BlockHeader): Uint8Array {
+  want(typeof h.height === 'bigint' && h.height >= 0n && h.height <= UINT64_MAX, 'header.height')
+  want(Number.isInteger(h.round) && h.round >= 0 && h.round <= 0xffff_ffff, 'header.round')
+  want(typeof h.timeMs === 'bigint' && h.timeMs >= 0n && h.timeMs <= UINT64_MAX, 'header.timeMs')
+  const out = Buffer.alloc(HEADER_BYTES)
+  out.writeBigUInt64BE(h.height, 24)
+  out.writeUInt32BE(h.round, 60)
+  out.writeBigUInt64BE(h.timeMs, 88)
+  const put = (hex: Hex, re: RegExp, word: number, what: string) => {
+    want(typeof hex === 'string' && re.test(hex), what)
+    out.write(hex.slice(2), word * 32 + 32 - (hex.length - 2) / 2, 'hex')
+  }
+  put(h.proposer, ADDRESS_RE, 3, 'header.proposer')
+  put(h.parentHash, BYTES32_RE, 4, 'header.parentHash')
+  put(h.bodyHash, BYTES32_RE, 5, 'header.bodyHash')
+  put(h.settlementRoot, BYTES32_RE, 6, 'header.settlementRoot')
+  put(h.validatorsHash, BYTES32_RE, 7, 'header.validatorsHash')
+  put(h.nextValidatorsHash, BYTES32_RE, 8, 'header.nextValidatorsHash')
+  return new Uint8Array(out.buffer, out.byteOffset, HEADER_BYTES)
 }
 
-/** `keccak256(encodeBlock(block))`. */
+/** `keccak256(abi.encode(header))`, lowercase hex: the block hash precommits sign. */
+export function headerHash(h: BlockHeader): Hex {
+  return rawToHex(keccak256Bytes(encodeHeader(h)))
+}
+
+/** The header of a block (its body hash computed from its encoding, once per block object). */
+export function blockHeader(block: Block): BlockHeader {
+  return encodedOf(block).header
+}
+
+/**
+ * The hash of a block given as its encoded bytes, without decoding the body: the header fields, the
+ * keccak256 of the body bytes, then {@link headerHash}. Equal to `blockHash(decodeBlock(bytes))` for every
+ * block `decodeBlock` accepts. Throws P2PError DECODE (or TOO_LARGE) when the outer encoding or a header
+ * field is malformed.
+ */
+export function blockHashOfBytes(bytes: Uint8Array): Hex {
+  const r = blockCodec.decode(bytes) as RawHeader
+  // The header words straight from the raw fields (no hex round trip): this runs on every proposal.
+  const out = new Uint8Array(HEADER_BYTES)
+  const view = new DataView(out.buffer)
+  out.set(r.height, 32 - r.height.length)
+  view.setUint32(60, r.round)
+  view.setUint32(88, Math.floor(r.time / 2 ** 32))
+  view.setUint32(92, r.time >>> 0)
+  out.set(r.proposer, 3 * 32 + 12)
+  out.set(r.parentHash, 4 * 32)
+  out.set(keccak256Bytes(r.body), 5 * 32)
+  out.set(r.settlementRoot, 6 * 32)
+  out.set(r.validatorsHash, 7 * 32)
+  out.set(r.nextValidatorsHash, 8 * 32)
+  return rawToHex(keccak256Bytes(out))
+}
+
+/** `keccak256(abi.encode(blockHeader(block)))`. */
 export function blockHash(block: Block): Hex {
-  return blockHashOfBytes(encodeBlock(block))
+  const e = encodedOf(block)
+  if (e.hash === undefined) e.hash = headerHash(e.header)
+  return e.hash
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -667,6 +888,8 @@ export function blockToJson(
     time: Math.floor(block.time / 1000),
     timeMs: block.time,
     parentHash: block.parentHash,
+    bodyHash: blockHeader(block).bodyHash,
+    settlementRoot: block.settlementRoot,
     assignments: block.assignments.map(assignmentJson),
     reassignments: block.reassignments.map(assignmentJson),
     stakeMoves: block.stakeMoves.map((s) => ({

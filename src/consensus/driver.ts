@@ -702,7 +702,13 @@ export class ConsensusDriver {
       if (certificate.height <= head.height) return { status: 'known' }
       if (certificate.height !== head.height + 1n)
         return rejected('GAP', `block ${certificate.height} on head ${head.height}`)
-      const hash = blockHashOfBytes(bytes)
+      let hash: Hex
+      try {
+        // The hash of a block is its header's: bytes whose header does not decode have none.
+        hash = blockHashOfBytes(bytes)
+      } catch (err) {
+        return rejected('MALFORMED', (err as Error).message)
+      }
       const t0 = performance.now()
       const v = await verifyCertificate(
         certificate,

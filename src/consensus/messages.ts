@@ -53,7 +53,8 @@ const innerConsensusCodec = cborCodec<unknown>({
     if (a.length !== 3) throw new P2PError('DECODE', 'consensus proposal: expected 3 fields')
     const proposal = decodeProposalTuple(a[1], 'proposal')
     const block = shape.bytes(a[2], 'proposal.block', MAX_BLOCK_BYTES)
-    // The proposal signs the hash of exactly these bytes (the block encoding is canonical).
+    // The proposal signs the hash of these bytes' header (their body hash included); the application's
+    // decodeBlock accepts only the canonical encoding, so one hash has one byte form.
     if (blockHashOfBytes(block) !== proposal.blockHash) {
       throw new P2PError('DECODE', 'proposal: blockHash is not the hash of the block')
     }

@@ -5,6 +5,7 @@ import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { type Address, createPublicClient, type LocalAccount, type PublicClient } from 'viem'
 import { ApiError } from '../api/errors.ts'
+import type { SettlementSource } from '../api/settlement.ts'
 import { MurmurApplication } from '../app/application.ts'
 import {
   BLOCKS_BY_RANGE_PROTOCOL,
@@ -24,8 +25,14 @@ import { type RpcTransport, rpcTransport } from '../rollups/rpc.ts'
 import type { RollupsService } from '../rollups/service.ts'
 import type { StakingService } from '../staking/service.ts'
 import { signedUnjailToJson, signUnjail } from '../staking/unjail.ts'
+import {
+  leafFromJson,
+  SETTLEMENT_LEAVES_PREFIX,
+  SETTLEMENT_SET_PREFIX,
+  type SettlementLeafJson,
+} from '../state/settlement.ts'
 import { validatorsToJson } from '../state/storage.ts'
-import type { Store } from '../state/store.ts'
+import { heightKey, type Store } from '../state/store.ts'
 import { type AppState, expectedOutputOf } from '../state/types.ts'
 import type { Genesis } from './genesis.ts'
 import type { TopicPayloads } from './topics.ts'
@@ -281,6 +288,30 @@ export class ConsensusWiring {
     await this.#status?.stop()
     await this.driver.stop()
     await Promise.all(this.#transports.map((t) => t.close()))
+  }
+
+  /** What `GET /v1/settlement/:height` reads: stored blocks, and the `settlement` records of their commits. */
+  settlementSource(): SettlementSource {
+    const store = this.#m.store
+    return {
+      block: (height) => this.driver.getBlock(height),
+      leaves: async (height) =>
+        (
+          (await store.get<SettlementLeafJson[]>(
+            'settlement',
+            SETTLEMENT_LEAVES_PREFIX + heightKey(height),
+          )) ?? []
+        ).map(leafFromJson),
+      validatorSet: async (hash) => {
+        const v = await store.get<{ validators: Address[]; powers: string[] }>(
+          'settlement',
+          SETTLEMENT_SET_PREFIX + hash,
+        )
+        return v === undefined
+          ? undefined
+          : { validators: v.validators, powers: v.powers.map((p) => BigInt(p)) }
+      },
+    }
   }
 
   /** `GET /v1/blocks/:height` and `GET /v1/validators`. */

@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import { collectDefaultMetrics, Registry } from 'prom-client'
 import { intentRoutes } from '../api/intents.ts'
 import { ApiServer, isLoopback } from '../api/server.ts'
+import { settlementRoutes } from '../api/settlement.ts'
 import { stakingRoutes } from '../api/staking.ts'
 import { ConfigError } from '../errors.ts'
 import { loadKeys, type NodeKeys } from '../identity/keys.ts'
@@ -257,6 +258,7 @@ export class MurmurNode {
             ),
             (app) => app.get('/v1/rollups', async () => rollups.rows()),
             consensus.routes(),
+            settlementRoutes(consensus.settlementSource()),
             stakingRoutes(staking, () => consensus.app.state),
           ],
         },

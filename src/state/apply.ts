@@ -118,6 +118,7 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
       outputToken: data.outputToken,
       outputAmount: data.outputAmount,
       recipient: data.recipient,
+      originChainId: intent.order.originChainId,
       fillDeadline: BigInt(intent.order.fillDeadline),
       avoid: [],
     }

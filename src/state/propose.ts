@@ -34,6 +34,7 @@ import {
   stakingBase,
   tombstonesEveryone,
 } from './plan.ts'
+import { settlementLeaves, settlementRoot } from './settlement.ts'
 import { type AppState, cmp } from './types.ts'
 
 /** An intent from the pool (an IntentRecord fits). */
@@ -77,6 +78,7 @@ export interface ProposeOptions {
  * - Unjails valid at the block's time (jail over, not tombstoned, not accused in the block), in validator
  *   order;
  * - `validatorsHash` / `nextValidatorsHash` of the set signing it and of the next one (epoch.ts);
+ * - `settlementRoot`: the root of the fills' FILL leaves (settlement.ts; no REFUND leaves yet);
  * - stake moves: `opts.stakeMoves` in (staker, nonce) order, each kept when valid on the state left by the
  *   evidence, the loans due and the moves kept before it (staking/moves.ts).
  * Pure and deterministic.
@@ -199,5 +201,6 @@ export function proposeBlock(
     lastCommit,
     unjails,
     ...blockValidatorHashes(state, height),
+    settlementRoot: settlementRoot(settlementLeaves(state, blockFills)),
   }
 }

@@ -24,6 +24,8 @@ export const SUBLEVELS = {
   app: { keyEncoding: 'utf8', valueEncoding: 'json' },
   /** Executor's own record of fills it sent, so it never fills twice. */
   fills: { keyEncoding: 'utf8', valueEncoding: 'json' },
+  /** Settlement leaves per height and validator sets by hash (state/settlement.ts), for the settlement API. */
+  settlement: { keyEncoding: 'utf8', valueEncoding: 'json' },
 } as const
 
 /** Sublevel names that were used once and must never be reused. */

@@ -95,6 +95,12 @@ export interface AssignmentState {
   readonly outputToken: Address
   readonly outputAmount: bigint
   readonly recipient: Address
+  /**
+   * The intent's origin chain (its order's `originChainId`): the FILL leaf names it (state/settlement.ts).
+   * Set by apply on every new assignment. Optional only because state/storage.ts does not persist it yet:
+   * an assignment reloaded from disk without it makes settlementLeaves throw.
+   */
+  readonly originChainId?: bigint
   /** The intent's own fill deadline, unix seconds: after it the intent expires. */
   readonly fillDeadline: bigint
   /** Executors it was taken from for being offline: re-routing never sends it back to them. */
@@ -162,10 +168,11 @@ export interface MissedWindow {
 /**
  * Version of the stored state layout. 2 added stake moves (`m/<id>`) and `meta.stakeNonces`; 3 added
  * `meta.commitPowers` and `meta.signedAt` (blocks carry their last commit); 4 added jailing
- * (`jailedUntil`, `tombstoned`), `meta.consensusSet`, `meta.liveness` and `meta.unjailNonces`. Older
- * states do not load (their blocks have another wire format).
+ * (`jailedUntil`, `tombstoned`), `meta.consensusSet`, `meta.liveness` and `meta.unjailNonces`; 5: blocks
+ * of wire version 4 (ABI header hash, settlement root) and assignments' `originChainId`. Older states do
+ * not load (their blocks have another wire format and other hashes).
  */
-export const APP_STATE_VERSION = 4
+export const APP_STATE_VERSION = 5
 /** Evidence older than this many blocks is no longer accepted. */
 export const EVIDENCE_MAX_AGE_BLOCKS = 100n
 

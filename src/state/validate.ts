@@ -35,6 +35,7 @@ import {
   stakingBase,
   tombstonesEveryone,
 } from './plan.ts'
+import { settlementLeaves, settlementRoot } from './settlement.ts'
 import { type AppState, expectedOutputOf } from './types.ts'
 
 /** Why a block is not valid(v). */
@@ -55,6 +56,7 @@ export type BlockRejectCode =
   | 'BAD_STAKE_MOVE'
   | 'BAD_UNJAIL'
   | 'BAD_VALIDATORS_HASH'
+  | 'BAD_SETTLEMENT_ROOT'
 
 export type BlockVerdict =
   | { readonly ok: true }
@@ -130,7 +132,8 @@ function sameAssignment(a: BlockAssignment, b: BlockAssignment): boolean {
  * tombstoned validator; Unjails in validator order, each valid at the block's time (`checkUnjail`), not of
  * a validator the block accuses, signed by the validator; stake moves in (staker, nonce) order, each valid on the state left by the evidence, the loans due
  * and the moves before it (so two moves of one staker must both be covered), and signed by its staker.
- * Returns the first failure.
+ * Then `settlementRoot`: the root of the fills' FILL leaves (settlement.ts), checked last. Returns the first
+ * failure.
  */
 export async function validateBlock(
   state: AppState,
@@ -365,5 +368,12 @@ export async function validateBlock(
     )
   }
   for (const v of await Promise.all(checks)) if (!v.ok) return v
+  // Last, so that a block with a bad fill is refused for the fill (its root is wrong too).
+  const root = settlementRoot(settlementLeaves(state, block.fills))
+  if (block.settlementRoot !== root)
+    return bad(
+      'BAD_SETTLEMENT_ROOT',
+      `settlementRoot ${block.settlementRoot}, the block's leaves give ${root}`,
+    )
   return OK
 }
