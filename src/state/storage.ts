@@ -87,6 +87,7 @@ interface AssignmentJson {
   outputToken: string
   outputAmount: string
   recipient: string
+  originChainId: string
   fillDeadline: string
   avoid?: string[]
 }
@@ -151,6 +152,7 @@ function assignmentToJson(a: AssignmentState): AssignmentJson {
     outputToken: a.outputToken,
     outputAmount: a.outputAmount.toString(),
     recipient: a.recipient,
+    originChainId: a.originChainId.toString(),
     fillDeadline: a.fillDeadline.toString(),
     ...(a.avoid.length === 0 ? {} : { avoid: [...a.avoid] }),
   }
@@ -168,6 +170,7 @@ function assignmentFromJson(id: Hex, j: AssignmentJson): AssignmentState {
     outputToken: j.outputToken as Address,
     outputAmount: BigInt(j.outputAmount),
     recipient: j.recipient as Address,
+    originChainId: BigInt(j.originChainId),
     fillDeadline: BigInt(j.fillDeadline),
     avoid: (j.avoid ?? []) as Address[],
   }

@@ -100,7 +100,7 @@ export interface AssignmentState {
    * Set by apply on every new assignment. Optional only because state/storage.ts does not persist it yet:
    * an assignment reloaded from disk without it makes settlementLeaves throw.
    */
-  readonly originChainId?: bigint
+  readonly originChainId: bigint
   /** The intent's own fill deadline, unix seconds: after it the intent expires. */
   readonly fillDeadline: bigint
   /** Executors it was taken from for being offline: re-routing never sends it back to them. */
