@@ -590,3 +590,14 @@ export function decodeSignedIntentBatch(
   if (o !== bytes.length) throw new CodecError('TRAILING_BYTES', 'batch: trailing bytes')
   return out
 }
+
+/**
+ * `abi.encode(GaslessCrossChainOrder)`: the `originData` of a settler `fill` (and of the `Open` event's
+ * fill instructions), from which the destination settler recomputes the order id.
+ */
+export function originDataOf(order: GaslessCrossChainOrder): Hex {
+  return encodeAbiParameters(
+    [{ type: 'tuple', components: GASLESS_ORDER_TYPES.GaslessCrossChainOrder }],
+    [order],
+  )
+}
