@@ -1,7 +1,7 @@
 import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { Counter, Histogram, type Registry } from 'prom-client'
-import type { Hex } from 'viem'
+import type { Address, Hex } from 'viem'
 import { intentId, type SignedIntent, signedIntentFromJson } from '../codec/intent.ts'
 import { RecoverPool } from '../crypto/recover.ts'
 import { PublishBatcher } from '../p2p/batcher.ts'
@@ -55,6 +55,8 @@ export interface MempoolServiceModules {
   knownChainIds: ReadonlySet<bigint>
   /** The genesis asset table (ambiguous outputs and thin spreads are refused). */
   assets?: AssetTable
+  /** Settlers of the rollups with settlement contracts, by chain id (lowercase). */
+  settlers?: ReadonlyMap<bigint, Address>
   maxClockSkewSec: number
   now?: () => number
 }
@@ -68,6 +70,7 @@ const PROVABLY_BAD: ReadonlySet<IntentRejectCode> = new Set([
   // The asset table is the genesis's: every node decides these alike.
   'UNPROFITABLE',
   'AMBIGUOUS_OUTPUT',
+  'UNSETTLEABLE',
 ])
 
 export type SubmitAnswer =
@@ -153,6 +156,7 @@ export class MempoolService {
       knownChainIds: this.#m.knownChainIds,
       isNonceUsed: (user, nonce) => pool.isNonceUsed(user, nonce),
       ...(this.#m.assets === undefined ? {} : { assets: this.#m.assets }),
+      ...(this.#m.settlers === undefined ? {} : { settlerOf: (c: bigint) => this.#m.settlers!.get(c) }),
     }
     const rp = this.#recoverPool
     if (rp !== undefined) ctx.recover = (digest, sig) => rp.recover(digest, sig)

@@ -28,6 +28,7 @@ export type IntentRejectCode =
   | 'UNKNOWN_CHAIN'
   | 'TOO_LARGE'
   | EconomicsRejectCode
+  | 'UNSETTLEABLE'
 
 /** What validation needs to know about the world. */
 export interface ValidateIntentContext {
@@ -39,6 +40,12 @@ export interface ValidateIntentContext {
   knownChainIds: ReadonlySet<bigint>
   /** The network's asset table: ambiguous outputs and too thin spreads are refused. Absent: no checks. */
   assets?: AssetTable
+  /**
+   * The settler of a rollup with settlement contracts (lowercase), undefined for one without. An intent
+   * from such an origin must name that settler and an ERC-20 input (`openFor` pulls an allowance; a
+   * native input can only be opened by its user, on chain).
+   */
+  settlerOf?(chainId: bigint): Address | undefined
   /** True when (user, nonce) was used before. Absent: no nonce is used. */
   isNonceUsed?(user: Address, nonce: bigint): boolean
   /** Signature recovery to use instead of {@link recoverAddress}, e.g. a worker pool. */
@@ -117,6 +124,19 @@ export async function validateIntent(
   }
   const economics = ctx.assets?.check({ originChainId: order.originChainId, ...data })
   if (economics !== undefined && !economics.ok) return reject(economics.code, economics.message)
+  const settler = ctx.settlerOf?.(order.originChainId)
+  if (settler !== undefined) {
+    if (order.originSettler.toLowerCase() !== settler)
+      return reject(
+        'UNSETTLEABLE',
+        `order.originSettler: the settler of chain ${order.originChainId} is ${settler}`,
+      )
+    if (/^0x0{40}$/.test(data.inputToken))
+      return reject(
+        'UNSETTLEABLE',
+        'orderData.inputToken: a native input cannot be escrowed for a user; open the order on chain (open)',
+      )
+  }
   if (ctx.isNonceUsed?.(order.user, order.nonce) === true) {
     return reject('NONCE_USED', `order.nonce: ${order.nonce} already used by ${order.user}`)
   }

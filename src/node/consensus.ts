@@ -7,6 +7,7 @@ import { type Address, createPublicClient, type LocalAccount, type PublicClient 
 import { ApiError } from '../api/errors.ts'
 import type { SettlementSource } from '../api/settlement.ts'
 import { MurmurApplication } from '../app/application.ts'
+import { type GaslessCrossChainOrder, originDataOf } from '../codec/intent.ts'
 import {
   BLOCKS_BY_RANGE_PROTOCOL,
   blockToJson,
@@ -16,6 +17,7 @@ import {
 import { ConsensusDriver, type ConsensusDriverOptions } from '../consensus/driver.ts'
 import { CONSENSUS_MESSAGES_PROTOCOL, type ConsensusMessage } from '../consensus/messages.ts'
 import { StatusPoller } from '../consensus/sync-peers.ts'
+import { murmurSettlerAbi } from '../contracts/abi.ts'
 import type { IntentPool } from '../mempool/pool.ts'
 import type { P2PHost, TopicHandler } from '../p2p/host.ts'
 import { STATUS_PROTOCOL } from '../p2p/protocols.ts'
@@ -23,6 +25,7 @@ import { type ExpectedOutput, FillBlocks, type FillVerdict, type SignedFill } fr
 import { observationOf } from '../rollups/observation.ts'
 import { type RpcTransport, rpcTransport } from '../rollups/rpc.ts'
 import type { RollupsService } from '../rollups/service.ts'
+import { ORDER_STATUS, type SettlementContracts, settlementContracts } from '../rollups/settlement.ts'
 import type { StakingService } from '../staking/service.ts'
 import { signedUnjailToJson, signUnjail } from '../staking/unjail.ts'
 import {
@@ -71,6 +74,10 @@ export class ConsensusWiring {
   readonly app: MurmurApplication
   readonly #m: ConsensusWiringModules
   readonly #clients = new Map<bigint, FillBlocks>()
+  /** Plain RPC clients by chain id (origin settlers' `orderStatus`). */
+  readonly #rpcClients = new Map<bigint, PublicClient>()
+  /** Settlement contracts by chain id (genesis `rollups[].settlement`). */
+  readonly #contracts: ReadonlyMap<bigint, SettlementContracts>
   /** The Unjail this node sent for its validator: for which jail, at which height. */
   #unjailSent: { until: bigint; height: bigint } | undefined
   readonly #transports: RpcTransport[] = []
@@ -81,16 +88,17 @@ export class ConsensusWiring {
 
   constructor(options: Partial<ConsensusDriverOptions>, modules: ConsensusWiringModules) {
     this.#m = modules
+    this.#contracts = settlementContracts(modules.genesis.rollups)
     const finality = new Map(modules.genesis.rollups.map((r) => [r.chainId, BigInt(r.confirmations)]))
     for (const [chainId, url] of modules.rpc) {
       // Receipts of many fills are asked at once: JSON-RPC batches, one HTTP request each.
       const rpc = rpcTransport(url, { timeout: 5_000, retryCount: 0, batch: { batchSize: 256, wait: 2 } })
       this.#transports.push(rpc)
+      const client = createPublicClient({ transport: rpc.transport }) as PublicClient
+      this.#rpcClients.set(BigInt(chainId), client)
       this.#clients.set(
         BigInt(chainId),
-        new FillBlocks(createPublicClient({ transport: rpc.transport }) as PublicClient, {
-          confirmations: finality.get(chainId) ?? 0n,
-        }),
+        new FillBlocks(client, { confirmations: finality.get(chainId) ?? 0n }),
       )
     }
     const g = modules.genesis
@@ -164,7 +172,7 @@ export class ConsensusWiring {
     if (held !== undefined) return held
     const blocks = this.#clients.get(f.chainId)
     if (blocks === undefined) return Promise.resolve('unknown')
-    const p = blocks.verify(f, expected).catch(() => 'unknown' as const)
+    const p = this.#checkFill(blocks, fill, expected).catch(() => 'unknown' as const)
     this.#verdicts.set(key, p)
     if (this.#verdicts.size > MAX_FILL_VERDICTS) {
       const oldest = this.#verdicts.keys().next().value
@@ -174,6 +182,38 @@ export class ConsensusWiring {
       if (v === 'unknown' || v === 'pending') this.#verdicts.delete(key)
     })
     return p
+  }
+
+  /**
+   * A fill's check on this node's RPCs. With settlement contracts (issue 10): the order is opened on its
+   * origin settler (`orderStatus` 1; not yet: 'pending'; settled or refunded: 'invalid'), and on the
+   * destination the fill is the settler's `fill` call proven by its `OutputFilled` event (rollups/fill.ts).
+   */
+  async #checkFill(blocks: FillBlocks, fill: SignedFill, expected: ExpectedOutput): Promise<FillVerdict> {
+    const f = fill.fill
+    const dest = this.#contracts.get(f.chainId)
+    let order: GaslessCrossChainOrder | undefined
+    if (dest !== undefined || this.#contracts.size > 0)
+      order = (await this.#m.pool.get(f.intentId))?.intent.order
+    if (dest !== undefined && order === undefined) return 'unknown'
+    const origin = order === undefined ? undefined : this.#contracts.get(order.originChainId)
+    if (origin !== undefined) {
+      const client = this.#rpcClients.get(order!.originChainId)
+      if (client === undefined) return 'unknown'
+      const status = Number(
+        await client.readContract({
+          address: origin.settler,
+          abi: murmurSettlerAbi,
+          functionName: 'orderStatus',
+          args: [f.intentId],
+        }),
+      )
+      if (status === ORDER_STATUS.none) return 'pending'
+      if (status !== ORDER_STATUS.opened) return 'invalid'
+    }
+    const full =
+      dest === undefined ? expected : { ...expected, settler: dest.settler, originData: originDataOf(order!) }
+    return blocks.verify(f, full)
   }
 
   /** A fill that arrives is checked at once: proposers include fills whose check is done. */

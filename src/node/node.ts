@@ -12,6 +12,7 @@ import { IntentPool } from '../mempool/pool.ts'
 import { MempoolService } from '../mempool/service.ts'
 import { P2PHost } from '../p2p/host.ts'
 import { RollupsService } from '../rollups/service.ts'
+import { settlementContracts } from '../rollups/settlement.ts'
 import { StakingService } from '../staking/service.ts'
 import { AssetTable } from '../state/assets.ts'
 import { Store } from '../state/store.ts'
@@ -166,6 +167,7 @@ export class MurmurNode {
       registry: this.registry,
       knownChainIds: new Set(this.#genesis.rollups.map((r) => BigInt(r.chainId))),
       assets,
+      settlers: new Map([...settlementContracts(this.#genesis.rollups)].map(([c, x]) => [c, x.settler])),
       maxClockSkewSec: this.#genesis.params.maxClockSkewSec,
     })
     this.#mempool = mempool

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import { Gauge, type Registry } from 'prom-client'
 import type { Address, Hex, LocalAccount } from 'viem'
-import { decodeOrderData } from '../codec/intent.ts'
+import { decodeOrderData, originDataOf } from '../codec/intent.ts'
 import type { IntentPool } from '../mempool/pool.ts'
 import { PublishBatcher } from '../p2p/batcher.ts'
 import type { P2PHost, TopicHandler } from '../p2p/host.ts'
@@ -14,6 +14,7 @@ import { type GenesisRollup, HealthAggregator, type RollupRow, rollupRows } from
 import { InventoryMonitor } from './inventory.ts'
 import type { Balance } from './observation.ts'
 import type { HealthView } from './router.ts'
+import { SettlementFlow, settlementContracts } from './settlement.ts'
 
 export interface RollupsServiceOptions {
   /** RPC URL per rollup this node watches and fills on (`--rollup CHAINID=URL`). */
@@ -67,6 +68,7 @@ export class RollupsService {
   #monitor: HealthMonitor | undefined
   #inventory: InventoryMonitor | undefined
   #executor: Executor | undefined
+  #settlement: SettlementFlow | undefined
   #unsubscribe: (() => void) | undefined
   /** Fills announced on gossip and not yet committed, by intent id (consensus takes them from here). */
   readonly pendingFills = new Map<Hex, SignedFill>()
@@ -197,6 +199,19 @@ export class RollupsService {
       )
       // A restart finishes what a crash interrupted, checking the chain before any resend.
       void this.#executor.recover().catch((err) => m.log.error({ err }, 'executor recovery failed'))
+      const contracts = settlementContracts(m.genesis.rollups)
+      this.#settlement = new SettlementFlow({
+        contracts,
+        rpc: this.opts.rollups,
+        executor: this.#executor,
+        log: m.log.child({ module: 'settlement' }),
+      })
+      for (const r of m.genesis.rollups)
+        if (r.settlement === undefined)
+          m.log.warn(
+            { chainId: String(r.chainId), name: r.name },
+            'rollup without settlement contracts: its fills are paid by the executor and nothing is escrowed',
+          )
       this.#monitor = new HealthMonitor(
         { ...this.opts.monitor, rollups: this.opts.rollups },
         {
@@ -236,7 +251,13 @@ export class RollupsService {
     try {
       const rec = await this.#m.pool.get(id)
       if (rec === undefined) return
-      const data = decodeOrderData(rec.intent.order.orderData)
+      const order = rec.intent.order
+      const data = decodeOrderData(order.orderData)
+      const flow = this.#settlement
+      const settler = flow?.settlerOf(chainId)
+      // Escrow first: the output is paid only for an order whose input is held on its origin.
+      await flow?.ensureOpened(id, rec.intent)
+      if (settler !== undefined) await flow!.ensureAllowance(chainId, data.outputToken, data.outputAmount)
       await ex.execute({
         intentId: id,
         chainId,
@@ -244,6 +265,7 @@ export class RollupsService {
         outputToken: data.outputToken,
         outputAmount: data.outputAmount,
         deadline,
+        ...(settler === undefined ? {} : { settler, originData: originDataOf(order) }),
       })
     } catch (err) {
       this.#m.log.warn({ intent: id, err: (err as Error).message }, 'fill failed')
@@ -257,6 +279,7 @@ export class RollupsService {
 
   async stop(): Promise<void> {
     clearInterval(this.#pruneTimer)
+    await this.#settlement?.stop()
     await this.#inventory?.stop()
     this.#unsubscribe?.()
     // Fills confirmed but not yet published stay unannounced in the executor's records: recover() sends them.

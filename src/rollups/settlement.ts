@@ -39,6 +39,23 @@ export interface SettlementContracts {
   readonly lightClient: Address
 }
 
+/** The settlement contracts of the rollups that have them (genesis `rollups[].settlement`), by chain id. */
+export function settlementContracts(
+  rollups: readonly {
+    readonly chainId: number | bigint
+    readonly settlement?: { readonly settler: string; readonly lightClient: string }
+  }[],
+): Map<bigint, SettlementContracts> {
+  const out = new Map<bigint, SettlementContracts>()
+  for (const r of rollups)
+    if (r.settlement !== undefined)
+      out.set(BigInt(r.chainId), {
+        settler: r.settlement.settler.toLowerCase() as Address,
+        lightClient: r.settlement.lightClient.toLowerCase() as Address,
+      })
+  return out
+}
+
 /** `orderStatus` values (INTERFACES.md). */
 export const ORDER_STATUS = { none: 0, opened: 1, settled: 2, refunded: 3 } as const
 
@@ -110,12 +127,18 @@ export class SettlementFlow {
       // The order id as originFillerData (reserved, ignored by the settler): the marker a nonce scan finds.
       args: [order, intent.signature, id],
     })
-    await this.#m.executor.transact({
-      kind: 'open',
-      id,
-      chainId: order.originChainId,
-      call: { to: origin.settler, value: 0n, data },
-    })
+    try {
+      await this.#m.executor.transact({
+        kind: 'open',
+        id,
+        chainId: order.originChainId,
+        call: { to: origin.settler, value: 0n, data },
+      })
+    } catch (err) {
+      // Another executor (before a re-assignment) may have opened it first: then ours reverted, and the
+      // order is opened all the same.
+      if ((await this.orderStatus(order.originChainId, id)) !== ORDER_STATUS.opened) throw err
+    }
     this.#m.log.info({ intent: id, chainId: order.originChainId.toString() }, 'order opened on origin')
   }
 
