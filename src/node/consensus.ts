@@ -5,7 +5,6 @@ import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { type Address, createPublicClient, type LocalAccount, type PublicClient } from 'viem'
 import { ApiError } from '../api/errors.ts'
-import type { SettlementSource } from '../api/settlement.ts'
 import { MurmurApplication } from '../app/application.ts'
 import { type GaslessCrossChainOrder, originDataOf } from '../codec/intent.ts'
 import {
@@ -28,6 +27,7 @@ import type { RollupsService } from '../rollups/service.ts'
 import { ORDER_STATUS, type SettlementContracts, settlementContracts } from '../rollups/settlement.ts'
 import type { StakingService } from '../staking/service.ts'
 import { signedUnjailToJson, signUnjail } from '../staking/unjail.ts'
+import type { SettlementSource } from '../state/settlement.ts'
 import {
   leafFromJson,
   SETTLEMENT_LEAVES_PREFIX,

@@ -17,6 +17,7 @@ import {
   type BlockHeader,
   blockHeader,
   type CommitCertificate,
+  decodeBlock,
   HEADER_TUPLE,
 } from '../consensus/block.ts'
 import { extensionHash } from '../consensus/votes.ts'
@@ -397,4 +398,51 @@ export function toCommitProof(
     validators: set.validators,
     powers: set.powers,
   }
+}
+
+/** What settlement evidence is read from: the node's stored blocks and the `settlement` records of commits. */
+export interface SettlementSource {
+  /** A committed block: its canonical bytes, hash and commit certificate (undefined: not certified yet). */
+  block(
+    height: bigint,
+  ): Promise<{ bytes: Uint8Array; hash: Hex; certificate: CommitCertificate | undefined } | undefined>
+  /** The block's settlement leaves, in leaf order (empty for a block without any). */
+  leaves(height: bigint): Promise<readonly SettlementLeaf[]>
+  /** The validator set whose hash is `validatorsHash`, addresses ascending. */
+  validatorSet(validatorsHash: Hex): Promise<ValidatorSetValues | undefined>
+}
+
+/** Everything a claim, a refund or a rotation sends for one committed block. */
+export interface SettlementEvidence {
+  readonly height: bigint
+  readonly hash: Hex
+  readonly block: Block
+  readonly tree: SettlementTree
+  readonly proof: CommitProofValues
+}
+
+/** Why there is no evidence for a height. */
+export type SettlementEvidenceMissing = 'NOT_FOUND' | 'NOT_CERTIFIED' | 'VALIDATOR_SET_UNKNOWN'
+
+/**
+ * The evidence of the block at `height`: its header, leaves with their tree, and its commit proof (the
+ * certificate that decided it, the set that signed it). Throws when the stored leaves do not give the
+ * block's root (a corrupt store).
+ */
+export async function settlementEvidence(
+  source: SettlementSource,
+  height: bigint,
+): Promise<SettlementEvidence | SettlementEvidenceMissing> {
+  const b = height === 0n ? undefined : await source.block(height)
+  if (b === undefined) return 'NOT_FOUND'
+  if (b.certificate === undefined) return 'NOT_CERTIFIED'
+  const block = decodeBlock(b.bytes)
+  const set = await source.validatorSet(block.validatorsHash)
+  if (set === undefined) return 'VALIDATOR_SET_UNKNOWN'
+  const tree = settlementTree(await source.leaves(height))
+  if (tree.root !== block.settlementRoot)
+    throw new Error(
+      `settlement leaves of ${height} give ${tree.root}, the block commits ${block.settlementRoot}`,
+    )
+  return { height, hash: b.hash, block, tree, proof: toCommitProof(block, b.certificate, set) }
 }
