@@ -239,6 +239,13 @@ export class MurmurNode {
     await rollups.start()
     this.#started.push({ name: 'consensus', stop: () => consensus.stop() })
     await consensus.start()
+    // Repayments of this executor's fills, claimed as their blocks commit.
+    rollups.startClaims(
+      consensus.settlementSource(),
+      this.#genesis.params.epochBlocks,
+      () => consensus.app.state.height,
+    )
+    consensus.app.onCommit((e) => rollups.committed(e.height))
 
     if (o.api !== undefined) {
       const api = new ApiServer(

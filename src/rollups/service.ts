@@ -5,7 +5,9 @@ import { decodeOrderData, originDataOf } from '../codec/intent.ts'
 import type { IntentPool } from '../mempool/pool.ts'
 import { PublishBatcher } from '../p2p/batcher.ts'
 import type { P2PHost, TopicHandler } from '../p2p/host.ts'
+import type { SettlementSource } from '../state/settlement.ts'
 import type { Store } from '../state/store.ts'
+import { ClaimRelayer } from './claims.ts'
 import { Executor, type ExecutorOptions } from './executor.ts'
 import { MAX_FILL_BATCH, type SignedFill, validateFillBatch } from './fill.ts'
 import { HealthMonitor, type HealthMonitorOptions } from './health-monitor.ts'
@@ -69,6 +71,7 @@ export class RollupsService {
   #inventory: InventoryMonitor | undefined
   #executor: Executor | undefined
   #settlement: SettlementFlow | undefined
+  #claims: ClaimRelayer | undefined
   #unsubscribe: (() => void) | undefined
   /** Fills announced on gossip and not yet committed, by intent id (consensus takes them from here). */
   readonly pendingFills = new Map<Hex, SignedFill>()
@@ -272,6 +275,31 @@ export class RollupsService {
     }
   }
 
+  /**
+   * Starts claiming this executor's repayments (rollups/claims.ts) from the node's committed blocks; call
+   * {@link committed} for each new commit. Nothing happens on a node without RPCs or settlement contracts.
+   */
+  startClaims(source: SettlementSource, epochBlocks: number, head: () => bigint): void {
+    const ex = this.#executor
+    const contracts = settlementContracts(this.#m.genesis.rollups)
+    if (ex === undefined || contracts.size === 0 || this.#claims !== undefined) return
+    this.#claims = new ClaimRelayer({
+      contracts,
+      rpc: this.opts.rollups,
+      executor: ex,
+      source,
+      epochBlocks,
+      head,
+      log: this.#m.log.child({ module: 'claims' }),
+    })
+    this.#claims.start()
+  }
+
+  /** Block `height` is committed (claims of this executor's fills in it). */
+  committed(height: bigint): void {
+    this.#claims?.committed(height)
+  }
+
   /** This node's latest balances on the rollups it has an RPC for (none without RPCs). */
   balances(): Balance[] {
     return this.#inventory?.balances() ?? []
@@ -279,6 +307,7 @@ export class RollupsService {
 
   async stop(): Promise<void> {
     clearInterval(this.#pruneTimer)
+    await this.#claims?.stop()
     await this.#settlement?.stop()
     await this.#inventory?.stop()
     this.#unsubscribe?.()

@@ -1,0 +1,240 @@
+/**
+ * The executor's repayment (issue 10, step 4 of rollups/settlement.ts): once a block that commits this
+ * validator's fills is decided, it claims the escrowed inputs on each origin settler with the block's
+ * FILL leaves, their proofs, the header and the commit certificate: one `claim` per (block, origin chain),
+ * batching the block's leaves. When the origin's light client does not trust the set that signed the
+ * block, it first relays `rotate` with the certified boundary blocks of the epochs in between.
+ *
+ * Idempotent and crash-safe: every transaction is an executor job (persisted before it is sent, resumed by
+ * `recover`), its id derived from what it claims; a leaf whose order is no longer `opened` on its origin
+ * (claimed already, refunded) is left out before anything is sent. At start the last
+ * {@link RESCAN_HEIGHTS} blocks are looked at again, for claims a crash cut off before they were recorded.
+ */
+import type { Logger } from 'pino'
+import {
+  type Address,
+  createPublicClient,
+  encodeAbiParameters,
+  encodeFunctionData,
+  type Hex,
+  keccak256,
+  type PublicClient,
+} from 'viem'
+import { murmurLightClientAbi, murmurSettlerAbi } from '../contracts/abi.ts'
+import {
+  LEAF_FILL,
+  type SettlementEvidence,
+  type SettlementLeaf,
+  type SettlementSource,
+  settlementEvidence,
+} from '../state/settlement.ts'
+import type { Executor } from './executor.ts'
+import { type RpcTransport, rpcTransport } from './rpc.ts'
+import { ORDER_STATUS, type SettlementContracts } from './settlement.ts'
+
+/** Blocks looked at again at start for claims never recorded. */
+export const RESCAN_HEIGHTS = 256n
+
+export interface ClaimRelayerModules {
+  readonly contracts: ReadonlyMap<bigint, SettlementContracts>
+  readonly rpc: ReadonlyMap<number, string>
+  readonly executor: Executor
+  readonly source: SettlementSource
+  /** The consensus set changes only after blocks whose height is a multiple of this (genesis). */
+  readonly epochBlocks: number
+  /** The highest committed height (the relayer's start scan ends there). */
+  readonly head: () => bigint
+  readonly log: Logger
+}
+
+/** Claims this executor's repayments as blocks commit its fills. */
+export class ClaimRelayer {
+  readonly #m: ClaimRelayerModules
+  readonly #me: Address
+  readonly #clients = new Map<bigint, PublicClient>()
+  readonly #transports: RpcTransport[] = []
+  /** Claims of one origin run one after another: rotations must not race each other. */
+  readonly #queues = new Map<bigint, Promise<void>>()
+  #stopped = false
+
+  constructor(modules: ClaimRelayerModules) {
+    this.#m = modules
+    this.#me = modules.executor.address
+    for (const [chainId, url] of modules.rpc) {
+      if (!modules.contracts.has(BigInt(chainId))) continue
+      const rpc = rpcTransport(url, { timeout: 5_000, retryCount: 1, batch: { wait: 0 } }, 2)
+      this.#transports.push(rpc)
+      this.#clients.set(BigInt(chainId), createPublicClient({ transport: rpc.transport }) as PublicClient)
+    }
+  }
+
+  /** Looks at the last {@link RESCAN_HEIGHTS} blocks for claims a crash cut off. */
+  start(): void {
+    const head = this.#m.head()
+    const from = head > RESCAN_HEIGHTS ? head - RESCAN_HEIGHTS + 1n : 1n
+    for (let h = from; h <= head; h++) this.committed(h)
+  }
+
+  /** Block `height` is committed: claim this executor's leaves of it. */
+  committed(height: bigint): void {
+    if (this.#stopped) return
+    void this.#leavesOf(height).then(
+      (byOrigin) => {
+        for (const [origin, leaves] of byOrigin)
+          this.#enqueue(origin, () => this.#claim(height, origin, leaves))
+      },
+      (err: unknown) =>
+        this.#m.log.warn({ height, err: (err as Error).message }, 'reading settlement leaves failed'),
+    )
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true
+    await Promise.allSettled([...this.#queues.values()])
+    await Promise.all(this.#transports.splice(0).map((t) => t.close()))
+  }
+
+  async #leavesOf(height: bigint): Promise<Map<bigint, SettlementLeaf[]>> {
+    const out = new Map<bigint, SettlementLeaf[]>()
+    for (const l of await this.#m.source.leaves(height)) {
+      if (l.kind !== LEAF_FILL || l.executor.toLowerCase() !== this.#me) continue
+      if (!this.#m.contracts.has(l.originChainId)) continue
+      const list = out.get(l.originChainId) ?? []
+      list.push(l)
+      out.set(l.originChainId, list)
+    }
+    return out
+  }
+
+  #enqueue(origin: bigint, task: () => Promise<void>): void {
+    const prev = this.#queues.get(origin) ?? Promise.resolve()
+    const next = prev
+      .then(task)
+      .catch((err: unknown) =>
+        this.#m.log.warn({ chainId: origin.toString(), err: (err as Error).message }, 'claim failed'),
+      )
+    this.#queues.set(origin, next)
+  }
+
+  async #claim(height: bigint, origin: bigint, leaves: readonly SettlementLeaf[]): Promise<void> {
+    if (this.#stopped) return
+    const contracts = this.#m.contracts.get(origin)!
+    const client = this.#clients.get(origin)
+    if (client === undefined) throw new Error(`no RPC for origin ${origin}`)
+    const open: SettlementLeaf[] = []
+    for (const l of leaves) {
+      const status = Number(
+        await client.readContract({
+          address: contracts.settler,
+          abi: murmurSettlerAbi,
+          functionName: 'orderStatus',
+          args: [l.orderId],
+        }),
+      )
+      if (status === ORDER_STATUS.opened) open.push(l)
+    }
+    if (open.length === 0) return
+    const e = await this.#evidence(height)
+    await this.#ensureTrusted(origin, client, contracts.lightClient, e.block.validatorsHash, height)
+    const index = new Map(e.tree.leaves.map((l, i) => [l.orderId, i]))
+    const proofs = open.map((l) => e.tree.proof(index.get(l.orderId)!))
+    const data = encodeFunctionData({
+      abi: murmurSettlerAbi,
+      functionName: 'claim',
+      args: [open.map(leafArg), proofs, e.proof as never],
+    })
+    const id = keccak256(
+      encodeAbiParameters(
+        [{ type: 'uint256' }, { type: 'uint64' }, { type: 'bytes32[]' }],
+        [origin, height, open.map((l) => l.orderId)],
+      ),
+    )
+    const r = await this.#m.executor.transact({
+      kind: 'claim',
+      id,
+      chainId: origin,
+      call: { to: contracts.settler, value: 0n, data },
+    })
+    this.#m.log.info(
+      { height, chainId: origin.toString(), orders: open.length, txHash: r.txHash },
+      'claimed repayment',
+    )
+  }
+
+  async #evidence(height: bigint): Promise<SettlementEvidence> {
+    const e = await settlementEvidence(this.#m.source, height)
+    if (typeof e === 'string') throw new Error(`no settlement evidence for block ${height}: ${e}`)
+    return e
+  }
+
+  /**
+   * The origin's light client trusts `validatorsHash` (the set that signed block `height`), after
+   * relaying `rotate` with the certified boundary blocks between its latest rotation and `height`.
+   */
+  async #ensureTrusted(
+    origin: bigint,
+    client: PublicClient,
+    lightClient: Address,
+    validatorsHash: Hex,
+    height: bigint,
+  ): Promise<void> {
+    const read = <T>(
+      functionName: 'isTrusted' | 'latestHeight' | 'currentValidatorsHash',
+      args: unknown[] = [],
+    ) =>
+      client.readContract({
+        address: lightClient,
+        abi: murmurLightClientAbi,
+        functionName,
+        args,
+      } as never) as Promise<T>
+    if (await read<boolean>('isTrusted', [validatorsHash])) return
+    const epoch = BigInt(this.#m.epochBlocks)
+    let current = (await read<Hex>('currentValidatorsHash')).toLowerCase()
+    const latest = await read<bigint>('latestHeight')
+    // Boundary blocks (multiples of epochBlocks) are where the next set may differ from the current one.
+    for (let b = (latest / epoch + 1n) * epoch; b < height; b += epoch) {
+      const e = await this.#evidence(b)
+      if (e.block.validatorsHash !== current || e.block.nextValidatorsHash === e.block.validatorsHash)
+        continue
+      const rotation = await this.#m.executor.transact({
+        kind: 'rotate',
+        id: keccak256(encodeAbiParameters([{ type: 'uint256' }, { type: 'bytes32' }], [origin, e.hash])),
+        chainId: origin,
+        call: {
+          to: lightClient,
+          value: 0n,
+          data: encodeFunctionData({
+            abi: murmurLightClientAbi,
+            functionName: 'rotate',
+            args: [e.proof as never],
+          }),
+        },
+      })
+      this.#m.log.info(
+        { chainId: origin.toString(), height: b, txHash: rotation.txHash },
+        'light client rotated',
+      )
+      current = e.block.nextValidatorsHash
+      if (current === validatorsHash) return
+    }
+    if (!(await read<boolean>('isTrusted', [validatorsHash])))
+      throw new Error(
+        `light client of ${origin} does not trust ${validatorsHash} after rotating to ${current}`,
+      )
+  }
+}
+
+/** A leaf as the settler's `Leaf` struct. */
+function leafArg(l: SettlementLeaf) {
+  return {
+    kind: l.kind,
+    orderId: l.orderId,
+    originChainId: l.originChainId,
+    destinationChainId: l.destinationChainId,
+    executor: l.executor,
+    token: l.token,
+    amount: l.amount,
+    recipient: l.recipient,
+  }
+}

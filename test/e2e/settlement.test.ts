@@ -1,0 +1,193 @@
+/**
+ * Settlement end to end (issue 10): four validator processes, three anvil rollups with the settlement
+ * contracts and a test token deployed. ERC-20 intents are opened on their origin (the user's input
+ * escrowed), filled through the destination settler, and claimed by their executor against the network's
+ * own commit certificate: the user is charged exactly inputAmount, the recipient paid exactly outputAmount,
+ * the executor repaid exactly inputAmount, and the escrow ends empty.
+ */
+import { readFile, writeFile } from 'node:fs/promises'
+import { type Address, createPublicClient, createWalletClient, type Hex, http, type PublicClient } from 'viem'
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type Rollups, startRollups } from '../../devnet/anvil.ts'
+import { MurmurClient } from '../../src/client/index.ts'
+import { networkSalt } from '../../src/codec/eip712.ts'
+import { buildOrder, signOrder } from '../../src/codec/intent.ts'
+import { murmurSettlerAbi, testTokenAbi } from '../../src/contracts/abi.ts'
+import { deploySettlement, rollupChain, type SettlementDeployment } from '../../src/contracts/deploy.ts'
+import { Cluster } from '../helpers/cluster.ts'
+import { getJson, waitFor } from '../helpers/wait.ts'
+
+const CHAINS = [901, 902, 903]
+const UNIT = 10n ** 18n
+
+describe('settlement across four validator processes and three rollups', () => {
+  let c: Cluster
+  let rollups: Rollups
+  const deployer = generatePrivateKey()
+  const userKey = generatePrivateKey()
+  const user = privateKeyToAccount(userKey)
+  const deployments = new Map<number, SettlementDeployment>()
+  const clients = new Map<number, PublicClient>()
+
+  const tokenBalance = (chainId: number, who: Address) =>
+    clients.get(chainId)!.readContract({
+      address: deployments.get(chainId)!.token!,
+      abi: testTokenAbi,
+      functionName: 'balanceOf',
+      args: [who],
+    })
+  const orderStatus = (chainId: number, id: Hex) =>
+    clients.get(chainId)!.readContract({
+      address: deployments.get(chainId)!.settler,
+      abi: murmurSettlerAbi,
+      functionName: 'orderStatus',
+      args: [id],
+    })
+  async function send(
+    chainId: number,
+    key: Hex,
+    call: Parameters<ReturnType<typeof createWalletClient>['writeContract']>[0],
+  ) {
+    const wallet = createWalletClient({
+      account: privateKeyToAccount(key),
+      chain: rollupChain(chainId, rollups.get(chainId).rpcUrl),
+      transport: http(rollups.get(chainId).rpcUrl),
+    })
+    const hash = await wallet.writeContract(call as never)
+    const r = await clients.get(chainId)!.waitForTransactionReceipt({ hash })
+    if (r.status !== 'success') throw new Error(`${call.functionName} reverted on ${chainId}`)
+  }
+
+  beforeAll(async () => {
+    c = await Cluster.create(4)
+    rollups = await startRollups({
+      count: 3,
+      blockTimeSec: 1,
+      accounts: [...c.net.nodes.map((n) => n.validatorPrivateKey), deployer, userKey],
+    })
+    for (const id of CHAINS) clients.set(id, createPublicClient({ transport: http(rollups.get(id).rpcUrl) }))
+    const g = c.net.genesis
+    for (const id of CHAINS) {
+      deployments.set(
+        id,
+        await deploySettlement(
+          { rpcUrl: rollups.get(id).rpcUrl, privateKey: deployer },
+          {
+            networkSalt: networkSalt(g.networkId),
+            validators: g.validators.map((v) => v.address),
+            powers: g.validators.map((v) => v.stake),
+            refundGraceSec: 120,
+            testToken: true,
+          },
+        ),
+      )
+    }
+    // One deployer, fresh chains, same nonces: the same addresses everywhere.
+    const token = deployments.get(901)!.token!
+    for (const id of CHAINS) expect(deployments.get(id)!.token).toBe(token)
+    const json = JSON.parse(await readFile(c.net.genesisPath, 'utf8'))
+    for (const r of json.rollups) {
+      const d = deployments.get(r.chainId)!
+      r.settlement = { settler: d.settler, lightClient: d.lightClient }
+    }
+    json.assets = [
+      {
+        symbol: 'MUSD',
+        minSpreadBps: 10,
+        tokens: Object.fromEntries(CHAINS.map((id) => [String(id), token])),
+      },
+    ]
+    await writeFile(c.net.genesisPath, `${JSON.stringify(json, null, 2)}\n`)
+    // The user holds tokens and lets the origin settler pull them; every executor holds output inventory.
+    for (const id of CHAINS) {
+      const t = deployments.get(id)!.token!
+      await send(id, deployer, {
+        address: t,
+        abi: testTokenAbi,
+        functionName: 'mint',
+        args: [user.address, 1_000n * UNIT],
+      } as never)
+      for (const n of c.net.nodes)
+        await send(id, deployer, {
+          address: t,
+          abi: testTokenAbi,
+          functionName: 'mint',
+          args: [n.address, 1_000n * UNIT],
+        } as never)
+      await send(id, userKey, {
+        address: t,
+        abi: testTokenAbi,
+        functionName: 'approve',
+        args: [deployments.get(id)!.settler, 2n ** 256n - 1n],
+      } as never)
+    }
+    const flags = new Map(rollups.rollups.map((r) => [r.chainId, r.rpcUrl]))
+    const boot = await c.start(0, { rollups: flags })
+    await Promise.all([1, 2, 3].map((i) => c.start(i, { rollups: flags, bootstrap: [boot.listen[0]!] })))
+    await c.waitConnected([0, 1, 2, 3], 3)
+  }, 180_000)
+  afterAll(async () => {
+    await c?.close()
+    await rollups?.stop()
+  })
+
+  it('ERC-20 intents end settled: user charged, recipient paid, executor repaid exactly, escrow empty', async () => {
+    const token = deployments.get(901)!.token!
+    const settler = deployments.get(901)!.settler
+    const userBefore = await tokenBalance(901, user.address)
+    const executorsBefore = new Map(
+      await Promise.all(
+        c.net.nodes.map(async (n) => [n.address, await tokenBalance(901, n.address)] as const),
+      ),
+    )
+    const now = Math.floor(Date.now() / 1000)
+    const sent: Array<{ id: Hex; to: Address; input: bigint; output: bigint }> = []
+    for (let k = 0; k < 4; k++) {
+      const to = privateKeyToAccount(generatePrivateKey()).address.toLowerCase() as Address
+      const input = 10n * UNIT + BigInt(k)
+      const output = (input * 997n) / 1000n // a 0.3 % spread, above the asset's 10 bps
+      const order = buildOrder({
+        originSettler: settler,
+        user: user.address,
+        nonce: BigInt(Date.now()) * 10n + BigInt(k),
+        originChainId: 901n,
+        openDeadline: now + 120,
+        fillDeadline: now + 600,
+        inputToken: token,
+        inputAmount: input,
+        outputToken: token,
+        outputAmount: output,
+        recipient: to,
+        destinationChainIds: k % 2 === 0 ? [902n] : [902n, 903n],
+      })
+      const { id } = await new MurmurClient(c.node(k % 4).api).submit(order, await signOrder(user, order))
+      sent.push({ id, to, input, output })
+    }
+    for (const s of sent) {
+      const v = await new MurmurClient(c.node(0).api).waitFor(s.id, { timeoutMs: 60_000 })
+      expect(v.state).toBe('filled')
+      await waitFor(`${s.id} settled on its origin`, async () => (await orderStatus(901, s.id)) === 2, {
+        timeoutMs: 60_000,
+      })
+      const fillChain = Number(v.fill!.chainId)
+      expect(await tokenBalance(fillChain, s.to)).toBe(s.output)
+      for (const other of CHAINS.filter((x) => x !== fillChain))
+        expect(await tokenBalance(other, s.to)).toBe(0n)
+    }
+    // The user paid exactly the inputs; the escrow holds nothing; each executor got back exactly the
+    // inputs of the orders it filled.
+    const total = sent.reduce((a, s) => a + s.input, 0n)
+    expect(userBefore - (await tokenBalance(901, user.address))).toBe(total)
+    expect(await tokenBalance(901, settler)).toBe(0n)
+    const repaid = new Map<string, bigint>()
+    for (const s of sent) {
+      const v = await getJson<{ assignment: { executor: string } }>(`${c.node(1).api}/v1/intents/${s.id}`)
+      repaid.set(v.assignment.executor, (repaid.get(v.assignment.executor) ?? 0n) + s.input)
+    }
+    for (const n of c.net.nodes) {
+      const gained = (await tokenBalance(901, n.address)) - executorsBefore.get(n.address)!
+      expect(gained).toBe(repaid.get(n.address) ?? 0n)
+    }
+  })
+})
