@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { IntentChange, IntentPool } from '../mempool/pool.ts'
-import { toJson } from '../mempool/record.ts'
+import { type IntentRecord, toJson } from '../mempool/record.ts'
 import type { MempoolService } from '../mempool/service.ts'
 import { ApiError } from './errors.ts'
 
@@ -20,8 +20,32 @@ export type BlockEvents = (
   }) => void,
 ) => () => void
 
+/** An intent's settlement (INTERFACES.md, Intent lifecycle), each transaction null until it exists. */
+export interface IntentSettlementJson {
+  readonly state: 'none' | 'opened' | 'filled' | 'settled' | 'refunded'
+  readonly openTx: string | null
+  readonly fillTx: string | null
+  readonly claimTx: string | null
+  readonly refundTx: string | null
+  /** The block whose settlement root holds the intent's leaf. */
+  readonly height: string | null
+}
+
+/** Settlement of intents on rollups with settlement contracts (the node's settlement watch). */
+export interface SettlementView {
+  /** Null when the intent's origin has no settlement contracts (served without escrow). */
+  of(rec: IntentRecord): Promise<IntentSettlementJson | null>
+  /** Settlement changes, for `intent` events: subscribe, get an unsubscribe function back. */
+  onChange(listener: (id: string, settlement: IntentSettlementJson) => void): () => void
+}
+
 /** `POST /v1/intents`, `GET /v1/intents/:id`, `GET /v1/events` (`intent` and `block` events). */
-export function intentRoutes(mempool: MempoolService, pool: IntentPool, blocks?: BlockEvents) {
+export function intentRoutes(
+  mempool: MempoolService,
+  pool: IntentPool,
+  blocks?: BlockEvents,
+  settlement?: SettlementView,
+) {
   return (app: FastifyInstance): void => {
     app.post('/v1/intents', async (req, reply) => {
       const ans = await mempool.submitJson(req.body)
@@ -35,7 +59,7 @@ export function intentRoutes(mempool: MempoolService, pool: IntentPool, blocks?:
       if (!ID_RE.test(id)) throw new ApiError(400, 'MALFORMED', 'id must be a 0x-prefixed 32-byte hex string')
       const rec = await pool.get(id as `0x${string}`)
       if (rec === undefined) throw new ApiError(404, 'NOT_FOUND', `no intent ${id}`)
-      return toJson(rec)
+      return { ...toJson(rec), settlement: (await settlement?.of(rec)) ?? null }
     })
 
     const clients = new Set<{ write(s: string): void; close(): void }>()
@@ -43,6 +67,12 @@ export function intentRoutes(mempool: MempoolService, pool: IntentPool, blocks?:
       if (clients.size === 0) return
       // Big integers as decimal strings, as everywhere in the API.
       const line = `event: intent\ndata: ${JSON.stringify(c, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n\n`
+      for (const cl of clients) cl.write(line)
+    })
+    // A settlement change is an `intent` event too: `{id, settlement}`.
+    const unsubscribeSettlement = settlement?.onChange((id, s) => {
+      if (clients.size === 0) return
+      const line = `event: intent\ndata: ${JSON.stringify({ id, settlement: s })}\n\n`
       for (const cl of clients) cl.write(line)
     })
     const unsubscribeBlocks = blocks?.((b) => {
@@ -53,6 +83,7 @@ export function intentRoutes(mempool: MempoolService, pool: IntentPool, blocks?:
     app.addHook('onClose', async () => {
       unsubscribe()
       unsubscribeBlocks?.()
+      unsubscribeSettlement?.()
       for (const c of clients) c.close()
     })
 

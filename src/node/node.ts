@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { collectDefaultMetrics, Registry } from 'prom-client'
-import { intentRoutes } from '../api/intents.ts'
+import { intentRoutes, type SettlementView } from '../api/intents.ts'
 import { ApiServer, isLoopback } from '../api/server.ts'
 import { settlementRoutes } from '../api/settlement.ts'
 import { stakingRoutes } from '../api/staking.ts'
@@ -13,6 +13,7 @@ import { MempoolService } from '../mempool/service.ts'
 import { P2PHost } from '../p2p/host.ts'
 import { RollupsService } from '../rollups/service.ts'
 import { settlementContracts } from '../rollups/settlement.ts'
+import { SettlementWatch } from '../rollups/settlement-watch.ts'
 import { StakingService } from '../staking/service.ts'
 import { AssetTable } from '../state/assets.ts'
 import { Store } from '../state/store.ts'
@@ -239,6 +240,40 @@ export class MurmurNode {
     await rollups.start()
     this.#started.push({ name: 'consensus', stop: () => consensus.stop() })
     await consensus.start()
+    // What the origin settlers say of each order: the API's `settlement` and its `intent` events.
+    const contracts = settlementContracts(this.#genesis.rollups)
+    const watch = new SettlementWatch(
+      {},
+      { contracts, rpc: o.rollups, store, log: this.log.child({ module: 'orders' }) },
+    )
+    watch.start()
+    this.#started.push({ name: 'settlement watch', stop: () => watch.stop() })
+    const settlementView: SettlementView = {
+      of: async (rec) => {
+        if (!contracts.has(rec.intent.order.originChainId)) return null
+        const s = await watch.get(rec.id)
+        const filled = rec.history.find((h) => h.state === 'filled')
+        return {
+          state: s?.state === 'opened' && rec.state === 'filled' ? 'filled' : (s?.state ?? 'none'),
+          openTx: s?.openTx ?? null,
+          fillTx: rec.fill?.txHash ?? null,
+          claimTx: s?.claimTx ?? null,
+          refundTx: s?.refundTx ?? null,
+          height: filled?.height?.toString() ?? null,
+        }
+      },
+      onChange: (listener) =>
+        watch.onChange((id, s) =>
+          listener(id, {
+            state: s.state,
+            openTx: s.openTx,
+            fillTx: null,
+            claimTx: s.claimTx,
+            refundTx: s.refundTx,
+            height: null,
+          }),
+        ),
+    }
     // Repayments of this executor's fills, claimed as their blocks commit.
     rollups.startClaims(
       consensus.settlementSource(),
@@ -254,16 +289,20 @@ export class MurmurNode {
           node: this,
           log: this.log.child({ module: 'api' }),
           routes: [
-            intentRoutes(mempool, pool, (listener) =>
-              consensus.app.onCommit((e) =>
-                listener({
-                  height: e.height.toString(),
-                  hash: e.hash,
-                  round: e.block.round,
-                  assignments: e.block.assignments.length,
-                  fills: e.block.fills.length,
-                }),
-              ),
+            intentRoutes(
+              mempool,
+              pool,
+              (listener) =>
+                consensus.app.onCommit((e) =>
+                  listener({
+                    height: e.height.toString(),
+                    hash: e.hash,
+                    round: e.block.round,
+                    assignments: e.block.assignments.length,
+                    fills: e.block.fills.length,
+                  }),
+                ),
+              settlementView,
             ),
             (app) => app.get('/v1/rollups', async () => rollups.rows()),
             consensus.routes(),

@@ -26,6 +26,8 @@ export const SUBLEVELS = {
   fills: { keyEncoding: 'utf8', valueEncoding: 'json' },
   /** Settlement leaves per height and validator sets by hash (state/settlement.ts), for the settlement API. */
   settlement: { keyEncoding: 'utf8', valueEncoding: 'json' },
+  /** What the origin settlers say of each order (rollups/settlement-watch.ts): `o/<id>`, cursors `c/<chainId>`. */
+  orders: { keyEncoding: 'utf8', valueEncoding: 'json' },
 } as const
 
 /** Sublevel names that were used once and must never be reused. */

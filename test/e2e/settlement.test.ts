@@ -68,21 +68,23 @@ describe('settlement across four validator processes and three rollups', () => {
     })
     for (const id of CHAINS) clients.set(id, createPublicClient({ transport: http(rollups.get(id).rpcUrl) }))
     const g = c.net.genesis
-    for (const id of CHAINS) {
-      deployments.set(
-        id,
-        await deploySettlement(
-          { rpcUrl: rollups.get(id).rpcUrl, privateKey: deployer },
-          {
-            networkSalt: networkSalt(g.networkId),
-            validators: g.validators.map((v) => v.address),
-            powers: g.validators.map((v) => v.stake),
-            refundGraceSec: 120,
-            testToken: true,
-          },
+    await Promise.all(
+      CHAINS.map(async (id) =>
+        deployments.set(
+          id,
+          await deploySettlement(
+            { rpcUrl: rollups.get(id).rpcUrl, privateKey: deployer },
+            {
+              networkSalt: networkSalt(g.networkId),
+              validators: g.validators.map((v) => v.address),
+              powers: g.validators.map((v) => v.stake),
+              refundGraceSec: 120,
+              testToken: true,
+            },
+          ),
         ),
-      )
-    }
+      ),
+    )
     // One deployer, fresh chains, same nonces: the same addresses everywhere.
     const token = deployments.get(901)!.token!
     for (const id of CHAINS) expect(deployments.get(id)!.token).toBe(token)
@@ -100,28 +102,31 @@ describe('settlement across four validator processes and three rollups', () => {
     ]
     await writeFile(c.net.genesisPath, `${JSON.stringify(json, null, 2)}\n`)
     // The user holds tokens and lets the origin settler pull them; every executor holds output inventory.
-    for (const id of CHAINS) {
-      const t = deployments.get(id)!.token!
-      await send(id, deployer, {
-        address: t,
-        abi: testTokenAbi,
-        functionName: 'mint',
-        args: [user.address, 1_000n * UNIT],
-      } as never)
-      for (const n of c.net.nodes)
-        await send(id, deployer, {
-          address: t,
-          abi: testTokenAbi,
-          functionName: 'mint',
-          args: [n.address, 1_000n * UNIT],
-        } as never)
-      await send(id, userKey, {
-        address: t,
-        abi: testTokenAbi,
-        functionName: 'approve',
-        args: [deployments.get(id)!.settler, 2n ** 256n - 1n],
-      } as never)
-    }
+    // TestToken's mint is open: each account mints its own, all chains and accounts at once.
+    await Promise.all(
+      CHAINS.flatMap((id) => {
+        const t = deployments.get(id)!.token!
+        const mint = (key: Hex, to: Address) =>
+          send(id, key, {
+            address: t,
+            abi: testTokenAbi,
+            functionName: 'mint',
+            args: [to, 1_000n * UNIT],
+          } as never)
+        return [
+          ...c.net.nodes.map((n) => mint(n.validatorPrivateKey, n.address)),
+          (async () => {
+            await mint(userKey, user.address)
+            await send(id, userKey, {
+              address: t,
+              abi: testTokenAbi,
+              functionName: 'approve',
+              args: [deployments.get(id)!.settler, 2n ** 256n - 1n],
+            } as never)
+          })(),
+        ]
+      }),
+    )
     const flags = new Map(rollups.rollups.map((r) => [r.chainId, r.rpcUrl]))
     const boot = await c.start(0, { rollups: flags })
     await Promise.all([1, 2, 3].map((i) => c.start(i, { rollups: flags, bootstrap: [boot.listen[0]!] })))
@@ -188,6 +193,22 @@ describe('settlement across four validator processes and three rollups', () => {
     for (const n of c.net.nodes) {
       const gained = (await tokenBalance(901, n.address)) - executorsBefore.get(n.address)!
       expect(gained).toBe(repaid.get(n.address) ?? 0n)
+    }
+    // Every node tells the same story from its own RPC: opened, filled, settled, with the transactions.
+    for (const s of sent) {
+      for (const i of [0, 1, 2, 3]) {
+        const v = await waitFor(`node ${i} to show ${s.id} settled`, async () => {
+          const r = await getJson<{ settlement: Record<string, string | null> | null }>(
+            `${c.node(i).api}/v1/intents/${s.id}`,
+          )
+          return r.settlement?.state === 'settled' ? r.settlement : undefined
+        })
+        expect(v.openTx).toMatch(/^0x[0-9a-f]{64}$/)
+        expect(v.fillTx).toMatch(/^0x[0-9a-f]{64}$/)
+        expect(v.claimTx).toMatch(/^0x[0-9a-f]{64}$/)
+        expect(v.refundTx).toBeNull()
+        expect(Number(v.height)).toBeGreaterThan(0)
+      }
     }
   })
 })
