@@ -3,7 +3,9 @@
  * contracts and a test token deployed. ERC-20 intents are opened on their origin (the user's input
  * escrowed), filled through the destination settler, and claimed by their executor against the network's
  * own commit certificate: the user is charged exactly inputAmount, the recipient paid exactly outputAmount,
- * the executor repaid exactly inputAmount, and the escrow ends empty.
+ * the executor repaid exactly inputAmount, and the escrow ends empty. Then an executor killed (kill -9)
+ * between open and claim finishes after its restart with nothing paid twice, and a validator jailed
+ * mid-run changes the set: the origin light clients rotate and later claims still verify.
  */
 import { readFile, writeFile } from 'node:fs/promises'
 import { type Address, createPublicClient, createWalletClient, type Hex, http, type PublicClient } from 'viem'
@@ -13,7 +15,7 @@ import { type Rollups, startRollups } from '../../devnet/anvil.ts'
 import { MurmurClient } from '../../src/client/index.ts'
 import { networkSalt } from '../../src/codec/eip712.ts'
 import { buildOrder, signOrder } from '../../src/codec/intent.ts'
-import { murmurSettlerAbi, testTokenAbi } from '../../src/contracts/abi.ts'
+import { murmurLightClientAbi, murmurSettlerAbi, testTokenAbi } from '../../src/contracts/abi.ts'
 import { deploySettlement, rollupChain, type SettlementDeployment } from '../../src/contracts/deploy.ts'
 import { Cluster } from '../helpers/cluster.ts'
 import { getJson, waitFor } from '../helpers/wait.ts'
@@ -24,6 +26,8 @@ const UNIT = 10n ** 18n
 describe('settlement across four validator processes and three rollups', () => {
   let c: Cluster
   let rollups: Rollups
+  let flags: Map<number, string>
+  let boot: string
   const deployer = generatePrivateKey()
   const userKey = generatePrivateKey()
   const user = privateKeyToAccount(userKey)
@@ -59,8 +63,54 @@ describe('settlement across four validator processes and three rollups', () => {
     if (r.status !== 'success') throw new Error(`${call.functionName} reverted on ${chainId}`)
   }
 
+  const filledBy = (chainId: number, id: Hex) =>
+    clients.get(chainId)!.readContract({
+      address: deployments.get(chainId)!.settler,
+      abi: murmurSettlerAbi,
+      functionName: 'filledBy',
+      args: [id],
+    })
+  const lightClient = (chainId: number, functionName: 'latestHeight' | 'currentValidatorsHash') =>
+    clients.get(chainId)!.readContract({
+      address: deployments.get(chainId)!.lightClient,
+      abi: murmurLightClientAbi,
+      functionName,
+    } as never) as Promise<bigint | Hex>
+  let seq = 0
+  /** Signs and submits an ERC-20 intent from 901 with a 0.3 % spread (above the asset's 10 bps). */
+  async function sendIntent(destinations: bigint[], node = seq % 4) {
+    const k = seq++
+    const token = deployments.get(901)!.token!
+    const now = Math.floor(Date.now() / 1000)
+    const to = privateKeyToAccount(generatePrivateKey()).address.toLowerCase() as Address
+    const input = 10n * UNIT + BigInt(k)
+    const output = (input * 997n) / 1000n
+    const order = buildOrder({
+      originSettler: deployments.get(901)!.settler,
+      user: user.address,
+      nonce: BigInt(Date.now()) * 100n + BigInt(k),
+      originChainId: 901n,
+      openDeadline: now + 120,
+      fillDeadline: now + 600,
+      inputToken: token,
+      inputAmount: input,
+      outputToken: token,
+      outputAmount: output,
+      recipient: to,
+      destinationChainIds: destinations,
+    })
+    const { id } = await new MurmurClient(c.node(node).api).submit(order, await signOrder(user, order))
+    return { id, to, input, output }
+  }
+
   beforeAll(async () => {
-    c = await Cluster.create(4)
+    // Short windows and epochs, so a stopped validator is jailed and leaves the set within the test.
+    c = await Cluster.create(4, {
+      epochBlocks: 10,
+      signedBlocksWindow: 40,
+      minSignedPerWindowBps: 2500,
+      downtimeJailSec: 3600,
+    } as never)
     rollups = await startRollups({
       count: 3,
       blockTimeSec: 1,
@@ -127,9 +177,9 @@ describe('settlement across four validator processes and three rollups', () => {
         ]
       }),
     )
-    const flags = new Map(rollups.rollups.map((r) => [r.chainId, r.rpcUrl]))
-    const boot = await c.start(0, { rollups: flags })
-    await Promise.all([1, 2, 3].map((i) => c.start(i, { rollups: flags, bootstrap: [boot.listen[0]!] })))
+    flags = new Map(rollups.rollups.map((r) => [r.chainId, r.rpcUrl]))
+    boot = (await c.start(0, { rollups: flags })).listen[0]!
+    await Promise.all([1, 2, 3].map((i) => c.start(i, { rollups: flags, bootstrap: [boot] })))
     await c.waitConnected([0, 1, 2, 3], 3)
   }, 180_000)
   afterAll(async () => {
@@ -138,7 +188,6 @@ describe('settlement across four validator processes and three rollups', () => {
   })
 
   it('ERC-20 intents end settled: user charged, recipient paid, executor repaid exactly, escrow empty', async () => {
-    const token = deployments.get(901)!.token!
     const settler = deployments.get(901)!.settler
     const userBefore = await tokenBalance(901, user.address)
     const executorsBefore = new Map(
@@ -146,29 +195,8 @@ describe('settlement across four validator processes and three rollups', () => {
         c.net.nodes.map(async (n) => [n.address, await tokenBalance(901, n.address)] as const),
       ),
     )
-    const now = Math.floor(Date.now() / 1000)
-    const sent: Array<{ id: Hex; to: Address; input: bigint; output: bigint }> = []
-    for (let k = 0; k < 4; k++) {
-      const to = privateKeyToAccount(generatePrivateKey()).address.toLowerCase() as Address
-      const input = 10n * UNIT + BigInt(k)
-      const output = (input * 997n) / 1000n // a 0.3 % spread, above the asset's 10 bps
-      const order = buildOrder({
-        originSettler: settler,
-        user: user.address,
-        nonce: BigInt(Date.now()) * 10n + BigInt(k),
-        originChainId: 901n,
-        openDeadline: now + 120,
-        fillDeadline: now + 600,
-        inputToken: token,
-        inputAmount: input,
-        outputToken: token,
-        outputAmount: output,
-        recipient: to,
-        destinationChainIds: k % 2 === 0 ? [902n] : [902n, 903n],
-      })
-      const { id } = await new MurmurClient(c.node(k % 4).api).submit(order, await signOrder(user, order))
-      sent.push({ id, to, input, output })
-    }
+    const sent = []
+    for (let k = 0; k < 4; k++) sent.push(await sendIntent(k % 2 === 0 ? [902n] : [902n, 903n]))
     for (const s of sent) {
       const v = await new MurmurClient(c.node(0).api).waitFor(s.id, { timeoutMs: 60_000 })
       expect(v.state).toBe('filled')
@@ -210,5 +238,65 @@ describe('settlement across four validator processes and three rollups', () => {
         expect(Number(v.height)).toBeGreaterThan(0)
       }
     }
+  })
+
+  it('kill -9 of an executor between open and claim: it finishes after its restart, nothing paid twice', async () => {
+    const settler = deployments.get(901)!.settler
+    const userBefore = await tokenBalance(901, user.address)
+    const s = await sendIntent([903n], 1)
+    const executor = await waitFor(`${s.id} assigned`, async () => {
+      const v = await getJson<{ assignment: { executor: string } | null }>(
+        `${c.node(1).api}/v1/intents/${s.id}`,
+      )
+      return v.assignment?.executor
+    })
+    const idx = c.net.nodes.findIndex((n) => n.address === executor)
+    const before = await tokenBalance(901, executor as Address)
+    await waitFor(`${s.id} opened`, async () => (await orderStatus(901, s.id)) === 1, { intervalMs: 20 })
+    await c.node(idx).kill9()
+    c.procs[idx] = undefined
+    await c.start(idx, { rollups: flags, bootstrap: [idx === 0 ? c.node(1).listen[0]! : boot] })
+    await waitFor(`${s.id} settled after the restart`, async () => (await orderStatus(901, s.id)) === 2, {
+      timeoutMs: 90_000,
+    })
+    // Whoever filled it (the restarted executor, or the one the assignment moved to) was repaid once.
+    const filler = (await filledBy(903, s.id)).toLowerCase() as Address
+    expect(c.net.nodes.map((n) => n.address)).toContain(filler)
+    expect(await tokenBalance(903, s.to)).toBe(s.output)
+    expect(userBefore - (await tokenBalance(901, user.address))).toBe(s.input)
+    expect(await tokenBalance(901, settler)).toBe(0n)
+    if (filler === executor) expect((await tokenBalance(901, filler)) - before).toBe(s.input)
+  })
+
+  it('a validator jailed mid-run: the light client rotates and later claims still verify', async () => {
+    const genesisSet = (await lightClient(901, 'currentValidatorsHash')) as Hex
+    const gone = c.net.nodes[3]!.address
+    await c.node(3).kill9()
+    c.procs[3] = undefined
+    await waitFor(
+      'validator 3 jailed for downtime',
+      async () =>
+        (await getJson<Array<{ address: string; jailed: boolean }>>(`${c.node(0).api}/v1/validators`)).find(
+          (v) => v.address === gone,
+        )?.jailed === true,
+      { timeoutMs: 90_000 },
+    )
+    // Past the next epoch boundary, blocks are signed by the set without it.
+    await waitFor(
+      'a block signed by the new set',
+      async () => {
+        const st = await getJson<{ height: number }>(`${c.node(0).api}/v1/status`)
+        const b = await getJson<{ validatorsHash: string }>(`${c.node(0).api}/v1/blocks/${st.height}`)
+        return b.validatorsHash !== genesisSet
+      },
+      { timeoutMs: 60_000 },
+    )
+    const sent = [await sendIntent([902n], 0), await sendIntent([903n], 1)]
+    for (const s of sent)
+      await waitFor(`${s.id} settled`, async () => (await orderStatus(901, s.id)) === 2, {
+        timeoutMs: 60_000,
+      })
+    expect((await lightClient(901, 'latestHeight')) as bigint).toBeGreaterThan(0n)
+    expect(await lightClient(901, 'currentValidatorsHash')).not.toBe(genesisSet)
   })
 })

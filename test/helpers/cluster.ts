@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { type PreparedNetwork, prepareNetwork } from '../../devnet/network.ts'
+import { type PreparedNetwork, type PrepareOptions, prepareNetwork } from '../../devnet/network.ts'
 import { type NodeProcess, type NodeProcessOptions, spawnNode } from '../../devnet/process.ts'
 import { getJson, postJson, waitFor } from './wait.ts'
 
@@ -16,9 +16,9 @@ export class Cluster {
     this.procs = net.nodes.map(() => undefined)
   }
 
-  static async create(n: number): Promise<Cluster> {
+  static async create(n: number, params?: PrepareOptions['params']): Promise<Cluster> {
     const dir = await mkdtemp(join(tmpdir(), 'murmur-test-'))
-    return new Cluster(await prepareNetwork({ dir, nodes: n }))
+    return new Cluster(await prepareNetwork({ dir, nodes: n, ...(params === undefined ? {} : { params }) }))
   }
 
   node(i: number): NodeProcess {
