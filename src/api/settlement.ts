@@ -1,26 +1,8 @@
 import type { FastifyInstance } from 'fastify'
-import type { Hex } from 'viem'
-import { type CommitCertificate, decodeBlock } from '../consensus/block.ts'
-import {
-  leafToJson,
-  type SettlementLeaf,
-  settlementTree,
-  toCommitProof,
-  type ValidatorSetValues,
-} from '../state/settlement.ts'
+import { certifiedSettlement, leafToJson, type SettlementSource } from '../state/settlement.ts'
 import { ApiError } from './errors.ts'
 
-/** What `GET /v1/settlement/:height` reads of the node (ConsensusWiring gives it). */
-export interface SettlementSource {
-  /** A committed block: its canonical bytes, hash and commit certificate (undefined: not certified yet). */
-  block(
-    height: bigint,
-  ): Promise<{ bytes: Uint8Array; hash: Hex; certificate: CommitCertificate | undefined } | undefined>
-  /** The block's settlement leaves, in leaf order (empty for a block without any). */
-  leaves(height: bigint): Promise<readonly SettlementLeaf[]>
-  /** The validator set whose hash is `validatorsHash`, addresses ascending. */
-  validatorSet(validatorsHash: Hex): Promise<ValidatorSetValues | undefined>
-}
+export type { SettlementSource } from '../state/settlement.ts'
 
 const HEIGHT_RE = /^[0-9]{1,20}$/
 const UINT64_MAX = (1n << 64n) - 1n
@@ -45,25 +27,13 @@ export function settlementRoutes(source: SettlementSource) {
       if (!HEIGHT_RE.test(raw) || BigInt(raw) > UINT64_MAX)
         throw new ApiError(400, 'MALFORMED', 'height must be a decimal uint64')
       const height = BigInt(raw)
-      const b = height === 0n ? undefined : await source.block(height)
-      if (b === undefined) throw new ApiError(404, 'NOT_FOUND', `no committed block at height ${raw}`)
-      if (b.certificate === undefined)
-        throw new ApiError(409, 'NOT_CERTIFIED', `block ${raw} has no commit certificate yet`)
-      const block = decodeBlock(b.bytes)
-      const set = await source.validatorSet(block.validatorsHash)
-      if (set === undefined)
-        throw new ApiError(409, 'VALIDATOR_SET_UNKNOWN', `validator set ${block.validatorsHash} not recorded`)
-      const tree = settlementTree(await source.leaves(height))
-      // The stored leaves are the block's own: a root that differs is a corrupt store, not a client error.
-      if (tree.root !== block.settlementRoot)
-        throw new Error(
-          `settlement leaves of ${raw} give ${tree.root}, the block commits ${block.settlementRoot}`,
-        )
-      const proof = toCommitProof(block, b.certificate, set)
+      const r = await certifiedSettlement(source, height)
+      if (!r.ok) throw new ApiError(r.code === 'NOT_FOUND' ? 404 : 409, r.code, r.message)
+      const { block, hash, tree, proof } = r.value
       const h = proof.header
       return {
         height: raw,
-        blockHash: b.hash,
+        blockHash: hash,
         settlementRoot: block.settlementRoot,
         header: {
           height: h.height.toString(),

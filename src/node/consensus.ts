@@ -3,7 +3,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
-import { type Address, createPublicClient, type LocalAccount, type PublicClient } from 'viem'
+import { type Address, createPublicClient, type Hex, type LocalAccount, type PublicClient } from 'viem'
 import { ApiError } from '../api/errors.ts'
 import type { SettlementSource } from '../api/settlement.ts'
 import { MurmurApplication } from '../app/application.ts'
@@ -21,6 +21,7 @@ import type { P2PHost, TopicHandler } from '../p2p/host.ts'
 import { STATUS_PROTOCOL } from '../p2p/protocols.ts'
 import { type ExpectedOutput, FillBlocks, type FillVerdict, type SignedFill } from '../rollups/fill.ts'
 import { observationOf } from '../rollups/observation.ts'
+import { orderStatusReader } from '../rollups/refunds.ts'
 import { type RpcTransport, rpcTransport } from '../rollups/rpc.ts'
 import type { RollupsService } from '../rollups/service.ts'
 import type { StakingService } from '../staking/service.ts'
@@ -30,15 +31,19 @@ import {
   SETTLEMENT_LEAVES_PREFIX,
   SETTLEMENT_SET_PREFIX,
   type SettlementLeafJson,
+  type SettlementRefund,
 } from '../state/settlement.ts'
 import { validatorsToJson } from '../state/storage.ts'
 import { heightKey, type Store } from '../state/store.ts'
 import { type AppState, expectedOutputOf } from '../state/types.ts'
+import type { RefundVerdict } from '../state/validate.ts'
 import type { Genesis } from './genesis.ts'
 import type { TopicPayloads } from './topics.ts'
 
 /** Fill verdicts kept (see ConsensusWiring#verifyFill). */
 const MAX_FILL_VERDICTS = 50_000
+/** Refund verdicts kept (see ConsensusWiring#verifyRefund). */
+const MAX_REFUND_VERDICTS = 10_000
 /** Every connected peer is asked its `status` this often (and once on connect): block sync's targets. */
 const STATUS_POLL_MS = 2_000
 
@@ -77,6 +82,10 @@ export class ConsensusWiring {
   readonly #unsubscribe: Array<() => void> = []
   /** Fill verdicts by fill and expected output (see #verifyFill). */
   readonly #verdicts = new Map<string, Promise<FillVerdict>>()
+  /** Origin settlers' `orderStatus` readers by chain id (rollups with settlement and an RPC here). */
+  readonly #orderStatus = new Map<bigint, (id: Hex) => Promise<number>>()
+  /** Refund verdicts by intent id (see #verifyRefund). */
+  readonly #refundVerdicts = new Map<Hex, Promise<RefundVerdict>>()
   #status: StatusPoller | undefined
 
   constructor(options: Partial<ConsensusDriverOptions>, modules: ConsensusWiringModules) {
@@ -86,12 +95,17 @@ export class ConsensusWiring {
       // Receipts of many fills are asked at once: JSON-RPC batches, one HTTP request each.
       const rpc = rpcTransport(url, { timeout: 5_000, retryCount: 0, batch: { batchSize: 256, wait: 2 } })
       this.#transports.push(rpc)
+      const client = createPublicClient({ transport: rpc.transport }) as PublicClient
       this.#clients.set(
         BigInt(chainId),
-        new FillBlocks(createPublicClient({ transport: rpc.transport }) as PublicClient, {
-          confirmations: finality.get(chainId) ?? 0n,
-        }),
+        new FillBlocks(client, { confirmations: finality.get(chainId) ?? 0n }),
       )
+      const settlement = modules.genesis.rollups.find((r) => r.chainId === chainId)?.settlement
+      if (settlement !== undefined)
+        this.#orderStatus.set(
+          BigInt(chainId),
+          orderStatusReader(client, settlement.settler as Address, finality.get(chainId) ?? 0n),
+        )
     }
     const g = modules.genesis
     const powers = new Map(g.validators.map((v) => [v.address, v.stake]))
@@ -102,6 +116,7 @@ export class ConsensusWiring {
         pool: modules.pool,
         genesis: g,
         verifyFill: (fill, expected) => this.#verifyFill(fill, expected),
+        verifyRefund: (id, refund) => this.#verifyRefund(id, refund),
         // The fresh reports this node's own monitor signed: its observation of every rollup.
         observe: () => {
           const self = modules.account.address.toLowerCase()
@@ -172,6 +187,32 @@ export class ConsensusWiring {
     }
     void p.then((v) => {
       if (v === 'unknown' || v === 'pending') this.#verdicts.delete(key)
+    })
+    return p
+  }
+
+  /**
+   * A refund's order on its origin settler, on this node's RPC, at a block final for that rollup:
+   * `orderStatus` 1 (opened) 'valid', 2 or 3 (settled, refunded) 'invalid', 0 'pending' (not opened as this
+   * RPC sees it), no RPC or a failed read 'unknown'. Definite verdicts are kept (an order leaves `opened`
+   * only by the settlement the block itself certifies), concurrent asks share one read.
+   */
+  #verifyRefund(id: Hex, refund: SettlementRefund): Promise<RefundVerdict> {
+    const held = this.#refundVerdicts.get(id)
+    if (held !== undefined) return held
+    const read = this.#orderStatus.get(refund.originChainId)
+    if (read === undefined) return Promise.resolve('unknown')
+    const p = read(id).then(
+      (status): RefundVerdict => (status === 1 ? 'valid' : status === 0 ? 'pending' : 'invalid'),
+      (): RefundVerdict => 'unknown',
+    )
+    this.#refundVerdicts.set(id, p)
+    if (this.#refundVerdicts.size > MAX_REFUND_VERDICTS) {
+      const oldest = this.#refundVerdicts.keys().next().value
+      if (oldest !== undefined) this.#refundVerdicts.delete(oldest)
+    }
+    void p.then((v) => {
+      if (v === 'unknown' || v === 'pending') this.#refundVerdicts.delete(id)
     })
     return p
   }

@@ -11,6 +11,7 @@ import { loadKeys, type NodeKeys } from '../identity/keys.ts'
 import { IntentPool } from '../mempool/pool.ts'
 import { MempoolService } from '../mempool/service.ts'
 import { P2PHost } from '../p2p/host.ts'
+import { RefundRelayer, refundOrigins } from '../rollups/refunds.ts'
 import { RollupsService } from '../rollups/service.ts'
 import { StakingService } from '../staking/service.ts'
 import { AssetTable } from '../state/assets.ts'
@@ -237,6 +238,30 @@ export class MurmurNode {
     await rollups.start()
     this.#started.push({ name: 'consensus', stop: () => consensus.stop() })
     await consensus.start()
+
+    // Validators relay the refunds of committed blocks (rollups/refunds.ts) through the executor.
+    const { origins, close } = refundOrigins(this.#genesis.rollups, o.rollups)
+    const refunds = new RefundRelayer(
+      { blockIntervalMs: this.#genesis.params.blockIntervalMs },
+      {
+        self: this.#keys.validator.address,
+        source: consensus.settlementSource(),
+        origins,
+        transact: (job) => rollups.executor?.transact(job),
+        log: this.log.child({ module: 'refunds' }),
+      },
+    )
+    const unsubscribeRefunds = consensus.app.onCommit((e) => {
+      if (!consensus.driver.syncing) refunds.onCommit(e)
+    })
+    this.#started.push({
+      name: 'refunds',
+      stop: async () => {
+        unsubscribeRefunds()
+        await refunds.stop()
+        await close()
+      },
+    })
 
     if (o.api !== undefined) {
       const api = new ApiServer(
