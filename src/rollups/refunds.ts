@@ -76,7 +76,9 @@ export interface RefundOrigin {
  * in `rpc`, read at the rollup's final block. `close` ends their transports.
  */
 export function refundOrigins(
-  rollups: readonly (GenesisRollup & { readonly confirmations?: number | bigint })[],
+  rollups: readonly (Pick<GenesisRollup, 'chainId' | 'settlement'> & {
+    readonly confirmations?: number | bigint
+  })[],
   rpc: ReadonlyMap<number, string>,
 ): { origins: Map<bigint, RefundOrigin>; close: () => Promise<void> } {
   const origins = new Map<bigint, RefundOrigin>()
