@@ -855,8 +855,8 @@ describe('block and certificate codecs', () => {
         return err instanceof P2PError ? err.code : String(err)
       }
     }
-    // version 4, array(9), height as bytes(1) 0x02, then round 0 as 0x00: write it as 0x18 0x00 instead.
-    expect([...bytes.subarray(0, 5)]).toEqual([4, 0x89, 0x41, 0x02, 0x00])
+    // version 5, array(9), height as bytes(1) 0x02, then round 0 as 0x00: write it as 0x18 0x00 instead.
+    expect([...bytes.subarray(0, 5)]).toEqual([5, 0x89, 0x41, 0x02, 0x00])
     const nonMinimal = Buffer.concat([bytes.subarray(0, 4), Buffer.from([0x18, 0x00]), bytes.subarray(5)])
     expect(code(() => decodeBlock(nonMinimal))).toBe('DECODE')
     expect(code(() => decodeBlock(bytes.subarray(0, bytes.length - 3)))).toBe('DECODE')

@@ -215,9 +215,12 @@ describe('state machine table (pure)', () => {
         'assigned->filled',
         'assigned->expired',
         'assigned->failed',
+        'pending->refunded',
+        'assigned->refunded',
+        'expired->refunded',
       ].sort(),
     )
-    for (const s of ['filled', 'expired', 'failed'] as const) expect(isTerminal(s)).toBe(true)
+    for (const s of ['filled', 'expired', 'refunded', 'failed'] as const) expect(isTerminal(s)).toBe(true)
   })
 
   it('assigned needs an assignment, filled needs a fill; pending clears the assignment', () => {

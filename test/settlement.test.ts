@@ -208,6 +208,8 @@ describe('settlement leaves and root', () => {
       recipient: hex(20, 52) as Address,
       originChainId: 901n,
       fillDeadline: 0n,
+      inputToken: hex(20, 53) as Address,
+      inputAmount: 1000n,
       avoid: [],
       ...over,
     })

@@ -1,9 +1,8 @@
 import type { FastifyInstance } from 'fastify'
-import { leafToJson, type SettlementSource, settlementEvidence } from '../state/settlement.ts'
+import { certifiedSettlement, leafToJson, type SettlementSource } from '../state/settlement.ts'
 import { ApiError } from './errors.ts'
 
-/** What `GET /v1/settlement/:height` reads of the node (ConsensusWiring gives it). */
-export type { SettlementSource }
+export type { SettlementSource } from '../state/settlement.ts'
 
 const HEIGHT_RE = /^[0-9]{1,20}$/
 const UINT64_MAX = (1n << 64n) - 1n
@@ -28,17 +27,13 @@ export function settlementRoutes(source: SettlementSource) {
       if (!HEIGHT_RE.test(raw) || BigInt(raw) > UINT64_MAX)
         throw new ApiError(400, 'MALFORMED', 'height must be a decimal uint64')
       const height = BigInt(raw)
-      const e = await settlementEvidence(source, height)
-      if (e === 'NOT_FOUND') throw new ApiError(404, 'NOT_FOUND', `no committed block at height ${raw}`)
-      if (e === 'NOT_CERTIFIED')
-        throw new ApiError(409, 'NOT_CERTIFIED', `block ${raw} has no commit certificate yet`)
-      if (e === 'VALIDATOR_SET_UNKNOWN')
-        throw new ApiError(409, 'VALIDATOR_SET_UNKNOWN', `the validator set of block ${raw} is not recorded`)
-      const { block, tree, proof } = e
+      const r = await certifiedSettlement(source, height)
+      if (!r.ok) throw new ApiError(r.code === 'NOT_FOUND' ? 404 : 409, r.code, r.message)
+      const { block, hash, tree, proof } = r.value
       const h = proof.header
       return {
         height: raw,
-        blockHash: e.hash,
+        blockHash: hash,
         settlementRoot: block.settlementRoot,
         header: {
           height: h.height.toString(),

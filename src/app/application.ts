@@ -33,7 +33,7 @@ import {
 import type { Validator } from '../consensus/types.ts'
 import { MAX_VOTE_EXTENSION_BYTES } from '../consensus/votes.ts'
 import type { IntentPool, TransitionRequest } from '../mempool/pool.ts'
-import { type IntentState, isTerminal, MempoolError } from '../mempool/record.ts'
+import { canTransition, type IntentState, isTerminal, MempoolError } from '../mempool/record.ts'
 import type { SignedFill } from '../rollups/fill.ts'
 import {
   type Balance,
@@ -43,9 +43,9 @@ import {
   type Observation,
 } from '../rollups/observation.ts'
 import { apply } from '../state/apply.ts'
-import { activeValidators, skippedValidators } from '../state/plan.ts'
+import { activeValidators, settlementOrigins, skippedValidators } from '../state/plan.ts'
 import { proposeBlock } from '../state/propose.ts'
-import { settlementLeaves, settlementOps } from '../state/settlement.ts'
+import { refundsOf, settlementLeaves, settlementOps } from '../state/settlement.ts'
 import { appStateOps, loadAppState } from '../state/storage.ts'
 import type { BatchOp, Store } from '../state/store.ts'
 import { type AppGenesis, type AppState, type AssignmentState, expectedOutputOf } from '../state/types.ts'
@@ -72,6 +72,11 @@ export interface ApplicationModules {
   readonly genesis: AppGenesis
   /** Receipt check of a fill on this node's own RPC (rollups/fill.ts `verifyFillReceipt`). */
   readonly verifyFill: ValidateBlockContext['verifyFill']
+  /**
+   * Whether a refund's order is opened on its origin settler, on this node's own RPC (validate.ts
+   * `verifyRefund`). Absent: this node proposes no refunds and accepts no block with one.
+   */
+  readonly verifyRefund?: ValidateBlockContext['verifyRefund']
   /**
    * This validator's own latest observation of each rollup (its health monitor), for its vote
    * extensions. Absent on a node that measures nothing: its precommits carry no observation.
@@ -115,7 +120,8 @@ interface Pending {
 
 /**
  * The pool transitions of `reqs` that the pool can take, given each intent's state there (`stateOf`):
- * intents the pool does not hold, or holds as terminal, are skipped; `-> pending` of an intent already
+ * intents the pool does not hold, or holds as terminal, are skipped (but `expired -> refunded`: the pool's
+ * own sweep expires intents by its clock, a block then refunds them); `-> pending` of an intent already
  * pending is dropped; `-> filled` of an intent the pool still has pending (it never saw the assignment)
  * goes through `assigned` first. The application state is the authority; the pool follows it.
  */
@@ -127,7 +133,7 @@ export function reconcileTransitions(
   const now = new Map<Hex, IntentState | undefined>()
   for (const r of reqs) {
     const s = now.has(r.id) ? now.get(r.id) : stateOf(r.id)
-    if (s === undefined || isTerminal(s)) continue
+    if (s === undefined || (isTerminal(s) && !canTransition(s, r.to))) continue
     if (r.to === 'pending' && s !== 'assigned') continue
     if (r.to === 'filled' && s === 'pending') {
       if (r.assignment === undefined) continue
@@ -143,6 +149,14 @@ export function reconcileTransitions(
 
 /** Stands for a fill verdict still being fetched (see #fillsToPropose). */
 const NOT_YET = Promise.resolve('pending' as const)
+/**
+ * How long a proposer waits for its RPC to say whether expiring orders are opened: unlike a fill, a refund
+ * not in the block that expires its intent is never in a later one (the user then waits for the settler's
+ * refundExpired), so the proposer waits for the answer, briefly. Refunds are rare; most blocks wait for none.
+ */
+const REFUND_CHECK_WAIT_MS = 1_000
+/** Intents whose fill deadline is within this of the proposer's clock are checked (BFT time trails it). */
+const REFUND_CHECK_AHEAD_SEC = 2n
 
 /** A block worth proposing before the empty-block interval: it changes more than the height. */
 function hasWork(b: Block): boolean {
@@ -152,7 +166,8 @@ function hasWork(b: Block): boolean {
     b.fills.length > 0 ||
     b.evidence.length > 0 ||
     b.stakeMoves.length > 0 ||
-    b.unjails.length > 0
+    b.unjails.length > 0 ||
+    (b.refunds?.length ?? 0) > 0
   )
 }
 
@@ -215,11 +230,12 @@ export class MurmurApplication implements Application {
     const state = this.state
     if (req.height !== state.height + 1n)
       throw new Error(`prepareProposal at ${req.height} on state ${state.height}`)
-    const [pending, fills, stakeMoves, unjails] = await Promise.all([
+    const [pending, fills, stakeMoves, unjails, opened] = await Promise.all([
       this.#m.pool.pending(this.options.pendingScanLimit),
       this.#fillsToPropose(state),
       this.#m.pendingStakeMoves?.() ?? [],
       this.#m.pendingUnjails?.() ?? [],
+      this.#openedOrders(state, req.nowMs),
     ])
     const lastCommit = req.awaitLastCommit === undefined ? req.lastCommit : await req.awaitLastCommit()
     const block = proposeBlock(this.state, pending, lastCommit ?? null, fills, req.nowMs, {
@@ -230,8 +246,39 @@ export class MurmurApplication implements Application {
       maxFills: this.options.maxBlockFills,
       stakeMoves,
       unjails,
+      opened,
     })
     return { bytes: encodeBlock(block), hasWork: hasWork(block), time: block.time }
+  }
+
+  /**
+   * Intents about to expire on a rollup with settlement whose orders this node's RPC says are opened on
+   * their origin settler (`verifyRefund` 'valid'): the block that expires them refunds them.
+   */
+  async #openedOrders(app: AppState, nowMs: number): Promise<ReadonlySet<Hex>> {
+    const verify = this.#m.verifyRefund
+    if (verify === undefined) return new Set()
+    const origins = settlementOrigins(app)
+    const horizon = BigInt(Math.floor(nowMs / 1000)) + REFUND_CHECK_AHEAD_SEC
+    const due = [...app.assignments.values(), ...app.released.values()].filter(
+      (a) => a.fillDeadline < horizon && origins.has(a.originChainId),
+    )
+    if (due.length === 0) return new Set()
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<'unknown'>((resolve) => {
+      timer = setTimeout(() => resolve('unknown'), REFUND_CHECK_WAIT_MS)
+    })
+    try {
+      const verdicts = await Promise.all(
+        refundsOf(
+          app,
+          due.map((a) => a.intentId),
+        ).map((r) => Promise.race([verify(r.orderId, r), late]).catch(() => 'unknown' as const)),
+      )
+      return new Set(due.filter((_, i) => verdicts[i] === 'valid').map((a) => a.intentId))
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   /** Pending fills of open assignments by the assigned executor that this node's RPC confirms. */
@@ -274,6 +321,7 @@ export class MurmurApplication implements Application {
     const verdict = await validateBlock(state, block, {
       nowMs: req.nowMs,
       verifyFill: this.#m.verifyFill,
+      ...(this.#m.verifyRefund === undefined ? {} : { verifyRefund: this.#m.verifyRefund }),
       isKnownIntent: (id) => pool.has(id),
     })
     if (verdict.ok) return { accept: true, time: block.time }
@@ -388,7 +436,7 @@ export class MurmurApplication implements Application {
     const ops: BatchOp[] = [
       ...engineOps,
       ...appStateOps(prev, next),
-      ...settlementOps(prev, block, settlementLeaves(prev, block.fills)),
+      ...settlementOps(prev, block, settlementLeaves(prev, block.fills, refundsOf(prev, block.refunds))),
     ]
     for (let attempt = 1; ; attempt++) {
       // The pool's own sweeper may move an intent between planning and writing: plan again, then give up

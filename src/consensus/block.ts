@@ -88,6 +88,12 @@ export interface Block {
   /** Unjails of validators whose downtime jail is over, in validator address order, one per validator. */
   readonly unjails: readonly SignedUnjail[]
   /**
+   * Intents this block refunds (state/plan.ts `refundable`), in intent id order: each expires in this block
+   * and its order is opened on its origin settler (the proposer's RPC says so, every validator checks it on
+   * its own). One REFUND leaf each. Absent when none (decodeBlock omits an empty list).
+   */
+  readonly refunds?: readonly Hex[]
+  /**
    * keccak256(abi.encode(address[] validators, uint256[] powers)) of the set that signs this block
    * (addresses ascending): what a light client checks the block's certificate against (state/epoch.ts).
    */
@@ -151,13 +157,14 @@ export const MAX_BLOCK_FILLS = 1024
 export const MAX_BLOCK_STAKE_MOVES = 64
 export const MAX_BLOCK_EVIDENCE = 32
 export const MAX_BLOCK_UNJAILS = 64
+export const MAX_BLOCK_REFUNDS = 1024
 /** Most precommits in a certificate (and validators in a set). */
 export const MAX_CERTIFICATE_SIGNATURES = 1024
 /**
  * Wire version of blocks (3: unjails and the validator-set hashes; 4: the header fields and the settlement
- * root first, the body as a nested byte string, the hash over the ABI header).
+ * root first, the body as a nested byte string, the hash over the ABI header; 5: the body's refunds).
  */
-export const BLOCK_WIRE_VERSION = 4
+export const BLOCK_WIRE_VERSION = 5
 /** Wire version of certificates. */
 export const CERTIFICATE_WIRE_VERSION = 2
 
@@ -276,18 +283,27 @@ function bodyToWire(b: Block): unknown[] {
     ]),
     b.lastCommit === null ? null : encodeCertificate(b.lastCommit),
     limit(b.unjails, MAX_BLOCK_UNJAILS, 'unjails').map(unjailToWire),
+    limit(b.refunds ?? [], MAX_BLOCK_REFUNDS, 'refunds').map((id) => raw(id, BYTES32_RE, 'refunds')),
   ]
 }
 
 /** The body fields of a block, decoded. */
 type BlockBody = Pick<
   Block,
-  'assignments' | 'intents' | 'reassignments' | 'fills' | 'stakeMoves' | 'evidence' | 'lastCommit' | 'unjails'
+  | 'assignments'
+  | 'intents'
+  | 'reassignments'
+  | 'fills'
+  | 'stakeMoves'
+  | 'evidence'
+  | 'lastCommit'
+  | 'unjails'
+  | 'refunds'
 >
 
 function bodyFromWire(v: unknown): BlockBody {
-  const a = shape.array(v, 'block body', 8)
-  if (a.length !== 8) throw new P2PError('DECODE', 'block body: expected 8 fields')
+  const a = shape.array(v, 'block body', 9)
+  if (a.length !== 9) throw new P2PError('DECODE', 'block body: expected 9 fields')
   const list = (i: number, what: string, max: number) => shape.array(a[i], `block.${what}`, max)
   const assignments = list(0, 'assignments', MAX_BLOCK_ASSIGNMENTS).map((x, i) =>
     assignmentFromWire(x, `assignments[${i}]`),
@@ -297,6 +313,7 @@ function bodyFromWire(v: unknown): BlockBody {
   )
   if (intents.length !== assignments.length)
     throw new P2PError('DECODE', 'block: intents do not align with assignments')
+  const refunds = list(8, 'refunds', MAX_BLOCK_REFUNDS).map((x, i) => bytesToHex(x, `refunds[${i}]`, 32))
   return {
     assignments,
     intents,
@@ -321,6 +338,8 @@ function bodyFromWire(v: unknown): BlockBody {
     lastCommit:
       a[6] === null ? null : decodeCertificate(shape.bytes(a[6], 'block.lastCommit', MAX_BLOCK_BYTES)),
     unjails: list(7, 'unjails', MAX_BLOCK_UNJAILS).map((x, i) => unjailFromWire(x, `unjails[${i}]`)),
+    // Omitted when empty, like a block built without any: one value, one shape.
+    ...(refunds.length === 0 ? {} : { refunds }),
   }
 }
 
@@ -924,6 +943,7 @@ export function blockToJson(
       unjail: { validator: u.unjail.validator, nonce: u.unjail.nonce.toString() },
       signature: u.signature,
     })),
+    refunds: [...(block.refunds ?? [])],
     validatorsHash: block.validatorsHash,
     nextValidatorsHash: block.nextValidatorsHash,
     certificate: certificate === null ? null : certificateJson(certificate),

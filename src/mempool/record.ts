@@ -30,26 +30,37 @@ export type MempoolErrorCode = 'BAD_TRANSITION' | 'UNKNOWN_INTENT' | 'CLOSED'
 export class MempoolError extends MurmurError<MempoolErrorCode> {}
 
 /** Lifecycle state of an intent. */
-export type IntentState = 'pending' | 'assigned' | 'filled' | 'expired' | 'failed'
+export type IntentState = 'pending' | 'assigned' | 'filled' | 'expired' | 'refunded' | 'failed'
 
 /** Every state, in lifecycle order. */
-export const INTENT_STATES: readonly IntentState[] = ['pending', 'assigned', 'filled', 'expired', 'failed']
+export const INTENT_STATES: readonly IntentState[] = [
+  'pending',
+  'assigned',
+  'filled',
+  'expired',
+  'refunded',
+  'failed',
+]
 
-/** States an intent never leaves. */
-export const TERMINAL_STATES: ReadonlySet<IntentState> = new Set(['filled', 'expired', 'failed'])
+/** States an intent leaves only for `refunded` (an `expired` one whose order a block refunds). */
+export const TERMINAL_STATES: ReadonlySet<IntentState> = new Set(['filled', 'expired', 'refunded', 'failed'])
 
 /**
  * The allowed transitions. `assigned -> pending`: the rollup went down or the assignment's deadline
  * passed, the next block re-routes it; `assigned -> assigned`: direct re-assignment to another
  * chain/executor; `pending -> failed`: evicted from a full pool, or refused by a block;
  * `pending -> expired`: the fill deadline passed before any assignment. No `pending -> filled`: a fill
- * answers an assignment.
+ * answers an assignment. `-> refunded`: the order was opened on its origin settler and not filled by its
+ * fill deadline, and a block committed its REFUND leaf (INTERFACES.md, Intent lifecycle); from `pending`
+ * (its assignment went back to pending after the open), `assigned`, or `expired` (the pool's own sweep
+ * expires intents by its clock, usually before the block that refunds them).
  */
 export const TRANSITIONS: Readonly<Record<IntentState, readonly IntentState[]>> = {
-  pending: ['assigned', 'expired', 'failed'],
-  assigned: ['pending', 'assigned', 'filled', 'expired', 'failed'],
+  pending: ['assigned', 'expired', 'refunded', 'failed'],
+  assigned: ['pending', 'assigned', 'filled', 'expired', 'refunded', 'failed'],
   filled: [],
-  expired: [],
+  expired: ['refunded'],
+  refunded: [],
   failed: [],
 }
 
@@ -58,7 +69,7 @@ export function canTransition(from: IntentState, to: IntentState): boolean {
   return TRANSITIONS[from].includes(to)
 }
 
-/** True for filled, expired and failed. */
+/** True for filled, expired, refunded and failed. */
 export function isTerminal(state: IntentState): boolean {
   return TERMINAL_STATES.has(state)
 }

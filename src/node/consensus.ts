@@ -3,10 +3,10 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
-import { type Address, createPublicClient, type LocalAccount, type PublicClient } from 'viem'
+import { type Address, createPublicClient, type Hex, type LocalAccount, type PublicClient } from 'viem'
 import { ApiError } from '../api/errors.ts'
 import { MurmurApplication } from '../app/application.ts'
-import { type GaslessCrossChainOrder, originDataOf } from '../codec/intent.ts'
+import { decodeOrderData, type GaslessCrossChainOrder, originDataOf } from '../codec/intent.ts'
 import {
   BLOCKS_BY_RANGE_PROTOCOL,
   blockToJson,
@@ -22,6 +22,7 @@ import type { P2PHost, TopicHandler } from '../p2p/host.ts'
 import { STATUS_PROTOCOL } from '../p2p/protocols.ts'
 import { type ExpectedOutput, FillBlocks, type FillVerdict, type SignedFill } from '../rollups/fill.ts'
 import { observationOf } from '../rollups/observation.ts'
+import { orderStatusReader } from '../rollups/refunds.ts'
 import { type RpcTransport, rpcTransport } from '../rollups/rpc.ts'
 import type { RollupsService } from '../rollups/service.ts'
 import { ORDER_STATUS, type SettlementContracts, settlementContracts } from '../rollups/settlement.ts'
@@ -33,15 +34,19 @@ import {
   SETTLEMENT_LEAVES_PREFIX,
   SETTLEMENT_SET_PREFIX,
   type SettlementLeafJson,
+  type SettlementRefund,
 } from '../state/settlement.ts'
 import { validatorsToJson } from '../state/storage.ts'
 import { heightKey, type Store } from '../state/store.ts'
 import { type AppState, expectedOutputOf } from '../state/types.ts'
+import type { RefundVerdict } from '../state/validate.ts'
 import type { Genesis } from './genesis.ts'
 import type { TopicPayloads } from './topics.ts'
 
 /** Fill verdicts kept (see ConsensusWiring#verifyFill). */
 const MAX_FILL_VERDICTS = 50_000
+/** Refund verdicts kept (see ConsensusWiring#verifyRefund). */
+const MAX_REFUND_VERDICTS = 10_000
 /** Every connected peer is asked its `status` this often (and once on connect): block sync's targets. */
 const STATUS_POLL_MS = 2_000
 
@@ -84,6 +89,10 @@ export class ConsensusWiring {
   readonly #unsubscribe: Array<() => void> = []
   /** Fill verdicts by fill and expected output (see #verifyFill). */
   readonly #verdicts = new Map<string, Promise<FillVerdict>>()
+  /** Origin settlers' `orderStatus` readers by chain id (rollups with settlement and an RPC here). */
+  readonly #orderStatus = new Map<bigint, (id: Hex) => Promise<number>>()
+  /** Refund verdicts by intent id (see #verifyRefund). */
+  readonly #refundVerdicts = new Map<Hex, Promise<RefundVerdict>>()
   #status: StatusPoller | undefined
 
   constructor(options: Partial<ConsensusDriverOptions>, modules: ConsensusWiringModules) {
@@ -100,6 +109,12 @@ export class ConsensusWiring {
         BigInt(chainId),
         new FillBlocks(client, { confirmations: finality.get(chainId) ?? 0n }),
       )
+      const settlement = modules.genesis.rollups.find((r) => r.chainId === chainId)?.settlement
+      if (settlement !== undefined)
+        this.#orderStatus.set(
+          BigInt(chainId),
+          orderStatusReader(client, settlement.settler as Address, finality.get(chainId) ?? 0n),
+        )
     }
     const g = modules.genesis
     const powers = new Map(g.validators.map((v) => [v.address, v.stake]))
@@ -110,6 +125,7 @@ export class ConsensusWiring {
         pool: modules.pool,
         genesis: g,
         verifyFill: (fill, expected) => this.#verifyFill(fill, expected),
+        verifyRefund: (id, refund) => this.#verifyRefund(id, refund),
         // The fresh reports this node's own monitor signed: its observation of every rollup.
         observe: () => {
           const self = modules.account.address.toLowerCase()
@@ -214,6 +230,58 @@ export class ConsensusWiring {
     const full =
       dest === undefined ? expected : { ...expected, settler: dest.settler, originData: originDataOf(order!) }
     return blocks.verify(f, full)
+  }
+
+  /**
+   * A refund's order on its origin settler, on this node's RPC, at a block final for that rollup:
+   * `orderStatus` 1 (opened) 'valid', 2 or 3 (settled, refunded) 'invalid', 0 'pending' (not opened as this
+   * RPC sees it), no RPC or a failed read 'unknown'. Definite verdicts are kept (an order leaves `opened`
+   * only by the settlement the block itself certifies), concurrent asks share one read.
+   */
+  #verifyRefund(id: Hex, refund: SettlementRefund): Promise<RefundVerdict> {
+    const held = this.#refundVerdicts.get(id)
+    if (held !== undefined) return held
+    const read = this.#orderStatus.get(refund.originChainId)
+    if (read === undefined) return Promise.resolve('unknown')
+    const p = read(id)
+      .then(async (status): Promise<RefundVerdict> => {
+        if (status !== 1) return status === 0 ? 'pending' : 'invalid'
+        // A fill mined before the deadline but not committed in time: the recipient has the output, so the
+        // network certifies no refund on top of it (docs/decisions.md, known limits of refunds).
+        return (await this.#filledSomewhere(id)) ? 'invalid' : 'valid'
+      })
+      .catch((): RefundVerdict => 'unknown')
+    this.#refundVerdicts.set(id, p)
+    if (this.#refundVerdicts.size > MAX_REFUND_VERDICTS) {
+      const oldest = this.#refundVerdicts.keys().next().value
+      if (oldest !== undefined) this.#refundVerdicts.delete(oldest)
+    }
+    void p.then((v) => {
+      if (v === 'unknown' || v === 'pending') this.#refundVerdicts.delete(id)
+    })
+    return p
+  }
+
+  /** True when a settler of one of the order's destinations records a filler for it. */
+  async #filledSomewhere(id: Hex): Promise<boolean> {
+    const order = (await this.#m.pool.get(id))?.intent.order
+    if (order === undefined) throw new Error(`refund of ${id}: the intent is not in the pool`)
+    const listed = decodeOrderData(order.orderData).destinationChainIds
+    const chains = listed.length > 0 ? listed : [...this.#contracts.keys()]
+    for (const c of chains) {
+      const dest = this.#contracts.get(c)
+      const client = this.#rpcClients.get(c)
+      if (dest === undefined) continue
+      if (client === undefined) throw new Error(`refund of ${id}: no RPC for destination ${c}`)
+      const filler = await client.readContract({
+        address: dest.settler,
+        abi: murmurSettlerAbi,
+        functionName: 'filledBy',
+        args: [id],
+      })
+      if (!/^0x0{40}$/i.test(filler)) return true
+    }
+    return false
   }
 
   /** A fill that arrives is checked at once: proposers include fills whose check is done. */

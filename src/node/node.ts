@@ -11,6 +11,7 @@ import { loadKeys, type NodeKeys } from '../identity/keys.ts'
 import { IntentPool } from '../mempool/pool.ts'
 import { MempoolService } from '../mempool/service.ts'
 import { P2PHost } from '../p2p/host.ts'
+import { RefundRelayer, refundOrigins } from '../rollups/refunds.ts'
 import { RollupsService } from '../rollups/service.ts'
 import { settlementContracts } from '../rollups/settlement.ts'
 import { SettlementWatch } from '../rollups/settlement-watch.ts'
@@ -281,6 +282,30 @@ export class MurmurNode {
       () => consensus.app.state.height,
     )
     consensus.app.onCommit((e) => rollups.committed(e.height))
+
+    // Validators relay the refunds of committed blocks (rollups/refunds.ts) through the executor.
+    const { origins, close } = refundOrigins(this.#genesis.rollups, o.rollups)
+    const refunds = new RefundRelayer(
+      { blockIntervalMs: this.#genesis.params.blockIntervalMs },
+      {
+        self: this.#keys.validator.address,
+        source: consensus.settlementSource(),
+        origins,
+        transact: (job) => rollups.executor?.transact(job),
+        log: this.log.child({ module: 'refunds' }),
+      },
+    )
+    const unsubscribeRefunds = consensus.app.onCommit((e) => {
+      if (!consensus.driver.syncing) refunds.onCommit(e)
+    })
+    this.#started.push({
+      name: 'refunds',
+      stop: async () => {
+        unsubscribeRefunds()
+        await refunds.stop()
+        await close()
+      },
+    })
 
     if (o.api !== undefined) {
       const api = new ApiServer(

@@ -22,11 +22,11 @@ import {
 } from 'viem'
 import { murmurLightClientAbi, murmurSettlerAbi } from '../contracts/abi.ts'
 import {
+  type CertifiedSettlement,
+  certifiedSettlement,
   LEAF_FILL,
-  type SettlementEvidence,
   type SettlementLeaf,
   type SettlementSource,
-  settlementEvidence,
 } from '../state/settlement.ts'
 import type { Executor } from './executor.ts'
 import { type RpcTransport, rpcTransport } from './rpc.ts'
@@ -161,10 +161,10 @@ export class ClaimRelayer {
     )
   }
 
-  async #evidence(height: bigint): Promise<SettlementEvidence> {
-    const e = await settlementEvidence(this.#m.source, height)
-    if (typeof e === 'string') throw new Error(`no settlement evidence for block ${height}: ${e}`)
-    return e
+  async #evidence(height: bigint): Promise<CertifiedSettlement> {
+    const r = await certifiedSettlement(this.#m.source, height)
+    if (!r.ok) throw new Error(`no settlement evidence for block ${height}: ${r.code}: ${r.message}`)
+    return r.value
   }
 
   /**

@@ -300,6 +300,11 @@ export class RollupsService {
     this.#claims?.committed(height)
   }
 
+  /** This node's executor (its settlement jobs, e.g. relayed refunds); undefined before start or without RPCs. */
+  get executor(): Executor | undefined {
+    return this.#executor
+  }
+
   /** This node's latest balances on the rollups it has an RPC for (none without RPCs). */
   balances(): Balance[] {
     return this.#inventory?.balances() ?? []

@@ -29,10 +29,12 @@ function poolAssignment(a: AssignmentState): PoolAssignment {
 
 /**
  * The state after `block` (which validateBlock, or a commit certificate, vouches for) and the intent pool
- * transitions it implies, in this order: fills settle their assignments (`assigned -> filled`); open
- * assignments whose intent's fill deadline passed expire (`-> expired`); the plan's re-routing set moves
- * (`assigned -> assigned`) or, without a route in the block, goes back (`assigned -> pending`); new
- * assignments (`pending -> assigned`); evidence slashes each accused validator by `slashDoubleSignBps`
+ * transitions it implies, in this order: fills settle their assignments (`assigned -> filled`); open and
+ * released assignments whose intent's fill deadline passed expire (`-> expired`), or, when the block
+ * refunds them (`refunds`, within the plan's `refundable`), are refunded (`-> refunded`); the plan's
+ * re-routing set moves (`assigned -> assigned`) or, without a route in the block, goes back
+ * (`assigned -> pending`, the assignment kept as released); new assignments (`pending -> assigned`,
+ * no longer released); evidence slashes each accused validator by `slashDoubleSignBps`
  * (every pool and loan, floor of what it keeps) and tombstones it; the missed-blocks windows, with the
  * block's last commit recorded, jail for downtime until block time + `downtimeJailSec` (slashing
  * `slashDowntimeBps`); stake loans due at this height return, then the block's stake moves apply
@@ -45,6 +47,7 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
   const height = block.height
   const transitions: TransitionRequest[] = []
   const assignments = new Map(state.assignments)
+  const released = new Map(state.released)
   const done = new Map(state.done)
 
   const filled = new Set<string>()
@@ -64,11 +67,17 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
   }
 
   const plan = planBlock(state, block.time, block.lastCommit, filled)
-  for (const id of plan.expired) {
-    const a = assignments.get(id)!
+  const refunded = new Set<string>((block.refunds ?? []).filter((id) => plan.refundable.has(id)))
+  for (const id of [...plan.expired, ...plan.lapsed]) {
+    const a = assignments.get(id) ?? released.get(id)!
     assignments.delete(id)
+    released.delete(id)
     done.set(id, a.fillDeadline)
-    transitions.push({ id, to: 'expired', height, reason: 'deadline' })
+    transitions.push(
+      refunded.has(id)
+        ? { id, to: 'refunded', height, reason: 'refund' }
+        : { id, to: 'expired', height, reason: 'deadline' },
+    )
   }
   const moved = new Map(block.reassignments.map((r) => [r.intentId, r]))
   for (const c of plan.reroute) {
@@ -76,6 +85,7 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
     const r = moved.get(c.intentId)
     if (r === undefined) {
       assignments.delete(c.intentId)
+      released.set(c.intentId, a)
       transitions.push({ id: c.intentId, to: 'pending', height, reason: REROUTE_REASON[c.reason] })
       continue
     }
@@ -120,9 +130,12 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
       recipient: data.recipient,
       originChainId: intent.order.originChainId,
       fillDeadline: BigInt(intent.order.fillDeadline),
+      inputToken: data.inputToken,
+      inputAmount: data.inputAmount,
       avoid: [],
     }
     assignments.set(a.intentId, next)
+    released.delete(a.intentId)
     transitions.push({ id: a.intentId, to: 'assigned', assignment: poolAssignment(next), height })
   }
 
@@ -172,6 +185,7 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
       lastBlockTime: block.time,
       validators,
       assignments,
+      released: released.size === 0 && state.released.size === 0 ? state.released : released,
       done,
       stakeMoves: ledger.moves,
       stakeNonces: ledger.nonces,

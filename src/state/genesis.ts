@@ -107,6 +107,7 @@ export function genesisState(g: AppGenesis): AppState {
     lastBlockTime: g.genesisTime * 1000,
     validators,
     assignments: new Map(),
+    released: new Map(),
     done: new Map(),
     stakeMoves: new Map(),
     stakeNonces: new Map(),

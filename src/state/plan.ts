@@ -248,6 +248,13 @@ export interface BlockPlan {
   readonly timeSec: bigint
   /** Open assignments (not filled in this block) whose intent's fill deadline passed, in id order. */
   readonly expired: readonly Hex[]
+  /** Released assignments (state `released`) whose intent's fill deadline passed, in id order. */
+  readonly lapsed: readonly Hex[]
+  /**
+   * The intents of `expired` and `lapsed` whose origin rollup has settlement contracts: the ones the block
+   * may refund (its `refunds`, each checked opened on the origin settler). The others just expire.
+   */
+  readonly refundable: ReadonlySet<Hex>
   /** Assignments this block must route again, in id order, at most MAX_BLOCK_REASSIGNMENTS. */
   readonly reroute: readonly { intentId: Hex; reason: RerouteReason }[]
   /** The router's pool view: active validators' stakes, outstanding = assignments that stay. */
@@ -279,6 +286,16 @@ export function planBlock(
     if (a.fillDeadline < timeSec) expired.push(a.intentId)
     else live.push(a)
   }
+  const lapsed = [...state.released.values()]
+    .filter((a) => a.fillDeadline < timeSec)
+    .map((a) => a.intentId)
+    .sort(cmp)
+  const settled = settlementOrigins(state)
+  const refundable = new Set<Hex>()
+  for (const id of [...expired, ...lapsed]) {
+    const a = state.assignments.get(id) ?? state.released.get(id)!
+    if (settled.has(a.originChainId)) refundable.add(id)
+  }
   const reroute = rerouteCandidates(live, view, timeSec, poolView(state, [], offline), offline).slice(
     0,
     MAX_BLOCK_REASSIGNMENTS,
@@ -292,6 +309,8 @@ export function planBlock(
     downtime,
     timeSec,
     expired,
+    lapsed,
+    refundable,
     reroute,
     pools: poolView(
       state,
@@ -300,6 +319,11 @@ export function planBlock(
       commitBalances(lastCommit),
     ),
   }
+}
+
+/** Chain ids of the rollups with settlement contracts in the genesis (escrow, claims, refunds). */
+export function settlementOrigins(state: Pick<AppState, 'rollups'>): ReadonlySet<bigint> {
+  return new Set(state.rollups.filter((r) => r.settlement !== undefined).map((r) => BigInt(r.chainId)))
 }
 
 /** A new intent as the router sees it, or why it cannot be assigned in a block at `timeSec`. */

@@ -9,6 +9,7 @@ import {
   MAX_BLOCK_ASSIGNMENTS,
   MAX_BLOCK_EVIDENCE,
   MAX_BLOCK_FILLS,
+  MAX_BLOCK_REFUNDS,
   MAX_BLOCK_STAKE_MOVES,
   MAX_BLOCK_UNJAILS,
   type SignedStakeMove,
@@ -34,7 +35,7 @@ import {
   stakingBase,
   tombstonesEveryone,
 } from './plan.ts'
-import { settlementLeaves, settlementRoot } from './settlement.ts'
+import { refundsOf, settlementLeaves, settlementRoot } from './settlement.ts'
 import { type AppState, cmp } from './types.ts'
 
 /** An intent from the pool (an IntentRecord fits). */
@@ -63,6 +64,11 @@ export interface ProposeOptions {
    * valid at the block's time go into the block, one per validator, at most MAX_BLOCK_UNJAILS.
    */
   readonly unjails?: Iterable<SignedUnjail>
+  /**
+   * Intents whose orders the caller found opened on their origin settler (its own RPC, `orderStatus == 1`):
+   * those the block expires on a rollup with settlement (`plan.refundable`) are its refunds.
+   */
+  readonly opened?: ReadonlySet<Hex>
 }
 
 /**
@@ -78,7 +84,9 @@ export interface ProposeOptions {
  * - Unjails valid at the block's time (jail over, not tombstoned, not accused in the block), in validator
  *   order;
  * - `validatorsHash` / `nextValidatorsHash` of the set signing it and of the next one (epoch.ts);
- * - `settlementRoot`: the root of the fills' FILL leaves (settlement.ts; no REFUND leaves yet);
+ * - refunds: the intents the block expires on a rollup with settlement whose orders `opts.opened` holds,
+ *   in intent id order;
+ * - `settlementRoot`: the root of the fills' FILL leaves and the refunds' REFUND leaves (settlement.ts);
  * - stake moves: `opts.stakeMoves` in (staker, nonce) order, each kept when valid on the state left by the
  *   evidence, the loans due and the moves kept before it (staking/moves.ts).
  * Pure and deterministic.
@@ -186,6 +194,11 @@ export function proposeBlock(
     stakeMoves.push(s)
   }
 
+  const refunds = [...plan.refundable]
+    .filter((id) => opts.opened?.has(id) === true)
+    .sort(cmp)
+    .slice(0, MAX_BLOCK_REFUNDS)
+
   return {
     height,
     round: opts.round,
@@ -200,7 +213,8 @@ export function proposeBlock(
     evidence,
     lastCommit,
     unjails,
+    ...(refunds.length === 0 ? {} : { refunds }),
     ...blockValidatorHashes(state, height),
-    settlementRoot: settlementRoot(settlementLeaves(state, blockFills)),
+    settlementRoot: settlementRoot(settlementLeaves(state, blockFills, refundsOf(state, refunds))),
   }
 }

@@ -61,8 +61,8 @@ export interface SettlementLeaf {
 }
 
 /**
- * An opened order that was not filled by its fill deadline: its REFUND leaf. Nothing produces these yet
- * (the state does not track `opened` orders); blocks pass an empty list until it does.
+ * An opened order that was not filled by its fill deadline: what its REFUND leaf pays back. A block's
+ * `refunds` name them by intent id; {@link refundsOf} reads the rest from the state.
  */
 export interface SettlementRefund {
   readonly orderId: Hex
@@ -72,14 +72,36 @@ export interface SettlementRefund {
   readonly user: Address
 }
 
+/**
+ * The refunds of `ids` (a block's `refunds`) from the assignments, open or released, they name in `state`
+ * (the state before the block). Throws for an id the state does not hold: validateBlock refuses such a
+ * block first, so only a caller that skipped it can meet this.
+ */
+export function refundsOf(
+  state: Pick<AppState, 'assignments' | 'released'>,
+  ids: readonly Hex[] | undefined,
+): SettlementRefund[] {
+  return (ids ?? []).map((id) => {
+    const a = state.assignments.get(id) ?? state.released.get(id)
+    if (a === undefined) throw new Error(`settlement: refund of ${id}, which the state does not hold`)
+    return {
+      orderId: id,
+      originChainId: a.originChainId,
+      inputToken: a.inputToken,
+      inputAmount: a.inputAmount,
+      user: a.user,
+    }
+  })
+}
+
 const ZERO_ADDRESS: Address = '0x0000000000000000000000000000000000000000'
 /** The root of a block without leaves. */
 export const EMPTY_SETTLEMENT_ROOT: Hex = `0x${'00'.repeat(32)}`
 
 /**
  * The leaves of a block built on `state`: one FILL leaf per fill of an open assignment by its assigned
- * executor (what apply commits), in intent id order, then one REFUND leaf per refund, in order id order.
- * `refunds` is empty until the state tracks opened orders (docs/settlement.md: REFUND leaves). Throws when
+ * executor (what apply commits), in intent id order, then one REFUND leaf per refund, in order id order
+ * (docs/settlement.md: REFUND leaves; {@link refundsOf} gives a block's). Throws when
  * an assignment lacks its origin chain (an assignment loaded from a store that does not keep it).
  */
 export function settlementLeaves(
@@ -400,7 +422,10 @@ export function toCommitProof(
   }
 }
 
-/** What settlement evidence is read from: the node's stored blocks and the `settlement` records of commits. */
+// ---------------------------------------------------------------------------------------------------
+// A committed height's settlement, as relayers take it (GET /v1/settlement/:height, rollups/refunds.ts).
+
+/** What a committed height's settlement is read from (ConsensusWiring#settlementSource gives it). */
 export interface SettlementSource {
   /** A committed block: its canonical bytes, hash and commit certificate (undefined: not certified yet). */
   block(
@@ -412,37 +437,46 @@ export interface SettlementSource {
   validatorSet(validatorsHash: Hex): Promise<ValidatorSetValues | undefined>
 }
 
-/** Everything a claim, a refund or a rotation sends for one committed block. */
-export interface SettlementEvidence {
-  readonly height: bigint
-  readonly hash: Hex
+/** A committed height's leaves with their tree, and the `CommitProof` of its block. */
+export interface CertifiedSettlement {
   readonly block: Block
+  readonly hash: Hex
   readonly tree: SettlementTree
   readonly proof: CommitProofValues
 }
 
-/** Why there is no evidence for a height. */
-export type SettlementEvidenceMissing = 'NOT_FOUND' | 'NOT_CERTIFIED' | 'VALIDATOR_SET_UNKNOWN'
+/** Why a height's settlement cannot be served (the API maps them to 404 and 409). */
+export type SettlementUnavailable = 'NOT_FOUND' | 'NOT_CERTIFIED' | 'VALIDATOR_SET_UNKNOWN'
 
 /**
- * The evidence of the block at `height`: its header, leaves with their tree, and its commit proof (the
- * certificate that decided it, the set that signed it). Throws when the stored leaves do not give the
- * block's root (a corrupt store).
+ * The settlement of the committed block at `height`: its stored leaves (their root checked against the
+ * block's: one that differs is a corrupt store, and throws), their proofs and the block's commit proof;
+ * or why not: no committed block there (`NOT_FOUND`), no certificate (`NOT_CERTIFIED`), its signing set
+ * not recorded (`VALIDATOR_SET_UNKNOWN`).
  */
-export async function settlementEvidence(
+export async function certifiedSettlement(
   source: SettlementSource,
   height: bigint,
-): Promise<SettlementEvidence | SettlementEvidenceMissing> {
+): Promise<
+  { ok: true; value: CertifiedSettlement } | { ok: false; code: SettlementUnavailable; message: string }
+> {
   const b = height === 0n ? undefined : await source.block(height)
-  if (b === undefined) return 'NOT_FOUND'
-  if (b.certificate === undefined) return 'NOT_CERTIFIED'
+  if (b === undefined)
+    return { ok: false, code: 'NOT_FOUND', message: `no committed block at height ${height}` }
+  if (b.certificate === undefined)
+    return { ok: false, code: 'NOT_CERTIFIED', message: `block ${height} has no commit certificate yet` }
   const block = decodeBlock(b.bytes)
   const set = await source.validatorSet(block.validatorsHash)
-  if (set === undefined) return 'VALIDATOR_SET_UNKNOWN'
+  if (set === undefined)
+    return {
+      ok: false,
+      code: 'VALIDATOR_SET_UNKNOWN',
+      message: `validator set ${block.validatorsHash} not recorded`,
+    }
   const tree = settlementTree(await source.leaves(height))
   if (tree.root !== block.settlementRoot)
     throw new Error(
       `settlement leaves of ${height} give ${tree.root}, the block commits ${block.settlementRoot}`,
     )
-  return { height, hash: b.hash, block, tree, proof: toCommitProof(block, b.certificate, set) }
+  return { ok: true, value: { block, hash: b.hash, tree, proof: toCommitProof(block, b.certificate, set) } }
 }

@@ -4,6 +4,7 @@
  *   `meta`       -> {version, networkId, genesisHash, height, lastBlockHash, lastBlockTime, validators,
  *                    stakeNonces, commitPowers, signedAt, consensusSet, liveness, unjailNonces}
  *   `a/<id>`     -> open assignment
+ *   `r/<id>`     -> released assignment (went back to pending; kept until re-assigned or its fill deadline)
  *   `d/<id>`     -> fillDeadline of a finished (filled or expired) intent, kept until that deadline passes
  *   `m/<id>`     -> stake move in force (staking/moves.ts); the stakers' used nonces are in `meta`
  */
@@ -26,6 +27,7 @@ import {
 const META_KEY = 'meta'
 const ASSIGNMENT_PREFIX = 'a/'
 const DONE_PREFIX = 'd/'
+const RELEASED_PREFIX = 'r/'
 const MOVE_PREFIX = 'm/'
 const LOAD_PAGE = 10_000
 
@@ -89,6 +91,8 @@ interface AssignmentJson {
   recipient: string
   originChainId: string
   fillDeadline: string
+  inputToken: string
+  inputAmount: string
   avoid?: string[]
 }
 
@@ -154,6 +158,8 @@ function assignmentToJson(a: AssignmentState): AssignmentJson {
     recipient: a.recipient,
     originChainId: a.originChainId.toString(),
     fillDeadline: a.fillDeadline.toString(),
+    inputToken: a.inputToken,
+    inputAmount: a.inputAmount.toString(),
     ...(a.avoid.length === 0 ? {} : { avoid: [...a.avoid] }),
   }
 }
@@ -172,26 +178,22 @@ function assignmentFromJson(id: Hex, j: AssignmentJson): AssignmentState {
     recipient: j.recipient as Address,
     originChainId: BigInt(j.originChainId),
     fillDeadline: BigInt(j.fillDeadline),
+    inputToken: j.inputToken as Address,
+    inputAmount: BigInt(j.inputAmount),
     avoid: (j.avoid ?? []) as Address[],
   }
 }
 
 /**
- * The batch ops that turn the stored `prev` into `next`: the meta record, and only the assignments,
- * finished intents and stake moves that changed (unchanged entries are the same objects, as `apply`
+ * The batch ops that turn the stored `prev` into `next`: the meta record, and only the assignments
+ * (open and released), finished intents and stake moves that changed (unchanged entries are the same objects, as `apply`
  * shares them).
  */
 export function appStateOps(prev: AppState | undefined, next: AppState): BatchOp[] {
   const ops: BatchOp[] = [{ type: 'put', sublevel: 'app', key: META_KEY, value: metaJson(next) }]
-  const prevAssignments = prev?.assignments ?? new Map<Hex, AssignmentState>()
   const prevDone = prev?.done ?? new Map<Hex, bigint>()
-  for (const [id, a] of next.assignments) {
-    if (prevAssignments.get(id) !== a)
-      ops.push({ type: 'put', sublevel: 'app', key: ASSIGNMENT_PREFIX + id, value: assignmentToJson(a) })
-  }
-  for (const id of prevAssignments.keys()) {
-    if (!next.assignments.has(id)) ops.push({ type: 'del', sublevel: 'app', key: ASSIGNMENT_PREFIX + id })
-  }
+  assignmentOps(ops, ASSIGNMENT_PREFIX, prev?.assignments, next.assignments)
+  assignmentOps(ops, RELEASED_PREFIX, prev?.released, next.released)
   for (const [id, d] of next.done) {
     if (prevDone.get(id) !== d)
       ops.push({ type: 'put', sublevel: 'app', key: DONE_PREFIX + id, value: d.toString() })
@@ -210,6 +212,23 @@ export function appStateOps(prev: AppState | undefined, next: AppState): BatchOp
     }
   }
   return ops
+}
+
+/** Puts of the entries of `next` that are not the same object in `prev`, deletes of those gone. */
+function assignmentOps(
+  ops: BatchOp[],
+  prefix: string,
+  prev: ReadonlyMap<Hex, AssignmentState> | undefined,
+  next: ReadonlyMap<Hex, AssignmentState>,
+): void {
+  if (prev === next) return
+  for (const [id, a] of next) {
+    if (prev?.get(id) !== a)
+      ops.push({ type: 'put', sublevel: 'app', key: prefix + id, value: assignmentToJson(a) })
+  }
+  for (const id of prev?.keys() ?? []) {
+    if (!next.has(id)) ops.push({ type: 'del', sublevel: 'app', key: prefix + id })
+  }
 }
 
 async function scan(
@@ -252,6 +271,11 @@ export async function loadAppState(store: Store, genesis: AppGenesis): Promise<A
       const id = k.slice(ASSIGNMENT_PREFIX.length) as Hex
       assignments.set(id, assignmentFromJson(id, v as AssignmentJson))
     })
+    const released = new Map<Hex, AssignmentState>()
+    await scan(store, RELEASED_PREFIX, (k, v) => {
+      const id = k.slice(RELEASED_PREFIX.length) as Hex
+      released.set(id, assignmentFromJson(id, v as AssignmentJson))
+    })
     const done = new Map<Hex, bigint>()
     await scan(store, DONE_PREFIX, (k, v) => {
       done.set(k.slice(DONE_PREFIX.length) as Hex, BigInt(v as string))
@@ -283,6 +307,7 @@ export async function loadAppState(store: Store, genesis: AppGenesis): Promise<A
       lastBlockTime: meta.lastBlockTime,
       validators,
       assignments,
+      released,
       done,
       stakeMoves,
       stakeNonces,

@@ -103,6 +103,10 @@ export interface AssignmentState {
   readonly originChainId: bigint
   /** The intent's own fill deadline, unix seconds: after it the intent expires. */
   readonly fillDeadline: bigint
+  /** The order's input token on its origin (the REFUND leaf's token: what the settler escrowed). */
+  readonly inputToken: Address
+  /** The order's inputAmount (the REFUND leaf's amount). */
+  readonly inputAmount: bigint
   /** Executors it was taken from for being offline: re-routing never sends it back to them. */
   readonly avoid: readonly Address[]
 }
@@ -124,6 +128,13 @@ export interface AppState {
   /** Sorted by address. */
   readonly validators: readonly ValidatorState[]
   readonly assignments: ReadonlyMap<Hex, AssignmentState>
+  /**
+   * Assignments that went back to pending (re-routed without a route), by intent id, until the intent is
+   * assigned again or its fill deadline passes: its executor may have opened the order on its origin
+   * before the rollup went down, so when the deadline passes the block may refund it (plan.ts
+   * `refundable`). The last assignment as it was.
+   */
+  readonly released: ReadonlyMap<Hex, AssignmentState>
   /** Filled or expired intents -> their fill deadline; an intent here is never assigned again. */
   readonly done: ReadonlyMap<Hex, bigint>
   /** Elastic stake moves in force, by id (staking/moves.ts). */
@@ -169,10 +180,11 @@ export interface MissedWindow {
  * Version of the stored state layout. 2 added stake moves (`m/<id>`) and `meta.stakeNonces`; 3 added
  * `meta.commitPowers` and `meta.signedAt` (blocks carry their last commit); 4 added jailing
  * (`jailedUntil`, `tombstoned`), `meta.consensusSet`, `meta.liveness` and `meta.unjailNonces`; 5: blocks
- * of wire version 4 (ABI header hash, settlement root) and assignments' `originChainId`. Older states do
- * not load (their blocks have another wire format and other hashes).
+ * of wire version 4 (ABI header hash, settlement root) and assignments' `originChainId`; 6: blocks of wire
+ * version 5 (refunds), assignments' `inputToken` and `inputAmount`, released assignments (`r/<id>`).
+ * Older states do not load (their blocks have another wire format and other hashes).
  */
-export const APP_STATE_VERSION = 5
+export const APP_STATE_VERSION = 6
 /** Evidence older than this many blocks is no longer accepted. */
 export const EVIDENCE_MAX_AGE_BLOCKS = 100n
 

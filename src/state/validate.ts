@@ -35,7 +35,7 @@ import {
   stakingBase,
   tombstonesEveryone,
 } from './plan.ts'
-import { settlementLeaves, settlementRoot } from './settlement.ts'
+import { refundsOf, type SettlementRefund, settlementLeaves, settlementRoot } from './settlement.ts'
 import { type AppState, expectedOutputOf } from './types.ts'
 
 /** Why a block is not valid(v). */
@@ -57,6 +57,9 @@ export type BlockRejectCode =
   | 'BAD_UNJAIL'
   | 'BAD_VALIDATORS_HASH'
   | 'BAD_SETTLEMENT_ROOT'
+  | 'BAD_REFUND'
+  | 'REFUND_INVALID'
+  | 'REFUND_UNVERIFIED'
 
 export type BlockVerdict =
   | { readonly ok: true }
@@ -68,6 +71,9 @@ function bad(code: BlockRejectCode, message: string): BlockVerdict {
   return { ok: false, code, message }
 }
 
+/** A refund's check on this validator's RPC (the verdicts of a fill's, see `verifyRefund`). */
+export type RefundVerdict = FillVerdict
+
 /** What validateBlock needs besides the state and the block. */
 export interface ValidateBlockContext {
   /** This validator's clock, unix milliseconds. */
@@ -78,6 +84,14 @@ export interface ValidateBlockContext {
    * final yet, RPC unreachable) FILL_UNVERIFIED, so no fill counts on the proposer's word.
    */
   readonly verifyFill: (fill: SignedFill, expected: ExpectedOutput) => Promise<FillVerdict>
+  /**
+   * Whether the order of a refund the block claims is opened on its origin settler, on this validator's
+   * own RPC (`orderStatus == 1`): 'valid' when it is, 'invalid' when it is settled or refunded, 'pending'
+   * when not opened (yet, as this RPC sees it), 'unknown' when the RPC cannot tell. Only 'valid' is
+   * accepted (REFUND_INVALID, else REFUND_UNVERIFIED). Absent: every refund is 'unknown', so a validator
+   * without it accepts no block with refunds.
+   */
+  readonly verifyRefund?: (intentId: Hex, refund: SettlementRefund) => Promise<RefundVerdict>
   /** True when the local pool holds (and so has verified) the intent: its signature is not checked again. */
   readonly isKnownIntent?: (id: Hex) => boolean
   readonly recover?: Recover
@@ -132,8 +146,10 @@ function sameAssignment(a: BlockAssignment, b: BlockAssignment): boolean {
  * tombstoned validator; Unjails in validator order, each valid at the block's time (`checkUnjail`), not of
  * a validator the block accuses, signed by the validator; stake moves in (staker, nonce) order, each valid on the state left by the evidence, the loans due
  * and the moves before it (so two moves of one staker must both be covered), and signed by its staker.
- * Then `settlementRoot`: the root of the fills' FILL leaves (settlement.ts), checked last. Returns the first
- * failure.
+ * Refunds in intent id order, each an intent the block expires (`plan.refundable`: its origin has
+ * settlement contracts) and 'valid' by `ctx.verifyRefund` (its order opened on the origin settler, on
+ * this validator's own RPC). Then `settlementRoot`: the root of the fills' FILL leaves and the refunds'
+ * REFUND leaves (settlement.ts), checked last. Returns the first failure.
  */
 export async function validateBlock(
   state: AppState,
@@ -172,6 +188,7 @@ export async function validateBlock(
     ...block.assignments.map((a) => a.intentId),
     ...block.reassignments.map((a) => a.intentId),
     ...block.fills.map((f) => f.intentId),
+    ...(block.refunds ?? []),
   ]) {
     if (ids.has(id)) return bad('DUPLICATE_INTENT', `intent ${id} appears twice`)
     ids.add(id)
@@ -218,6 +235,15 @@ export async function validateBlock(
   }
 
   const plan = planBlock(state, block.time, lc, new Set(block.fills.map((f) => f.intentId)))
+  const refunds = block.refunds ?? []
+  for (const [i, id] of refunds.entries()) {
+    if (i > 0 && !(refunds[i - 1]! < id)) return bad('BAD_REFUND', 'refunds not in intent id order')
+    if (!plan.refundable.has(id))
+      return bad(
+        'BAD_REFUND',
+        `refund of ${id}: not an intent this block expires on a rollup with settlement`,
+      )
+  }
 
   if (block.stakeMoves.length > MAX_BLOCK_STAKE_MOVES)
     return bad('BAD_STAKE_MOVE', `more than ${MAX_BLOCK_STAKE_MOVES} stake moves`)
@@ -343,6 +369,21 @@ export async function validateBlock(
         ),
     )
   }
+  const refundTerms = refundsOf(state, refunds)
+  for (const r of refundTerms) {
+    const verify = ctx.verifyRefund ?? (async (): Promise<RefundVerdict> => 'unknown')
+    checks.push(
+      verify(r.orderId, r)
+        .catch((): RefundVerdict => 'unknown')
+        .then((v) =>
+          v === 'valid'
+            ? OK
+            : v === 'invalid'
+              ? bad('REFUND_INVALID', `refund of ${r.orderId}: its order is settled or refunded on origin`)
+              : bad('REFUND_UNVERIFIED', `refund of ${r.orderId}: not verified opened here (${v})`),
+        ),
+    )
+  }
   for (const [i, s] of block.stakeMoves.entries()) {
     checks.push(
       signedBy(moveIds[i]!, s.signature, s.move.staker).then((ok) =>
@@ -369,7 +410,7 @@ export async function validateBlock(
   }
   for (const v of await Promise.all(checks)) if (!v.ok) return v
   // Last, so that a block with a bad fill is refused for the fill (its root is wrong too).
-  const root = settlementRoot(settlementLeaves(state, block.fills))
+  const root = settlementRoot(settlementLeaves(state, block.fills, refundTerms))
   if (block.settlementRoot !== root)
     return bad(
       'BAD_SETTLEMENT_ROOT',
