@@ -78,7 +78,7 @@ describe('settlement across four validator processes and three rollups', () => {
     } as never) as Promise<bigint | Hex>
   let seq = 0
   /** Signs and submits an ERC-20 intent from 901 with a 0.3 % spread (above the asset's 10 bps). */
-  async function sendIntent(destinations: bigint[], node = seq % 4) {
+  async function sendIntent(destinations: bigint[], node = seq % 4, fillInSec = 600) {
     const k = seq++
     const token = deployments.get(901)!.token!
     const now = Math.floor(Date.now() / 1000)
@@ -90,8 +90,8 @@ describe('settlement across four validator processes and three rollups', () => {
       user: user.address,
       nonce: BigInt(Date.now()) * 100n + BigInt(k),
       originChainId: 901n,
-      openDeadline: now + 120,
-      fillDeadline: now + 600,
+      openDeadline: now + Math.min(120, fillInSec - 10),
+      fillDeadline: now + fillInSec,
       inputToken: token,
       inputAmount: input,
       outputToken: token,
@@ -266,6 +266,42 @@ describe('settlement across four validator processes and three rollups', () => {
     expect(userBefore - (await tokenBalance(901, user.address))).toBe(s.input)
     expect(await tokenBalance(901, settler)).toBe(0n)
     if (filler === executor) expect((await tokenBalance(901, filler)) - before).toBe(s.input)
+  })
+
+  it('an opened order whose only destination stalls is refunded: the user gets her input back', async () => {
+    const settler = deployments.get(901)!.settler
+    const userBefore = await tokenBalance(901, user.address)
+    const mining = (seconds: number) =>
+      fetch(rollups.get(903).rpcUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'evm_setIntervalMining', params: [seconds] }),
+      })
+    // 903 stops mining: the intent is still routed there (its head is fresh), opened on 901, and its fill
+    // waits in 903's pool until 903 counts as down, the assignment finds no other route, and the fill
+    // deadline passes with the input in escrow.
+    await mining(0)
+    try {
+      const s = await sendIntent([903n], 2, 45)
+      await waitFor(`${s.id} opened`, async () => (await orderStatus(901, s.id)) === 1, { timeoutMs: 30_000 })
+      await waitFor(`${s.id} refunded`, async () => (await orderStatus(901, s.id)) === 3, {
+        timeoutMs: 120_000,
+      })
+      expect(await tokenBalance(901, user.address)).toBe(userBefore)
+      expect(await tokenBalance(901, settler)).toBe(0n)
+      const v = await waitFor(`${s.id} shown refunded`, async () => {
+        const r = await getJson<{ state: string; settlement: Record<string, string | null> | null }>(
+          `${c.node(0).api}/v1/intents/${s.id}`,
+        )
+        return r.settlement?.state === 'refunded' ? r : undefined
+      })
+      expect(v.state).toBe('refunded')
+      expect(v.settlement!.refundTx).toMatch(/^0x[0-9a-f]{64}$/)
+      expect(v.settlement!.claimTx).toBeNull()
+    } finally {
+      await mining(1)
+    }
+    // Mining again, the stale fill (if it was sent) is refused after its deadline: nobody is paid twice.
   })
 
   it('a validator jailed mid-run: the light client rotates and later claims still verify', async () => {
