@@ -292,6 +292,7 @@ export class MurmurNode {
         source: consensus.settlementSource(),
         origins,
         transact: (job) => rollups.executor?.transact(job),
+        epochBlocks: this.#genesis.params.epochBlocks,
         log: this.log.child({ module: 'refunds' }),
       },
     )

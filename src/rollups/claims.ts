@@ -16,11 +16,10 @@ import {
   createPublicClient,
   encodeAbiParameters,
   encodeFunctionData,
-  type Hex,
   keccak256,
   type PublicClient,
 } from 'viem'
-import { murmurLightClientAbi, murmurSettlerAbi } from '../contracts/abi.ts'
+import { murmurSettlerAbi } from '../contracts/abi.ts'
 import {
   type CertifiedSettlement,
   certifiedSettlement,
@@ -29,6 +28,7 @@ import {
   type SettlementSource,
 } from '../state/settlement.ts'
 import type { Executor } from './executor.ts'
+import { ensureTrusted } from './rotation.ts'
 import { type RpcTransport, rpcTransport } from './rpc.ts'
 import { ORDER_STATUS, type SettlementContracts } from './settlement.ts'
 
@@ -135,7 +135,19 @@ export class ClaimRelayer {
     }
     if (open.length === 0) return
     const e = await this.#evidence(height)
-    await this.#ensureTrusted(origin, client, contracts.lightClient, e.block.validatorsHash, height)
+    await ensureTrusted(
+      {
+        client,
+        lightClient: contracts.lightClient,
+        chainId: origin,
+        epochBlocks: this.#m.epochBlocks,
+        source: this.#m.source,
+        transact: (job) => this.#m.executor.transact(job),
+        log: this.#m.log,
+      },
+      e.block.validatorsHash,
+      height,
+    )
     const index = new Map(e.tree.leaves.map((l, i) => [l.orderId, i]))
     const proofs = open.map((l) => e.tree.proof(index.get(l.orderId)!))
     const data = encodeFunctionData({
@@ -165,63 +177,6 @@ export class ClaimRelayer {
     const r = await certifiedSettlement(this.#m.source, height)
     if (!r.ok) throw new Error(`no settlement evidence for block ${height}: ${r.code}: ${r.message}`)
     return r.value
-  }
-
-  /**
-   * The origin's light client trusts `validatorsHash` (the set that signed block `height`), after
-   * relaying `rotate` with the certified boundary blocks between its latest rotation and `height`.
-   */
-  async #ensureTrusted(
-    origin: bigint,
-    client: PublicClient,
-    lightClient: Address,
-    validatorsHash: Hex,
-    height: bigint,
-  ): Promise<void> {
-    const read = <T>(
-      functionName: 'isTrusted' | 'latestHeight' | 'currentValidatorsHash',
-      args: unknown[] = [],
-    ) =>
-      client.readContract({
-        address: lightClient,
-        abi: murmurLightClientAbi,
-        functionName,
-        args,
-      } as never) as Promise<T>
-    if (await read<boolean>('isTrusted', [validatorsHash])) return
-    const epoch = BigInt(this.#m.epochBlocks)
-    let current = (await read<Hex>('currentValidatorsHash')).toLowerCase()
-    const latest = await read<bigint>('latestHeight')
-    // Boundary blocks (multiples of epochBlocks) are where the next set may differ from the current one.
-    for (let b = (latest / epoch + 1n) * epoch; b < height; b += epoch) {
-      const e = await this.#evidence(b)
-      if (e.block.validatorsHash !== current || e.block.nextValidatorsHash === e.block.validatorsHash)
-        continue
-      const rotation = await this.#m.executor.transact({
-        kind: 'rotate',
-        id: keccak256(encodeAbiParameters([{ type: 'uint256' }, { type: 'bytes32' }], [origin, e.hash])),
-        chainId: origin,
-        call: {
-          to: lightClient,
-          value: 0n,
-          data: encodeFunctionData({
-            abi: murmurLightClientAbi,
-            functionName: 'rotate',
-            args: [e.proof as never],
-          }),
-        },
-      })
-      this.#m.log.info(
-        { chainId: origin.toString(), height: b, txHash: rotation.txHash },
-        'light client rotated',
-      )
-      current = e.block.nextValidatorsHash
-      if (current === validatorsHash) return
-    }
-    if (!(await read<boolean>('isTrusted', [validatorsHash])))
-      throw new Error(
-        `light client of ${origin} does not trust ${validatorsHash} after rotating to ${current}`,
-      )
   }
 }
 

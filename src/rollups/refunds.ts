@@ -9,10 +9,10 @@
  * race, revert with `OrderNotOpened`, which is logged and dropped).
  *
  * A light client that does not trust the block's validator set (`isTrusted(validatorsHash)` false: it is
- * behind by an epoch or more) cannot verify the certificate: the refund is not sent and a warning says
- * so. Relaying `rotate` is the executors' claim code's job (rollups/settlement.ts); the order stays
- * refundable by this node's next attempt, by anyone through `GET /v1/settlement/:height`, and by anyone
- * without the network after `fillDeadline + refundGraceSec` (`refundExpired`).
+ * behind by an epoch or more) is rotated first (rollups/rotation.ts). If that fails the refund is not sent
+ * and a warning says so; the order stays refundable by this node's next attempt, by anyone through
+ * `GET /v1/settlement/:height`, and by anyone without the network after `fillDeadline + refundGraceSec`
+ * (`refundExpired`).
  */
 import type { Logger } from 'pino'
 import { type Address, createPublicClient, encodeFunctionData, type Hex, type PublicClient } from 'viem'
@@ -26,6 +26,7 @@ import {
 import { cmp } from '../state/types.ts'
 import type { TxJob, TxResult } from './executor.ts'
 import type { GenesisRollup } from './health-view.ts'
+import { ensureTrusted } from './rotation.ts'
 import { type RpcTransport, rpcTransport } from './rpc.ts'
 import { ORDER_STATUS, type SettlementContracts } from './settlement.ts'
 
@@ -69,6 +70,8 @@ export interface RefundOrigin {
   orderStatus(id: Hex): Promise<number>
   /** `isTrusted` on its light client. */
   isTrusted(validatorsHash: Hex): Promise<boolean>
+  /** An RPC client of the rollup (rotations read and send through it). */
+  readonly client?: PublicClient
 }
 
 /**
@@ -97,6 +100,7 @@ export function refundOrigins(
       contracts,
       orderStatus: orderStatusReader(client, contracts.settler, BigInt(r.confirmations ?? 0)),
       isTrusted: isTrustedReader(client, contracts.lightClient),
+      client,
     })
   }
   return { origins, close: async () => void (await Promise.all(transports.map((t) => t.close()))) }
@@ -120,6 +124,8 @@ export interface RefundRelayerModules {
   readonly origins: ReadonlyMap<bigint, RefundOrigin>
   /** The executor's settlement jobs (`Executor.transact`); undefined when this node has no executor. */
   readonly transact: (job: TxJob) => Promise<TxResult> | undefined
+  /** Genesis `params.epochBlocks`: with it, a light client that is behind is rotated first (rotation.ts). */
+  readonly epochBlocks?: number
   readonly log: Logger
 }
 
@@ -224,11 +230,36 @@ export class RefundRelayer {
       t = origin.isTrusted(s.block.validatorsHash)
       trusted.set(leaf.originChainId, t)
     }
+    if (!(await t) && origin.client !== undefined && this.#m.epochBlocks !== undefined) {
+      // Behind by an epoch or more: relay the rotations first, then refund.
+      const transact = this.#m.transact
+      const ok = await ensureTrusted(
+        {
+          client: origin.client,
+          lightClient: origin.contracts.lightClient,
+          chainId: leaf.originChainId,
+          epochBlocks: this.#m.epochBlocks,
+          source: this.#m.source,
+          transact: (job) => transact(job) ?? Promise.reject(new Error('this node has no executor')),
+          log: this.#m.log,
+        },
+        s.block.validatorsHash,
+        s.block.height,
+      ).then(
+        () => true,
+        (err: unknown) => {
+          log.warn({ err: (err as Error).message }, 'rotating the light client failed')
+          return false
+        },
+      )
+      t = Promise.resolve(ok)
+      trusted.set(leaf.originChainId, t)
+    }
     if (!(await t)) {
       log.warn(
         { validatorsHash: s.block.validatorsHash, height: s.block.height.toString() },
         "refund not relayed: the origin's light client does not trust this block's validator set " +
-          '(rotation is left to the claim path)',
+          '(and it could not be rotated)',
       )
       return 'failed'
     }
