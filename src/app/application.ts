@@ -43,7 +43,7 @@ import {
   type Observation,
 } from '../rollups/observation.ts'
 import { apply } from '../state/apply.ts'
-import { activeValidators, settlementOrigins, skippedValidators } from '../state/plan.ts'
+import { activeValidators, fillSettles, settlementOrigins, skippedValidators } from '../state/plan.ts'
 import { proposeBlock } from '../state/propose.ts'
 import { refundsOf, settlementLeaves, settlementOps } from '../state/settlement.ts'
 import { appStateOps, loadAppState } from '../state/storage.ts'
@@ -289,7 +289,7 @@ export class MurmurApplication implements Application {
       if (candidates.length >= this.options.maxBlockFills) break
       const a = app.assignments.get(f.fill.intentId)
       if (a === undefined || seen.has(f.fill.intentId)) continue
-      if (a.chainId !== f.fill.chainId || a.executor !== f.fill.executor) continue
+      if (!fillSettles(app, a, f.fill)) continue
       seen.add(f.fill.intentId)
       candidates.push({ fill: f, a })
     }

@@ -28,6 +28,7 @@ import type { RollupsService } from '../rollups/service.ts'
 import { ORDER_STATUS, type SettlementContracts, settlementContracts } from '../rollups/settlement.ts'
 import type { StakingService } from '../staking/service.ts'
 import { signedUnjailToJson, signUnjail } from '../staking/unjail.ts'
+import { fillSettles } from '../state/plan.ts'
 import type { SettlementSource } from '../state/settlement.ts'
 import {
   leafFromJson,
@@ -287,7 +288,7 @@ export class ConsensusWiring {
   /** A fill that arrives is checked at once: proposers include fills whose check is done. */
   #prefetchFill(fill: SignedFill): void {
     const a = this.app.state.assignments.get(fill.fill.intentId)
-    if (a === undefined || a.chainId !== fill.fill.chainId || a.executor !== fill.fill.executor) return
+    if (a === undefined || !fillSettles(this.app.state, a, fill.fill)) return
     void this.#verifyFill(fill, expectedOutputOf(a)).then((v) => {
       // A proposer waiting for work proposes it now (it only takes fills whose check is done).
       if (v === 'valid') this.driver.notifyWork()

@@ -7,7 +7,7 @@ import type { Assignment as PoolAssignment } from '../mempool/record.ts'
 import type { RerouteReason } from '../rollups/router.ts'
 import { checkUnjail } from '../staking/unjail.ts'
 import { nextConsensusSet } from './epoch.ts'
-import { congested, evidenceProblem, planBlock, stakingBase } from './plan.ts'
+import { congested, evidenceProblem, fillSettles, planBlock, stakingBase } from './plan.ts'
 import { type AppState, type AssignmentState, sumPools, type ValidatorState } from './types.ts'
 
 export interface ApplyResult {
@@ -53,7 +53,7 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
   const filled = new Set<string>()
   for (const f of block.fills) {
     const a = assignments.get(f.intentId)
-    if (a === undefined || a.chainId !== f.chainId || a.executor !== f.executor) continue
+    if (a === undefined || !fillSettles(state, a, f)) continue
     assignments.delete(f.intentId)
     done.set(f.intentId, a.fillDeadline)
     filled.add(f.intentId)

@@ -432,3 +432,21 @@ export function congested(view: HealthView, chainId: bigint): boolean {
   const h = view.get(chainId)
   return h !== undefined && h.gasUsedRatioBps >= STAKE_MOVE_CONGESTED_BPS
 }
+
+/**
+ * Whether a fill by `executor` on `chainId` settles assignment `a`: by its executor on its chain; or, on a
+ * rollup with a settler among the intent's destinations, by an executor the intent was taken from for being
+ * offline (`a.avoid`). The settler records at most one fill of an order per chain and names its filler, so
+ * the fill a restarted executor finished after its assignment moved is still the one that paid the
+ * recipient, and it is that executor the FILL leaf repays (the new assignee's fill reverts `AlreadyFilled`).
+ */
+export function fillSettles(
+  state: AppState,
+  a: AssignmentState,
+  fill: { readonly chainId: bigint; readonly executor: Address },
+): boolean {
+  if (a.chainId === fill.chainId && a.executor === fill.executor) return true
+  if (!a.avoid.includes(fill.executor)) return false
+  if (a.destinationChainIds.length > 0 && !a.destinationChainIds.includes(fill.chainId)) return false
+  return state.rollups.some((r) => BigInt(r.chainId) === fill.chainId && r.settlement !== undefined)
+}

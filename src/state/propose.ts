@@ -28,6 +28,7 @@ import {
   commitTime,
   evidenceKey,
   evidenceProblem,
+  fillSettles,
   NO_PROFILES,
   planBlock,
   ROUTE_PARAMS,
@@ -107,7 +108,7 @@ export function proposeBlock(
   for (const { fill, signature } of fills) {
     if (findBadFillField(fill) !== undefined || chosen.has(fill.intentId)) continue
     const a = state.assignments.get(fill.intentId)
-    if (a === undefined || a.chainId !== fill.chainId || a.executor !== fill.executor) continue
+    if (a === undefined || !fillSettles(state, a, fill)) continue
     chosen.set(fill.intentId, { ...fill, signature })
   }
   const blockFills = [...chosen.values()]

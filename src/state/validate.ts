@@ -28,6 +28,7 @@ import {
   commitTime,
   evidenceKey,
   evidenceProblem,
+  fillSettles,
   NO_PROFILES,
   planBlock,
   ROUTE_PARAMS,
@@ -201,10 +202,11 @@ export async function validateBlock(
     if (findBadFillField(f) !== undefined) return bad('BAD_FILL', `fill of ${f.intentId} is malformed`)
     const a = state.assignments.get(f.intentId)
     if (a === undefined) return bad('BAD_FILL', `fill of ${f.intentId}: no open assignment`)
-    if (a.chainId !== f.chainId)
-      return bad('BAD_FILL', `fill of ${f.intentId} on ${f.chainId}, assigned ${a.chainId}`)
-    if (a.executor !== f.executor)
-      return bad('BAD_FILL', `fill of ${f.intentId} by ${f.executor}, assigned ${a.executor}`)
+    if (!fillSettles(state, a, f))
+      return bad(
+        'BAD_FILL',
+        `fill of ${f.intentId} by ${f.executor} on ${f.chainId}, assigned ${a.executor} on ${a.chainId}`,
+      )
   }
 
   const accused = new Set<string>()
