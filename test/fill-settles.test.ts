@@ -1,0 +1,80 @@
+/**
+ * Which fill settles an assignment (state/plan.ts `fillSettles`): its executor on its chain; on a rollup
+ * with a settler, also an executor the intent was taken from for being offline (its fill, finished after a
+ * restart, is the one the settler recorded), but never anyone else, and never on a chain without a settler.
+ */
+import type { Address, Hex } from 'viem'
+import { describe, expect, it } from 'vitest'
+import { genesisState } from '../src/state/genesis.ts'
+import { fillSettles } from '../src/state/plan.ts'
+import type { AppParams, AssignmentState } from '../src/state/types.ts'
+
+const V1: Address = '0x1000000000000000000000000000000000000001'
+const V2: Address = '0x2000000000000000000000000000000000000002'
+const V3: Address = '0x3000000000000000000000000000000000000003'
+const PARAMS: AppParams = {
+  maxClockSkewSec: 30,
+  blockIntervalMs: 500,
+  healthFreshnessMs: 5000,
+  fillTimeoutSec: 30,
+  offlineAfterBlocks: 3,
+  signedBlocksWindow: 100,
+  minSignedPerWindowBps: 5000,
+  downtimeJailSec: 60,
+  slashDowntimeBps: 0,
+  slashDoubleSignBps: 500,
+  epochBlocks: 100,
+}
+const state = genesisState({
+  networkId: 'fill-settles',
+  genesisTime: 1_700_000_000,
+  validators: [V1, V2, V3].map((address, i) => ({
+    address,
+    peerId: `p${i}`,
+    stake: 100n,
+    pools: [901, 902],
+  })),
+  delegations: [],
+  rollups: [
+    {
+      chainId: 901,
+      name: 'settled',
+      type: 'optimistic',
+      securityBps: 8000,
+      settlement: { settler: `0x${'51'.repeat(20)}`, lightClient: `0x${'1c'.repeat(20)}` },
+    },
+    { chainId: 902, name: 'bare', type: 'zk', securityBps: 9000 },
+  ],
+  params: PARAMS,
+})
+const a = (over: Partial<AssignmentState> = {}) =>
+  ({
+    intentId: `0x${'ab'.repeat(32)}` as Hex,
+    chainId: 901n,
+    executor: V2,
+    destinationChainIds: [901n, 902n],
+    avoid: [V1],
+    ...over,
+  }) as AssignmentState
+
+describe('fillSettles', () => {
+  it('takes the assigned executor on the assigned chain', () => {
+    expect(fillSettles(state, a(), { chainId: 901n, executor: V2 })).toBe(true)
+    expect(fillSettles(state, a({ chainId: 902n }), { chainId: 902n, executor: V2 })).toBe(true)
+  })
+
+  it('takes an executor it was taken from, on a settler chain among its destinations only', () => {
+    expect(fillSettles(state, a(), { chainId: 901n, executor: V1 })).toBe(true)
+    // No settler on 902: a transfer there proves nothing about who filled first.
+    expect(fillSettles(state, a({ chainId: 902n }), { chainId: 902n, executor: V1 })).toBe(false)
+    // 901 is not among the destinations.
+    expect(fillSettles(state, a({ destinationChainIds: [902n] }), { chainId: 901n, executor: V1 })).toBe(
+      false,
+    )
+  })
+
+  it('refuses anyone else', () => {
+    expect(fillSettles(state, a(), { chainId: 901n, executor: V3 })).toBe(false)
+    expect(fillSettles(state, a(), { chainId: 902n, executor: V2 })).toBe(false)
+  })
+})
