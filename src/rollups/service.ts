@@ -261,6 +261,17 @@ export class RollupsService {
       // Escrow first: the output is paid only for an order whose input is held on its origin.
       await flow?.ensureOpened(id, rec.intent)
       if (settler !== undefined) await flow!.ensureAllowance(chainId, data.outputToken, data.outputAmount)
+      // The open took a block or two: a re-assignment meanwhile means another executor fills it. Stop
+      // before sending (a fill already on record is carried on by recover(), never abandoned mid-way).
+      const now = this.#assigned.get(id)
+      const me = this.#m.account.address.toLowerCase()
+      if (
+        (now === undefined || now.executor !== me || now.chainId !== chainId) &&
+        (await ex.record(id)) === undefined
+      ) {
+        this.#m.log.info({ intent: id }, 're-assigned before its fill was sent: not filling')
+        return
+      }
       await ex.execute({
         intentId: id,
         chainId,
