@@ -1,12 +1,11 @@
-import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Devnet } from '../../devnet/devnet.ts'
 import type { ScenarioReport } from '../../devnet/scenario.ts'
+import { runCli } from '../helpers/cli.ts'
 
-const CLI = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts')
 const INVARIANTS = [
   'same-blocks',
   'heights-advance',
@@ -16,32 +15,7 @@ const INVARIANTS = [
   'timeline-ran',
 ]
 
-/** Runs `murmur ...` as a process (stopped by its pid if it overruns); resolves with its exit and output. */
-function murmur(
-  args: string[],
-  env: Record<string, string> = {},
-  timeoutMs = 120_000,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString()
-    })
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString()
-    })
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr })
-    })
-  })
-}
+const murmur = runCli
 
 /** `murmur devnet scenario NAME --dir DIR --short --report FILE ...args`, and the report it wrote. */
 async function scenario(dir: string, name: string, args: string[] = [], env: Record<string, string> = {}) {
