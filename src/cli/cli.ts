@@ -112,10 +112,21 @@ export function buildCli(): Command {
     .option('--rollups <k>', 'anvil rollups (chain ids 901, 902, ...)', intArg, 3)
     .option('--dir <dir>', 'where the devnet keeps its state', '.devnet')
     .option('--rate <n>', 'traffic per second generated on the network', intArg, 2)
+    .option(
+      '--native',
+      'no settlement contracts: native intents the executor pays itself (default: contracts, a test token, ERC-20 intents)',
+      false,
+    )
     .exitOverride()
-    .action(async (o: { nodes: number; rollups: number; dir: string; rate: number }) => {
+    .action(async (o: { nodes: number; rollups: number; dir: string; rate: number; native: boolean }) => {
       const { Devnet } = await import('../../devnet/devnet.ts')
-      const net = new Devnet({ nodes: o.nodes, rollups: o.rollups, dir: o.dir, rate: o.rate })
+      const net = new Devnet({
+        nodes: o.nodes,
+        rollups: o.rollups,
+        dir: o.dir,
+        rate: o.rate,
+        settlement: !o.native,
+      })
       let stopping = false
       const onSignal = () => {
         if (stopping) process.exit(130)
@@ -142,6 +153,7 @@ export function buildCli(): Command {
     ['restart', '<n>', 'restart node n (stops it first if it runs)'],
     ['rollup-down', '<k>', 'stop rollup k (index 0.. or chain id)'],
     ['rollup-up', '<k>', 'start rollup k again'],
+    ['fund', '<address>', 'give an address 10 ETH on every rollup, for gas (anvil_setBalance)'],
   ]
   for (const [verb, arg, help] of faults) {
     devnet
