@@ -8,6 +8,20 @@ const CLI = join(import.meta.dirname, '..', 'src', 'cli', 'main.ts')
 const run = (...args: string[]) =>
   spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000 })
 
+/** A valid `intent send` up to its optional flags. */
+const SEND = [
+  'intent',
+  'send',
+  '--api',
+  'http://x',
+  '--key-file',
+  'k',
+  '--to',
+  `0x${'1'.repeat(40)}`,
+  '--amount',
+  '1',
+]
+
 describe('murmur CLI', () => {
   it.each([
     [['node', 'start', '--bogus']],
@@ -16,37 +30,8 @@ describe('murmur CLI', () => {
     [['keys', 'generate']],
     [['nosuchcommand']],
     [['contracts', 'deploy', '--genesis', 'g', '--key-file', 'k']],
-    [
-      [
-        'intent',
-        'send',
-        '--api',
-        'http://x',
-        '--key-file',
-        'k',
-        '--to',
-        '0x' + '1'.repeat(40),
-        '--amount',
-        '1',
-        '--origin',
-        '90x',
-      ],
-    ],
-    [
-      [
-        'intent',
-        'send',
-        '--api',
-        'http://x',
-        '--key-file',
-        'k',
-        '--to',
-        '0x' + '1'.repeat(40),
-        '--amount',
-        '1',
-        '--approve',
-      ],
-    ],
+    [[...SEND, '--origin', '90x']],
+    [[...SEND, '--approve']],
     [
       [
         'token',
