@@ -1,13 +1,21 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { join, resolve } from 'node:path'
-import type { Hex } from 'viem'
+import type { Address, Hex } from 'viem'
 import { generatePrivateKey, type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts'
 import { MurmurClient } from '../src/client/index.ts'
 import { MurmurError } from '../src/errors.ts'
 import { type Rollups, startRollups } from './anvil.ts'
 import { type PreparedNetwork, prepareNetwork } from './network.ts'
 import { type NodeProcess, spawnNode } from './process.ts'
+import {
+  DEVNET_GAS_WEI,
+  DEVNET_REFUND_GRACE_SEC,
+  type DevnetSettlement,
+  erc20Intent,
+  fundGas,
+  setupDevnetSettlement,
+} from './settlement.ts'
 
 export const STATE_FILE = 'devnet.json'
 
@@ -20,6 +28,11 @@ export interface DevnetOptions {
   /** Number of wallets sending intents. */
   wallets: number
   blockTimeSec: number
+  /**
+   * Deploy the settlement contracts and a test token on every rollup and send ERC-20 intents (default).
+   * False: the old native mode (no contracts, native intents the executor pays out of its own balance).
+   */
+  settlement: boolean
   /** Print a status line every this many ms (0 = never). */
   statusEveryMs: number
   out: (line: string) => void
@@ -32,6 +45,7 @@ export const DEFAULT_DEVNET_OPTIONS: DevnetOptions = {
   rate: 2,
   wallets: 8,
   blockTimeSec: 1,
+  settlement: true,
   statusEveryMs: 5_000,
   out: (l) => process.stdout.write(l + '\n'),
 }
@@ -43,6 +57,8 @@ export interface DevnetState {
   genesis: string
   nodes: Array<{ index: number; pid: number | null; api: string | null; peerId: string; listen: string[] }>
   rollups: Array<{ chainId: number; rpcUrl: string; pid: number | null }>
+  /** The contracts, token and funded wallets; null in native mode. */
+  settlement: DevnetSettlement | null
 }
 
 export class DevnetError extends MurmurError<'NO_DEVNET' | 'BAD_ARGS' | 'CONTROL_FAILED'> {}
@@ -63,6 +79,7 @@ export class Devnet {
   #accepted = 0
   #refused = 0
   #wallets: PrivateKeyAccount[] = []
+  #settlement: DevnetSettlement | null = null
 
   constructor(options: Partial<DevnetOptions>) {
     this.opts = { ...DEFAULT_DEVNET_OPTIONS, ...options }
@@ -84,13 +101,39 @@ export class Devnet {
       type: (i % 2 === 1 ? 'zk' : 'optimistic') as 'zk' | 'optimistic',
       securityBps: i % 2 === 1 ? 9500 : 8000,
     }))
-    this.net = await prepareNetwork({ dir: runDir, nodes: o.nodes, rollups })
+    this.net = await prepareNetwork({
+      dir: runDir,
+      nodes: o.nodes,
+      rollups,
+      ...(o.settlement ? { params: { refundGraceSec: DEVNET_REFUND_GRACE_SEC } } : {}),
+    })
+    const walletKeys = Array.from({ length: o.wallets }, () => generatePrivateKey())
+    this.#wallets = walletKeys.map((k) => privateKeyToAccount(k))
+    // A fresh deployer has nonce 0 on every chain: the contracts land at the same addresses everywhere.
+    const deployerKey = generatePrivateKey()
     o.out(`devnet: starting ${o.rollups} anvil rollups...`)
     this.rollups = await startRollups({
       count: o.rollups,
       blockTimeSec: o.blockTimeSec,
-      accounts: this.net.nodes.map((n) => n.validatorPrivateKey as Hex),
+      accounts: [
+        ...this.net.nodes.map((n) => n.validatorPrivateKey as Hex),
+        ...(o.settlement ? [deployerKey, ...walletKeys] : []),
+      ],
     })
+    if (o.settlement) {
+      const { genesis, record } = await setupDevnetSettlement({
+        genesisPath: this.net.genesisPath,
+        genesis: this.net.genesis,
+        rpcUrls: new Map(this.rollups.rollups.map((r) => [r.chainId, r.rpcUrl])),
+        deployerKey,
+        wallets: this.#wallets,
+        walletKeys,
+        executors: this.net.nodes.map((n) => n.address),
+        out: o.out,
+      })
+      this.net.genesis = genesis
+      this.#settlement = record
+    }
     const rollupFlags = new Map(this.rollups.rollups.map((r) => [r.chainId, r.rpcUrl]))
     o.out(`devnet: starting ${o.nodes} nodes...`)
     this.procs[0] = await this.#spawn(0, [])
@@ -107,7 +150,6 @@ export class Devnet {
     for (const r of this.rollups.rollups) o.out(`  rollup ${r.chainId}: rpc ${r.rpcUrl}`)
     o.out(`devnet: dashboard ${state.dashboard}`)
     o.out('devnet: up. Ctrl-C stops everything. Try: murmur devnet partition --dir ' + o.dir + ' 0,1 2,3')
-    this.#wallets = Array.from({ length: o.wallets }, () => privateKeyToAccount(generatePrivateKey()))
     if (o.rate > 0) this.#timers.push(setInterval(() => void this.#sendIntent(), Math.max(10, 1000 / o.rate)))
     if (o.statusEveryMs > 0) this.#timers.push(setInterval(() => this.#printStatus(), o.statusEveryMs))
     return state
@@ -155,6 +197,7 @@ export class Devnet {
         rpcUrl: r.rpcUrl,
         pid: r.pid ?? null,
       })),
+      settlement: this.#settlement,
     }
   }
 
@@ -170,13 +213,20 @@ export class Devnet {
     const node = live[n % live.length]!
     const w = this.#wallets[n % this.#wallets.length]!
     const chains = (this.rollups?.rollups ?? []).map((r) => BigInt(r.chainId))
+    // Any rollup, one, or (ERC-20 mode, one token address everywhere) two.
+    const destinations =
+      n % 3 === 0
+        ? []
+        : n % 3 === 2 && this.#settlement !== null && chains.length > 1
+          ? [chains[n % chains.length]!, chains[(n + 1) % chains.length]!]
+          : [chains[n % chains.length]!]
     try {
-      await new MurmurClient(node.api, { timeoutMs: 5_000 }).send(w, {
-        to: w.address,
-        amount: 1_000_000_000_000n + BigInt(n),
-        chains: n % 3 === 0 ? [] : [chains[n % chains.length]!],
-        fillInSec: 120,
-      })
+      await new MurmurClient(node.api, { timeoutMs: 5_000 }).send(
+        w,
+        this.#settlement === null
+          ? { to: w.address, amount: 1_000_000_000_000n + BigInt(n), chains: destinations, fillInSec: 120 }
+          : erc20Intent(this.#settlement, w.address, destinations, n),
+      )
       this.#accepted++
     } catch {
       this.#refused++
@@ -268,6 +318,13 @@ export class Devnet {
         else await r.start()
         await this.#saveState()
         return { chainId: r.chainId, running: r.running }
+      }
+      case 'fund': {
+        const address = args[0] ?? ''
+        if (!/^0x[0-9a-fA-F]{40}$/.test(address)) throw new DevnetError('BAD_ARGS', 'fund needs a 0x address')
+        const urls = this.rollups!.rollups.filter((r) => r.running).map((r) => r.rpcUrl)
+        await fundGas(urls, address as Address)
+        return { address: address.toLowerCase(), gasWei: String(DEVNET_GAS_WEI), rollups: urls.length }
       }
       default:
         throw new DevnetError('BAD_ARGS', `unknown devnet command ${cmd}`)

@@ -25,6 +25,7 @@ import {
   WHOLE,
 } from './scenario-model.ts'
 import { buildTimeline, type FaultStep, type ScenarioName } from './scenario-timelines.ts'
+import { erc20Intent } from './settlement.ts'
 
 export type { ScenarioReport } from './scenario-checks.ts'
 
@@ -153,7 +154,13 @@ class ScenarioRun {
     })
     await this.#waitReady()
     this.bounds = { ...DEFAULT_BOUNDS, fillBoundMs: await this.#defaultFillBound(), ...this.o.bounds }
-    this.#wallets = Array.from({ length: 8 }, () => privateKeyToAccount(generatePrivateKey()))
+    // A devnet with settlement funded its wallets (tokens, allowances): the scenario sends ERC-20 intents
+    // from them, since a native input cannot be opened for a user on a settled rollup.
+    const funded = this.state.settlement?.wallets ?? []
+    this.#wallets =
+      funded.length > 0
+        ? funded.map((k) => privateKeyToAccount(k))
+        : Array.from({ length: 8 }, () => privateKeyToAccount(generatePrivateKey()))
     this.o.out(
       `scenario ${this.o.name}: ${tl.steps.length} faults over ${(tl.endMs / 1000).toFixed(0)} s, ` +
         `seed ${this.o.seed}, ${this.o.rate} intents/s`,
@@ -306,13 +313,19 @@ class ScenarioRun {
     const choices = [[], ...this.chainIds.map((c) => [c])]
     const chains = choices[n % choices.length]!
     const sentAtMs = Date.now()
+    const s = this.state.settlement ?? null
     const p = new MurmurClient(node.api!, { timeoutMs: 5_000 })
-      .send(w, {
-        to: w.address,
-        amount: 1_000_000_000_000n + BigInt(n),
-        chains: chains.map(BigInt),
-        fillInSec: 120,
-      })
+      .send(
+        w,
+        s === null
+          ? {
+              to: w.address,
+              amount: 1_000_000_000_000n + BigInt(n),
+              chains: chains.map(BigInt),
+              fillInSec: 120,
+            }
+          : erc20Intent(s, w.address, chains.map(BigInt), n),
+      )
       .then(
         ({ id, known }) => {
           this.intents.push({ id, node: node.index, sentAtMs, chains, status: known ? 200 : 202 })

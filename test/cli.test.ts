@@ -8,6 +8,20 @@ const CLI = join(import.meta.dirname, '..', 'src', 'cli', 'main.ts')
 const run = (...args: string[]) =>
   spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000 })
 
+/** A valid `intent send` up to its optional flags. */
+const SEND = [
+  'intent',
+  'send',
+  '--api',
+  'http://x',
+  '--key-file',
+  'k',
+  '--to',
+  `0x${'1'.repeat(40)}`,
+  '--amount',
+  '1',
+]
+
 describe('murmur CLI', () => {
   it.each([
     [['node', 'start', '--bogus']],
@@ -15,6 +29,25 @@ describe('murmur CLI', () => {
     [['node', 'start', '--data-dir', 'x', '--genesis', 'g', '--rollup', '901']],
     [['keys', 'generate']],
     [['nosuchcommand']],
+    [['contracts', 'deploy', '--genesis', 'g', '--key-file', 'k']],
+    [[...SEND, '--origin', '90x']],
+    [[...SEND, '--approve']],
+    [
+      [
+        'token',
+        'mint',
+        '--rpc',
+        'http://x',
+        '--token',
+        '0x12',
+        '--to',
+        '0x' + '1'.repeat(40),
+        '--amount',
+        '1',
+        '--key-file',
+        'k',
+      ],
+    ],
   ])('bad usage %j gives one line on stderr and exit code 2', (args) => {
     const r = run(...args)
     expect(r.status).toBe(2)
@@ -28,6 +61,10 @@ describe('murmur CLI', () => {
       ['node', 'start', '--help'],
       ['keys', 'generate', '--help'],
       ['status', '--help'],
+      ['contracts', 'deploy', '--help'],
+      ['intent', 'approve', '--help'],
+      ['token', 'mint', '--help'],
+      ['token', 'balance', '--help'],
     ]) {
       const r = run(...args)
       expect(r.status).toBe(0)
@@ -51,6 +88,22 @@ describe('murmur CLI', () => {
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
+  })
+
+  it('token balance against an unreachable RPC fails with a coded one-line error', () => {
+    const r = run(
+      'token',
+      'balance',
+      '--rpc',
+      'http://127.0.0.1:9',
+      '--token',
+      '0x' + '2'.repeat(40),
+      '--address',
+      '0x' + '3'.repeat(40),
+    )
+    expect(r.status).toBe(1)
+    expect(r.stderr).toMatch(/^murmur: UNREACHABLE: /)
+    expect(r.stderr.trim().split('\n')).toHaveLength(1)
   })
 
   it('status against an unreachable API fails with a coded one-line error', () => {

@@ -338,7 +338,9 @@ describe('health aggregation', () => {
   it('builds the GET /v1/rollups rows', async () => {
     const agg = new HealthAggregator()
     for (let i = 0; i < 4; i++) agg.add(await report(i, { baseFeeWei: 12_345_678_901_234_567_890n }))
-    const rows = rollupRows(agg.view(now, validators, rollups), rollups, new Map([[901n, 3]]))
+    const settlement = { settler: '0x' + '5e'.repeat(20), lightClient: '0x' + '1c'.repeat(20) }
+    const withSettlement = [{ ...rollups[0]!, settlement }, rollups[1]!]
+    const rows = rollupRows(agg.view(now, validators, rollups), withSettlement, new Map([[901n, 3]]))
     expect(rows).toEqual([
       {
         chainId: 901,
@@ -350,6 +352,7 @@ describe('health aggregation', () => {
         blockTimeMs: 1000,
         latencyMs: 3,
         pendingAssignments: 3,
+        settlement,
       },
       {
         chainId: 902,
@@ -361,6 +364,7 @@ describe('health aggregation', () => {
         blockTimeMs: 0,
         latencyMs: 0,
         pendingAssignments: 0,
+        settlement: null,
       },
     ])
   })

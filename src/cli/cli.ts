@@ -6,9 +6,11 @@ import { loadKeys } from '../identity/keys.ts'
 import { MurmurNode } from '../node/node.ts'
 import type { NodeOptions } from '../node/options.ts'
 import { VERSION } from '../version.ts'
+import { EXIT_USAGE, getJson, intArg, parseRollup, print, usage } from './args.ts'
+import { addChainCommands } from './chain.ts'
+import { addWalletCommands } from './wallet.ts'
 
-/** Exit codes: 0 ok, 1 runtime failure, 2 bad usage. */
-export const EXIT_USAGE = 2
+export { EXIT_USAGE, parseRollup } from './args.ts'
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const
 
@@ -19,35 +21,9 @@ export function parseHostPort(value: string): { host: string; port: number } {
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port }
 }
 
-export function parseRollup(value: string, previous: Map<number, string>): Map<number, string> {
-  const m = /^(\d+)=(https?:\/\/.+|wss?:\/\/.+)$/.exec(value)
-  if (m === null) throw new InvalidArgumentError('expected CHAINID=RPC_URL, e.g. 901=http://127.0.0.1:8545')
-  const next = new Map(previous)
-  next.set(Number(m[1]), m[2]!)
-  return next
-}
-
 function parseMultiaddr(value: string, previous: string[]): string[] {
   if (!value.startsWith('/')) throw new InvalidArgumentError(`not a multiaddr: ${value}`)
   return [...previous, value]
-}
-
-async function getJson(url: string): Promise<unknown> {
-  let res: Response
-  try {
-    res = await fetch(url, { signal: AbortSignal.timeout(10_000) })
-  } catch (err) {
-    throw new MurmurError('UNREACHABLE', `cannot reach ${url}: ${(err as Error).message}`)
-  }
-  const body = (await res.json().catch(() => null)) as { error?: { code: string; message: string } } | null
-  if (!res.ok) {
-    throw new MurmurError(body?.error?.code ?? `HTTP_${res.status}`, body?.error?.message ?? res.statusText)
-  }
-  return body
-}
-
-function print(value: unknown): void {
-  process.stdout.write(JSON.stringify(value, null, 2) + '\n')
 }
 
 /** Builds the `murmur` command tree. Flags map onto module options here and nowhere else. */
@@ -122,62 +98,8 @@ export function buildCli(): Command {
       print(await getJson(new URL('/v1/status', o.api).toString()))
     })
 
-  const intent = program.command('intent').description('send and follow intents (wallet side)').exitOverride()
-  intent
-    .command('send')
-    .description('sign an ERC-7683 order with a key file and submit it to a node')
-    .requiredOption('--api <url>', 'node API URL')
-    .requiredOption(
-      '--key-file <file>',
-      'JSON file with "privateKey" (0x hex), or a file holding just the hex key',
-    )
-    .requiredOption('--to <address>', 'recipient on the destination rollup')
-    .requiredOption('--amount <wei>', 'amount to deliver (outputAmount), wei', bigintArg)
-    .option('--chains <ids>', 'allowed destination chain ids, comma-separated (default: any)', chainsArg, [])
-    .option('--fill-in <sec>', 'seconds until the fill deadline', intArg, 600)
-    .option('--wait', 'follow the intent until filled, expired or failed', false)
-    .exitOverride()
-    .action(
-      async (o: {
-        api: string
-        keyFile: string
-        to: string
-        amount: bigint
-        chains: bigint[]
-        fillIn: number
-        wait: boolean
-      }) => {
-        const { MurmurClient } = await import('../client/index.ts')
-        const { privateKeyToAccount } = await import('viem/accounts')
-        if (!/^0x[0-9a-fA-F]{40}$/.test(o.to)) throw new MurmurError('MALFORMED', '--to must be a 0x address')
-        const account = privateKeyToAccount(await readKeyFile(o.keyFile))
-        const client = new MurmurClient(o.api)
-        const { id, known } = await client.send(account, {
-          to: o.to as `0x${string}`,
-          amount: o.amount,
-          chains: o.chains,
-          fillInSec: o.fillIn,
-        })
-        print({ id, accepted: !known, known })
-        if (o.wait) {
-          const final = await client.waitFor(id, {
-            timeoutMs: (o.fillIn + 30) * 1000,
-            onChange: (v) =>
-              process.stderr.write(`${new Date().toISOString()} ${id.slice(0, 10)} ${v.state}\n`),
-          })
-          print(final)
-          if (final.state !== 'filled') process.exitCode = 1
-        }
-      },
-    )
-  intent
-    .command('status <id>')
-    .description('print an intent (state, assignment, fill, history)')
-    .requiredOption('--api <url>', 'node API URL')
-    .exitOverride()
-    .action(async (id: string, o: { api: string }) => {
-      print(await getJson(new URL(`/v1/intents/${id}`, o.api).toString()))
-    })
+  addWalletCommands(program)
+  addChainCommands(program)
 
   const devnet = program
     .command('devnet')
@@ -190,10 +112,21 @@ export function buildCli(): Command {
     .option('--rollups <k>', 'anvil rollups (chain ids 901, 902, ...)', intArg, 3)
     .option('--dir <dir>', 'where the devnet keeps its state', '.devnet')
     .option('--rate <n>', 'traffic per second generated on the network', intArg, 2)
+    .option(
+      '--native',
+      'no settlement contracts: native intents the executor pays itself (default: contracts, a test token, ERC-20 intents)',
+      false,
+    )
     .exitOverride()
-    .action(async (o: { nodes: number; rollups: number; dir: string; rate: number }) => {
+    .action(async (o: { nodes: number; rollups: number; dir: string; rate: number; native: boolean }) => {
       const { Devnet } = await import('../../devnet/devnet.ts')
-      const net = new Devnet({ nodes: o.nodes, rollups: o.rollups, dir: o.dir, rate: o.rate })
+      const net = new Devnet({
+        nodes: o.nodes,
+        rollups: o.rollups,
+        dir: o.dir,
+        rate: o.rate,
+        settlement: !o.native,
+      })
       let stopping = false
       const onSignal = () => {
         if (stopping) process.exit(130)
@@ -220,6 +153,7 @@ export function buildCli(): Command {
     ['restart', '<n>', 'restart node n (stops it first if it runs)'],
     ['rollup-down', '<k>', 'stop rollup k (index 0.. or chain id)'],
     ['rollup-up', '<k>', 'start rollup k again'],
+    ['fund', '<address>', 'give an address 10 ETH on every rollup, for gas (anvil_setBalance)'],
   ]
   for (const [verb, arg, help] of faults) {
     devnet
@@ -310,49 +244,6 @@ interface ScenarioFlags {
   stallBoundMs?: number
   recoverBoundMs?: number
   fillBoundMs?: number
-}
-
-/** Bad usage found after parsing: one line on stderr, exit code 2 (as commander's own errors). */
-function usage(message: string): never {
-  process.stderr.write(`murmur: error: ${message} (see --help)\n`)
-  throw new CommanderError(EXIT_USAGE, 'murmur.usage', message)
-}
-
-function bigintArg(value: string): bigint {
-  if (!/^[0-9]+$/.test(value)) throw new InvalidArgumentError('expected a decimal integer (wei)')
-  return BigInt(value)
-}
-
-function chainsArg(value: string): bigint[] {
-  if (!/^[0-9]+(,[0-9]+)*$/.test(value)) throw new InvalidArgumentError('expected chain ids like 901,902')
-  return value.split(',').map((c) => BigInt(c))
-}
-
-async function readKeyFile(path: string): Promise<`0x${string}`> {
-  const { readFile } = await import('node:fs/promises')
-  let text: string
-  try {
-    text = (await readFile(path, 'utf8')).trim()
-  } catch (err) {
-    throw new MurmurError('BAD_KEY', `cannot read ${path}: ${(err as Error).message}`)
-  }
-  let key = text
-  if (text.startsWith('{')) {
-    try {
-      key = String((JSON.parse(text) as { privateKey?: unknown }).privateKey ?? '')
-    } catch {
-      throw new MurmurError('BAD_KEY', `${path} is not valid JSON`)
-    }
-  }
-  if (!/^0x[0-9a-fA-F]{64}$/.test(key))
-    throw new MurmurError('BAD_KEY', `${path}: expected a 32-byte 0x hex private key`)
-  return key as `0x${string}`
-}
-
-function intArg(value: string): number {
-  const n = Number(value)
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer')
-  return n
 }
 
 async function runNode(

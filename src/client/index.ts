@@ -41,6 +41,7 @@ export type ClientErrorCode =
   | 'UNREACHABLE'
   | 'TIMEOUT'
   | 'HTTP_ERROR'
+  | 'NO_SETTLEMENT'
 
 /** A refusal from the node (its `error.code`) or a transport failure. */
 export class ClientError extends MurmurError<ClientErrorCode> {
@@ -60,9 +61,17 @@ export interface SendParams {
   chains?: readonly bigint[]
   /** Input offered on the origin; default = amount. */
   inputAmount?: bigint
+  /** ERC-20 escrowed on the origin (the user approves the origin settler first); default native (0x0). */
   inputToken?: Address
+  /** ERC-20 paid on the destination; default native (0x0). */
   outputToken?: Address
+  /** Default: the first listed destination, else 901. */
   originChainId?: bigint
+  /**
+   * The origin rollup's settler (the order's `originSettler`, which pulls the input). When absent and the
+   * input is an ERC-20, {@link MurmurClient.send} looks it up in `GET /v1/rollups`; native: 0x0.
+   */
+  originSettler?: Address
   /** Default: a random 64-bit nonce (unique per (user, nonce)). */
   nonce?: bigint
   /** Seconds from now until the order can no longer be opened; default 60. */
@@ -71,9 +80,22 @@ export interface SendParams {
   fillInSec?: number
 }
 
+/** One row of `GET /v1/rollups` (the fields a wallet reads). */
+export interface RollupView {
+  chainId: number
+  name: string
+  status: string
+  /** Null: the rollup has no settlement contracts (the executor pays, nothing is escrowed). */
+  settlement: { settler: Address; lightClient: Address } | null
+}
+
+const NATIVE: Address = '0x0000000000000000000000000000000000000000'
+
 export class MurmurClient {
   readonly api: string
   readonly #timeoutMs: number
+  /** Settlement contracts are fixed by the genesis: one lookup per client is enough. */
+  #rollups: Promise<RollupView[]> | undefined
 
   constructor(api: string, opts: { timeoutMs?: number } = {}) {
     this.api = api.replace(/\/$/, '')
@@ -98,6 +120,7 @@ export class MurmurClient {
       outputAmount: p.amount,
       recipient: p.to,
       destinationChainIds: p.chains ?? [],
+      ...(p.originSettler === undefined ? {} : { originSettler: p.originSettler }),
       ...(p.inputToken === undefined ? {} : { inputToken: p.inputToken }),
       ...(p.outputToken === undefined ? {} : { outputToken: p.outputToken }),
     })
@@ -108,7 +131,13 @@ export class MurmurClient {
     account: Pick<LocalAccount, 'address' | 'signTypedData'>,
     p: SendParams,
   ): Promise<{ id: Hex; known: boolean }> {
-    const order = MurmurClient.order(account.address, p)
+    let params = p
+    if (p.originSettler === undefined && p.inputToken !== undefined && p.inputToken.toLowerCase() !== NATIVE)
+      params = {
+        ...p,
+        originSettler: await this.originSettler(MurmurClient.order(account.address, p).originChainId),
+      }
+    const order = MurmurClient.order(account.address, params)
     const signature = await signOrder(account, order)
     return this.submit(order, signature)
   }
@@ -127,6 +156,30 @@ export class MurmurClient {
       throw new ClientError('OVERLOADED', body.error?.message ?? 'node overloaded', retry)
     }
     throw new ClientError(body.error?.code ?? 'HTTP_ERROR', body.error?.message ?? `HTTP ${res.status}`)
+  }
+
+  /** `GET /v1/rollups`, fetched once per client (a failed fetch is retried next time). */
+  async rollups(): Promise<RollupView[]> {
+    this.#rollups ??= this.#fetch('/v1/rollups').then(async (res) => {
+      if (!res.ok) throw new ClientError('HTTP_ERROR', `GET /v1/rollups: HTTP ${res.status}`)
+      return (await res.json()) as RollupView[]
+    })
+    return this.#rollups.catch((err: unknown) => {
+      this.#rollups = undefined
+      throw err
+    })
+  }
+
+  /** The settler of `chainId` as the node serves it; NO_SETTLEMENT when the rollup has none. */
+  async originSettler(chainId: bigint): Promise<Address> {
+    const row = (await this.rollups()).find((r) => BigInt(r.chainId) === chainId)
+    if (row === undefined) throw new ClientError('UNKNOWN_CHAIN', `rollup ${chainId} is not in the network`)
+    if (row.settlement === null)
+      throw new ClientError(
+        'NO_SETTLEMENT',
+        `rollup ${chainId} has no settlement contracts: send a native input`,
+      )
+    return row.settlement.settler
   }
 
   async get(id: Hex): Promise<IntentView> {
@@ -182,3 +235,12 @@ export class MurmurClient {
   }
 }
 export { LightPeer } from './light-peer.ts'
+export {
+  MAX_ALLOWANCE,
+  sendTokenCalls,
+  type TokenCall,
+  TokenError,
+  tokenAllowance,
+  tokenBalance,
+  tokenClients,
+} from './tokens.ts'

@@ -280,6 +280,8 @@ export interface RollupRow {
   blockTimeMs: number
   latencyMs: number
   pendingAssignments: number
+  /** The rollup's settlement contracts from the genesis (what a wallet's order names as originSettler); null: none. */
+  settlement: { settler: string; lightClient: string } | null
 }
 
 /** Rows of `GET /v1/rollups` in genesis chain id order; a rollup missing from the view shows as down. */
@@ -303,6 +305,10 @@ export function rollupRows(
         blockTimeMs: h?.blockTimeMs ?? 0,
         latencyMs: h?.latencyMs ?? 0,
         pendingAssignments: pendingAssignments.get(chainId) ?? 0,
+        settlement:
+          r.settlement === undefined
+            ? null
+            : { settler: r.settlement.settler, lightClient: r.settlement.lightClient },
       }
     })
 }

@@ -1,12 +1,15 @@
-import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { type Address, createPublicClient, http } from 'viem'
+import { privateKeyToAccount } from 'viem/accounts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Devnet } from '../../devnet/devnet.ts'
+import { Devnet, type DevnetState, STATE_FILE } from '../../devnet/devnet.ts'
 import type { ScenarioReport } from '../../devnet/scenario.ts'
+import { DEVNET_ASSET, DEVNET_MINT, DEVNET_REFUND_GRACE_SEC } from '../../devnet/settlement.ts'
+import { MAX_ALLOWANCE, MurmurClient, tokenAllowance, tokenBalance } from '../../src/client/index.ts'
+import { runCli } from '../helpers/cli.ts'
 
-const CLI = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts')
 const INVARIANTS = [
   'same-blocks',
   'heights-advance',
@@ -16,32 +19,7 @@ const INVARIANTS = [
   'timeline-ran',
 ]
 
-/** Runs `murmur ...` as a process (stopped by its pid if it overruns); resolves with its exit and output. */
-function murmur(
-  args: string[],
-  env: Record<string, string> = {},
-  timeoutMs = 120_000,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString()
-    })
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString()
-    })
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr })
-    })
-  })
-}
+const murmur = runCli
 
 /** `murmur devnet scenario NAME --dir DIR --short --report FILE ...args`, and the report it wrote. */
 async function scenario(dir: string, name: string, args: string[] = [], env: Record<string, string> = {}) {
@@ -68,6 +46,40 @@ describe('devnet scenarios, loopback, short timelines', () => {
     await net?.stop()
     if (dir !== undefined) await rm(dir, { recursive: true, force: true })
   })
+
+  it('devnet up deployed the settlement: contracts in the genesis, tokens and allowances on every rollup', async () => {
+    const state = JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8')) as DevnetState
+    const s = state.settlement!
+    expect(s).not.toBeNull()
+    const genesis = JSON.parse(await readFile(state.genesis, 'utf8')) as {
+      validators: Array<{ address: Address }>
+      rollups: Array<{ chainId: number; settlement?: unknown }>
+      assets: unknown
+      params: { refundGraceSec: number }
+    }
+    expect(genesis.rollups.map((r) => r.chainId)).toEqual([901, 902, 903])
+    for (const r of genesis.rollups) expect(r.settlement).toEqual(s.contracts[String(r.chainId)])
+    // One deployer with the same nonces everywhere: one settler address on every rollup.
+    expect(new Set(Object.values(s.contracts).map((c) => c.settler)).size).toBe(1)
+    expect(genesis.assets).toEqual([
+      { ...DEVNET_ASSET, tokens: { '901': s.token, '902': s.token, '903': s.token } },
+    ])
+    expect(genesis.params.refundGraceSec).toBe(DEVNET_REFUND_GRACE_SEC)
+    expect(s.wallets).toHaveLength(8)
+    const wallets = s.wallets.map((k) => privateKeyToAccount(k).address)
+    const executors = genesis.validators.map((v) => v.address)
+    // No traffic ran yet: every balance is exactly what the devnet minted.
+    for (const r of state.rollups) {
+      const c = { public: createPublicClient({ transport: http(r.rpcUrl) }) }
+      const settler = s.contracts[String(r.chainId)]!.settler
+      expect((await c.public.getCode({ address: settler }))?.length).toBeGreaterThan(2)
+      for (const a of [...wallets, ...executors]) expect(await tokenBalance(c, s.token, a)).toBe(DEVNET_MINT)
+      for (const a of wallets) expect(await tokenAllowance(c, s.token, a, settler)).toBe(MAX_ALLOWANCE)
+    }
+    // A wallet learns the origin settler from any node.
+    const rows = await new MurmurClient(state.nodes[0]!.api!).rollups()
+    expect(rows.map((r) => r.settlement)).toEqual(genesis.rollups.map((r) => r.settlement))
+  }, 60_000)
 
   it('churn: validators killed and restarted at random, every invariant holds', async () => {
     const { rep, ...r } = await scenario(dir, 'churn', ['--seed', '7'])
