@@ -15,8 +15,19 @@ import { MurmurError } from '../errors.ts'
 
 export { buildOrder, intentId, signOrder } from '../codec/intent.ts'
 
-export type IntentState = 'pending' | 'assigned' | 'filled' | 'expired' | 'failed'
-export const FINAL_STATES: ReadonlySet<IntentState> = new Set(['filled', 'expired', 'failed'])
+export type IntentState = 'pending' | 'assigned' | 'filled' | 'expired' | 'failed' | 'refunded'
+export const FINAL_STATES: ReadonlySet<IntentState> = new Set(['filled', 'expired', 'failed', 'refunded'])
+
+/** Settlement of an intent whose origin has settlement contracts (INTERFACES.md, Intent lifecycle). */
+export interface IntentSettlement {
+  state: 'none' | 'opened' | 'filled' | 'settled' | 'refunded'
+  openTx: Hex | null
+  fillTx: Hex | null
+  claimTx: Hex | null
+  refundTx: Hex | null
+  /** The block whose settlement root holds the intent's leaf. */
+  height: string | null
+}
 
 /** The body of `GET /v1/intents/:id`. */
 export interface IntentView {
@@ -27,6 +38,8 @@ export interface IntentView {
   fill: { chainId: string; txHash: Hex; blockNumber: string } | null
   signature: Hex
   history: Array<{ state: IntentState; atMs: number; height?: string; reason?: string }>
+  /** Null when the origin has no settlement contracts (served without escrow). */
+  settlement: IntentSettlement | null
 }
 
 export type ClientErrorCode =
@@ -200,6 +213,11 @@ export class MurmurClient {
       timeoutMs?: number
       intervalMs?: number
       until?: ReadonlySet<IntentState>
+      /**
+       * With settlement contracts on its origin, a filled intent is final only once it is settled (its
+       * executor repaid) or refunded: wait for that too. Default false.
+       */
+      settled?: boolean
       onChange?: (v: IntentView) => void
     } = {},
   ): Promise<IntentView> {
@@ -219,7 +237,13 @@ export class MurmurClient {
           last = v.state
           opts.onChange?.(v)
         }
-        if (until.has(v.state)) return v
+        const waiting =
+          opts.settled === true &&
+          v.state === 'filled' &&
+          v.settlement !== null &&
+          v.settlement.state !== 'settled' &&
+          v.settlement.state !== 'refunded'
+        if (until.has(v.state) && !waiting) return v
       }
       if (Date.now() > deadline) throw new ClientError('TIMEOUT', `intent ${id} still ${last ?? 'unknown'}`)
       await new Promise((r) => setTimeout(r, opts.intervalMs ?? 250))

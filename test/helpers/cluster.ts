@@ -83,6 +83,8 @@ export class Cluster {
 
   async close(): Promise<void> {
     await Promise.allSettled(this.#all.map((p) => p.stop(5_000)))
-    await rm(this.net.dir, { recursive: true, force: true })
+    // MURMUR_KEEP_TEST_DIR=1 keeps the nodes' data and logs for a look after a failure.
+    if (process.env.MURMUR_KEEP_TEST_DIR === '1') console.log(`cluster kept at ${this.net.dir}`)
+    else await rm(this.net.dir, { recursive: true, force: true })
   }
 }
