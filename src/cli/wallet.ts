@@ -80,6 +80,8 @@ export function addWalletCommands(program: Command): void {
       if (o.wait) {
         const final = await client.waitFor(id, {
           timeoutMs: (o.fillIn + 30) * 1000,
+          // With settlement contracts, done means the executor was repaid (or the user refunded).
+          settled: true,
           onChange: (v) =>
             process.stderr.write(`${new Date().toISOString()} ${id.slice(0, 10)} ${v.state}\n`),
         })
@@ -126,8 +128,8 @@ export function addWalletCommands(program: Command): void {
     )
 }
 
-/** Intents that ended as asked: delivered, or delivered and repaid on origin. */
-const OK_STATES: ReadonlySet<string> = new Set(['filled', 'settled'])
+/** Intents that ended as asked: delivered (with settlement contracts, also its executor repaid). */
+const OK_STATES: ReadonlySet<string> = new Set(['filled'])
 
 /** `--approve`: an unlimited allowance for the origin settler, unless the current one already covers `need`. */
 async function approveIfShort(
