@@ -14,6 +14,7 @@ const known = [
   'healing',
   'catchup',
   'gas',
+  'settlement',
 ]
 if (name === undefined || !known.includes(name)) {
   console.error(`usage: npm run bench -- <${known.join('|')}> [flags]`)
