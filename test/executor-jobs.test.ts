@@ -84,7 +84,7 @@ describe('executor settlement jobs on anvil', () => {
     // Later, the record answers: nothing is sent again.
     expect((await ex.transact(j)).txHash).toBe(a.txHash)
     expect(await nonce()).toBe(before + 1n)
-    expect((await ex.jobRecord('claim', j.id))?.state).toBe('confirmed')
+    expect((await ex.jobRecord('claim', BigInt(CHAIN), j.id))?.state).toBe('confirmed')
   })
 
   it('killed after persisting but before sending: recovery sends it, once, at its nonce', async () => {
@@ -96,7 +96,7 @@ describe('executor settlement jobs on anvil', () => {
     const { job: j, to } = job('open')
     const before = await nonce()
     await expect(crashing.transact(j)).rejects.toMatchObject({ code: 'CRASHED' })
-    const stored = (await crashing.jobRecord('open', j.id))!
+    const stored = (await crashing.jobRecord('open', BigInt(CHAIN), j.id))!
     expect(stored.state).toBe('sending')
     expect(await client.getBalance({ address: to })).toBe(0n)
 
@@ -104,11 +104,11 @@ describe('executor settlement jobs on anvil', () => {
     await revived.recover()
     await waitFor(
       'the recovered job to be confirmed',
-      async () => (await revived.jobRecord('open', j.id))?.state === 'confirmed',
+      async () => (await revived.jobRecord('open', BigInt(CHAIN), j.id))?.state === 'confirmed',
     )
     const again = await revived.transact(j)
-    expect(again.txHash).toBe((await revived.jobRecord('open', j.id))!.minedTxHash)
-    expect((await revived.jobRecord('open', j.id))!.nonce).toBe(stored.nonce)
+    expect(again.txHash).toBe((await revived.jobRecord('open', BigInt(CHAIN), j.id))!.minedTxHash)
+    expect((await revived.jobRecord('open', BigInt(CHAIN), j.id))!.nonce).toBe(stored.nonce)
     expect(await client.getBalance({ address: to })).toBe(j.call.value)
     expect(await nonce()).toBe(before + 1n)
   })
@@ -136,7 +136,7 @@ describe('executor settlement jobs on anvil', () => {
       call: { to: reverter, value: 0n, data: '0x' },
     }
     await expect(ex.transact(j)).rejects.toThrow()
-    expect(await ex.jobRecord('refund', j.id)).toBeUndefined()
+    expect(await ex.jobRecord('refund', BigInt(CHAIN), j.id)).toBeUndefined()
     expect(await nonce()).toBe(before)
   })
 })

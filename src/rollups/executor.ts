@@ -234,10 +234,13 @@ export interface ExecutorModules {
 const RECORD_PREFIX = 'r/'
 const OPEN_PREFIX = 'o/'
 
-/** Key of a record below the prefixes: the intent id of a fill, `<kind>/<id>` of a settlement job. */
-function jobKey(kind: TxKind | undefined, id: Hex): string {
+/**
+ * Key of a record below the prefixes: the intent id of a fill, `<kind>/<chainId>/<id>` of a settlement job
+ * (a job is one transaction on one chain: the same id on two chains is two jobs).
+ */
+function jobKey(kind: TxKind | undefined, id: Hex, chainId: bigint | string): string {
   const lower = id.toLowerCase()
-  return kind === undefined || kind === 'fill' ? lower : `${kind}/${lower}`
+  return kind === undefined || kind === 'fill' ? lower : `${kind}/${chainId}/${lower}`
 }
 
 interface OpenEntry {
@@ -461,7 +464,7 @@ export class Executor {
    * {@link execute}: the same job again, concurrently or after a crash, resolves with the same transaction.
    */
   transact(job: TxJob): Promise<TxResult> {
-    const key = jobKey(job.kind, job.id)
+    const key = jobKey(job.kind, job.id, job.chainId)
     const running = this.#jobs.get(key)
     if (running !== undefined) return running
     const p = (async () => {
@@ -477,8 +480,8 @@ export class Executor {
   }
 
   /** The record of a settlement job, if any. */
-  async jobRecord(kind: Exclude<TxKind, 'fill'>, id: Hex): Promise<FillRecord | undefined> {
-    return this.#m.store.get<FillRecord>('fills', RECORD_PREFIX + jobKey(kind, id))
+  async jobRecord(kind: Exclude<TxKind, 'fill'>, chainId: bigint, id: Hex): Promise<FillRecord | undefined> {
+    return this.#m.store.get<FillRecord>('fills', RECORD_PREFIX + jobKey(kind, id, chainId))
   }
 
   async #resumeJob(key: string): Promise<TxResult> {
@@ -584,7 +587,7 @@ export class Executor {
     if (isFill && this.#superseded.has(`${rec.chainId}/${rec.intentId}`)) {
       throw new ExecutorError('SUPERSEDED', `fill of ${rec.intentId} on ${rec.chainId} superseded`)
     }
-    const key = jobKey(rec.kind, rec.intentId)
+    const key = jobKey(rec.kind, rec.intentId, rec.chainId)
     const open = !(rec.state === 'failed' || (rec.state === 'confirmed' && rec.announced === true))
     await this.#m.store.batch([
       { type: 'put', sublevel: 'fills', key: RECORD_PREFIX + key, value: rec },
@@ -784,7 +787,7 @@ export class Executor {
     const call = { to: job.call.to.toLowerCase() as Address, value: job.call.value, data: job.call.data }
     const estimate = await chain.client.estimateGas({ account: this.#address, ...call })
     const gas = (estimate * BigInt(10_000 + this.options.gasMarginBps)) / 10_000n
-    const key = jobKey(job.kind, job.id)
+    const key = jobKey(job.kind, job.id, job.chainId)
     const started = await this.#locked(chain, async () => {
       const existing = await this.#m.store.get<FillRecord>('fills', RECORD_PREFIX + key)
       if (existing !== undefined) return { rec: existing, fresh: false }

@@ -17,9 +17,11 @@ import type { Logger } from 'pino'
 import {
   type Address,
   createPublicClient,
+  encodeAbiParameters,
   encodeFunctionData,
   erc20Abi,
   type Hex,
+  keccak256,
   maxUint256,
   type PublicClient,
 } from 'viem'
@@ -166,8 +168,14 @@ export class SettlementFlow {
       args: [owner, settler],
     })
     if (allowance >= amount) return
-    // One id per (settler, token): an allowance of max uint256 is asked once, ever.
-    const id = `0x${settler.slice(2)}${token.slice(2, 26)}` as Hex
+    // One id per (chain, settler, token): an allowance of max uint256 is asked once, ever. The chain is in
+    // it: the devnet deploys the same settler and token addresses on every rollup.
+    const id = keccak256(
+      encodeAbiParameters(
+        [{ type: 'uint256' }, { type: 'address' }, { type: 'address' }],
+        [chainId, settler, token],
+      ),
+    )
     await this.#m.executor.transact({
       kind: 'approve',
       id,
