@@ -146,3 +146,6 @@ try {
   await chains.stop()
   await rm(dir, { recursive: true, force: true })
 }
+// Every process this benchmark started is stopped above, by pid; the SSE reader and keep-alive sockets of
+// this process may still hold the event loop, so leave explicitly.
+process.exit(process.exitCode ?? 0)
