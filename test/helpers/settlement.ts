@@ -3,52 +3,29 @@
  * docs/settlement.md fixes them, with precommits signed by the node's own code (src/consensus/votes.ts),
  * so a contract test proves the contracts accept the node's signatures.
  *
- * The header hash here is built by hand from docs/settlement.md; the lead switches it to the node's own
- * function once the header branch lands.
+ * Header hash and leaf encoding are the node's own; the tree is OpenZeppelin's library, so a contract
+ * test also checks the node's layout against the library's (test/settlement.test.ts compares them too).
  */
 import { StandardMerkleTree } from '@openzeppelin/merkle-tree'
 import { type Address, encodeAbiParameters, type Hex, keccak256, type LocalAccount, stringToHex } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
+import { type BlockHeader, HEADER_ABI, headerHash } from '../../src/consensus/block.ts'
 import { extensionHash, signVote } from '../../src/consensus/votes.ts'
 import { murmurLightClientAbi, murmurSettlerAbi } from '../../src/contracts/abi.ts'
+import { LEAF_ENCODING } from '../../src/state/settlement.ts'
 
 /** The network id every contract test signs under. */
 export const TEST_NETWORK_ID = 'murmur-contracts-test'
 
-/** A block header, typed as viem passes the Solidity struct. */
-export interface Header {
-  height: bigint
-  round: number
-  timeMs: bigint
-  proposer: Address
-  parentHash: Hex
-  bodyHash: Hex
-  settlementRoot: Hex
-  validatorsHash: Hex
-  nextValidatorsHash: Hex
-}
+/** A block header, typed as viem passes the Solidity struct (the node's own type). */
+export type Header = BlockHeader
 
-/** The Header struct as an ABI parameter (docs/settlement.md). */
-export const HEADER_ABI = [
-  {
-    type: 'tuple',
-    components: [
-      { name: 'height', type: 'uint64' },
-      { name: 'round', type: 'uint32' },
-      { name: 'timeMs', type: 'uint64' },
-      { name: 'proposer', type: 'address' },
-      { name: 'parentHash', type: 'bytes32' },
-      { name: 'bodyHash', type: 'bytes32' },
-      { name: 'settlementRoot', type: 'bytes32' },
-      { name: 'validatorsHash', type: 'bytes32' },
-      { name: 'nextValidatorsHash', type: 'bytes32' },
-    ],
-  },
-] as const
+/** The Header struct as an ABI parameter: the node's own (src/consensus/block.ts). */
+export { HEADER_ABI }
 
-/** `keccak256(abi.encode(header))`: the block hash precommits sign. */
+/** `keccak256(abi.encode(header))`: the block hash precommits sign, as the node computes it. */
 export function hashHeader(header: Header): Hex {
-  return keccak256(encodeAbiParameters(HEADER_ABI, [header]))
+  return headerHash(header)
 }
 
 /** A settlement leaf (the Solidity `Leaf` struct). */
@@ -63,17 +40,8 @@ export interface Leaf {
   recipient: Address
 }
 
-/** StandardMerkleTree leaf encoding of every leaf. */
-export const LEAF_ENCODING = [
-  'uint8',
-  'bytes32',
-  'uint256',
-  'uint256',
-  'address',
-  'address',
-  'uint256',
-  'address',
-] as const
+/** StandardMerkleTree leaf encoding of every leaf: the node's own (src/state/settlement.ts). */
+export { LEAF_ENCODING }
 
 export const KIND_FILL = 1
 export const KIND_REFUND = 2
