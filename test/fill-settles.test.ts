@@ -5,48 +5,36 @@
  */
 import type { Address, Hex } from 'viem'
 import { describe, expect, it } from 'vitest'
+import { parseGenesis } from '../src/node/genesis.ts'
 import { genesisState } from '../src/state/genesis.ts'
 import { fillSettles } from '../src/state/plan.ts'
-import type { AppParams, AssignmentState } from '../src/state/types.ts'
+import type { AssignmentState } from '../src/state/types.ts'
 
 const V1: Address = '0x1000000000000000000000000000000000000001'
 const V2: Address = '0x2000000000000000000000000000000000000002'
 const V3: Address = '0x3000000000000000000000000000000000000003'
-const PARAMS: AppParams = {
-  maxClockSkewSec: 30,
-  blockIntervalMs: 500,
-  healthFreshnessMs: 5000,
-  fillTimeoutSec: 30,
-  offlineAfterBlocks: 3,
-  signedBlocksWindow: 100,
-  minSignedPerWindowBps: 5000,
-  downtimeJailSec: 60,
-  slashDowntimeBps: 0,
-  slashDoubleSignBps: 500,
-  epochBlocks: 100,
-}
-const state = genesisState({
-  networkId: 'fill-settles',
-  genesisTime: 1_700_000_000,
-  validators: [V1, V2, V3].map((address, i) => ({
-    address,
-    peerId: `p${i}`,
-    stake: 100n,
-    pools: [901, 902],
-  })),
-  delegations: [],
-  rollups: [
-    {
-      chainId: 901,
-      name: 'settled',
-      type: 'optimistic',
-      securityBps: 8000,
-      settlement: { settler: `0x${'51'.repeat(20)}`, lightClient: `0x${'1c'.repeat(20)}` },
-    },
-    { chainId: 902, name: 'bare', type: 'zk', securityBps: 9000 },
-  ],
-  params: PARAMS,
-})
+const state = genesisState(
+  parseGenesis({
+    networkId: 'fill-settles',
+    genesisTime: 1_700_000_000,
+    validators: [V1, V2, V3].map((address, i) => ({
+      address,
+      peerId: `p${i}`,
+      stake: '100',
+      pools: [901, 902],
+    })),
+    rollups: [
+      {
+        chainId: 901,
+        name: 'settled',
+        type: 'optimistic',
+        securityBps: 8000,
+        settlement: { settler: `0x${'51'.repeat(20)}`, lightClient: `0x${'1c'.repeat(20)}` },
+      },
+      { chainId: 902, name: 'bare', type: 'zk', securityBps: 9000 },
+    ],
+  }),
+)
 const a = (over: Partial<AssignmentState> = {}) =>
   ({
     intentId: `0x${'ab'.repeat(32)}` as Hex,

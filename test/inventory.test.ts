@@ -11,6 +11,7 @@ import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type Rollup, startRollup } from '../devnet/anvil.ts'
 import type { CommitCertificate } from '../src/consensus/block.ts'
+import { parseGenesis } from '../src/node/genesis.ts'
 import { InventoryMonitor } from '../src/rollups/inventory.ts'
 import {
   decodeExtension,
@@ -142,29 +143,17 @@ describe('router with inventories', () => {
 })
 
 describe('pool view from the last commit', () => {
-  const state: AppState = genesisState({
-    networkId: 'inv-test',
-    genesisTime: 1_700_000_000,
-    validators: [
-      { address: V1, peerId: 'p1', stake: 100n, pools: [901] },
-      { address: V2, peerId: 'p2', stake: 100n, pools: [901] },
-    ],
-    delegations: [],
-    rollups: [{ chainId: 901, name: 'a', type: 'optimistic', securityBps: 8000 }],
-    params: {
-      maxClockSkewSec: 30,
-      blockIntervalMs: 500,
-      healthFreshnessMs: 5000,
-      fillTimeoutSec: 30,
-      offlineAfterBlocks: 3,
-      signedBlocksWindow: 100,
-      minSignedPerWindowBps: 5000,
-      downtimeJailSec: 60,
-      slashDowntimeBps: 0,
-      slashDoubleSignBps: 500,
-      epochBlocks: 100,
-    },
-  })
+  const state: AppState = genesisState(
+    parseGenesis({
+      networkId: 'inv-test',
+      genesisTime: 1_700_000_000,
+      validators: [
+        { address: V1, peerId: 'p1', stake: '100', pools: [901] },
+        { address: V2, peerId: 'p2', stake: '100', pools: [901] },
+      ],
+      rollups: [{ chainId: 901, name: 'a', type: 'optimistic', securityBps: 8000 }],
+    }),
+  )
   const commit = (ext: Uint8Array): CommitCertificate => ({
     height: 1n,
     round: 0,
