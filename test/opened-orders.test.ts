@@ -8,7 +8,7 @@
 import pino from 'pino'
 import { decodeEventLog, type Hex, parseEther } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import {
   decodeOrderData,
   type GaslessCrossChainOrder,
@@ -19,31 +19,15 @@ import { murmurSettlerAbi } from '../src/contracts/abi.ts'
 import { OpenedOrders } from '../src/rollups/opened-orders.ts'
 import { SettlementWatch } from '../src/rollups/settlement-watch.ts'
 import { makeValidatorSet } from './helpers/settlement.ts'
-import {
-  advanceTime,
-  type SettlementChain,
-  type SettlementEnv,
-  send,
-  startSettlementEnv,
-  ZERO,
-} from './helpers/settlement-env.ts'
-import { approve, makeOrder, mint, openFor } from './helpers/settlement-orders.ts'
+import { advanceTime, type SettlementChain, send, ZERO } from './helpers/settlement-env.ts'
+import { fundedOrigin, makeOrder, openFor } from './helpers/settlement-orders.ts'
 import { tempStore } from './helpers/store.ts'
 
-const SET = makeValidatorSet(4, 'opened-orders')
 const silent = pino({ level: 'silent' })
-let env: SettlementEnv
+const origin = fundedOrigin(makeValidatorSet(4, 'opened-orders'))
 let A: SettlementChain
-
-beforeAll(async () => {
-  env = await startSettlementEnv(SET, { count: 1 })
-  A = env.chains[0]!
-  await mint(A, A.addresses.user, 10n ** 24n)
-  await approve(A, 'user', 2n ** 255n)
-}, 120_000)
-
-afterAll(async () => {
-  await env?.stop()
+beforeAll(() => {
+  A = origin.chain
 })
 
 /** The user opens a native-input order herself; returns the event's order id. */
@@ -75,7 +59,7 @@ describe('orders opened on chain, picked up from the Open event', () => {
     const signed = await openFor(
       A,
       await makeOrder(A),
-      privateKeyToAccount(env.rollups.accounts[1]!.privateKey),
+      privateKeyToAccount(origin.env.rollups.accounts[1]!.privateKey),
     )
     const handed: GaslessCrossChainOrder[] = []
     let answer: 'retry' | 'done' = 'retry'
