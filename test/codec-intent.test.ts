@@ -36,9 +36,13 @@ import {
   MURMUR_ORDER_TYPE,
   MURMUR_ORDER_TYPEHASH,
   type MurmurOrderData,
+  NO_SIGNATURE,
+  ONCHAIN_NONCE_BIT,
   orderFromJson,
+  orderFromOriginData,
   orderToJson,
   orderTypedData,
+  originDataOf,
   type SignedIntent,
   signedIntentFromJson,
   signedIntentToJson,
@@ -63,7 +67,12 @@ const orderArb: fc.Arbitrary<GaslessCrossChainOrder> = fc.record({
   orderDataType: bytesArb(32, 32),
   orderData: bytesArb(0, 400),
 })
-const signedArb: fc.Arbitrary<SignedIntent> = fc.record({ order: orderArb, signature: bytesArb(0, 140) })
+/** Any well-formed signed intent; an unsigned one (empty signature) has an on-chain nonce (bit 255). */
+const signedArb: fc.Arbitrary<SignedIntent> = fc
+  .record({ order: orderArb, signature: bytesArb(0, 140) })
+  .map((i) =>
+    i.signature === '0x' ? { ...i, order: { ...i.order, nonce: i.order.nonce | ONCHAIN_NONCE_BIT } } : i,
+  )
 
 const murmurDataArb: fc.Arbitrary<MurmurOrderData> = fc.record({
   inputToken: addressArb,
@@ -514,7 +523,14 @@ describe('wire codec', () => {
         for (const [i, v] of muts) b[i] = v
         return b
       })
-    const allowed = new Set([undefined, 'BAD_VERSION', 'TRUNCATED', 'TRAILING_BYTES', 'TOO_LARGE'])
+    const allowed = new Set([
+      undefined,
+      'BAD_VERSION',
+      'TRUNCATED',
+      'TRAILING_BYTES',
+      'TOO_LARGE',
+      'UNSIGNED',
+    ])
     fc.assert(
       fc.property(
         fc.oneof(
@@ -529,6 +545,52 @@ describe('wire codec', () => {
       ),
       { numRuns: 1000 },
     )
+  })
+})
+
+describe('unsigned intents (orders opened on chain)', () => {
+  const opened: GaslessCrossChainOrder = { ...sample, nonce: ONCHAIN_NONCE_BIT | 3n }
+  const unsigned: SignedIntent = { order: opened, signature: NO_SIGNATURE }
+
+  it('round-trip through the wire codec, alone and in a batch, and through JSON', () => {
+    expect(decodeSignedIntent(encodeSignedIntent(unsigned))).toEqual(unsigned)
+    const batch = [unsigned, { order: sample, signature: sampleSignature }]
+    expect(decodeSignedIntentBatch(encodeSignedIntentBatch(batch))).toEqual(batch)
+    const json = signedIntentToJson(unsigned)
+    expect(json.signature).toBe('0x')
+    expect(signedIntentFromJson(JSON.parse(JSON.stringify(json)))).toEqual(unsigned)
+  })
+
+  it('an empty signature is refused (UNSIGNED) on an order whose nonce lacks bit 255, in every codec', () => {
+    const bare: SignedIntent = {
+      order: { ...sample, nonce: ONCHAIN_NONCE_BIT - 1n },
+      signature: NO_SIGNATURE,
+    }
+    expect(codeOf(() => encodeSignedIntent(bare))).toBe('UNSIGNED')
+    expect(codeOf(() => encodeSignedIntentBatch([bare]))).toBe('UNSIGNED')
+    expect(codeOf(() => signedIntentToJson(bare))).toBe('UNSIGNED')
+    expect(codeOf(() => signedIntentFromJson({ order: orderToJson(bare.order), signature: '0x' }))).toBe(
+      'UNSIGNED',
+    )
+    // The same bytes as a valid unsigned intent, with bit 255 of the nonce cleared (first byte of the
+    // nonce, after version, settler and user).
+    const bytes = Uint8Array.from(encodeSignedIntent(unsigned))
+    bytes[1 + 20 + 20] = 0x00
+    expect(codeOf(() => decodeSignedIntent(bytes))).toBe('UNSIGNED')
+  })
+
+  it('orderFromOriginData inverts originDataOf, and refuses what is not a canonical encoding', () => {
+    fc.assert(
+      fc.property(orderArb, (order) => {
+        expect(orderFromOriginData(originDataOf(order))).toEqual(order)
+      }),
+      { numRuns: 200 },
+    )
+    const data = originDataOf(opened)
+    expect(orderFromOriginData(data.toUpperCase().replace('0X', '0x') as Hex)).toEqual(opened)
+    expect(codeOf(() => orderFromOriginData(`${data}00` as Hex))).toBe('BAD_FIELD')
+    expect(codeOf(() => orderFromOriginData(data.slice(0, -64) as Hex))).toBe('BAD_FIELD')
+    expect(codeOf(() => orderFromOriginData('0x1234'))).toBe('BAD_FIELD')
   })
 })
 

@@ -7,7 +7,14 @@ import { Registry } from 'prom-client'
 import type { Address, Hex } from 'viem'
 import { type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { buildOrder, signedIntentWireSize, signOrder } from '../src/codec/intent.ts'
+import {
+  buildOrder,
+  intentId,
+  NO_SIGNATURE,
+  ONCHAIN_NONCE_BIT,
+  signedIntentWireSize,
+  signOrder,
+} from '../src/codec/intent.ts'
 import { StorageError } from '../src/errors.ts'
 import {
   type AddResult,
@@ -26,6 +33,7 @@ import {
   INTENT_STATES,
   type IntentRecord,
   type IntentState,
+  intentNonceKey,
   isTerminal,
   MAX_HISTORY,
   newRecord,
@@ -146,10 +154,11 @@ async function checkIndexes(h: Harness): Promise<void> {
   const actual = new Set(index.map(([k]) => k).filter((k) => !k.startsWith('u/')))
   expect([...actual].sort()).toEqual([...expected].sort())
   const nonceIdx = new Map(index.filter(([k]) => k.startsWith('u/')).map(([k, v]) => [k.slice(2), v]))
-  for (const r of records) expect(nonceIdx.get(nonceKey(r.user, r.nonce))).toBe(r.id)
+  for (const r of records) expect(nonceIdx.get(intentNonceKey(r.intent))).toBe(r.id)
   for (const nk of nonceIdx.keys()) {
-    const [user, nonceHex] = nk.split('/')
-    expect(h.pool.isNonceUsed(user!, BigInt(`0x${nonceHex}`))).toBe(true)
+    const [user, nonceHex, origin] = nk.split('/')
+    // Signed intents' keys answer isNonceUsed; those of orders opened on chain also name their origin.
+    if (origin === undefined) expect(h.pool.isNonceUsed(user!, BigInt(`0x${nonceHex}`))).toBe(true)
   }
   expect(h.pool.stats().nonces).toBe(nonceIdx.size)
   // Memory agrees with disk.
@@ -467,6 +476,36 @@ describe('IntentPool add, indexes, durability', () => {
       'known',
       expect.objectContaining({ code: 'NONCE_USED' }),
     ])
+  })
+
+  it('orders opened on chain (unsigned) are keyed by origin too: one nonce on two origins is two intents', async () => {
+    const h = await harness()
+    const user = accounts[1]!.address
+    // Two settlers' first `open` give one user the same nonce; a signed intent may use that number too.
+    const opened = (originChainId: bigint, amount: bigint) => {
+      const order = buildOrder({
+        user,
+        originSettler: SETTLER,
+        nonce: ONCHAIN_NONCE_BIT,
+        originChainId,
+        openDeadline: NOW - 10,
+        fillDeadline: NOW + 600,
+        inputAmount: amount,
+        outputAmount: 1n,
+        destinationChainIds: [901n],
+      })
+      return { id: intentId(order), order, signature: NO_SIGNATURE }
+    }
+    const a = opened(900n, 5n)
+    const b = opened(901n, 6n)
+    const signed = await makeIntent({ account: 1, nonce: ONCHAIN_NONCE_BIT })
+    expect(await h.pool.addMany([a, b, signed])).toEqual(['added', 'added', 'added'])
+    // The same origin and nonce again is a replay.
+    expect(await h.pool.add(opened(900n, 7n))).toMatchObject({ code: 'NONCE_USED' })
+    await h.reopen()
+    expect(await h.pool.add(opened(901n, 8n))).toMatchObject({ code: 'NONCE_USED' })
+    expect((await h.pool.get(a.id))?.intent).toEqual({ order: a.order, signature: '0x' })
+    await checkIndexes(h)
   })
 
   it('indexes answer by state, by (user, nonce) and by deadline after add, transition and expire', async () => {

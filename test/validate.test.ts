@@ -10,6 +10,8 @@ import {
   encodeOrderData,
   type GaslessCrossChainOrder,
   intentId,
+  NO_SIGNATURE,
+  ONCHAIN_NONCE_BIT,
   orderToJson,
   type SignedIntent,
   signedIntentToJson,
@@ -19,6 +21,7 @@ import { RecoverPoolError, recoverAddress } from '../src/crypto/recover.ts'
 import {
   type IntentRejectCode,
   type IntentValidation,
+  type OpenedVerdict,
   type ValidateIntentContext,
   validateIntent,
   validateIntentJson,
@@ -372,5 +375,88 @@ describe('validateIntentJson', () => {
       }),
       { numRuns: 100 },
     )
+  })
+})
+
+describe('validateIntent of an unsigned intent (an order its user opened on chain)', () => {
+  const SETTLER = '0x5555555555555555555555555555555555555555' as Address
+  const ZERO_TOKEN = '0x0000000000000000000000000000000000000000' as Address
+  /** What `open` builds: nonce 2^255 | counter, openDeadline the block time of the open (in the past). */
+  const opened = (over: Partial<BuildOrderParams> = {}): SignedIntent => ({
+    order: buildOrder(
+      params({
+        nonce: ONCHAIN_NONCE_BIT | 4n,
+        openDeadline: NOW - 3600,
+        inputToken: ZERO_TOKEN,
+        ...over,
+      }),
+    ),
+    signature: NO_SIGNATURE,
+  })
+  /** A context whose origin 900 has a settler, and whose chain check answers `verdict` (asks recorded). */
+  function withSettlement(verdict: OpenedVerdict, over: Partial<ValidateIntentContext> = {}) {
+    const asked: Hex[] = []
+    const c = ctx({
+      settlerOf: (chainId) => (chainId === 900n ? SETTLER : undefined),
+      verifyOpened: async (id) => {
+        asked.push(id)
+        return verdict
+      },
+      // A signed intent with this (user, nonce) would collide; an opened one is keyed by its origin too.
+      isNonceUsed: () => true,
+      ...over,
+    })
+    return { c, asked }
+  }
+
+  it('is accepted, native input included, when the origin settler says opened (the id is what was asked)', async () => {
+    const { c, asked } = withSettlement('valid')
+    const intent = opened()
+    const r = await validateIntent(intent, c)
+    expect(r).toMatchObject({ ok: true, id: intentId(intent.order), signature: '0x' })
+    expect(asked).toEqual([intentId(intent.order)])
+  })
+
+  it('NOT_OPENED when the settler says settled, refunded or never; UNVERIFIED while it cannot tell', async () => {
+    expectCode(await validateIntent(opened(), withSettlement('invalid').c), 'NOT_OPENED')
+    expectCode(await validateIntent(opened(), withSettlement('pending').c), 'UNVERIFIED')
+    expectCode(await validateIntent(opened(), withSettlement('unknown').c), 'UNVERIFIED')
+    expectCode(
+      await validateIntent(opened(), withSettlement('valid', { verifyOpened: undefined }).c),
+      'UNVERIFIED',
+    )
+  })
+
+  it('BAD_SIGNATURE from an origin without settlement contracts, without asking any chain', async () => {
+    const { c, asked } = withSettlement('valid')
+    expectCode(await validateIntent(opened({ originChainId: 901n }), c), 'BAD_SIGNATURE')
+    expectCode(await validateIntent(opened(), ctx({ verifyOpened: async () => 'valid' })), 'BAD_SIGNATURE')
+    expect(asked).toEqual([])
+  })
+
+  it('BAD_SIGNATURE with a nonce without bit 255 (not an order `open` built), without asking any chain', async () => {
+    const { c, asked } = withSettlement('valid')
+    expectCode(await validateIntent(opened({ nonce: ONCHAIN_NONCE_BIT - 1n }), c), 'BAD_SIGNATURE')
+    expectCode(await validateIntent(opened({ nonce: 7n }), c), 'BAD_SIGNATURE')
+    expect(asked).toEqual([])
+  })
+
+  it('UNSETTLEABLE when it names another settler; EXPIRED only once its fill deadline passed', async () => {
+    const { c } = withSettlement('valid')
+    expectCode(
+      await validateIntent(opened({ originSettler: '0x6666666666666666666666666666666666666666' }), c),
+      'UNSETTLEABLE',
+    )
+    expectCode(await validateIntent(opened({ fillDeadline: NOW }), c), 'EXPIRED')
+    expect((await validateIntent(opened({ fillDeadline: NOW + 1 }), c)).ok).toBe(true)
+  })
+
+  it('its JSON body is the same intent; an empty signature on a plain nonce is BAD_SIGNATURE', async () => {
+    const { c } = withSettlement('valid')
+    const intent = opened()
+    const body = signedIntentToJson(intent)
+    expect(await validateIntentJson(body, c)).toMatchObject({ ok: true, id: intentId(intent.order) })
+    const plain = { ...body, order: { ...body.order, nonce: '4' } }
+    expectCode(await validateIntentJson(plain, c), 'BAD_SIGNATURE')
   })
 })

@@ -78,6 +78,12 @@ export interface ApplicationModules {
    */
   readonly verifyRefund?: ValidateBlockContext['verifyRefund']
   /**
+   * Whether the order of an unsigned intent (opened on chain by its user) is opened on its origin settler,
+   * on this node's own RPC (validate.ts `verifyOpened`). Absent: no block assigning one the pool lacks is
+   * accepted.
+   */
+  readonly verifyOpened?: ValidateBlockContext['verifyOpened']
+  /**
    * This validator's own latest observation of each rollup (its health monitor), for its vote
    * extensions. Absent on a node that measures nothing: its precommits carry no observation.
    */
@@ -322,6 +328,7 @@ export class MurmurApplication implements Application {
       nowMs: req.nowMs,
       verifyFill: this.#m.verifyFill,
       ...(this.#m.verifyRefund === undefined ? {} : { verifyRefund: this.#m.verifyRefund }),
+      ...(this.#m.verifyOpened === undefined ? {} : { verifyOpened: this.#m.verifyOpened }),
       isKnownIntent: (id) => pool.has(id),
     })
     if (verdict.ok) return { accept: true, time: block.time }

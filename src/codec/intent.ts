@@ -6,6 +6,7 @@
 
 import {
   type Address,
+  decodeAbiParameters,
   encodeAbiParameters,
   type Hex,
   keccak256,
@@ -56,10 +57,34 @@ export interface GaslessCrossChainOrderJson {
   orderData: string
 }
 
-/** An order with its 65-byte ECDSA signature (other lengths reserved for ERC-1271/6492). */
+/**
+ * An order with its 65-byte ECDSA signature (other lengths reserved for ERC-1271/6492), or with the empty
+ * signature `0x` when its user opened it on chain herself (`open`): then the origin settler's `Open` event
+ * and `orderStatus` prove it, and its nonce has {@link ONCHAIN_NONCE_BIT} set (docs/decisions.md,
+ * "Orders opened on chain").
+ */
 export interface SignedIntent {
   order: GaslessCrossChainOrder
   signature: Hex
+}
+
+/**
+ * Bit 255 of the nonce: set on every order a settler's `open` builds (`2^255 | counter`), and the only
+ * orders that may travel unsigned.
+ */
+export const ONCHAIN_NONCE_BIT = 1n << 255n
+
+/** The signature of an order opened on chain: none. */
+export const NO_SIGNATURE: Hex = '0x'
+
+/** True for an intent carried without signature (an order its user opened on chain). */
+export function isOnchainIntent(intent: SignedIntent): boolean {
+  return intent.signature === NO_SIGNATURE
+}
+
+/** True when `nonce` is in the range a settler's `open` uses (bit 255 set). */
+export function isOnchainNonce(nonce: bigint): boolean {
+  return (nonce & ONCHAIN_NONCE_BIT) !== 0n
 }
 
 /** JSON form of a signed intent: the body of `POST /v1/intents`. */
@@ -261,13 +286,25 @@ export function orderToJson(order: GaslessCrossChainOrder): GaslessCrossChainOrd
 
 /**
  * Parses `{order, signature}`. The signature must be lowercase hex of at most 4 KiB; its length is
- * judged by validation (65 bytes for ECDSA).
+ * judged by validation (65 bytes for ECDSA). It may be empty only for an order opened on chain (nonce with
+ * {@link ONCHAIN_NONCE_BIT}); otherwise CodecError UNSIGNED.
  */
 export function signedIntentFromJson(json: unknown): SignedIntent {
   const body = parseObject(json, '', ['order', 'signature'] as const)
   const order = orderFromJson(body.order, 'order')
   const signature = parseHex(body.signature, 'signature', { maxBytes: MAX_ORDER_BYTES })
+  checkUnsigned(order, signature)
   return { order, signature }
+}
+
+/** An empty signature is allowed only on an order from a settler's `open` (its nonce says so). */
+function checkUnsigned(order: GaslessCrossChainOrder, signature: Hex): void {
+  if (signature === NO_SIGNATURE && !isOnchainNonce(order.nonce))
+    throw new CodecError(
+      'UNSIGNED',
+      'signature: empty, but the nonce is not one of an order opened on chain (bit 255)',
+      'signature',
+    )
 }
 
 /** The JSON form of a signed intent. */
@@ -275,6 +312,7 @@ export function signedIntentToJson(intent: SignedIntent): SignedIntentJson {
   if (typeof intent.signature !== 'string' || !HEX_LOWER_RE.test(intent.signature)) {
     throw badField('signature', 'expected 0x-prefixed lowercase hex')
   }
+  checkUnsigned(intent.order, intent.signature)
   return { order: orderToJson(intent.order), signature: intent.signature }
 }
 
@@ -428,11 +466,12 @@ export async function signOrder(
 const FIXED_BYTES = 1 + 20 + 20 + 32 + 32 + 4 + 4 + 32 + 4 + 2
 const MAX_SIGNATURE_BYTES = 0xffff
 
-function checkSignature(signature: Hex): void {
+function checkSignature(order: GaslessCrossChainOrder, signature: Hex): void {
   if (typeof signature !== 'string' || !HEX_LOWER_RE.test(signature)) {
     throw badField('signature', 'expected 0x-prefixed lowercase hex')
   }
   if ((signature.length - 2) / 2 > MAX_SIGNATURE_BYTES) throw badField('signature', 'too long')
+  checkUnsigned(order, signature)
 }
 
 /** Length in bytes of {@link encodeSignedIntent}'s output. */
@@ -461,10 +500,13 @@ function writeSignedIntent(out: Buffer, at: number, { order, signature }: Signed
   return o
 }
 
-/** Encodes a signed intent for the wire. Throws CodecError BAD_FIELD on an ill-formed intent. */
+/**
+ * Encodes a signed intent for the wire. Throws CodecError BAD_FIELD on an ill-formed intent, UNSIGNED on
+ * an empty signature over an order not opened on chain.
+ */
 export function encodeSignedIntent(intent: SignedIntent): Uint8Array {
   assertOrder(intent.order)
-  checkSignature(intent.signature)
+  checkSignature(intent.order, intent.signature)
   const buf = Buffer.alloc(signedIntentWireSize(intent))
   writeSignedIntent(buf, 0, intent)
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.length)
@@ -512,6 +554,12 @@ function readSignedIntent(
   need(o, sigLen)
   const signature = hexAt(bytes, o, sigLen)
   o += sigLen
+  if (sigLen === 0 && !isOnchainNonce(nonce))
+    throw new CodecError(
+      'UNSIGNED',
+      'signed intent: empty signature on an order not opened on chain',
+      'signature',
+    )
   const order = {
     originSettler,
     user,
@@ -526,8 +574,9 @@ function readSignedIntent(
 }
 
 /**
- * Decodes {@link encodeSignedIntent}'s output. Throws CodecError BAD_VERSION, TRUNCATED or
- * TRAILING_BYTES; any other failure is a bug.
+ * Decodes {@link encodeSignedIntent}'s output. Throws CodecError BAD_VERSION, TRUNCATED,
+ * TRAILING_BYTES, or UNSIGNED for an empty signature on an order not opened on chain; any other
+ * failure is a bug.
  */
 export function decodeSignedIntent(bytes: Uint8Array): SignedIntent {
   const { intent, next } = readSignedIntent(bytes, 0, bytes.length)
@@ -546,7 +595,7 @@ export function encodeSignedIntentBatch(intents: readonly SignedIntent[]): Uint8
   let total = 3
   for (const intent of intents) {
     assertOrder(intent.order)
-    checkSignature(intent.signature)
+    checkSignature(intent.order, intent.signature)
     total += 4 + signedIntentWireSize(intent)
   }
   const buf = Buffer.alloc(total)
@@ -591,13 +640,43 @@ export function decodeSignedIntentBatch(
   return out
 }
 
+const GASLESS_ORDER_ABI = [{ type: 'tuple', components: GASLESS_ORDER_TYPES.GaslessCrossChainOrder }] as const
+
 /**
  * `abi.encode(GaslessCrossChainOrder)`: the `originData` of a settler `fill` (and of the `Open` event's
  * fill instructions), from which the destination settler recomputes the order id.
  */
 export function originDataOf(order: GaslessCrossChainOrder): Hex {
-  return encodeAbiParameters(
-    [{ type: 'tuple', components: GASLESS_ORDER_TYPES.GaslessCrossChainOrder }],
-    [order],
-  )
+  return encodeAbiParameters(GASLESS_ORDER_ABI, [order])
+}
+
+/**
+ * The order in `originData` (`abi.encode(GaslessCrossChainOrder)`, {@link originDataOf}), as the `Open`
+ * event's fill instructions carry it. Only the canonical encoding is accepted (it must re-encode to the
+ * same bytes), so the order is the one whose id the settler computed. Throws CodecError BAD_FIELD.
+ */
+export function orderFromOriginData(originData: Hex): GaslessCrossChainOrder {
+  const bad = (why: string, cause?: unknown) =>
+    new CodecError('BAD_FIELD', `originData: ${why}`, 'originData', { cause })
+  if (typeof originData !== 'string' || !/^0x(?:[0-9a-fA-F]{2})*$/.test(originData)) throw bad('not hex')
+  if ((originData.length - 2) / 2 > MAX_ORDER_BYTES + 12 * 32) throw bad('too large')
+  const data = originData.toLowerCase() as Hex
+  let o: GaslessCrossChainOrder
+  try {
+    const [d] = decodeAbiParameters(GASLESS_ORDER_ABI, data)
+    o = {
+      originSettler: d.originSettler.toLowerCase() as Address,
+      user: d.user.toLowerCase() as Address,
+      nonce: d.nonce,
+      originChainId: d.originChainId,
+      openDeadline: d.openDeadline,
+      fillDeadline: d.fillDeadline,
+      orderDataType: d.orderDataType.toLowerCase() as Hex,
+      orderData: d.orderData.toLowerCase() as Hex,
+    }
+  } catch (err) {
+    throw bad('does not decode', err)
+  }
+  if (findBadOrderField(o) !== undefined || originDataOf(o) !== data) throw bad('not canonically encoded')
+  return o
 }

@@ -13,6 +13,8 @@ export type CodecErrorCode =
   | 'TRAILING_BYTES'
   | 'BAD_ORDER_DATA'
   | 'TOO_LARGE'
+  /** An empty signature on an order that was not opened on chain (codec/intent.ts). */
+  | 'UNSIGNED'
 
 /** A JSON value or wire message that does not decode to a valid object. */
 export class CodecError extends MurmurError<CodecErrorCode> {

@@ -23,6 +23,7 @@ import {
   type IntentState,
   idOfIndexKey,
   intentBytes,
+  intentNonceKey,
   isTerminal,
   MempoolError,
   NONCE_INDEX_PREFIX,
@@ -229,7 +230,7 @@ function metaOf(r: IntentRecord): Meta {
   return {
     state: r.state,
     user: r.user,
-    nonceKey: nonceKey(r.user, r.nonce),
+    nonceKey: intentNonceKey(r.intent),
     fillDeadline: r.fillDeadline,
     receivedAtMs: r.receivedAtMs,
     bytes: intentBytes(r.intent),
@@ -736,7 +737,7 @@ export class IntentPool {
     const { id, order } = intent
     if (this.#meta.has(id)) return 'known'
     const user = order.user.toLowerCase() as Address
-    const nk = nonceKey(user, order.nonce)
+    const nk = intentNonceKey(intent)
     if (this.#nonces.has(nk)) {
       return { code: 'NONCE_USED', message: `order.nonce: ${order.nonce} already used by ${user}` }
     }
@@ -920,7 +921,7 @@ export class IntentPool {
         ops.push({
           type: 'put',
           sublevel: 'intentIndex',
-          key: nonceIndexKey(after.user, after.nonce),
+          key: NONCE_INDEX_PREFIX + intentNonceKey(after.intent),
           value: id,
         })
       }

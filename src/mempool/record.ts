@@ -16,6 +16,7 @@ import {
   decodeSignedIntent,
   encodeSignedIntent,
   type GaslessCrossChainOrderJson,
+  isOnchainIntent,
   orderToJson,
   type SignedIntent,
   signedIntentWireSize,
@@ -299,6 +300,7 @@ export function decodeRecord(id: string, bytes: Uint8Array): IntentRecord {
 // Secondary indexes (sublevel `intentIndex`), written in the same batch as the record:
 //   s/<state>/<receivedAtMs hex16>/<id>  -> ''   every record, by state then arrival
 //   u/<user>/<nonce hex64>               -> id   every intent ever accepted; kept after pruning
+//   u/<user>/<nonce hex64>/<chainId hex> -> id   the same, for an order opened on chain (intentNonceKey)
 //   d/<fillDeadline hex8>/<id>           -> ''   non-terminal records, by fill deadline
 //   t/<terminal atMs hex16>/<id>         -> ''   terminal records, by when they became terminal
 // Fixed-width hex makes lexicographic order numeric order.
@@ -321,6 +323,16 @@ export function stateIndexKey(state: IntentState, receivedAtMs: number, id: stri
 /** The (user, nonce) part shared by the index key and the in-memory nonce set. */
 export function nonceKey(user: string, nonce: bigint): string {
   return `${user.toLowerCase()}/${fixedHex(nonce, 64)}`
+}
+
+/**
+ * The replay key the pool keeps for an intent: (user, nonce) for a signed one; for an order opened on
+ * chain (unsigned) its origin chain too, since its nonce is the counter of that origin's settler and two
+ * settlers give one user the same nonce (`u/<user>/<nonce>/<chainId hex>`).
+ */
+export function intentNonceKey(intent: SignedIntent): string {
+  const base = nonceKey(intent.order.user, intent.order.nonce)
+  return isOnchainIntent(intent) ? `${base}/${intent.order.originChainId.toString(16)}` : base
 }
 
 /** Prefix of the (user, nonce) index. */

@@ -2,7 +2,13 @@ import type { PeerId } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { Counter, Histogram, type Registry } from 'prom-client'
 import type { Address, Hex } from 'viem'
-import { intentId, type SignedIntent, signedIntentFromJson } from '../codec/intent.ts'
+import {
+  type GaslessCrossChainOrder,
+  intentId,
+  NO_SIGNATURE,
+  type SignedIntent,
+  signedIntentFromJson,
+} from '../codec/intent.ts'
 import { RecoverPool } from '../crypto/recover.ts'
 import { PublishBatcher } from '../p2p/batcher.ts'
 import type { P2PHost, TopicHandler } from '../p2p/host.ts'
@@ -11,6 +17,8 @@ import type { AssetTable } from '../state/assets.ts'
 import type { IntentPool } from './pool.ts'
 import {
   type IntentRejectCode,
+  type IntentValidation,
+  type OpenedVerdict,
   type ValidateIntentContext,
   type ValidIntent,
   validateIntent,
@@ -57,6 +65,11 @@ export interface MempoolServiceModules {
   assets?: AssetTable
   /** Settlers of the rollups with settlement contracts, by chain id (lowercase). */
   settlers?: ReadonlyMap<bigint, Address>
+  /**
+   * Whether an unsigned intent's order is opened on its origin settler, on this node's RPC
+   * (rollups/opened-orders.ts). Absent: unsigned intents are UNVERIFIED.
+   */
+  verifyOpened?: (id: Hex, order: GaslessCrossChainOrder) => Promise<OpenedVerdict>
   maxClockSkewSec: number
   now?: () => number
 }
@@ -125,7 +138,7 @@ export class MempoolService {
     this.#metrics = {
       submitted: new Counter({
         name: 'murmur_mempool_submitted_total',
-        help: 'Intents received, by source (api, gossip, reconcile) and outcome (added, known, or a reject code)',
+        help: 'Intents received, by source (api, chain, gossip, reconcile) and outcome (added, known, or a reject code)',
         labelNames: ['source', 'outcome'] as const,
         registers: [r],
       }),
@@ -157,6 +170,7 @@ export class MempoolService {
       isNonceUsed: (user, nonce) => pool.isNonceUsed(user, nonce),
       ...(this.#m.assets === undefined ? {} : { assets: this.#m.assets }),
       ...(this.#m.settlers === undefined ? {} : { settlerOf: (c: bigint) => this.#m.settlers!.get(c) }),
+      ...(this.#m.verifyOpened === undefined ? {} : { verifyOpened: this.#m.verifyOpened }),
     }
     const rp = this.#recoverPool
     if (rp !== undefined) ctx.recover = (digest, sig) => rp.recover(digest, sig)
@@ -199,8 +213,40 @@ export class MempoolService {
 
   /** `POST /v1/intents`: validate, persist, relay. Never throws for bad input. */
   async submitJson(body: unknown): Promise<SubmitAnswer> {
+    return this.#submit(
+      'api',
+      (ctx) => validateIntentJson(body, ctx),
+      () => signedIntentFromJson(body).order,
+    )
+  }
+
+  /**
+   * An order its user opened on chain, as the settlement watch read it from the origin settler's `Open`
+   * event: validated as an unsigned intent (its proof is `orderStatus` on this node's RPC), persisted and
+   * gossiped like a submitted one. Every node sees the event, so `known` (200) is the usual answer.
+   */
+  async submitOpened(order: GaslessCrossChainOrder): Promise<SubmitAnswer> {
+    const intent: SignedIntent = { order, signature: NO_SIGNATURE }
+    // Held already (the usual case): no RPC read for it.
+    const id = intentId(order)
+    if (this.#m.pool.has(id)) {
+      this.#metrics.submitted.inc({ source: 'chain', outcome: 'known' })
+      return { status: 200, body: { id } }
+    }
+    return this.#submit(
+      'chain',
+      (ctx) => validateIntent(intent, ctx),
+      () => order,
+    )
+  }
+
+  async #submit(
+    source: 'api' | 'chain',
+    validate: (ctx: ValidateIntentContext) => Promise<IntentValidation>,
+    orderOf: () => GaslessCrossChainOrder,
+  ): Promise<SubmitAnswer> {
     if (this.#inFlight >= this.opts.maxInFlight || this.#stopped) {
-      this.#metrics.submitted.inc({ source: 'api', outcome: 'OVERLOADED' })
+      this.#metrics.submitted.inc({ source, outcome: 'OVERLOADED' })
       return {
         status: 503,
         body: { error: { code: 'OVERLOADED', message: 'intent queue is full, retry later' } },
@@ -209,25 +255,25 @@ export class MempoolService {
     }
     this.#inFlight++
     try {
-      const v = await validateIntentJson(body, this.#ctx())
+      const v = await validate(this.#ctx())
       if (!v.ok) {
         if (v.code === 'NONCE_USED') {
           // The same intent sent again uses its own nonce: that is idempotence, not a replay.
-          const id = intentId(signedIntentFromJson(body).order)
+          const id = intentId(orderOf())
           if (this.#m.pool.has(id)) {
-            this.#metrics.submitted.inc({ source: 'api', outcome: 'known' })
+            this.#metrics.submitted.inc({ source, outcome: 'known' })
             return { status: 200, body: { id } }
           }
         }
-        this.#metrics.submitted.inc({ source: 'api', outcome: v.code })
+        this.#metrics.submitted.inc({ source, outcome: v.code })
         return { status: 400, body: { error: { code: v.code, message: v.message } } }
       }
       if (this.#m.pool.has(v.id)) {
-        this.#metrics.submitted.inc({ source: 'api', outcome: 'known' })
+        this.#metrics.submitted.inc({ source, outcome: 'known' })
         return { status: 200, body: { id: v.id } }
       }
       const r = await this.#persist(v)
-      this.#metrics.submitted.inc({ source: 'api', outcome: r })
+      this.#metrics.submitted.inc({ source, outcome: r })
       if (r === 'added') this.#relay({ order: v.order, signature: v.signature })
       return { status: r === 'added' ? 202 : 200, body: { id: v.id } }
     } catch (err) {

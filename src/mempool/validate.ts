@@ -1,6 +1,8 @@
 /**
  * Validity of an intent (INTERFACES.md, "Intents"). Cheap checks first; signature recovery, the only
- * expensive step, runs last. Pure apart from the injected context; never throws on bad input.
+ * expensive step, runs last. An order its user opened on chain travels unsigned: its proof is the origin
+ * settler's `orderStatus`, asked through the context (docs/decisions.md, "Orders opened on chain"). Pure
+ * apart from the injected context; never throws on bad input.
  */
 import type { Address, Hex } from 'viem'
 import {
@@ -9,6 +11,8 @@ import {
   findBadOrderField,
   type GaslessCrossChainOrder,
   intentId,
+  isOnchainIntent,
+  isOnchainNonce,
   MAX_ORDER_BYTES,
   MURMUR_ORDER_TYPEHASH,
   type MurmurOrderData,
@@ -29,6 +33,16 @@ export type IntentRejectCode =
   | 'TOO_LARGE'
   | EconomicsRejectCode
   | 'UNSETTLEABLE'
+  | 'NOT_OPENED'
+  | 'UNVERIFIED'
+
+/**
+ * What this node's origin RPC says of an unsigned intent's order (`orderStatus` on the origin settler, at a
+ * block final for that rollup): 'valid' opened; 'invalid' settled, refunded, or never opened by a final
+ * block past its `openDeadline` (the block time of its `open`); 'pending' not opened yet as far as that
+ * block goes; 'unknown' the RPC cannot tell.
+ */
+export type OpenedVerdict = 'valid' | 'invalid' | 'pending' | 'unknown'
 
 /** What validation needs to know about the world. */
 export interface ValidateIntentContext {
@@ -46,6 +60,11 @@ export interface ValidateIntentContext {
    * native input can only be opened by its user, on chain).
    */
   settlerOf?(chainId: bigint): Address | undefined
+  /**
+   * Whether an unsigned intent's order is opened on its origin settler (rollups/opened-orders.ts). Absent:
+   * every unsigned intent is UNVERIFIED.
+   */
+  verifyOpened?(id: Hex, order: GaslessCrossChainOrder): Promise<OpenedVerdict>
   /** True when (user, nonce) was used before. Absent: no nonce is used. */
   isNonceUsed?(user: Address, nonce: bigint): boolean
   /** Signature recovery to use instead of {@link recoverAddress}, e.g. a worker pool. */
@@ -94,14 +113,21 @@ export async function validateIntent(
   const size = encodedOrderSize(order)
   if (size > MAX_ORDER_BYTES)
     return reject('TOO_LARGE', `order: ${size} bytes encoded, at most ${MAX_ORDER_BYTES}`)
-  if (typeof signature !== 'string' || !SIGNATURE_RE.test(signature)) {
+  const onchain = isOnchainIntent(intent)
+  if (onchain && !isOnchainNonce(order.nonce))
+    return reject('BAD_SIGNATURE', 'signature: empty, but the nonce is not one of an order opened on chain')
+  if (!onchain && (typeof signature !== 'string' || !SIGNATURE_RE.test(signature))) {
     return reject('BAD_SIGNATURE', `signature: expected ${SIGNATURE_BYTES} bytes of lowercase hex`)
   }
   if (order.fillDeadline <= order.openDeadline) {
     return reject('MALFORMED', 'order.fillDeadline: must be after openDeadline')
   }
-  // Expired unless openDeadline is still ahead of our clock, allowing for skew.
-  if (BigInt(order.openDeadline) + BigInt(ctx.maxClockSkewSec) <= BigInt(ctx.nowSec)) {
+  if (onchain) {
+    // Opened already: its openDeadline is the block time of its `open`; only the fill deadline matters.
+    if (BigInt(order.fillDeadline) <= BigInt(ctx.nowSec))
+      return reject('EXPIRED', 'order.fillDeadline: passed')
+  } else if (BigInt(order.openDeadline) + BigInt(ctx.maxClockSkewSec) <= BigInt(ctx.nowSec)) {
+    // Expired unless openDeadline is still ahead of our clock, allowing for skew.
     return reject('EXPIRED', 'order.openDeadline: passed')
   }
   if (order.orderDataType !== MURMUR_ORDER_TYPEHASH) {
@@ -125,22 +151,37 @@ export async function validateIntent(
   const economics = ctx.assets?.check({ originChainId: order.originChainId, ...data })
   if (economics !== undefined && !economics.ok) return reject(economics.code, economics.message)
   const settler = ctx.settlerOf?.(order.originChainId)
+  if (onchain && settler === undefined)
+    return reject(
+      'BAD_SIGNATURE',
+      `signature: empty, and chain ${order.originChainId} has no settlement contracts to prove the order`,
+    )
   if (settler !== undefined) {
     if (order.originSettler.toLowerCase() !== settler)
       return reject(
         'UNSETTLEABLE',
         `order.originSettler: the settler of chain ${order.originChainId} is ${settler}`,
       )
-    if (/^0x0{40}$/.test(data.inputToken))
+    // The user's own `open` escrows a native input (msg.value); `openFor` cannot.
+    if (!onchain && /^0x0{40}$/.test(data.inputToken))
       return reject(
         'UNSETTLEABLE',
         'orderData.inputToken: a native input cannot be escrowed for a user; open the order on chain (open)',
       )
   }
-  if (ctx.isNonceUsed?.(order.user, order.nonce) === true) {
+  // An order opened on chain cannot be replayed (its settler opens an id once) and its (user, nonce) is the
+  // settler's own counter, unique per origin only: the pool keys it by origin too (record.ts).
+  if (!onchain && ctx.isNonceUsed?.(order.user, order.nonce) === true) {
     return reject('NONCE_USED', `order.nonce: ${order.nonce} already used by ${order.user}`)
   }
   const id = knownId ?? intentId(order)
+  if (onchain) {
+    const v = ctx.verifyOpened === undefined ? 'unknown' : await ctx.verifyOpened(id, order)
+    if (v === 'valid') return { ok: true, id, order, signature, data }
+    return v === 'invalid'
+      ? reject('NOT_OPENED', `order ${id} is not opened on its origin settler (chain ${order.originChainId})`)
+      : reject('UNVERIFIED', `order ${id}: not seen opened on chain ${order.originChainId} yet (${v})`)
+  }
   let signer: Address
   try {
     signer = ctx.recover ? await ctx.recover(id, signature) : await recoverAddress(id, signature)
@@ -166,7 +207,10 @@ export async function validateIntentJson(
     intent = signedIntentFromJson(body)
   } catch (err) {
     if (err instanceof CodecError)
-      return reject(err.code === 'TOO_LARGE' ? 'TOO_LARGE' : 'MALFORMED', err.message)
+      return reject(
+        err.code === 'TOO_LARGE' ? 'TOO_LARGE' : err.code === 'UNSIGNED' ? 'BAD_SIGNATURE' : 'MALFORMED',
+        err.message,
+      )
     return reject('MALFORMED', 'body: does not parse')
   }
   return validateIntent(intent, ctx)

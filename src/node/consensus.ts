@@ -62,6 +62,8 @@ export interface ConsensusWiringModules {
   account: Pick<LocalAccount, 'address' | 'signTypedData'>
   /** RPC URL per rollup, to check fills' receipts on this node's own RPC. */
   rpc: ReadonlyMap<number, string>
+  /** Unsigned intents' orders opened on their origin settler, on this node's RPC (rollups/opened-orders.ts). */
+  verifyOpened?: (id: Hex, order: GaslessCrossChainOrder) => Promise<FillVerdict>
   /** Sign and submit this validator's Unjail once a downtime jail is over (node/options.ts). */
   autoUnjail?: boolean
   log: Logger
@@ -127,6 +129,7 @@ export class ConsensusWiring {
         genesis: g,
         verifyFill: (fill, expected) => this.#verifyFill(fill, expected),
         verifyRefund: (id, refund) => this.#verifyRefund(id, refund),
+        ...(modules.verifyOpened === undefined ? {} : { verifyOpened: modules.verifyOpened }),
         // The fresh reports this node's own monitor signed: its observation of every rollup.
         observe: () => {
           const self = modules.account.address.toLowerCase()

@@ -2,19 +2,22 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { collectDefaultMetrics, Registry } from 'prom-client'
+import type { Hex } from 'viem'
 import { intentRoutes, type SettlementView } from '../api/intents.ts'
 import { ApiServer, isLoopback } from '../api/server.ts'
 import { settlementRoutes } from '../api/settlement.ts'
 import { stakingRoutes } from '../api/staking.ts'
+import type { GaslessCrossChainOrder } from '../codec/intent.ts'
 import { ConfigError } from '../errors.ts'
 import { loadKeys, type NodeKeys } from '../identity/keys.ts'
 import { IntentPool } from '../mempool/pool.ts'
 import { MempoolService } from '../mempool/service.ts'
 import { P2PHost } from '../p2p/host.ts'
+import { OpenedOrders } from '../rollups/opened-orders.ts'
 import { RefundRelayer, refundOrigins } from '../rollups/refunds.ts'
 import { RollupsService } from '../rollups/service.ts'
 import { settlementContracts } from '../rollups/settlement.ts'
-import { SettlementWatch } from '../rollups/settlement-watch.ts'
+import { pickupThrough, SettlementWatch } from '../rollups/settlement-watch.ts'
 import { StakingService } from '../staking/service.ts'
 import { AssetTable } from '../state/assets.ts'
 import { Store } from '../state/store.ts'
@@ -162,6 +165,10 @@ export class MurmurNode {
       this.#genesis.assets,
       this.#genesis.rollups.map((r) => BigInt(r.chainId)),
     )
+    // Proof of the orders users open on chain (unsigned intents): the mempool's and the blocks' check.
+    const opened = OpenedOrders.connect(this.#genesis.rollups, o.rollups)
+    this.#started.push({ name: 'opened orders', stop: () => opened.close() })
+    const verifyOpened = (id: Hex, order: GaslessCrossChainOrder) => opened.verify(id, order)
     const mempool = new MempoolService(o.mempool.service, {
       pool,
       p2p,
@@ -170,6 +177,7 @@ export class MurmurNode {
       knownChainIds: new Set(this.#genesis.rollups.map((r) => BigInt(r.chainId))),
       assets,
       settlers: new Map([...settlementContracts(this.#genesis.rollups)].map(([c, x]) => [c, x.settler])),
+      verifyOpened,
       maxClockSkewSec: this.#genesis.params.maxClockSkewSec,
     })
     this.#mempool = mempool
@@ -213,6 +221,7 @@ export class MurmurNode {
       staking,
       account: this.#keys.validator,
       rpc: o.rollups,
+      verifyOpened,
       autoUnjail: o.autoUnjail,
       log: this.log.child({ module: 'consensus' }),
       registry: this.registry,
@@ -245,7 +254,14 @@ export class MurmurNode {
     const contracts = settlementContracts(this.#genesis.rollups)
     const watch = new SettlementWatch(
       {},
-      { contracts, rpc: o.rollups, store, log: this.log.child({ module: 'orders' }) },
+      {
+        contracts,
+        rpc: o.rollups,
+        store,
+        log: this.log.child({ module: 'orders' }),
+        // Orders users open on chain enter the mempool from their `Open` event.
+        onOpen: pickupThrough(mempool, this.log.child({ module: 'orders' })),
+      },
     )
     watch.start()
     this.#started.push({ name: 'settlement watch', stop: () => watch.stop() })

@@ -4,11 +4,26 @@
  * block range at a time, and keeps per order its settlement state (`opened` -> `settled` | `refunded`) with
  * the transactions, for `GET /v1/intents/:id` (`settlement`) and the `intent` events of `GET /v1/events`.
  * A fact of the chains, not of consensus: each node reads it from its own RPC.
+ *
+ * An `Open` of an order its user opened herself (`open`: nonce with bit 255, no signature anywhere) is
+ * also picked up: the gasless order is decoded from `fillInstructions[0].originData`, its id checked
+ * against the event's, and it goes to the mempool (`onOpen`, the mempool service's normal path, so it is
+ * gossiped) as an unsigned intent (docs/decisions.md, "Orders opened on chain"). Every node sees the
+ * event, so the mempool usually holds it already. A pickup the mempool cannot verify yet (its RPC's final
+ * block is behind the event) is kept (`p/<id>`, written before the cursor moves) and tried again each
+ * poll until its fill deadline.
  */
 import type { Logger } from 'pino'
 import { createPublicClient, type Hex, type PublicClient } from 'viem'
+import {
+  type GaslessCrossChainOrder,
+  intentId,
+  isOnchainNonce,
+  orderFromOriginData,
+} from '../codec/intent.ts'
 import { murmurSettlerAbi } from '../contracts/abi.ts'
-import type { Store } from '../state/store.ts'
+import type { SubmitAnswer } from '../mempool/service.ts'
+import { prefixEnd, type Store } from '../state/store.ts'
 import { type RpcTransport, rpcTransport } from './rpc.ts'
 import type { SettlementContracts } from './settlement.ts'
 
@@ -33,10 +48,41 @@ export interface SettlementWatchModules {
   readonly rpc: ReadonlyMap<number, string>
   readonly store: Store
   readonly log: Logger
+  /**
+   * An order opened on chain by its user, for the mempool: 'done' when it is held now or refused for good,
+   * 'retry' when it could not be verified yet. Absent: nothing is picked up.
+   */
+  readonly onOpen?: (order: GaslessCrossChainOrder) => Promise<'done' | 'retry'>
+  /** Wall clock, unix ms (a pickup past its fill deadline is dropped). Default Date.now. */
+  readonly now?: () => number
+}
+
+/** Pickups tried per poll. */
+const MAX_PICKUPS_PER_POLL = 256
+
+/**
+ * `onOpen` through the mempool service (`submitOpened`): held or refused is 'done', not verifiable yet
+ * (UNVERIFIED) or overloaded is 'retry'.
+ */
+export function pickupThrough(
+  mempool: { submitOpened(order: GaslessCrossChainOrder): Promise<SubmitAnswer> },
+  log: Logger,
+): (order: GaslessCrossChainOrder) => Promise<'done' | 'retry'> {
+  return async (order) => {
+    const a = await mempool.submitOpened(order)
+    if (a.status === 503) return 'retry'
+    if (a.status === 400) {
+      if (a.body.error.code === 'UNVERIFIED') return 'retry'
+      log.warn({ intent: intentId(order), ...a.body.error }, 'order opened on chain refused by the mempool')
+    } else if (a.status === 202) log.info({ intent: a.body.id }, 'order opened on chain picked up')
+    return 'done'
+  }
 }
 
 const ORDER_PREFIX = 'o/'
 const CURSOR_PREFIX = 'c/'
+/** Orders opened on chain waiting for the mempool: `p/<id>` -> originData. */
+const PICKUP_PREFIX = 'p/'
 const EVENTS = murmurSettlerAbi.filter(
   (x) => x.type === 'event' && (x.name === 'Open' || x.name === 'Settled' || x.name === 'Refunded'),
 )
@@ -92,6 +138,7 @@ export class SettlementWatch {
     this.#polling = true
     try {
       await Promise.all([...this.#clients].map(([c, client]) => this.#pollChain(c, client)))
+      if (this.#m.onOpen !== undefined) await this.#pickUp(this.#m.onOpen)
     } finally {
       this.#polling = false
     }
@@ -106,8 +153,11 @@ export class SettlementWatch {
       while (from <= head) {
         const to = from + this.#o.maxRange - 1n < head ? from + this.#o.maxRange - 1n : head
         const logs = await client.getLogs({ address: settler, events: EVENTS, fromBlock: from, toBlock: to })
-        for (const log of logs)
+        for (const log of logs) {
+          if (log.eventName === 'Open')
+            await this.#notePickup(log.args.orderId as Hex, log.args.resolvedOrder)
           await this.#record(chainId, log.eventName, log.args.orderId as Hex, log.transactionHash)
+        }
         await this.#m.store.put('orders', CURSOR_PREFIX + chainId, to.toString())
         from = to + 1n
       }
@@ -116,6 +166,49 @@ export class SettlementWatch {
         { chainId: chainId.toString(), err: (err as Error).message },
         'settler events poll failed',
       )
+    }
+  }
+
+  /** An `Open` of an order opened on chain: kept for the mempool (before the cursor passes its block). */
+  async #notePickup(
+    id: Hex,
+    resolved: { readonly fillInstructions: readonly { readonly originData: Hex }[] } | undefined,
+  ): Promise<void> {
+    if (this.#m.onOpen === undefined) return
+    const originData = resolved?.fillInstructions[0]?.originData
+    if (originData === undefined) return
+    let order: GaslessCrossChainOrder
+    try {
+      order = orderFromOriginData(originData)
+    } catch (err) {
+      this.#m.log.warn({ intent: id, err: (err as Error).message }, 'Open event with an undecodable order')
+      return
+    }
+    // Signed orders (openFor) come with their signature through the mempool; only `open`'s travel unsigned.
+    if (!isOnchainNonce(order.nonce)) return
+    if (intentId(order) !== id.toLowerCase()) {
+      this.#m.log.warn({ intent: id }, 'Open event whose order does not hash to its id')
+      return
+    }
+    await this.#m.store.put('orders', PICKUP_PREFIX + id.toLowerCase(), originData.toLowerCase())
+  }
+
+  /** Hands the kept pickups to the mempool; drops those done or past their fill deadline. */
+  async #pickUp(onOpen: (order: GaslessCrossChainOrder) => Promise<'done' | 'retry'>): Promise<void> {
+    const rows = await this.#m.store.range<string>('orders', {
+      gte: PICKUP_PREFIX,
+      lt: prefixEnd(PICKUP_PREFIX),
+      limit: MAX_PICKUPS_PER_POLL,
+    })
+    const nowSec = Math.floor((this.#m.now ?? Date.now)() / 1000)
+    for (const [key, originData] of rows) {
+      try {
+        const order = orderFromOriginData(originData as Hex)
+        if (order.fillDeadline <= nowSec || (await onOpen(order)) === 'done')
+          await this.#m.store.del('orders', key)
+      } catch (err) {
+        this.#m.log.debug({ key, err: (err as Error).message }, 'pickup of an order opened on chain failed')
+      }
     }
   }
 

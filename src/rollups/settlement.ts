@@ -25,7 +25,7 @@ import {
   maxUint256,
   type PublicClient,
 } from 'viem'
-import { decodeOrderData, type SignedIntent } from '../codec/intent.ts'
+import { decodeOrderData, isOnchainIntent, type SignedIntent } from '../codec/intent.ts'
 import { murmurSettlerAbi } from '../contracts/abi.ts'
 import { MurmurError } from '../errors.ts'
 import type { Executor } from './executor.ts'
@@ -110,8 +110,9 @@ export class SettlementFlow {
 
   /**
    * The order escrowed on its origin before its fill: nothing when the origin has no settler (served
-   * without escrow); `openFor` unless it is opened already. Rejects SettlementError ORDER_CLOSED when it
-   * was settled or refunded, NOT_OPENABLE for a native input (only its user can `open` it, paying).
+   * without escrow); `openFor` unless it is opened already (an order its user opened on chain, unsigned,
+   * always is). Rejects SettlementError ORDER_CLOSED when it was settled or refunded, NOT_OPENABLE for a
+   * native input (only its user can `open` it, paying) or an unsigned intent not seen opened.
    */
   async ensureOpened(id: Hex, intent: SignedIntent): Promise<void> {
     const order = intent.order
@@ -121,6 +122,12 @@ export class SettlementFlow {
     if (status === ORDER_STATUS.opened) return
     if (status !== ORDER_STATUS.none)
       throw new SettlementError('ORDER_CLOSED', `order ${id} is ${status === 2 ? 'settled' : 'refunded'}`)
+    // An unsigned intent was proven opened by its user's own `open`; there is no signature to `openFor` it.
+    if (isOnchainIntent(intent))
+      throw new SettlementError(
+        'NOT_OPENABLE',
+        `order ${id} was opened on chain by its user, not seen opened here`,
+      )
     if (decodeOrderData(order.orderData).inputToken.toLowerCase() === NATIVE)
       throw new SettlementError('NOT_OPENABLE', `order ${id} has a native input: only its user can open it`)
     const data = encodeFunctionData({

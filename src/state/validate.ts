@@ -1,6 +1,12 @@
 /** valid(v) of the Tendermint core (process proposal): a block checked against the state of the previous height. */
 import type { Address, Hex } from 'viem'
 import {
+  type GaslessCrossChainOrder,
+  isOnchainIntent,
+  isOnchainNonce,
+  type SignedIntent,
+} from '../codec/intent.ts'
+import {
   type Block,
   type BlockAssignment,
   MAX_BLOCK_STAKE_MOVES,
@@ -61,6 +67,7 @@ export type BlockRejectCode =
   | 'BAD_REFUND'
   | 'REFUND_INVALID'
   | 'REFUND_UNVERIFIED'
+  | 'INTENT_UNVERIFIED'
 
 export type BlockVerdict =
   | { readonly ok: true }
@@ -93,9 +100,30 @@ export interface ValidateBlockContext {
    * without it accepts no block with refunds.
    */
   readonly verifyRefund?: (intentId: Hex, refund: SettlementRefund) => Promise<RefundVerdict>
+  /**
+   * Whether the order of an unsigned intent the block assigns (one its user opened on chain) is opened on
+   * its origin settler, on this validator's own RPC (rollups/opened-orders.ts): 'valid' is accepted,
+   * 'invalid' makes the block BAD_INTENT, 'pending' and 'unknown' INTENT_UNVERIFIED. Not asked for an
+   * intent the local pool holds (`isKnownIntent`). Absent: every such intent is 'unknown'.
+   */
+  readonly verifyOpened?: (id: Hex, order: GaslessCrossChainOrder) => Promise<FillVerdict>
   /** True when the local pool holds (and so has verified) the intent: its signature is not checked again. */
   readonly isKnownIntent?: (id: Hex) => boolean
   readonly recover?: Recover
+}
+
+/**
+ * Why an unsigned intent cannot be an order opened on chain, judged on the state alone: its nonce is not
+ * in the `open` range (bit 255), or its origin has no settlement contracts, or it names another settler.
+ */
+function unsignedIntentProblem(state: AppState, intent: SignedIntent): string | undefined {
+  const { order } = intent
+  if (!isOnchainNonce(order.nonce)) return 'unsigned, and its nonce is not one of an order opened on chain'
+  const settler = state.rollups.find((r) => BigInt(r.chainId) === order.originChainId)?.settlement?.settler
+  if (settler === undefined) return `unsigned, and chain ${order.originChainId} has no settlement contracts`
+  if (settler.toLowerCase() !== order.originSettler)
+    return `unsigned, and not of the settler of ${order.originChainId}`
+  return undefined
 }
 
 /**
@@ -139,8 +167,8 @@ function sameAssignment(a: BlockAssignment, b: BlockAssignment): boolean {
  * more than 2/3 of the powers that decided the parent, for the parent, each with a vote extension that
  * decodes); the time: the commit's BFT time (`commitTime`), or at height 1 within the clock skew of
  * `ctx.nowMs`; each intent in at most one list; every new
- * intent valid (signed by its user, a Murmur order, known chains, fill deadline ahead) and neither assigned
- * nor finished; assignments and reassignments exactly `routeIntents` over the block's health view (with
+ * intent valid (signed by its user, or unsigned and opened on its origin settler by `ctx.verifyOpened`; a
+ * Murmur order, known chains, fill deadline ahead) and neither assigned nor finished; assignments and reassignments exactly `routeIntents` over the block's health view (with
  * the same re-routing set and pool view as `planBlock`); fills of open assignments, by the assigned
  * executor, signed, and 'valid' by `ctx.verifyFill` (this validator's own check); evidence well formed,
  * signed, never twice the same (validator, height, round, kind) nor two against one validator, never of a
@@ -341,8 +369,32 @@ export async function validateBlock(
     )
   }
   for (const [i, a] of block.assignments.entries()) {
-    if (ctx.isKnownIntent?.(a.intentId)) continue
     const it = block.intents[i]!
+    if (isOnchainIntent(it)) {
+      const problem = unsignedIntentProblem(state, it)
+      if (problem !== undefined) return bad('BAD_INTENT', `intent ${a.intentId}: ${problem}`)
+      if (ctx.isKnownIntent?.(a.intentId)) continue
+      const verify = ctx.verifyOpened ?? (async (): Promise<FillVerdict> => 'unknown')
+      checks.push(
+        verify(a.intentId, it.order)
+          .catch((): FillVerdict => 'unknown')
+          .then((v) =>
+            v === 'valid'
+              ? OK
+              : v === 'invalid'
+                ? bad(
+                    'BAD_INTENT',
+                    `intent ${a.intentId}: unsigned, and its order is not opened on its origin`,
+                  )
+                : bad(
+                    'INTENT_UNVERIFIED',
+                    `intent ${a.intentId}: not verified opened on its origin here (${v})`,
+                  ),
+          ),
+      )
+      continue
+    }
+    if (ctx.isKnownIntent?.(a.intentId)) continue
     checks.push(
       signedBy(a.intentId, it.signature, it.order.user).then((ok) =>
         ok ? OK : bad('BAD_INTENT', `intent ${a.intentId} is not signed by its user`),

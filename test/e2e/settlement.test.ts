@@ -4,11 +4,22 @@
  * escrowed), filled through the destination settler, and claimed by their executor against the network's
  * own commit certificate: the user is charged exactly inputAmount, the recipient paid exactly outputAmount,
  * the executor repaid exactly inputAmount, and the escrow ends empty. Then an executor killed (kill -9)
- * between open and claim finishes after its restart with nothing paid twice, and a validator jailed
- * mid-run changes the set: the origin light clients rotate and later claims still verify.
+ * between open and claim finishes after its restart with nothing paid twice, an order the user opens on
+ * chain herself with a native input is picked up from its `Open` event and settles (the executor repaid
+ * the native input), and a validator jailed mid-run changes the set: the origin light clients rotate and
+ * later claims still verify.
  */
 import { readFile, writeFile } from 'node:fs/promises'
-import { type Address, createPublicClient, createWalletClient, type Hex, http, type PublicClient } from 'viem'
+import {
+  type Address,
+  createPublicClient,
+  createWalletClient,
+  getAddress,
+  type Hex,
+  http,
+  type PublicClient,
+  parseEventLogs,
+} from 'viem'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type Rollups, startRollups } from '../../devnet/anvil.ts'
@@ -305,6 +316,110 @@ describe('settlement across four validator processes and three rollups', () => {
     }
     // Mining again, the stale fill (if it was sent) is refused after its deadline: nobody is paid twice.
   }, 180_000)
+
+  it('an order the user opens on chain with a native input is picked up from its Open event and settles', async () => {
+    const settler = deployments.get(901)!.settler
+    const c901 = clients.get(901)!
+    const to = privateKeyToAccount(generatePrivateKey()).address.toLowerCase() as Address
+    const input = 5n * 10n ** 17n
+    const output = 7n * UNIT
+    const now = Math.floor(Date.now() / 1000)
+    // What `open` takes: the deadline and the payload; the settler builds the rest (nonce 2^255 | counter).
+    const template = buildOrder({
+      originSettler: settler,
+      user: user.address,
+      nonce: 0n,
+      originChainId: 901n,
+      openDeadline: now,
+      fillDeadline: now + 600,
+      inputToken: '0x0000000000000000000000000000000000000000',
+      inputAmount: input,
+      outputToken: deployments.get(902)!.token!,
+      outputAmount: output,
+      recipient: to,
+      destinationChainIds: [902n],
+    })
+    const wallet = createWalletClient({
+      account: user,
+      chain: rollupChain(901, rollups.get(901).rpcUrl),
+      transport: http(rollups.get(901).rpcUrl),
+    })
+    const hash = await wallet.writeContract({
+      address: settler,
+      abi: murmurSettlerAbi,
+      functionName: 'open',
+      args: [
+        {
+          fillDeadline: template.fillDeadline,
+          orderDataType: template.orderDataType,
+          orderData: template.orderData,
+        },
+      ],
+      value: input,
+    })
+    const receipt = await c901.waitForTransactionReceipt({ hash })
+    expect(receipt.status).toBe('success')
+    const [open] = parseEventLogs({ abi: murmurSettlerAbi, eventName: 'Open', logs: receipt.logs })
+    const id = open!.args.orderId.toLowerCase() as Hex
+    // Across the open's block (the order may be settled by the time the receipt is seen): the user paid
+    // the input and her gas, the settler escrowed the input.
+    const balance = (address: Address, blockNumber: bigint) => c901.getBalance({ address, blockNumber })
+    const [userBefore, userAfter, escrowBefore, escrowAfter] = await Promise.all([
+      balance(user.address, receipt.blockNumber - 1n),
+      balance(user.address, receipt.blockNumber),
+      balance(settler, receipt.blockNumber - 1n),
+      balance(settler, receipt.blockNumber),
+    ])
+    expect(userBefore - userAfter).toBe(input + receipt.gasUsed * receipt.effectiveGasPrice)
+    expect(escrowAfter - escrowBefore).toBe(input)
+
+    // Nobody submitted it: the nodes found it in the Open event, and it ends filled on 902 and settled.
+    const v = await new MurmurClient(c.node(2).api).waitFor(id, { timeoutMs: 60_000 })
+    expect(v.state).toBe('filled')
+    expect(v.fill!.chainId).toBe('902')
+    await waitFor(`${id} settled on its origin`, async () => (await orderStatus(901, id)) === 2, {
+      timeoutMs: 60_000,
+    })
+    expect(await tokenBalance(902, to)).toBe(output)
+    expect(await c901.getBalance({ address: settler })).toBe(escrowBefore)
+    // The executor that filled it was repaid exactly the native input: its balance across the claim's
+    // block, its own gas in that block added back.
+    const filler = (await filledBy(902, id)).toLowerCase() as Address
+    expect(c.net.nodes.map((n) => n.address)).toContain(filler)
+    const [settled] = await c901.getContractEvents({
+      address: settler,
+      abi: murmurSettlerAbi,
+      eventName: 'Settled',
+      args: { orderId: id },
+      fromBlock: receipt.blockNumber,
+    })
+    expect(settled!.args).toMatchObject({
+      executor: getAddress(filler),
+      token: '0x0000000000000000000000000000000000000000',
+      amount: input,
+    })
+    const at = settled!.blockNumber
+    const block = await c901.getBlock({ blockNumber: at, includeTransactions: true })
+    let gas = 0n
+    for (const tx of block.transactions)
+      if (tx.from.toLowerCase() === filler) {
+        const r = await c901.getTransactionReceipt({ hash: tx.hash })
+        gas += r.gasUsed * r.effectiveGasPrice
+      }
+    const gained = (await balance(filler, at)) - (await balance(filler, at - 1n))
+    expect(gained + gas).toBe(input)
+    // Every node holds it as an unsigned intent and tells the same settlement story from its own RPC.
+    for (const i of [0, 1, 2, 3]) {
+      const r = await waitFor(`node ${i} to show ${id} settled`, async () => {
+        const x = await getJson<{ signature: string; settlement: Record<string, string | null> | null }>(
+          `${c.node(i).api}/v1/intents/${id}`,
+        )
+        return x.settlement?.state === 'settled' ? x : undefined
+      })
+      expect(r.signature).toBe('0x')
+      expect(r.settlement!.openTx).toBe(hash)
+    }
+  })
 
   it('a validator jailed mid-run: the light client rotates and later claims still verify', async () => {
     const genesisSet = (await lightClient(901, 'currentValidatorsHash')) as Hex

@@ -1,10 +1,18 @@
 /** Orders for the contract tests: built and signed with the node's own codec (src/codec/intent.ts). */
 import { type Address, encodeAbiParameters, type Hex, type LocalAccount } from 'viem'
+import { afterAll, beforeAll } from 'vitest'
 import { GASLESS_ORDER_TYPES } from '../../src/codec/eip712.ts'
 import { buildOrder, type GaslessCrossChainOrder, intentId, signOrder } from '../../src/codec/intent.ts'
 import { murmurSettlerAbi, testTokenAbi } from '../../src/contracts/abi.ts'
-import { KIND_FILL, KIND_REFUND, type Leaf } from './settlement.ts'
-import { chainTime, type Role, type SettlementChain, send } from './settlement-env.ts'
+import { KIND_FILL, KIND_REFUND, type Leaf, type ValidatorSet } from './settlement.ts'
+import {
+  chainTime,
+  type Role,
+  type SettlementChain,
+  type SettlementEnv,
+  send,
+  startSettlementEnv,
+} from './settlement-env.ts'
 
 /** `abi.encode(GaslessCrossChainOrder)`: a fill's `originData`. */
 export function encodeOrder(order: GaslessCrossChainOrder): Hex {
@@ -174,4 +182,37 @@ export async function openAndFill(
     origin.addresses.recipient,
   )
   return { order, id: opened.id, leaf, opened: opened.receipt, filled }
+}
+
+/**
+ * One rollup with the contracts whose user holds test tokens and lets the settler pull them, for the tests
+ * of the calling file (started before them, stopped after them). Read `.env` and `.chain` inside hooks
+ * and tests.
+ */
+export function fundedOrigin(set: ValidatorSet): {
+  readonly env: SettlementEnv
+  readonly chain: SettlementChain
+} {
+  let env: SettlementEnv | undefined
+  beforeAll(async () => {
+    env = await startSettlementEnv(set, { count: 1 })
+    const A = env.chains[0]!
+    await mint(A, A.addresses.user, 10n ** 24n)
+    await approve(A, 'user', 2n ** 255n)
+  }, 120_000)
+  afterAll(async () => {
+    await env?.stop()
+  })
+  const started = () => {
+    if (env === undefined) throw new Error('fundedOrigin: read it inside a hook or test')
+    return env
+  }
+  return {
+    get env() {
+      return started()
+    },
+    get chain() {
+      return started().chains[0]!
+    },
+  }
 }
