@@ -15,6 +15,7 @@ const known = [
   'catchup',
   'gas',
   'settlement',
+  'rewards',
 ]
 if (name === undefined || !known.includes(name)) {
   console.error(`usage: npm run bench -- <${known.join('|')}> [flags]`)
