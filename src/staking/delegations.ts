@@ -247,8 +247,11 @@ export class DelegationLedger {
     if (bad !== undefined) return reject('MALFORMED', `${bad} is out of range or not lowercase hex`)
     const d = (s as Record<string, unknown>)[kind.key] as Delegation
     if (d.amount === 0n) return reject('MALFORMED', 'amount is 0')
-    if (this.#validator(d.validator) === undefined)
-      return reject('UNKNOWN_VALIDATOR', `${d.validator} is not a validator`)
+    const v = this.#validator(d.validator)
+    if (v === undefined) return reject('UNKNOWN_VALIDATOR', `${d.validator} is not a validator`)
+    // New stake goes only where the validator serves; stake already there (moved in) may always leave.
+    if (kind === DELEGATE_KIND && !v.chainIds.includes(d.chainId))
+      return reject('UNKNOWN_VALIDATOR', `${d.validator} does not serve ${d.chainId}`)
     return this.accounts.checkSender(d.delegator, d.nonce) ?? d
   }
 
@@ -256,8 +259,6 @@ export class DelegationLedger {
   checkDelegate(s: SignedDelegate): Verdict<DelegationRejectCode> {
     const d = this.#checkCommon(DELEGATE_KIND, s)
     if ('ok' in d) return d
-    if (!this.#validator(d.validator)!.chainIds.includes(d.chainId))
-      return reject('UNKNOWN_VALIDATOR', `${d.validator} does not serve ${d.chainId}`)
     const balance = this.accounts.balance(d.delegator)
     if (d.amount > balance)
       return reject('INSUFFICIENT_BALANCE', `${d.amount} > ${balance}, the balance of ${d.delegator}`)
