@@ -100,6 +100,46 @@ export const UNJAIL_TYPES = {
   ],
 } as const satisfies TypedData
 
+/** `Transfer(address from,address to,uint256 amount,uint256 nonce)`: tokens from one account to another. */
+export const TRANSFER_TYPES = {
+  Transfer: [
+    { name: 'from', type: 'address' },
+    { name: 'to', type: 'address' },
+    { name: 'amount', type: 'uint256' },
+    { name: 'nonce', type: 'uint256' },
+  ],
+} as const satisfies TypedData
+
+/** The fields of Delegate and Undelegate (the same five, two primary types so neither signs for the other). */
+const DELEGATION_FIELDS = [
+  { name: 'delegator', type: 'address' },
+  { name: 'validator', type: 'address' },
+  { name: 'chainId', type: 'uint256' },
+  { name: 'amount', type: 'uint256' },
+  { name: 'nonce', type: 'uint256' },
+] as const
+
+/** `Delegate(address delegator,address validator,uint256 chainId,uint256 amount,uint256 nonce)` */
+export const DELEGATE_TYPES = { Delegate: DELEGATION_FIELDS } as const satisfies TypedData
+
+/** `Undelegate(address delegator,address validator,uint256 chainId,uint256 amount,uint256 nonce)` */
+export const UNDELEGATE_TYPES = { Undelegate: DELEGATION_FIELDS } as const satisfies TypedData
+
+/**
+ * `CreateValidator(address validator,bytes peerId,uint256[] chainIds,uint256 selfStake,uint16 commissionBps,
+ * uint256 nonce)`: the signed validator record that binds an address to a libp2p peer id.
+ */
+export const CREATE_VALIDATOR_TYPES = {
+  CreateValidator: [
+    { name: 'validator', type: 'address' },
+    { name: 'peerId', type: 'bytes' },
+    { name: 'chainIds', type: 'uint256[]' },
+    { name: 'selfStake', type: 'uint256' },
+    { name: 'commissionBps', type: 'uint16' },
+    { name: 'nonce', type: 'uint256' },
+  ],
+} as const satisfies TypedData
+
 /** `RebalanceRule(address token,uint256 threshold,uint256[] spreadOverChainIds)`, a member of Profile. */
 export const REBALANCE_RULE_TYPE = [
   { name: 'token', type: 'address' },
