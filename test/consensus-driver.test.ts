@@ -163,12 +163,14 @@ describe('ConsensusDriver: four validators in one process', () => {
     expect(bus.results.filter(({ r }) => r.result === 'REJECT')).toEqual([])
   })
 
-  it("answers consensus-messages for its head's height with the head's precommits (a peer one height behind decides from them)", async () => {
+  it("answers consensus-messages for its head's height with the head's proposal and precommits (a peer one height behind decides from them)", async () => {
     const head = nodes[0]!.driver.head()
     const spec = CONSENSUS_MESSAGES_PROTOCOL
-    const msgs = spec.response.decode(
-      spec.response.encode(nodes[0]!.driver.getConsensusMessages(head.height)),
-    )
+    const all = spec.response.decode(spec.response.encode(nodes[0]!.driver.getConsensusMessages(head.height)))
+    // First the signed proposal of the head block (with the block), then its precommits.
+    const [first, ...msgs] = all
+    expect(first?.type === 'proposal' && first.proposal.blockHash === head.hash).toBe(true)
+    expect(first?.type === 'proposal' && first.proposal.height).toBe(head.height)
     expect(msgs.length).toBeGreaterThanOrEqual(3)
     for (const m of msgs) {
       expect(m.type === 'vote' && m.vote.kind === 'precommit' && m.vote.blockHash === head.hash).toBe(true)
@@ -300,6 +302,13 @@ describe('ConsensusDriver: four validators in one process', () => {
     nodes[2] = await startNode(2, nodes[2]!.dir)
     await waitFor('commits resume with three of four', () => minHeight(running()) >= stuck + 2n, {
       timeoutMs: 40_000,
+    }).catch((err: Error) => {
+      const where = running().map(
+        (n) =>
+          `${n.index}: height ${n.driver.height} at ${n.driver.consensusHeight}/${n.driver.round}/${n.driver.step}` +
+          `${n.driver.syncing ? ' syncing' : ''}`,
+      )
+      throw new Error(`${err.message} (stuck at ${stuck}; ${where.join('; ')})`)
     })
     await expectSameChain(running(), minHeight(running()))
   })

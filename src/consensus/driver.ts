@@ -280,6 +280,12 @@ export class ConsensusDriver {
   readonly #evidence = new Map<string, VoteEvidence>()
   /** Signed messages of the current height (own and accepted), served to peers that missed them. */
   #heightLog = new Map<string, ConsensusMessage>()
+  /**
+   * The signed proposal of the head block (kept from the height's log when the next height starts): with
+   * the head's precommits, what a peer one height behind needs to decide it when it never saw that
+   * proposal (it restarted after precommitting, and the others already moved on).
+   */
+  #headProposal: Extract<ConsensusMessage, { type: 'proposal' }> | undefined
   readonly #listeners = new Set<(e: CommitEvent) => void>()
   /** A proposer waiting for work (see minBlockIntervalMs): woken by notifyWork() or its deadline. */
   readonly #workWaiters = new Set<() => void>()
@@ -581,15 +587,20 @@ export class ConsensusDriver {
   }
 
   /**
-   * The precommits of the head's commit as consensus messages: what a peer one height behind (it missed
-   * the last precommits, e.g. it restarted right after its own precommit) needs to decide that height
-   * from the block its WAL holds (CometBFT's reactor sends a lagging peer the commit the same way). A peer
-   * without the block syncs it (block sync, once status answers show this node ahead).
+   * The precommits of the head's commit as consensus messages, after the head's signed proposal (with its
+   * block) when this node saw it: what a peer one height behind (it missed the last precommits, e.g. it
+   * restarted right after its own precommit) needs to decide that height, even when the others already
+   * moved on and stall (CometBFT's reactor sends a lagging peer the commit the same way). A peer that still
+   * lacks the block syncs it (block sync, once status answers show this node ahead).
    */
   #commitMessages(head: AppInfo): ConsensusMessage[] {
     const lc = this.#collectLastCommit(head)
     if (lc === undefined) return []
-    return lc.precommits.slice(0, MAX_CONSENSUS_MESSAGES).map((p) => ({
+    const proposal =
+      this.#headProposal !== undefined && this.#headProposal.proposal.height === head.height
+        ? [this.#headProposal]
+        : []
+    const votes: ConsensusMessage[] = lc.precommits.slice(0, MAX_CONSENSUS_MESSAGES - 1).map((p) => ({
       type: 'vote',
       vote: {
         kind: 'precommit',
@@ -602,6 +613,8 @@ export class ConsensusDriver {
         signature: p.signature,
       },
     }))
+    // The proposal first: a peer that feeds them in order has the value before its quorum.
+    return [...proposal, ...votes]
   }
 
   /**
@@ -1377,6 +1390,18 @@ export class ConsensusDriver {
   /** A new height: blocks, verdicts and own proposal signatures of older heights go; vote signatures of the
    * previous height stay (late precommits, evidence). */
   #resetHeightCaches(height: number): void {
+    const head = this.#head
+    if (head !== undefined && head.height === BigInt(height - 1)) {
+      for (const m of this.#heightLog.values())
+        if (
+          m.type === 'proposal' &&
+          m.proposal.height === head.height &&
+          m.proposal.blockHash === head.lastBlockHash
+        )
+          this.#headProposal = m
+    }
+    if (this.#headProposal !== undefined && this.#headProposal.proposal.height !== head?.height)
+      this.#headProposal = undefined
     this.#blocks = new Map()
     this.#valid = new Set()
     this.#heightLog = new Map()
