@@ -139,7 +139,7 @@ describe('ConsensusDriver: four validators in one process', () => {
 
   afterAll(async () => {
     for (const n of running()) await stopNode(n)
-    for (const d of dirs) await rm(d, { recursive: true, force: true })
+    for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
   })
 
   it('commits blocks with identical hashes everywhere and assigns the intents in every pool', async () => {
@@ -327,6 +327,8 @@ describe('ConsensusDriver: block pacing', () => {
 
   afterAll(async () => {
     for (const n of running()) await stopNode(n)
+    // The data dirs of this describe's nodes (the first describe removed the ones before).
+    for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
   })
 
   it('proposes a block as soon as there is work, and waits when there is none', async () => {
