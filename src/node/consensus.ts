@@ -216,18 +216,11 @@ export class ConsensusWiring {
     if (dest !== undefined || this.#contracts.size > 0)
       order = (await this.#m.pool.get(f.intentId))?.intent.order
     if (dest !== undefined && order === undefined) return 'unknown'
-    const origin = order === undefined ? undefined : this.#contracts.get(order.originChainId)
-    if (origin !== undefined) {
-      const client = this.#rpcClients.get(order!.originChainId)
-      if (client === undefined) return 'unknown'
-      const status = Number(
-        await client.readContract({
-          address: origin.settler,
-          abi: murmurSettlerAbi,
-          functionName: 'orderStatus',
-          args: [f.intentId],
-        }),
-      )
+    if (order !== undefined && this.#contracts.has(order.originChainId)) {
+      // The same read refunds use: `orderStatus` at the origin's final block.
+      const read = this.#orderStatus.get(order.originChainId)
+      if (read === undefined) return 'unknown'
+      const status = await read(f.intentId)
       if (status === ORDER_STATUS.none) return 'pending'
       if (status !== ORDER_STATUS.opened) return 'invalid'
     }
