@@ -25,6 +25,7 @@ import { DELEGATE_KIND, UNDELEGATE_KIND } from '../src/staking/delegations.ts'
 import { CREATE_VALIDATOR_KIND, parsePeerIdBytes, peerIdBytes } from '../src/staking/validators.ts'
 import {
   ACCOUNT_MESSAGE_KINDS,
+  ACCOUNT_MESSAGE_WIRE_VERSION,
   accountMessageCodec,
   accountMessageFromJson,
   accountMessageToJson,
@@ -278,7 +279,7 @@ describe('wire and JSON forms of account messages', () => {
     fc.assert(
       fc.property(message, (m) => {
         const bytes = accountMessageCodec.encode(m)
-        expect(bytes[0]).toBe(1)
+        expect(bytes[0]).toBe(ACCOUNT_MESSAGE_WIRE_VERSION)
         expect(bytes.length).toBeLessThanOrEqual(accountMessageCodec.maxBytes)
         expect(accountMessageCodec.decode(bytes)).toEqual(m)
         const kind = ACCOUNT_MESSAGE_KINDS.find((k) => k.key in m)!
@@ -337,7 +338,8 @@ describe('wire and JSON forms of account messages', () => {
     expect(decodeCode(good.subarray(0, good.length - 1))).toBe('DECODE')
     expect(decodeCode(new Uint8Array(2000))).toBe('TOO_LARGE')
     // A kind that does not exist, a key too many, a missing key, an integer with a leading zero.
-    const raw = (o: Record<string, unknown>) => Uint8Array.from([1, ...cborEncode(o)])
+    const raw = (o: Record<string, unknown>) =>
+      Uint8Array.from([ACCOUNT_MESSAGE_WIRE_VERSION, ...cborEncode(o)])
     const fields = {
       k: 0,
       from: Buffer.from(A.slice(2), 'hex'),

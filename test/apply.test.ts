@@ -856,7 +856,7 @@ describe('block and certificate codecs', () => {
       }
     }
     // version 5, array(9), height as bytes(1) 0x02, then round 0 as 0x00: write it as 0x18 0x00 instead.
-    expect([...bytes.subarray(0, 5)]).toEqual([5, 0x89, 0x41, 0x02, 0x00])
+    expect([...bytes.subarray(0, 5)]).toEqual([6, 0x89, 0x41, 0x02, 0x00])
     const nonMinimal = Buffer.concat([bytes.subarray(0, 4), Buffer.from([0x18, 0x00]), bytes.subarray(5)])
     expect(code(() => decodeBlock(nonMinimal))).toBe('DECODE')
     expect(code(() => decodeBlock(bytes.subarray(0, bytes.length - 3)))).toBe('DECODE')
@@ -1077,7 +1077,12 @@ describe('storage', () => {
     })
     const state3 = apply(state2, block3).state
     const ops = appStateOps(state2, state3)
-    expect(ops.map((o) => `${o.type}:${o.key.slice(0, 2)}`).sort()).toEqual(['del:a/', 'put:d/', 'put:me'])
+    expect(ops.map((o) => `${o.type}:${o.key.slice(0, 2)}`).sort()).toEqual([
+      'del:a/',
+      'put:d/',
+      'put:me',
+      'put:st',
+    ])
     await store.batch(ops)
     expect(await loadAppState(store, GENESIS)).toEqual(state3)
     await expect(loadAppState(store, { ...GENESIS, networkId: 'another' })).rejects.toMatchObject({

@@ -11,18 +11,15 @@ import { fastAccount } from '../src/crypto/sign.ts'
 import { parseGenesis } from '../src/node/genesis.ts'
 import { TOPICS } from '../src/node/topics.ts'
 import { parseTopic, topicString } from '../src/p2p/topics.ts'
+import { StakeLedger, stakingToJson, totalStake, validateStakeMove } from '../src/staking/ledger.ts'
 import {
   MAX_STAKE_MOVES_IN_FORCE,
   type SignedStakeMove,
   STAKE_MOVE_MAX_DURATION_BLOCKS,
-  StakeLedger,
   type StakeMove,
   signStakeMove,
   stakeMoveId,
   stakeMoveTypedData,
-  stakingToJson,
-  totalStake,
-  validateStakeMove,
 } from '../src/staking/moves.ts'
 import { StakingService, signedStakeMoveToJson } from '../src/staking/service.ts'
 import { type StakeMessage, stakeMoveCodec } from '../src/staking/wire.ts'
@@ -61,7 +58,14 @@ const GENESIS = parseGenesis({
     { chainId: 902, name: 'beta', type: 'zk', securityBps: 9500 },
     { chainId: 903, name: 'gamma', type: 'zk', securityBps: 9500 },
   ],
-  params: { maxClockSkewSec: 30, blockIntervalMs: 500, healthFreshnessMs: 5000, fillTimeoutSec: 30 },
+  // Pair cap above MAX_STAKE_MOVES_IN_FORCE, so that the per-staker bound is the one tested here.
+  params: {
+    maxClockSkewSec: 30,
+    blockIntervalMs: 500,
+    healthFreshnessMs: 5000,
+    fillTimeoutSec: 30,
+    maxEntriesPerPair: 100,
+  },
 })
 const state0 = genesisState(GENESIS)
 
@@ -255,6 +259,7 @@ describe('applying moves', () => {
     expect(s1.stakeMoves.get(id)).toEqual({
       id,
       staker: addr(V0),
+      validator: addr(V0),
       fromChainId: 901n,
       toChainId: 902n,
       amount: 30n,
@@ -388,7 +393,8 @@ describe('applying moves', () => {
               for (const x of v.pools.values()) expect(x).toBeGreaterThanOrEqual(0n)
               // Stake on loan into a pool never exceeds the pool.
               const lent = new StakeLedger(s)
-              for (const c of chains) expect(lent.available(v.address, c)).toBeGreaterThanOrEqual(0n)
+              for (const c of chains)
+                expect(lent.book.delegations.movable(v.address, v.address, c)).toBeGreaterThanOrEqual(0n)
             }
             expect(votingPowers(s)).toEqual(genesisPowers)
             expect(totalStake(s)).toBe(total)
@@ -574,6 +580,7 @@ describe('GET /v1/staking body', () => {
       {
         id: stakeMoveId(NETWORK, x.move),
         staker: addr(V0),
+        validator: addr(V0),
         fromChainId: '901',
         toChainId: '903',
         amount: '10',

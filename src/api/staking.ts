@@ -1,13 +1,32 @@
 import type { FastifyInstance, FastifyReply } from 'fastify'
-import { type StakingState, stakingToJson } from '../staking/moves.ts'
+import { parseAddress } from '../codec/json.ts'
+import type { AccountMessageKey } from '../staking/account-pool.ts'
+import { accountToJson } from '../staking/accounts.ts'
+import { delegatorToJson } from '../staking/delegations.ts'
+import { StakeLedger, type StakingState, stakingToJson } from '../staking/ledger.ts'
 import type { StakeSubmitAnswer, StakingService } from '../staking/service.ts'
+import type { AppState } from '../state/types.ts'
+
+/** The POST routes of account messages and the body key each takes (INTERFACES.md). */
+const ACCOUNT_ROUTES: readonly [string, AccountMessageKey][] = [
+  ['/v1/transfers', 'transfer'],
+  ['/v1/delegations', 'delegate'],
+  ['/v1/undelegations', 'undelegate'],
+  ['/v1/validators', 'createValidator'],
+]
 
 /**
- * `POST /v1/stake-moves` body `{move, signature}` and `POST /v1/unjail` body `{unjail, signature}` ->
- * 202 `{id}` / 200 `{id}` (already pending or committed) / 400 `{error:{code,message}}` / 503 with
- * Retry-After; `GET /v1/staking` -> the pools per rollup and the moves in force of the committed state.
+ * `POST /v1/stake-moves` body `{move, signature}`, `POST /v1/unjail` body `{unjail, signature}` and the
+ * account message routes (`/v1/transfers` `{transfer, signature}`, `/v1/delegations` `{delegate, ...}`,
+ * `/v1/undelegations` `{undelegate, ...}`, `/v1/validators` `{createValidator, ...}`) -> 202 `{id}` /
+ * 200 `{id}` (already pending or committed) / 400 `{error:{code,message}}` / 503 with Retry-After;
+ * `GET /v1/staking` -> the pools per rollup, the epoch and the moves in force of the committed state;
+ * `GET /v1/accounts/:address` -> balance, delegations and unbonding entries.
  */
-export function stakingRoutes(staking: StakingService, state: () => StakingState) {
+export function stakingRoutes(
+  staking: StakingService,
+  state: () => StakingState & Pick<AppState, 'validators'>,
+) {
   return (app: FastifyInstance): void => {
     const answer = (ans: StakeSubmitAnswer, reply: FastifyReply) => {
       if ('retryAfterSec' in ans && ans.retryAfterSec !== undefined)
@@ -17,6 +36,25 @@ export function stakingRoutes(staking: StakingService, state: () => StakingState
     }
     app.post('/v1/stake-moves', async (req, reply) => answer(await staking.submitJson(req.body), reply))
     app.post('/v1/unjail', async (req, reply) => answer(await staking.submitUnjailJson(req.body), reply))
-    app.get('/v1/staking', async () => stakingToJson(state()))
+    for (const [path, key] of ACCOUNT_ROUTES)
+      app.post(path, async (req, reply) => answer(await staking.submitAccountJson(key, req.body), reply))
+    app.get('/v1/staking', async () => {
+      const s = state()
+      return { ...stakingToJson(s), epoch: s.stake.epoch.toString() }
+    })
+    app.get<{ Params: { address: string } }>('/v1/accounts/:address', async (req, reply) => {
+      let address: `0x${string}`
+      try {
+        address = parseAddress(req.params.address.toLowerCase(), 'address')
+      } catch (err) {
+        reply.code(400)
+        return { error: { code: 'MALFORMED', message: (err as Error).message } }
+      }
+      const ledger = new StakeLedger(state())
+      return {
+        ...accountToJson(ledger.book.accounts, address),
+        ...delegatorToJson(ledger.book.delegations, address),
+      }
+    })
   }
 }

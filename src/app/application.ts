@@ -42,6 +42,7 @@ import {
   MAX_BALANCES,
   type Observation,
 } from '../rollups/observation.ts'
+import type { AccountMessage } from '../staking/validators.ts'
 import { apply } from '../state/apply.ts'
 import { activeValidators, fillSettles, settlementOrigins, skippedValidators } from '../state/plan.ts'
 import { proposeBlock } from '../state/propose.ts'
@@ -100,6 +101,8 @@ export interface ApplicationModules {
   readonly pendingStakeMoves?: () => Iterable<SignedStakeMove> | Promise<Iterable<SignedStakeMove>>
   /** Signed Unjails waiting for a block, signatures already checked (staking/service.ts). */
   readonly pendingUnjails?: () => Iterable<SignedUnjail> | Promise<Iterable<SignedUnjail>>
+  /** Signed account messages waiting for a block (staking/account-pool.ts). */
+  readonly pendingAccountMessages?: () => Iterable<AccountMessage> | Promise<Iterable<AccountMessage>>
   readonly log: Logger
 }
 
@@ -173,7 +176,8 @@ function hasWork(b: Block): boolean {
     b.evidence.length > 0 ||
     b.stakeMoves.length > 0 ||
     b.unjails.length > 0 ||
-    (b.refunds?.length ?? 0) > 0
+    (b.refunds?.length ?? 0) > 0 ||
+    (b.accountMessages?.length ?? 0) > 0
   )
 }
 
@@ -236,12 +240,13 @@ export class MurmurApplication implements Application {
     const state = this.state
     if (req.height !== state.height + 1n)
       throw new Error(`prepareProposal at ${req.height} on state ${state.height}`)
-    const [pending, fills, stakeMoves, unjails, opened] = await Promise.all([
+    const [pending, fills, stakeMoves, unjails, opened, accountMessages] = await Promise.all([
       this.#m.pool.pending(this.options.pendingScanLimit),
       this.#fillsToPropose(state),
       this.#m.pendingStakeMoves?.() ?? [],
       this.#m.pendingUnjails?.() ?? [],
       this.#openedOrders(state, req.nowMs),
+      this.#m.pendingAccountMessages?.() ?? [],
     ])
     const lastCommit = req.awaitLastCommit === undefined ? req.lastCommit : await req.awaitLastCommit()
     const block = proposeBlock(this.state, pending, lastCommit ?? null, fills, req.nowMs, {
@@ -253,6 +258,7 @@ export class MurmurApplication implements Application {
       stakeMoves,
       unjails,
       opened,
+      accountMessages,
     })
     return { bytes: encodeBlock(block), hasWork: hasWork(block), time: block.time }
   }

@@ -22,6 +22,8 @@ import type { ProtocolSpec } from '../p2p/reqresp.ts'
 import { type Fill, fillCodec } from '../rollups/fill.ts'
 import { type SignedStakeMove, stakeMoveId } from '../staking/moves.ts'
 import { type SignedUnjail, unjailId } from '../staking/unjail.ts'
+import type { AccountMessage } from '../staking/validators.ts'
+import { accountMessageCodec, accountMessageToJson } from '../staking/wire-accounts.ts'
 import { hasTwoThirds } from './quorum.ts'
 import {
   decodeVoteTuple,
@@ -94,6 +96,11 @@ export interface Block {
    */
   readonly refunds?: readonly Hex[]
   /**
+   * Signed account messages (Transfer, Delegate, Undelegate, CreateValidator: staking/validators.ts), in
+   * (signer, nonce) order, each valid on the state the ones before it leave. Absent when none.
+   */
+  readonly accountMessages?: readonly AccountMessage[]
+  /**
    * keccak256(abi.encode(address[] validators, uint256[] powers)) of the set that signs this block
    * (addresses ascending): what a light client checks the block's certificate against (state/epoch.ts).
    */
@@ -158,13 +165,16 @@ export const MAX_BLOCK_STAKE_MOVES = 64
 export const MAX_BLOCK_EVIDENCE = 32
 export const MAX_BLOCK_UNJAILS = 64
 export const MAX_BLOCK_REFUNDS = 1024
+/** Most account messages in a block. */
+export const MAX_BLOCK_ACCOUNT_MESSAGES = 256
 /** Most precommits in a certificate (and validators in a set). */
 export const MAX_CERTIFICATE_SIGNATURES = 1024
 /**
  * Wire version of blocks (3: unjails and the validator-set hashes; 4: the header fields and the settlement
- * root first, the body as a nested byte string, the hash over the ABI header; 5: the body's refunds).
+ * root first, the body as a nested byte string, the hash over the ABI header; 5: the body's refunds; 6:
+ * the body's account messages).
  */
-export const BLOCK_WIRE_VERSION = 5
+export const BLOCK_WIRE_VERSION = 6
 /** Wire version of certificates. */
 export const CERTIFICATE_WIRE_VERSION = 2
 
@@ -284,6 +294,9 @@ function bodyToWire(b: Block): unknown[] {
     b.lastCommit === null ? null : encodeCertificate(b.lastCommit),
     limit(b.unjails, MAX_BLOCK_UNJAILS, 'unjails').map(unjailToWire),
     limit(b.refunds ?? [], MAX_BLOCK_REFUNDS, 'refunds').map((id) => raw(id, BYTES32_RE, 'refunds')),
+    limit(b.accountMessages ?? [], MAX_BLOCK_ACCOUNT_MESSAGES, 'account messages').map((m) =>
+      accountMessageCodec.encode(m),
+    ),
   ]
 }
 
@@ -299,11 +312,12 @@ type BlockBody = Pick<
   | 'lastCommit'
   | 'unjails'
   | 'refunds'
+  | 'accountMessages'
 >
 
 function bodyFromWire(v: unknown): BlockBody {
-  const a = shape.array(v, 'block body', 9)
-  if (a.length !== 9) throw new P2PError('DECODE', 'block body: expected 9 fields')
+  const a = shape.array(v, 'block body', 10)
+  if (a.length !== 10) throw new P2PError('DECODE', 'block body: expected 10 fields')
   const list = (i: number, what: string, max: number) => shape.array(a[i], `block.${what}`, max)
   const assignments = list(0, 'assignments', MAX_BLOCK_ASSIGNMENTS).map((x, i) =>
     assignmentFromWire(x, `assignments[${i}]`),
@@ -314,6 +328,9 @@ function bodyFromWire(v: unknown): BlockBody {
   if (intents.length !== assignments.length)
     throw new P2PError('DECODE', 'block: intents do not align with assignments')
   const refunds = list(8, 'refunds', MAX_BLOCK_REFUNDS).map((x, i) => bytesToHex(x, `refunds[${i}]`, 32))
+  const accountMessages = list(9, 'accountMessages', MAX_BLOCK_ACCOUNT_MESSAGES).map((x, i) =>
+    accountMessageCodec.decode(shape.bytes(x, `accountMessages[${i}]`, accountMessageCodec.maxBytes)),
+  )
   return {
     assignments,
     intents,
@@ -340,6 +357,7 @@ function bodyFromWire(v: unknown): BlockBody {
     unjails: list(7, 'unjails', MAX_BLOCK_UNJAILS).map((x, i) => unjailFromWire(x, `unjails[${i}]`)),
     // Omitted when empty, like a block built without any: one value, one shape.
     ...(refunds.length === 0 ? {} : { refunds }),
+    ...(accountMessages.length === 0 ? {} : { accountMessages }),
   }
 }
 
@@ -938,6 +956,7 @@ export function blockToJson(
       second: voteJson(e.second),
     })),
     lastCommit: block.lastCommit === null ? null : certificateJson(block.lastCommit),
+    accountMessages: (block.accountMessages ?? []).map(accountMessageToJson),
     unjails: block.unjails.map((u) => ({
       ...(networkId === undefined ? {} : { id: unjailId(networkId, u.unjail) }),
       unjail: { validator: u.unjail.validator, nonce: u.unjail.nonce.toString() },

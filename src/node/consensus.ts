@@ -142,6 +142,7 @@ export class ConsensusWiring {
         pendingFills: () => modules.rollups.pendingFills.values(),
         pendingStakeMoves: () => modules.staking.pending(),
         pendingUnjails: () => modules.staking.pendingUnjails(),
+        pendingAccountMessages: () => modules.staking.pendingAccountMessages(),
         log: modules.log,
       },
     )

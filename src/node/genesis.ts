@@ -58,6 +58,9 @@ const assetSchema = z
 
 const delegationSchema = z.object({ delegator: address, validator: address, amount: uint, chainId })
 
+/** A balance in the staking token at genesis. */
+const accountSchema = z.object({ address, balance: uint }).strict()
+
 /** Network parameters with their defaults. */
 const paramsSchema = z
   .object({
@@ -85,6 +88,16 @@ const paramsSchema = z
     epochBlocks: z.number().int().positive().max(1_000_000).default(100),
     /** Seconds after an order's fillDeadline before anyone may refund it without the network. */
     refundGraceSec: z.number().int().nonnegative().max(31_536_000).default(3_600),
+    /** Least self-stake to create a validator (and stay eligible); absent: the smallest genesis stake. */
+    minSelfStake: uint.optional(),
+    /** Most validators in the consensus set. */
+    maxValidators: z.number().int().positive().max(1_000).optional(),
+    /** Most signed account messages of one account applied in one block. */
+    maxMessagesPerBlock: z.number().int().positive().max(1_000).optional(),
+    /** Epoch boundaries an Undelegate waits before its stake is back in the balance. */
+    unbondingEpochs: z.number().int().nonnegative().max(10_000).optional(),
+    /** Most unbonding entries plus loans in force per (delegator, validator) pair. */
+    maxEntriesPerPair: z.number().int().positive().max(1_000).optional(),
   })
   .strict()
   .default({
@@ -110,6 +123,7 @@ export const genesisSchema = z
     genesisTime: z.number().int().nonnegative(),
     validators: z.array(validatorSchema).min(1, 'at least one validator'),
     delegations: z.array(delegationSchema).default([]),
+    accounts: z.array(accountSchema).max(100_000, 'at most 100000 accounts').default([]),
     rollups: z.array(rollupSchema).min(1, 'at least one rollup'),
     assets: z.array(assetSchema).max(64, 'at most 64 assets').default([]),
     params: paramsSchema,
@@ -161,6 +175,12 @@ export const genesisSchema = z
           })
         tokens.set(`${chain}/${token}`, a.symbol)
       }
+    })
+    const holders = new Set<string>()
+    g.accounts.forEach((a, i) => {
+      if (holders.has(a.address))
+        ctx.addIssue({ code: 'custom', path: ['accounts', i, 'address'], message: 'duplicate account' })
+      holders.add(a.address)
     })
     g.delegations.forEach((d, i) => {
       if (!addrs.has(d.validator))
@@ -217,5 +237,10 @@ export function genesisToJson(g: Genesis): GenesisInput {
     ...g,
     validators: g.validators.map((v) => ({ ...v, stake: v.stake.toString() })),
     delegations: g.delegations.map((d) => ({ ...d, amount: d.amount.toString() })),
+    accounts: g.accounts.map((a) => ({ ...a, balance: a.balance.toString() })),
+    params: (({ minSelfStake, ...rest }) => ({
+      ...rest,
+      ...(minSelfStake === undefined ? {} : { minSelfStake: minSelfStake.toString() }),
+    }))(g.params),
   }
 }

@@ -1,7 +1,7 @@
 /**
- * Stake moves and Unjails in a node: the `stake` topic's validator, small in-memory sets of signed moves
- * and Unjails waiting for a block (consensus proposes from them), `POST /v1/stake-moves` and
- * `POST /v1/unjail`. The sets are bounded, hold only messages whose signature was checked, and drop one
+ * Stake moves, Unjails and account messages in a node: the `stake` topic's validator, small in-memory sets
+ * of signed moves and Unjails waiting for a block (consensus proposes from them), `POST /v1/stake-moves`
+ * and `POST /v1/unjail`; account messages go to its {@link AccountMessagePool} (account-pool.ts). The sets are bounded, hold only messages whose signature was checked, and drop one
  * once a block commits it or the committed state makes it invalid. Nothing here is persisted: a message
  * lost in a restart is sent again by its signer.
  */
@@ -11,16 +11,15 @@ import type { Address, Hex } from 'viem'
 import { CodecError, parseAddress, parseDecimal, parseHex, parseObject, UINT64_MAX } from '../codec/json.ts'
 import type { TopicHandler } from '../p2p/host.ts'
 import { ACCEPT, ignore, reject } from '../p2p/validation.ts'
+import { type AccountMessageKey, AccountMessagePool, type AccountSubmitAnswer } from './account-pool.ts'
+import { StakeLedger, type StakingState, validateStakeMove } from './ledger.ts'
 import {
   findBadStakeMoveField,
   type RecoverFn,
   type SignedStakeMove,
-  StakeLedger,
   type StakeMove,
   type StakeMoveRejectCode,
-  type StakingState,
   stakeMoveId,
-  validateStakeMove,
 } from './moves.ts'
 import {
   checkUnjail,
@@ -32,7 +31,8 @@ import {
   unjailId,
   validateUnjail,
 } from './unjail.ts'
-import { isUnjail, type StakeMessage } from './wire.ts'
+import type { AccountMessage } from './validators.ts'
+import { isAccountMessage, isUnjail, type StakeMessage } from './wire.ts'
 
 export interface StakingServiceOptions {
   /** Most moves waiting for a block. */
@@ -126,10 +126,25 @@ export class StakingService {
   /** Unjails waiting for a block: one per validator (a higher nonce replaces it). */
   readonly #unjails = new Map<Address, { id: Hex; s: SignedUnjail }>()
   readonly #metrics: { received: Counter<'source' | 'outcome'> } | undefined
+  /** Account messages waiting for a block. */
+  readonly accounts: AccountMessagePool
 
   constructor(options: Partial<StakingServiceOptions>, modules: StakingServiceModules) {
     this.opts = { ...DEFAULT_STAKING_OPTIONS, ...options }
     this.#m = modules
+    this.accounts = new AccountMessagePool(
+      {},
+      {
+        networkId: modules.networkId,
+        state: modules.state,
+        publish: (m) => modules.publish(m),
+        log: modules.log,
+        ...(modules.recover === undefined ? {} : { recover: modules.recover }),
+        onPending: (m) => {
+          for (const l of this.#listeners) l(m)
+        },
+      },
+    )
     const registry = modules.registry
     if (registry !== undefined) {
       this.#metrics = {
@@ -159,9 +174,21 @@ export class StakingService {
     return [...this.#unjails.values()].map((u) => u.s)
   }
 
-  /** True when the move or Unjail is waiting for a block here. */
+  /** Account messages waiting for a block, in arrival order. */
+  pendingAccountMessages(): AccountMessage[] {
+    return this.accounts.pending()
+  }
+
+  /** True when the move, Unjail or account message is waiting for a block here. */
   has(id: Hex): boolean {
-    return this.#pending.has(id) || [...this.#unjails.values()].some((u) => u.id === id)
+    return (
+      this.#pending.has(id) || [...this.#unjails.values()].some((u) => u.id === id) || this.accounts.has(id)
+    )
+  }
+
+  /** `POST /v1/transfers`, `/v1/delegations`, `/v1/undelegations`, `/v1/validators` (account-pool.ts). */
+  submitAccountJson(key: AccountMessageKey, body: unknown): Promise<AccountSubmitAnswer> {
+    return this.accounts.submitJson(key, body)
   }
 
   /** Called with each move or Unjail that becomes pending (consensus wakes a proposer waiting for work). */
@@ -229,6 +256,7 @@ export class StakingService {
    */
   readonly topicHandler: TopicHandler<StakeMessage> = {
     validate: async (msg) => {
+      if (isAccountMessage(msg)) return this.#count('gossip', await this.accounts.validateGossip(msg))
       if (isUnjail(msg)) return this.#validateUnjailGossip(msg)
       const id = this.#id(msg)
       if (id === undefined) return this.#count('gossip', reject('MALFORMED'))
@@ -239,6 +267,10 @@ export class StakingService {
       return this.#count('gossip', PROVABLY_BAD.has(v.code) ? reject(v.code) : ignore(v.code))
     },
     onMessage: (msg) => {
+      if (isAccountMessage(msg)) {
+        this.accounts.onGossip(msg)
+        return
+      }
       if (isUnjail(msg)) {
         if (findBadUnjailField(msg) !== undefined) return
         const id = unjailId(this.#m.networkId, msg.unjail)
@@ -339,9 +371,14 @@ export class StakingService {
    * jailed any more, tombstoned, ...; an Unjail that is only early stays).
    */
   onCommit(
-    block: { readonly stakeMoves: readonly SignedStakeMove[]; readonly unjails?: readonly SignedUnjail[] },
+    block: {
+      readonly stakeMoves: readonly SignedStakeMove[]
+      readonly unjails?: readonly SignedUnjail[]
+      readonly accountMessages?: readonly AccountMessage[]
+    },
     state: StakingState & UnjailState,
   ): void {
+    this.accounts.onCommit(block, state)
     for (const s of block.stakeMoves) {
       const id = stakeMoveId(this.#m.networkId, s.move)
       this.#drop(id)

@@ -1,12 +1,13 @@
 /**
  * Wire codec of the signed account messages (Transfer, Delegate, Undelegate, CreateValidator): one per
- * message, version byte 1, a CBOR map of the kind `k` (each kind's `wireKind`), the signature `sig` as
+ * message, version byte 3, a CBOR map of the kind `k` (each kind's `wireKind`), the signature `sig` as
  * raw bytes and every EIP-712 field under its own name, encoded by its type as wire.ts does: addresses
  * and `bytes` raw, integers as minimal big-endian bytes (no leading zero), `uint16` as a CBOR integer,
  * `uint256[]` as an array of minimal bytes. The field list is the EIP-712 type's (src/codec/eip712.ts),
- * so the wire form cannot drift from what is signed. Not on a topic yet: the lead picks where it goes.
+ * so the wire form cannot drift from what is signed. They ride the `stake` topic (staking/wire.ts) and
+ * blocks (consensus/block.ts).
  */
-import type { Hex } from 'viem'
+import type { Address, Hex } from 'viem'
 import { bytesToHex, bytesToUint, hexToRaw, uintToBytes } from '../codec/bytes.ts'
 import { type Codec, cborCodec, shape } from '../codec/cbor.ts'
 import { P2PError } from '../errors.ts'
@@ -16,6 +17,7 @@ import {
   MAX_MESSAGE_BYTES_FIELD,
   MAX_MESSAGE_LIST,
   type MessageKind,
+  messageId,
   type Signed,
   signedMessageFromJson,
   signedMessageToJson,
@@ -24,8 +26,11 @@ import {
 import { DELEGATE_KIND, UNDELEGATE_KIND } from './delegations.ts'
 import { type AccountMessage, CREATE_VALIDATOR_KIND } from './validators.ts'
 
-/** Wire version of {@link accountMessageCodec}. */
-export const ACCOUNT_MESSAGE_WIRE_VERSION = 1
+/**
+ * Wire version of {@link accountMessageCodec}: 3, so that on the `stake` topic the version byte tells an
+ * account message from a stake move or Unjail (version 2, staking/wire.ts).
+ */
+export const ACCOUNT_MESSAGE_WIRE_VERSION = 3
 /** Largest encoded message, version byte included (a CreateValidator with 32 pools of uint256 ids fits). */
 export const ACCOUNT_MESSAGE_MAX_BYTES = 1_536
 
@@ -119,4 +124,47 @@ export function accountMessageToJson(m: AccountMessage) {
 /** Parses the body of the POST route of `kind`. Throws CodecError naming the field. */
 export function accountMessageFromJson(kind: AnyKind, body: unknown): AccountMessage {
   return signedMessageFromJson(kind, body) as unknown as AccountMessage
+}
+
+/** The message object inside a signed account message (`m.transfer`, `m.delegate`, ...). */
+function body(m: AccountMessage): Record<string, unknown> {
+  return (m as unknown as Record<string, Record<string, unknown>>)[accountMessageKind(m).key]!
+}
+
+/** The address that must have signed an account message (its signer field). */
+export function accountMessageSigner(m: AccountMessage): Address {
+  const kind = accountMessageKind(m)
+  return body(m)[kind.signer as string] as Address
+}
+
+/** The nonce of an account message. */
+export function accountMessageNonce(m: AccountMessage): bigint {
+  return body(m)['nonce'] as bigint
+}
+
+/** The id of an account message: the EIP-712 digest its signer signs. */
+export function accountMessageId(networkId: string, m: AccountMessage): Hex {
+  return messageId(accountMessageKind(m), networkId, body(m))
+}
+
+/** True when `b` may follow `a` in a block: (signer, nonce) strictly increasing. */
+export function accountMessageOrdered(a: AccountMessage, b: AccountMessage): boolean {
+  const sa = accountMessageSigner(a)
+  const sb = accountMessageSigner(b)
+  return sa < sb || (sa === sb && accountMessageNonce(a) < accountMessageNonce(b))
+}
+
+/** Sorts messages into block order: signer, then nonce, then id (so the proposer's choice is deterministic). */
+export function sortAccountMessages(networkId: string, ms: Iterable<AccountMessage>): AccountMessage[] {
+  const key = (m: AccountMessage) => ({
+    m,
+    signer: accountMessageSigner(m),
+    nonce: accountMessageNonce(m),
+    id: accountMessageId(networkId, m),
+  })
+  const cmp = (a: string | bigint, b: string | bigint) => (a < b ? -1 : a > b ? 1 : 0)
+  return [...ms]
+    .map(key)
+    .sort((x, y) => cmp(x.signer, y.signer) || cmp(x.nonce, y.nonce) || cmp(x.id, y.id))
+    .map((x) => x.m)
 }

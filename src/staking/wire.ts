@@ -1,5 +1,6 @@
 /**
- * Wire codec of the `stake` topic: one signed stake move or one signed Unjail per message, version byte 2,
+ * Wire codec of the `stake` topic: one signed stake move, Unjail or account message per message. An
+ * account message is version byte 3 (staking/wire-accounts.ts); the others version byte 2,
  * CBOR map with addresses and signatures as raw bytes and integers as minimal big-endian bytes (no
  * leading zero):
  * - a stake move: `{k: 0, s: staker, f: fromChainId, t: toChainId, a: amount, d: durationBlocks, n: nonce, sig}`;
@@ -12,9 +13,20 @@ import { type Codec, cborCodec, shape } from '../codec/cbor.ts'
 import { P2PError } from '../errors.ts'
 import { findBadStakeMoveField, type SignedStakeMove } from './moves.ts'
 import { findBadUnjailField, type SignedUnjail } from './unjail.ts'
+import type { AccountMessage } from './validators.ts'
+import {
+  ACCOUNT_MESSAGE_MAX_BYTES,
+  ACCOUNT_MESSAGE_WIRE_VERSION,
+  accountMessageCodec,
+} from './wire-accounts.ts'
 
-/** What the `stake` topic carries: a signed stake move (`move`) or a signed Unjail (`unjail`). */
-export type StakeMessage = SignedStakeMove | SignedUnjail
+/** What the `stake` topic carries: a signed stake move (`move`), Unjail (`unjail`) or account message. */
+export type StakeMessage = SignedStakeMove | SignedUnjail | AccountMessage
+
+/** True when the message is an account message (Transfer, Delegate, Undelegate, CreateValidator). */
+export function isAccountMessage(m: StakeMessage): m is AccountMessage {
+  return !('move' in m) && !('unjail' in m)
+}
 
 /** True when the message is an Unjail. */
 export function isUnjail(m: StakeMessage): m is SignedUnjail {
@@ -72,8 +84,9 @@ const inner = cborCodec<unknown>({
  */
 export const stakeMoveCodec: Codec<StakeMessage> = {
   version: inner.version,
-  maxBytes: inner.maxBytes,
+  maxBytes: Math.max(inner.maxBytes, ACCOUNT_MESSAGE_MAX_BYTES),
   encode(m) {
+    if (isAccountMessage(m)) return accountMessageCodec.encode(m)
     if (isUnjail(m)) {
       const bad = findBadUnjailField(m)
       if (bad !== undefined) throw new Error(`unjail field ${bad} is out of range`)
@@ -98,5 +111,8 @@ export const stakeMoveCodec: Codec<StakeMessage> = {
       sig: hexToRaw(m.signature),
     })
   },
-  decode: (bytes) => inner.decode(bytes) as StakeMessage,
+  decode: (bytes) =>
+    bytes[0] === ACCOUNT_MESSAGE_WIRE_VERSION
+      ? accountMessageCodec.decode(bytes)
+      : (inner.decode(bytes) as StakeMessage),
 }

@@ -5,10 +5,11 @@ import { type Block, blockHash } from '../consensus/block.ts'
 import type { TransitionRequest } from '../mempool/pool.ts'
 import type { Assignment as PoolAssignment } from '../mempool/record.ts'
 import type { RerouteReason } from '../rollups/router.ts'
+import type { StakeLedger } from '../staking/ledger.ts'
 import { checkUnjail } from '../staking/unjail.ts'
-import { nextConsensusSet } from './epoch.ts'
+import { isEpochBoundary, nextConsensusSet } from './epoch.ts'
 import { congested, evidenceProblem, fillSettles, planBlock, stakingBase } from './plan.ts'
-import { type AppState, type AssignmentState, sumPools, type ValidatorState } from './types.ts'
+import { type AppState, type AssignmentState, cmp, sumPools, type ValidatorState } from './types.ts'
 
 export interface ApplyResult {
   readonly state: AppState
@@ -139,9 +140,9 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
     transitions.push({ id: a.intentId, to: 'assigned', assignment: poolAssignment(next), height })
   }
 
-  const accused = new Set<string>()
+  const accused = new Map<string, bigint>()
   for (const e of block.evidence)
-    if (evidenceProblem(state, height, e) === undefined) accused.add(e.first.validator)
+    if (evidenceProblem(state, height, e) === undefined) accused.set(e.first.validator, e.first.height)
   const downtime = new Set<string>(plan.downtime.filter((d) => !accused.has(d)))
   const ledger = stakingBase(state, height, accused, downtime)
   for (const s of block.stakeMoves) {
@@ -153,26 +154,21 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
   for (const u of block.unjails) {
     if (accused.has(u.unjail.validator) || !checkUnjail(state, u, plan.timeSec).ok) continue
     freed.add(u.unjail.validator)
+    ledger.free(u.unjail.validator)
     unjailNonces.set(u.unjail.validator, u.unjail.nonce)
   }
-  const changed = ledger.changes()
+  for (const m of block.accountMessages ?? []) if (ledger.checkMessage(m).ok) ledger.applyMessage(m)
+  if (isEpochBoundary(state, height)) ledger.epochBoundary()
   const jailedUntil = plan.timeSec + BigInt(state.params.downtimeJailSec)
-  const validators =
-    changed.size === 0 && freed.size === 0
-      ? state.validators
-      : state.validators.map((v): ValidatorState => {
-          const c = changed.get(v.address)
-          if (c === undefined && !freed.has(v.address)) return v
-          const pools = c === undefined ? v.pools : new Map(c.pools)
-          const next = { ...v, pools, power: sumPools(pools) }
-          if (accused.has(v.address)) return { ...next, jailed: true, jailedUntil: null, tombstoned: true }
-          if (downtime.has(v.address)) return { ...next, jailed: true, jailedUntil }
-          if (freed.has(v.address)) return { ...next, jailed: false, jailedUntil: null }
-          return next
-        })
+  const validators = validatorsAfter(state, ledger, (v) => {
+    if (accused.has(v.address)) return { ...v, jailed: true, jailedUntil: null, tombstoned: true }
+    if (downtime.has(v.address)) return { ...v, jailed: true, jailedUntil }
+    if (freed.has(v.address)) return { ...v, jailed: false, jailedUntil: null }
+    return v
+  })
   // A window starts again when its validator is jailed, tombstoned or freed.
   const liveness = new Map(plan.liveness)
-  for (const a of [...accused, ...downtime, ...freed]) liveness.delete(a as Address)
+  for (const a of [...accused.keys(), ...downtime, ...freed]) liveness.delete(a as Address)
 
   const timeSec = plan.timeSec
   for (const [id, fillDeadline] of [...done]) if (fillDeadline < timeSec) done.delete(id)
@@ -189,6 +185,7 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
       done,
       stakeMoves: ledger.moves,
       stakeNonces: ledger.nonces,
+      stake: ledger.changed ? ledger.book.state() : state.stake,
       commitPowers: state.consensusSet,
       signedAt: plan.signedAt,
       consensusSet: nextConsensusSet(state, height),
@@ -197,4 +194,50 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
     },
     intentTransitions: transitions,
   }
+}
+
+function samePools(a: ReadonlyMap<bigint, bigint>, b: ReadonlyMap<bigint, bigint> | undefined): boolean {
+  if (b === undefined) return a.size === 0
+  if (a.size !== b.size) return false
+  for (const [c, x] of a) if (b.get(c) !== x) return false
+  return true
+}
+
+/**
+ * The validators after a block, by address: every validator of the stake book (those a CreateValidator
+ * made join, not jailed), each with its pools as the book's delegations leave them (power their sum),
+ * then `status` (jailing, freeing) applied. Validators the block leaves unchanged keep their objects.
+ */
+export function validatorsAfter(
+  state: AppState,
+  ledger: StakeLedger,
+  status: (v: ValidatorState) => ValidatorState,
+): readonly ValidatorState[] {
+  const pools = ledger.changed ? ledger.pools() : undefined
+  const known = new Map(state.validators.map((v) => [v.address, v]))
+  const out: ValidatorState[] = []
+  let changed = false
+  for (const r of ledger.book.validators.values()) {
+    let v = known.get(r.address)
+    if (v === undefined) {
+      const p = pools?.get(r.address) ?? new Map<bigint, bigint>()
+      v = {
+        address: r.address,
+        peerId: r.peerId,
+        power: sumPools(p),
+        pools: p,
+        jailed: false,
+        jailedUntil: null,
+        tombstoned: false,
+      }
+    } else if (pools !== undefined && !samePools(v.pools, pools.get(r.address))) {
+      const p = pools.get(r.address) ?? new Map<bigint, bigint>()
+      v = { ...v, pools: p, power: sumPools(p) }
+    }
+    const w = status(v)
+    if (w !== known.get(r.address)) changed = true
+    out.push(w)
+  }
+  if (!changed && out.length === state.validators.length) return state.validators
+  return out.sort((a, b) => cmp(a.address, b.address))
 }

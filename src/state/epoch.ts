@@ -41,13 +41,26 @@ export function isEpochBoundary(state: Pick<AppState, 'params'>, height: bigint)
 }
 
 /**
- * The validators eligible for the consensus set: not jailed, not tombstoned, positive power, by address.
- * Should none be, the current set stays (a network with no eligible validator could never sign again).
+ * The consensus set chosen at a boundary: the validators not jailed, not tombstoned, with positive power
+ * and a self-stake (their delegation to themselves) of at least `minSelfStake`, the `maxValidators` of
+ * most power among them (ties: the lower address; staking/validators.ts `selectValidatorSet`), by
+ * address. Should none be eligible, the current set stays (a network with no eligible validator could
+ * never sign again).
  */
 export function eligibleSet(state: AppState): ReadonlyMap<Address, bigint> {
+  const self = new Map<Address, bigint>()
+  for (const e of state.stake.delegations.values())
+    if (e.delegator === e.validator) self.set(e.validator, (self.get(e.validator) ?? 0n) + e.amount)
+  const candidates = state.validators.filter(
+    (v) =>
+      !v.jailed &&
+      !v.tombstoned &&
+      v.power > 0n &&
+      (self.get(v.address) ?? 0n) >= state.stakeParams.minSelfStake,
+  )
+  candidates.sort((a, b) => cmp(b.power, a.power) || cmp(a.address, b.address))
   const next = new Map<Address, bigint>()
-  for (const v of state.validators)
-    if (!v.jailed && !v.tombstoned && v.power > 0n) next.set(v.address, v.power)
+  for (const v of candidates.slice(0, state.stakeParams.maxValidators)) next.set(v.address, v.power)
   if (next.size === 0) return state.consensusSet
   const current = state.consensusSet
   if (next.size === current.size && [...next].every(([a, p]) => current.get(a) === p)) return current // same set: keep the object (its cached hash)

@@ -2,6 +2,7 @@
 import type { Address, Hex } from 'viem'
 import { stringToBytes } from 'viem'
 import { keccak256Bytes } from '../crypto/keccak.ts'
+import { defaultStakeParams, genesisStakeState, type StakeParams } from '../staking/validators.ts'
 import { AssetTable } from './assets.ts'
 import { type AppGenesis, type AppState, cmp, sumPools, type ValidatorState } from './types.ts'
 
@@ -49,6 +50,17 @@ export function genesisHash(g: AppGenesis): Hex {
         ? []
         : [g.params.refundGraceSec]),
     ],
+    // The staking part, resolved (defaults included) so that two spellings of one network hash alike.
+    ((p: StakeParams) => [
+      p.minSelfStake.toString(),
+      p.maxValidators,
+      p.maxMessagesPerBlock,
+      p.unbondingEpochs,
+      p.maxEntriesPerPair,
+    ])(stakeParamsOf(g)),
+    [...(g.accounts ?? [])]
+      .map((a) => [a.address.toLowerCase(), a.balance.toString()])
+      .sort((a, b) => cmp(a[0]!, b[0]!)),
     // Appended only when present, so a genesis without assets keeps the hash it had before them.
     ...((g.assets?.length ?? 0) > 0
       ? [
@@ -61,6 +73,19 @@ export function genesisHash(g: AppGenesis): Hex {
       : []),
   ]
   return toHex(keccak256Bytes(stringToBytes(JSON.stringify(canonical))))
+}
+
+/** The staking parameters of a genesis: its `params`, defaults for those it leaves out. */
+export function stakeParamsOf(g: AppGenesis): StakeParams {
+  const d = defaultStakeParams(g)
+  const p = g.params
+  return {
+    minSelfStake: p.minSelfStake ?? d.minSelfStake,
+    maxValidators: p.maxValidators ?? d.maxValidators,
+    maxMessagesPerBlock: p.maxMessagesPerBlock ?? d.maxMessagesPerBlock,
+    unbondingEpochs: p.unbondingEpochs ?? d.unbondingEpochs,
+    maxEntriesPerPair: p.maxEntriesPerPair ?? d.maxEntriesPerPair,
+  }
 }
 
 /**
@@ -98,6 +123,7 @@ export function genesisState(g: AppGenesis): AppState {
     })
     .sort((a, b) => cmp(a.address, b.address))
   const hash = genesisHash(g)
+  const stakeParams = stakeParamsOf(g)
   const genesisSet = new Map(validators.filter((v) => v.power > 0n).map((v) => [v.address, v.power]))
   return {
     networkId: g.networkId,
@@ -116,6 +142,8 @@ export function genesisState(g: AppGenesis): AppState {
     consensusSet: genesisSet,
     liveness: new Map(),
     unjailNonces: new Map(),
+    stake: genesisStakeState(g, stakeParams),
+    stakeParams,
     rollups: g.rollups,
     assets: new AssetTable(
       g.assets ?? [],

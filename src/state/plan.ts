@@ -22,7 +22,8 @@ import {
   type RouteProfile,
   rerouteCandidates,
 } from '../rollups/router.ts'
-import { STAKE_MOVE_CONGESTED_BPS, StakeLedger } from '../staking/moves.ts'
+import { StakeLedger } from '../staking/ledger.ts'
+import { STAKE_MOVE_CONGESTED_BPS } from '../staking/moves.ts'
 import { livenessAfter } from './liveness.ts'
 import {
   type AppState,
@@ -397,7 +398,10 @@ export function evidenceProblem(state: AppState, height: bigint, e: VoteEvidence
 }
 
 /** True when tombstoning `accused` leaves no validator with power that is not tombstoned. */
-export function tombstonesEveryone(state: AppState, accused: ReadonlySet<string>): boolean {
+export function tombstonesEveryone(
+  state: AppState,
+  accused: { has(a: string): boolean; readonly size: number },
+): boolean {
   return (
     accused.size > 0 &&
     !state.validators.some((v) => !v.tombstoned && v.power > 0n && !accused.has(v.address))
@@ -406,23 +410,23 @@ export function tombstonesEveryone(state: AppState, accused: ReadonlySet<string>
 
 /**
  * The staking ledger of the block at `height` before its own moves: the validators its evidence accuses
- * slashed by `slashDoubleSignBps` and jailed, those its missed-blocks windows jail (`downtime`) slashed by
- * `slashDowntimeBps` and jailed, the loans due at `height` returned. Proposer, validators and `apply` run
- * the block's moves over it, in block order.
+ * (address -> height of the double vote) slashed by `slashDoubleSignBps` and jailed, those its
+ * missed-blocks windows jail (`downtime`) slashed by `slashDowntimeBps` and jailed, the loans due at
+ * `height` returned. A slash reaches the stake unbonding since the infraction: the double vote's height,
+ * or for downtime the start of the missed-blocks window. Proposer, validators and `apply` run the block's
+ * moves and account messages over it, in block order.
  */
 export function stakingBase(
   state: AppState,
   height: bigint,
-  accused: Iterable<string>,
+  accused: ReadonlyMap<string, bigint>,
   downtime: Iterable<string> = [],
 ): StakeLedger {
-  const ledger = new StakeLedger(state)
-  const punished = new Set<string>()
-  for (const a of accused) {
-    punished.add(a)
-    ledger.punish(a as Address, state.params.slashDoubleSignBps)
-  }
-  for (const d of downtime) if (!punished.has(d)) ledger.punish(d as Address, state.params.slashDowntimeBps)
+  const ledger = new StakeLedger(state, height)
+  for (const [a, at] of accused) ledger.punish(a as Address, state.params.slashDoubleSignBps, at)
+  const windowStart = height - BigInt(state.params.signedBlocksWindow)
+  for (const d of downtime)
+    if (!accused.has(d)) ledger.punish(d as Address, state.params.slashDowntimeBps, windowStart)
   ledger.expire(height)
   return ledger
 }

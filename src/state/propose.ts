@@ -6,6 +6,7 @@ import {
   type BlockAssignment,
   type BlockFill,
   type CommitCertificate,
+  MAX_BLOCK_ACCOUNT_MESSAGES,
   MAX_BLOCK_ASSIGNMENTS,
   MAX_BLOCK_EVIDENCE,
   MAX_BLOCK_FILLS,
@@ -20,6 +21,8 @@ import { findBadFillField, type SignedFill } from '../rollups/fill.ts'
 import { type RouteIntent, routeIntents } from '../rollups/router.ts'
 import { sortStakeMoves } from '../staking/moves.ts'
 import { checkUnjail } from '../staking/unjail.ts'
+import type { AccountMessage } from '../staking/validators.ts'
+import { sortAccountMessages } from '../staking/wire-accounts.ts'
 import { blockValidatorHashes } from './epoch.ts'
 import {
   acceptIntent,
@@ -65,6 +68,8 @@ export interface ProposeOptions {
    * valid at the block's time go into the block, one per validator, at most MAX_BLOCK_UNJAILS.
    */
   readonly unjails?: Iterable<SignedUnjail>
+  /** Signed account messages waiting for a block (checked in block order; those refused are left out). */
+  readonly accountMessages?: Iterable<AccountMessage>
   /**
    * Intents whose orders the caller found opened on their origin settler (its own RPC, `orderStatus == 1`):
    * those the block expires on a rollup with settlement (`plan.refundable`) are its refunds.
@@ -158,13 +163,13 @@ export function proposeBlock(
   }
 
   const evidence: VoteEvidence[] = []
-  const accused = new Set<string>()
+  const accused = new Map<string, bigint>()
   const keys = new Set<string>()
   for (const e of opts.evidence ?? []) {
     if (evidence.length >= MAX_BLOCK_EVIDENCE) break
     if (accused.has(e.first.validator) || keys.has(evidenceKey(e))) continue
     if (evidenceProblem(state, height, e) !== undefined) continue
-    accused.add(e.first.validator)
+    accused.set(e.first.validator, e.first.height)
     if (tombstonesEveryone(state, accused)) {
       accused.delete(e.first.validator) // never tombstone the last validator
       break
@@ -194,6 +199,14 @@ export function proposeBlock(
     ledger.apply(v.id, s.move, height, false)
     stakeMoves.push(s)
   }
+  for (const u of unjails) ledger.free(u.unjail.validator)
+  const accountMessages: AccountMessage[] = []
+  for (const m of sortAccountMessages(state.networkId, opts.accountMessages ?? [])) {
+    if (accountMessages.length >= MAX_BLOCK_ACCOUNT_MESSAGES) break
+    if (!ledger.checkMessage(m).ok) continue
+    ledger.applyMessage(m)
+    accountMessages.push(m)
+  }
 
   const refunds = [...plan.refundable]
     .filter((id) => opts.opened?.has(id) === true)
@@ -215,6 +228,7 @@ export function proposeBlock(
     lastCommit,
     unjails,
     ...(refunds.length === 0 ? {} : { refunds }),
+    ...(accountMessages.length === 0 ? {} : { accountMessages }),
     ...blockValidatorHashes(state, height),
     settlementRoot: settlementRoot(settlementLeaves(state, blockFills, refundsOf(state, refunds))),
   }

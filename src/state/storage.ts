@@ -7,12 +7,14 @@
  *   `r/<id>`     -> released assignment (went back to pending; kept until re-assigned or its fill deadline)
  *   `d/<id>`     -> fillDeadline of a finished (filled or expired) intent, kept until that deadline passes
  *   `m/<id>`     -> stake move in force (staking/moves.ts); the stakers' used nonces are in `meta`
+ *   `stake`      -> the stake book (stake-storage.ts), written by the blocks that change it
  */
 import type { Address, Hex } from 'viem'
 import { StorageError } from '../errors.ts'
 import { type StakeMoveRecord, stakeMoveRecordToJson } from '../staking/moves.ts'
 import { genesisState } from './genesis.ts'
 import { isOffline } from './plan.ts'
+import { type StakeStateJson, stakeStateFromJson, stakeStateToJson } from './stake-storage.ts'
 import { type BatchOp, prefixEnd, type Store } from './store.ts'
 import {
   APP_STATE_VERSION,
@@ -29,6 +31,7 @@ const ASSIGNMENT_PREFIX = 'a/'
 const DONE_PREFIX = 'd/'
 const RELEASED_PREFIX = 'r/'
 const MOVE_PREFIX = 'm/'
+const STAKE_KEY = 'stake'
 const LOAD_PAGE = 10_000
 
 interface MetaJson {
@@ -71,6 +74,7 @@ function bigintMap(r: Record<string, string>): Map<Address, bigint> {
 
 interface StakeMoveJson {
   staker: string
+  validator?: string
   fromChainId: string
   toChainId: string
   amount: string
@@ -136,6 +140,7 @@ function moveFromJson(id: Hex, j: StakeMoveJson): StakeMoveRecord {
   return {
     id,
     staker: j.staker as Address,
+    ...(j.validator === undefined ? {} : { validator: j.validator as Address }),
     fromChainId: BigInt(j.fromChainId),
     toChainId: BigInt(j.toChainId),
     amount: BigInt(j.amount),
@@ -191,6 +196,8 @@ function assignmentFromJson(id: Hex, j: AssignmentJson): AssignmentState {
  */
 export function appStateOps(prev: AppState | undefined, next: AppState): BatchOp[] {
   const ops: BatchOp[] = [{ type: 'put', sublevel: 'app', key: META_KEY, value: metaJson(next) }]
+  if (prev?.stake !== next.stake)
+    ops.push({ type: 'put', sublevel: 'app', key: STAKE_KEY, value: stakeStateToJson(next.stake) })
   const prevDone = prev?.done ?? new Map<Hex, bigint>()
   assignmentOps(ops, ASSIGNMENT_PREFIX, prev?.assignments, next.assignments)
   assignmentOps(ops, RELEASED_PREFIX, prev?.released, next.released)
@@ -286,6 +293,8 @@ export async function loadAppState(store: Store, genesis: AppGenesis): Promise<A
       stakeMoves.set(id, moveFromJson(id, v as StakeMoveJson))
     })
     const stakeNonces = bigintMap(meta.stakeNonces ?? {})
+    const stakeJson = await store.get<StakeStateJson>('app', STAKE_KEY)
+    const stake = stakeJson === undefined ? base.stake : stakeStateFromJson(stakeJson, base.stake)
     const validators = meta.validators
       .map((v): ValidatorState => {
         const pools = new Map(Object.entries(v.pools).map(([c, s]) => [BigInt(c), BigInt(s)] as const))
@@ -311,6 +320,7 @@ export async function loadAppState(store: Store, genesis: AppGenesis): Promise<A
       done,
       stakeMoves,
       stakeNonces,
+      stake,
       commitPowers: bigintMap(meta.commitPowers),
       signedAt: bigintMap(meta.signedAt),
       consensusSet: bigintMap(meta.consensusSet),

@@ -6,6 +6,7 @@ import type { Address, Hex } from 'viem'
 import type { ExpectedOutput } from '../rollups/fill.ts'
 import type { GenesisRollup } from '../rollups/health-view.ts'
 import type { StakeMoveRecord } from '../staking/moves.ts'
+import type { StakeParams, StakeState } from '../staking/validators.ts'
 import type { AssetTable, GenesisAsset } from './assets.ts'
 
 /** Network parameters the state machine reads (genesis `params`). */
@@ -39,6 +40,16 @@ export interface AppParams {
    * network (the settler's constructor argument). Default 3600.
    */
   readonly refundGraceSec?: number
+  /** Least self-stake to create a validator and stay eligible for the set. Default: the smallest genesis stake. */
+  readonly minSelfStake?: bigint
+  /** Most validators in the consensus set (the most staked; ties by address). Default 100. */
+  readonly maxValidators?: number
+  /** Most signed account messages of one account in a block (transfers pay no fee). Default 16. */
+  readonly maxMessagesPerBlock?: number
+  /** Epoch boundaries an unbonding entry waits before it pays out. Default 10. */
+  readonly unbondingEpochs?: number
+  /** Most unbonding entries plus loans in force per (delegator, validator) pair. Default 7. */
+  readonly maxEntriesPerPair?: number
 }
 
 /** What the state machine needs of a genesis (`Genesis` of node/genesis.ts fits). */
@@ -58,6 +69,8 @@ export interface AppGenesis {
     readonly amount: bigint
     readonly chainId: number
   }[]
+  /** Balances in the staking token at genesis; none when absent. */
+  readonly accounts?: readonly { readonly address: string; readonly balance: bigint }[]
   readonly rollups: readonly GenesisRollup[]
   /** The asset table (state/assets.ts); none when absent. */
   readonly assets?: readonly GenesisAsset[]
@@ -157,6 +170,13 @@ export interface AppState {
   readonly liveness: ReadonlyMap<Address, MissedWindow>
   /** Highest Unjail nonce used by each validator. */
   readonly unjailNonces: ReadonlyMap<Address, bigint>
+  /**
+   * Accounts, delegations, unbonding entries, loans and validator records (staking/validators.ts): the
+   * source of every validator's pools (the delegations behind it per chain, loans included).
+   */
+  readonly stake: StakeState
+  /** The staking parameters, resolved from `params` and their defaults at genesis. */
+  readonly stakeParams: StakeParams
   readonly rollups: readonly GenesisRollup[]
   /** The genesis asset table, indexed. */
   readonly assets: AssetTable
@@ -181,10 +201,11 @@ export interface MissedWindow {
  * `meta.commitPowers` and `meta.signedAt` (blocks carry their last commit); 4 added jailing
  * (`jailedUntil`, `tombstoned`), `meta.consensusSet`, `meta.liveness` and `meta.unjailNonces`; 5: blocks
  * of wire version 4 (ABI header hash, settlement root) and assignments' `originChainId`; 6: blocks of wire
- * version 5 (refunds), assignments' `inputToken` and `inputAmount`, released assignments (`r/<id>`).
+ * version 5 (refunds), assignments' `inputToken` and `inputAmount`, released assignments (`r/<id>`); 7:
+ * blocks of wire version 6 (account messages), the stake book (`meta.stake`).
  * Older states do not load (their blocks have another wire format and other hashes).
  */
-export const APP_STATE_VERSION = 6
+export const APP_STATE_VERSION = 7
 /** Evidence older than this many blocks is no longer accepted. */
 export const EVIDENCE_MAX_AGE_BLOCKS = 100n
 

@@ -9,6 +9,7 @@ import {
 import {
   type Block,
   type BlockAssignment,
+  MAX_BLOCK_ACCOUNT_MESSAGES,
   MAX_BLOCK_STAKE_MOVES,
   MAX_BLOCK_UNJAILS,
   verifyCertificate,
@@ -26,6 +27,7 @@ import { decodeExtension } from '../rollups/observation.ts'
 import { type RouteIntent, routeIntents } from '../rollups/router.ts'
 import { stakeMoveOrdered } from '../staking/moves.ts'
 import { checkUnjail } from '../staking/unjail.ts'
+import { accountMessageOrdered, accountMessageSigner } from '../staking/wire-accounts.ts'
 import { blockValidatorHashes } from './epoch.ts'
 import {
   acceptIntent,
@@ -61,6 +63,7 @@ export type BlockRejectCode =
   | 'BAD_LAST_COMMIT'
   | 'BAD_EVIDENCE'
   | 'BAD_STAKE_MOVE'
+  | 'BAD_ACCOUNT_MESSAGE'
   | 'BAD_UNJAIL'
   | 'BAD_VALIDATORS_HASH'
   | 'BAD_SETTLEMENT_ROOT'
@@ -237,7 +240,7 @@ export async function validateBlock(
       )
   }
 
-  const accused = new Set<string>()
+  const accused = new Map<string, bigint>()
   const keys = new Set<string>()
   for (const e of block.evidence) {
     const problem = evidenceProblem(state, block.height, e)
@@ -246,7 +249,7 @@ export async function validateBlock(
       return bad('BAD_EVIDENCE', `the same evidence against ${e.first.validator} twice`)
     keys.add(evidenceKey(e))
     if (accused.has(e.first.validator)) return bad('BAD_EVIDENCE', `${e.first.validator} accused twice`)
-    accused.add(e.first.validator)
+    accused.set(e.first.validator, e.first.height)
   }
   if (tombstonesEveryone(state, accused))
     return bad('BAD_EVIDENCE', 'evidence would tombstone every validator')
@@ -286,6 +289,24 @@ export async function validateBlock(
     if (!v.ok) return bad('BAD_STAKE_MOVE', `stake move ${i} of ${s.move.staker}: ${v.code}: ${v.message}`)
     ledger.apply(v.id, s.move, block.height, false)
     moveIds.push(v.id)
+  }
+  // Unjails free their validators before the account messages, as apply runs them.
+  for (const u of block.unjails) ledger.free(u.unjail.validator)
+  const messages = block.accountMessages ?? []
+  if (messages.length > MAX_BLOCK_ACCOUNT_MESSAGES)
+    return bad('BAD_ACCOUNT_MESSAGE', `more than ${MAX_BLOCK_ACCOUNT_MESSAGES} account messages`)
+  const messageIds: Hex[] = []
+  for (const [i, m] of messages.entries()) {
+    if (i > 0 && !accountMessageOrdered(messages[i - 1]!, m))
+      return bad('BAD_ACCOUNT_MESSAGE', 'account messages not in (signer, nonce) order')
+    const v = ledger.checkMessage(m)
+    if (!v.ok)
+      return bad(
+        'BAD_ACCOUNT_MESSAGE',
+        `account message ${i} of ${accountMessageSigner(m)}: ${v.code}: ${v.message}`,
+      )
+    ledger.applyMessage(m)
+    messageIds.push(v.id)
   }
 
   const fresh: RouteIntent[] = []
@@ -442,6 +463,14 @@ export async function validateBlock(
     checks.push(
       signedBy(moveIds[i]!, s.signature, s.move.staker).then((ok) =>
         ok ? OK : bad('BAD_STAKE_MOVE', `stake move ${moveIds[i]} is not signed by ${s.move.staker}`),
+      ),
+    )
+  }
+  for (const [i, m] of messages.entries()) {
+    const signer = accountMessageSigner(m)
+    checks.push(
+      signedBy(messageIds[i]!, m.signature, signer).then((ok) =>
+        ok ? OK : bad('BAD_ACCOUNT_MESSAGE', `account message ${messageIds[i]} is not signed by ${signer}`),
       ),
     )
   }

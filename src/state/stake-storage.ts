@@ -1,0 +1,147 @@
+/**
+ * JSON form of the stake book (AppState.stake; staking/validators.ts), stored under `stake` in the `app`
+ * sublevel and written only by blocks that change it (account messages, moves, slashes, boundaries).
+ * Big integers as decimal strings; maps as arrays in key order, so equal states store equal bytes.
+ */
+import type { Address, Hex } from 'viem'
+import { delegationKey } from '../staking/delegations.ts'
+import type { StakeState } from '../staking/validators.ts'
+
+export interface StakeStateJson {
+  epoch: string
+  balances: [string, string][]
+  accountNonces: [string, string][]
+  delegations: [string, string, string, string][]
+  unbonding: Array<{
+    id: string
+    delegator: string
+    validator: string
+    chainId: string
+    amount: string
+    height: string
+    epoch: string
+    completeEpoch: string
+  }>
+  loans: Array<{
+    id: string
+    delegator: string
+    validator: string
+    fromChainId: string
+    toChainId: string
+    amount: string
+    untilHeight: string
+  }>
+  validators: Array<{
+    address: string
+    peerId: string
+    chainIds: string[]
+    commissionBps: number
+    createdEpoch: string
+    jailed: boolean
+  }>
+  active: [string, string][]
+}
+
+const byKey = <T>(m: ReadonlyMap<string, T>) => [...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+
+export function stakeStateToJson(s: StakeState): StakeStateJson {
+  return {
+    epoch: s.epoch.toString(),
+    balances: byKey(s.balances).map(([a, b]) => [a, b.toString()]),
+    accountNonces: byKey(s.accountNonces).map(([a, n]) => [a, n.toString()]),
+    delegations: byKey(s.delegations).map(([, d]) => [
+      d.delegator,
+      d.validator,
+      d.chainId.toString(),
+      d.amount.toString(),
+    ]),
+    unbonding: byKey(s.unbonding).map(([, u]) => ({
+      id: u.id,
+      delegator: u.delegator,
+      validator: u.validator,
+      chainId: u.chainId.toString(),
+      amount: u.amount.toString(),
+      height: u.height.toString(),
+      epoch: u.epoch.toString(),
+      completeEpoch: u.completeEpoch.toString(),
+    })),
+    loans: byKey(s.loans).map(([, l]) => ({
+      id: l.id,
+      delegator: l.delegator,
+      validator: l.validator,
+      fromChainId: l.fromChainId.toString(),
+      toChainId: l.toChainId.toString(),
+      amount: l.amount.toString(),
+      untilHeight: l.untilHeight.toString(),
+    })),
+    validators: byKey(s.validators).map(([, v]) => ({
+      address: v.address,
+      peerId: v.peerId,
+      chainIds: v.chainIds.map(String),
+      commissionBps: v.commissionBps,
+      createdEpoch: v.createdEpoch.toString(),
+      jailed: v.jailed,
+    })),
+    active: s.active.map((m) => [m.address, m.power.toString()]),
+  }
+}
+
+/** The stake book of its JSON form over `base` (the genesis book: network id and chain ids). Throws on bad data. */
+export function stakeStateFromJson(j: StakeStateJson, base: StakeState): StakeState {
+  const addr = (a: string) => a as Address
+  return {
+    ...base,
+    epoch: BigInt(j.epoch),
+    balances: new Map(j.balances.map(([a, b]) => [addr(a), BigInt(b)])),
+    accountNonces: new Map(j.accountNonces.map(([a, n]) => [addr(a), BigInt(n)])),
+    delegations: new Map(
+      j.delegations.map(([d, v, c, a]) => [
+        delegationKey(addr(d), addr(v), BigInt(c)),
+        { delegator: addr(d), validator: addr(v), chainId: BigInt(c), amount: BigInt(a) },
+      ]),
+    ),
+    unbonding: new Map(
+      j.unbonding.map((u) => [
+        u.id as Hex,
+        {
+          id: u.id as Hex,
+          delegator: addr(u.delegator),
+          validator: addr(u.validator),
+          chainId: BigInt(u.chainId),
+          amount: BigInt(u.amount),
+          height: BigInt(u.height),
+          epoch: BigInt(u.epoch),
+          completeEpoch: BigInt(u.completeEpoch),
+        },
+      ]),
+    ),
+    loans: new Map(
+      j.loans.map((l) => [
+        l.id as Hex,
+        {
+          id: l.id as Hex,
+          delegator: addr(l.delegator),
+          validator: addr(l.validator),
+          fromChainId: BigInt(l.fromChainId),
+          toChainId: BigInt(l.toChainId),
+          amount: BigInt(l.amount),
+          untilHeight: BigInt(l.untilHeight),
+        },
+      ]),
+    ),
+    validators: new Map(
+      j.validators.map((v) => [
+        addr(v.address),
+        {
+          address: addr(v.address),
+          peerId: v.peerId,
+          chainIds: v.chainIds.map((c) => BigInt(c)),
+          commissionBps: v.commissionBps,
+          createdEpoch: BigInt(v.createdEpoch),
+          jailed: v.jailed,
+        },
+      ]),
+    ),
+    active: j.active.map(([a, p]) => ({ address: addr(a), power: BigInt(p) })),
+  }
+}
