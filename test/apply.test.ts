@@ -1081,6 +1081,7 @@ describe('storage', () => {
       'del:a/',
       'put:d/',
       'put:me',
+      'put:re',
       'put:st',
     ])
     await store.batch(ops)

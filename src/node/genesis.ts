@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { z } from 'zod'
 import { ConfigError } from '../errors.ts'
+import { DEFAULT_ALARM_PARAMS } from '../staking/concentration.ts'
 
 const address = z
   .string()
@@ -98,6 +99,28 @@ const paramsSchema = z
     unbondingEpochs: z.number().int().nonnegative().max(10_000).optional(),
     /** Most unbonding entries plus loans in force per (delegator, validator) pair. */
     maxEntriesPerPair: z.number().int().positive().max(1_000).optional(),
+    /** Staking tokens created per epoch and split as rewards (docs/rewards.md). */
+    emissionPerEpoch: uint.optional(),
+    /** Reward weights of a pool's activity (docs/rewards.md, section 1). */
+    baseWeight: uint.optional(),
+    fillWeight: uint.optional(),
+    settleWeight: uint.optional(),
+    valueWeight: uint.optional(),
+    valueUnit: uint.refine((v) => v > 0n, 'must be positive').optional(),
+    /** Blocks a move into a congested pool waits before its stake counts double. */
+    congestedActivationBlocks: uint.optional(),
+    /** Overall HHI (basis points squared) above which the least concentrated pools get a reward boost. */
+    concentrationHhiLevel: uint.optional(),
+    concentrationBoostBps: z.number().int().min(0).max(100_000).optional(),
+    /** A pool with fewer validators or less stake than these raises its alarm (docs/rewards.md, section 5). */
+    minPoolValidators: z.number().int().nonnegative().max(1_000).optional(),
+    minPoolStake: uint.optional(),
+    /** ...and clears it only at these (at or above the raise levels). */
+    clearPoolValidators: z.number().int().nonnegative().max(1_000).optional(),
+    clearPoolStake: uint.optional(),
+    /** Share of minSelfStake (basis points) that joins an alarmed pool, and its floor. */
+    alarmMinSelfStakeBps: bps.optional(),
+    alarmMinSelfStakeFloor: uint.optional(),
   })
   .strict()
   .default({
@@ -130,6 +153,20 @@ export const genesisSchema = z
   })
   .strict()
   .superRefine((g, ctx) => {
+    const p = g.params
+    const clearV = p.clearPoolValidators ?? DEFAULT_ALARM_PARAMS.clearPoolValidators
+    const minV = p.minPoolValidators ?? DEFAULT_ALARM_PARAMS.minPoolValidators
+    if (clearV < minV)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['params', 'clearPoolValidators'],
+        message: 'below minPoolValidators',
+      })
+    if (
+      (p.clearPoolStake ?? DEFAULT_ALARM_PARAMS.clearPoolStake) <
+      (p.minPoolStake ?? DEFAULT_ALARM_PARAMS.minPoolStake)
+    )
+      ctx.addIssue({ code: 'custom', path: ['params', 'clearPoolStake'], message: 'below minPoolStake' })
     const chains = new Set(g.rollups.map((r) => r.chainId))
     if (chains.size !== g.rollups.length)
       ctx.addIssue({ code: 'custom', path: ['rollups'], message: 'duplicate chainId' })
@@ -238,9 +275,9 @@ export function genesisToJson(g: Genesis): GenesisInput {
     validators: g.validators.map((v) => ({ ...v, stake: v.stake.toString() })),
     delegations: g.delegations.map((d) => ({ ...d, amount: d.amount.toString() })),
     accounts: g.accounts.map((a) => ({ ...a, balance: a.balance.toString() })),
-    params: (({ minSelfStake, ...rest }) => ({
-      ...rest,
-      ...(minSelfStake === undefined ? {} : { minSelfStake: minSelfStake.toString() }),
-    }))(g.params),
+    // Big integers as decimal strings, the rest as they are.
+    params: Object.fromEntries(
+      Object.entries(g.params).map(([k, v]) => [k, typeof v === 'bigint' ? v.toString() : v]),
+    ) as GenesisInput['params'],
   }
 }

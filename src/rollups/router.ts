@@ -88,6 +88,11 @@ export interface RouteWeights {
 
 export interface RouteParams {
   weights: RouteWeights
+  /**
+   * Pools (chain ids) whose concentration alarm is raised (AppState.alarms): they get no new
+   * assignments; an intent only they could serve is unroutable with POOL_ALARMED.
+   */
+  alarmed?: ReadonlySet<bigint>
   /** Default gas of a native-token fill. */
   fillGasNative: bigint
   /** Default gas of an ERC-20 fill. */
@@ -130,6 +135,7 @@ export type UnroutableReason =
   | 'NO_KNOWN_DESTINATION'
   | 'ALL_AVOIDED'
   | 'ALL_DOWN'
+  | 'POOL_ALARMED'
   | 'NO_EXECUTOR'
   | 'NO_INVENTORY'
   | 'FEE_LIMIT'
@@ -375,6 +381,7 @@ export function routeIntents(
   params: Partial<RouteParams> = {},
 ): RouteResult {
   const p = resolveParams(params)
+  const alarmed = params.alarmed ?? new Set<bigint>()
   const lanes = buildLanes(view, pools, p)
   const laneList = [...lanes.values()] // chain id order
   const sorted = intents
@@ -412,6 +419,7 @@ export function routeIntents(
     if (candidates.length === 0) reason = 'NO_KNOWN_DESTINATION'
     if (profile) narrow('ALL_AVOIDED', (l) => !profile.avoidChainIds.includes(l.chainId))
     narrow('ALL_DOWN', (l) => !l.down)
+    if (alarmed.size > 0) narrow('POOL_ALARMED', (l) => !alarmed.has(l.chainId))
     const avoid = intent.avoidExecutors ?? []
     narrow('NO_EXECUTOR', (l) => l.pool.some((m) => !avoid.includes(m.validator.toLowerCase() as Address)))
     const token = intent.outputToken.toLowerCase()

@@ -10,7 +10,6 @@
 import type { Logger } from 'pino'
 import type { Address, Hex } from 'viem'
 import { CodecError } from '../codec/json.ts'
-import { ACCEPT, ignore, reject } from '../p2p/validation.ts'
 import { StakeLedger, type StakingState } from './ledger.ts'
 import type { RecoverFn } from './moves.ts'
 import { type AccountMessage, type AccountMessageRejectCode, validateAccountMessage } from './validators.ts'
@@ -58,6 +57,14 @@ export interface AccountPoolModules {
 
 /** Refusals that prove the sender wrong (REJECT on gossip); the rest depend on this node's state view. */
 const PROVABLY_BAD: ReadonlySet<string> = new Set(['MALFORMED', 'BAD_SIGNATURE', 'BAD_PEER_ID'])
+
+/**
+ * The gossip verdict on an account message: accept, or a refusal that either proves the sender wrong
+ * (`provable`: REJECT) or depends on this node's view of the state (IGNORE).
+ */
+export type GossipVerdict =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly code: string; readonly provable: boolean }
 
 export class AccountMessagePool {
   readonly opts: AccountPoolOptions
@@ -121,13 +128,13 @@ export class AccountMessagePool {
   }
 
   /** The `stake` topic's verdict on an account message (fields were checked by the codec). */
-  async validateGossip(m: AccountMessage) {
+  async validateGossip(m: AccountMessage): Promise<GossipVerdict> {
     const id = accountMessageId(this.#m.networkId, m)
-    if (this.#known(id)) return ignore('DUPLICATE')
-    if (this.#full(accountMessageSigner(m))) return ignore('FULL')
+    if (this.#known(id)) return { ok: false, code: 'DUPLICATE', provable: false }
+    if (this.#full(accountMessageSigner(m))) return { ok: false, code: 'FULL', provable: false }
     const v = await this.#validate(m)
-    if (v.ok) return ACCEPT
-    return PROVABLY_BAD.has(v.code) ? reject(v.code) : ignore(v.code)
+    if (v.ok) return { ok: true }
+    return { ok: false, code: v.code, provable: PROVABLY_BAD.has(v.code) }
   }
 
   /** A gossiped message the topic accepted. */

@@ -132,12 +132,16 @@ export interface PoolAlarmParams {
   readonly alarmMinSelfStakeFloor: bigint
 }
 
-/** Defaults sized for the 4-validator devnet (1 000 000 stake each): a pool of one validator is alarmed. */
+/**
+ * Defaults that raise the alarm only for a pool nobody serves (no validator, no stake): a network sets its
+ * safe levels in genesis `params` (the devnet does: devnet/network.ts), since what is safe depends on its
+ * stake and size.
+ */
 export const DEFAULT_ALARM_PARAMS: PoolAlarmParams = {
-  minPoolValidators: 2,
-  minPoolStake: 1_000_000n,
-  clearPoolValidators: 3,
-  clearPoolStake: 2_000_000n,
+  minPoolValidators: 1,
+  minPoolStake: 1n,
+  clearPoolValidators: 1,
+  clearPoolStake: 1n,
   alarmMinSelfStakeBps: 5_000,
   alarmMinSelfStakeFloor: 1n,
 }

@@ -255,6 +255,13 @@ export class StakeLedger {
     this.#changed = true
   }
 
+  /** Credits `amount` of new tokens to a balance (a reward or commission). */
+  credit(address: Address, amount: bigint): void {
+    if (amount === 0n) return
+    this.book.accounts.credit(address, amount)
+    this.#changed = true
+  }
+
   /** The epoch boundary of the book: unbonding entries due pay out. */
   epochBoundary(): bigint {
     const { paid } = this.book.epochBoundary()

@@ -256,7 +256,10 @@ export class StakingService {
    */
   readonly topicHandler: TopicHandler<StakeMessage> = {
     validate: async (msg) => {
-      if (isAccountMessage(msg)) return this.#count('gossip', await this.accounts.validateGossip(msg))
+      if (isAccountMessage(msg)) {
+        const v = await this.accounts.validateGossip(msg)
+        return this.#count('gossip', v.ok ? ACCEPT : v.provable ? reject(v.code) : ignore(v.code))
+      }
       if (isUnjail(msg)) return this.#validateUnjailGossip(msg)
       const id = this.#id(msg)
       if (id === undefined) return this.#count('gossip', reject('MALFORMED'))

@@ -7,6 +7,7 @@ import type { Assignment as PoolAssignment } from '../mempool/record.ts'
 import type { RerouteReason } from '../rollups/router.ts'
 import type { StakeLedger } from '../staking/ledger.ts'
 import { checkUnjail } from '../staking/unjail.ts'
+import { economyAfter, type SettledFill } from './economy.ts'
 import { isEpochBoundary, nextConsensusSet } from './epoch.ts'
 import { congested, evidenceProblem, fillSettles, planBlock, stakingBase } from './plan.ts'
 import { type AppState, type AssignmentState, cmp, sumPools, type ValidatorState } from './types.ts'
@@ -52,9 +53,15 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
   const done = new Map(state.done)
 
   const filled = new Set<string>()
+  const settled: SettledFill[] = []
   for (const f of block.fills) {
     const a = assignments.get(f.intentId)
     if (a === undefined || !fillSettles(state, a, f)) continue
+    settled.push({
+      chainId: f.chainId,
+      value: a.outputAmount,
+      settles: state.rollups.some((r) => BigInt(r.chainId) === a.originChainId && r.settlement !== undefined),
+    })
     assignments.delete(f.intentId)
     done.set(f.intentId, a.fillDeadline)
     filled.add(f.intentId)
@@ -172,6 +179,8 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
 
   const timeSec = plan.timeSec
   for (const [id, fillDeadline] of [...done]) if (fillDeadline < timeSec) done.delete(id)
+  const consensusSet = nextConsensusSet(state, height)
+  const { rewards, alarms } = economyAfter(state, height, ledger, settled, validators, consensusSet)
 
   return {
     state: {
@@ -186,9 +195,11 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
       stakeMoves: ledger.moves,
       stakeNonces: ledger.nonces,
       stake: ledger.changed ? ledger.book.state() : state.stake,
+      rewards,
+      alarms,
       commitPowers: state.consensusSet,
       signedAt: plan.signedAt,
-      consensusSet: nextConsensusSet(state, height),
+      consensusSet,
       liveness,
       unjailNonces: freed.size === 0 ? state.unjailNonces : unjailNonces,
     },

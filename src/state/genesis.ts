@@ -2,8 +2,12 @@
 import type { Address, Hex } from 'viem'
 import { stringToBytes } from 'viem'
 import { keccak256Bytes } from '../crypto/keccak.ts'
+import { checkAlarmParams, DEFAULT_ALARM_PARAMS, type PoolAlarmParams } from '../staking/concentration.ts'
+import { checkRewardParams, type RewardParams } from '../staking/rewards.ts'
 import { defaultStakeParams, genesisStakeState, type StakeParams } from '../staking/validators.ts'
 import { AssetTable } from './assets.ts'
+import { alarmsAfter } from './economy.ts'
+import { genesisRewards, rewardParamsOf, withDefaults } from './rewards-state.ts'
 import { type AppGenesis, type AppState, cmp, sumPools, type ValidatorState } from './types.ts'
 
 function toHex(bytes: Uint8Array): Hex {
@@ -58,6 +62,7 @@ export function genesisHash(g: AppGenesis): Hex {
       p.unbondingEpochs,
       p.maxEntriesPerPair,
     ])(stakeParamsOf(g)),
+    Object.entries(economyParamsOf(g)).map(([k, v]) => [k, String(v)]),
     [...(g.accounts ?? [])]
       .map((a) => [a.address.toLowerCase(), a.balance.toString()])
       .sort((a, b) => cmp(a[0]!, b[0]!)),
@@ -86,6 +91,15 @@ export function stakeParamsOf(g: AppGenesis): StakeParams {
     unbondingEpochs: p.unbondingEpochs ?? d.unbondingEpochs,
     maxEntriesPerPair: p.maxEntriesPerPair ?? d.maxEntriesPerPair,
   }
+}
+
+/** The reward and pool alarm parameters of a genesis (defaults for those it leaves out). */
+export function economyParamsOf(g: AppGenesis): RewardParams & PoolAlarmParams {
+  const r = rewardParamsOf(g.params)
+  const a = withDefaults(DEFAULT_ALARM_PARAMS, g.params)
+  checkRewardParams(r)
+  checkAlarmParams(a)
+  return { ...r, ...a }
 }
 
 /**
@@ -124,6 +138,8 @@ export function genesisState(g: AppGenesis): AppState {
     .sort((a, b) => cmp(a.address, b.address))
   const hash = genesisHash(g)
   const stakeParams = stakeParamsOf(g)
+  const stake = genesisStakeState(g, stakeParams)
+  const rewardParams = economyParamsOf(g)
   const genesisSet = new Map(validators.filter((v) => v.power > 0n).map((v) => [v.address, v.power]))
   return {
     networkId: g.networkId,
@@ -142,8 +158,11 @@ export function genesisState(g: AppGenesis): AppState {
     consensusSet: genesisSet,
     liveness: new Map(),
     unjailNonces: new Map(),
-    stake: genesisStakeState(g, stakeParams),
+    stake,
     stakeParams,
+    rewards: genesisRewards(stake),
+    rewardParams,
+    alarms: alarmsAfter({ rollups: g.rollups, rewardParams }, [], validators, genesisSet),
     rollups: g.rollups,
     assets: new AssetTable(
       g.assets ?? [],

@@ -19,6 +19,7 @@ import {
   type PoolView,
   type RerouteReason,
   type RouteIntent,
+  type RouteParams,
   type RouteProfile,
   rerouteCandidates,
 } from '../rollups/router.ts'
@@ -36,6 +37,19 @@ import {
 /** No personal chain profiles yet (identity issue): the router sees none. */
 export const NO_PROFILES: ReadonlyMap<string, RouteProfile> = new Map()
 export const ROUTE_PARAMS = DEFAULT_ROUTE_PARAMS
+
+const routeParams = new WeakMap<readonly bigint[], RouteParams>()
+
+/** The route parameters of blocks built on `state`: ROUTE_PARAMS with its alarmed pools (cached per list). */
+export function routeParamsOf(state: Pick<AppState, 'alarms'>): RouteParams {
+  if (state.alarms.length === 0) return ROUTE_PARAMS
+  let p = routeParams.get(state.alarms)
+  if (p === undefined) {
+    p = { ...ROUTE_PARAMS, alarmed: new Set(state.alarms) }
+    routeParams.set(state.alarms, p)
+  }
+  return p
+}
 
 /**
  * The consensus validator set that decides block `state.height + 1`, by address: the epoch's set

@@ -34,8 +34,8 @@ import {
   fillSettles,
   NO_PROFILES,
   planBlock,
-  ROUTE_PARAMS,
   routeOf,
+  routeParamsOf,
   stakingBase,
   tombstonesEveryone,
 } from './plan.ts'
@@ -135,7 +135,7 @@ export function proposeBlock(
     plan.view,
     NO_PROFILES,
     plan.pools,
-    ROUTE_PARAMS,
+    routeParamsOf(state),
   )
   const assignments: BlockAssignment[] = []
   const intents: SignedIntent[] = []

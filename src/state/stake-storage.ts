@@ -1,11 +1,13 @@
 /**
- * JSON form of the stake book (AppState.stake; staking/validators.ts), stored under `stake` in the `app`
- * sublevel and written only by blocks that change it (account messages, moves, slashes, boundaries).
+ * JSON form of the stake book (AppState.stake; staking/validators.ts) and of the reward state
+ * (AppState.rewards; rewards-state.ts), stored under `stake` and `rewards` in the `app` sublevel and
+ * written only by blocks that change them (account messages, moves, slashes, fills, boundaries).
  * Big integers as decimal strings; maps as arrays in key order, so equal states store equal bytes.
  */
 import type { Address, Hex } from 'viem'
 import { delegationKey } from '../staking/delegations.ts'
 import type { StakeState } from '../staking/validators.ts'
+import type { RewardsState } from './rewards-state.ts'
 
 export interface StakeStateJson {
   epoch: string
@@ -143,5 +145,97 @@ export function stakeStateFromJson(j: StakeStateJson, base: StakeState): StakeSt
       ]),
     ),
     active: j.active.map(([a, p]) => ({ address: addr(a), power: BigInt(p) })),
+  }
+}
+
+export interface RewardsStateJson {
+  activity: [string, string, string, string][]
+  accumulators: [string, string, string, string][]
+  periods: [string, string, string][]
+  communityPool: string
+  emitted: string
+  history: Array<{
+    epoch: string
+    height: string
+    emission: string
+    paid: string
+    communityPool: string
+    byValidator: [string, string][]
+    pools: Array<{
+      chainId: string
+      reward: string
+      weight: string
+      boostBps: number
+      effectiveStake: string
+    }>
+  }>
+}
+
+const str = (x: bigint) => x.toString()
+
+export function rewardsStateToJson(r: RewardsState): RewardsStateJson {
+  return {
+    activity: [...r.activity]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([c, a]) => [str(c), str(a.filled), str(a.settled), str(a.value)]),
+    accumulators: byKey(r.accumulators).map(([v, a]) => [
+      v,
+      str(a.cumulative),
+      str(a.stake),
+      str(a.outstanding),
+    ]),
+    periods: byKey(r.periods).map(([k, p]) => [k, str(p.stake), str(p.start)]),
+    communityPool: str(r.communityPool),
+    emitted: str(r.emitted),
+    history: r.history.map((h) => ({
+      epoch: str(h.epoch),
+      height: str(h.height),
+      emission: str(h.emission),
+      paid: str(h.paid),
+      communityPool: str(h.communityPool),
+      byValidator: [...h.byValidator].map(([v, x]) => [v, str(x)]),
+      pools: h.pools.map((p) => ({
+        chainId: str(p.chainId),
+        reward: str(p.reward),
+        weight: str(p.weight),
+        boostBps: p.boostBps,
+        effectiveStake: str(p.effectiveStake),
+      })),
+    })),
+  }
+}
+
+export function rewardsStateFromJson(j: RewardsStateJson): RewardsState {
+  return {
+    activity: new Map(
+      j.activity.map(([c, f, s, v]) => [
+        BigInt(c),
+        { filled: BigInt(f), settled: BigInt(s), value: BigInt(v) },
+      ]),
+    ),
+    accumulators: new Map(
+      j.accumulators.map(([v, c, s, o]) => [
+        v as Address,
+        { cumulative: BigInt(c), stake: BigInt(s), outstanding: BigInt(o) },
+      ]),
+    ),
+    periods: new Map(j.periods.map(([k, s, st]) => [k, { stake: BigInt(s), start: BigInt(st) }])),
+    communityPool: BigInt(j.communityPool),
+    emitted: BigInt(j.emitted),
+    history: j.history.map((h) => ({
+      epoch: BigInt(h.epoch),
+      height: BigInt(h.height),
+      emission: BigInt(h.emission),
+      paid: BigInt(h.paid),
+      communityPool: BigInt(h.communityPool),
+      byValidator: new Map(h.byValidator.map(([v, x]) => [v as Address, BigInt(x)])),
+      pools: h.pools.map((p) => ({
+        chainId: BigInt(p.chainId),
+        reward: BigInt(p.reward),
+        weight: BigInt(p.weight),
+        boostBps: p.boostBps,
+        effectiveStake: BigInt(p.effectiveStake),
+      })),
+    })),
   }
 }

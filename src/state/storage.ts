@@ -8,13 +8,21 @@
  *   `d/<id>`     -> fillDeadline of a finished (filled or expired) intent, kept until that deadline passes
  *   `m/<id>`     -> stake move in force (staking/moves.ts); the stakers' used nonces are in `meta`
  *   `stake`      -> the stake book (stake-storage.ts), written by the blocks that change it
+ *   `rewards`    -> epoch activity, accumulators, periods, community pool, last epochs (stake-storage.ts)
  */
 import type { Address, Hex } from 'viem'
 import { StorageError } from '../errors.ts'
 import { type StakeMoveRecord, stakeMoveRecordToJson } from '../staking/moves.ts'
 import { genesisState } from './genesis.ts'
 import { isOffline } from './plan.ts'
-import { type StakeStateJson, stakeStateFromJson, stakeStateToJson } from './stake-storage.ts'
+import {
+  type RewardsStateJson,
+  rewardsStateFromJson,
+  rewardsStateToJson,
+  type StakeStateJson,
+  stakeStateFromJson,
+  stakeStateToJson,
+} from './stake-storage.ts'
 import { type BatchOp, prefixEnd, type Store } from './store.ts'
 import {
   APP_STATE_VERSION,
@@ -32,6 +40,7 @@ const DONE_PREFIX = 'd/'
 const RELEASED_PREFIX = 'r/'
 const MOVE_PREFIX = 'm/'
 const STAKE_KEY = 'stake'
+const REWARDS_KEY = 'rewards'
 const LOAD_PAGE = 10_000
 
 interface MetaJson {
@@ -62,6 +71,8 @@ interface MetaJson {
   liveness: Record<string, { recorded: number; missed: number; bits: string }>
   /** Validator -> highest used Unjail nonce (decimal). */
   unjailNonces: Record<string, string>
+  /** Chain ids (decimal) of the pools whose concentration alarm is raised. */
+  alarms?: string[]
 }
 
 function sortedRecord<V, J>(m: ReadonlyMap<string, V>, f: (v: V) => J): Record<string, J> {
@@ -126,6 +137,7 @@ function metaJson(s: AppState): MetaJson {
       bits: Buffer.from(w.bits).toString('hex'),
     })),
     unjailNonces: sortedRecord(s.unjailNonces, String),
+    alarms: s.alarms.map(String),
   }
 }
 
@@ -198,6 +210,8 @@ export function appStateOps(prev: AppState | undefined, next: AppState): BatchOp
   const ops: BatchOp[] = [{ type: 'put', sublevel: 'app', key: META_KEY, value: metaJson(next) }]
   if (prev?.stake !== next.stake)
     ops.push({ type: 'put', sublevel: 'app', key: STAKE_KEY, value: stakeStateToJson(next.stake) })
+  if (prev?.rewards !== next.rewards)
+    ops.push({ type: 'put', sublevel: 'app', key: REWARDS_KEY, value: rewardsStateToJson(next.rewards) })
   const prevDone = prev?.done ?? new Map<Hex, bigint>()
   assignmentOps(ops, ASSIGNMENT_PREFIX, prev?.assignments, next.assignments)
   assignmentOps(ops, RELEASED_PREFIX, prev?.released, next.released)
@@ -295,6 +309,8 @@ export async function loadAppState(store: Store, genesis: AppGenesis): Promise<A
     const stakeNonces = bigintMap(meta.stakeNonces ?? {})
     const stakeJson = await store.get<StakeStateJson>('app', STAKE_KEY)
     const stake = stakeJson === undefined ? base.stake : stakeStateFromJson(stakeJson, base.stake)
+    const rewardsJson = await store.get<RewardsStateJson>('app', REWARDS_KEY)
+    const rewards = rewardsJson === undefined ? base.rewards : rewardsStateFromJson(rewardsJson)
     const validators = meta.validators
       .map((v): ValidatorState => {
         const pools = new Map(Object.entries(v.pools).map(([c, s]) => [BigInt(c), BigInt(s)] as const))
@@ -321,6 +337,8 @@ export async function loadAppState(store: Store, genesis: AppGenesis): Promise<A
       stakeMoves,
       stakeNonces,
       stake,
+      rewards,
+      alarms: (meta.alarms ?? []).map((c) => BigInt(c)),
       commitPowers: bigintMap(meta.commitPowers),
       signedAt: bigintMap(meta.signedAt),
       consensusSet: bigintMap(meta.consensusSet),

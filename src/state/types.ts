@@ -5,9 +5,12 @@
 import type { Address, Hex } from 'viem'
 import type { ExpectedOutput } from '../rollups/fill.ts'
 import type { GenesisRollup } from '../rollups/health-view.ts'
+import type { PoolAlarmParams } from '../staking/concentration.ts'
 import type { StakeMoveRecord } from '../staking/moves.ts'
+import type { RewardParams } from '../staking/rewards.ts'
 import type { StakeParams, StakeState } from '../staking/validators.ts'
 import type { AssetTable, GenesisAsset } from './assets.ts'
+import type { RewardsState } from './rewards-state.ts'
 
 /** Network parameters the state machine reads (genesis `params`). */
 export interface AppParams {
@@ -50,6 +53,23 @@ export interface AppParams {
   readonly unbondingEpochs?: number
   /** Most unbonding entries plus loans in force per (delegator, validator) pair. Default 7. */
   readonly maxEntriesPerPair?: number
+  /** Reward parameters (docs/rewards.md); each defaults to DEFAULT_REWARD_PARAMS. */
+  readonly emissionPerEpoch?: bigint
+  readonly baseWeight?: bigint
+  readonly fillWeight?: bigint
+  readonly settleWeight?: bigint
+  readonly valueWeight?: bigint
+  readonly valueUnit?: bigint
+  readonly congestedActivationBlocks?: bigint
+  readonly concentrationHhiLevel?: bigint
+  readonly concentrationBoostBps?: number
+  /** Pool alarm parameters (docs/rewards.md); each defaults to DEFAULT_ALARM_PARAMS. */
+  readonly minPoolValidators?: number
+  readonly minPoolStake?: bigint
+  readonly clearPoolValidators?: number
+  readonly clearPoolStake?: bigint
+  readonly alarmMinSelfStakeBps?: number
+  readonly alarmMinSelfStakeFloor?: bigint
 }
 
 /** What the state machine needs of a genesis (`Genesis` of node/genesis.ts fits). */
@@ -177,6 +197,12 @@ export interface AppState {
   readonly stake: StakeState
   /** The staking parameters, resolved from `params` and their defaults at genesis. */
   readonly stakeParams: StakeParams
+  /** Epoch activity, F1 accumulators and periods, community pool, last epochs (state/rewards-state.ts). */
+  readonly rewards: RewardsState
+  /** Reward and pool alarm parameters, resolved at genesis. */
+  readonly rewardParams: RewardParams & PoolAlarmParams
+  /** Pools (chain ids, ascending) whose concentration alarm is raised (staking/concentration.ts). */
+  readonly alarms: readonly bigint[]
   readonly rollups: readonly GenesisRollup[]
   /** The genesis asset table, indexed. */
   readonly assets: AssetTable

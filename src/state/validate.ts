@@ -39,8 +39,8 @@ import {
   fillSettles,
   NO_PROFILES,
   planBlock,
-  ROUTE_PARAMS,
   routeOf,
+  routeParamsOf,
   stakingBase,
   tombstonesEveryone,
 } from './plan.ts'
@@ -323,7 +323,7 @@ export async function validateBlock(
     plan.view,
     NO_PROFILES,
     plan.pools,
-    ROUTE_PARAMS,
+    routeParamsOf(state),
   )
   const expectedNew: BlockAssignment[] = []
   const expectedMoved: BlockAssignment[] = []

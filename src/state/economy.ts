@@ -1,0 +1,97 @@
+/**
+ * The economy step of `apply` (issue 11, items 4 and 6): after a block's staking, the epoch's activity, the
+ * reward periods of the pairs whose stake changed, the epoch's rewards at a boundary, and the pool alarms.
+ * Pure. Credits (rewards paid to balances) go through the block's StakeLedger, so `apply` must take the
+ * book's state after this step.
+ */
+import type { Address } from 'viem'
+import { concentration, type PoolHoldings, poolAlarms } from '../staking/concentration.ts'
+import type { StakeLedger } from '../staking/ledger.ts'
+import { isEpochBoundary } from './epoch.ts'
+import { addActivity, type RewardsState, reconcilePeriods, rewardEpoch } from './rewards-state.ts'
+import { type AppState, cmp, type ValidatorState } from './types.ts'
+
+/** A fill the block settled: its rollup, its output amount, whether its origin repays it (a FILL leaf). */
+export interface SettledFill {
+  readonly chainId: bigint
+  readonly value: bigint
+  readonly settles: boolean
+}
+
+/**
+ * The holdings of each rollup's pool (chain id order, every rollup listed): the validators of `set` that
+ * are not jailed, with their stake there.
+ */
+export function poolHoldings(
+  state: Pick<AppState, 'rollups'>,
+  validators: readonly ValidatorState[],
+  set: ReadonlyMap<Address, bigint>,
+): PoolHoldings[] {
+  return [...state.rollups]
+    .map((r) => BigInt(r.chainId))
+    .sort(cmp)
+    .map((chainId) => ({
+      chainId,
+      entries: validators
+        .filter((v) => !v.jailed && set.has(v.address) && (v.pools.get(chainId) ?? 0n) > 0n)
+        .map((v) => ({ validator: v.address, amount: v.pools.get(chainId)! })),
+    }))
+}
+
+/** The pools alarmed after a block whose validators and next set are these, given the alarms before. */
+export function alarmsAfter(
+  state: Pick<AppState, 'rollups' | 'rewardParams'>,
+  before: readonly bigint[],
+  validators: readonly ValidatorState[],
+  set: ReadonlyMap<Address, bigint>,
+): readonly bigint[] {
+  const next = poolAlarms(
+    new Set(before),
+    concentration(poolHoldings(state, validators, set)),
+    state.rewardParams,
+  )
+  return next.length === before.length && next.every((c, i) => c === before[i]) ? before : next
+}
+
+/**
+ * The rewards and alarms after the block at `height` on `state`, whose staking `ledger` ran and whose
+ * validators and next consensus set are given.
+ */
+export function economyAfter(
+  state: AppState,
+  height: bigint,
+  ledger: StakeLedger,
+  fills: readonly SettledFill[],
+  validators: readonly ValidatorState[],
+  nextSet: ReadonlyMap<Address, bigint>,
+): { rewards: RewardsState; alarms: readonly bigint[] } {
+  let rewards = state.rewards
+  const activity = addActivity(rewards.activity, fills)
+  if (activity !== rewards.activity) rewards = { ...rewards, activity }
+  const credit = (a: Address, x: bigint) => ledger.credit(a, x)
+  if (ledger.changed) rewards = reconcilePeriods(rewards, state.stake, ledger.book.delegations, credit)
+  if (isEpochBoundary(state, height)) {
+    const commissionBps = new Map<Address, number>()
+    for (const r of ledger.book.validators.values()) commissionBps.set(r.address, r.commissionBps)
+    rewards = rewardEpoch(
+      rewards,
+      {
+        // The book's boundary already ran: the epoch that ends here is the one before.
+        epoch: ledger.book.delegations.epoch - 1n,
+        height,
+        params: state.rewardParams,
+        rollups: state.rollups,
+        validators,
+        signers: state.consensusSet,
+        moves: ledger.moves.values(),
+        commissionBps,
+      },
+      credit,
+    ).state
+  }
+  const alarms =
+    validators === state.validators && nextSet === state.consensusSet
+      ? state.alarms
+      : alarmsAfter(state, state.alarms, validators, nextSet)
+  return { rewards, alarms }
+}
