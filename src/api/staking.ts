@@ -21,11 +21,13 @@ const ACCOUNT_ROUTES: readonly [string, AccountMessageKey][] = [
  * `/v1/undelegations` `{undelegate, ...}`, `/v1/validators` `{createValidator, ...}`) -> 202 `{id}` /
  * 200 `{id}` (already pending or committed) / 400 `{error:{code,message}}` / 503 with Retry-After;
  * `GET /v1/staking` -> the pools per rollup, the epoch and the moves in force of the committed state;
- * `GET /v1/accounts/:address` -> balance, delegations and unbonding entries.
+ * `GET /v1/accounts/:address` -> balance, delegations, unbonding entries and the highest nonce used in
+ * each of the address's nonce spaces (`nonces: {account, stakeMove, unjail}`, "0" when none), so that a
+ * signer (the `murmur stake` CLI) can pick a fresh nonce and see when its message took effect.
  */
 export function stakingRoutes(
   staking: StakingService,
-  state: () => StakingState & Pick<AppState, 'validators'>,
+  state: () => StakingState & Pick<AppState, 'validators' | 'unjailNonces'>,
 ) {
   return (app: FastifyInstance): void => {
     const answer = (ans: StakeSubmitAnswer, reply: FastifyReply) => {
@@ -50,10 +52,17 @@ export function stakingRoutes(
         reply.code(400)
         return { error: { code: 'MALFORMED', message: (err as Error).message } }
       }
-      const ledger = new StakeLedger(state())
+      const s = state()
+      const ledger = new StakeLedger(s)
+      const used = (m: ReadonlyMap<`0x${string}`, bigint>) => (m.get(address) ?? 0n).toString()
       return {
         ...accountToJson(ledger.book.accounts, address),
         ...delegatorToJson(ledger.book.delegations, address),
+        nonces: {
+          account: used(s.stake.accountNonces),
+          stakeMove: used(s.stakeNonces),
+          unjail: used(s.unjailNonces),
+        },
       }
     })
   }

@@ -15,17 +15,38 @@ export function parseRollup(value: string, previous: Map<number, string>): Map<n
 
 /** GET a node API URL; coded errors for transport failures and the node's own refusals. */
 export async function getJson(url: string): Promise<unknown> {
+  return (await requestJson(url)).body
+}
+
+/**
+ * POST a JSON body to a node API URL: the status and body of a 2xx answer; coded errors for transport
+ * failures and the node's refusals (its `{error:{code,message}}`; a 503 says when to retry).
+ */
+export async function postJson(url: string, body: unknown): Promise<{ status: number; body: unknown }> {
+  return requestJson(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  })
+}
+
+async function requestJson(url: string, init: RequestInit = {}): Promise<{ status: number; body: unknown }> {
   let res: Response
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(10_000) })
+    res = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) })
   } catch (err) {
     throw new MurmurError('UNREACHABLE', `cannot reach ${url}: ${(err as Error).message}`)
   }
   const body = (await res.json().catch(() => null)) as { error?: { code: string; message: string } } | null
   if (!res.ok) {
-    throw new MurmurError(body?.error?.code ?? `HTTP_${res.status}`, body?.error?.message ?? res.statusText)
+    const retry = res.headers.get('retry-after')
+    const message = body?.error?.message ?? res.statusText
+    throw new MurmurError(
+      body?.error?.code ?? `HTTP_${res.status}`,
+      retry === null ? message : `${message} (retry after ${retry} s)`,
+    )
   }
-  return body
+  return { status: res.status, body }
 }
 
 /** Pretty JSON on stdout. */
@@ -42,6 +63,12 @@ export function usage(message: string): never {
 /** A decimal integer (wei or token units). */
 export function bigintArg(value: string): bigint {
   if (!/^[0-9]+$/.test(value)) throw new InvalidArgumentError('expected a decimal integer (wei)')
+  return BigInt(value)
+}
+
+/** One chain id, e.g. 901. */
+export function chainArg(value: string): bigint {
+  if (!/^[1-9][0-9]*$/.test(value)) throw new InvalidArgumentError('expected one chain id, e.g. 901')
   return BigInt(value)
 }
 

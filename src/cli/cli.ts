@@ -8,6 +8,7 @@ import type { NodeOptions } from '../node/options.ts'
 import { VERSION } from '../version.ts'
 import { EXIT_USAGE, getJson, intArg, parseRollup, print, usage } from './args.ts'
 import { addChainCommands } from './chain.ts'
+import { addStakeCommands } from './stake.ts'
 import { addWalletCommands } from './wallet.ts'
 
 export { EXIT_USAGE, parseRollup } from './args.ts'
@@ -100,6 +101,7 @@ export function buildCli(): Command {
 
   addWalletCommands(program)
   addChainCommands(program)
+  addStakeCommands(program)
 
   const devnet = program
     .command('devnet')

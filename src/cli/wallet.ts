@@ -4,10 +4,20 @@
  * up in the node's `GET /v1/rollups` unless given, and the settler needs the user's allowance before an
  * executor can open the order (`intent approve`, or `--approve` on send).
  */
-import { type Command, InvalidArgumentError } from 'commander'
+import type { Command } from 'commander'
 import type { Address, Hex } from 'viem'
 import { MurmurError } from '../errors.ts'
-import { addressArg, bigintArg, chainsArg, getJson, intArg, print, readKeyFile, usage } from './args.ts'
+import {
+  addressArg,
+  bigintArg,
+  chainArg,
+  chainsArg,
+  getJson,
+  intArg,
+  print,
+  readKeyFile,
+  usage,
+} from './args.ts'
 
 interface SendFlags {
   api: string
@@ -151,9 +161,4 @@ async function approveIfShort(
   if ((await tokenAllowance(c, token, owner, settler)) >= need) return
   await sendTokenCalls(c, [{ fn: 'approve', token, spender: settler, amount: MAX_ALLOWANCE }])
   process.stderr.write(`approved ${settler} for ${token} on ${origin}\n`)
-}
-
-function chainArg(value: string): bigint {
-  if (!/^[1-9][0-9]*$/.test(value)) throw new InvalidArgumentError('expected one chain id, e.g. 901')
-  return BigInt(value)
 }
