@@ -3,8 +3,10 @@ import { parseAddress } from '../codec/json.ts'
 import type { AccountMessageKey } from '../staking/account-pool.ts'
 import { accountToJson } from '../staking/accounts.ts'
 import { delegatorToJson } from '../staking/delegations.ts'
-import { StakeLedger, type StakingState, stakingToJson } from '../staking/ledger.ts'
+import { StakeLedger, stakingToJson } from '../staking/ledger.ts'
 import type { StakeSubmitAnswer, StakingService } from '../staking/service.ts'
+import { economyToJson } from '../state/economy.ts'
+import { pendingRewardsOf } from '../state/rewards-state.ts'
 import type { AppState } from '../state/types.ts'
 
 /** The POST routes of account messages and the body key each takes (INTERFACES.md). */
@@ -25,10 +27,7 @@ const ACCOUNT_ROUTES: readonly [string, AccountMessageKey][] = [
  * each of the address's nonce spaces (`nonces: {account, stakeMove, unjail}`, "0" when none), so that a
  * signer (the `murmur stake` CLI) can pick a fresh nonce and see when its message took effect.
  */
-export function stakingRoutes(
-  staking: StakingService,
-  state: () => StakingState & Pick<AppState, 'validators' | 'unjailNonces'>,
-) {
+export function stakingRoutes(staking: StakingService, state: () => AppState) {
   return (app: FastifyInstance): void => {
     const answer = (ans: StakeSubmitAnswer, reply: FastifyReply) => {
       if ('retryAfterSec' in ans && ans.retryAfterSec !== undefined)
@@ -42,7 +41,14 @@ export function stakingRoutes(
       app.post(path, async (req, reply) => answer(await staking.submitAccountJson(key, req.body), reply))
     app.get('/v1/staking', async () => {
       const s = state()
-      return { ...stakingToJson(s), epoch: s.stake.epoch.toString() }
+      const base = stakingToJson(s)
+      const alarmed = new Set(s.alarms.map(String))
+      return {
+        ...base,
+        pools: base.pools.map((p) => ({ ...p, alarm: alarmed.has(p.chainId) })),
+        epoch: s.stake.epoch.toString(),
+        ...economyToJson(s),
+      }
     })
     app.get<{ Params: { address: string } }>('/v1/accounts/:address', async (req, reply) => {
       let address: `0x${string}`
@@ -58,6 +64,7 @@ export function stakingRoutes(
       return {
         ...accountToJson(ledger.book.accounts, address),
         ...delegatorToJson(ledger.book.delegations, address),
+        rewards: pendingRewardsOf(s.rewards, address).toString(),
         nonces: {
           account: used(s.stake.accountNonces),
           stakeMove: used(s.stakeNonces),

@@ -65,6 +65,8 @@ export interface MempoolServiceModules {
   assets?: AssetTable
   /** Settlers of the rollups with settlement contracts, by chain id (lowercase). */
   settlers?: ReadonlyMap<bigint, Address>
+  /** Pools alarmed in the committed state (read at each submission). */
+  alarmedChainIds?: () => ReadonlySet<bigint>
   /**
    * Whether an unsigned intent's order is opened on its origin settler, on this node's RPC
    * (rollups/opened-orders.ts). Absent: unsigned intents are UNVERIFIED.
@@ -171,6 +173,7 @@ export class MempoolService {
       ...(this.#m.assets === undefined ? {} : { assets: this.#m.assets }),
       ...(this.#m.settlers === undefined ? {} : { settlerOf: (c: bigint) => this.#m.settlers!.get(c) }),
       ...(this.#m.verifyOpened === undefined ? {} : { verifyOpened: this.#m.verifyOpened }),
+      ...(this.#m.alarmedChainIds === undefined ? {} : { alarmedChainIds: this.#m.alarmedChainIds() }),
     }
     const rp = this.#recoverPool
     if (rp !== undefined) ctx.recover = (digest, sig) => rp.recover(digest, sig)

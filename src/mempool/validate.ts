@@ -33,6 +33,7 @@ export type IntentRejectCode =
   | 'TOO_LARGE'
   | EconomicsRejectCode
   | 'UNSETTLEABLE'
+  | 'POOL_ALARMED'
   | 'NOT_OPENED'
   | 'UNVERIFIED'
 
@@ -52,6 +53,11 @@ export interface ValidateIntentContext {
   maxClockSkewSec: number
   /** Chain ids of the network's rollups. */
   knownChainIds: ReadonlySet<bigint>
+  /**
+   * Pools whose concentration alarm is raised in the committed state (they get no new assignments): an
+   * intent every destination of which is alarmed is refused POOL_ALARMED. Absent: no check.
+   */
+  alarmedChainIds?: ReadonlySet<bigint>
   /** The network's asset table: ambiguous outputs and too thin spreads are refused. Absent: no checks. */
   assets?: AssetTable
   /**
@@ -147,6 +153,16 @@ export async function validateIntent(
         `orderData.destinationChainIds: ${chainId} is not a rollup of this network`,
       )
     }
+  }
+  const alarmed = ctx.alarmedChainIds
+  if (alarmed !== undefined && alarmed.size > 0) {
+    const destinations =
+      data.destinationChainIds.length > 0 ? data.destinationChainIds : [...ctx.knownChainIds]
+    if (destinations.every((c) => alarmed.has(c)))
+      return reject(
+        'POOL_ALARMED',
+        `every destination (${destinations.join(', ')}) is a pool below its safe level (GET /v1/staking alarms); try later or another rollup`,
+      )
   }
   const economics = ctx.assets?.check({ originChainId: order.originChainId, ...data })
   if (economics !== undefined && !economics.ok) return reject(economics.code, economics.message)

@@ -27,6 +27,7 @@ import { DataDirLock } from './lock.ts'
 import { createLogger } from './logger.ts'
 import { DEFAULT_NODE_OPTIONS, type NodeOptions } from './options.ts'
 import { ProbeService } from './probe.ts'
+import { alarmedSet, registerStakingMetrics } from './staking-metrics.ts'
 import { TOPICS, type TopicPayloads } from './topics.ts'
 
 /** Something the composition root starts and stops. */
@@ -177,6 +178,7 @@ export class MurmurNode {
       knownChainIds: new Set(this.#genesis.rollups.map((r) => BigInt(r.chainId))),
       assets,
       settlers: new Map([...settlementContracts(this.#genesis.rollups)].map(([c, x]) => [c, x.settler])),
+      alarmedChainIds: () => alarmedSet(this.consensus.app.state),
       verifyOpened,
       maxClockSkewSec: this.#genesis.params.maxClockSkewSec,
     })
@@ -212,6 +214,7 @@ export class MurmurNode {
     )
     this.#staking = staking
 
+    registerStakingMetrics(this.registry, () => this.consensus.app.state)
     const consensus = new ConsensusWiring(o.consensus, {
       genesis: this.#genesis,
       store,

@@ -16,6 +16,7 @@
  */
 import type { Address, Hex } from 'viem'
 import { recoverAddress } from '../crypto/recover.ts'
+import { minSelfStakeToJoin, type PoolAlarmParams } from './concentration.ts'
 import {
   findBadStakeMoveField,
   MAX_STAKE_MOVES_IN_FORCE,
@@ -50,6 +51,22 @@ export interface StakingState {
   readonly stakeNonces: ReadonlyMap<Address, bigint>
   readonly stake: StakeState
   readonly stakeParams: StakeParams
+  /** Pools whose concentration alarm is raised: joining them takes less self-stake. */
+  readonly alarms?: readonly bigint[]
+  readonly rewardParams?: PoolAlarmParams
+}
+
+/**
+ * The least self-stake of a CreateValidator for `chainIds`: `minSelfStake`, lowered by the alarm rule
+ * (concentration.ts `minSelfStakeToJoin`) only when every pool it joins is alarmed, so the lowered price
+ * buys service only where it is short.
+ */
+export function joinMinSelfStake(state: StakingState, chainIds: readonly bigint[]): bigint {
+  const min = state.stakeParams.minSelfStake
+  const alarms = state.alarms ?? []
+  if (state.rewardParams === undefined || chainIds.length === 0 || !chainIds.every((c) => alarms.includes(c)))
+    return min
+  return minSelfStakeToJoin(min, true, state.rewardParams)
 }
 
 function cmp(a: string | bigint, b: string | bigint): number {
@@ -81,7 +98,7 @@ export class StakeLedger {
     this.#state = state
     this.#chains = new Set(state.rollups.map((r) => BigInt(r.chainId)))
     this.#jailed = new Set(state.validators.filter((v) => v.jailed).map((v) => v.address))
-    this.book = new StakeBook(state.stake, state.stakeParams, height)
+    this.book = new StakeBook(state.stake, state.stakeParams, height, (c) => joinMinSelfStake(state, c))
   }
 
   /** Moves in force. */

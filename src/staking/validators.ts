@@ -106,6 +106,11 @@ export interface ValidatorRecord {
   /** Epoch it was created in (0 for the genesis ones). */
   readonly createdEpoch: bigint
   readonly jailed: boolean
+  /**
+   * The least self-stake it must keep to stay eligible: what it was admitted at (lower than the book's
+   * `minSelfStake` when it joined pools whose concentration alarm was raised); absent: `minSelfStake`.
+   */
+  readonly minSelfStake?: bigint
 }
 
 /** A member of the validator set, with the power it has for the epoch. */
@@ -184,7 +189,7 @@ export function selectValidatorSet(
 ): SetMember[] {
   const candidates: SetMember[] = []
   for (const v of validators) {
-    if (v.jailed || selfStake(v.address) < params.minSelfStake) continue
+    if (v.jailed || selfStake(v.address) < (v.minSelfStake ?? params.minSelfStake)) continue
     let power = 0n
     for (const s of pools.get(v.address)?.values() ?? []) power += s
     if (power > 0n) candidates.push({ address: v.address, power })
@@ -206,9 +211,17 @@ export class StakeBook {
   #validators: Map<Address, ValidatorRecord> | undefined
   #peerIds: Set<string> | undefined
   #active: readonly SetMember[]
+  /** The least self-stake to join the given pools (lowered for alarmed pools by the caller's rule). */
+  readonly minSelfStakeFor: (chainIds: readonly bigint[]) => bigint
 
-  constructor(state: StakeState, params: StakeParams, height = 0n) {
+  constructor(
+    state: StakeState,
+    params: StakeParams,
+    height = 0n,
+    minSelfStakeFor: (chainIds: readonly bigint[]) => bigint = () => params.minSelfStake,
+  ) {
     this.params = params
+    this.minSelfStakeFor = minSelfStakeFor
     this.#state = state
     this.#chains = new Set(state.chainIds)
     this.#active = state.active
@@ -252,10 +265,11 @@ export class StakeBook {
       return reject('BAD_PEER_ID', 'peerId is not the multihash of an Ed25519 libp2p peer id')
     if (this.validators.has(c.validator)) return reject('ALREADY_VALIDATOR', `${c.validator} is a validator`)
     if (this.#takenPeerIds().has(peerId)) return reject('PEER_ID_TAKEN', `${peerId} is another validator's`)
-    if (c.selfStake < this.params.minSelfStake)
+    const least = this.minSelfStakeFor(c.chainIds)
+    if (c.selfStake < least)
       return reject(
         'BELOW_MIN_SELF_STAKE',
-        `${c.selfStake} < ${this.params.minSelfStake}, the least self-stake`,
+        `${c.selfStake} < ${least}, the least self-stake to join these pools`,
       )
     const sender = this.accounts.checkSender(c.validator, c.nonce)
     if (sender !== undefined) return sender
@@ -280,6 +294,7 @@ export class StakeBook {
       commissionBps: c.commissionBps,
       createdEpoch: this.delegations.epoch,
       jailed: false,
+      ...((m) => (m < this.params.minSelfStake ? { minSelfStake: m } : {}))(this.minSelfStakeFor(c.chainIds)),
     }
     this.#validators ??= new Map(this.#state.validators)
     this.#validators.set(c.validator, record)

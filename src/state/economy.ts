@@ -5,7 +5,7 @@
  * book's state after this step.
  */
 import type { Address } from 'viem'
-import { concentration, type PoolHoldings, poolAlarms } from '../staking/concentration.ts'
+import { concentration, minSelfStakeToJoin, type PoolHoldings, poolAlarms } from '../staking/concentration.ts'
 import type { StakeLedger } from '../staking/ledger.ts'
 import { isEpochBoundary } from './epoch.ts'
 import { addActivity, type RewardsState, reconcilePeriods, rewardEpoch } from './rewards-state.ts'
@@ -94,4 +94,60 @@ export function economyAfter(
       ? state.alarms
       : alarmsAfter(state, state.alarms, validators, nextSet)
   return { rewards, alarms }
+}
+
+/**
+ * The economy part of `GET /v1/staking`: the rewards of the last epochs (`paid + communityPool ==
+ * emission` each), the community pool and all emission so far, the concentration figures of the
+ * consensus set (overall and per pool, Nakamoto coefficient at 1/3 and HHI in basis points squared), and
+ * per pool its alarm and the self-stake that joins it now.
+ */
+export function economyToJson(state: AppState) {
+  const c = concentration(poolHoldings(state, state.validators, state.consensusSet))
+  const alarmed = new Set(state.alarms)
+  return {
+    communityPool: state.rewards.communityPool.toString(),
+    emitted: state.rewards.emitted.toString(),
+    rewards: state.rewards.history.map((h) => ({
+      epoch: h.epoch.toString(),
+      height: h.height.toString(),
+      emission: h.emission.toString(),
+      paid: h.paid.toString(),
+      communityPool: h.communityPool.toString(),
+      byValidator: Object.fromEntries([...h.byValidator].map(([v, x]) => [v, x.toString()])),
+      pools: h.pools.map((p) => ({
+        chainId: p.chainId.toString(),
+        reward: p.reward.toString(),
+        weight: p.weight.toString(),
+        boostBps: p.boostBps,
+        effectiveStake: p.effectiveStake.toString(),
+      })),
+    })),
+    concentration: {
+      nakamoto: c.overall.nakamoto,
+      hhi: c.overall.hhi.toString(),
+      pools: Object.fromEntries(
+        c.pools.map((p) => [
+          p.chainId.toString(),
+          {
+            nakamoto: p.nakamoto,
+            hhi: p.hhi.toString(),
+            validators: p.validators,
+            stake: p.stake.toString(),
+          },
+        ]),
+      ),
+    },
+    alarms: state.alarms.map(String),
+    minSelfStakeToJoin: Object.fromEntries(
+      c.pools.map((p) => [
+        p.chainId.toString(),
+        minSelfStakeToJoin(
+          state.stakeParams.minSelfStake,
+          alarmed.has(p.chainId),
+          state.rewardParams,
+        ).toString(),
+      ]),
+    ),
+  }
 }

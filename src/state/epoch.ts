@@ -42,7 +42,8 @@ export function isEpochBoundary(state: Pick<AppState, 'params'>, height: bigint)
 
 /**
  * The consensus set chosen at a boundary: the validators not jailed, not tombstoned, with positive power
- * and a self-stake (their delegation to themselves) of at least `minSelfStake`, the `maxValidators` of
+ * and a self-stake (their delegation to themselves) of at least `minSelfStake` (or the lower one a
+ * validator was admitted at into alarmed pools), the `maxValidators` of
  * most power among them (ties: the lower address; staking/validators.ts `selectValidatorSet`), by
  * address. Should none be eligible, the current set stays (a network with no eligible validator could
  * never sign again).
@@ -56,7 +57,8 @@ export function eligibleSet(state: AppState): ReadonlyMap<Address, bigint> {
       !v.jailed &&
       !v.tombstoned &&
       v.power > 0n &&
-      (self.get(v.address) ?? 0n) >= state.stakeParams.minSelfStake,
+      (self.get(v.address) ?? 0n) >=
+        (state.stake.validators.get(v.address)?.minSelfStake ?? state.stakeParams.minSelfStake),
   )
   candidates.sort((a, b) => cmp(b.power, a.power) || cmp(a.address, b.address))
   const next = new Map<Address, bigint>()

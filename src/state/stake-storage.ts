@@ -40,6 +40,7 @@ export interface StakeStateJson {
     commissionBps: number
     createdEpoch: string
     jailed: boolean
+    minSelfStake?: string
   }>
   active: [string, string][]
 }
@@ -83,6 +84,7 @@ export function stakeStateToJson(s: StakeState): StakeStateJson {
       commissionBps: v.commissionBps,
       createdEpoch: v.createdEpoch.toString(),
       jailed: v.jailed,
+      ...(v.minSelfStake === undefined ? {} : { minSelfStake: v.minSelfStake.toString() }),
     })),
     active: s.active.map((m) => [m.address, m.power.toString()]),
   }
@@ -141,6 +143,7 @@ export function stakeStateFromJson(j: StakeStateJson, base: StakeState): StakeSt
           commissionBps: v.commissionBps,
           createdEpoch: BigInt(v.createdEpoch),
           jailed: v.jailed,
+          ...(v.minSelfStake === undefined ? {} : { minSelfStake: BigInt(v.minSelfStake) }),
         },
       ]),
     ),
