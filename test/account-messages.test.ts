@@ -425,6 +425,21 @@ describe('what applied messages do', () => {
     expect(s.signedAt.get(addr(E))).toBe(s.height - 1n)
   })
 
+  it('a CreateValidator in the boundary block itself waits for the boundary after (the set is taken before the block)', async () => {
+    let s = state1
+    while (s.height < BigInt(EPOCH_BLOCKS) - 1n) s = await stakeBlock(s, KEYS)
+    const boundary = await stakeStep(s, KEYS, { accountMessages: [await createValidator()] })
+    expect(boundary.block.accountMessages?.length).toBe(1)
+    expect(boundary.block.height).toBe(BigInt(EPOCH_BLOCKS))
+    s = boundary.state
+    expect(validatorOf(s, E)!.power).toBe(150n)
+    while (s.height < 2n * BigInt(EPOCH_BLOCKS)) {
+      expect(s.consensusSet.has(addr(E))).toBe(false)
+      s = await stakeBlock(s, KEYS)
+    }
+    expect(s.consensusSet.get(addr(E))).toBe(150n)
+  })
+
   it("an Undelegate's stake is back in the balance exactly unbondingEpochs boundaries later", async () => {
     const u = await signUndelegate(D, NETWORK, delegation(D, { amount: 10n }))
     let s = await stakeBlock(state1, KEYS, { accountMessages: [u] })
