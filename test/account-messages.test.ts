@@ -376,6 +376,8 @@ describe('what applied messages do', () => {
       balance: '750',
       delegations: [],
       unbonding: [],
+      rewards: '0',
+      nonces: { account: '9', stakeMove: '0', unjail: '0' },
     })
   })
 
