@@ -121,6 +121,11 @@ export function economyToJson(state: AppState) {
         weight: p.weight.toString(),
         boostBps: p.boostBps,
         effectiveStake: p.effectiveStake.toString(),
+        validators: p.validators.map((v) => ({
+          address: v.validator,
+          effectiveStake: v.effectiveStake.toString(),
+          reward: v.reward.toString(),
+        })),
       })),
     })),
     concentration: {

@@ -64,6 +64,12 @@ export interface EpochRecord {
     readonly weight: bigint
     readonly boostBps: number
     readonly effectiveStake: bigint
+    /** Per validator (address order): its effective stake (moved congested stake doubled) and reward here. */
+    readonly validators: readonly {
+      readonly validator: Address
+      readonly effectiveStake: bigint
+      readonly reward: bigint
+    }[]
   }[]
 }
 
@@ -236,6 +242,7 @@ export function rewardEpoch(
       weight: p.weight,
       boostBps: p.boostBps,
       effectiveStake: p.effectiveStake,
+      validators: p.validators,
     })),
   }
   return {

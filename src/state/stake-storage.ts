@@ -170,6 +170,7 @@ export interface RewardsStateJson {
       weight: string
       boostBps: number
       effectiveStake: string
+      validators: [string, string, string][]
     }>
   }>
 }
@@ -203,6 +204,7 @@ export function rewardsStateToJson(r: RewardsState): RewardsStateJson {
         weight: str(p.weight),
         boostBps: p.boostBps,
         effectiveStake: str(p.effectiveStake),
+        validators: p.validators.map((v) => [v.validator, str(v.effectiveStake), str(v.reward)]),
       })),
     })),
   }
@@ -238,6 +240,11 @@ export function rewardsStateFromJson(j: RewardsStateJson): RewardsState {
         weight: BigInt(p.weight),
         boostBps: p.boostBps,
         effectiveStake: BigInt(p.effectiveStake),
+        validators: p.validators.map(([v, e, x]) => ({
+          validator: v as Address,
+          effectiveStake: BigInt(e),
+          reward: BigInt(x),
+        })),
       })),
     })),
   }
