@@ -99,6 +99,12 @@ const paramsSchema = z
     unbondingEpochs: z.number().int().nonnegative().max(10_000).optional(),
     /** Most unbonding entries plus loans in force per (delegator, validator) pair. */
     maxEntriesPerPair: z.number().int().positive().max(1_000).optional(),
+    /** Share of a double-signing slash paid to the proposer that includes the evidence, basis points. */
+    whistleblowerRewardBps: bps.optional(),
+    /** Correlation penalty multiplier: extra slash per unit of the set's power slashed in the window. */
+    correlationMultiplier: z.number().int().nonnegative().max(100).optional(),
+    /** Blocks over which double-signing slashes add up for the correlation penalty. */
+    correlationWindowBlocks: z.number().int().positive().max(1_000_000).optional(),
     /** Staking tokens created per epoch and split as rewards (docs/rewards.md). */
     emissionPerEpoch: uint.optional(),
     /** Reward weights of a pool's activity (docs/rewards.md, section 1). */

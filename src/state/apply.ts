@@ -7,7 +7,7 @@ import type { Assignment as PoolAssignment } from '../mempool/record.ts'
 import type { RerouteReason } from '../rollups/router.ts'
 import type { StakeLedger } from '../staking/ledger.ts'
 import { checkUnjail } from '../staking/unjail.ts'
-import { economyAfter, type SettledFill } from './economy.ts'
+import { economyAfter, type SettledFill, slashesAfter } from './economy.ts'
 import { isEpochBoundary, nextConsensusSet } from './epoch.ts'
 import { congested, evidenceProblem, fillSettles, planBlock, stakingBase } from './plan.ts'
 import { type AppState, type AssignmentState, cmp, sumPools, type ValidatorState } from './types.ts'
@@ -151,7 +151,7 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
   for (const e of block.evidence)
     if (evidenceProblem(state, height, e) === undefined) accused.set(e.first.validator, e.first.height)
   const downtime = new Set<string>(plan.downtime.filter((d) => !accused.has(d)))
-  const ledger = stakingBase(state, height, accused, downtime)
+  const ledger = stakingBase(state, height, accused, downtime, block.proposer)
   for (const s of block.stakeMoves) {
     const v = ledger.check(s)
     if (v.ok) ledger.apply(v.id, s.move, height, congested(plan.view, s.move.toChainId))
@@ -197,6 +197,7 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
       stake: ledger.changed ? ledger.book.state() : state.stake,
       rewards,
       alarms,
+      slashes: slashesAfter(state, height, accused.keys()),
       commitPowers: state.consensusSet,
       signedAt: plan.signedAt,
       consensusSet,

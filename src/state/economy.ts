@@ -8,8 +8,9 @@ import type { Address } from 'viem'
 import { concentration, minSelfStakeToJoin, type PoolHoldings, poolAlarms } from '../staking/concentration.ts'
 import type { StakeLedger } from '../staking/ledger.ts'
 import { isEpochBoundary } from './epoch.ts'
+import { DEFAULT_CORRELATION_WINDOW_BLOCKS } from './plan.ts'
 import { addActivity, type RewardsState, reconcilePeriods, rewardEpoch } from './rewards-state.ts'
-import { type AppState, cmp, type ValidatorState } from './types.ts'
+import { type AppState, cmp, type SlashRecord, type ValidatorState } from './types.ts'
 
 /** A fill the block settled: its rollup, its output amount, whether its origin repays it (a FILL leaf). */
 export interface SettledFill {
@@ -155,4 +156,21 @@ export function economyToJson(state: AppState) {
       ]),
     ),
   }
+}
+
+/** The double-signing punishments in the correlation window after the block at `height` (its accused added). */
+export function slashesAfter(
+  state: AppState,
+  height: bigint,
+  accused: Iterable<string>,
+): readonly SlashRecord[] {
+  const window = BigInt(state.params.correlationWindowBlocks ?? DEFAULT_CORRELATION_WINDOW_BLOCKS)
+  const kept = state.slashes.filter((r) => r.height + window > height)
+  const added = [...accused].sort(cmp).map((a) => ({
+    height,
+    validator: a as Address,
+    power: state.consensusSet.get(a as Address) ?? 0n,
+  }))
+  if (added.length === 0 && kept.length === state.slashes.length) return state.slashes
+  return [...kept, ...added]
 }

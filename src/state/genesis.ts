@@ -7,6 +7,11 @@ import { checkRewardParams, type RewardParams } from '../staking/rewards.ts'
 import { defaultStakeParams, genesisStakeState, type StakeParams } from '../staking/validators.ts'
 import { AssetTable } from './assets.ts'
 import { alarmsAfter } from './economy.ts'
+import {
+  DEFAULT_CORRELATION_MULTIPLIER,
+  DEFAULT_CORRELATION_WINDOW_BLOCKS,
+  DEFAULT_WHISTLEBLOWER_REWARD_BPS,
+} from './plan.ts'
 import { genesisRewards, rewardParamsOf, withDefaults } from './rewards-state.ts'
 import { type AppGenesis, type AppState, cmp, sumPools, type ValidatorState } from './types.ts'
 
@@ -63,6 +68,11 @@ export function genesisHash(g: AppGenesis): Hex {
       p.maxEntriesPerPair,
     ])(stakeParamsOf(g)),
     Object.entries(economyParamsOf(g)).map(([k, v]) => [k, String(v)]),
+    [
+      g.params.whistleblowerRewardBps ?? DEFAULT_WHISTLEBLOWER_REWARD_BPS,
+      g.params.correlationMultiplier ?? DEFAULT_CORRELATION_MULTIPLIER,
+      g.params.correlationWindowBlocks ?? DEFAULT_CORRELATION_WINDOW_BLOCKS,
+    ],
     [...(g.accounts ?? [])]
       .map((a) => [a.address.toLowerCase(), a.balance.toString()])
       .sort((a, b) => cmp(a[0]!, b[0]!)),
@@ -162,6 +172,7 @@ export function genesisState(g: AppGenesis): AppState {
     stakeParams,
     rewards: genesisRewards(stake),
     rewardParams,
+    slashes: [],
     alarms: alarmsAfter({ rollups: g.rollups, rewardParams }, [], validators, genesisSet),
     rollups: g.rollups,
     assets: new AssetTable(

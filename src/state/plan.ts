@@ -423,27 +423,71 @@ export function tombstonesEveryone(
 }
 
 /**
+ * The share (basis points) of its stake that `validator`'s double signing costs in the block at `height`:
+ * `slashDoubleSignBps` × (1 + `correlationMultiplier` × the share of the consensus set's power held by the
+ * *other* validators punished for double signing within the last `correlationWindowBlocks`, this block's
+ * other accused included), capped at 10000. A lone equivocation pays the base rate; equivocations that
+ * happen together, as a coordinated attack or a shared bad setup does, pay more the more stake is in them
+ * (Ethereum's correlation penalty, learned from; the own share is left out so a small set is not ruinous
+ * for a single mistake).
+ */
+export function doubleSignSlashBps(
+  state: AppState,
+  height: bigint,
+  accused: Iterable<string>,
+  validator: string,
+): number {
+  const base = BigInt(state.params.slashDoubleSignBps)
+  const multiplier = BigInt(state.params.correlationMultiplier ?? DEFAULT_CORRELATION_MULTIPLIER)
+  let total = 0n
+  for (const p of state.consensusSet.values()) total += p
+  if (multiplier === 0n || total === 0n) return Number(base)
+  const window = BigInt(state.params.correlationWindowBlocks ?? DEFAULT_CORRELATION_WINDOW_BLOCKS)
+  let others = 0n
+  for (const r of state.slashes) if (r.height + window > height && r.validator !== validator) others += r.power
+  for (const a of accused) if (a !== validator) others += state.consensusSet.get(a as Address) ?? 0n
+  const bps = (base * (total + multiplier * others)) / total
+  return Number(bps > 10_000n ? 10_000n : bps)
+}
+
+/**
  * The staking ledger of the block at `height` before its own moves: the validators its evidence accuses
- * (address -> height of the double vote) slashed by `slashDoubleSignBps` and jailed, those its
- * missed-blocks windows jail (`downtime`) slashed by `slashDowntimeBps` and jailed, the loans due at
- * `height` returned. A slash reaches the stake unbonding since the infraction: the double vote's height,
- * or for downtime the start of the missed-blocks window. Proposer, validators and `apply` run the block's
- * moves and account messages over it, in block order.
+ * (address -> height of the double vote) slashed by {@link doubleSignSlashBps} and jailed, with
+ * `whistleblowerRewardBps` of what each such slash burns paid to the block's `proposer` (who included the
+ * evidence); those its missed-blocks windows jail (`downtime`) slashed by `slashDowntimeBps` and jailed;
+ * the loans due at `height` returned. A slash reaches the stake unbonding since the infraction: the double
+ * vote's height, or for downtime the start of the missed-blocks window. Proposer, validators and `apply`
+ * run the block's moves and account messages over it, in block order.
  */
 export function stakingBase(
   state: AppState,
   height: bigint,
   accused: ReadonlyMap<string, bigint>,
   downtime: Iterable<string> = [],
+  proposer?: Address,
 ): StakeLedger {
   const ledger = new StakeLedger(state, height)
-  for (const [a, at] of accused) ledger.punish(a as Address, state.params.slashDoubleSignBps, at)
+  if (accused.size > 0) {
+    const share = BigInt(state.params.whistleblowerRewardBps ?? DEFAULT_WHISTLEBLOWER_REWARD_BPS)
+    for (const [a, at] of accused) {
+      const bps = doubleSignSlashBps(state, height, accused.keys(), a)
+      const burned = ledger.punish(a as Address, bps, at)
+      if (proposer !== undefined && proposer !== a) ledger.credit(proposer, (burned * share) / 10_000n)
+    }
+  }
   const windowStart = height - BigInt(state.params.signedBlocksWindow)
   for (const d of downtime)
     if (!accused.has(d)) ledger.punish(d as Address, state.params.slashDowntimeBps, windowStart)
   ledger.expire(height)
   return ledger
 }
+
+/** Default `whistleblowerRewardBps`: the proposer including evidence gets 10 % of what the slash burns. */
+export const DEFAULT_WHISTLEBLOWER_REWARD_BPS = 1_000
+/** Default `correlationMultiplier` (Ethereum's PROPORTIONAL_SLASHING_MULTIPLIER is 3). */
+export const DEFAULT_CORRELATION_MULTIPLIER = 3
+/** Default `correlationWindowBlocks`: double signings this many blocks apart add up. */
+export const DEFAULT_CORRELATION_WINDOW_BLOCKS = 1_000
 
 /** The target of a move is congested in the block's health view (ARCHITECTURE.md: double rewards). */
 export function congested(view: HealthView, chainId: bigint): boolean {

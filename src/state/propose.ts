@@ -190,7 +190,7 @@ export function proposeBlock(
     unjails.push(u)
   }
 
-  const ledger = stakingBase(state, height, accused, plan.downtime)
+  const ledger = stakingBase(state, height, accused, plan.downtime, opts.proposer.toLowerCase() as Address)
   const stakeMoves: SignedStakeMove[] = []
   for (const s of sortStakeMoves(state.networkId, opts.stakeMoves ?? [])) {
     if (stakeMoves.length >= MAX_BLOCK_STAKE_MOVES) break

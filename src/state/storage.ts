@@ -73,6 +73,8 @@ interface MetaJson {
   unjailNonces: Record<string, string>
   /** Chain ids (decimal) of the pools whose concentration alarm is raised. */
   alarms?: string[]
+  /** Double-signing punishments in the correlation window: [height, validator, power]. */
+  slashes?: [string, string, string][]
 }
 
 function sortedRecord<V, J>(m: ReadonlyMap<string, V>, f: (v: V) => J): Record<string, J> {
@@ -138,6 +140,7 @@ function metaJson(s: AppState): MetaJson {
     })),
     unjailNonces: sortedRecord(s.unjailNonces, String),
     alarms: s.alarms.map(String),
+    slashes: s.slashes.map((r) => [r.height.toString(), r.validator, r.power.toString()]),
   }
 }
 
@@ -339,6 +342,11 @@ export async function loadAppState(store: Store, genesis: AppGenesis): Promise<A
       stake,
       rewards,
       alarms: (meta.alarms ?? []).map((c) => BigInt(c)),
+      slashes: (meta.slashes ?? []).map(([h, v, p]) => ({
+        height: BigInt(h),
+        validator: v as Address,
+        power: BigInt(p),
+      })),
       commitPowers: bigintMap(meta.commitPowers),
       signedAt: bigintMap(meta.signedAt),
       consensusSet: bigintMap(meta.consensusSet),

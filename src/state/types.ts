@@ -53,6 +53,12 @@ export interface AppParams {
   readonly unbondingEpochs?: number
   /** Most unbonding entries plus loans in force per (delegator, validator) pair. Default 7. */
   readonly maxEntriesPerPair?: number
+  /** Share of what a double-signing slash burns paid to the proposer including the evidence, bps. Default 1000. */
+  readonly whistleblowerRewardBps?: number
+  /** Correlation penalty: extra slash per unit of share of the set slashed in the window. Default 3. */
+  readonly correlationMultiplier?: number
+  /** Blocks over which double-signing slashes add up for the correlation penalty. Default 1000. */
+  readonly correlationWindowBlocks?: number
   /** Reward parameters (docs/rewards.md); each defaults to DEFAULT_REWARD_PARAMS. */
   readonly emissionPerEpoch?: bigint
   readonly baseWeight?: bigint
@@ -203,10 +209,22 @@ export interface AppState {
   readonly rewardParams: RewardParams & PoolAlarmParams
   /** Pools (chain ids, ascending) whose concentration alarm is raised (staking/concentration.ts). */
   readonly alarms: readonly bigint[]
+  /**
+   * Double-signing punishments within the correlation window (height, validator, its power in the set),
+   * oldest first: what the correlation penalty adds up.
+   */
+  readonly slashes: readonly SlashRecord[]
   readonly rollups: readonly GenesisRollup[]
   /** The genesis asset table, indexed. */
   readonly assets: AssetTable
   readonly params: AppParams
+}
+
+/** A double-signing punishment: the block that applied it, the validator, its consensus power then. */
+export interface SlashRecord {
+  readonly height: bigint
+  readonly validator: Address
+  readonly power: bigint
 }
 
 /**

@@ -280,7 +280,7 @@ export async function validateBlock(
 
   if (block.stakeMoves.length > MAX_BLOCK_STAKE_MOVES)
     return bad('BAD_STAKE_MOVE', `more than ${MAX_BLOCK_STAKE_MOVES} stake moves`)
-  const ledger = stakingBase(state, block.height, accused, plan.downtime)
+  const ledger = stakingBase(state, block.height, accused, plan.downtime, block.proposer)
   const moveIds: Hex[] = []
   for (const [i, s] of block.stakeMoves.entries()) {
     if (i > 0 && !stakeMoveOrdered(block.stakeMoves[i - 1]!.move, s.move))
