@@ -35,16 +35,17 @@ import { MAX_VOTE_EXTENSION_BYTES } from '../consensus/votes.ts'
 import type { IntentPool, TransitionRequest } from '../mempool/pool.ts'
 import { canTransition, type IntentState, isTerminal, MempoolError } from '../mempool/record.ts'
 import type { SignedFill } from '../rollups/fill.ts'
-import {
-  type Balance,
-  decodeExtension,
-  encodeExtension,
-  MAX_BALANCES,
-  type Observation,
-} from '../rollups/observation.ts'
+import { type Balance, encodeExtension, MAX_BALANCES, type Observation } from '../rollups/observation.ts'
 import type { AccountMessage } from '../staking/validators.ts'
 import { apply } from '../state/apply.ts'
-import { activeValidators, fillSettles, settlementOrigins, skippedValidators } from '../state/plan.ts'
+import {
+  activeValidators,
+  extensionOf,
+  fillSettles,
+  planMemo,
+  settlementOrigins,
+  skippedValidators,
+} from '../state/plan.ts'
 import { proposeBlock } from '../state/propose.ts'
 import { refundsOf, settlementLeaves, settlementOps } from '../state/settlement.ts'
 import { appStateOps, loadAppState } from '../state/storage.ts'
@@ -156,6 +157,9 @@ export function reconcileTransitions(
   return out
 }
 
+/** Proposals kept decoded for finalizeBlock: a few rounds of one height. */
+const DECODED_BLOCKS = 8
+
 /** Stands for a fill verdict still being fetched (see #fillsToPropose). */
 const NOT_YET = Promise.resolve('pending' as const)
 /**
@@ -166,6 +170,11 @@ const NOT_YET = Promise.resolve('pending' as const)
 const REFUND_CHECK_WAIT_MS = 1_000
 /** Intents whose fill deadline is within this of the proposer's clock are checked (BFT time trails it). */
 const REFUND_CHECK_AHEAD_SEC = 2n
+
+/** A Buffer over the same memory (no copy). */
+function viewOf(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+}
 
 /** A block worth proposing before the empty-block interval: it changes more than the height. */
 function hasWork(b: Block): boolean {
@@ -193,6 +202,14 @@ export class MurmurApplication implements Application {
   #state: AppState | undefined
   #chainSet: ReadonlySet<bigint> | undefined
   readonly #listeners = new Set<(e: CommitEvent) => void>()
+  /**
+   * Proposals processProposal decoded, by hash: finalizeBlock of the decided one takes the block from here
+   * instead of decoding it again (decoding checks the canonical form by encoding the block anew), and with
+   * it the plan `#planner` made for it.
+   */
+  readonly #decoded = new Map<Hex, { readonly bytes: Uint8Array; readonly block: Block }>()
+  /** planBlock remembered over the current state: validateBlock's plan of a block is apply's. */
+  readonly #planner = planMemo()
 
   constructor(options: Partial<ApplicationOptions>, modules: ApplicationModules) {
     this.options = { ...DEFAULT_APPLICATION_OPTIONS, ...options }
@@ -329,9 +346,11 @@ export class MurmurApplication implements Application {
     }
     if (block.height !== req.height)
       return reject('BAD_HEIGHT', `block ${block.height} in a proposal of ${req.height}`)
+    this.#keepDecoded(req.hash, req.bytes, block)
     const pool = this.#m.pool
     const verdict = await validateBlock(state, block, {
       nowMs: req.nowMs,
+      plan: this.#planner,
       verifyFill: this.#m.verifyFill,
       ...(this.#m.verifyRefund === undefined ? {} : { verifyRefund: this.#m.verifyRefund }),
       ...(this.#m.verifyOpened === undefined ? {} : { verifyOpened: this.#m.verifyOpened }),
@@ -349,6 +368,19 @@ export class MurmurApplication implements Application {
       'invalid block proposed',
     )
     return reject(verdict.code, verdict.message)
+  }
+
+  #keepDecoded(hash: Hex, bytes: Uint8Array, block: Block): void {
+    if (this.#decoded.size >= DECODED_BLOCKS) this.#decoded.delete(this.#decoded.keys().next().value!)
+    this.#decoded.set(hash, { bytes, block })
+  }
+
+  /** The block of `bytes`, decoded by processProposal already when it judged the proposal `hash`. */
+  #blockOf(hash: Hex, bytes: Uint8Array): Block {
+    const d = this.#decoded.get(hash)
+    // The bytes are compared too: a hash names the bytes only if the caller computed it from them.
+    if (d !== undefined && (d.bytes === bytes || viewOf(d.bytes).equals(viewOf(bytes)))) return d.block
+    return decodeBlock(bytes)
   }
 
   /**
@@ -370,15 +402,13 @@ export class MurmurApplication implements Application {
 
   /** An extension is a canonical list of observations (and balances) of rollups of this network. */
   async verifyVoteExtension(req: VerifyVoteExtensionRequest): Promise<boolean> {
-    try {
-      const e = decodeExtension(req.extension)
-      return (
-        e.observations.every((o) => this.#chains.has(o.chainId)) &&
-        e.balances.every((b) => this.#chains.has(b.chainId))
-      )
-    } catch {
-      return false
-    }
+    // Decoded once: the next block's validation and plan read the same extension (plan.ts `extensionOf`).
+    const e = extensionOf(req.extension)
+    if (e === undefined) return false
+    return (
+      e.observations.every((o) => this.#chains.has(o.chainId)) &&
+      e.balances.every((b) => this.#chains.has(b.chainId))
+    )
   }
 
   get #chains(): ReadonlySet<bigint> {
@@ -390,7 +420,7 @@ export class MurmurApplication implements Application {
     const prev = this.state
     let block: Block
     try {
-      block = decodeBlock(req.bytes)
+      block = this.#blockOf(req.hash, req.bytes)
     } catch (err) {
       return { ok: false, code: 'MALFORMED', message: (err as Error).message }
     }
@@ -400,7 +430,7 @@ export class MurmurApplication implements Application {
       const head = checkBlockHeader(prev, block)
       if (!head.ok) return { ok: false, code: head.code, message: head.message }
     }
-    const { state: next, intentTransitions } = apply(prev, block, req.hash)
+    const { state: next, intentTransitions } = apply(prev, block, req.hash, this.#planner)
     const app: Pending = {
       block,
       bytes: req.bytes,
@@ -467,6 +497,7 @@ export class MurmurApplication implements Application {
       }
     }
     this.#state = next
+    for (const [hash, d] of this.#decoded) if (d.block.height <= next.height) this.#decoded.delete(hash)
     this.#log.debug(
       {
         height: block.height,

@@ -9,7 +9,7 @@ import type { StakeLedger } from '../staking/ledger.ts'
 import { checkUnjail } from '../staking/unjail.ts'
 import { economyAfter, type SettledFill, slashesAfter } from './economy.ts'
 import { isEpochBoundary, nextConsensusSet } from './epoch.ts'
-import { congested, evidenceProblem, fillSettles, planBlock, stakingBase } from './plan.ts'
+import { congested, evidenceProblem, fillSettles, type Planner, planBlock, stakingBase } from './plan.ts'
 import { type AppState, type AssignmentState, cmp, sumPools, type ValidatorState } from './types.ts'
 
 export interface ApplyResult {
@@ -43,9 +43,10 @@ function poolAssignment(a: AssignmentState): PoolAssignment {
  * (staking/moves.ts); Unjails free their validators (window reset); at an epoch boundary the consensus
  * set is taken anew (epoch.ts); finished intents are forgotten once their fill deadline passed. Pure: never mutates
  * `state`, no I/O. Items a valid block cannot hold (a fill without assignment, ...) are skipped, so the
- * result is defined for every block. `hash` is the block's hash when the caller has it.
+ * result is defined for every block. `hash` is the block's hash when the caller has it; `planner` plans
+ * the block (planBlock, or a memo of it that already holds validateBlock's plan).
  */
-export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
+export function apply(state: AppState, block: Block, hash?: Hex, planner: Planner = planBlock): ApplyResult {
   const height = block.height
   const transitions: TransitionRequest[] = []
   const assignments = new Map(state.assignments)
@@ -74,7 +75,7 @@ export function apply(state: AppState, block: Block, hash?: Hex): ApplyResult {
     })
   }
 
-  const plan = planBlock(state, block.time, block.lastCommit, filled)
+  const plan = planner(state, block.time, block.lastCommit, filled)
   const refunded = new Set<string>((block.refunds ?? []).filter((id) => plan.refundable.has(id)))
   for (const id of [...plan.expired, ...plan.lapsed]) {
     const a = assignments.get(id) ?? released.get(id)!

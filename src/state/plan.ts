@@ -200,14 +200,37 @@ export function commitView(state: AppState, lastCommit: CommitCertificate | null
   return aggregateReports(reports, state.commitPowers, state.rollups)
 }
 
-/** A decoded vote extension; undefined for one that does not decode (validateBlock refuses such a commit). */
-function extensionOf(bytes: Uint8Array): VoteExtension | undefined {
+/** Extensions remembered by {@link extensionOf}: a few heights' worth of precommits. */
+const EXTENSION_CACHE_SIZE = 256
+const extensions = new Map<string, VoteExtension | undefined>()
+
+/**
+ * A decoded vote extension; undefined for one that does not decode (validateBlock refuses such a commit).
+ * Remembered by content: every extension of a commit is decoded on arrival (verifyVoteExtension), then
+ * again by validateBlock and, twice per plan, by commitView and commitBalances, and the envelope's canonical
+ * check re-encodes it several times. Decoding is a pure function of the bytes, so the cached value is the
+ * one a decode would give (callers never mutate it: VoteExtension is readonly).
+ */
+export function extensionOf(bytes: Uint8Array): VoteExtension | undefined {
+  if (bytes.length === 0) return NO_EXTENSION
+  const key = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')
+  if (extensions.has(key)) return extensions.get(key)
+  let e: VoteExtension | undefined
   try {
-    return decodeExtension(bytes)
+    e = decodeExtension(bytes)
   } catch {
-    return undefined
+    e = undefined
   }
+  // Insertion order is age: the oldest goes first.
+  if (extensions.size >= EXTENSION_CACHE_SIZE) extensions.delete(extensions.keys().next().value!)
+  extensions.set(key, e)
+  return e
 }
+
+const NO_EXTENSION: VoteExtension = Object.freeze({
+  observations: Object.freeze([]),
+  balances: Object.freeze([]),
+})
 
 /**
  * What each executor reported it holds, from the vote extensions of `lastCommit`: by validator, then
@@ -336,6 +359,38 @@ export function planBlock(
   }
 }
 
+/** {@link planBlock}'s signature: validateBlock and apply take one (default planBlock). */
+export type Planner = typeof planBlock
+
+/** Plans one memo keeps for its state: a height's proposals (one per round) and their apply. */
+const PLAN_MEMO_SIZE = 8
+
+/**
+ * A {@link planBlock} that remembers the plans it made over its latest state, so that a node plans each
+ * block once: validateBlock plans a proposal, then apply plans the same block again when it commits. Entries
+ * match on the state and the last commit by identity (both are immutable values; a block decoded twice has
+ * two commit objects, so it is planned twice, never mixed up with another), on the time, and on the
+ * contents of `filled`. A call on another state forgets the previous state's plans. A hit returns the
+ * object planBlock returned the first time: plans are read-only to their users.
+ */
+export function planMemo(): Planner {
+  let of: AppState | undefined
+  let memo: { time: number; lastCommit: CommitCertificate | null; filled: string; plan: BlockPlan }[] = []
+  return (state, time, lastCommit, filled) => {
+    if (state !== of) {
+      of = state
+      memo = []
+    }
+    const key = [...filled].sort().join(',')
+    const hit = memo.find((m) => m.time === time && m.lastCommit === lastCommit && m.filled === key)
+    if (hit !== undefined) return hit.plan
+    const plan = planBlock(state, time, lastCommit, filled)
+    if (memo.length >= PLAN_MEMO_SIZE) memo.shift()
+    memo.push({ time, lastCommit, filled: key, plan })
+    return plan
+  }
+}
+
 /** Chain ids of the rollups with settlement contracts in the genesis (escrow, claims, refunds). */
 export function settlementOrigins(state: Pick<AppState, 'rollups'>): ReadonlySet<bigint> {
   return new Set(state.rollups.filter((r) => r.settlement !== undefined).map((r) => BigInt(r.chainId)))
@@ -444,7 +499,8 @@ export function doubleSignSlashBps(
   if (multiplier === 0n || total === 0n) return Number(base)
   const window = BigInt(state.params.correlationWindowBlocks ?? DEFAULT_CORRELATION_WINDOW_BLOCKS)
   let others = 0n
-  for (const r of state.slashes) if (r.height + window > height && r.validator !== validator) others += r.power
+  for (const r of state.slashes)
+    if (r.height + window > height && r.validator !== validator) others += r.power
   for (const a of accused) if (a !== validator) others += state.consensusSet.get(a as Address) ?? 0n
   const bps = (base * (total + multiplier * others)) / total
   return Number(bps > 10_000n ? 10_000n : bps)

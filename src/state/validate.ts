@@ -23,7 +23,6 @@ import {
   findBadFillField,
   type SignedFill,
 } from '../rollups/fill.ts'
-import { decodeExtension } from '../rollups/observation.ts'
 import { type RouteIntent, routeIntents } from '../rollups/router.ts'
 import { stakeMoveOrdered } from '../staking/moves.ts'
 import { checkUnjail } from '../staking/unjail.ts'
@@ -36,8 +35,10 @@ import {
   commitTime,
   evidenceKey,
   evidenceProblem,
+  extensionOf,
   fillSettles,
   NO_PROFILES,
+  type Planner,
   planBlock,
   routeOf,
   routeParamsOf,
@@ -113,6 +114,11 @@ export interface ValidateBlockContext {
   /** True when the local pool holds (and so has verified) the intent: its signature is not checked again. */
   readonly isKnownIntent?: (id: Hex) => boolean
   readonly recover?: Recover
+  /**
+   * The block's plan: planBlock (the default) or a memo of it (plan.ts `planMemo`), which lets `apply`
+   * reuse the plan made here when the block commits.
+   */
+  readonly plan?: Planner
 }
 
 /**
@@ -201,11 +207,8 @@ export async function validateBlock(
     if (lc.height !== state.height || lc.blockHash !== state.lastBlockHash)
       return bad('BAD_LAST_COMMIT', `last commit of ${lc.height}/${lc.blockHash}, not of the parent`)
     for (const p of lc.precommits) {
-      try {
-        decodeExtension(p.extension)
-      } catch {
+      if (extensionOf(p.extension) === undefined)
         return bad('BAD_LAST_COMMIT', `vote extension of ${p.validator} does not decode`)
-      }
     }
     const expected = commitTime(state, lc)
     if (block.time !== expected)
@@ -267,7 +270,7 @@ export async function validateBlock(
     unjailIds.push(v.id)
   }
 
-  const plan = planBlock(state, block.time, lc, new Set(block.fills.map((f) => f.intentId)))
+  const plan = (ctx.plan ?? planBlock)(state, block.time, lc, new Set(block.fills.map((f) => f.intentId)))
   const refunds = block.refunds ?? []
   for (const [i, id] of refunds.entries()) {
     if (i > 0 && !(refunds[i - 1]! < id)) return bad('BAD_REFUND', 'refunds not in intent id order')
