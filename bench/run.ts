@@ -16,6 +16,7 @@ const known = [
   'gas',
   'settlement',
   'rewards',
+  'epoch',
 ]
 if (name === undefined || !known.includes(name)) {
   console.error(`usage: npm run bench -- <${known.join('|')}> [flags]`)

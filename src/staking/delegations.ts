@@ -225,8 +225,12 @@ export class DelegationLedger {
     return n
   }
 
+  /** (delegator, validator) pairs (`delegator/validator`) whose delegations this ledger wrote. */
+  readonly touchedPairs = new Set<string>()
+
   #setDelegation(delegator: Address, validator: Address, chainId: bigint, amount: bigint): void {
     if (amount < 0n) throw new Error(`delegation ${delegator}/${validator}/${chainId} below zero`)
+    this.touchedPairs.add(`${delegator}/${validator}`)
     this.#delegations ??= new Map(this.#state.delegations)
     const key = delegationKey(delegator, validator, chainId)
     if (amount === 0n) this.#delegations.delete(key)

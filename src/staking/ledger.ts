@@ -286,6 +286,25 @@ export class StakeLedger {
     return paid
   }
 
+  /**
+   * The stake now of every (delegator, validator) pair whose delegations this block wrote (`delegator/
+   * validator` -> the sum over the network's chains), so reward periods are reconciled without a pass
+   * over every delegation.
+   */
+  touchedPairStakes(): Map<string, bigint> {
+    const d = this.book.delegations
+    const out = new Map<string, bigint>()
+    for (const k of d.touchedPairs) {
+      const slash = k.indexOf('/')
+      const delegator = k.slice(0, slash) as Address
+      const validator = k.slice(slash + 1) as Address
+      let s = 0n
+      for (const c of this.#chains) s += d.amount(delegator, validator, c)
+      out.set(k, s)
+    }
+    return out
+  }
+
   /** Every validator's pools (chain id -> stake), for the validators of the book. */
   pools(): Map<Address, Map<bigint, bigint>> {
     return this.book.delegations.pools()

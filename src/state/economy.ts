@@ -70,7 +70,7 @@ export function economyAfter(
   const activity = addActivity(rewards.activity, fills)
   if (activity !== rewards.activity) rewards = { ...rewards, activity }
   const credit = (a: Address, x: bigint) => ledger.credit(a, x)
-  if (ledger.changed) rewards = reconcilePeriods(rewards, state.stake, ledger.book.delegations, credit)
+  if (ledger.changed) rewards = reconcilePeriods(rewards, ledger.touchedPairStakes(), credit)
   if (isEpochBoundary(state, height)) {
     const commissionBps = new Map<Address, number>()
     for (const r of ledger.book.validators.values()) commissionBps.set(r.address, r.commissionBps)

@@ -139,25 +139,20 @@ export function addActivity(
 }
 
 /**
- * Ends and restarts the period of every pair whose stake differs between `before` and `after` (same
- * object maps: only a changed block calls this). Pending rewards are paid through `credit`. Returns the
- * new accumulators, periods and what went to the community pool.
+ * Ends and restarts the period of every pair of `stakes` (`delegator/validator` -> its stake now) whose
+ * stake differs from its period's. Pending rewards are paid through `credit`. Returns the new state (the
+ * same object when nothing changed).
  */
 export function reconcilePeriods(
   r: RewardsState,
-  before: Pick<StakeState, 'delegations'>,
-  after: Pick<StakeState, 'delegations'>,
+  stakes: ReadonlyMap<string, bigint>,
   credit: (delegator: Address, amount: bigint) => void,
 ): RewardsState {
-  if (before.delegations === after.delegations) return r
-  const was = pairStakes(before)
-  const now = pairStakes(after)
-  const keys = [...new Set([...was.keys(), ...now.keys()])].sort(cmp)
   let accumulators: Map<Address, ValidatorAccumulator> | undefined
   let periods: Map<string, DelegationPeriod> | undefined
   let community = r.communityPool
-  for (const k of keys) {
-    const s = now.get(k) ?? 0n
+  for (const k of [...stakes.keys()].sort(cmp)) {
+    const s = stakes.get(k)!
     const p = r.periods.get(k)
     if ((p?.stake ?? 0n) === s) continue
     const slash = k.indexOf('/')
