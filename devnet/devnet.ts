@@ -61,6 +61,14 @@ export interface DevnetState {
   settlement: DevnetSettlement | null
 }
 
+/** The devnet's pool alarm levels (docs/rewards.md, section 5). */
+export const DEVNET_POOL_LEVELS = {
+  minPoolValidators: 2,
+  clearPoolValidators: 3,
+  minPoolStake: '500000',
+  clearPoolStake: '900000',
+} as const
+
 export class DevnetError extends MurmurError<'NO_DEVNET' | 'BAD_ARGS' | 'CONTROL_FAILED'> {}
 
 /**
@@ -105,7 +113,14 @@ export class Devnet {
       dir: runDir,
       nodes: o.nodes,
       rollups,
-      ...(o.settlement ? { params: { refundGraceSec: DEVNET_REFUND_GRACE_SEC } } : {}),
+      params: {
+        ...(o.settlement ? { refundGraceSec: DEVNET_REFUND_GRACE_SEC } : {}),
+        // Safe pool levels for 4 validators of 1 000 000 over 3 rollups (about 1.33 M per pool): a pool
+        // left with one validator, or under half its stake, raises its alarm; it clears at 3 and 900 000.
+        ...DEVNET_POOL_LEVELS,
+      },
+      // Each validator also holds 1 000 000 of the staking token, to try `murmur stake` with.
+      accounts: 'validators',
     })
     const walletKeys = Array.from({ length: o.wallets }, () => generatePrivateKey())
     this.#wallets = walletKeys.map((k) => privateKeyToAccount(k))

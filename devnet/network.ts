@@ -26,6 +26,11 @@ export interface PrepareOptions {
   rollups?: GenesisInput['rollups']
   stake?: bigint
   params?: GenesisInput['params']
+  /**
+   * Balances in the staking token at genesis: a list, or 'validators' for 1 000 000 to each validator's
+   * address. Default none.
+   */
+  accounts?: GenesisInput['accounts'] | 'validators'
 }
 
 /** Generates keys for `nodes` nodes under `dir/node-<i>` and writes `dir/genesis.json`. */
@@ -58,6 +63,10 @@ export async function prepareNetwork(opts: PrepareOptions): Promise<PreparedNetw
       pools: rollups.map((r) => r.chainId),
     })),
     delegations: [],
+    accounts:
+      opts.accounts === 'validators'
+        ? nodes.map((n) => ({ address: n.address, balance: '1000000' }))
+        : (opts.accounts ?? []),
     rollups,
     ...(opts.params === undefined ? {} : { params: opts.params }),
   }
