@@ -391,30 +391,50 @@ export class DelegationLedger {
   }
 
   /**
-   * Slashes `slashBps` of every delegation behind `validator` (loans with them) and of its unbonding
-   * entries made at or after `infractionHeight` (stake that left before the infraction was not at stake
-   * for it). Each part keeps floor(part × (10000 − slashBps) / 10000). Returns what was burned.
+   * Slashes `validator` for an infraction at `infractionHeight`: its unbonding entries made from then on
+   * (stake that was at stake then) keep floor(part × (10000 − slashBps) / 10000) each, entries made before
+   * are not touched; then the delegations behind it (loans with them) lose the rest of the amount due.
+   * Without `stakeAtInfraction` that is `slashBps` of each delegation (floor of what each keeps). With it
+   * (the validator's power when it misbehaved), the amount due is capped at `slashBps` of that stake, so
+   * stake bonded after the infraction does not raise the slash (Cosmos slashes the power at the
+   * infraction): what is left due after the unbonding entries is taken from the delegations pro rata,
+   * each keeping the floor of its share of what remains. Returns what was burned.
    */
-  slash(validator: Address, slashBps: number, infractionHeight: bigint): bigint {
-    const keep = BigInt(10_000 - Math.min(Math.max(slashBps, 0), 10_000))
+  slash(validator: Address, slashBps: number, infractionHeight: bigint, stakeAtInfraction?: bigint): bigint {
+    const bps = BigInt(Math.min(Math.max(slashBps, 0), 10_000))
+    const keep = 10_000n - bps
     let burned = 0n
-    for (const e of [...this.delegations.values()]) {
-      if (e.validator !== validator) continue
-      const k = kept(e.amount, keep)
-      burned += e.amount - k
-      this.#setDelegation(e.delegator, e.validator, e.chainId, k)
-    }
-    for (const l of [...this.loans.values()]) {
-      if (l.validator !== validator) continue
-      this.#loans ??= new Map(this.#state.loans)
-      this.#loans.set(l.id, { ...l, amount: kept(l.amount, keep) })
-    }
     for (const u of [...this.unbonding.values()]) {
       if (u.validator !== validator || u.height < infractionHeight) continue
       const k = kept(u.amount, keep)
       burned += u.amount - k
       this.#unbonding ??= new Map(this.#state.unbonding)
       this.#unbonding.set(u.id, { ...u, amount: k })
+    }
+    const behind = [...this.delegations.values()].filter((e) => e.validator === validator)
+    let bonded = 0n
+    for (const e of behind) bonded += e.amount
+    // What the delegations keep, as a fraction num / den of what they hold.
+    let num = keep
+    let den = 10_000n
+    if (stakeAtInfraction !== undefined && bonded > 0n) {
+      const due = (stakeAtInfraction * bps) / 10_000n - burned
+      const take = due <= 0n ? 0n : due > bonded ? bonded : due
+      // Only when the cap binds: otherwise the plain share (the same as without a cap).
+      if (take * 10_000n < bonded * bps) {
+        num = bonded - take
+        den = bonded
+      }
+    }
+    for (const e of behind) {
+      const k = (e.amount * num) / den
+      burned += e.amount - k
+      this.#setDelegation(e.delegator, e.validator, e.chainId, k)
+    }
+    for (const l of [...this.loans.values()]) {
+      if (l.validator !== validator) continue
+      this.#loans ??= new Map(this.#state.loans)
+      this.#loans.set(l.id, { ...l, amount: (l.amount * num) / den })
     }
     return burned
   }

@@ -51,6 +51,11 @@ export interface StakingState {
   readonly stakeNonces: ReadonlyMap<Address, bigint>
   readonly stake: StakeState
   readonly stakeParams: StakeParams
+  /**
+   * A validator's consensus power at a height (the stake that voted then), if the state knows it: what a
+   * slash for an infraction at that height is capped by.
+   */
+  readonly powerAt?: (validator: Address, height: bigint) => bigint | undefined
   /** Pools whose concentration alarm is raised: joining them takes less self-stake. */
   readonly alarms?: readonly bigint[]
   readonly rewardParams?: PoolAlarmParams
@@ -76,9 +81,6 @@ function cmp(a: string | bigint, b: string | bigint): number {
 function fail(code: StakeMoveRejectCode, message: string): StakeMoveVerdict {
   return { ok: false, code, message }
 }
-
-/** floor(x × keep / 10000). */
-const kept = (x: bigint, keep: bigint) => (x * keep) / 10_000n
 
 /** A working copy of the staking part of a state, changed in block order. */
 export class StakeLedger {
@@ -242,12 +244,21 @@ export class StakeLedger {
   punish(address: Address, slashBps: number, infractionHeight: bigint = this.#state.height): bigint {
     this.#jailed.add(address)
     this.book.setJailed(address, true)
-    const burned = this.book.delegations.slash(address, slashBps, infractionHeight)
-    const keep = BigInt(10_000 - Math.min(Math.max(slashBps, 0), 10_000))
-    if (keep !== 10_000n)
-      for (const m of [...this.moves.values()])
-        if ((m.validator ?? m.staker) === address)
-          this.#writableMoves().set(m.id, { ...m, amount: kept(m.amount, keep) })
+    const before = this.book.delegations.loans
+    const burned = this.book.delegations.slash(
+      address,
+      slashBps,
+      infractionHeight,
+      this.#state.powerAt?.(address, infractionHeight),
+    )
+    // The move records follow their loans (same id), which the slash scaled.
+    const loans = this.book.delegations.loans
+    if (loans !== before)
+      for (const m of [...this.moves.values()]) {
+        const l = loans.get(m.id)
+        if ((m.validator ?? m.staker) === address && l !== undefined && l.amount !== m.amount)
+          this.#writableMoves().set(m.id, { ...m, amount: l.amount })
+      }
     this.#changed = true
     return burned
   }

@@ -202,6 +202,7 @@ export function apply(state: AppState, block: Block, hash?: Hex, planner: Planne
       commitPowers: state.consensusSet,
       signedAt: plan.signedAt,
       consensusSet,
+      ...(consensusSet === state.consensusSet ? {} : { priorSet: state.consensusSet, setSince: height + 1n }),
       liveness,
       unjailNonces: freed.size === 0 ? state.unjailNonces : unjailNonces,
     },

@@ -166,6 +166,8 @@ export function genesisState(g: AppGenesis): AppState {
     commitPowers: genesisSet,
     signedAt: new Map(),
     consensusSet: genesisSet,
+    priorSet: genesisSet,
+    setSince: 1n,
     liveness: new Map(),
     unjailNonces: new Map(),
     stake,

@@ -522,7 +522,7 @@ export function stakingBase(
   downtime: Iterable<string> = [],
   proposer?: Address,
 ): StakeLedger {
-  const ledger = new StakeLedger(state, height)
+  const ledger = new StakeLedger({ ...state, powerAt: (v, h) => powerAt(state, v, h) }, height)
   if (accused.size > 0) {
     const share = BigInt(state.params.whistleblowerRewardBps ?? DEFAULT_WHISTLEBLOWER_REWARD_BPS)
     for (const [a, at] of accused) {
@@ -536,6 +536,15 @@ export function stakingBase(
     if (!accused.has(d)) ledger.punish(d as Address, state.params.slashDowntimeBps, windowStart)
   ledger.expire(height)
   return ledger
+}
+
+/**
+ * `validator`'s consensus power at `height` (what voted then): the current set's from `setSince` on, the
+ * prior set's before (evidence is at most EVIDENCE_MAX_AGE_BLOCKS old; with epochs shorter than that an
+ * older infraction is judged by the prior set, an approximation). Undefined when it was not in the set.
+ */
+export function powerAt(state: AppState, validator: Address, height: bigint): bigint | undefined {
+  return (height >= state.setSince ? state.consensusSet : state.priorSet).get(validator)
 }
 
 /** Default `whistleblowerRewardBps`: the proposer including evidence gets 10 % of what the slash burns. */

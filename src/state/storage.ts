@@ -73,6 +73,9 @@ interface MetaJson {
   unjailNonces: Record<string, string>
   /** Chain ids (decimal) of the pools whose concentration alarm is raised. */
   alarms?: string[]
+  /** Validator -> power, of the consensus set before `consensusSet`; and the first height the latter decides. */
+  priorSet?: Record<string, string>
+  setSince?: string
   /** Double-signing punishments in the correlation window: [height, validator, power]. */
   slashes?: [string, string, string][]
 }
@@ -140,6 +143,8 @@ function metaJson(s: AppState): MetaJson {
     })),
     unjailNonces: sortedRecord(s.unjailNonces, String),
     alarms: s.alarms.map(String),
+    priorSet: sortedRecord(s.priorSet, String),
+    setSince: s.setSince.toString(),
     slashes: s.slashes.map((r) => [r.height.toString(), r.validator, r.power.toString()]),
   }
 }
@@ -342,6 +347,8 @@ export async function loadAppState(store: Store, genesis: AppGenesis): Promise<A
       stake,
       rewards,
       alarms: (meta.alarms ?? []).map((c) => BigInt(c)),
+      priorSet: meta.priorSet === undefined ? base.priorSet : bigintMap(meta.priorSet),
+      setSince: meta.setSince === undefined ? base.setSince : BigInt(meta.setSince),
       slashes: (meta.slashes ?? []).map(([h, v, p]) => ({
         height: BigInt(h),
         validator: v as Address,

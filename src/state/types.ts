@@ -192,6 +192,10 @@ export interface AppState {
    * taken from the validators at an epoch boundary (state/epoch.ts). The genesis validators at height 0.
    */
   readonly consensusSet: ReadonlyMap<Address, bigint>
+  /** The consensus set before `consensusSet` (the genesis set until the first change). */
+  readonly priorSet: ReadonlyMap<Address, bigint>
+  /** The first height `consensusSet` decides (1 at genesis). */
+  readonly setSince: bigint
   /** Missed-blocks windows of the validators tracked for downtime (state/liveness.ts). */
   readonly liveness: ReadonlyMap<Address, MissedWindow>
   /** Highest Unjail nonce used by each validator. */
