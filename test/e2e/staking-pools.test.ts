@@ -80,6 +80,18 @@ describe('stake pools across three validator processes and three anvil rollups',
     )
   }
 
+  /** Waits until every node's GET /v1/rollups shows 903 congested (above the 8000 bps of a doubled move). */
+  const congestedEverywhere = async () => {
+    for (const i of [0, 1, 2])
+      await waitFor(
+        `903 congested on node ${i}`,
+        async () =>
+          (
+            await getJson<Array<{ chainId: number; gasUsedRatioBps: number }>>(`${c.node(i).api}/v1/rollups`)
+          ).find((r) => r.chainId === 903)!.gasUsedRatioBps >= 9_000,
+        { timeoutMs: 30_000 },
+      )
+  }
   /** Sends a native intent from 901 to any of `dest` through node 0. */
   const send = (dest: bigint[]) =>
     new MurmurClient(c.node(0).api).send(wallet(), {
@@ -140,17 +152,14 @@ describe('stake pools across three validator processes and three anvil rollups',
     const load = chains.get(903).congest({ txPerBlock: 4 })
     let m: MoveJson
     try {
-      for (const i of [0, 1, 2])
-        await waitFor(
-          `903 congested on node ${i}`,
-          async () =>
-            (
-              await getJson<Array<{ chainId: number; gasUsedRatioBps: number }>>(
-                `${c.node(i).api}/v1/rollups`,
-              )
-            ).find((r) => r.chainId === 903)!.gasUsedRatioBps >= 9_000,
-          { timeoutMs: 30_000 },
-        )
+      await congestedEverywhere()
+      // A block's health view is the median of its last commit's precommits: two more heights, so that
+      // the commit the move's block is built on was voted after every node saw the load.
+      const seen = BigInt((await staking()).height)
+      await waitFor('two more heights', async () => BigInt((await staking()).height) >= seen + 2n, {
+        timeoutMs: 30_000,
+      })
+      await congestedEverywhere()
       m = await move(0, 901n, 903n, UNIT, 4n * BigInt(EPOCH_BLOCKS))
     } finally {
       await load.stop()
