@@ -120,7 +120,6 @@ export class ConsensusWiring {
         )
     }
     const g = modules.genesis
-    const powers = new Map(g.validators.map((v) => [v.address, v.stake]))
     this.app = new MurmurApplication(
       {},
       {
@@ -133,8 +132,9 @@ export class ConsensusWiring {
         // The fresh reports this node's own monitor signed: its observation of every rollup.
         observe: () => {
           const self = modules.account.address.toLowerCase()
+          // Over the set that decides the next block: a validator that joined later observes too.
           return modules.rollups.aggregator
-            .reportsUsed(Date.now(), powers, g.rollups)
+            .reportsUsed(Date.now(), this.app.state.consensusSet, g.rollups)
             .filter((s) => s.report.validator === self)
             .map((s) => observationOf(s.report))
         },

@@ -195,6 +195,7 @@ export class MurmurNode {
         log: this.log.child({ module: 'rollups' }),
         registry: this.registry,
         inventoryTokens: (chainId) => assets.inventoryTokens(chainId),
+        validators: () => this.#consensus?.app.state.consensusSet,
       },
     )
     this.#rollups = rollups

@@ -53,6 +53,12 @@ export interface RollupsServiceModules {
   registry: Registry
   /** Tokens the executor reports balances of on a chain (the asset table's); the native coin always. */
   inventoryTokens?: (chainId: bigint) => readonly Address[]
+  /**
+   * The committed consensus set (power by address): whose health reports are accepted and weighed, and
+   * whether this node's validator publishes its own. Undefined (before consensus starts, or when absent):
+   * the genesis set. A validator that joins later is in it only from its epoch boundary on.
+   */
+  validators?: () => ReadonlyMap<Address, bigint> | undefined
   now?: () => number
 }
 
@@ -65,7 +71,7 @@ export class RollupsService {
   readonly opts: RollupsServiceOptions
   readonly aggregator: HealthAggregator
   readonly #m: RollupsServiceModules
-  readonly #powers: Map<Address, bigint>
+  readonly #genesisPowers: ReadonlyMap<Address, bigint>
   readonly #knownChains: ReadonlySet<bigint>
   #monitor: HealthMonitor | undefined
   #inventory: InventoryMonitor | undefined
@@ -93,7 +99,7 @@ export class RollupsService {
       freshnessMs: g.params.healthFreshnessMs,
       maxSkewMs: g.params.maxClockSkewSec * 1000,
     })
-    this.#powers = new Map(g.validators.map((v) => [v.address, v.stake]))
+    this.#genesisPowers = new Map(g.validators.map((v) => [v.address, v.stake]))
     this.#knownChains = new Set(g.rollups.map((r) => BigInt(r.chainId)))
     const assigned = new Gauge({
       name: 'murmur_rollups_assigned_intents',
@@ -111,12 +117,16 @@ export class RollupsService {
     return (this.#m.now ?? Date.now)()
   }
 
+  #powers(): ReadonlyMap<Address, bigint> {
+    return this.#m.validators?.() ?? this.#genesisPowers
+  }
+
   /** The `health` topic handler. */
   readonly healthHandler: TopicHandler<SignedHealthReport> = {
     validate: (msg) =>
       validateHealthReport(msg, {
         networkId: this.#m.genesis.networkId,
-        validators: this.#powers,
+        validators: this.#powers(),
         nowMs: this.#now(),
         freshnessMs: this.aggregator.window.freshnessMs,
         maxSkewMs: this.aggregator.window.maxSkewMs,
@@ -224,7 +234,9 @@ export class RollupsService {
           networkId: m.genesis.networkId,
           publish: async (report) => {
             this.aggregator.add(report)
-            await m.p2p.publish('health', report)
+            // Outside the set (a full node, a candidate before its boundary) the others REJECT the report
+            // as NOT_VALIDATOR, and their peer scores would soon cut this node off the gossip.
+            if (this.#powers().has(me)) await m.p2p.publish('health', report)
           },
         },
       )
@@ -335,7 +347,7 @@ export class RollupsService {
 
   /** The network's view of every rollup, from validators' fresh reports. */
   view(nowMs = this.#now()): HealthView {
-    return this.aggregator.view(nowMs, this.#powers, this.#m.genesis.rollups)
+    return this.aggregator.view(nowMs, this.#powers(), this.#m.genesis.rollups)
   }
 
   /** `GET /v1/rollups` */
