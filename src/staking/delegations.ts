@@ -391,40 +391,39 @@ export class DelegationLedger {
   }
 
   /**
-   * Slashes `validator` for an infraction at `infractionHeight`: its unbonding entries made from then on
-   * (stake that was at stake then) keep floor(part × (10000 − slashBps) / 10000) each, entries made before
-   * are not touched; then the delegations behind it (loans with them) lose the rest of the amount due.
-   * Without `stakeAtInfraction` that is `slashBps` of each delegation (floor of what each keeps). With it
-   * (the validator's power when it misbehaved), the amount due is capped at `slashBps` of that stake, so
-   * stake bonded after the infraction does not raise the slash (Cosmos slashes the power at the
-   * infraction): what is left due after the unbonding entries is taken from the delegations pro rata,
-   * each keeping the floor of its share of what remains. Returns what was burned.
+   * Slashes `validator` for an infraction at `infractionHeight`. At stake: the delegations behind it (their
+   * loans with them) and its unbonding entries made from then on (entries made before had left). Each
+   * part keeps floor(part × (10000 − slashBps) / 10000). With `stakeAtInfraction` (the validator's power
+   * when it misbehaved) the amount due is capped at `slashBps` of it, so stake bonded after the
+   * infraction does not raise the slash (Cosmos slashes the power at the infraction): when the cap binds,
+   * every part at stake keeps the floor of the same fraction, (at stake − due) / at stake. Returns what
+   * was burned.
    */
   slash(validator: Address, slashBps: number, infractionHeight: bigint, stakeAtInfraction?: bigint): bigint {
     const bps = BigInt(Math.min(Math.max(slashBps, 0), 10_000))
-    const keep = 10_000n - bps
+    const entries = [...this.unbonding.values()].filter(
+      (u) => u.validator === validator && u.height >= infractionHeight,
+    )
+    const behind = [...this.delegations.values()].filter((e) => e.validator === validator)
+    let atStake = 0n
+    for (const u of entries) atStake += u.amount
+    for (const e of behind) atStake += e.amount
+    // What each part keeps, as a fraction num / den of it.
+    let num = 10_000n - bps
+    let den = 10_000n
+    if (stakeAtInfraction !== undefined && atStake > 0n) {
+      const due = (stakeAtInfraction * bps) / 10_000n
+      if (due * 10_000n < atStake * bps) {
+        num = atStake - due
+        den = atStake
+      }
+    }
     let burned = 0n
-    for (const u of [...this.unbonding.values()]) {
-      if (u.validator !== validator || u.height < infractionHeight) continue
-      const k = kept(u.amount, keep)
+    for (const u of entries) {
+      const k = (u.amount * num) / den
       burned += u.amount - k
       this.#unbonding ??= new Map(this.#state.unbonding)
       this.#unbonding.set(u.id, { ...u, amount: k })
-    }
-    const behind = [...this.delegations.values()].filter((e) => e.validator === validator)
-    let bonded = 0n
-    for (const e of behind) bonded += e.amount
-    // What the delegations keep, as a fraction num / den of what they hold.
-    let num = keep
-    let den = 10_000n
-    if (stakeAtInfraction !== undefined && bonded > 0n) {
-      const due = (stakeAtInfraction * bps) / 10_000n - burned
-      const take = due <= 0n ? 0n : due > bonded ? bonded : due
-      // Only when the cap binds: otherwise the plain share (the same as without a cap).
-      if (take * 10_000n < bonded * bps) {
-        num = bonded - take
-        den = bonded
-      }
     }
     for (const e of behind) {
       const k = (e.amount * num) / den

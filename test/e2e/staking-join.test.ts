@@ -85,6 +85,16 @@ describe('validators who join and delegators who earn, across node processes', (
    * `from` up as blocks commit (the accounts' nonces tell that it applied, not where).
    */
   async function appliedAt(from: bigint, key: string, signerField: string, signer: string, nonce: bigint) {
+    const at = await blockOf(from, key, signerField, signer, nonce)
+    // Accounts are read from node 1: wait until it has committed that block too.
+    await waitFor(`node 1 at height ${at}`, async () => ((await height(api(1))) >= at ? true : undefined), {
+      timeoutMs: 30_000,
+    })
+    return at
+  }
+
+  /** The height of node 0's block that applied the message. */
+  async function blockOf(from: bigint, key: string, signerField: string, signer: string, nonce: bigint) {
     let h = from
     return waitFor(
       `${key} of ${signer} in a block`,
