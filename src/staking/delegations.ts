@@ -156,9 +156,6 @@ function cmp(a: string | bigint, b: string | bigint): number {
   return a < b ? -1 : a > b ? 1 : 0
 }
 
-/** floor(x × keep / 10000). */
-const kept = (x: bigint, keep: bigint) => (x * keep) / 10_000n
-
 /**
  * A working copy of the delegation part of a state, over the block's {@link AccountLedger} (where stake
  * comes from and goes back to). Maps are copied on the first write.
