@@ -28,7 +28,14 @@ async function scenario(dir: string, name: string, args: string[] = [], env: Rec
     ['devnet', 'scenario', name, '--dir', dir, '--short', '--report', report, ...args],
     env,
   )
-  const rep = JSON.parse(await readFile(report, 'utf8')) as ScenarioReport
+  let rep: ScenarioReport
+  try {
+    rep = JSON.parse(await readFile(report, 'utf8')) as ScenarioReport
+  } catch (err) {
+    throw new Error(`no report (exit ${r.code}): ${r.stdout.slice(-2000)} ${r.stderr.slice(-3000)}`, {
+      cause: err,
+    })
+  }
   return { ...r, rep }
 }
 
