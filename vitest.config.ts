@@ -1,13 +1,32 @@
 import { defineConfig } from 'vitest/config'
 
+// The process-level files that each run a validator network with anvil rollups (4 or more node
+// processes plus 2 or 3 anvils). Two of them at once on 2 cores starve both: in CI the settlement file's
+// validators missed their jail deadline while the fifth-validator file ran beside it. They run one at a
+// time, beside the rest of the suite (also one file at a time), so at most one network runs at once.
+const NETWORKS = [
+  'test/e2e/settlement.test.ts',
+  'test/e2e/scenario.test.ts',
+  'test/e2e/staking-join.test.ts',
+  'test/e2e/staking-pools.test.ts',
+  'test/e2e/agreement.test.ts',
+  'test/e2e/catchup.test.ts',
+  'test/e2e/offline.test.ts',
+  'test/e2e/rollups.test.ts',
+]
+
+const common = {
+  pool: 'forks' as const,
+  testTimeout: 60_000,
+  hookTimeout: 60_000,
+  maxWorkers: 1,
+}
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    pool: 'forks',
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
-    // Process-level tests spawn many node processes; on 2 cores running files in
-    // parallel mostly adds contention, so cap the workers.
-    maxWorkers: 2,
+    projects: [
+      { test: { ...common, name: 'suite', include: ['test/**/*.test.ts'], exclude: NETWORKS } },
+      { test: { ...common, name: 'networks', include: NETWORKS } },
+    ],
   },
 })
