@@ -6,6 +6,7 @@ import { generatePrivateKey, type PrivateKeyAccount, privateKeyToAccount } from 
 import { MurmurClient } from '../src/client/index.ts'
 import { MurmurError } from '../src/errors.ts'
 import { type Rollups, startRollups } from './anvil.ts'
+import { IntentTally } from './intent-tally.ts'
 import { type PreparedNetwork, prepareNetwork } from './network.ts'
 import { type NodeProcess, spawnNode } from './process.ts'
 import {
@@ -16,6 +17,7 @@ import {
   fundGas,
   setupDevnetSettlement,
 } from './settlement.ts'
+import { followEvents } from './sse.ts'
 
 export const STATE_FILE = 'devnet.json'
 
@@ -82,6 +84,10 @@ export class Devnet {
   readonly procs: Array<NodeProcess | undefined> = []
   #server: Server | undefined
   #timers: NodeJS.Timeout[] = []
+  /** Intents by state and fill latency, from a node's event stream (the status line's figures). */
+  readonly tally = new IntentTally()
+  /** The event stream being followed, and the node it comes from. */
+  #events: { ac: AbortController; node: number } | undefined
   #stopping = false
   #sent = 0
   #accepted = 0
@@ -166,7 +172,10 @@ export class Devnet {
     o.out(`devnet: dashboard ${state.dashboard}`)
     o.out('devnet: up. Ctrl-C stops everything. Try: murmur devnet partition --dir ' + o.dir + ' 0,1 2,3')
     if (o.rate > 0) this.#timers.push(setInterval(() => void this.#sendIntent(), Math.max(10, 1000 / o.rate)))
-    if (o.statusEveryMs > 0) this.#timers.push(setInterval(() => this.#printStatus(), o.statusEveryMs))
+    if (o.statusEveryMs > 0) {
+      await this.#followEvents()
+      this.#timers.push(setInterval(() => this.#printStatus(), o.statusEveryMs))
+    }
     return state
   }
 
@@ -262,14 +271,47 @@ export class Devnet {
     )
   }
 
+  /**
+   * Follows the event stream of the first running node (again after that node stops: the next status
+   * tick picks another), so the status line counts intents by state.
+   */
+  async #followEvents(): Promise<void> {
+    if (this.#events !== undefined || this.#stopping) return
+    const i = this.procs.findIndex((p) => p?.api !== undefined)
+    const api = this.procs[i]?.api
+    if (api === undefined) return
+    const ac = new AbortController()
+    const held = { ac, node: i }
+    this.#events = held
+    try {
+      await followEvents(
+        api,
+        ac.signal,
+        (type, data) => {
+          if (type === 'intent') this.tally.onEvent(data)
+        },
+        () => {
+          if (this.#events === held) this.#events = undefined
+        },
+      )
+    } catch {
+      if (this.#events === held) this.#events = undefined
+    }
+  }
+
   async #printStatus(): Promise<void> {
+    await this.#followEvents()
     const s = await this.nodeStatuses()
     const parts = s.map((n) =>
       'down' in n ? `n${n.index}:down` : `n${n.index}:h${n['height']}/p${n['peers']}`,
     )
+    const seen =
+      this.#events === undefined
+        ? 'no node to follow'
+        : `node ${this.#events.node} sees ${this.tally.summary()}`
     this.opts.out(
       `[${new Date().toISOString().slice(11, 19)}] ${parts.join(' ')}  intents sent ${this.#sent} ` +
-        `(accepted ${this.#accepted}, refused ${this.#refused})`,
+        `(accepted ${this.#accepted}, refused ${this.#refused}); ${seen}`,
     )
   }
 
@@ -413,6 +455,7 @@ export class Devnet {
     if (this.#stopping) return
     this.#stopping = true
     for (const t of this.#timers) clearInterval(t)
+    this.#events?.ac.abort()
     await Promise.allSettled(this.procs.map((p) => p?.stop()))
     await this.rollups?.stop()
     await new Promise<void>((r) => (this.#server ? this.#server.close(() => r()) : r()))
