@@ -17,6 +17,7 @@ const known = [
   'settlement',
   'rewards',
   'epoch',
+  'devnet-start',
 ]
 if (name === undefined || !known.includes(name)) {
   console.error(`usage: npm run bench -- <${known.join('|')}> [flags]`)
