@@ -218,6 +218,11 @@ export class MurmurApplication implements Application {
   }
 
   /** The state after the last commit. */
+  /** Whether the state is loaded (`state` throws until then). */
+  get ready(): boolean {
+    return this.#state !== undefined
+  }
+
   get state(): AppState {
     if (this.#state === undefined) throw new Error('application not started')
     return this.#state

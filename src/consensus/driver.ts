@@ -515,6 +515,11 @@ export class ConsensusDriver {
   }
 
   /** Head of the chain: last committed height, its hash and time (unix ms). */
+  /** Whether `start()` has loaded the application's head (until then `head()` throws). */
+  get ready(): boolean {
+    return this.#head !== undefined
+  }
+
   head(): { height: bigint; hash: Hex; time: number } {
     const s = this.#state()
     return { height: s.height, hash: s.lastBlockHash, time: s.lastBlockTime }

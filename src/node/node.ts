@@ -108,7 +108,9 @@ export class MurmurNode {
 
   /** Head of the committed chain (height 0 and the genesis hash before the first block). */
   head(): { height: number; blockHash: string } {
-    if (this.#consensus === undefined) return { height: 0, blockHash: '0x' + '0'.repeat(64) }
+    // Before consensus has loaded its head (p2p answers `status` from its start): height 0.
+    if (this.#consensus === undefined || !this.#consensus.driver.ready)
+      return { height: 0, blockHash: '0x' + '0'.repeat(64) }
     const h = this.#consensus.driver.head()
     return { height: Number(h.height), blockHash: h.hash }
   }
@@ -195,7 +197,8 @@ export class MurmurNode {
         log: this.log.child({ module: 'rollups' }),
         registry: this.registry,
         inventoryTokens: (chainId) => assets.inventoryTokens(chainId),
-        validators: () => this.#consensus?.app.state.consensusSet,
+        // Gossip starts before consensus has loaded its state: until then, the genesis set.
+        validators: () => (this.#consensus?.app.ready ? this.#consensus.app.state.consensusSet : undefined),
       },
     )
     this.#rollups = rollups
@@ -402,6 +405,9 @@ export class MurmurNode {
       blockHash: head.blockHash,
       peers: this.p2p.libp2p.getPeers().length,
       syncing: this.#consensus?.driver.syncing ?? false,
+      // Where the height being decided is: diagnostics for a network that does not commit.
+      round: this.#consensus?.driver.round ?? 0,
+      step: this.#consensus?.driver.step ?? 'propose',
       version: this.p2p.status().version,
       listen: this.p2p.libp2p.getMultiaddrs().map(String),
     }

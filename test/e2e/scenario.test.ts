@@ -9,6 +9,8 @@ import type { ScenarioReport } from '../../devnet/scenario.ts'
 import { DEVNET_ASSET, DEVNET_MINT, DEVNET_REFUND_GRACE_SEC } from '../../devnet/settlement.ts'
 import { MAX_ALLOWANCE, MurmurClient, tokenAllowance, tokenBalance } from '../../src/client/index.ts'
 import { runCli } from '../helpers/cli.ts'
+import { diagnoseNodes } from '../helpers/diagnose.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 const INVARIANTS = [
   'same-blocks',
@@ -48,7 +50,21 @@ describe('devnet scenarios, loopback, short timelines', () => {
     dir = await mkdtemp(join(tmpdir(), 'murmur-scenario-'))
     net = new Devnet({ dir, rate: 0, statusEveryMs: 0, out: () => {} })
     await net.up()
-  }, 90_000)
+    // The scenarios start from a network that commits; a first height slow on a loaded machine is not
+    // what they test (the runner itself waits 60 s). If it never commits, say why.
+    await waitFor(
+      'every devnet node to commit height 1',
+      async () => (await net.nodeStatuses()).every((s) => !('down' in s) && Number(s['height']) >= 1),
+      { timeoutMs: 120_000 },
+    ).catch(async (err: Error) => {
+      const nodes = net.net!.nodes.map((n) => ({
+        index: n.index,
+        api: net.procs[n.index]?.api,
+        logFile: join(net.net!.dir, `node-${n.index}.log`),
+      }))
+      throw new Error(`${err.message}\n${await diagnoseNodes(nodes)}`)
+    })
+  }, 240_000)
   afterAll(async () => {
     await net?.stop()
     if (dir !== undefined) await rm(dir, { recursive: true, force: true })

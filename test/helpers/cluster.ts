@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type PreparedNetwork, type PrepareOptions, prepareNetwork } from '../../devnet/network.ts'
 import { type NodeProcess, type NodeProcessOptions, spawnNode } from '../../devnet/process.ts'
+import { diagnoseNodes } from './diagnose.ts'
 import { getJson, postJson, waitFor } from './wait.ts'
 
 /** A set of node processes on 127.0.0.1 sharing one genesis; `close()` stops every one by pid. */
@@ -79,6 +80,39 @@ export class Cluster {
         timeoutMs,
       })
     }
+  }
+
+  /**
+   * Waits until each listed running node has committed at least `height`; on timeout, throws with every
+   * node's status and the loud end of its log (diagnoseNodes).
+   */
+  async waitHeight(indexes: number[], height: number, timeoutMs = 120_000): Promise<void> {
+    try {
+      await waitFor(
+        `nodes ${indexes.join(',')} to commit height ${height}`,
+        async () => {
+          for (const i of indexes) {
+            const s = await getJson<{ height: number }>(`${this.node(i).api}/v1/status`)
+            if (s.height < height) return false
+          }
+          return true
+        },
+        { timeoutMs },
+      )
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${await this.diagnose()}`)
+    }
+  }
+
+  /** Status and log tail of every node of the network (running or not). */
+  diagnose(): Promise<string> {
+    return diagnoseNodes(
+      this.net.nodes.map((n) => ({
+        index: n.index,
+        api: this.procs[n.index]?.api,
+        logFile: join(this.net.dir, `node-${n.index}.log`),
+      })),
+    )
   }
 
   async close(): Promise<void> {
