@@ -21,6 +21,7 @@ import type { Store } from '../state/store.ts'
 import { VERSION } from '../version.ts'
 import { DenyListGater } from './gater.ts'
 import { createP2PMetrics, type P2PMetrics } from './metrics.ts'
+import { DEFAULT_GOSSIP_WATCH_OPTIONS, GossipWatch, type GossipWatchOptions } from './gossip-watch.ts'
 import { DEFAULT_PEER_MANAGER_OPTIONS, PeerManager, type PeerManagerOptions } from './peer-manager.ts'
 import { MAX_PEERS_IN_STATUS, STATUS_PROTOCOL, type StatusResponse } from './protocols.ts'
 import { type ProtocolSpec, ReqResp, type RequestHandler } from './reqresp.ts'
@@ -44,6 +45,8 @@ export interface P2POptions {
   peerManager: Partial<PeerManagerOptions>
   /** Penalty added to a peer's application score per undecodable request. */
   badRequestPenalty: number
+  /** The watch that reconnects a peer gossipsub lost its outbound stream to (gossip-watch.ts). */
+  gossipWatch: GossipWatchOptions
 }
 
 export const DEFAULT_P2P_OPTIONS: Omit<P2POptions, 'networkId'> = {
@@ -51,6 +54,7 @@ export const DEFAULT_P2P_OPTIONS: Omit<P2POptions, 'networkId'> = {
   meshDegree: 6,
   peerManager: DEFAULT_PEER_MANAGER_OPTIONS,
   badRequestPenalty: 10,
+  gossipWatch: DEFAULT_GOSSIP_WATCH_OPTIONS,
 }
 
 export interface P2PModules<P> {
@@ -110,6 +114,7 @@ export class P2PHost<P> {
   #peerManager: PeerManager | undefined
   readonly #penalties = new Map<string, number>()
   #decayTimer: NodeJS.Timeout | undefined
+  #gossipWatch: GossipWatch | undefined
   #peerGaugeTimer: NodeJS.Timeout | undefined
 
   constructor(options: Partial<P2POptions> & { networkId: string }, modules: P2PModules<P>) {
@@ -202,6 +207,12 @@ export class P2PHost<P> {
         (await this.reqresp.request(peer, STATUS_PROTOCOL, { height: this.#m.head().height })).peers,
     })
     await this.#peerManager.start()
+    this.#gossipWatch = new GossipWatch(this.opts.gossipWatch, {
+      libp2p,
+      log: this.#m.log.child({ module: 'gossip-watch' }),
+      onRepair: () => this.metrics.gossipRepairs.inc(),
+    })
+    this.#gossipWatch.start()
 
     // Application penalties decay so a peer that misbehaved once is forgiven over time.
     this.#decayTimer = setInterval(() => {
@@ -221,6 +232,7 @@ export class P2PHost<P> {
   async stop(): Promise<void> {
     clearInterval(this.#decayTimer)
     clearInterval(this.#peerGaugeTimer)
+    this.#gossipWatch?.stop()
     await this.#peerManager?.stop()
     await this.#reqresp?.stop()
     await this.#libp2p?.stop()

@@ -34,6 +34,11 @@ export function createP2PMetrics(registry: Registry) {
       registers: [registry],
     }),
     peers: new Gauge({ name: 'murmur_p2p_peers', help: 'Connected peers', registers: [registry] }),
+    gossipRepairs: new Counter({
+      name: 'murmur_p2p_gossip_repairs_total',
+      help: 'Connections closed because gossipsub had lost its outbound stream to a connected peer',
+      registers: [registry],
+    }),
     validationSeconds: new Histogram({
       name: 'murmur_p2p_gossip_validation_seconds',
       help: 'Time spent validating one gossip message, by topic',
