@@ -13,6 +13,11 @@ export interface NodeProcessOptions {
   /** API address; default 127.0.0.1:0. */
   api?: string
   admin?: boolean
+  /**
+   * `--rate-limit` of the node's API; default `off`: a devnet's and a bench's clients (traffic, scenario
+   * checks, dashboards) all come from 127.0.0.1, one client to the limit, and post faster than a wallet.
+   */
+  rateLimit?: string
   rollups?: Map<number, string>
   logLevel?: string
   /** File for the node's logs (stderr); default discarded. */
@@ -43,6 +48,7 @@ export function nodeArgs(o: NodeProcessOptions): string[] {
   for (const b of o.bootstrap ?? []) args.push('--bootstrap', b)
   for (const [id, url] of o.rollups ?? []) args.push('--rollup', `${id}=${url}`)
   if (o.admin ?? true) args.push('--admin')
+  args.push('--rate-limit', o.rateLimit ?? 'off')
   args.push('--log-level', o.logLevel ?? 'info')
   args.push(...(o.extraArgs ?? []))
   return args

@@ -18,6 +18,8 @@ async function startNode(extra: Partial<ConstructorParameters<typeof MurmurNode>
       dataDir: net.nodes[0]!.dataDir,
       genesisPath: net.genesisPath,
       api: { host: '127.0.0.1', port: 0 },
+      // These tests post faster than a wallet; the rate limit has its own tests (api-limits.test.ts).
+      apiLimits: { rateLimit: undefined },
       ...extra,
     },
     pino({ level: 'silent' }),

@@ -44,6 +44,8 @@ describe('stake moves API (one validator node)', () => {
         dataDir: net.nodes[0]!.dataDir,
         genesisPath: net.genesisPath,
         api: { host: '127.0.0.1', port: 0 },
+        // More requests a second than a wallet's (api-limits.test.ts tests the limit).
+        apiLimits: { rateLimit: undefined },
       },
       pino({ level: 'silent' }),
     )

@@ -62,7 +62,10 @@ interface IntentSpec {
   nonce: bigint
   fillDeadline?: number
   chains?: number
+  /** inputAmount; the output is 10^18 - 1000, so the spread is amount - 10^18 + 1000. Default 10^18. */
   amount?: bigint
+  /** Default 900. */
+  origin?: bigint
 }
 
 async function makeIntent(s: IntentSpec): Promise<ValidIntent> {
@@ -71,7 +74,7 @@ async function makeIntent(s: IntentSpec): Promise<ValidIntent> {
     user: account.address,
     originSettler: SETTLER,
     nonce: s.nonce,
-    originChainId: 900n,
+    originChainId: s.origin ?? 900n,
     openDeadline: NOW + 60,
     fillDeadline: s.fillDeadline ?? NOW + 600,
     inputAmount: s.amount ?? 10n ** 18n,
@@ -712,56 +715,107 @@ describe('IntentPool bounds', () => {
     expect(text).toMatch(/murmur_mempool_rejected_total\{reason="USER_LIMIT"\} 2/)
   })
 
-  it('count limit: evicts the pending intent with the nearest deadline, only for a later one', async () => {
-    const h = await harness({ maxCount: 3, maxPerUser: 100 })
+  /** inputAmount for a spread of `spread` (the test intents' output is 10^18 - 1000). */
+  const paying = (spread: bigint) => 10n ** 18n - 1000n + spread
+
+  it('count limit: evicts the pending intent paying the least, only for one that pays more', async () => {
+    const h = await harness({ maxCount: 3, maxPerUser: 100, evictorMaxPerUser: 100 })
     const { pool } = h
-    const [a, b, c, early, late, later] = await Promise.all([
-      makeIntent({ nonce: 1n, fillDeadline: NOW + 200 }),
-      makeIntent({ nonce: 2n, fillDeadline: NOW + 100 }),
-      makeIntent({ nonce: 3n, fillDeadline: NOW + 300 }),
-      makeIntent({ nonce: 4n, fillDeadline: NOW + 100 }),
-      makeIntent({ nonce: 5n, fillDeadline: NOW + 400 }),
-      makeIntent({ nonce: 6n, fillDeadline: NOW + 500 }),
+    const [a, b, c, same, more, most] = await Promise.all([
+      makeIntent({ nonce: 1n, amount: paying(200n), fillDeadline: NOW + 100 }),
+      makeIntent({ nonce: 2n, amount: paying(100n), fillDeadline: NOW + 900 }),
+      makeIntent({ nonce: 3n, amount: paying(300n), fillDeadline: NOW + 100 }),
+      makeIntent({ nonce: 4n, amount: paying(100n), fillDeadline: NOW + 999 }),
+      makeIntent({ nonce: 5n, amount: paying(101n), fillDeadline: NOW + 100 }),
+      makeIntent({ nonce: 6n, amount: paying(10_000n) }),
     ])
     await pool.addMany([a!, b!, c!])
     const changes: IntentChange[] = []
     pool.onChange((x) => changes.push(x))
-    // Not later than the nearest (b, +100): refused.
-    expect(await pool.add(early!)).toMatchObject({ code: 'POOL_FULL' })
-    expect(await pool.add(late!)).toBe('added')
+    // Paying no more than the least (b, 100), whatever its deadline: refused.
+    expect(await pool.add(same!)).toMatchObject({ code: 'POOL_FULL' })
+    // One unit more displaces b, though b's deadline is far later (the old order would have kept it).
+    expect(await pool.add(more!)).toBe('added')
     expect(pool.stateOf(b!.id)).toBe('failed')
     expect((await pool.get(b!.id))!.history.at(-1)).toMatchObject({ state: 'failed', reason: 'evicted' })
     expect(changes.map((x) => [x.id, x.state, x.reason])).toEqual([
       [b!.id, 'failed', 'evicted'],
-      [late!.id, 'pending', undefined],
+      [more!.id, 'pending', undefined],
     ])
-    // Assigned intents are never evicted: with a (+200) assigned, the next victim is c (+300).
-    await pool.transition(a!.id, 'assigned', details('assigned'))
-    expect(await pool.add(later!)).toBe('added')
-    expect(pool.stateOf(c!.id)).toBe('failed')
-    expect(pool.stateOf(a!.id)).toBe('assigned')
+    // Assigned intents are never evicted: with `more` (101) assigned, the next victim is a (200).
+    await pool.transition(more!.id, 'assigned', details('assigned'))
+    expect(await pool.add(most!)).toBe('added')
+    expect(pool.stateOf(a!.id)).toBe('failed')
+    expect(pool.stateOf(more!.id)).toBe('assigned')
     expect(pool.stats().count).toBe(3)
     expect(await h.registry.metrics()).toMatch(/murmur_mempool_evicted_total 2/)
     await checkIndexes(h)
   })
 
+  it('a user at its evictor quota adds while there is room, but never evicts', async () => {
+    const h = await harness({ maxCount: 4, maxPerUser: 100, evictorMaxPerUser: 2 })
+    const { pool } = h
+    const honest = await makeIntent({ account: 1, nonce: 1n, amount: paying(100n) })
+    const spam = await Promise.all(
+      [1n, 2n, 3n, 4n].map((n) => makeIntent({ nonce: n, amount: paying(1_000_000n) })),
+    )
+    expect(await pool.addMany([honest, spam[0]!, spam[1]!, spam[2]!])).toEqual([
+      'added',
+      'added',
+      'added',
+      'added',
+    ])
+    // Full; the spammer holds 3 >= 2: its fourth, paying 10 000 times more, is still refused.
+    expect(await pool.add(spam[3]!)).toMatchObject({ code: 'POOL_FULL' })
+    expect(pool.stateOf(honest.id)).toBe('pending')
+    // Another user paying more may evict the cheapest (the honest one, here): the quota is per evictor.
+    const other = await makeIntent({ account: 2, nonce: 1n, amount: paying(200n) })
+    expect(await pool.add(other)).toBe('added')
+    expect(pool.stateOf(honest.id)).toBe('failed')
+    await checkIndexes(h)
+  })
+
+  it('an origin at its quota of the pool evicts only its own intents', async () => {
+    const h = await harness({ maxCount: 4, maxPerUser: 100, evictorMaxPerUser: 100, originQuotaBps: 5_000 })
+    const { pool } = h
+    const cheap901 = await makeIntent({ account: 1, nonce: 1n, amount: paying(10n), origin: 901n })
+    const flood = await Promise.all(
+      [1n, 2n, 3n, 4n].map((n) => makeIntent({ nonce: n, amount: paying(100n + n), origin: 900n })),
+    )
+    expect(await pool.addMany([cheap901, flood[0]!, flood[1]!, flood[2]!])).toEqual([
+      'added',
+      'added',
+      'added',
+      'added',
+    ])
+    // 900 holds 3 of 4 >= half: its newcomer evicts its own cheapest (101), not 901's cheaper one.
+    expect(await pool.add(flood[3]!)).toBe('added')
+    expect(pool.stateOf(flood[0]!.id)).toBe('failed')
+    expect(pool.stateOf(cheap901.id)).toBe('pending')
+    // An origin under its quota evicts the cheapest of any origin.
+    const rich901 = await makeIntent({ account: 2, nonce: 1n, amount: paying(1000n), origin: 901n })
+    expect(await pool.add(rich901)).toBe('added')
+    expect(pool.stateOf(cheap901.id)).toBe('failed')
+    await checkIndexes(h)
+  })
+
   it('byte limit: evicts as many as needed, or none when that cannot make room', async () => {
     const small = await Promise.all(
-      [1n, 2n, 3n].map((n) => makeIntent({ nonce: n, fillDeadline: NOW + 100 + Number(n), chains: 1 })),
+      [1n, 2n, 3n].map((n) => makeIntent({ nonce: n, amount: paying(100n + n), chains: 1 })),
     )
-    const big = await makeIntent({ nonce: 9n, fillDeadline: NOW + 500, chains: 4 })
-    const bigEarly = await makeIntent({ nonce: 10n, fillDeadline: NOW + 102, chains: 4 })
+    const big = await makeIntent({ nonce: 9n, amount: paying(500n), chains: 4 })
+    const bigCheap = await makeIntent({ nonce: 10n, amount: paying(102n), chains: 4 })
     const s = signedIntentWireSize(small[0]!)
     const b = signedIntentWireSize(big)
     expect(b).toBe(s + 3 * 32)
     // Room for the three small ones and not one byte more.
-    const h = await harness({ maxBytes: 3 * s, maxPerUser: 100 })
+    const h = await harness({ maxBytes: 3 * s, maxPerUser: 100, evictorMaxPerUser: 100 })
     const { pool } = h
     expect(await pool.addMany(small)).toEqual(['added', 'added', 'added'])
-    // bigEarly (+102) would need two victims; only +101 is earlier, so nothing is evicted.
-    expect(await pool.add(bigEarly)).toMatchObject({ code: 'POOL_FULL' })
+    // bigCheap (102) would need two victims; only the 101 one pays less, so nothing is evicted.
+    expect(await pool.add(bigCheap)).toMatchObject({ code: 'POOL_FULL' })
     expect(pool.stats().byState.pending).toBe(3)
-    // big (+500) needs two victims: the +101 and +102 ones.
+    // big (500) needs two victims: the 101 and 102 ones.
     expect(await pool.add(big)).toBe('added')
     expect(small.map((v) => pool.stateOf(v.id))).toEqual(['failed', 'failed', 'pending'])
     expect(pool.stats().bytes).toBe(s + b)
@@ -771,7 +825,7 @@ describe('IntentPool bounds', () => {
 
   it('an intent larger than the whole byte bound is POOL_FULL and evicts nothing', async () => {
     const v = await makeIntent({ nonce: 1n, fillDeadline: NOW + 100 })
-    const big = await makeIntent({ nonce: 2n, fillDeadline: NOW + 900, chains: 4 })
+    const big = await makeIntent({ nonce: 2n, amount: 2n * 10n ** 18n, chains: 4 })
     const h = await harness({ maxBytes: signedIntentWireSize(big) - 1 })
     expect(await h.pool.add(v)).toBe('added')
     expect(await h.pool.add(big)).toMatchObject({ code: 'POOL_FULL' })
@@ -896,6 +950,8 @@ interface ModelRecord {
   id: Hex
   user: string
   nk: string
+  origin: bigint
+  spread: bigint
   fillDeadline: number
   receivedAtMs: number
   bytes: number
@@ -907,6 +963,8 @@ interface ModelRecord {
 const MODEL_OPTIONS = {
   maxCount: 6,
   maxPerUser: 3,
+  evictorMaxPerUser: 2,
+  originQuotaBps: 5_000,
   retainTerminalMs: 3000,
   maxTerminal: 5,
   maxSweepPerRun: 4,
@@ -938,14 +996,27 @@ class Model {
       const live = this.live()
       let count = live.length
       let total = live.reduce((n, r) => n + r.bytes, 0)
+      const spread = v.data.inputAmount - v.data.outputAmount
+      const origin = v.order.originChainId
+      const full = count + 1 > MODEL_OPTIONS.maxCount || total + bytes > this.maxBytes
+      if (full && live.filter((r) => r.user === user).length >= MODEL_OPTIONS.evictorMaxPerUser) {
+        return { code: 'POOL_FULL', message: '' }
+      }
+      const originFull =
+        live.filter((r) => r.origin === origin).length * 10_000 >=
+        MODEL_OPTIONS.maxCount * MODEL_OPTIONS.originQuotaBps
       const candidates = live
-        .filter((r) => r.state === 'pending')
-        .sort((a, b) => a.fillDeadline - b.fillDeadline || (a.id < b.id ? -1 : 1))
+        .filter((r) => r.state === 'pending' && (!originFull || r.origin === origin))
+        .sort(
+          (a, b) =>
+            (a.spread < b.spread ? -1 : a.spread > b.spread ? 1 : 0) ||
+            a.fillDeadline - b.fillDeadline ||
+            (a.id < b.id ? -1 : 1),
+        )
       const victims: ModelRecord[] = []
       while (count + 1 > MODEL_OPTIONS.maxCount || total + bytes > this.maxBytes) {
         const c = candidates.shift()
-        if (c === undefined || c.fillDeadline >= v.order.fillDeadline)
-          return { code: 'POOL_FULL', message: '' }
+        if (c === undefined || c.spread >= spread) return { code: 'POOL_FULL', message: '' }
         victims.push(c)
         count--
         total -= c.bytes
@@ -955,6 +1026,8 @@ class Model {
         id: v.id,
         user,
         nk,
+        origin,
+        spread,
         fillDeadline: v.order.fillDeadline,
         receivedAtMs: atMs,
         bytes,
@@ -1030,6 +1103,9 @@ describe('IntentPool against a naive model (fast-check)', () => {
           nonce: BigInt(n),
           fillDeadline: NOW + 100 + ((u * 7 + n) % 6),
           chains: 1 + (n % 3),
+          // Spreads 1000 to 1300 (ties included), and one origin of two for some.
+          amount: 10n ** 18n + BigInt(((u * 5 + n) % 4) * 100),
+          ...(n % 3 === 2 ? { origin: 901n } : {}),
         })
       }
       // A replay of nonce 0 with other contents.

@@ -1,8 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import type { IntentChange, IntentPool } from '../mempool/pool.ts'
 import { type IntentRecord, toJson } from '../mempool/record.ts'
-import type { MempoolService } from '../mempool/service.ts'
+import type { MempoolService, SubmitAnswer } from '../mempool/service.ts'
 import { ApiError } from './errors.ts'
+import { DEFAULT_API_LIMITS, MAX_BATCH_INTENTS } from './limits.ts'
 
 const ID_RE = /^0x[0-9a-f]{64}$/
 /** Most concurrent `GET /v1/events` clients; a slow one is dropped rather than buffered forever. */
@@ -39,19 +40,59 @@ export interface SettlementView {
   onChange(listener: (id: string, settlement: IntentSettlementJson) => void): () => void
 }
 
-/** `POST /v1/intents`, `GET /v1/intents/:id`, `GET /v1/events` (`intent` and `block` events). */
+/** One answer of a batch `POST /v1/intents`: the single route's status and body, in one object. */
+export type BatchAnswer =
+  | { status: 200 | 202; id: string }
+  | { status: 400 | 503; error: { code: string; message: string } }
+
+function batchAnswer(a: SubmitAnswer): BatchAnswer {
+  if ('id' in a.body) return { status: a.status as 200 | 202, id: a.body.id }
+  return { status: a.status as 400 | 503, error: a.body.error }
+}
+
+/** Body sizes of the intent route: the batch's, and the single intent's as before batches. */
+export interface IntentRouteLimits {
+  batchBodyLimit: number
+  bodyLimit: number
+}
+
+/**
+ * `POST /v1/intents` (one `{order, signature}`, or an array of up to {@link MAX_BATCH_INTENTS} of them),
+ * `GET /v1/intents/:id`, `GET /v1/events` (`intent` and `block` events).
+ */
 export function intentRoutes(
   mempool: MempoolService,
   pool: IntentPool,
   blocks?: BlockEvents,
   settlement?: SettlementView,
+  limits: IntentRouteLimits = DEFAULT_API_LIMITS,
 ) {
   return (app: FastifyInstance): void => {
-    app.post('/v1/intents', async (req, reply) => {
-      const ans = await mempool.submitJson(req.body)
-      if (ans.status === 503) reply.header('retry-after', String(ans.retryAfterSec))
-      reply.code(ans.status)
-      return ans.body
+    app.post('/v1/intents', { bodyLimit: limits.batchBodyLimit }, async (req, reply) => {
+      const body = req.body
+      if (!Array.isArray(body)) {
+        // A single intent keeps the route's size limit of before batches (413 TOO_LARGE).
+        if (Number(req.headers['content-length'] ?? 0) > limits.bodyLimit) {
+          throw new ApiError(413, 'TOO_LARGE', `a single intent body is at most ${limits.bodyLimit} bytes`)
+        }
+        const ans = await mempool.submitJson(body)
+        if (ans.status === 503) reply.header('retry-after', String(ans.retryAfterSec))
+        reply.code(ans.status)
+        return ans.body
+      }
+      if (body.length === 0) throw new ApiError(400, 'MALFORMED', 'body: an empty batch')
+      if (body.length > MAX_BATCH_INTENTS) {
+        throw new ApiError(
+          400,
+          'BATCH_TOO_LARGE',
+          `body: ${body.length} intents, at most ${MAX_BATCH_INTENTS} in one request`,
+        )
+      }
+      // All at once: validated in parallel, made durable by the pool's group commit in one write or few.
+      const answers = await Promise.all(body.map((item) => mempool.submitJson(item)))
+      const retry = Math.max(0, ...answers.map((a) => (a.status === 503 ? a.retryAfterSec : 0)))
+      if (retry > 0) reply.header('retry-after', String(retry))
+      return answers.map(batchAnswer)
     })
 
     app.get<{ Params: { id: string } }>('/v1/intents/:id', async (req) => {
@@ -89,6 +130,8 @@ export function intentRoutes(
 
     app.get('/v1/events', (req, reply) => {
       if (clients.size >= MAX_SSE_CLIENTS) throw new ApiError(503, 'OVERLOADED', 'too many event subscribers')
+      // A stream is idle between events by design: the server's idle-socket timeout is not for it.
+      req.raw.socket.setTimeout(0)
       reply.hijack()
       const res = reply.raw
       res.writeHead(200, {

@@ -1,9 +1,11 @@
+import rateLimit from '@fastify/rate-limit'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import type { P2PHost } from '../p2p/host.ts'
 import type { Probe } from '../p2p/topics.ts'
 import { ApiError, errorBody } from './errors.ts'
+import { type ApiLimits, DEFAULT_API_LIMITS, formatRateLimit } from './limits.ts'
 
 /**
  * What the API reads of the node: the few getters its routes use. MurmurNode satisfies it; the API does
@@ -32,8 +34,8 @@ export interface ApiOptions {
   host: string
   port: number
   admin: boolean
-  /** Largest request body accepted, bytes. */
-  bodyLimit: number
+  /** Rate, size and time limits (limits.ts); each one defaults. */
+  limits: ApiLimits
 }
 
 /** A route plug-in: modules (mempool, rollups, consensus) add their routes this way. */
@@ -52,11 +54,55 @@ export class ApiServer {
   readonly #m: ApiModules
   readonly app: FastifyInstance
 
-  constructor(options: Partial<ApiOptions> & { host: string; port: number }, modules: ApiModules) {
-    this.opts = { admin: false, bodyLimit: 64 * 1024, ...options }
+  constructor(
+    options: Partial<Omit<ApiOptions, 'limits'>> & {
+      host: string
+      port: number
+      limits?: Partial<ApiLimits>
+    },
+    modules: ApiModules,
+  ) {
+    const limits = { ...DEFAULT_API_LIMITS, ...options.limits }
+    this.opts = { admin: false, ...options, limits }
     this.#m = modules
-    this.app = Fastify({ logger: false, bodyLimit: this.opts.bodyLimit, forceCloseConnections: true })
-    this.#routes()
+    this.app = Fastify({
+      logger: false,
+      bodyLimit: limits.bodyLimit,
+      forceCloseConnections: true,
+      // Slow-loris: a client dribbling its head or body, or holding idle sockets, is cut off.
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      connectionTimeout: limits.connectionTimeoutMs,
+      http: {
+        maxHeaderSize: limits.maxHeaderSize,
+        // Node checks the head and request timeouts on this interval (30 s by default, which would let a
+        // slow client hold its socket 30 s past its timeout).
+        connectionsCheckingInterval: Math.max(100, Math.min(2000, limits.headersTimeoutMs / 2)),
+      },
+    })
+    this.app.server.headersTimeout = limits.headersTimeoutMs
+    this.app.server.maxConnections = limits.maxConnections
+    const rate = limits.rateLimit
+    if (rate !== undefined) {
+      // Every route added after this one is limited per client, unless it opts out (admin).
+      void this.app.register(rateLimit, {
+        global: true,
+        max: rate.max,
+        timeWindow: rate.windowMs,
+        ipv6Subnet: limits.ipv6Subnet,
+        errorResponseBuilder: (_req, ctx) =>
+          new ApiError(
+            429,
+            'RATE_LIMITED',
+            `more than ${formatRateLimit(rate)} requests from this client; retry in ${ctx.after} (batch intents: up to 256 per POST /v1/intents)`,
+          ),
+      })
+    }
+    // In the root context (no encapsulation) but after the rate-limit plug-in, whose onRoute hook must
+    // see the routes: the fastify-plugin convention.
+    const routes = async () => this.#routes()
+    Object.assign(routes, { [Symbol.for('skip-override')]: true })
+    void this.app.register(routes)
   }
 
   get address(): { host: string; port: number } | undefined {
@@ -99,7 +145,9 @@ export class ApiServer {
               : 'INTERNAL'
       reply.code(status).send(errorBody(code, status >= 500 ? 'internal error' : err.message))
     })
-    app.setNotFoundHandler((req, reply) => {
+    // Probing unknown paths costs a client its budget too (the 404 handler is not a route).
+    const limited = this.opts.limits.rateLimit === undefined ? {} : { preHandler: app.rateLimit() }
+    app.setNotFoundHandler(limited, (req, reply) => {
       reply.code(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${req.url}`))
     })
 
@@ -118,7 +166,9 @@ export class ApiServer {
   #adminRoutes(): void {
     const app = this.app
     const node = this.#m.node
-    // Admin routes answer loopback clients only, whatever the listen address.
+    // Admin routes answer loopback clients only, whatever the listen address, and only with --admin: the
+    // operator's tools (partitions, probes) are not rate limited.
+    const config = { rateLimit: false } as const
     const loopbackOnly = async (req: FastifyRequest, _reply: FastifyReply) => {
       if (!isLoopback(req.socket.remoteAddress?.replace(/^::ffff:/, '') ?? '')) {
         throw new ApiError(403, 'FORBIDDEN', 'admin endpoints answer loopback clients only')
@@ -126,7 +176,7 @@ export class ApiServer {
     }
     app.post<{ Body: { deny?: unknown } }>(
       '/admin/v1/partition',
-      { preHandler: loopbackOnly },
+      { preHandler: loopbackOnly, config },
       async (req) => {
         const deny = req.body?.deny
         if (
@@ -138,18 +188,22 @@ export class ApiServer {
         return { deny: await node.p2p.partition(deny as string[]) }
       },
     )
-    app.post<{ Body: { size?: unknown } }>('/admin/v1/probe', { preHandler: loopbackOnly }, async (req) => {
-      const size = req.body?.size ?? 300
-      if (typeof size !== 'number' || !Number.isInteger(size) || size < 0 || size > 60_000) {
-        throw new ApiError(400, 'MALFORMED', 'size must be an integer in [0, 60000]')
-      }
-      const probe = node.probes.next(node.p2p.peerId, size)
-      const recipients = await node.p2p.publish('probe', probe)
-      return { origin: probe.origin, seq: probe.seq, recipients }
-    })
+    app.post<{ Body: { size?: unknown } }>(
+      '/admin/v1/probe',
+      { preHandler: loopbackOnly, config },
+      async (req) => {
+        const size = req.body?.size ?? 300
+        if (typeof size !== 'number' || !Number.isInteger(size) || size < 0 || size > 60_000) {
+          throw new ApiError(400, 'MALFORMED', 'size must be an integer in [0, 60000]')
+        }
+        const probe = node.probes.next(node.p2p.peerId, size)
+        const recipients = await node.p2p.publish('probe', probe)
+        return { origin: probe.origin, seq: probe.seq, recipients }
+      },
+    )
     app.get<{ Querystring: { origin?: string } }>(
       '/admin/v1/probes',
-      { preHandler: loopbackOnly },
+      { preHandler: loopbackOnly, config },
       async (req) => node.probes.recent(req.query.origin),
     )
   }

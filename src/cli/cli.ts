@@ -1,6 +1,7 @@
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 // The timeline table has no imports: cheap enough to load for `--help` and argument checks.
 import { SCENARIO_NAMES, type ScenarioName } from '../../devnet/scenario-timelines.ts'
+import { DEFAULT_RATE_LIMIT, formatRateLimit, parseRateLimit, type RateLimit } from '../api/limits.ts'
 import { MurmurError } from '../errors.ts'
 import { loadKeys } from '../identity/keys.ts'
 import { MurmurNode } from '../node/node.ts'
@@ -25,6 +26,15 @@ export function parseHostPort(value: string): { host: string; port: number } {
 function parseMultiaddr(value: string, previous: string[]): string[] {
   if (!value.startsWith('/')) throw new InvalidArgumentError(`not a multiaddr: ${value}`)
   return [...previous, value]
+}
+
+/** `--rate-limit`: boxed, so that `off` (no limit) is not mistaken for the flag's absence. */
+function rateLimitArg(value: string): { value: RateLimit | undefined } {
+  try {
+    return { value: parseRateLimit(value) }
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message)
+  }
 }
 
 /** Builds the `murmur` command tree. Flags map onto module options here and nowhere else. */
@@ -69,6 +79,11 @@ export function buildCli(): Command {
       new Map(),
     )
     .option('--admin', 'serve /admin/v1/* (partition, probes); loopback API only', false)
+    .option(
+      '--rate-limit <rate>',
+      `requests per client IP on the public API routes: N/s, N/m or N/h; 0 or off for none (default ${formatRateLimit(DEFAULT_RATE_LIMIT)})`,
+      rateLimitArg,
+    )
     .option('--no-auto-unjail', "never send this validator's Unjail by itself after a downtime jail")
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .option('--log-file <path>', 'write logs to this file instead of stderr')
@@ -85,6 +100,7 @@ export function buildCli(): Command {
         logFile: o.logFile,
       }
       if (o.listen.length > 0) opts.listen = o.listen
+      if (o.rateLimit !== undefined) opts.apiLimits = { rateLimit: o.rateLimit.value }
       if (o.api === false) opts.api = undefined
       else if (typeof o.api === 'object') opts.api = o.api
       await runNode(opts)

@@ -50,6 +50,10 @@ export type ClientErrorCode =
   | 'UNKNOWN_CHAIN'
   | 'TOO_LARGE'
   | 'OVERLOADED'
+  | 'POOL_FULL'
+  | 'USER_LIMIT'
+  | 'RATE_LIMITED'
+  | 'BATCH_TOO_LARGE'
   | 'NOT_FOUND'
   | 'UNREACHABLE'
   | 'TIMEOUT'
@@ -103,6 +107,17 @@ export interface RollupView {
 }
 
 const NATIVE: Address = '0x0000000000000000000000000000000000000000'
+
+/** The node's refusal of a request as a ClientError; 429 and 503 say when to retry. */
+function refusal(res: Response, body: { error?: { code: ClientErrorCode; message: string } }): ClientError {
+  const retry = Number(res.headers.get('retry-after') ?? '1')
+  if (res.status === 429) return new ClientError('RATE_LIMITED', body.error?.message ?? 'rate limited', retry)
+  if (res.status === 503) {
+    const code = body.error?.code ?? 'OVERLOADED'
+    return new ClientError(code, body.error?.message ?? 'node overloaded', retry)
+  }
+  return new ClientError(body.error?.code ?? 'HTTP_ERROR', body.error?.message ?? `HTTP ${res.status}`)
+}
 
 export class MurmurClient {
   readonly api: string
@@ -164,11 +179,38 @@ export class MurmurClient {
     })
     const body = (await res.json()) as { id?: Hex; error?: { code: ClientErrorCode; message: string } }
     if (res.status === 202 || res.status === 200) return { id: body.id!, known: res.status === 200 }
-    if (res.status === 503) {
-      const retry = Number(res.headers.get('retry-after') ?? '1')
-      throw new ClientError('OVERLOADED', body.error?.message ?? 'node overloaded', retry)
-    }
-    throw new ClientError(body.error?.code ?? 'HTTP_ERROR', body.error?.message ?? `HTTP ${res.status}`)
+    throw refusal(res, body)
+  }
+
+  /**
+   * Submits up to 256 signed orders in one request (one request of the node's rate limit). Resolves with
+   * one outcome per order, in order: its id, or the node's refusal of that one order. The request itself
+   * failing (rate limited, more than 256) throws.
+   */
+  async submitMany(
+    intents: ReadonlyArray<{ order: GaslessCrossChainOrder; signature: Hex }>,
+  ): Promise<Array<{ id: Hex; known: boolean } | { error: ClientError }>> {
+    const res = await this.#fetch('/v1/intents', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(intents.map((i) => signedIntentToJson(i))),
+    })
+    const body = (await res.json()) as
+      | Array<{ status: number; id?: Hex; error?: { code: ClientErrorCode; message: string } }>
+      | { error?: { code: ClientErrorCode; message: string } }
+    if (res.status !== 200 || !Array.isArray(body)) throw refusal(res, body as { error?: never })
+    const retry = Number(res.headers.get('retry-after') ?? '1')
+    return body.map((a) =>
+      a.status === 200 || a.status === 202
+        ? { id: a.id!, known: a.status === 200 }
+        : {
+            error: new ClientError(
+              a.error?.code ?? 'HTTP_ERROR',
+              a.error?.message ?? `HTTP ${a.status}`,
+              a.status === 503 ? retry : undefined,
+            ),
+          },
+    )
   }
 
   /** `GET /v1/rollups`, fetched once per client (a failed fetch is retried next time). */

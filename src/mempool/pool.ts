@@ -12,6 +12,7 @@ import type { Logger } from 'pino'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import type { Address, Hex } from 'viem'
 import { type BatchOp, prefixEnd, type Store } from '../state/store.ts'
+import { type EvictionEntry, EvictionQueue, spreadOf } from './eviction.ts'
 import {
   applyTransition,
   DEADLINE_INDEX_PREFIX,
@@ -47,6 +48,18 @@ export interface IntentPoolOptions {
   maxBytes?: number
   /** Most non-terminal intents of one user. Default 64. */
   maxPerUser?: number
+  /**
+   * A user holding this many non-terminal intents may still add more while there is room (up to
+   * maxPerUser), but not by evicting others: fresh keys are free, so this bounds what one key buys in a
+   * full pool, not what a spammer holds. Default 8 (a wallet has a handful open at once).
+   */
+  evictorMaxPerUser?: number
+  /**
+   * An origin chain holding this share of maxCount (basis points) may fill the rest of the pool while
+   * there is room, but its newcomers may only evict intents of the same origin: one flooded rollup cannot
+   * push every other rollup's users out. Default 5 000 (half the pool).
+   */
+  originQuotaBps?: number
   /** How long a terminal record stays readable (GET /v1/intents/:id) before pruning. Default 1 h. */
   retainTerminalMs?: number
   /**
@@ -70,6 +83,8 @@ export const DEFAULT_INTENT_POOL_OPTIONS: ResolvedIntentPoolOptions = {
   maxCount: 100_000,
   maxBytes: 64 * 1024 * 1024,
   maxPerUser: 64,
+  evictorMaxPerUser: 8,
+  originQuotaBps: 5_000,
   retainTerminalMs: 60 * 60 * 1000,
   maxTerminal: 100_000,
   sweepIntervalMs: 1_000,
@@ -145,6 +160,10 @@ interface Meta {
   fillDeadline: number
   receivedAtMs: number
   bytes: number
+  /** Origin chain id, decimal: the per-origin quota's key. */
+  origin: string
+  /** What it pays (eviction.ts): the eviction order's key. */
+  spread: bigint
 }
 
 /** One planned change of a record inside a write. */
@@ -167,65 +186,6 @@ interface Txn {
 const EVICTED_REASON = 'evicted'
 const EXPIRED_REASON = 'deadline'
 
-/**
- * Min-heap of pending intents by (fillDeadline, id): the eviction order. Entries go stale when an
- * intent leaves `pending`; they are skipped when met and the heap is rebuilt when mostly stale.
- */
-class DeadlineHeap {
-  readonly #items: Array<{ d: number; id: Hex }> = []
-  readonly #in = new Set<Hex>()
-
-  get size(): number {
-    return this.#items.length
-  }
-
-  clear(): void {
-    this.#items.length = 0
-    this.#in.clear()
-  }
-
-  push(d: number, id: Hex): void {
-    if (this.#in.has(id)) return
-    this.#in.add(id)
-    const a = this.#items
-    a.push({ d, id })
-    let i = a.length - 1
-    while (i > 0) {
-      const p = (i - 1) >> 1
-      if (!less(a[i]!, a[p]!)) break
-      ;[a[i], a[p]] = [a[p]!, a[i]!]
-      i = p
-    }
-  }
-
-  pop(): { d: number; id: Hex } | undefined {
-    const a = this.#items
-    const top = a[0]
-    if (top === undefined) return undefined
-    const last = a.pop()!
-    if (a.length > 0) {
-      a[0] = last
-      let i = 0
-      for (;;) {
-        const l = 2 * i + 1
-        const r = l + 1
-        let m = i
-        if (l < a.length && less(a[l]!, a[m]!)) m = l
-        if (r < a.length && less(a[r]!, a[m]!)) m = r
-        if (m === i) break
-        ;[a[i], a[m]] = [a[m]!, a[i]!]
-        i = m
-      }
-    }
-    this.#in.delete(top.id)
-    return top
-  }
-}
-
-function less(a: { d: number; id: Hex }, b: { d: number; id: Hex }): boolean {
-  return a.d < b.d || (a.d === b.d && a.id < b.id)
-}
-
 function metaOf(r: IntentRecord): Meta {
   return {
     state: r.state,
@@ -234,6 +194,8 @@ function metaOf(r: IntentRecord): Meta {
     fillDeadline: r.fillDeadline,
     receivedAtMs: r.receivedAtMs,
     bytes: intentBytes(r.intent),
+    origin: r.intent.order.originChainId.toString(),
+    spread: spreadOf(r.intent.order),
   }
 }
 
@@ -262,7 +224,9 @@ export class IntentPool {
   readonly #nonces = new Set<string>()
   /** Non-terminal intents per user. */
   readonly #perUser = new Map<Address, number>()
-  readonly #heap = new DeadlineHeap()
+  /** Non-terminal intents per origin chain. */
+  readonly #perOrigin = new Map<string, number>()
+  readonly #queue = new EvictionQueue()
   #count = 0
   #bytes = 0
 
@@ -312,7 +276,7 @@ export class IntentPool {
       }),
       evicted: new Counter({
         name: 'murmur_mempool_evicted_total',
-        help: 'Pending intents evicted (-> failed) to make room for ones with later fill deadlines',
+        help: 'Pending intents evicted (-> failed) to make room for ones paying a larger spread',
         registers,
       }),
       writeSeconds: new Histogram({
@@ -523,9 +487,9 @@ export class IntentPool {
   /**
    * Adds validated intents in one batch; resolves, once the batch is written, with one result per
    * input in order. Per intent: `known` if the id is held; NONCE_USED if (user, nonce) was used;
-   * USER_LIMIT at the per-user bound; when the pool is full, the pending intents with the nearest
-   * fillDeadline are evicted (-> failed, reason `evicted`) if the new one's deadline is later, else
-   * POOL_FULL. Earlier inputs count against later ones.
+   * USER_LIMIT at the per-user bound; when the pool is full, the pending intents paying the least
+   * spread are evicted (-> failed, reason `evicted`) if the new one pays more and its user and origin
+   * quotas allow it (see {@link IntentPoolOptions}), else POOL_FULL. Earlier inputs count against later ones.
    */
   async addMany(intents: readonly AddableIntent[]): Promise<AddResult[]> {
     return this.#exclusive(async () => {
@@ -749,10 +713,8 @@ export class IntentPool {
     }
     const record = newRecord(id, { order, signature: intent.signature }, atMs)
     const meta = metaOf(record)
-    const victims = this.#pickVictims(meta.bytes, record.fillDeadline)
-    if (victims === undefined) {
-      return { code: 'POOL_FULL', message: 'pool full of intents with earlier fill deadlines' }
-    }
+    const victims = this.#pickVictims(meta, id)
+    if (typeof victims === 'string') return { code: 'POOL_FULL', message: victims }
     for (const victim of victims) {
       await this.#preload(txn, [victim])
       this.#planTransition(txn, victim, 'failed', { reason: EVICTED_REASON }, atMs)
@@ -769,37 +731,46 @@ export class IntentPool {
   }
 
   /**
-   * The pending intents to evict so that one more intent of `bytes` fits, nearest fillDeadline first,
-   * each with a deadline before `fillDeadline`; undefined when that cannot free enough room.
+   * The pending intents to evict so that `m` fits, in eviction order (eviction.ts), each paying less than
+   * `m`; or why it cannot: the pool is full of intents paying as much, or `m`'s user or origin is at its
+   * quota (an origin at quota may only displace its own origin's intents).
    */
-  #pickVictims(bytes: number, fillDeadline: number): Hex[] | undefined {
-    const { maxCount, maxBytes } = this.options
+  #pickVictims(m: Meta, id: Hex): Hex[] | string {
+    const { maxCount, maxBytes, evictorMaxPerUser, originQuotaBps } = this.options
     let count = this.#count
     let total = this.#bytes
-    if (count + 1 <= maxCount && total + bytes <= maxBytes) return []
-    const popped: Array<{ d: number; id: Hex }> = []
+    if (count + 1 <= maxCount && total + m.bytes <= maxBytes) return []
+    if ((this.#perUser.get(m.user) ?? 0) >= evictorMaxPerUser) {
+      return `pool full, and user ${m.user} holds ${evictorMaxPerUser} or more open intents: it cannot evict others`
+    }
+    const originAtQuota =
+      (this.#perOrigin.get(m.origin) ?? 0) * 10_000 >= maxCount * originQuotaBps ? m.origin : undefined
+    const newcomer: EvictionEntry = { spread: m.spread, fillDeadline: m.fillDeadline, id, origin: m.origin }
+    const popped: EvictionEntry[] = []
     const victims: Hex[] = []
     let ok = false
     for (;;) {
-      if (count + 1 <= maxCount && total + bytes <= maxBytes) {
+      if (count + 1 <= maxCount && total + m.bytes <= maxBytes) {
         ok = true
         break
       }
-      const top = this.#heap.pop()
+      const top = this.#queue.pop(originAtQuota)
       if (top === undefined) break
       popped.push(top)
-      const m = this.#meta.get(top.id)
-      if (m === undefined || m.state !== 'pending') continue // stale entry
-      if (top.d >= fillDeadline) break
+      const v = this.#meta.get(top.id)
+      if (v === undefined || v.state !== 'pending') continue // stale entry
+      // Paying the same buys no place: only a larger spread displaces.
+      if (top.spread >= newcomer.spread) break
       victims.push(top.id)
       count--
-      total -= m.bytes
+      total -= v.bytes
     }
     // Victims are re-pushed too: they leave `pending` when planned, and a rollback brings them back.
-    for (const p of popped) {
-      if (this.#meta.get(p.id)?.state === 'pending') this.#heap.push(p.d, p.id)
-    }
-    return ok ? victims : undefined
+    for (const p of popped) if (this.#meta.get(p.id)?.state === 'pending') this.#queue.push(p)
+    if (ok) return victims
+    return originAtQuota === undefined
+      ? 'pool full of intents paying at least this spread'
+      : `pool full, and origin ${m.origin} holds its quota of it: only its own intents paying less can be evicted`
   }
 
   #planTransition(
@@ -868,8 +839,9 @@ export class IntentPool {
       this.#count++
       this.#bytes += m.bytes
       this.#perUser.set(m.user, (this.#perUser.get(m.user) ?? 0) + 1)
+      this.#perOrigin.set(m.origin, (this.#perOrigin.get(m.origin) ?? 0) + 1)
     }
-    if (m.state === 'pending') this.#pushHeap(m.fillDeadline, id)
+    if (m.state === 'pending') this.#pushQueue(id, m)
   }
 
   #removeMeta(id: Hex, m: Meta): void {
@@ -881,16 +853,25 @@ export class IntentPool {
       const n = (this.#perUser.get(m.user) ?? 0) - 1
       if (n > 0) this.#perUser.set(m.user, n)
       else this.#perUser.delete(m.user)
+      const o = (this.#perOrigin.get(m.origin) ?? 0) - 1
+      if (o > 0) this.#perOrigin.set(m.origin, o)
+      else this.#perOrigin.delete(m.origin)
     }
   }
 
-  #pushHeap(d: number, id: Hex): void {
+  #pushQueue(id: Hex, m: Meta): void {
+    const entry = (i: Hex, x: Meta): EvictionEntry => ({
+      spread: x.spread,
+      fillDeadline: x.fillDeadline,
+      id: i,
+      origin: x.origin,
+    })
     const pending = this.#byState.get('pending')!
-    if (this.#heap.size > 2 * pending.size + 1024) {
-      this.#heap.clear()
-      for (const pid of pending) this.#heap.push(this.#meta.get(pid)!.fillDeadline, pid)
+    if (this.#queue.size > 2 * pending.size + 1024) {
+      this.#queue.clear()
+      for (const pid of pending) this.#queue.push(entry(pid, this.#meta.get(pid)!))
     }
-    this.#heap.push(d, id)
+    this.#queue.push(entry(id, m))
   }
 
   #terminalCount(): number {

@@ -14,7 +14,7 @@ import { PublishBatcher } from '../p2p/batcher.ts'
 import type { P2PHost, TopicHandler } from '../p2p/host.ts'
 import { ACCEPT, ignore, reject, type ValidationResult } from '../p2p/validation.ts'
 import type { AssetTable } from '../state/assets.ts'
-import type { IntentPool } from './pool.ts'
+import type { IntentPool, PoolRejection } from './pool.ts'
 import {
   type IntentRejectCode,
   type IntentValidation,
@@ -91,7 +91,11 @@ const PROVABLY_BAD: ReadonlySet<IntentRejectCode> = new Set([
 export type SubmitAnswer =
   | { status: 202 | 200; body: { id: Hex } }
   | { status: 400; body: { error: { code: IntentRejectCode; message: string } } }
-  | { status: 503; body: { error: { code: 'OVERLOADED'; message: string } }; retryAfterSec: number }
+  | {
+      status: 503
+      body: { error: { code: 'OVERLOADED' | 'POOL_FULL' | 'USER_LIMIT'; message: string } }
+      retryAfterSec: number
+    }
 
 /**
  * The intent path of a node: HTTP submissions and gossip in, durable pool, gossip out, and
@@ -109,7 +113,7 @@ export class MempoolService {
   #inFlight = 0
   #writeQueue: Array<{
     intent: ValidIntent
-    resolve: (r: 'added' | 'known') => void
+    resolve: (r: 'added' | 'known' | PoolRejection) => void
     reject: (e: Error) => void
   }> = []
   #writing = false
@@ -276,6 +280,14 @@ export class MempoolService {
         return { status: 200, body: { id: v.id } }
       }
       const r = await this.#persist(v)
+      if (typeof r !== 'string') {
+        // Refused by the pool: said so, never a 200 for an intent the pool does not hold.
+        this.#metrics.submitted.inc({ source, outcome: r.code })
+        if (r.code === 'NONCE_USED') {
+          return { status: 400, body: { error: { code: 'NONCE_USED', message: r.message } } }
+        }
+        return { status: 503, body: { error: { code: r.code, message: r.message } }, retryAfterSec: 5 }
+      }
       this.#metrics.submitted.inc({ source, outcome: r })
       if (r === 'added') this.#relay({ order: v.order, signature: v.signature })
       return { status: r === 'added' ? 202 : 200, body: { id: v.id } }
@@ -330,6 +342,7 @@ export class MempoolService {
     const added = await Promise.all(valid.map((v) => this.#persist(v)))
     const n = added.filter((a) => a === 'added').length
     this.#metrics.submitted.inc({ source, outcome: 'added' }, n)
+    for (const a of added) if (typeof a !== 'string') this.#metrics.submitted.inc({ source, outcome: a.code })
     return n > 0 ? { ...ACCEPT, added: n } : ignore('DUPLICATE')
   }
 
@@ -342,7 +355,7 @@ export class MempoolService {
   }
 
   /** Group commit: one LevelDB batch for everything validated while the previous write ran. */
-  #persist(intent: ValidIntent): Promise<'added' | 'known'> {
+  #persist(intent: ValidIntent): Promise<'added' | 'known' | PoolRejection> {
     return new Promise((resolve, reject) => {
       this.#writeQueue.push({ intent, resolve, reject })
       if (!this.#writing) void this.#drainWrites()
@@ -359,11 +372,7 @@ export class MempoolService {
         this.#metrics.writeBatch.observe(jobs.length)
         try {
           const results = await this.#m.pool.addMany(jobs.map((j) => j.intent))
-          jobs.forEach((j, i) => {
-            const r = results[i]
-            if (r === 'added' || r === 'known') j.resolve(r)
-            else j.resolve('known')
-          })
+          for (const [i, j] of jobs.entries()) j.resolve(results[i]!)
         } catch (err) {
           // A failed durable write stops the node (STYLE.md); callers see the error.
           this.#m.log.fatal({ err }, 'intent pool write failed')

@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import { collectDefaultMetrics, Registry } from 'prom-client'
 import type { Hex } from 'viem'
 import { intentRoutes, type SettlementView } from '../api/intents.ts'
+import { DEFAULT_API_LIMITS } from '../api/limits.ts'
 import { ApiServer, isLoopback } from '../api/server.ts'
 import { settlementRoutes } from '../api/settlement.ts'
 import { stakingRoutes } from '../api/staking.ts'
@@ -333,7 +334,7 @@ export class MurmurNode {
 
     if (o.api !== undefined) {
       const api = new ApiServer(
-        { ...o.api, admin: o.admin },
+        { ...o.api, admin: o.admin, limits: o.apiLimits },
         {
           node: this,
           log: this.log.child({ module: 'api' }),
@@ -352,6 +353,7 @@ export class MurmurNode {
                   }),
                 ),
               settlementView,
+              { ...DEFAULT_API_LIMITS, ...o.apiLimits },
             ),
             (app) => app.get('/v1/rollups', async () => rollups.rows()),
             consensus.routes(),

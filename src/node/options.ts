@@ -1,4 +1,5 @@
 import type { Level } from 'pino'
+import type { ApiLimits } from '../api/limits.ts'
 import type { ConsensusDriverOptions } from '../consensus/driver.ts'
 import type { IntentPoolOptions } from '../mempool/pool.ts'
 import type { MempoolServiceOptions } from '../mempool/service.ts'
@@ -15,6 +16,11 @@ export interface NodeOptions {
   api: { host: string; port: number } | undefined
   /** Mount /admin/v1/* (only allowed with a loopback API address). */
   admin: boolean
+  /**
+   * The API's rate, size and time limits (api/limits.ts DEFAULT_API_LIMITS for what is not given);
+   * `--rate-limit` sets `rateLimit`, undefined there turning the rate limit off.
+   */
+  apiLimits: Partial<ApiLimits>
   /** RPC URL per rollup chain id. */
   rollups: Map<number, string>
   logLevel: Level
@@ -36,6 +42,7 @@ export const DEFAULT_NODE_OPTIONS: Omit<NodeOptions, 'dataDir' | 'genesisPath'> 
   bootstrap: [],
   api: { host: '127.0.0.1', port: 7070 },
   admin: false,
+  apiLimits: {},
   rollups: new Map(),
   logLevel: 'info',
   logFile: undefined,
