@@ -69,6 +69,7 @@ export function buildCli(): Command {
       new Map(),
     )
     .option('--admin', 'serve /admin/v1/* (partition, probes); loopback API only', false)
+    .option('--dashboard', "serve the dashboard page at /dashboard/ of the API (this node's view)", false)
     .option('--no-auto-unjail', "never send this validator's Unjail by itself after a downtime jail")
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .option('--log-file <path>', 'write logs to this file instead of stderr')
@@ -80,6 +81,7 @@ export function buildCli(): Command {
         bootstrap: o.bootstrap,
         rollups: o.rollup,
         admin: o.admin,
+        dashboard: o.dashboard,
         autoUnjail: o.autoUnjail,
         logLevel: o.logLevel,
         logFile: o.logFile,

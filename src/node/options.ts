@@ -15,6 +15,8 @@ export interface NodeOptions {
   api: { host: string; port: number } | undefined
   /** Mount /admin/v1/* (only allowed with a loopback API address). */
   admin: boolean
+  /** Serve the dashboard page at `/dashboard/` of the API (this node's view; `--dashboard`). */
+  dashboard: boolean
   /** RPC URL per rollup chain id. */
   rollups: Map<number, string>
   logLevel: Level
@@ -36,6 +38,7 @@ export const DEFAULT_NODE_OPTIONS: Omit<NodeOptions, 'dataDir' | 'genesisPath'> 
   bootstrap: [],
   api: { host: '127.0.0.1', port: 7070 },
   admin: false,
+  dashboard: false,
   rollups: new Map(),
   logLevel: 'info',
   logFile: undefined,
