@@ -113,7 +113,8 @@ describe.skipIf('missing' in chromium)(`the devnet dashboard in chromium${skippe
   }, 90_000)
 
   it('the rollup-down and rollup-up buttons take a rollup down and back up on the page', async () => {
-    await page.click('#details-close')
+    // The side panel (open after the test above) covers the rollup cards.
+    if (await page.locator('#details-close').isVisible()) await page.click('#details-close')
     await page.click('[data-testid="rollup-902"]')
     await page.click('[data-testid="btn-rollup-down"]')
     await waitFor('rollup 902 down', async () => (await status('rollup-902')) === 'down', {
