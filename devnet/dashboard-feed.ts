@@ -8,7 +8,7 @@
 import { IntentTally } from './intent-tally.ts'
 import { followEvents } from './sse.ts'
 
-/** Ticks of history kept (about 10 minutes at one a second). */
+/** Ticks of history kept by default (about 10 minutes at one a second). */
 export const HISTORY_POINTS = 600
 /** Fault commands kept for the timeline. */
 export const MAX_FAULTS = 200
@@ -88,6 +88,7 @@ export interface History {
 export class DashboardFeed {
   readonly #src: FeedSource
   readonly #pollMs: number
+  readonly #points: number
   readonly tally = new IntentTally()
   readonly history: History = { t: [], heights: [], gas: {}, baseFee: {} }
   readonly faults: Fault[] = []
@@ -99,9 +100,10 @@ export class DashboardFeed {
   #timer: NodeJS.Timeout | undefined
   #busy = false
 
-  constructor(src: FeedSource, pollMs = 1_000) {
+  constructor(src: FeedSource, pollMs = 1_000, historyPoints = HISTORY_POINTS) {
     this.#src = src
     this.#pollMs = pollMs
+    this.#points = historyPoints
   }
 
   /** Starts polling (and following the streams); `stop()` ends both. */
@@ -276,7 +278,7 @@ export class DashboardFeed {
   #record(tick: Tick): void {
     const h = this.history
     const trim = <T>(xs: T[]) => {
-      if (xs.length > HISTORY_POINTS) xs.splice(0, xs.length - HISTORY_POINTS)
+      if (xs.length > this.#points) xs.splice(0, xs.length - this.#points)
     }
     const at = h.t.length
     // A column first seen now starts with nulls for the ticks before it.
