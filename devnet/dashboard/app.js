@@ -420,7 +420,18 @@ function connect() {
   })
 }
 
+function fitCharts() {
+  const pairs = [
+    ['heights', 'chart-heights'],
+    ['gas', 'chart-gas'],
+    ['fee', 'chart-fee'],
+  ]
+  for (const [c, id] of pairs)
+    view.charts[c]?.setSize({ width: Math.max(300, $(id).clientWidth), height: 160 })
+}
+
 async function main() {
+  window.addEventListener('resize', fitCharts)
   $('details-close').addEventListener('click', () => {
     view.selected = undefined
     $('details').classList.add('hidden')
