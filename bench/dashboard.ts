@@ -112,3 +112,5 @@ console.log(
     `per node ${perNode('feed').toFixed(2)} ms/s without a page, ${perNode('page').toFixed(2)} ms/s with one ` +
     `(devnet process baseline ${median(rows.map((r) => r.off)).toFixed(1)} ms/s)`,
 )
+// The devnet leaves no process behind (stop() above), but some of its handles keep the event loop alive.
+process.exit(0)
