@@ -12,6 +12,8 @@ import { followEvents } from './sse.ts'
 export const HISTORY_POINTS = 600
 /** Fault commands kept for the timeline. */
 export const MAX_FAULTS = 200
+/** Stake moves a tick carries (the most recent; `movesInForce` counts them all). */
+const MAX_MOVES = 20
 /** A node this many blocks behind the highest is shown degraded. */
 const BEHIND_BLOCKS = 3
 
@@ -227,6 +229,15 @@ export class DashboardFeed {
         break
       } catch {}
     }
+    // Every epoch's rewards, every move in force: lists that grow with the chain; a page needs the last.
+    const st = staking as { rewards?: unknown[]; moves?: unknown[] } | null
+    if (st !== null && typeof st === 'object')
+      staking = {
+        ...st,
+        rewards: (st.rewards ?? []).slice(-1),
+        moves: (st.moves ?? []).slice(-MAX_MOVES),
+        movesInForce: st.moves?.length ?? 0,
+      }
     const running = new Map(this.#src.rollups().map((r) => [r.chainId, r.running]))
     // A rollup the devnet stopped is down now, before the nodes' health view notices.
     rollups = rollups.map((r) => (running.get(r.chainId) === false ? { ...r, status: 'down' } : r))

@@ -23,7 +23,12 @@ function fakeNode(f: Fake, jailed: string[]): Promise<{ server: Server; api: str
       '/v1/status': f.status,
       '/v1/peers': f.peers.map((peerId) => ({ peerId, addrs: [], direction: 'outbound', score: 0 })),
       '/v1/rollups': ROLLUPS,
-      '/v1/staking': { epoch: '1', pools: [], moves: [] },
+      '/v1/staking': {
+        epoch: '3',
+        pools: [],
+        moves: Array.from({ length: 30 }, (_, k) => ({ id: `m${k}` })),
+        rewards: [{ epoch: '1' }, { epoch: '2' }],
+      },
       '/v1/validators': ['0xa', '0xb', '0xc'].map((address) => ({
         address,
         jailed: jailed.includes(address),
@@ -98,6 +103,11 @@ describe('DashboardFeed', () => {
     expect(tick.nodes[5]).toMatchObject({ height: null, peers: [] })
     expect(tick.rollups.map((r) => r.status)).toEqual(['up', 'down'])
     expect(tick.validators).toHaveLength(3)
+    // Lists that grow with the chain are cut to what the page shows.
+    expect(tick.staking).toMatchObject({ epoch: '3', movesInForce: 30, rewards: [{ epoch: '2' }] })
+    expect((tick.staking as { moves: Array<{ id: string }> }).moves.map((m) => m.id)).toEqual(
+      Array.from({ length: 20 }, (_, k) => `m${k + 10}`),
+    )
   })
 
   it('keeps at most its bound of ticks, every column as long as the times, and MAX_FAULTS faults', async () => {

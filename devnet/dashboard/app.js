@@ -261,7 +261,7 @@ function drawStaking(staking, validators) {
   }
   const moves = staking?.moves ?? []
   $('moves').textContent =
-    `epoch ${staking?.epoch ?? '-'} · ${moves.length} stake move(s) in force` +
+    `epoch ${staking?.epoch ?? '-'} · ${staking?.movesInForce ?? moves.length} stake move(s) in force` +
     (moves.length > 0 ? ` · latest ${JSON.stringify(moves[moves.length - 1]).slice(0, 120)}` : '')
   const vt = $('validators')
   vt.replaceChildren()
