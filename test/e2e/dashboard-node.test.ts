@@ -1,4 +1,3 @@
-import type { Browser } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { followEvents } from '../../devnet/sse.ts'
 import { ensureChromium, launchChromium } from '../helpers/browser.ts'
@@ -61,18 +60,11 @@ describe('murmur node start --dashboard', () => {
     expect((await fetch(`${other}/dashboard/vendor/uplot.iife.min.js`)).status).toBe(404)
   })
 
-  describe.skipIf('missing' in chromium)(
-    `in chromium${'missing' in chromium ? ` (skipped: ${chromium.missing})` : ''}`,
-    () => {
-      let browser: Browser
-      beforeAll(async () => {
-        browser = await launchChromium((chromium as { path: string }).path)
-      })
-      afterAll(async () => {
-        await browser?.close()
-      })
-
-      it('shows the node and its peer, without fault buttons', async () => {
+  it.skipIf('missing' in chromium)(
+    `shows the node and its peer in chromium, without fault buttons${'missing' in chromium ? ` (skipped: ${chromium.missing})` : ''}`,
+    async () => {
+      const browser = await launchChromium((chromium as { path: string }).path)
+      try {
         const page = await browser.newPage()
         await page.goto(`${c.node(0).api}/dashboard/`)
         await waitFor('node 0 drawn up with its peer', async () => {
@@ -83,8 +75,9 @@ describe('murmur node start --dashboard', () => {
         })
         expect(await page.locator('[data-testid="link-0-1"]').count()).toBe(1)
         expect(await page.locator('#btn-heal').isVisible()).toBe(false)
-        await page.close()
-      })
+      } finally {
+        await browser.close()
+      }
     },
   )
 })
