@@ -14,6 +14,7 @@ const NETWORKS = [
   'test/e2e/offline.test.ts',
   'test/e2e/rollups.test.ts',
   'test/e2e/mempool-spam.test.ts',
+  'test/e2e/dashboard.test.ts',
 ]
 
 const common = {

@@ -19,6 +19,7 @@ const known = [
   'epoch',
   'devnet-start',
   'api-limits',
+  'dashboard',
 ]
 if (name === undefined || !known.includes(name)) {
   console.error(`usage: npm run bench -- <${known.join('|')}> [flags]`)

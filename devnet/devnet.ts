@@ -6,6 +6,7 @@ import { generatePrivateKey, type PrivateKeyAccount, privateKeyToAccount } from 
 import { MurmurClient } from '../src/client/index.ts'
 import { MurmurError } from '../src/errors.ts'
 import { type Rollups, startRollups } from './anvil.ts'
+import { DashboardServer } from './dashboard-server.ts'
 import { IntentTally } from './intent-tally.ts'
 import { type PreparedNetwork, prepareNetwork } from './network.ts'
 import { type NodeProcess, spawnNode } from './process.ts'
@@ -83,6 +84,7 @@ export class Devnet {
   rollups: Rollups | undefined
   readonly procs: Array<NodeProcess | undefined> = []
   #server: Server | undefined
+  #dashboard: DashboardServer | undefined
   #timers: NodeJS.Timeout[] = []
   /** Intents by state and fill latency, from a node's event stream (the status line's figures). */
   readonly tally = new IntentTally()
@@ -98,6 +100,11 @@ export class Devnet {
   constructor(options: Partial<DevnetOptions>) {
     this.opts = { ...DEFAULT_DEVNET_OPTIONS, ...options }
     this.opts.dir = resolve(this.opts.dir)
+  }
+
+  /** The dashboard (its feed: history, faults, the pages' stream); undefined before `up()`. */
+  get dashboard(): DashboardServer | undefined {
+    return this.#dashboard
   }
 
   async up(): Promise<DevnetState> {
@@ -317,6 +324,7 @@ export class Devnet {
 
   /** Runs one fault command; the same verbs as `murmur devnet <verb>`. */
   async control(cmd: string, args: string[]): Promise<unknown> {
+    this.#dashboard?.feed.fault(cmd, args)
     const idx = (s: string | undefined, max: number, what: string) => {
       const n = Number(s)
       if (!Number.isInteger(n) || n < 0 || n >= max)
@@ -388,6 +396,22 @@ export class Devnet {
     }
   }
 
+  /** What `/api/state` answered before the dashboard had its own server (scripts may read it). */
+  async #statuses(): Promise<object> {
+    const live = this.procs.find((p) => p !== undefined)
+    const view =
+      live === undefined
+        ? []
+        : await fetch(`${live.api}/v1/rollups`, { signal: AbortSignal.timeout(2_000) })
+            .then((r) => r.json())
+            .catch(() => [])
+    return {
+      statuses: await this.nodeStatuses(),
+      view,
+      intents: { sent: this.#sent, accepted: this.#accepted, refused: this.#refused },
+    }
+  }
+
   async #admin(i: number, deny: string[]): Promise<void> {
     const p = this.procs[i]
     if (p === undefined) return
@@ -402,6 +426,19 @@ export class Devnet {
   }
 
   async #serveControl(): Promise<void> {
+    this.#dashboard = new DashboardServer({
+      state: () => this.state(),
+      statuses: () => this.#statuses(),
+      nodes: () =>
+        (this.net?.nodes ?? []).map((n) => ({
+          index: n.index,
+          api: this.procs[n.index]?.api ?? null,
+          peerId: n.peerId,
+        })),
+      rollups: () => (this.rollups?.rollups ?? []).map((r) => ({ chainId: r.chainId, running: r.running })),
+      extra: () => ({ sent: this.#sent, accepted: this.#accepted, refused: this.#refused }),
+    })
+    this.#dashboard.feed.start()
     this.#server = createServer((req, res) => {
       this.#handle(req, res).catch((err: Error) => {
         res.writeHead(err instanceof DevnetError ? 400 : 500, { 'content-type': 'application/json' })
@@ -423,30 +460,7 @@ export class Devnet {
       res.end(JSON.stringify(result))
       return
     }
-    if (req.method === 'GET' && req.url === '/api/state') {
-      res.writeHead(200, { 'content-type': 'application/json' })
-      const live = this.procs.find((p) => p !== undefined)
-      const view =
-        live === undefined
-          ? []
-          : await fetch(`${live.api}/v1/rollups`)
-              .then((r) => r.json())
-              .catch(() => [])
-      res.end(
-        JSON.stringify({
-          ...this.state(),
-          statuses: await this.nodeStatuses(),
-          view,
-          intents: { sent: this.#sent, accepted: this.#accepted, refused: this.#refused },
-        }),
-      )
-      return
-    }
-    if (req.method === 'GET' && req.url === '/') {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
-      res.end(DASHBOARD_HTML)
-      return
-    }
+    if (await this.#dashboard?.handle(req, res)) return
     res.writeHead(404, { 'content-type': 'application/json' })
     res.end('{"error":{"code":"NOT_FOUND","message":"no such route"}}')
   }
@@ -455,6 +469,7 @@ export class Devnet {
     if (this.#stopping) return
     this.#stopping = true
     for (const t of this.#timers) clearInterval(t)
+    this.#dashboard?.feed.stop()
     this.#events?.ac.abort()
     await Promise.allSettled(this.procs.map((p) => p?.stop()))
     await this.rollups?.stop()
@@ -492,21 +507,3 @@ export async function devnetCommand(dir: string, cmd: string, args: string[]): P
   if (!res.ok) throw new DevnetError('CONTROL_FAILED', body.error?.message ?? res.statusText)
   return body
 }
-
-const DASHBOARD_HTML = `<!doctype html><html><head><meta charset="utf-8"><title>Murmur devnet</title>
-<style>body{font:14px system-ui,sans-serif;margin:2em;background:#0f1419;color:#d6dde4}
-table{border-collapse:collapse}td,th{padding:4px 12px;border-bottom:1px solid #2a3440;text-align:left}
-.down{color:#f66}.up{color:#6c6}</style></head><body><h1>Murmur devnet</h1>
-<p id="intents"></p><h2>Nodes</h2><table id="nodes"></table><h2>Rollups</h2><table id="rollups"></table>
-<script>
-async function tick(){
-  const s = await (await fetch('/api/state')).json();
-  document.getElementById('nodes').innerHTML = '<tr><th>#</th><th>state</th><th>height</th><th>peers</th><th>api</th><th>peer id</th></tr>' +
-    s.statuses.map(n => n.down ? '<tr><td>'+n.index+'</td><td class="down">down</td><td></td><td></td><td></td><td></td></tr>' :
-      '<tr><td>'+n.index+'</td><td class="up">up</td><td>'+n.height+'</td><td>'+n.peers+'</td><td><a href="'+s.nodes[n.index].api+'/v1/status">'+s.nodes[n.index].api+'</a></td><td>'+n.peerId+'</td></tr>').join('');
-  document.getElementById('intents').textContent = 'wallet intents sent ' + s.intents.sent + ', accepted ' + s.intents.accepted + ', refused ' + s.intents.refused;
-  document.getElementById('rollups').innerHTML = '<tr><th>chain</th><th>status (network view)</th><th>gas used</th><th>base fee (wei)</th><th>block time</th><th>assigned</th><th>rpc</th><th>anvil pid</th></tr>' +
-    s.rollups.map(r => { const v = s.view.find(x => x.chainId === r.chainId) || {}; return '<tr><td>'+r.chainId+'</td><td class="'+(v.status==='up'?'up':'down')+'">'+(v.status||'?')+'</td><td>'+((v.gasUsedRatioBps||0)/100).toFixed(1)+' %</td><td>'+(v.baseFeeWei||'')+'</td><td>'+(v.blockTimeMs||'')+' ms</td><td>'+(v.pendingAssignments??'')+'</td><td>'+r.rpcUrl+'</td><td class="'+(r.pid?'up':'down')+'">'+(r.pid ?? 'down')+'</td></tr>' }).join('');
-}
-tick(); setInterval(tick, 2000);
-</script></body></html>`

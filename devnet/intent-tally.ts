@@ -21,10 +21,16 @@ export interface TallyCounts {
   expired: number
 }
 
-function median(xs: readonly number[]): number | undefined {
+/** The q-quantile (0..1, nearest rank below) of xs; undefined when empty. */
+function quantile(xs: readonly number[], q: number): number | undefined {
   if (xs.length === 0) return undefined
   const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor((s.length - 1) / 2)]
+  return s[Math.floor((s.length - 1) * q)]
+}
+
+function pushBounded(xs: number[], x: number): void {
+  xs.push(x)
+  if (xs.length > MAX_LATENCIES) xs.shift()
 }
 
 export class IntentTally {
@@ -33,14 +39,22 @@ export class IntentTally {
   readonly #settled = new Set<string>()
   readonly #acceptedAt = new Map<string, number>()
   readonly #latencies: number[] = []
+  readonly #settleLatencies: number[] = []
 
-  /** Takes one `intent` event's data; anything else is ignored. */
-  onEvent(data: unknown): void {
+  /**
+   * Takes one `intent` event's data; anything else is ignored. `nowMs` dates a settlement change (its
+   * event carries no time of its own; the node runs on this machine, so its clock is ours).
+   */
+  onEvent(data: unknown, nowMs: number = Date.now()): void {
     if (typeof data !== 'object' || data === null) return
     const e = data as { id?: unknown; state?: unknown; atMs?: unknown; settlement?: { state?: unknown } }
     if (typeof e.id !== 'string') return
     if (e.settlement !== undefined) {
-      if (e.settlement?.state === 'settled') this.#settled.add(e.id)
+      if (e.settlement?.state === 'settled' && !this.#settled.has(e.id)) {
+        this.#settled.add(e.id)
+        const from = this.#acceptedAt.get(e.id)
+        if (from !== undefined) pushBounded(this.#settleLatencies, nowMs - from)
+      }
       return
     }
     if (typeof e.state !== 'string') return
@@ -50,10 +64,7 @@ export class IntentTally {
     if (e.state === 'pending' && before === undefined && at !== undefined) this.#acceptedAt.set(e.id, at)
     if (e.state === 'filled' && before !== 'filled' && at !== undefined) {
       const from = this.#acceptedAt.get(e.id)
-      if (from !== undefined) {
-        this.#latencies.push(at - from)
-        if (this.#latencies.length > MAX_LATENCIES) this.#latencies.shift()
-      }
+      if (from !== undefined) pushBounded(this.#latencies, at - from)
     }
     while (this.#state.size > MAX_TRACKED) {
       const oldest = this.#state.keys().next().value as string
@@ -74,7 +85,12 @@ export class IntentTally {
 
   /** Median accepted -> filled of the most recent fills, milliseconds (undefined before any). */
   fillP50Ms(): number | undefined {
-    return median(this.#latencies)
+    return quantile(this.#latencies, 0.5)
+  }
+
+  /** The q-quantile (0..1) of accepted -> filled (`fill`) or accepted -> settled (`settle`), ms. */
+  latencyMs(kind: 'fill' | 'settle', q: number): number | undefined {
+    return quantile(kind === 'fill' ? this.#latencies : this.#settleLatencies, q)
   }
 
   /** `pending 3, assigned 2, filled 10, settled 8, refunded 0, expired 0, fill p50 1.2 s`. */

@@ -10,8 +10,10 @@ export async function followEvents(
   onEvent: (type: string, data: unknown) => void,
   /** Called once when the stream ends for any reason (the node stopped, the signal aborted). */
   onEnd?: () => void,
+  /** Another stream of the same framing (the dashboard's `/api/stream`). */
+  path = '/v1/events',
 ): Promise<void> {
-  const res = await fetch(`${api}/v1/events`, { signal })
+  const res = await fetch(`${api}${path}`, { signal })
   void (async () => {
     const reader = res.body!.getReader()
     const dec = new TextDecoder()

@@ -11,7 +11,7 @@ import { pino } from 'pino'
 import { Registry } from 'prom-client'
 import { afterEach, describe, expect, it } from 'vitest'
 import { ProbeService } from '../src/node/probe.ts'
-import { gossipInternals, GossipWatch } from '../src/p2p/gossip-watch.ts'
+import { GossipWatch, gossipInternals } from '../src/p2p/gossip-watch.ts'
 import { P2PHost } from '../src/p2p/host.ts'
 import { PROBE_TOPIC, type Probe } from '../src/p2p/topics.ts'
 import { Store } from '../src/state/store.ts'
@@ -36,7 +36,13 @@ describe('GossipWatch.check', () => {
     const { libp2p, hungUp } = fake(['a', 'b', 'light'])
     const w = new GossipWatch({ intervalMs: 1000, graceMs: 5000 }, { libp2p, log })
     // a: gossip peer with a stream; b: gossip peer without one; light: connected, not a gossip peer.
-    const g = { peers: new Map([['a', peer('a')], ['b', peer('b')]]), streamsOutbound: new Map([['a', {}]]) }
+    const g = {
+      peers: new Map([
+        ['a', peer('a')],
+        ['b', peer('b')],
+      ]),
+      streamsOutbound: new Map([['a', {}]]),
+    }
     expect(w.check(g, 0)).toEqual([])
     expect(w.check(g, 4999)).toEqual([])
     expect(w.check(g, 5000)).toEqual(['b'])
@@ -68,7 +74,11 @@ describe('two hosts, one outbound gossip stream closed under a live connection',
     for (const c of cleanup.splice(0).reverse()) await c()
   })
 
-  async function host(name: string, watch: { intervalMs: number; graceMs: number }, bootstrap: string[] = []) {
+  async function host(
+    name: string,
+    watch: { intervalMs: number; graceMs: number },
+    bootstrap: string[] = [],
+  ) {
     const dir = await mkdtemp(join(tmpdir(), `murmur-gossip-watch-${name}-`))
     const store = new Store(join(dir, 'db'))
     await store.open()
@@ -107,7 +117,12 @@ describe('two hosts, one outbound gossip stream closed under a live connection',
     await waitFor(
       what,
       async () => {
-        await a.publish('probe', { seq: Date.now(), origin, sentAtMs: Date.now(), padding: new Uint8Array(8) })
+        await a.publish('probe', {
+          seq: Date.now(),
+          origin,
+          sentAtMs: Date.now(),
+          padding: new Uint8Array(8),
+        })
         return b.recent(origin).length > 0
       },
       { timeoutMs, intervalMs: 250 },

@@ -51,6 +51,23 @@ describe('IntentTally', () => {
     )
   })
 
+  it('gives p50 and p90 of accepted -> filled and of accepted -> settled (dated on receipt), once per intent', () => {
+    const t = new IntentTally()
+    expect(t.latencyMs('settle', 0.5)).toBeUndefined()
+    for (let k = 1; k <= 10; k++) {
+      const id = `i${k}`
+      t.onEvent(ev(id, 'pending', 0))
+      t.onEvent(ev(id, 'filled', k * 100, 'assigned'))
+      t.onEvent({ id, settlement: { state: 'settled' } }, k * 1_000)
+    }
+    // A second settled event for the same intent is not a second latency.
+    t.onEvent({ id: 'i1', settlement: { state: 'settled' } }, 50_000)
+    expect(t.latencyMs('fill', 0.5)).toBe(500)
+    expect(t.latencyMs('fill', 0.9)).toBe(900)
+    expect(t.latencyMs('settle', 0.5)).toBe(5_000)
+    expect(t.latencyMs('settle', 0.9)).toBe(9_000)
+  })
+
   it('forgets the oldest intents beyond its bound', () => {
     const t = new IntentTally()
     for (let i = 0; i <= MAX_TRACKED; i++) t.onEvent(ev(`i${i}`, 'pending', i))

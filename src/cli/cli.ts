@@ -84,6 +84,7 @@ export function buildCli(): Command {
       `requests per client IP on the public API routes: N/s, N/m or N/h; 0 or off for none (default ${formatRateLimit(DEFAULT_RATE_LIMIT)})`,
       rateLimitArg,
     )
+    .option('--dashboard', "serve the dashboard page at /dashboard/ of the API (this node's view)", false)
     .option('--no-auto-unjail', "never send this validator's Unjail by itself after a downtime jail")
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .option('--log-file <path>', 'write logs to this file instead of stderr')
@@ -95,6 +96,7 @@ export function buildCli(): Command {
         bootstrap: o.bootstrap,
         rollups: o.rollup,
         admin: o.admin,
+        dashboard: o.dashboard,
         autoUnjail: o.autoUnjail,
         logLevel: o.logLevel,
         logFile: o.logFile,

@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { collectDefaultMetrics, Registry } from 'prom-client'
 import type { Hex } from 'viem'
+import { dashboardRoutes } from '../api/dashboard.ts'
 import { intentRoutes, type SettlementView } from '../api/intents.ts'
 import { DEFAULT_API_LIMITS } from '../api/limits.ts'
 import { ApiServer, isLoopback } from '../api/server.ts'
@@ -359,6 +360,7 @@ export class MurmurNode {
             consensus.routes(),
             settlementRoutes(consensus.settlementSource()),
             stakingRoutes(staking, () => consensus.app.state),
+            ...(o.dashboard ? [dashboardRoutes()] : []),
           ],
         },
       )

@@ -21,6 +21,8 @@ export interface NodeOptions {
    * `--rate-limit` sets `rateLimit`, undefined there turning the rate limit off.
    */
   apiLimits: Partial<ApiLimits>
+  /** Serve the dashboard page at `/dashboard/` of the API (this node's view; `--dashboard`). */
+  dashboard: boolean
   /** RPC URL per rollup chain id. */
   rollups: Map<number, string>
   logLevel: Level
@@ -43,6 +45,7 @@ export const DEFAULT_NODE_OPTIONS: Omit<NodeOptions, 'dataDir' | 'genesisPath'> 
   api: { host: '127.0.0.1', port: 7070 },
   admin: false,
   apiLimits: {},
+  dashboard: false,
   rollups: new Map(),
   logLevel: 'info',
   logFile: undefined,
