@@ -13,6 +13,8 @@ const NETWORKS = [
   'test/e2e/catchup.test.ts',
   'test/e2e/offline.test.ts',
   'test/e2e/rollups.test.ts',
+  'test/e2e/devnet-exit.test.ts',
+  'test/e2e/netns.test.ts',
 ]
 
 const common = {

@@ -296,6 +296,16 @@ export class NetnsNet {
     // Veth ends first, the bridge last (deleting either end of a veth removes the pair).
     links.sort((a, b) => (a === this.bridge ? 1 : b === this.bridge ? -1 : 0))
     for (const l of links) await ip(['link', 'del', l]).catch(() => {})
+    // The kernel tears a namespace down asynchronously: wait (bounded) until nothing of ours is listed.
+    const deadline = Date.now() + 10_000
+    for (;;) {
+      const rest = await netnsLeftovers(this.id)
+      if (rest.namespaces.length + rest.links.length === 0) return
+      if (Date.now() > deadline)
+        throw new NetnsError('NETNS_FAILED', `left behind: ${[...rest.namespaces, ...rest.links].join(' ')}`)
+      for (const l of rest.links) await ip(['link', 'del', l]).catch(() => {})
+      await new Promise((r) => setTimeout(r, 100))
+    }
   }
 }
 
