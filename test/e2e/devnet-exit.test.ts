@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { DevnetState } from '../../devnet/devnet.ts'
 import { netnsLeftovers, netnsUnavailable } from '../../devnet/netns.ts'
 import { CLI, runCli } from '../helpers/cli.ts'
+import { accepts, alive } from '../helpers/proc.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const NETNS_SKIP = await netnsUnavailable()
@@ -68,31 +69,6 @@ function devnetUp(dir: string, extra: string[]): Run {
 
 async function readState(dir: string): Promise<DevnetState> {
   return JSON.parse(await readFile(join(dir, 'devnet.json'), 'utf8')) as DevnetState
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
-
-/** Resolves true when a TCP connection to host:port is accepted, false when refused or unreachable. */
-function accepts(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port, timeout: 2_000 })
-    s.once('connect', () => {
-      s.destroy()
-      resolve(true)
-    })
-    s.once('error', () => resolve(false))
-    s.once('timeout', () => {
-      s.destroy()
-      resolve(false)
-    })
-  })
 }
 
 /** Every pid and every host:port the state file records. */
