@@ -7,7 +7,7 @@ import { MurmurClient } from '../src/client/index.ts'
 import { MurmurError } from '../src/errors.ts'
 import { type Rollups, startRollups } from './anvil.ts'
 import { IntentTally } from './intent-tally.ts'
-import { FLAKY, type LinkFault, NetnsNet, type NetnsRecord } from './netns.ts'
+import { FLAKY, type LinkFault, NetnsError, NetnsNet, type NetnsRecord, netnsUnavailable } from './netns.ts'
 import { type PreparedNetwork, prepareNetwork } from './network.ts'
 import { type NodeProcess, spawnNode } from './process.ts'
 import {
@@ -136,6 +136,9 @@ export class Devnet {
       throw new DevnetError('BAD_ARGS', '--nodes must be 1..32')
     if (!Number.isInteger(o.rollups) || o.rollups < 1 || o.rollups > 64)
       throw new DevnetError('BAD_ARGS', '--rollups must be 1..64')
+    // Refused before anything is written or started.
+    const noNetns = o.netns ? await netnsUnavailable() : undefined
+    if (noNetns !== undefined) throw new NetnsError('NETNS_UNAVAILABLE', noNetns)
     await mkdir(o.dir, { recursive: true })
     // The previous devnet's record must not pass for this one's while it starts.
     await this.#saveState()

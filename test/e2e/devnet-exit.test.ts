@@ -4,7 +4,7 @@
  * the same in `--netns` mode where root on Linux is available.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -179,3 +179,29 @@ for (const mode of modes) {
     }, 150_000)
   })
 }
+
+describe('devnet up --netns where it cannot run', () => {
+  it('refuses in one line (NETNS_UNAVAILABLE) and writes or starts nothing', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'murmur-exit-'))
+    dirs.push(dir)
+    await chmod(dir, 0o777)
+    // As root, the refusal is seen as an unprivileged user (nobody); otherwise as this user.
+    const asNobody = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [CLI, 'devnet', 'up', '--netns', '--dir', join(dir, 'd')], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        ...asNobody,
+      })
+      running.push(child)
+      let stderr = ''
+      child.stderr!.on('data', (d: Buffer) => {
+        stderr += d.toString()
+      })
+      child.once('exit', (code) => resolve({ code, stderr }))
+    })
+    expect(r.code).toBe(1)
+    expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    expect(r.stderr).toMatch(/^murmur: NETNS_UNAVAILABLE: --netns needs (root|Linux|iproute2)/)
+    expect(await readdir(dir)).toEqual([])
+  }, 60_000)
+})
