@@ -12,7 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { DevnetState } from '../../devnet/devnet.ts'
 import { netnsLeftovers, netnsUnavailable } from '../../devnet/netns.ts'
 import { CLI, runCli } from '../helpers/cli.ts'
-import { accepts, alive } from '../helpers/proc.ts'
+import { accepts, alive, watchChildren } from '../helpers/proc.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const NETNS_SKIP = await netnsUnavailable()
@@ -145,6 +145,28 @@ for (const mode of modes) {
         await expectNothingLeft(state)
       }, 150_000)
     }
+
+    it('Ctrl-C while the nodes start: up() starts nothing more, every child it had is gone', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'murmur-exit-'))
+      dirs.push(dir)
+      const run = devnetUp(dir, mode.flags)
+      const children = watchChildren(run.child.pid!)
+      await waitFor('devnet: starting 2 nodes', () => run.out().includes('starting 2 nodes'), {
+        timeoutMs: 90_000,
+      })
+      run.child.kill('SIGINT')
+      const code = await Promise.race([
+        run.exited,
+        new Promise((r) => setTimeout(() => r('still running after 60 s'), 60_000)),
+      ])
+      const seen = await children.stop()
+      expect(code, run.out()).toBe(0)
+      expect(run.out()).not.toContain('devnet: up')
+      // The anvil at least had started; none of the children outlived the devnet.
+      expect(seen.length, run.out()).toBeGreaterThanOrEqual(1)
+      expect(seen.filter(alive)).toEqual([])
+      await expectNothingLeft(await readState(dir))
+    }, 150_000)
 
     it('a failed start (control port taken) exits 1 with one clear line and leaves nothing behind', async () => {
       const dir = await mkdtemp(join(tmpdir(), 'murmur-exit-'))
