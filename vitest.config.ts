@@ -15,6 +15,8 @@ const NETWORKS = [
   'test/e2e/rollups.test.ts',
   'test/e2e/mempool-spam.test.ts',
   'test/e2e/dashboard.test.ts',
+  'test/e2e/devnet-exit.test.ts',
+  'test/e2e/netns.test.ts',
 ]
 
 const common = {

@@ -67,6 +67,12 @@ export interface RollupOptions {
   extraArgs?: readonly string[]
   /** Path to the anvil binary; the platform package of @foundry-rs/anvil when absent. */
   binary?: string
+  /** Where anvil listens and the proxy connects to (its namespace's address in netns mode). */
+  host?: string
+  /** Where the proxy (rpcUrl) listens; 127.0.0.1 when absent. */
+  proxyHost?: string
+  /** Command prefix anvil runs under, e.g. `ip netns exec NS` (which execs, so the pid is anvil's). */
+  exec?: readonly string[]
 }
 
 export interface RollupsOptions extends Omit<RollupOptions, 'chainId' | 'accounts'> {
@@ -76,6 +82,8 @@ export interface RollupsOptions extends Omit<RollupOptions, 'chainId' | 'account
   accounts?: readonly Hex[] | number
   /** Seed of the derived keys: key i = keccak256(utf8(`${seed}/${i}`)). Default 'murmur-devnet'. */
   accountSeed?: string
+  /** Per rollup (index 0..count-1): where it runs (host, proxyHost, exec); the common options otherwise. */
+  placement?: (index: number) => Pick<RollupOptions, 'host' | 'proxyHost' | 'exec'>
 }
 
 export interface FundedAccount {
@@ -256,13 +264,17 @@ class RpcProxy {
   #upstreamPort: number | undefined
   #mode: 'pass' | UnreachableMode = 'pass'
   port = 0
+  readonly host: string
+  readonly #upstreamHost: string
 
-  constructor() {
+  constructor(host = '127.0.0.1', upstreamHost = '127.0.0.1') {
+    this.host = host
+    this.#upstreamHost = upstreamHost
     this.#server = net.createServer((client) => this.#onConnection(client))
   }
 
   async listen(): Promise<void> {
-    this.#server.listen(0, '127.0.0.1')
+    this.#server.listen(0, this.host)
     await once(this.#server, 'listening')
     const addr = this.#server.address()
     if (addr === null || typeof addr === 'string') throw new Error('proxy has no TCP address')
@@ -310,7 +322,7 @@ class RpcProxy {
       client.resetAndDestroy()
       return
     }
-    const upstream = net.connect(port, '127.0.0.1')
+    const upstream = net.connect(port, this.#upstreamHost)
     this.#track(upstream)
     client.pipe(upstream)
     upstream.pipe(client)
@@ -438,7 +450,8 @@ class AnvilRollup implements Rollup {
   readonly blockTimeSec: number
   readonly #options: RollupOptions
   readonly #binary: string
-  readonly #proxy = new RpcProxy()
+  readonly #proxy: RpcProxy
+  readonly #host: string
   readonly #loads = new Set<LoadGenerator>()
   #child: ChildProcess | undefined
   #upstreamUrl: string | undefined
@@ -449,6 +462,8 @@ class AnvilRollup implements Rollup {
   constructor(options: RollupOptions, binary: string) {
     this.#options = options
     this.#binary = binary
+    this.#host = options.host ?? '127.0.0.1'
+    this.#proxy = new RpcProxy(options.proxyHost, this.#host)
     this.chainId = options.chainId
     this.blockTimeSec = options.blockTimeSec ?? DEFAULT_BLOCK_TIME_SEC
     this.accounts = (options.accounts ?? []).map((privateKey) => ({
@@ -458,7 +473,7 @@ class AnvilRollup implements Rollup {
   }
 
   get rpcUrl(): string {
-    return `http://127.0.0.1:${this.#proxy.port}`
+    return `http://${this.#proxy.host}:${this.#proxy.port}`
   }
   get upstreamUrl(): string | undefined {
     return this.#upstreamUrl
@@ -484,7 +499,7 @@ class AnvilRollup implements Rollup {
     if (this.#closed) throw new AnvilError('CLOSED', `rollup ${this.chainId} is closed`)
     if (this.#child !== undefined) return
     const port = await this.#spawn()
-    this.#upstreamUrl = `http://127.0.0.1:${port}`
+    this.#upstreamUrl = `http://${this.#host}:${port}`
     await this.#fund(this.#upstreamUrl)
     if (this.#savedState !== undefined) {
       // Loaded before the proxy forwards, so no client ever sees the chain at block 0.
@@ -556,7 +571,7 @@ class AnvilRollup implements Rollup {
     const o = this.#options
     const args = [
       '--host',
-      '127.0.0.1',
+      this.#host,
       '--port',
       '0',
       '--chain-id',
@@ -580,7 +595,8 @@ class AnvilRollup implements Rollup {
   async #spawn(): Promise<number> {
     const timeoutMs = this.#options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS
     const deadline = Date.now() + timeoutMs
-    const child = spawn(this.#binary, this.#args(), { stdio: ['ignore', 'pipe', 'pipe'] })
+    const [cmd, ...pre] = [...(this.#options.exec ?? []), this.#binary]
+    const child = spawn(cmd!, [...pre, ...this.#args()], { stdio: ['ignore', 'pipe', 'pipe'] })
     const stdout = new OutputTail(OUTPUT_TAIL_BYTES)
     const stderr = new OutputTail(OUTPUT_TAIL_BYTES)
     child.stdout.setEncoding('utf8')
@@ -617,11 +633,11 @@ class AnvilRollup implements Rollup {
           )
         }
         if (port === undefined) {
-          const m = /Listening on 127\.0\.0\.1:(\d+)/.exec(stdout.text)
+          const m = new RegExp(`Listening on ${this.#host.replaceAll('.', '\\.')}:(\\d+)`).exec(stdout.text)
           if (m) port = Number(m[1])
         }
         if (port !== undefined) {
-          const id = await rpc(`http://127.0.0.1:${port}`, 'eth_chainId').catch(() => undefined)
+          const id = await rpc(`http://${this.#host}:${port}`, 'eth_chainId').catch(() => undefined)
           if (typeof id === 'string' && BigInt(id) === BigInt(this.chainId)) break
         }
         await delay(READY_POLL_MS)
@@ -685,7 +701,14 @@ export async function startRollup(options: RollupOptions): Promise<Rollup> {
  * accounts. If one fails to start, the others are stopped and the error is thrown.
  */
 export async function startRollups(options: RollupsOptions): Promise<Rollups> {
-  const { count, firstChainId = DEFAULT_FIRST_CHAIN_ID, accounts = 0, accountSeed, ...common } = options
+  const {
+    count,
+    firstChainId = DEFAULT_FIRST_CHAIN_ID,
+    accounts = 0,
+    accountSeed,
+    placement,
+    ...common
+  } = options
   if (!Number.isInteger(count) || count < 1) throw new AnvilError('BAD_OPTION', `bad rollup count ${count}`)
   const funded =
     typeof accounts === 'number'
@@ -694,7 +717,7 @@ export async function startRollups(options: RollupsOptions): Promise<Rollups> {
   const keys = funded.map((a) => a.privateKey)
   const results = await Promise.allSettled(
     Array.from({ length: count }, (_, i) =>
-      startRollup({ ...common, chainId: firstChainId + i, accounts: keys }),
+      startRollup({ ...common, ...placement?.(i), chainId: firstChainId + i, accounts: keys }),
     ),
   )
   const started = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))

@@ -8,6 +8,7 @@ import { MurmurError } from '../src/errors.ts'
 import { type Rollups, startRollups } from './anvil.ts'
 import { DashboardServer } from './dashboard-server.ts'
 import { IntentTally } from './intent-tally.ts'
+import { FLAKY, type LinkFault, NetnsError, NetnsNet, type NetnsRecord, netnsUnavailable } from './netns.ts'
 import { type PreparedNetwork, prepareNetwork } from './network.ts'
 import { type NodeProcess, spawnNode } from './process.ts'
 import {
@@ -38,6 +39,10 @@ export interface DevnetOptions {
   settlement: boolean
   /** Print a status line every this many ms (0 = never). */
   statusEveryMs: number
+  /** Each node and anvil in its own network namespace (Linux, root): partitions and link faults drop packets. */
+  netns: boolean
+  /** Port of the control server and dashboard on 127.0.0.1 (0: any free port). */
+  controlPort: number
   out: (line: string) => void
 }
 
@@ -50,6 +55,8 @@ export const DEFAULT_DEVNET_OPTIONS: DevnetOptions = {
   blockTimeSec: 1,
   settlement: true,
   statusEveryMs: 5_000,
+  netns: false,
+  controlPort: 0,
   out: (l) => process.stdout.write(l + '\n'),
 }
 
@@ -62,6 +69,8 @@ export interface DevnetState {
   rollups: Array<{ chainId: number; rpcUrl: string; pid: number | null }>
   /** The contracts, token and funded wallets; null in native mode. */
   settlement: DevnetSettlement | null
+  /** The namespaces and bridge of a `--netns` devnet (all named after its id); null on loopback. */
+  netns?: NetnsRecord | null
 }
 
 /** The devnet's pool alarm levels (docs/rewards.md, section 5). */
@@ -72,7 +81,10 @@ export const DEVNET_POOL_LEVELS = {
   clearPoolStake: '900000',
 } as const
 
-export class DevnetError extends MurmurError<'NO_DEVNET' | 'BAD_ARGS' | 'CONTROL_FAILED'> {}
+export class DevnetError extends MurmurError<'NO_DEVNET' | 'BAD_ARGS' | 'CONTROL_FAILED' | 'STOPPED'> {}
+
+/** The fault verbs that need `--netns` (tc netem on a node's veth). */
+const LINK_VERBS = ['delay', 'loss', 'flaky', 'clear'] as const
 
 /**
  * A whole network on one machine: K anvil rollups, N node processes, a control server for the
@@ -96,6 +108,10 @@ export class Devnet {
   #refused = 0
   #wallets: PrivateKeyAccount[] = []
   #settlement: DevnetSettlement | null = null
+  /** The namespaces of a `--netns` devnet. */
+  netns: NetnsNet | undefined
+  #upRun: Promise<DevnetState> | undefined
+  #stopRun: Promise<void> | undefined
 
   constructor(options: Partial<DevnetOptions>) {
     this.opts = { ...DEFAULT_DEVNET_OPTIONS, ...options }
@@ -107,13 +123,40 @@ export class Devnet {
     return this.#dashboard
   }
 
-  async up(): Promise<DevnetState> {
+  /**
+   * Starts everything. A failure (or a stop() meanwhile) leaves what was started running until
+   * stop(), which the caller runs in any case; stop() waits for an up() in progress first.
+   */
+  up(): Promise<DevnetState> {
+    this.#upRun ??= this.#up()
+    return this.#upRun
+  }
+
+  /** Throws once stop() was called, so a start interrupted by Ctrl-C starts nothing more. */
+  #live(): void {
+    if (this.#stopping) throw new DevnetError('STOPPED', 'the devnet was stopped while starting')
+  }
+
+  async #up(): Promise<DevnetState> {
     const o = this.opts
     if (!Number.isInteger(o.nodes) || o.nodes < 1 || o.nodes > 32)
       throw new DevnetError('BAD_ARGS', '--nodes must be 1..32')
     if (!Number.isInteger(o.rollups) || o.rollups < 1 || o.rollups > 64)
       throw new DevnetError('BAD_ARGS', '--rollups must be 1..64')
+    // Refused before anything is written or started.
+    const noNetns = o.netns ? await netnsUnavailable() : undefined
+    if (noNetns !== undefined) throw new NetnsError('NETNS_UNAVAILABLE', noNetns)
     await mkdir(o.dir, { recursive: true })
+    // The previous devnet's record must not pass for this one's while it starts.
+    await this.#saveState()
+    if (o.netns) {
+      this.netns = await NetnsNet.create({ nodes: o.nodes, rollups: o.rollups })
+      await this.#saveState()
+      o.out(
+        `devnet: network namespaces ${this.netns.id}* on bridge ${this.netns.bridge} (${this.netns.subnet}.0/24)`,
+      )
+      this.#live()
+    }
     const runDir = join(o.dir, `run-${Date.now().toString(36)}`)
     o.out(`devnet: ${o.nodes} nodes, ${o.rollups} anvil rollups, state in ${o.dir}`)
     const rollups = Array.from({ length: o.rollups }, (_, i) => ({
@@ -140,7 +183,17 @@ export class Devnet {
     // A fresh deployer has nonce 0 on every chain: the contracts land at the same addresses everywhere.
     const deployerKey = generatePrivateKey()
     o.out(`devnet: starting ${o.rollups} anvil rollups...`)
+    const ns = this.netns
     this.rollups = await startRollups({
+      ...(ns === undefined
+        ? {}
+        : {
+            placement: (i: number) => ({
+              host: ns.rollups[i]!.addr,
+              proxyHost: ns.hostAddr,
+              exec: ns.exec(ns.rollups[i]!),
+            }),
+          }),
       count: o.rollups,
       blockTimeSec: o.blockTimeSec,
       accounts: [
@@ -148,6 +201,8 @@ export class Devnet {
         ...(o.settlement ? [deployerKey, ...walletKeys] : []),
       ],
     })
+    await this.#saveState()
+    this.#live()
     if (o.settlement) {
       const { genesis, record } = await setupDevnetSettlement({
         genesisPath: this.net.genesisPath,
@@ -161,16 +216,23 @@ export class Devnet {
       })
       this.net.genesis = genesis
       this.#settlement = record
+      this.#live()
     }
     const rollupFlags = new Map(this.rollups.rollups.map((r) => [r.chainId, r.rpcUrl]))
     o.out(`devnet: starting ${o.nodes} nodes...`)
     this.procs[0] = await this.#spawn(0, [])
     const boot = this.procs[0].listen[0]!
-    await Promise.all(
+    await this.#saveState()
+    this.#live()
+    // Settled, not all: a failure must not leave the other starts running unseen by stop().
+    const started = await Promise.allSettled(
       this.net.nodes.slice(1).map(async (n) => {
         this.procs[n.index] = await this.#spawn(n.index, [boot], rollupFlags)
       }),
     )
+    await this.#saveState()
+    for (const r of started) if (r.status === 'rejected') throw r.reason
+    this.#live()
     await this.#serveControl()
     const state = this.state()
     await this.#saveState()
@@ -188,14 +250,25 @@ export class Devnet {
 
   async #spawn(i: number, bootstrap: string[], rollups?: Map<number, string>): Promise<NodeProcess> {
     const n = this.net!.nodes[i]!
+    // In a namespace the node listens on its own address; partitions are packet drops there, so the
+    // admin routes (loopback only) are not needed.
+    const h = this.netns?.nodes[i]
     const p = await spawnNode({
       dataDir: n.dataDir,
       genesisPath: this.net!.genesisPath,
       bootstrap,
       rollups: rollups ?? new Map(this.rollups!.rollups.map((r) => [r.chainId, r.rpcUrl])),
-      admin: true,
+      admin: h === undefined,
       logFile: join(this.net!.dir, `node-${i}.log`),
+      ...(h === undefined
+        ? {}
+        : { exec: this.netns!.exec(h), listen: `/ip4/${h.addr}/tcp/0`, api: `${h.addr}:0` }),
     })
+    // A stop() while this node started: nothing else stops it.
+    if (this.#stopping) {
+      await p.stop()
+      this.#live()
+    }
     p.exited.then((code) => {
       if (!this.#stopping && this.procs[i] === p) {
         this.opts.out(`devnet: node ${i} exited (${code})`)
@@ -229,6 +302,7 @@ export class Devnet {
         pid: r.pid ?? null,
       })),
       settlement: this.#settlement,
+      netns: this.netns?.record() ?? null,
     }
   }
 
@@ -337,6 +411,10 @@ export class Devnet {
         const groups = args.map((g) => g.split(',').map((x) => idx(x, nodes.length, 'node index')))
         if (groups.length < 2)
           throw new DevnetError('BAD_ARGS', 'partition needs at least two groups, e.g. 0,1 2,3')
+        if (this.netns !== undefined) {
+          await this.netns.partition(groups)
+          return { groups, drops: 'packets' }
+        }
         const groupOf = new Map<number, number>()
         for (const [gi, g] of groups.entries()) for (const n of g) groupOf.set(n, gi)
         await Promise.all(
@@ -351,8 +429,14 @@ export class Devnet {
         return { groups }
       }
       case 'heal':
-        await Promise.all(nodes.map((n) => this.#admin(n.index, [])))
+        if (this.netns !== undefined) await this.netns.heal()
+        else await Promise.all(nodes.map((n) => this.#admin(n.index, [])))
         return { healed: true }
+      case 'delay':
+      case 'loss':
+      case 'flaky':
+      case 'clear':
+        return this.#linkFault(cmd, args)
       case 'kill': {
         const i = idx(args[0], nodes.length, 'node index')
         const p = this.procs[i]
@@ -412,6 +496,40 @@ export class Devnet {
     }
   }
 
+  /** `delay MS [NODES]`, `loss PCT [NODES]`, `flaky [NODES]`, `clear [NODES]`; NODES e.g. 0,2 (default all). */
+  async #linkFault(cmd: (typeof LINK_VERBS)[number], args: string[]): Promise<unknown> {
+    if (this.netns === undefined)
+      throw new DevnetError(
+        'BAD_ARGS',
+        `${cmd} needs a devnet started with --netns (tc netem on each node's link)`,
+      )
+    const withValue = cmd === 'delay' || cmd === 'loss'
+    const value = Number(args[0])
+    if (withValue && (!Number.isInteger(value) || value < 0 || value > (cmd === 'loss' ? 100 : 60_000)))
+      throw new DevnetError(
+        'BAD_ARGS',
+        cmd === 'loss' ? 'loss needs a percentage 0..100' : 'delay needs 0..60000 ms',
+      )
+    const list = args[withValue ? 1 : 0]
+    const count = this.net!.nodes.length
+    const targets =
+      list === undefined || list === ''
+        ? this.net!.nodes.map((n) => n.index)
+        : list.split(',').map((x) => {
+            const n = Number(x)
+            if (!Number.isInteger(n) || n < 0 || n >= count)
+              throw new DevnetError('BAD_ARGS', `node index must be 0..${count - 1}`)
+            return n
+          })
+    if (cmd === 'clear') {
+      await this.netns.clear(targets)
+      return { cleared: targets }
+    }
+    const fault: LinkFault =
+      cmd === 'delay' ? { delayMs: value } : cmd === 'loss' ? { lossPct: value } : FLAKY
+    return { nodes: await this.netns.link(targets, fault) }
+  }
+
   async #admin(i: number, deny: string[]): Promise<void> {
     const p = this.procs[i]
     if (p === undefined) return
@@ -447,7 +565,20 @@ export class Devnet {
         )
       })
     })
-    await new Promise<void>((r) => this.#server!.listen(0, '127.0.0.1', r))
+    const server = this.#server
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(this.opts.controlPort, '127.0.0.1', () => {
+        server.off('error', reject)
+        resolve()
+      })
+    }).catch((err: NodeJS.ErrnoException) => {
+      this.#server = undefined
+      throw new DevnetError(
+        'BAD_ARGS',
+        `control port ${this.opts.controlPort} on 127.0.0.1: ${err.code ?? err.message} (pick another --control-port, or 0)`,
+      )
+    })
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -465,16 +596,28 @@ export class Devnet {
     res.end('{"error":{"code":"NOT_FOUND","message":"no such route"}}')
   }
 
-  async stop(): Promise<void> {
-    if (this.#stopping) return
+  /**
+   * Stops everything up() started, also after a failed or interrupted up(): every node and anvil by
+   * its pid, the control server, then the namespaces. Every call returns the same promise.
+   */
+  stop(): Promise<void> {
+    this.#stopRun ??= this.#stop()
+    return this.#stopRun
+  }
+
+  async #stop(): Promise<void> {
     this.#stopping = true
     for (const t of this.#timers) clearInterval(t)
     this.#dashboard?.feed.stop()
     this.#events?.ac.abort()
+    // An up() in progress notices #stopping at its next step; what it started by then is stopped below.
+    await this.#upRun?.catch(() => {})
     await Promise.allSettled(this.procs.map((p) => p?.stop()))
     await this.rollups?.stop()
     await new Promise<void>((r) => (this.#server ? this.#server.close(() => r()) : r()))
     this.#server?.closeAllConnections()
+    // Last: a namespace is only gone once no process holds it.
+    await this.netns?.destroy()
   }
 }
 

@@ -23,6 +23,8 @@ export interface NodeProcessOptions {
   /** File for the node's logs (stderr); default discarded. */
   logFile?: string
   extraArgs?: string[]
+  /** Command prefix the node runs under, e.g. `ip netns exec NS` (which execs: the pid is the node's). */
+  exec?: string[]
 }
 
 /** A running `murmur node start` process. */
@@ -62,7 +64,8 @@ export async function spawnNode(
   // MURMUR_NODE_FLAGS: extra Node flags for every node process (e.g. `--cpu-prof --cpu-prof-dir=/tmp/p`,
   // which Node refuses in NODE_OPTIONS).
   const flags = process.env['MURMUR_NODE_FLAGS']?.split(' ').filter((f) => f !== '') ?? []
-  const child = spawn(process.execPath, [...flags, CLI, ...nodeArgs(o)], {
+  const [cmd, ...pre] = [...(o.exec ?? []), process.execPath]
+  const child = spawn(cmd!, [...pre, ...flags, CLI, ...nodeArgs(o)], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const exited = new Promise<number | NodeJS.Signals>((resolve) =>

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { AnvilError, type Rollup, type Rollups, startRollup, startRollups, stopAll } from '../devnet/anvil.ts'
+import { alive } from './helpers/proc.ts'
 
 const GAS_LIMIT = 3_000_000n
 const BASE_FEE_WEI = 1_000_000_000n
@@ -57,15 +58,6 @@ async function waitFor<T>(what: string, check: () => Promise<T | undefined>, tim
     await new Promise((r) => setTimeout(r, 50))
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`)
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }
 
 describe('anvil rollups', () => {

@@ -137,8 +137,19 @@ export function buildCli(): Command {
       'no settlement contracts: native intents the executor pays itself (default: contracts, a test token, ERC-20 intents)',
       false,
     )
+    .option(
+      '--netns',
+      'each node and anvil in its own network namespace on a bridge (Linux, root): partition, delay, loss, flaky drop and hold real packets',
+      false,
+    )
+    .option(
+      '--control-port <port>',
+      'port of the control server and dashboard on 127.0.0.1 (0: any)',
+      intArg,
+      0,
+    )
     .exitOverride()
-    .action(async (o: { nodes: number; rollups: number; dir: string; rate: number; native: boolean }) => {
+    .action(async (o: DevnetUpFlags) => {
       const { Devnet } = await import('../../devnet/devnet.ts')
       const net = new Devnet({
         nodes: o.nodes,
@@ -146,6 +157,8 @@ export function buildCli(): Command {
         dir: o.dir,
         rate: o.rate,
         settlement: !o.native,
+        netns: o.netns,
+        controlPort: o.controlPort,
       })
       let stopping = false
       const onSignal = () => {
@@ -174,6 +187,10 @@ export function buildCli(): Command {
     ['rollup-down', '<k>', 'stop rollup k (index 0.. or chain id)'],
     ['rollup-up', '<k>', 'start rollup k again'],
     ['fund', '<address>', 'give an address 10 ETH on every rollup, for gas (anvil_setBalance)'],
+    ['delay', '<ms> [nodes]', '--netns: every packet the nodes (e.g. 0,2; default all) send waits MS more'],
+    ['loss', '<pct> [nodes]', '--netns: the nodes lose PCT % of the packets they send'],
+    ['flaky', '[nodes]', '--netns: a bad link on the nodes: 80 ms +- 40 ms, 2 % loss, 5 % reordered'],
+    ['clear', '[nodes]', '--netns: remove delay, loss and flaky from the nodes (heal removes partitions)'],
   ]
   for (const [verb, arg, help] of faults) {
     devnet
@@ -183,9 +200,10 @@ export function buildCli(): Command {
       .exitOverride()
       .action(async (...a: unknown[]) => {
         const { devnetCommand } = await import('../../devnet/devnet.ts')
-        const positional = arg === '' ? [] : ([a[0]].flat() as string[])
-        const o = a[arg === '' ? 0 : 1] as { dir: string }
-        print(await devnetCommand(o.dir, verb, positional))
+        // The command is the last argument of an action; its args are the positional strings.
+        const cmd = a.at(-1) as Command
+        const o = cmd.opts() as { dir: string }
+        print(await devnetCommand(o.dir, verb, cmd.args))
       })
   }
 
@@ -252,6 +270,16 @@ function addScenarioCommand(devnet: Command): void {
           `${broken.map((i) => i.name).join(', ')} broke in scenario ${name}`,
         )
     })
+}
+
+interface DevnetUpFlags {
+  nodes: number
+  rollups: number
+  dir: string
+  rate: number
+  native: boolean
+  netns: boolean
+  controlPort: number
 }
 
 interface ScenarioFlags {
