@@ -82,6 +82,13 @@ export const DEFAULT_BOUNDS: Omit<CheckBounds, 'fillBoundMs'> = {
   stallBoundMs: 7_000,
   recoverBoundMs: 10_000,
 }
+/**
+ * Added to the stall bound in a `--netns` devnet. A partition there drops packets: connections die
+ * silently, and after the heal a node waits for its next redial, whose backoff grew during the cut (the
+ * peer manager's backoff doubles to 30 s, with jitter), or for TCP's own retransmission backoff. One run
+ * in four stalled 16 s past a 2|2 heal (docs/netns.md); loopback partitions close connections at once.
+ */
+export const NETNS_STALL_MARGIN_MS = 15_000
 /** Added to the genesis fill timeout for the default fill bound: re-routing and the next fill. */
 export const FILL_MARGIN_MS = 15_000
 const STATUS_EVERY_MS = 5_000
@@ -153,7 +160,13 @@ class ScenarioRun {
       ...(this.o.durationMs === undefined ? {} : { durationMs: this.o.durationMs }),
     })
     await this.#waitReady()
-    this.bounds = { ...DEFAULT_BOUNDS, fillBoundMs: await this.#defaultFillBound(), ...this.o.bounds }
+    const netns = this.state.netns !== undefined && this.state.netns !== null
+    this.bounds = {
+      ...DEFAULT_BOUNDS,
+      ...(netns ? { stallBoundMs: DEFAULT_BOUNDS.stallBoundMs + NETNS_STALL_MARGIN_MS } : {}),
+      fillBoundMs: await this.#defaultFillBound(),
+      ...this.o.bounds,
+    }
     // A devnet with settlement funded its wallets (tokens, allowances): the scenario sends ERC-20 intents
     // from them, since a native input cannot be opened for a user on a settled rollup.
     const funded = this.state.settlement?.wallets ?? []

@@ -47,7 +47,23 @@ export async function ensureChromium(): Promise<{ path: string } | { missing: st
     : { missing: `${CHROMIUM} still missing after apt-get` }
 }
 
-/** Headless chromium with the flags a container needs; the caller closes it by its handle. */
+/**
+ * Headless chromium with the flags a container needs; the caller closes it by its handle. Without the
+ * background-networking flags chromium keeps dialling Google's hosts, which a closed network refuses.
+ */
 export function launchChromium(path: string): Promise<Browser> {
-  return chromium.launch({ executablePath: path, headless: true, args: ['--no-sandbox', '--headless=new'] })
+  return chromium.launch({
+    executablePath: path,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--headless=new',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  })
 }
