@@ -85,14 +85,19 @@ export interface History {
   heights: Array<Array<number | null>>
   gas: Record<string, Array<number | null>>
   baseFee: Record<string, Array<number | null>>
+  /** Each rollup's status in the network's view as a level: 2 up, 1 degraded, 0 down (HEALTH_LEVEL). */
+  health: Record<string, Array<number | null>>
 }
+
+/** A rollup status as the health chart's level. */
+export const HEALTH_LEVEL: Readonly<Record<string, number>> = { up: 2, degraded: 1, down: 0 }
 
 export class DashboardFeed {
   readonly #src: FeedSource
   readonly #pollMs: number
   readonly #points: number
   readonly tally = new IntentTally()
-  readonly history: History = { t: [], heights: [], gas: {}, baseFee: {} }
+  readonly history: History = { t: [], heights: [], gas: {}, baseFee: {}, health: {} }
   readonly faults: Fault[] = []
   last: Tick | undefined
   readonly #listeners = new Set<(m: FeedMessage) => void>()
@@ -315,6 +320,9 @@ export class DashboardFeed {
       const wei = Number(r?.['baseFeeWei'])
       fee.push(r !== undefined && Number.isFinite(wei) ? wei / 1e9 : null)
       trim(fee)
+      const health = column(h.health, key)
+      health.push(r === undefined ? null : (HEALTH_LEVEL[r.status] ?? null))
+      trim(health)
     }
   }
 }

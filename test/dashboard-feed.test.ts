@@ -116,8 +116,15 @@ describe('DashboardFeed', () => {
     for (let k = 0; k < POINTS + 5; k++) await feed.poll()
     const h = feed.history
     expect(h.t).toHaveLength(POINTS)
-    for (const col of [...h.heights, ...Object.values(h.gas), ...Object.values(h.baseFee)])
+    for (const col of [
+      ...h.heights,
+      ...Object.values(h.gas),
+      ...Object.values(h.baseFee),
+      ...Object.values(h.health),
+    ])
       expect(col).toHaveLength(POINTS)
+    // The health chart's levels: 901 up, 902 stopped (down).
+    expect([h.health['901']!.at(-1), h.health['902']!.at(-1)]).toEqual([2, 0])
     expect(h.gas['901']!.at(-1)).toBe(25)
     expect(h.baseFee['901']!.at(-1)).toBe(2)
     expect(h.heights[5]!.at(-1)).toBeNull()

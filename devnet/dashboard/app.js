@@ -7,6 +7,8 @@
 const HISTORY = 600
 const COLORS = ['#5aa9f5', '#5fd37a', '#f0b43c', '#c77dff', '#f2616b', '#4dd0c8', '#ff8fab', '#b0c455']
 const STATES = ['pending', 'assigned', 'filled', 'settled', 'refunded', 'expired']
+/** A rollup status as the health chart's level (devnet/dashboard-feed.ts HEALTH_LEVEL). */
+const HEALTH_LEVEL = { up: 2, degraded: 1, down: 0 }
 const $ = (id) => document.getElementById(id)
 const el = (tag, attrs = {}, text) => {
   const e = document.createElement(tag)
@@ -28,7 +30,7 @@ const view = {
   mode: 'devnet',
   last: undefined,
   faults: [],
-  history: { t: [], heights: [], gas: {}, baseFee: {} },
+  history: { t: [], heights: [], gas: {}, baseFee: {}, health: {} },
   charts: {},
   selected: undefined,
   partition: new Map(),
@@ -180,12 +182,13 @@ function ensureCharts(tick) {
   const chains = tick.rollups.map((r) => String(r.chainId))
   const key = `${nodeNames.length}/${chains.join(',')}`
   if (view.charts.key === key) return
-  for (const c of ['heights', 'gas', 'fee']) view.charts[c]?.destroy()
-  for (const id of ['chart-heights', 'chart-gas', 'chart-fee']) $(id).replaceChildren()
+  for (const c of ['heights', 'health', 'gas', 'fee']) view.charts[c]?.destroy()
+  for (const id of ['chart-heights', 'chart-health', 'chart-gas', 'chart-fee']) $(id).replaceChildren()
   view.charts = {
     key,
     chains,
     heights: makeChart('chart-heights', nodeNames, ''),
+    health: makeChart('chart-health', chains, ''),
     gas: makeChart('chart-gas', chains, '%'),
     fee: makeChart('chart-fee', chains, ''),
   }
@@ -196,6 +199,7 @@ function redrawCharts() {
   const c = view.charts
   if (c.heights === undefined) return
   c.heights.setData(chartData(c.heights.series.slice(1).map((_s, k) => h.heights[k] ?? [])))
+  c.health.setData(chartData(c.chains.map((id) => h.health?.[id] ?? [])))
   c.gas.setData(chartData(c.chains.map((id) => h.gas[id] ?? [])))
   c.fee.setData(chartData(c.chains.map((id) => h.baseFee[id] ?? [])))
 }
@@ -220,6 +224,8 @@ function recordHistory(tick) {
     push(column(h.gas, id), typeof r.gasUsedRatioBps === 'number' ? r.gasUsedRatioBps / 100 : null)
     const wei = Number(r.baseFeeWei)
     push(column(h.baseFee, id), Number.isFinite(wei) ? wei / 1e9 : null)
+    h.health ??= {}
+    push(column(h.health, id), HEALTH_LEVEL[r.status] ?? null)
   }
 }
 
