@@ -76,6 +76,8 @@ export interface RollupsOptions extends Omit<RollupOptions, 'chainId' | 'account
   accounts?: readonly Hex[] | number
   /** Seed of the derived keys: key i = keccak256(utf8(`${seed}/${i}`)). Default 'murmur-devnet'. */
   accountSeed?: string
+  /** Per-rollup options (block time, gas limit, base fee of rollup i), over the common ones. */
+  each?: (index: number) => Omit<RollupOptions, 'chainId' | 'accounts'>
 }
 
 export interface FundedAccount {
@@ -685,7 +687,7 @@ export async function startRollup(options: RollupOptions): Promise<Rollup> {
  * accounts. If one fails to start, the others are stopped and the error is thrown.
  */
 export async function startRollups(options: RollupsOptions): Promise<Rollups> {
-  const { count, firstChainId = DEFAULT_FIRST_CHAIN_ID, accounts = 0, accountSeed, ...common } = options
+  const { count, firstChainId = DEFAULT_FIRST_CHAIN_ID, accounts = 0, accountSeed, each, ...common } = options
   if (!Number.isInteger(count) || count < 1) throw new AnvilError('BAD_OPTION', `bad rollup count ${count}`)
   const funded =
     typeof accounts === 'number'
@@ -694,7 +696,7 @@ export async function startRollups(options: RollupsOptions): Promise<Rollups> {
   const keys = funded.map((a) => a.privateKey)
   const results = await Promise.allSettled(
     Array.from({ length: count }, (_, i) =>
-      startRollup({ ...common, chainId: firstChainId + i, accounts: keys }),
+      startRollup({ ...common, ...each?.(i), chainId: firstChainId + i, accounts: keys }),
     ),
   )
   const started = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
