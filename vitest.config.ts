@@ -13,6 +13,7 @@ const NETWORKS = [
   'test/e2e/catchup.test.ts',
   'test/e2e/offline.test.ts',
   'test/e2e/rollups.test.ts',
+  'test/e2e/profiles.test.ts',
 ]
 
 const common = {
