@@ -18,6 +18,7 @@ const known = [
   'rewards',
   'epoch',
   'devnet-start',
+  'devnet-profiles',
 ]
 if (name === undefined || !known.includes(name)) {
   console.error(`usage: npm run bench -- <${known.join('|')}> [flags]`)

@@ -16,6 +16,8 @@ import { followEvents } from './sse.ts'
 /** After the last refund time of an open escrow, how long its refund may take to land. */
 export const REFUND_MARGIN_MS = 30_000
 const STATUS_EVERY_MS = 5_000
+/** The short (CI) timeline's longest wait for the last fills and claims after the traffic. */
+export const SHORT_ESCROW_WAIT_MS = 60_000
 
 /** One intent as the followed node saw it. */
 export interface SeenIntent {
@@ -144,6 +146,11 @@ export interface LoadSpikeRun {
   startMs: number
   trafficEndMs: number
   fillBoundMs: number
+  /**
+   * At most this long in all (the short timeline: claims must land, refunds are not waited for, as
+   * their grace would keep CI for minutes); no cap when absent.
+   */
+  maxWaitMs?: number
   pollMs: number
   /** Progress lines, and timeline events. */
   out: (line: string) => void
@@ -171,9 +178,9 @@ export async function judgeLoadSpike(
   for (;;) {
     const unfilled = [...r.watch.seen.values()].filter((x) => x.filledAtMs === undefined).length
     const open = escrowCounts(orders).open
-    const deadline = Math.max(
-      from + r.fillBoundMs,
-      escrowWaitDeadline(orders, grace, Date.now(), REFUND_MARGIN_MS, 0),
+    const deadline = Math.min(
+      from + (r.maxWaitMs ?? Number.POSITIVE_INFINITY),
+      Math.max(from + r.fillBoundMs, escrowWaitDeadline(orders, grace, Date.now(), REFUND_MARGIN_MS, 0)),
     )
     if ((unfilled === 0 && open === 0) || Date.now() > deadline) break
     if (Date.now() - said >= STATUS_EVERY_MS) {

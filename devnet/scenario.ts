@@ -24,7 +24,13 @@ import {
   type Topology,
   WHOLE,
 } from './scenario-model.ts'
-import { IntentWatch, judgeLoadSpike, type SpikeFigures, spikeLine } from './scenario-spike.ts'
+import {
+  IntentWatch,
+  judgeLoadSpike,
+  SHORT_ESCROW_WAIT_MS,
+  type SpikeFigures,
+  spikeLine,
+} from './scenario-spike.ts'
 import { buildTimeline, type FaultStep, type ScenarioName } from './scenario-timelines.ts'
 import { erc20Intent } from './settlement.ts'
 
@@ -403,6 +409,7 @@ class ScenarioRun {
       startMs: this.startMs,
       trafficEndMs,
       fillBoundMs: this.bounds.fillBoundMs,
+      ...(this.o.short ? { maxWaitMs: SHORT_ESCROW_WAIT_MS } : {}),
       pollMs: this.o.tickMs * 2,
       out: (line) => this.o.out(`[${this.#at()}] ${line}`),
       event: (e) => this.#event(e),

@@ -22,11 +22,18 @@ const INVARIANTS = [
 const murmur = runCli
 
 /** `murmur devnet scenario NAME --dir DIR --short --report FILE ...args`, and the report it wrote. */
-async function scenario(dir: string, name: string, args: string[] = [], env: Record<string, string> = {}) {
+async function scenario(
+  dir: string,
+  name: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+  timeoutMs = 120_000,
+) {
   const report = join(dir, `${name}-${Date.now()}.json`)
   const r = await murmur(
     ['devnet', 'scenario', name, '--dir', dir, '--short', '--report', report, ...args],
     env,
+    timeoutMs,
   )
   let rep: ScenarioReport
   try {
@@ -111,7 +118,8 @@ describe('devnet scenarios, loopback, short timelines', () => {
   }, 120_000)
 
   it('load-spike: the wallets send at 5x the rate for 4 s, every intent filled and every escrow closed', async () => {
-    const { rep, ...r } = await scenario(dir, 'load-spike')
+    // The short run waits at most 60 s after its traffic for the last fills and claims.
+    const { rep, ...r } = await scenario(dir, 'load-spike', [], {}, 170_000)
     expect(r.code, r.stdout + r.stderr).toBe(0)
     expect(rep.invariants.map((i) => i.name)).toEqual([...INVARIANTS, 'escrows-closed'])
     expect(rep.invariants.filter((i) => !i.passed)).toEqual([])
@@ -145,7 +153,7 @@ describe('devnet scenarios, loopback, short timelines', () => {
     expect(escrows.settled + escrows.refunded).toBe(escrows.opened)
     expect(r.stdout).toMatch(/^PASS escrows-closed: all \d+ escrows opened on the settlers are closed/m)
     expect(r.stdout).toMatch(/spike peak \d+\/s accepted; fill p50\/p90 before/)
-  }, 150_000)
+  }, 180_000)
 
   it('MURMUR_SCENARIO_BREAK=lost-intent: the checker sees an accepted intent no node knows and exits 1', async () => {
     const { rep, ...r } = await scenario(dir, 'partition-heal', ['--duration-ms', '4000'], {
