@@ -1,6 +1,6 @@
 // Mixed-profile devnet benchmark (issue 12, item 4): `murmur devnet up --rollups N --profile mixed` from
 // launch to its "up" line and to the first filled intent (node 0's `/v1/events`), the intents filled per
-// destination rollup kind over a window, and the CPU and RSS of the N anvil processes over that window
+// destination rollup kind over a window that starts at the first fill, and the CPU and RSS of the N anvil processes over that window
 // (/proc/<pid>/stat utime+stime, /proc/<pid>/status VmRSS; the pids come from devnet.json). Each run
 // starts a fresh devnet in a temp dir in its own process group and stops it with SIGINT to that group.
 //
@@ -98,6 +98,12 @@ async function once(): Promise<Run> {
       const k = kindOf.get(String(e.fill?.chainId)) ?? 'unknown'
       filledByKind[k] = (filledByKind[k] ?? 0) + 1
     })
+    // The window starts at the first fill (a 16-rollup devnet needs a while after its "up" line).
+    const firstBy = Date.now() + 240_000
+    while (filledMs === 0) {
+      if (Date.now() > firstBy) throw new Error('no intent filled 240 s after the devnet was up')
+      await delay(200)
+    }
     const pids = state.rollups.map((r) => r.pid!)
     const before = await Promise.all(pids.map(cpuTicks))
     counting = true

@@ -75,13 +75,31 @@ export interface DevnetState {
   settlement: DevnetSettlement | null
 }
 
-/** The devnet's pool alarm levels (docs/rewards.md, section 5). */
+/** The devnet's pool alarm levels (docs/rewards.md, section 5), for its default 4 nodes and 3 rollups. */
 export const DEVNET_POOL_LEVELS = {
   minPoolValidators: 2,
   clearPoolValidators: 3,
   minPoolStake: '500000',
   clearPoolStake: '900000',
 } as const
+
+/**
+ * The pool alarm levels for `nodes` validators of 1 000 000 spread over `rollups` pools: the stake
+ * levels are 3/8 and 27/40 of a pool's share (500 000 and 900 000 of 1.33 M at 4 and 3, the
+ * DEVNET_POOL_LEVELS). Fixed levels alarmed every pool of a 16-rollup devnet (250 000 each) at genesis,
+ * and the nodes then refused every intent.
+ */
+export function devnetPoolLevels(
+  nodes: number,
+  rollups: number,
+): { minPoolValidators: number; clearPoolValidators: number; minPoolStake: string; clearPoolStake: string } {
+  const total = BigInt(nodes) * 1_000_000n
+  return {
+    ...DEVNET_POOL_LEVELS,
+    minPoolStake: String((total * 3n) / (8n * BigInt(rollups))),
+    clearPoolStake: String((total * 27n) / (40n * BigInt(rollups))),
+  }
+}
 
 export class DevnetError extends MurmurError<'NO_DEVNET' | 'BAD_ARGS' | 'CONTROL_FAILED'> {}
 
@@ -145,9 +163,9 @@ export class Devnet {
       rollups,
       params: {
         ...(o.settlement ? { refundGraceSec: DEVNET_REFUND_GRACE_SEC } : {}),
-        // Safe pool levels for 4 validators of 1 000 000 over 3 rollups (about 1.33 M per pool): a pool
-        // left with one validator, or under half its stake, raises its alarm; it clears at 3 and 900 000.
-        ...DEVNET_POOL_LEVELS,
+        // Safe pool levels, scaled to the pools' share (4 validators of 1 000 000 over 3 rollups: about
+        // 1.33 M per pool, alarmed with one validator left or under 500 000, cleared at 3 and 900 000).
+        ...devnetPoolLevels(o.nodes, o.rollups),
       },
       // Each validator also holds 1 000 000 of the staking token, to try `murmur stake` with.
       accounts: 'validators',

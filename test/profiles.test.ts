@@ -89,3 +89,16 @@ describe('rollup profiles', () => {
     )
   })
 })
+
+describe('devnet pool levels', () => {
+  it('are the fixed levels at 4 nodes and 3 rollups, and scale with the pools share', async () => {
+    const { DEVNET_POOL_LEVELS, devnetPoolLevels } = await import('../devnet/devnet.ts')
+    expect(devnetPoolLevels(4, 3)).toEqual(DEVNET_POOL_LEVELS)
+    // 16 rollups: 250 000 per pool; fixed levels (500 000) alarmed every pool at genesis.
+    expect(devnetPoolLevels(4, 16)).toEqual({
+      ...DEVNET_POOL_LEVELS,
+      minPoolStake: '93750',
+      clearPoolStake: '168750',
+    })
+  })
+})
