@@ -17,6 +17,7 @@ const NETWORKS = [
   'test/e2e/dashboard.test.ts',
   'test/e2e/devnet-exit.test.ts',
   'test/e2e/netns.test.ts',
+  'test/e2e/profiles.test.ts',
 ]
 
 const common = {

@@ -20,6 +20,7 @@ const known = [
   'devnet-start',
   'api-limits',
   'dashboard',
+  'devnet-profiles',
 ]
 if (name === undefined || !known.includes(name)) {
   console.error(`usage: npm run bench -- <${known.join('|')}> [flags]`)

@@ -84,6 +84,8 @@ export interface RollupsOptions extends Omit<RollupOptions, 'chainId' | 'account
   accountSeed?: string
   /** Per rollup (index 0..count-1): where it runs (host, proxyHost, exec); the common options otherwise. */
   placement?: (index: number) => Pick<RollupOptions, 'host' | 'proxyHost' | 'exec'>
+  /** Per-rollup options (block time, gas limit, base fee of rollup i), over the common ones. */
+  each?: (index: number) => Omit<RollupOptions, 'chainId' | 'accounts'>
 }
 
 export interface FundedAccount {
@@ -707,6 +709,7 @@ export async function startRollups(options: RollupsOptions): Promise<Rollups> {
     accounts = 0,
     accountSeed,
     placement,
+    each,
     ...common
   } = options
   if (!Number.isInteger(count) || count < 1) throw new AnvilError('BAD_OPTION', `bad rollup count ${count}`)
@@ -717,7 +720,7 @@ export async function startRollups(options: RollupsOptions): Promise<Rollups> {
   const keys = funded.map((a) => a.privateKey)
   const results = await Promise.allSettled(
     Array.from({ length: count }, (_, i) =>
-      startRollup({ ...common, ...placement?.(i), chainId: firstChainId + i, accounts: keys }),
+      startRollup({ ...common, ...each?.(i), ...placement?.(i), chainId: firstChainId + i, accounts: keys }),
     ),
   )
   const started = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))

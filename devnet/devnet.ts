@@ -11,15 +11,18 @@ import { IntentTally } from './intent-tally.ts'
 import { FLAKY, type LinkFault, NetnsError, NetnsNet, type NetnsRecord, netnsUnavailable } from './netns.ts'
 import { type PreparedNetwork, prepareNetwork } from './network.ts'
 import { type NodeProcess, spawnNode } from './process.ts'
+import { planRollups, type RunningLoad, startProfileLoad } from './profiles.ts'
 import {
   DEVNET_GAS_WEI,
   DEVNET_REFUND_GRACE_SEC,
+  DEVNET_SPREAD_BPS,
   type DevnetSettlement,
   erc20Intent,
   fundGas,
   setupDevnetSettlement,
 } from './settlement.ts'
 import { followEvents } from './sse.ts'
+import { type Arrival, type TrafficMode, TrafficSchedule } from './traffic.ts'
 
 export const STATE_FILE = 'devnet.json'
 
@@ -32,6 +35,12 @@ export interface DevnetOptions {
   /** Number of wallets sending intents. */
   wallets: number
   blockTimeSec: number
+  /** Rollup profile (devnet/profiles.ts): 'uniform' (every rollup a `blockTimeSec` anvil), 'mixed', or one kind. */
+  profile: string
+  /** Shape of the wallets' traffic at `rate` (devnet/traffic.ts). */
+  traffic: TrafficMode
+  /** Seed of the traffic schedule. */
+  seed: number
   /**
    * Deploy the settlement contracts and a test token on every rollup and send ERC-20 intents (default).
    * False: the old native mode (no contracts, native intents the executor pays out of its own balance).
@@ -53,6 +62,9 @@ export const DEFAULT_DEVNET_OPTIONS: DevnetOptions = {
   rate: 2,
   wallets: 8,
   blockTimeSec: 1,
+  profile: 'uniform',
+  traffic: 'steady',
+  seed: 1,
   settlement: true,
   statusEveryMs: 5_000,
   netns: false,
@@ -66,14 +78,14 @@ export interface DevnetState {
   dashboard: string
   genesis: string
   nodes: Array<{ index: number; pid: number | null; api: string | null; peerId: string; listen: string[] }>
-  rollups: Array<{ chainId: number; rpcUrl: string; pid: number | null }>
+  rollups: Array<{ chainId: number; rpcUrl: string; pid: number | null; kind?: string }>
   /** The contracts, token and funded wallets; null in native mode. */
   settlement: DevnetSettlement | null
   /** The namespaces and bridge of a `--netns` devnet (all named after its id); null on loopback. */
   netns?: NetnsRecord | null
 }
 
-/** The devnet's pool alarm levels (docs/rewards.md, section 5). */
+/** The devnet's pool alarm levels (docs/rewards.md, section 5), for its default 4 nodes and 3 rollups. */
 export const DEVNET_POOL_LEVELS = {
   minPoolValidators: 2,
   clearPoolValidators: 3,
@@ -81,10 +93,32 @@ export const DEVNET_POOL_LEVELS = {
   clearPoolStake: '900000',
 } as const
 
+/**
+ * The pool alarm levels for `nodes` validators of 1 000 000 spread over `rollups` pools: the stake
+ * levels are 3/8 and 27/40 of a pool's share (500 000 and 900 000 of 1.33 M at 4 and 3, the
+ * DEVNET_POOL_LEVELS). Fixed levels alarmed every pool of a 16-rollup devnet (250 000 each) at genesis,
+ * and the nodes then refused every intent.
+ */
+export function devnetPoolLevels(
+  nodes: number,
+  rollups: number,
+): { minPoolValidators: number; clearPoolValidators: number; minPoolStake: string; clearPoolStake: string } {
+  const total = BigInt(nodes) * 1_000_000n
+  return {
+    ...DEVNET_POOL_LEVELS,
+    minPoolStake: String((total * 3n) / (8n * BigInt(rollups))),
+    clearPoolStake: String((total * 27n) / (40n * BigInt(rollups))),
+  }
+}
+
 export class DevnetError extends MurmurError<'NO_DEVNET' | 'BAD_ARGS' | 'CONTROL_FAILED' | 'STOPPED'> {}
 
 /** The fault verbs that need `--netns` (tc netem on a node's veth). */
 const LINK_VERBS = ['delay', 'loss', 'flaky', 'clear'] as const
+
+/** Bounds of `devnet spike RATE SECONDS`. */
+export const SPIKE_MAX_RATE = 500
+export const SPIKE_MAX_SEC = 3_600
 
 /**
  * A whole network on one machine: K anvil rollups, N node processes, a control server for the
@@ -112,6 +146,12 @@ export class Devnet {
   netns: NetnsNet | undefined
   #upRun: Promise<DevnetState> | undefined
   #stopRun: Promise<void> | undefined
+  /** Rollup kind by chain id (the profile's), and the congested profiles' running loads. */
+  #kinds = new Map<number, string>()
+  #loads: RunningLoad[] = []
+  /** The wallets' schedule and when it started; a spike's schedule and when it ends. */
+  #traffic: { schedule: TrafficSchedule; startMs: number } | undefined
+  #spike: { schedule: TrafficSchedule; startMs: number; endMs: number } | undefined
 
   constructor(options: Partial<DevnetOptions>) {
     this.opts = { ...DEFAULT_DEVNET_OPTIONS, ...options }
@@ -159,21 +199,23 @@ export class Devnet {
     }
     const runDir = join(o.dir, `run-${Date.now().toString(36)}`)
     o.out(`devnet: ${o.nodes} nodes, ${o.rollups} anvil rollups, state in ${o.dir}`)
-    const rollups = Array.from({ length: o.rollups }, (_, i) => ({
-      chainId: 901 + i,
-      name: `rollup-${901 + i}`,
-      type: (i % 2 === 1 ? 'zk' : 'optimistic') as 'zk' | 'optimistic',
-      securityBps: i % 2 === 1 ? 9500 : 8000,
-    }))
+    let plan: ReturnType<typeof planRollups>
+    try {
+      plan = planRollups(o.profile, o.rollups, o.blockTimeSec)
+    } catch (err) {
+      throw new DevnetError('BAD_ARGS', (err as Error).message)
+    }
+    this.#kinds = new Map(plan.map((p) => [p.chainId, p.kind]))
+    const rollups = plan.map((p) => p.genesis)
     this.net = await prepareNetwork({
       dir: runDir,
       nodes: o.nodes,
       rollups,
       params: {
         ...(o.settlement ? { refundGraceSec: DEVNET_REFUND_GRACE_SEC } : {}),
-        // Safe pool levels for 4 validators of 1 000 000 over 3 rollups (about 1.33 M per pool): a pool
-        // left with one validator, or under half its stake, raises its alarm; it clears at 3 and 900 000.
-        ...DEVNET_POOL_LEVELS,
+        // Safe pool levels, scaled to the pools' share (4 validators of 1 000 000 over 3 rollups: about
+        // 1.33 M per pool, alarmed with one validator left or under 500 000, cleared at 3 and 900 000).
+        ...devnetPoolLevels(o.nodes, o.rollups),
       },
       // Each validator also holds 1 000 000 of the staking token, to try `murmur stake` with.
       accounts: 'validators',
@@ -196,6 +238,7 @@ export class Devnet {
           }),
       count: o.rollups,
       blockTimeSec: o.blockTimeSec,
+      each: (i) => plan[i]!.anvil,
       accounts: [
         ...this.net.nodes.map((n) => n.validatorPrivateKey as Hex),
         ...(o.settlement ? [deployerKey, ...walletKeys] : []),
@@ -218,6 +261,12 @@ export class Devnet {
       this.#settlement = record
       this.#live()
     }
+    // Congested profiles: the background load starts once the contracts and mints are in.
+    for (const [i, p] of plan.entries())
+      if (p.load !== undefined)
+        this.#loads.push(startProfileLoad(this.rollups.rollups[i]!, p.load, p.anvil.blockTimeSec))
+    if (o.profile !== 'uniform')
+      o.out(`devnet: rollup profiles ${plan.map((p) => `${p.chainId}=${p.kind}`).join(' ')}`)
     const rollupFlags = new Map(this.rollups.rollups.map((r) => [r.chainId, r.rpcUrl]))
     o.out(`devnet: starting ${o.nodes} nodes...`)
     this.procs[0] = await this.#spawn(0, [])
@@ -240,7 +289,7 @@ export class Devnet {
     for (const r of this.rollups.rollups) o.out(`  rollup ${r.chainId}: rpc ${r.rpcUrl}`)
     o.out(`devnet: dashboard ${state.dashboard}`)
     o.out('devnet: up. Ctrl-C stops everything. Try: murmur devnet partition --dir ' + o.dir + ' 0,1 2,3')
-    if (o.rate > 0) this.#timers.push(setInterval(() => void this.#sendIntent(), Math.max(10, 1000 / o.rate)))
+    this.#startTraffic()
     if (o.statusEveryMs > 0) {
       await this.#followEvents()
       this.#timers.push(setInterval(() => this.#printStatus(), o.statusEveryMs))
@@ -300,6 +349,7 @@ export class Devnet {
         chainId: r.chainId,
         rpcUrl: r.rpcUrl,
         pid: r.pid ?? null,
+        kind: this.#kinds.get(r.chainId) ?? 'uniform',
       })),
       settlement: this.#settlement,
       netns: this.netns?.record() ?? null,
@@ -310,32 +360,66 @@ export class Devnet {
     await writeFile(join(this.opts.dir, STATE_FILE), JSON.stringify(this.state(), null, 2) + '\n')
   }
 
+  /**
+   * The wallets' traffic: every TRAFFIC_TICK_MS, what the schedule (or a running spike's) has due is
+   * sent. Arrivals of the normal schedule that fall inside a spike are dropped: after the spike the
+   * traffic goes back to its normal pace, it does not catch up.
+   */
+  #startTraffic(): void {
+    const o = this.opts
+    const chainIds = (this.rollups?.rollups ?? []).map((r) => r.chainId)
+    if (o.rate > 0)
+      this.#traffic = {
+        schedule: new TrafficSchedule({
+          mode: o.traffic,
+          rate: o.rate,
+          wallets: Math.max(1, this.#wallets.length),
+          chainIds,
+          seed: o.seed,
+        }),
+        startMs: Date.now(),
+      }
+    this.#timers.push(setInterval(() => this.#trafficTick(), TRAFFIC_TICK_MS))
+  }
+
+  #trafficTick(): void {
+    const now = Date.now()
+    const spike = this.#spike
+    if (spike !== undefined) {
+      for (const a of spike.schedule.takeUntil(Math.min(now, spike.endMs) - spike.startMs + 1))
+        void this.#sendIntent(a)
+      if (now >= spike.endMs) this.#spike = undefined
+    }
+    const t = this.#traffic
+    if (t === undefined) return
+    for (const a of t.schedule.takeUntil(now - t.startMs + 1))
+      if (spike === undefined) void this.#sendIntent(a)
+  }
+
   /** One wallet hands one intent to one node (round robin), as wallets near different nodes would. */
-  async #sendIntent(): Promise<void> {
+  async #sendIntent(a: Arrival): Promise<void> {
     const live = this.procs.filter((p): p is NodeProcess => p !== undefined)
     if (live.length === 0 || this.#wallets.length === 0) return
     const n = this.#sent++
     const node = live[n % live.length]!
-    const w = this.#wallets[n % this.#wallets.length]!
-    const chains = (this.rollups?.rollups ?? []).map((r) => BigInt(r.chainId))
-    // Any rollup, one, or (ERC-20 mode, one token address everywhere) two.
-    const destinations =
-      n % 3 === 0
-        ? []
-        : n % 3 === 2 && this.#settlement !== null && chains.length > 1
-          ? [chains[n % chains.length]!, chains[(n + 1) % chains.length]!]
-          : [chains[n % chains.length]!]
+    const w = this.#wallets[a.wallet % this.#wallets.length]!
+    // Native mode pays out of the executor's own balance on one chain: at most one destination.
+    const chains = a.destinations.slice(0, this.#settlement === null ? 1 : undefined).map(BigInt)
     try {
-      await new MurmurClient(node.api, { timeoutMs: 5_000 }).send(
-        w,
-        this.#settlement === null
-          ? { to: w.address, amount: 1_000_000_000_000n + BigInt(n), chains: destinations, fillInSec: 120 }
-          : erc20Intent(this.#settlement, w.address, destinations, n),
-      )
+      await new MurmurClient(node.api, { timeoutMs: 5_000 }).send(w, this.#intent(w.address, chains, n, a))
       this.#accepted++
     } catch {
       this.#refused++
     }
+  }
+
+  #intent(to: Address, chains: bigint[], n: number, a: Arrival) {
+    if (this.#settlement === null)
+      return { to, amount: 1_000_000_000_000n + BigInt(n), chains, fillInSec: 120 }
+    const base = erc20Intent(this.#settlement, to, chains, n)
+    if (a.amountMilli === 1000) return base
+    const inputAmount = 10n ** 15n * BigInt(a.amountMilli) + BigInt(n)
+    return { ...base, inputAmount, amount: inputAmount - (inputAmount * DEVNET_SPREAD_BPS) / 10_000n }
   }
 
   async nodeStatuses(): Promise<Array<Record<string, unknown> | { index: number; down: true }>> {
@@ -467,6 +551,25 @@ export class Devnet {
         else await r.start()
         await this.#saveState()
         return { chainId: r.chainId, running: r.running }
+      }
+      case 'spike': {
+        const rate = Number(args[0])
+        const seconds = Number(args[1])
+        if (!(rate > 0 && rate <= SPIKE_MAX_RATE) || !(seconds > 0 && seconds <= SPIKE_MAX_SEC))
+          throw new DevnetError(
+            'BAD_ARGS',
+            `spike needs RATE (intents/s, above 0, at most ${SPIKE_MAX_RATE}) and SECONDS (above 0, at most ${SPIKE_MAX_SEC})`,
+          )
+        const startMs = Date.now()
+        const schedule = new TrafficSchedule({
+          mode: 'steady',
+          rate,
+          wallets: Math.max(1, this.#wallets.length),
+          chainIds: this.rollups!.rollups.map((r) => r.chainId),
+          seed: this.opts.seed + startMs,
+        })
+        this.#spike = { schedule, startMs, endMs: startMs + Math.round(seconds * 1000) }
+        return { rate, seconds, until: new Date(this.#spike.endMs).toISOString() }
       }
       case 'fund': {
         const address = args[0] ?? ''
@@ -609,6 +712,7 @@ export class Devnet {
     this.#stopping = true
     for (const t of this.#timers) clearInterval(t)
     this.#dashboard?.feed.stop()
+    await Promise.allSettled(this.#loads.map((l) => l.stop()))
     this.#events?.ac.abort()
     // An up() in progress notices #stopping at its next step; what it started by then is stopped below.
     await this.#upRun?.catch(() => {})
@@ -650,3 +754,6 @@ export async function devnetCommand(dir: string, cmd: string, args: string[]): P
   if (!res.ok) throw new DevnetError('CONTROL_FAILED', body.error?.message ?? res.statusText)
   return body
 }
+
+/** Period of the traffic loop: a schedule's due arrivals are sent at most this late. */
+const TRAFFIC_TICK_MS = 20

@@ -378,6 +378,8 @@ export interface ScenarioReport {
 export function buildReport(
   obs: Observations,
   meta: Pick<ScenarioReport, 'scenario' | 'seed' | 'short' | 'timeline'> & { bounds: CheckBounds },
+  /** A scenario's own invariants (load-spike: escrows-closed) and figures, after the common ones. */
+  extra: { invariants: Invariant[]; figures: Record<string, unknown> } = { invariants: [], figures: {} },
 ): ScenarioReport {
   const b = meta.bounds
   const failedSteps = obs.steps.filter((s) => s.error !== undefined)
@@ -400,6 +402,7 @@ export function buildReport(
     filled.invariant,
     back.invariant,
     ran,
+    ...extra.invariants,
   ]
   const passed = invariants.every((i) => i.passed)
   return {
@@ -429,6 +432,7 @@ export function buildReport(
       samples: obs.rounds.length,
       durationMs: obs.endMs - obs.startMs,
       bounds: b,
+      ...extra.figures,
     },
   }
 }

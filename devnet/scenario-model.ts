@@ -120,6 +120,9 @@ export function applyStep(t: Topology, step: FaultStep, chainIds: readonly numbe
       return { ...t, rollupsDown: new Set([...t.rollupsDown, chainOf(step.args[0]!)]) }
     case 'rollup-up':
       return { ...t, rollupsDown: new Set([...t.rollupsDown].filter((c) => c !== chainOf(step.args[0]!))) }
+    case 'spike':
+      // Load, not a fault of the topology.
+      return t
   }
 }
 

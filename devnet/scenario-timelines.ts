@@ -8,7 +8,7 @@
  */
 
 /** The fault commands of `Devnet.control`. */
-export type FaultCmd = 'kill' | 'restart' | 'partition' | 'heal' | 'rollup-down' | 'rollup-up'
+export type FaultCmd = 'kill' | 'restart' | 'partition' | 'heal' | 'rollup-down' | 'rollup-up' | 'spike'
 
 /**
  * One fault command, planned at `atMs` after the start of the run. The runner keeps the planned gap
@@ -34,7 +34,13 @@ export interface Timeline {
 }
 
 /** Names accepted by `murmur devnet scenario NAME`. */
-export const SCENARIO_NAMES = ['validator-crash', 'churn', 'partition-heal', 'rollup-outage'] as const
+export const SCENARIO_NAMES = [
+  'validator-crash',
+  'churn',
+  'partition-heal',
+  'rollup-outage',
+  'load-spike',
+] as const
 export type ScenarioName = (typeof SCENARIO_NAMES)[number]
 
 /** What a timeline depends on. */
@@ -150,6 +156,16 @@ export function buildTimeline(name: ScenarioName, p: TimelineParams): Timeline {
       t += d(20_000, 5_000)
       break
     }
+    case 'load-spike': {
+      // A quiet baseline long enough for its fill latency to mean something, then the devnet's wallets
+      // send at many times the normal rate for a while (`devnet spike RATE SECONDS`), then calm again:
+      // the intents of the spike must all be filled, and every escrow claimed or refunded.
+      t = d(20_000, 6_000)
+      const seconds = d(30, 4)
+      at('spike', [String(d(40, 10)), String(seconds)])
+      t += seconds * 1000 + d(30_000, 4_000)
+      break
+    }
     default: {
       const never: never = name
       throw new Error(`unknown scenario ${String(never)}`)
@@ -159,11 +175,16 @@ export function buildTimeline(name: ScenarioName, p: TimelineParams): Timeline {
   return p.durationMs === undefined ? timeline : scaleTimeline(timeline, p.durationMs)
 }
 
-/** Stretches or squeezes a timeline so that it ends at `durationMs` (order and shape kept). */
+/**
+ * Stretches or squeezes a timeline so that it ends at `durationMs` (order and shape kept; a spike's
+ * SECONDS scale with it, at least one).
+ */
 export function scaleTimeline(tl: Timeline, durationMs: number): Timeline {
   const k = durationMs / tl.endMs
+  const args = (s: FaultStep) =>
+    s.cmd === 'spike' ? [s.args[0]!, String(Math.max(1, Math.round(Number(s.args[1]) * k)))] : s.args
   return {
-    steps: tl.steps.map((s) => ({ ...s, atMs: Math.round(s.atMs * k) })),
+    steps: tl.steps.map((s) => ({ ...s, atMs: Math.round(s.atMs * k), args: args(s) })),
     endMs: durationMs,
   }
 }

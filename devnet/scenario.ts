@@ -11,7 +11,7 @@ import { generatePrivateKey, type PrivateKeyAccount, privateKeyToAccount } from 
 import { ClientError, MurmurClient } from '../src/client/index.ts'
 import { MurmurError } from '../src/errors.ts'
 import { DevnetError, type DevnetState, devnetCommand, STATE_FILE } from './devnet.ts'
-import { buildReport, type CheckBounds, type ScenarioReport } from './scenario-checks.ts'
+import { buildReport, type CheckBounds, type Invariant, type ScenarioReport } from './scenario-checks.ts'
 import { collectBlocks, lookupIntents, pollFills, sampleRound, signingNodes } from './scenario-http.ts'
 import {
   applyStep,
@@ -24,6 +24,13 @@ import {
   type Topology,
   WHOLE,
 } from './scenario-model.ts'
+import {
+  IntentWatch,
+  judgeLoadSpike,
+  SHORT_ESCROW_WAIT_MS,
+  type SpikeFigures,
+  spikeLine,
+} from './scenario-spike.ts'
 import { buildTimeline, type FaultStep, type ScenarioName } from './scenario-timelines.ts'
 import { erc20Intent } from './settlement.ts'
 
@@ -94,6 +101,8 @@ export const FILL_MARGIN_MS = 15_000
 const STATUS_EVERY_MS = 5_000
 /** Longest wait, before a fault of a short timeline, for every running validator to sign again. */
 const SETTLE_MS = 20_000
+/** A scenario's own invariants and figures (load-spike), added to the common ones. */
+type Extra = { invariants: Invariant[]; figures: Record<string, unknown> }
 
 /** Runs one scenario to its end and returns the report (also written to `--report`, summarised on `out`). */
 export async function runScenario(options: Partial<ScenarioOptions> & Pick<ScenarioOptions, 'name' | 'dir'>) {
@@ -121,6 +130,8 @@ class ScenarioRun {
   readonly #inflight = new Set<Promise<void>>()
   #wallets: PrivateKeyAccount[] = []
   #sent = 0
+  /** load-spike: every intent node 0's event stream shows (the spike's come from the devnet's wallets). */
+  #watch: IntentWatch | undefined
 
   constructor(o: ScenarioOptions) {
     this.o = o
@@ -178,6 +189,10 @@ class ScenarioRun {
       `scenario ${this.o.name}: ${tl.steps.length} faults over ${(tl.endMs / 1000).toFixed(0)} s, ` +
         `seed ${this.o.seed}, ${this.o.rate} intents/s`,
     )
+    if (this.o.name === 'load-spike') {
+      this.#watch = new IntentWatch()
+      await this.#watch.follow(this.state.nodes[0]!.api!)
+    }
     this.startMs = Date.now()
     this.#event('start')
     const sampler = this.#sampleLoop()
@@ -206,8 +221,10 @@ class ScenarioRun {
       this.#sampling = false
       await sampler
       clearInterval(status)
-      return await this.#judge(trafficEndMs)
+      const extra = this.#watch === undefined ? undefined : await this.#loadSpikeExtra(trafficEndMs)
+      return await this.#judge(trafficEndMs, extra)
     } finally {
+      this.#watch?.stop()
       this.#sending = false
       this.#sampling = false
       clearInterval(traffic)
@@ -397,7 +414,22 @@ class ScenarioRun {
     }
   }
 
-  async #judge(trafficEndMs: number): Promise<ScenarioReport> {
+  async #loadSpikeExtra(trafficEndMs: number): Promise<Extra> {
+    return judgeLoadSpike({
+      state: this.state,
+      watch: this.#watch!,
+      steps: this.steps,
+      startMs: this.startMs,
+      trafficEndMs,
+      fillBoundMs: this.bounds.fillBoundMs,
+      ...(this.o.short ? { maxWaitMs: SHORT_ESCROW_WAIT_MS } : {}),
+      pollMs: this.o.tickMs * 2,
+      out: (line) => this.o.out(`[${this.#at()}] ${line}`),
+      event: (e) => this.#event(e),
+    })
+  }
+
+  async #judge(trafficEndMs: number, extra?: Extra): Promise<ScenarioReport> {
     const accepted = this.intents.filter((i) => i.status === 202)
     this.o.out(`[${this.#at()}] checking ${accepted.length} accepted intents on every node...`)
     const lookups = await lookupIntents(this.state, accepted)
@@ -426,17 +458,21 @@ class ScenarioRun {
       blocks,
       blockRange: range,
     }
-    return this.#report(obs)
+    return this.#report(obs, extra)
   }
 
-  async #report(obs: Observations): Promise<ScenarioReport> {
-    const report = buildReport(obs, {
-      scenario: this.o.name,
-      seed: this.o.seed,
-      short: this.o.short,
-      bounds: this.bounds,
-      timeline: this.timeline,
-    })
+  async #report(obs: Observations, extra?: Extra): Promise<ScenarioReport> {
+    const report = buildReport(
+      obs,
+      {
+        scenario: this.o.name,
+        seed: this.o.seed,
+        short: this.o.short,
+        bounds: this.bounds,
+        timeline: this.timeline,
+      },
+      extra,
+    )
     const { invariants, passed } = report
     if (this.o.report !== undefined) await writeFile(this.o.report, JSON.stringify(report, null, 2) + '\n')
     for (const i of invariants) this.o.out(`${i.passed ? 'PASS' : 'FAIL'} ${i.name}: ${i.detail}`)
@@ -444,6 +480,7 @@ class ScenarioRun {
     this.o.out(
       `scenario ${this.o.name}: ${passed ? 'passed' : 'FAILED'}; detectMs ${f['detectMs']}, recoverMs ` +
         `${f['recoverMs']}, intentsDelayed ${f['intentsDelayed']}` +
+        (f['spike'] === undefined ? '' : `; spike ${spikeLine(f['spike'] as SpikeFigures)}`) +
         (this.o.report === undefined ? '' : `; report ${this.o.report}`),
     )
     return report

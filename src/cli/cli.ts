@@ -133,6 +133,13 @@ export function buildCli(): Command {
     .option('--dir <dir>', 'where the devnet keeps its state', '.devnet')
     .option('--rate <n>', 'traffic per second generated on the network', intArg, 2)
     .option(
+      '--profile <name>',
+      'rollup profiles: uniform (every rollup a 1 s anvil), mixed (cycles through the kinds), or one kind (arbitrum-like, base-like, zksync-like, ...)',
+      'uniform',
+    )
+    .option('--traffic <mode>', 'shape of the traffic at --rate: steady, bursty or mixed', 'steady')
+    .option('--seed <n>', 'seed of the traffic schedule', intArg, 1)
+    .option(
       '--native',
       'no settlement contracts: native intents the executor pays itself (default: contracts, a test token, ERC-20 intents)',
       false,
@@ -151,11 +158,20 @@ export function buildCli(): Command {
     .exitOverride()
     .action(async (o: DevnetUpFlags) => {
       const { Devnet } = await import('../../devnet/devnet.ts')
+      const { PROFILE_NAMES } = await import('../../devnet/profiles.ts')
+      const { TRAFFIC_MODES } = await import('../../devnet/traffic.ts')
+      if (!(PROFILE_NAMES as readonly string[]).includes(o.profile))
+        usage(`--profile must be one of ${PROFILE_NAMES.join(', ')}`)
+      if (!(TRAFFIC_MODES as readonly string[]).includes(o.traffic))
+        usage(`--traffic must be one of ${TRAFFIC_MODES.join(', ')}`)
       const net = new Devnet({
         nodes: o.nodes,
         rollups: o.rollups,
         dir: o.dir,
         rate: o.rate,
+        profile: o.profile,
+        traffic: o.traffic as (typeof TRAFFIC_MODES)[number],
+        seed: o.seed,
         settlement: !o.native,
         netns: o.netns,
         controlPort: o.controlPort,
@@ -186,6 +202,11 @@ export function buildCli(): Command {
     ['restart', '<n>', 'restart node n (stops it first if it runs)'],
     ['rollup-down', '<k>', 'stop rollup k (index 0.. or chain id)'],
     ['rollup-up', '<k>', 'start rollup k again'],
+    [
+      'spike',
+      '<rate> <seconds>',
+      "the devnet's wallets send <rate> intents/s for <seconds>, then back to normal",
+    ],
     ['fund', '<address>', 'give an address 10 ETH on every rollup, for gas (anvil_setBalance)'],
     ['delay', '<ms> [nodes]', '--netns: every packet the nodes (e.g. 0,2; default all) send waits MS more'],
     ['loss', '<pct> [nodes]', '--netns: the nodes lose PCT % of the packets they send'],
@@ -277,6 +298,9 @@ interface DevnetUpFlags {
   rollups: number
   dir: string
   rate: number
+  profile: string
+  traffic: string
+  seed: number
   native: boolean
   netns: boolean
   controlPort: number

@@ -24,11 +24,18 @@ const INVARIANTS = [
 const murmur = runCli
 
 /** `murmur devnet scenario NAME --dir DIR --short --report FILE ...args`, and the report it wrote. */
-async function scenario(dir: string, name: string, args: string[] = [], env: Record<string, string> = {}) {
+async function scenario(
+  dir: string,
+  name: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+  timeoutMs = 120_000,
+) {
   const report = join(dir, `${name}-${Date.now()}.json`)
   const r = await murmur(
     ['devnet', 'scenario', name, '--dir', dir, '--short', '--report', report, ...args],
     env,
+    timeoutMs,
   )
   let rep: ScenarioReport
   try {
@@ -125,6 +132,44 @@ describe('devnet scenarios, loopback, short timelines', () => {
     expect(rep.timeline.filter((e) => /^partition \d [\d,]+$/.test(e.event))).toHaveLength(2)
     expect(rep.figures['detectMs']).toBeTypeOf('number')
   }, 120_000)
+
+  it('load-spike: the wallets send at 5x the rate for 4 s, every intent filled and every escrow closed', async () => {
+    // The short run waits at most 60 s after its traffic for the last fills and claims.
+    const { rep, ...r } = await scenario(dir, 'load-spike', [], {}, 170_000)
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(rep.invariants.map((i) => i.name)).toEqual([...INVARIANTS, 'escrows-closed'])
+    expect(rep.invariants.filter((i) => !i.passed)).toEqual([])
+    expect(rep.timeline.map((e) => e.event)).toContain('spike 10 4')
+    const spike = rep.figures['spike'] as {
+      peakAcceptedPerSec: number
+      before: { accepted: number; acceptedPerSec: number; fillP50Ms: number | null }
+      during: { accepted: number; fillP50Ms: number | null; fillP90Ms: number | null }
+      after: { accepted: number }
+      unfilled: number
+    }
+    const why = JSON.stringify(spike)
+    // The scenario sends 2/s; the devnet's wallets add 10/s for 4 s: node 0's stream sees the 40 more
+    // (some accepted after the window on a loaded machine), and a second far busier than the baseline.
+    const seen = spike.before.accepted + spike.during.accepted + spike.after.accepted
+    expect(seen, why).toBeGreaterThanOrEqual((rep.figures['intentsAccepted'] as number) + 36)
+    expect(spike.before.acceptedPerSec, why).toBeLessThan(4)
+    expect(spike.peakAcceptedPerSec, why).toBeGreaterThanOrEqual(6)
+    expect(spike.during.fillP50Ms, why).toBeTypeOf('number')
+    expect(spike.during.fillP90Ms, why).toBeGreaterThanOrEqual(spike.during.fillP50Ms!)
+    expect(spike.unfilled, why).toBe(0)
+    const escrows = rep.figures['escrows'] as {
+      opened: number
+      open: number
+      settled: number
+      refunded: number
+    }
+    // The spike's intents escrow too: more escrows than the scenario's own intents.
+    expect(escrows.opened).toBeGreaterThan(rep.figures['intentsAccepted'] as number)
+    expect(escrows.open).toBe(0)
+    expect(escrows.settled + escrows.refunded).toBe(escrows.opened)
+    expect(r.stdout).toMatch(/^PASS escrows-closed: all \d+ escrows opened on the settlers are closed/m)
+    expect(r.stdout).toMatch(/spike peak \d+\/s accepted; fill p50\/p90 before/)
+  }, 180_000)
 
   it('MURMUR_SCENARIO_BREAK=lost-intent: the checker sees an accepted intent no node knows and exits 1', async () => {
     const { rep, ...r } = await scenario(dir, 'partition-heal', ['--duration-ms', '4000'], {
