@@ -37,7 +37,7 @@ import {
   toCommitProof,
   validatorSetValues,
 } from '../src/state/settlement.ts'
-import type { AssignmentState } from '../src/state/types.ts'
+import type { AppState, AssignmentState } from '../src/state/types.ts'
 
 const hex = (bytes: number, seed: number): Hex =>
   `0x${keccak256(`0x${seed.toString(16).padStart(8, '0')}`).slice(2, 2 + 2 * bytes)}`
@@ -217,7 +217,12 @@ describe('settlement leaves and root', () => {
       [f.intentId, a({})],
       [second.intentId, a({ intentId: second.intentId, outputAmount: 5n, originChainId: 903n })],
     ])
-    const leaves = settlementLeaves({ assignments }, [f, second, { ...f, intentId: hex(32, 999) }])
+    // 902 has settlement contracts (a settler records who filled), 903 does not.
+    const rollups = [
+      { chainId: 902, name: 'b', type: 'zk', securityBps: 9500, settlement: {} },
+      { chainId: 903, name: 'c', type: 'zk', securityBps: 9500 },
+    ] as unknown as AppState['rollups']
+    const leaves = settlementLeaves({ assignments, rollups }, [f, second, { ...f, intentId: hex(32, 999) }])
     expect(leaves).toEqual([
       {
         kind: 1,
@@ -241,8 +246,54 @@ describe('settlement leaves and root', () => {
       },
     ])
     // A fill by another executor, or on another chain, is no committed fill: no leaf.
-    expect(settlementLeaves({ assignments }, [{ ...f, executor: hex(20, 77) as Address }])).toEqual([])
-    expect(settlementLeaves({ assignments }, [{ ...f, chainId: 901n }])).toEqual([])
+    expect(settlementLeaves({ assignments, rollups }, [{ ...f, executor: hex(20, 77) as Address }])).toEqual(
+      [],
+    )
+    expect(settlementLeaves({ assignments, rollups }, [{ ...f, chainId: 901n }])).toEqual([])
+  })
+
+  it('a fill by the executor an intent was taken from, on a settled destination, is the FILL leaf, naming that executor', () => {
+    const b = block()
+    const f = b.fills[0]!
+    const old = hex(20, 77) as Address
+    const assignment: AssignmentState = {
+      intentId: f.intentId,
+      chainId: 902n,
+      executor: f.executor,
+      deadline: 0n,
+      height: 1n,
+      user: hex(20, 50) as Address,
+      destinationChainIds: [902n, 903n],
+      outputToken: hex(20, 51) as Address,
+      outputAmount: 990n,
+      recipient: hex(20, 52) as Address,
+      originChainId: 901n,
+      fillDeadline: 0n,
+      inputToken: hex(20, 53) as Address,
+      inputAmount: 1000n,
+      avoid: [old],
+    }
+    const assignments = new Map<Hex, AssignmentState>([[f.intentId, assignment]])
+    const rollups = [
+      { chainId: 902, name: 'b', type: 'zk', securityBps: 9500, settlement: {} },
+      { chainId: 903, name: 'c', type: 'zk', securityBps: 9500 },
+    ] as unknown as AppState['rollups']
+    // Its fill landed on 902 after the intent moved (the new assignee's fill reverts AlreadyFilled there):
+    // apply commits it, and the leaf must repay the one who paid the recipient, or the escrow stays open.
+    expect(settlementLeaves({ assignments, rollups }, [{ ...f, executor: old }])).toEqual([
+      {
+        kind: 1,
+        orderId: f.intentId,
+        originChainId: 901n,
+        destinationChainId: 902n,
+        executor: old,
+        token: hex(20, 51),
+        amount: 990n,
+        recipient: hex(20, 52),
+      },
+    ])
+    // On a destination without a settler nothing records who filled: no leaf, as apply commits none.
+    expect(settlementLeaves({ assignments, rollups }, [{ ...f, executor: old, chainId: 903n }])).toEqual([])
   })
 })
 

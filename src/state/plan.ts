@@ -568,7 +568,7 @@ export function congested(view: HealthView, chainId: bigint): boolean {
  * recipient, and it is that executor the FILL leaf repays (the new assignee's fill reverts `AlreadyFilled`).
  */
 export function fillSettles(
-  state: AppState,
+  state: Pick<AppState, 'rollups'>,
   a: AssignmentState,
   fill: { readonly chainId: bigint; readonly executor: Address },
 ): boolean {

@@ -23,6 +23,7 @@ import {
 import { extensionHash } from '../consensus/votes.ts'
 import { keccak256Bytes } from '../crypto/keccak.ts'
 import { isEpochBoundary } from './epoch.ts'
+import { fillSettles } from './plan.ts'
 import { type BatchOp, heightKey } from './store.ts'
 import { type AppState, cmp } from './types.ts'
 
@@ -99,20 +100,21 @@ const ZERO_ADDRESS: Address = '0x0000000000000000000000000000000000000000'
 export const EMPTY_SETTLEMENT_ROOT: Hex = `0x${'00'.repeat(32)}`
 
 /**
- * The leaves of a block built on `state`: one FILL leaf per fill of an open assignment by its assigned
- * executor (what apply commits), in intent id order, then one REFUND leaf per refund, in order id order
+ * The leaves of a block built on `state`: one FILL leaf per fill that settles an open assignment
+ * (`fillSettles`, what apply commits: by its assigned executor, or, on a settled destination, by the
+ * executor it was taken from, who then is the one the leaf repays), in intent id order, then one REFUND leaf per refund, in order id order
  * (docs/settlement.md: REFUND leaves; {@link refundsOf} gives a block's). Throws when
  * an assignment lacks its origin chain (an assignment loaded from a store that does not keep it).
  */
 export function settlementLeaves(
-  state: Pick<AppState, 'assignments'>,
+  state: Pick<AppState, 'assignments' | 'rollups'>,
   fills: readonly BlockFill[],
   refunds: readonly SettlementRefund[] = [],
 ): SettlementLeaf[] {
   const out: SettlementLeaf[] = []
   for (const f of [...fills].sort((x, y) => cmp(x.intentId, y.intentId))) {
     const a = state.assignments.get(f.intentId)
-    if (a === undefined || a.chainId !== f.chainId || a.executor !== f.executor) continue
+    if (a === undefined || !fillSettles(state, a, f)) continue
     if (a.originChainId === undefined)
       throw new Error(`settlement: assignment ${f.intentId} has no origin chain id`)
     out.push({
