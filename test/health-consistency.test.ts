@@ -79,7 +79,8 @@ describe('health monitor: an inconsistent RPC is down', () => {
     await rpc(anvil.upstreamUrl!, 'anvil_setChainId', [CONFIGURED])
     const fixed = Date.now()
     await waitFor('up on the right chain id', () => local()?.status === 'up', { timeoutMs: 10_000 })
-    await waitFor('an up report', () => reportsSince(fixed).find((s) => s.report.status === 0))
+    const up = await waitFor('an up report', () => reportsSince(fixed).find((s) => s.report.status === 0))
+    console.log(`wrong chain id fixed -> up report: ${Number(up.report.timestampMs) - fixed} ms`)
   })
 
   it('a head gone back beyond maxReorgDepth is down with the numbers logged, and up again after the hold', async () => {
@@ -96,13 +97,18 @@ describe('health monitor: an inconsistent RPC is down', () => {
     )
     expect(down.reason).toBe('head_backwards')
     expect(down.blockNumber).toBeLessThan(peak - BigInt(DEPTH))
-    await waitFor('a down report', () => reportsSince(reverted).find((s) => s.report.status === 2))
+    const downReport = await waitFor('a down report', () =>
+      reportsSince(reverted).find((s) => s.report.status === 2),
+    )
     const error = logs.find((l) => l.level === 50 && l.maxReorgDepth === DEPTH)
     expect(error).toMatchObject({ chainId: CONFIGURED, from: Number(peak) })
     expect(BigInt(error!.to as number)).toBeLessThanOrEqual(base + 1n)
     // Consistent again (the chain moves on from its new head): up after the hold.
     await waitFor('up again', () => local()?.status === 'up', { timeoutMs: 10_000 })
     expect(Date.now() - reverted).toBeGreaterThanOrEqual(1_500)
+    console.log(
+      `rewind -> down report: ${Number(downReport.report.timestampMs) - reverted} ms; rewind -> up: ${Date.now() - reverted} ms`,
+    )
   })
 
   it('a head gone back within maxReorgDepth is a reorg: never down', async () => {
