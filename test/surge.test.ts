@@ -19,7 +19,7 @@ import {
   type RouteIntent,
   routeIntents,
 } from '../src/rollups/router.ts'
-import { genesisState } from '../src/state/genesis.ts'
+import { genesisHash, genesisState } from '../src/state/genesis.ts'
 import type { PendingIntent } from '../src/state/propose.ts'
 import { appStateOps, loadAppState } from '../src/state/storage.ts'
 import {
@@ -395,5 +395,32 @@ describe('surge detour through blocks', () => {
     const b13 = await grow(spec(GWEI), [both[3]!])
     expect(surgingChains(states[13]!)).toEqual(new Set())
     expect(b13.assignments.map((a) => a.chainId)).toEqual([901n])
+  })
+})
+
+describe('surge params in the genesis', () => {
+  const raw = {
+    networkId: 'surge-params',
+    genesisTime: 1_900_000_000,
+    validators: [{ address: `0x${'11'.repeat(20)}`, peerId: 'p0', stake: '100', pools: [901] }],
+    rollups: [{ chainId: 901, name: 'alpha', type: 'optimistic', securityBps: 8000 }],
+  }
+
+  it('defaults keep the hash a genesis had before them; a set one changes it', () => {
+    const plain = parseGenesis(raw)
+    // The hash of this genesis computed by the code before surges (commit 441e035).
+    expect(genesisHash(plain)).toBe('0x4f4a43849d2c5f0ac564016143071c6db6f44ed3319fe98ae3a4fa2022b0c55a')
+    expect(genesisHash(parseGenesis({ ...raw, params: {} }))).toBe(genesisHash(plain))
+    expect(genesisHash(parseGenesis({ ...raw, params: { surgeMinHoldBlocks: 30 } }))).not.toBe(
+      genesisHash(plain),
+    )
+  })
+
+  it('refuses a clear level above the raise level, a raise at or below 1x, a window under 8', () => {
+    expect(() => parseGenesis({ ...raw, params: { surgeRaiseBps: 20_000, surgeClearBps: 25_000 } })).toThrow(
+      /surgeClearBps/,
+    )
+    expect(() => parseGenesis({ ...raw, params: { surgeRaiseBps: 10_000 } })).toThrow(/surgeRaiseBps/)
+    expect(() => parseGenesis({ ...raw, params: { surgeWindowBlocks: 4 } })).toThrow(/surgeWindowBlocks/)
   })
 })
