@@ -340,7 +340,12 @@ describe('health aggregation', () => {
     for (let i = 0; i < 4; i++) agg.add(await report(i, { baseFeeWei: 12_345_678_901_234_567_890n }))
     const settlement = { settler: '0x' + '5e'.repeat(20), lightClient: '0x' + '1c'.repeat(20) }
     const withSettlement = [{ ...rollups[0]!, settlement }, rollups[1]!]
-    const rows = rollupRows(agg.view(now, validators, rollups), withSettlement, new Map([[901n, 3]]))
+    const rows = rollupRows(
+      agg.view(now, validators, rollups),
+      withSettlement,
+      new Map([[901n, 3]]),
+      new Set([902n]),
+    )
     expect(rows).toEqual([
       {
         chainId: 901,
@@ -352,6 +357,7 @@ describe('health aggregation', () => {
         blockTimeMs: 1000,
         latencyMs: 3,
         pendingAssignments: 3,
+        surging: false,
         settlement,
       },
       {
@@ -364,6 +370,7 @@ describe('health aggregation', () => {
         blockTimeMs: 0,
         latencyMs: 0,
         pendingAssignments: 0,
+        surging: true,
         settlement: null,
       },
     ])

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { z } from 'zod'
 import { ConfigError } from '../errors.ts'
 import { DEFAULT_ALARM_PARAMS } from '../staking/concentration.ts'
+import { DEFAULT_SURGE_PARAMS } from '../state/surge.ts'
 
 const address = z
   .string()
@@ -127,6 +128,17 @@ const paramsSchema = z
     /** Share of minSelfStake (basis points) that joins an alarmed pool, and its floor. */
     alarmMinSelfStakeBps: bps.optional(),
     alarmMinSelfStakeFloor: uint.optional(),
+    /**
+     * Base-fee surge detour (src/state/surge.ts): raise at this share of a rollup's baseline base fee
+     * (bps; default 30000 = 3x), clear below surgeClearBps (default 15000), hold at least
+     * surgeMinHoldBlocks (default 20), baseline = median of surgeWindowBlocks calm blocks (default 64),
+     * never a surge below surgeMinBaseFeeWei (default 100000000 = 0.1 gwei).
+     */
+    surgeRaiseBps: z.number().int().min(10_001).max(1_000_000).optional(),
+    surgeClearBps: z.number().int().min(0).max(1_000_000).optional(),
+    surgeMinHoldBlocks: z.number().int().nonnegative().max(1_000_000).optional(),
+    surgeWindowBlocks: z.number().int().min(8).max(1_024).optional(),
+    surgeMinBaseFeeWei: uint.optional(),
   })
   .strict()
   .default({
@@ -173,6 +185,11 @@ export const genesisSchema = z
       (p.minPoolStake ?? DEFAULT_ALARM_PARAMS.minPoolStake)
     )
       ctx.addIssue({ code: 'custom', path: ['params', 'clearPoolStake'], message: 'below minPoolStake' })
+    if (
+      (p.surgeClearBps ?? DEFAULT_SURGE_PARAMS.surgeClearBps) >
+      (p.surgeRaiseBps ?? DEFAULT_SURGE_PARAMS.surgeRaiseBps)
+    )
+      ctx.addIssue({ code: 'custom', path: ['params', 'surgeClearBps'], message: 'above surgeRaiseBps' })
     const chains = new Set(g.rollups.map((r) => r.chainId))
     if (chains.size !== g.rollups.length)
       ctx.addIssue({ code: 'custom', path: ['rollups'], message: 'duplicate chainId' })

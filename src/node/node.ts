@@ -23,6 +23,7 @@ import { pickupThrough, SettlementWatch } from '../rollups/settlement-watch.ts'
 import { StakingService } from '../staking/service.ts'
 import { AssetTable } from '../state/assets.ts'
 import { Store } from '../state/store.ts'
+import { surgingChains } from '../state/surge.ts'
 import { ConsensusWiring } from './consensus.ts'
 import { type Genesis, loadGenesis } from './genesis.ts'
 import { DataDirLock } from './lock.ts'
@@ -356,7 +357,7 @@ export class MurmurNode {
               settlementView,
               { ...DEFAULT_API_LIMITS, ...o.apiLimits },
             ),
-            (app) => app.get('/v1/rollups', async () => rollups.rows()),
+            (app) => app.get('/v1/rollups', async () => rollups.rows(surgingChains(consensus.app.state))),
             consensus.routes(),
             settlementRoutes(consensus.settlementSource()),
             stakingRoutes(staking, () => consensus.app.state),

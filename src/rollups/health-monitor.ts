@@ -9,7 +9,13 @@ import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { createPublicClient, type LocalAccount, type PublicClient } from 'viem'
 import {
-  DEFAULT_HEALTH_MIN_INTERVAL_MS,
+  classifyHealth,
+  DEFAULT_HEALTH_MONITOR_OPTIONS,
+  type HealthMonitorOptions,
+  type HealthReason,
+  type ResolvedHealthMonitorOptions,
+} from './health-classify.ts'
+import {
   gasRatioBps,
   HEALTH_STATUS_CODE,
   type HealthReport,
@@ -19,73 +25,14 @@ import {
 import type { RollupStatus } from './router.ts'
 import { type RpcTransport, rpcTransport } from './rpc.ts'
 
-/** Options of a {@link HealthMonitor}; plain data, every threshold with a default. */
-export interface HealthMonitorOptions {
-  /** RPC URL of each rollup this node serves, by chain id. */
-  rollups: ReadonlyMap<number, string>
-  /** Interval between the starts of two polls of one rollup. Default 250 ms. */
-  pollMs?: number
-  /** Timeout of one RPC request (viem retries nothing: we count errors ourselves). Default 1 000 ms. */
-  rpcTimeoutMs?: number
-  /** Down when the RPC has been failing for longer than this since the last success. Default 1 000 ms. */
-  downAfterMs?: number
-  /** Down when no new block came for max(stallBlockTimes × block time, stallMinMs). Defaults 3 and 3 000 ms. */
-  stallBlockTimes?: number
-  stallMinMs?: number
-  /** Degraded when no new block came for lateBlockTimes × block time + pollMs. Default 2. */
-  lateBlockTimes?: number
-  /** Degraded above this gas used ratio. Default 9 000 bps (90 %). */
-  degradedGasRatioBps?: number
-  /** Degraded above this RPC latency. Default 500 ms. */
-  degradedLatencyMs?: number
-  /** A report per rollup at most this often, and at once on a status change. Default 1 000 ms. */
-  reportIntervalMs?: number
-  /** Never two reports of one rollup closer than this (receivers IGNORE them). Default 100 ms. */
-  minReportGapMs?: number
-  /** Blocks over which the block interval is averaged (anvil timestamps are whole seconds). Default 8. */
-  blockWindow?: number
-}
-
-/** The options with every default filled in. */
-export type ResolvedHealthMonitorOptions = Required<HealthMonitorOptions>
-
-/** Defaults of {@link HealthMonitorOptions}. */
-export const DEFAULT_HEALTH_MONITOR_OPTIONS: Omit<ResolvedHealthMonitorOptions, 'rollups'> = {
-  pollMs: 250,
-  rpcTimeoutMs: 1_000,
-  downAfterMs: 1_000,
-  stallBlockTimes: 3,
-  stallMinMs: 3_000,
-  lateBlockTimes: 2,
-  degradedGasRatioBps: 9_000,
-  degradedLatencyMs: 500,
-  reportIntervalMs: 1_000,
-  minReportGapMs: DEFAULT_HEALTH_MIN_INTERVAL_MS,
-  blockWindow: 8,
-}
-
-/** Collaborators of a {@link HealthMonitor}. */
-export interface HealthMonitorModules {
-  log: Logger
-  registry: Registry
-  /** The validator's key: reports are signed with it and carry its address. */
-  account: Pick<LocalAccount, 'address' | 'signTypedData'>
-  networkId: string
-  /** Called with every signed report (gossip it, feed it to the local aggregator). Errors are logged. */
-  publish: (report: SignedHealthReport) => void | Promise<void>
-  /** Wall clock, unix ms. Default Date.now. */
-  now?: () => number
-}
-
-/** Why a rollup has its status; bounded, used as a log field. */
-export type HealthReason =
-  | 'ok'
-  | 'rpc_failing'
-  | 'stalled'
-  | 'rpc_error'
-  | 'congested'
-  | 'slow_rpc'
-  | 'late_block'
+export {
+  classifyHealth,
+  DEFAULT_HEALTH_MONITOR_OPTIONS,
+  type HealthMonitorOptions,
+  type HealthObservation,
+  type HealthReason,
+  type ResolvedHealthMonitorOptions,
+} from './health-classify.ts'
 
 /** This node's latest own measurement of one rollup. */
 export interface LocalHealth {
@@ -109,52 +56,17 @@ export interface LocalHealth {
   measuredAtMs: number
 }
 
-/** What {@link classifyHealth} looks at. */
-export interface HealthObservation {
-  nowMs: number
-  /** When monitoring started: the reference while nothing succeeded yet. */
-  startedAtMs: number
-  consecutiveErrors: number
-  lastSuccessAtMs: number | undefined
-  lastNewBlockAtMs: number | undefined
-  blockTimeMs: number
-  gasUsedRatioBps: number
-  latencyMs: number
-}
-
-/**
- * The status rule, first match wins:
- * down: the RPC has failed since the last success more than downAfterMs ago, or no new block for more than
- * max(stallBlockTimes × block time, stallMinMs); degraded: the last poll failed, gas ratio above the
- * threshold, RPC latency above the threshold, or a block is late; up otherwise.
- */
-export function classifyHealth(
-  o: HealthObservation,
-  t: Pick<
-    ResolvedHealthMonitorOptions,
-    | 'downAfterMs'
-    | 'stallBlockTimes'
-    | 'stallMinMs'
-    | 'lateBlockTimes'
-    | 'degradedGasRatioBps'
-    | 'degradedLatencyMs'
-    | 'pollMs'
-  >,
-): { status: RollupStatus; reason: HealthReason } {
-  const sinceSuccess = o.nowMs - (o.lastSuccessAtMs ?? o.startedAtMs)
-  if (o.consecutiveErrors > 0 && sinceSuccess > t.downAfterMs)
-    return { status: 'down', reason: 'rpc_failing' }
-  const sinceNewBlock = o.nowMs - (o.lastNewBlockAtMs ?? o.startedAtMs)
-  if (sinceNewBlock > Math.max(t.stallBlockTimes * o.blockTimeMs, t.stallMinMs)) {
-    return { status: 'down', reason: 'stalled' }
-  }
-  if (o.consecutiveErrors > 0) return { status: 'degraded', reason: 'rpc_error' }
-  if (o.gasUsedRatioBps > t.degradedGasRatioBps) return { status: 'degraded', reason: 'congested' }
-  if (o.latencyMs > t.degradedLatencyMs) return { status: 'degraded', reason: 'slow_rpc' }
-  if (o.blockTimeMs > 0 && sinceNewBlock > t.lateBlockTimes * o.blockTimeMs + t.pollMs) {
-    return { status: 'degraded', reason: 'late_block' }
-  }
-  return { status: 'up', reason: 'ok' }
+/** Collaborators of a {@link HealthMonitor}. */
+export interface HealthMonitorModules {
+  log: Logger
+  registry: Registry
+  /** The validator's key: reports are signed with it and carry its address. */
+  account: Pick<LocalAccount, 'address' | 'signTypedData'>
+  networkId: string
+  /** Called with every signed report (gossip it, feed it to the local aggregator). Errors are logged. */
+  publish: (report: SignedHealthReport) => void | Promise<void>
+  /** Wall clock, unix ms. Default Date.now. */
+  now?: () => number
 }
 
 interface SeenBlock {
@@ -190,6 +102,13 @@ interface ChainState {
   lastPublishedAtMs: number | undefined
   lastPublishedStatus: RollupStatus | undefined
   lastTimestampMs: bigint
+  /** When the chain id was last found right; undefined: ask before the next block. */
+  chainIdCheckedAtMs: number | undefined
+  /** The chain id the RPC answered when it was not the configured one. */
+  wrongChainId: number | undefined
+  /** Highest head seen since the last inconsistency: what "went back too far" is measured from. */
+  maxHead: bigint | undefined
+  rewoundAtMs: number | undefined
 }
 
 /** Fewest blocks the block time is averaged over. */
@@ -235,6 +154,7 @@ export class HealthMonitor {
     blockTime: Gauge<'chain_id'>
     latency: Gauge<'chain_id'>
     rpcErrors: Counter<'chain_id'>
+    inconsistent: Counter<'chain_id' | 'kind'>
     reports: Counter<'chain_id' | 'status'>
   }
 
@@ -264,6 +184,12 @@ export class HealthMonitor {
       blockTime: gauge(r, 'murmur_rollups_block_time_ms', 'Average block interval over the window, ms'),
       latency: gauge(r, 'murmur_rollups_rpc_latency_ms', 'Round trip of the latest successful poll, ms'),
       rpcErrors: counter(r, 'murmur_rollups_rpc_errors_total', 'Failed health polls', ['chain_id']),
+      inconsistent: counter(
+        r,
+        'murmur_rollups_rpc_inconsistent_total',
+        'Inconsistent RPC answers: wrong chain id, head gone back beyond maxReorgDepth',
+        ['chain_id', 'kind'],
+      ),
       reports: counter(r, 'murmur_rollups_health_reports_total', 'Signed health reports published', [
         'chain_id',
         'status',
@@ -302,6 +228,10 @@ export class HealthMonitor {
         lastPublishedAtMs: undefined,
         lastPublishedStatus: undefined,
         lastTimestampMs: 0n,
+        chainIdCheckedAtMs: undefined,
+        wrongChainId: undefined,
+        maxHead: undefined,
+        rewoundAtMs: undefined,
       })
     }
     this.#loops = this.#chains.map((s) => this.#loop(s, abort.signal))
@@ -342,6 +272,19 @@ export class HealthMonitor {
   }
 
   async #poll(s: ChainState, signal: AbortSignal): Promise<void> {
+    try {
+      if (!(await this.#chainIdRight(s))) {
+        // Figures of another chain mean nothing here: the rollup is down until the RPC answers right.
+        s.consecutiveErrors = 0
+        await this.#update(s)
+        return
+      }
+    } catch (err) {
+      if (signal.aborted) return
+      this.#failed(s, err)
+      await this.#update(s)
+      return
+    }
     const t0 = performance.now()
     try {
       // The block number first: most polls see the same head again, and then the block is not fetched.
@@ -353,15 +296,36 @@ export class HealthMonitor {
           : await s.client.getBlock({ blockNumber: number })
       s.latest = block
       const now = this.#now()
-      const last = s.window.at(-1)
-      if (last !== undefined && block.number < last.number) {
-        // The chain went back (restarted from genesis, or a deep reorg): the old window means nothing.
-        this.#log.warn(
-          { chainId: s.chainId, from: last.number, to: block.number },
-          'rollup head went backwards',
+      const depth = BigInt(this.options.maxReorgDepth)
+      if (s.maxHead !== undefined && block.number + depth < s.maxHead) {
+        // Back further than any reorg we accept: a restarted or replaced chain, or an RPC pool over nodes
+        // far apart. Down for inconsistentHoldMs; the new head is the reference from now on.
+        this.#log.error(
+          {
+            chainId: s.chainId,
+            url: s.url,
+            from: s.maxHead,
+            to: block.number,
+            back: s.maxHead - block.number,
+            maxReorgDepth: this.options.maxReorgDepth,
+          },
+          'rollup head went backwards beyond the allowed reorg depth: treated as down',
         )
+        this.#metrics.inconsistent.inc({ chain_id: chainLabel(s.chainId), kind: 'head_backwards' })
+        s.rewoundAtMs = now
+        s.maxHead = block.number
         s.window = []
+        // A chain that starts over may be another chain at the same URL.
+        s.chainIdCheckedAtMs = undefined
+      } else if (s.window.length > 0 && block.number < s.window.at(-1)!.number) {
+        // A reorg within the allowed depth: forget the blocks above the new head.
+        this.#log.info(
+          { chainId: s.chainId, from: s.window.at(-1)!.number, to: block.number },
+          'rollup head went back within the allowed reorg depth',
+        )
+        s.window = s.window.filter((b) => b.number <= block.number)
       }
+      if (s.maxHead === undefined || block.number > s.maxHead) s.maxHead = block.number
       const prev = s.window.at(-1)
       if (prev === undefined || block.number > prev.number) {
         s.window.push({ number: block.number, timestamp: block.timestamp })
@@ -396,15 +360,61 @@ export class HealthMonitor {
       s.lastSuccessAtMs = now
     } catch (err) {
       if (signal.aborted) return
-      // A chain that comes back may be another chain at the same height (restarted): fetch its block.
-      s.latest = undefined
-      s.consecutiveErrors++
-      this.#metrics.rpcErrors.inc({ chain_id: chainLabel(s.chainId) })
-      if (s.consecutiveErrors === 1) {
-        this.#log.warn({ chainId: s.chainId, err: (err as Error).message }, 'rollup RPC failed')
-      }
+      this.#failed(s, err)
     }
     await this.#update(s)
+  }
+
+  #failed(s: ChainState, err: unknown): void {
+    // A chain that comes back may be another chain at the same height (restarted): fetch its block, and
+    // ask its chain id again.
+    s.latest = undefined
+    s.chainIdCheckedAtMs = undefined
+    s.consecutiveErrors++
+    this.#metrics.rpcErrors.inc({ chain_id: chainLabel(s.chainId) })
+    if (s.consecutiveErrors === 1) {
+      this.#log.warn({ chainId: s.chainId, err: (err as Error).message }, 'rollup RPC failed')
+    }
+  }
+
+  /**
+   * True when the RPC's chain id is the configured one: asked at the start, after a failed poll or a deep
+   * rewind, and every chainIdCheckMs. A wrong answer is logged (error, both ids) once per change.
+   */
+  async #chainIdRight(s: ChainState): Promise<boolean> {
+    const now = this.#now()
+    if (
+      s.wrongChainId === undefined &&
+      s.chainIdCheckedAtMs !== undefined &&
+      now - s.chainIdCheckedAtMs < this.options.chainIdCheckMs
+    )
+      return true
+    const answered = await s.client.getChainId()
+    if (answered !== s.chainId) {
+      if (s.wrongChainId !== answered) {
+        this.#log.error(
+          { chainId: s.chainId, url: s.url, answeredChainId: answered },
+          'rollup RPC answers another chain id: treated as down',
+        )
+        this.#metrics.inconsistent.inc({ chain_id: chainLabel(s.chainId), kind: 'wrong_chain' })
+      }
+      s.wrongChainId = answered
+      s.lastSuccessAtMs = now
+      return false
+    }
+    if (s.wrongChainId !== undefined) {
+      this.#log.warn(
+        { chainId: s.chainId, url: s.url, wasChainId: s.wrongChainId },
+        'rollup RPC answers the configured chain id again',
+      )
+      // Nothing seen while it was another chain describes this one.
+      s.wrongChainId = undefined
+      s.latest = undefined
+      s.window = []
+      s.maxHead = undefined
+    }
+    s.chainIdCheckedAtMs = now
+    return true
   }
 
   async #update(s: ChainState): Promise<void> {
@@ -419,6 +429,8 @@ export class HealthMonitor {
         blockTimeMs: s.blockTimeMs,
         gasUsedRatioBps: s.head ? gasRatioBps(s.head.gasUsed, s.head.gasLimit) : 0,
         latencyMs: s.latencyMs,
+        wrongChain: s.wrongChainId !== undefined,
+        rewoundAtMs: s.rewoundAtMs,
       },
       this.options,
     )

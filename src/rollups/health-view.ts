@@ -280,6 +280,8 @@ export interface RollupRow {
   blockTimeMs: number
   latencyMs: number
   pendingAssignments: number
+  /** Its base fee surges (committed state, state/surge.ts): new intents detour around it. */
+  surging: boolean
   /** The rollup's settlement contracts from the genesis (what a wallet's order names as originSettler); null: none. */
   settlement: { settler: string; lightClient: string } | null
 }
@@ -289,6 +291,7 @@ export function rollupRows(
   view: HealthView,
   rollups: readonly GenesisRollup[],
   pendingAssignments: ReadonlyMap<bigint, number> = new Map(),
+  surging: ReadonlySet<bigint> = new Set(),
 ): RollupRow[] {
   return [...rollups]
     .sort((a, b) => cmp(BigInt(a.chainId), BigInt(b.chainId)))
@@ -305,6 +308,7 @@ export function rollupRows(
         blockTimeMs: h?.blockTimeMs ?? 0,
         latencyMs: h?.latencyMs ?? 0,
         pendingAssignments: pendingAssignments.get(chainId) ?? 0,
+        surging: surging.has(chainId),
         settlement:
           r.settlement === undefined
             ? null

@@ -93,6 +93,12 @@ export interface RouteParams {
    * assignments; an intent only they could serve is unroutable with POOL_ALARMED.
    */
   alarmed?: ReadonlySet<bigint>
+  /**
+   * Rollups whose base fee surges (state/surge.ts), with their level (base fee in bps of their own
+   * baseline): the last filter. An intent with another candidate left never goes to one of them; one
+   * that only surging rollups can serve goes to the least surging (lowest level), never left unrouted.
+   */
+  surging?: ReadonlyMap<bigint, bigint>
   /** Default gas of a native-token fill. */
   fillGasNative: bigint
   /** Default gas of an ERC-20 fill. */
@@ -334,6 +340,21 @@ function pickExecutor(lane: Lane, intent: RouteIntent, avoid: readonly Address[]
   return best
 }
 
+/**
+ * The surge detour over a non-empty candidate list: the calm candidates when there is one, else the
+ * surging ones at the lowest level (the cost then decides among equals). Never empty.
+ */
+function leastSurging(candidates: Lane[], surging: ReadonlyMap<bigint, bigint>): Lane[] {
+  const calm = candidates.filter((l) => !surging.has(l.chainId))
+  if (calm.length > 0) return calm
+  let low: bigint | undefined
+  for (const l of candidates) {
+    const level = surging.get(l.chainId)!
+    if (low === undefined || level < low) low = level
+  }
+  return candidates.filter((l) => surging.get(l.chainId) === low)
+}
+
 function lookupProfile(profiles: ReadonlyMap<string, RouteProfile>, user: Address): RouteProfile | undefined {
   return profiles.get(user) ?? profiles.get(user.toLowerCase())
 }
@@ -361,7 +382,8 @@ function intentKey(i: RouteIntent): string {
  * avoided chains, minus rollups that are down, minus rollups without a staked pool member, minus
  * rollups where no such member can pay the output (its inventory, less what this batch gave it), minus
  * rollups whose fee exceeds the profile's maxFeeBps (native outputs only), minus rollups without
- * spare capacity left for this fill. Among them the lowest cost wins (ties: lower chain id).
+ * spare capacity left for this fill; then, when some are surging (`params.surging`), the calm ones, or
+ * the least surging when all are. Among them the lowest cost wins (ties: lower chain id).
  *
  * Cost = wFee·fee + wLatency·latency + wSecurity·security + wLoad·load, each term in units of 1e-9:
  * fee = baseFee / highest baseFee of the usable rollups; latency = (rpc latency + block time ×
@@ -382,6 +404,7 @@ export function routeIntents(
 ): RouteResult {
   const p = resolveParams(params)
   const alarmed = params.alarmed ?? new Set<bigint>()
+  const surging = params.surging ?? new Map<bigint, bigint>()
   const lanes = buildLanes(view, pools, p)
   const laneList = [...lanes.values()] // chain id order
   const sorted = intents
@@ -438,6 +461,7 @@ export function routeIntents(
       result.unroutable.push({ intentId: intent.id, reason })
       continue
     }
+    if (surging.size > 0) candidates = leastSurging(candidates, surging)
 
     let best: Lane | undefined
     let bestCost = 0n

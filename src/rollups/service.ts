@@ -350,8 +350,8 @@ export class RollupsService {
     return this.aggregator.view(nowMs, this.#powers(), this.#m.genesis.rollups)
   }
 
-  /** `GET /v1/rollups` */
-  rows(): RollupRow[] {
-    return rollupRows(this.view(), this.#m.genesis.rollups, this.#openByChain())
+  /** `GET /v1/rollups`; `surging`: the committed state's surging rollups (state/surge.ts `surgingChains`). */
+  rows(surging?: ReadonlySet<bigint>): RollupRow[] {
+    return rollupRows(this.view(), this.#m.genesis.rollups, this.#openByChain(), surging)
   }
 }

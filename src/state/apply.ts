@@ -198,6 +198,7 @@ export function apply(state: AppState, block: Block, hash?: Hex, planner: Planne
       stake: ledger.changed ? ledger.book.state() : state.stake,
       rewards,
       alarms,
+      surges: plan.surges,
       slashes: slashesAfter(state, height, accused.keys()),
       commitPowers: state.consensusSet,
       signedAt: plan.signedAt,

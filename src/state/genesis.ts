@@ -13,6 +13,7 @@ import {
   DEFAULT_WHISTLEBLOWER_REWARD_BPS,
 } from './plan.ts'
 import { genesisRewards, rewardParamsOf, withDefaults } from './rewards-state.ts'
+import { checkSurgeParams, surgeParamsOf } from './surge.ts'
 import { type AppGenesis, type AppState, cmp, sumPools, type ValidatorState } from './types.ts'
 
 function toHex(bytes: Uint8Array): Hex {
@@ -73,6 +74,10 @@ export function genesisHash(g: AppGenesis): Hex {
       g.params.correlationMultiplier ?? DEFAULT_CORRELATION_MULTIPLIER,
       g.params.correlationWindowBlocks ?? DEFAULT_CORRELATION_WINDOW_BLOCKS,
     ],
+    // Appended only when a surge param is set, so a genesis without them keeps the hash it had before them.
+    ...(SURGE_PARAM_NAMES.some((k) => g.params[k] !== undefined)
+      ? [Object.entries(surgeParamsOf(g.params)).map(([k, v]) => [k, String(v)])]
+      : []),
     [...(g.accounts ?? [])]
       .map((a) => [a.address.toLowerCase(), a.balance.toString()])
       .sort((a, b) => cmp(a[0]!, b[0]!)),
@@ -89,6 +94,14 @@ export function genesisHash(g: AppGenesis): Hex {
   ]
   return toHex(keccak256Bytes(stringToBytes(JSON.stringify(canonical))))
 }
+
+const SURGE_PARAM_NAMES = [
+  'surgeRaiseBps',
+  'surgeClearBps',
+  'surgeMinHoldBlocks',
+  'surgeWindowBlocks',
+  'surgeMinBaseFeeWei',
+] as const
 
 /** The staking parameters of a genesis: its `params`, defaults for those it leaves out. */
 export function stakeParamsOf(g: AppGenesis): StakeParams {
@@ -150,6 +163,7 @@ export function genesisState(g: AppGenesis): AppState {
   const stakeParams = stakeParamsOf(g)
   const stake = genesisStakeState(g, stakeParams)
   const rewardParams = economyParamsOf(g)
+  checkSurgeParams(surgeParamsOf(g.params))
   const genesisSet = new Map(validators.filter((v) => v.power > 0n).map((v) => [v.address, v.power]))
   return {
     networkId: g.networkId,
@@ -176,6 +190,7 @@ export function genesisState(g: AppGenesis): AppState {
     rewardParams,
     slashes: [],
     alarms: alarmsAfter({ rollups: g.rollups, rewardParams }, [], validators, genesisSet),
+    surges: new Map(),
     rollups: g.rollups,
     assets: new AssetTable(
       g.assets ?? [],

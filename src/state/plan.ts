@@ -26,6 +26,7 @@ import {
 import { StakeLedger } from '../staking/ledger.ts'
 import { STAKE_MOVE_CONGESTED_BPS } from '../staking/moves.ts'
 import { livenessAfter } from './liveness.ts'
+import { type SurgeState, surgesAfter, surgingLevels } from './surge.ts'
 import {
   type AppState,
   type AssignmentState,
@@ -40,16 +41,23 @@ export const ROUTE_PARAMS = DEFAULT_ROUTE_PARAMS
 
 const routeParams = new WeakMap<readonly bigint[], RouteParams>()
 
-/** The route parameters of blocks built on `state`: ROUTE_PARAMS with its alarmed pools (cached per list). */
-export function routeParamsOf(state: Pick<AppState, 'alarms'>): RouteParams {
-  if (state.alarms.length === 0) return ROUTE_PARAMS
-  let p = routeParams.get(state.alarms)
-  if (p === undefined) {
-    p = { ...ROUTE_PARAMS, alarmed: new Set(state.alarms) }
+/**
+ * The route parameters of blocks built on `state`: ROUTE_PARAMS with its alarmed pools (cached per list),
+ * and the block's surging rollups (its plan's `surging`) when there are any.
+ */
+export function routeParamsOf(
+  state: Pick<AppState, 'alarms'>,
+  surging: ReadonlyMap<bigint, bigint> = NO_SURGES,
+): RouteParams {
+  let p = ROUTE_PARAMS
+  if (state.alarms.length > 0) {
+    p = routeParams.get(state.alarms) ?? { ...ROUTE_PARAMS, alarmed: new Set(state.alarms) }
     routeParams.set(state.alarms, p)
   }
-  return p
+  return surging.size === 0 ? p : { ...p, surging }
 }
+
+const NO_SURGES: ReadonlyMap<bigint, bigint> = new Map()
 
 /**
  * The consensus validator set that decides block `state.height + 1`, by address: the epoch's set
@@ -297,6 +305,10 @@ export interface BlockPlan {
   readonly reroute: readonly { intentId: Hex; reason: RerouteReason }[]
   /** The router's pool view: active validators' stakes, outstanding = assignments that stay. */
   readonly pools: PoolView
+  /** The surge state after this block (state/surge.ts), from the state's and this block's view. */
+  readonly surges: SurgeState
+  /** Rollups surging in this block, with their level in bps of their baseline: the router detours. */
+  readonly surging: ReadonlyMap<bigint, bigint>
 }
 
 /**
@@ -339,7 +351,10 @@ export function planBlock(
     MAX_BLOCK_REASSIGNMENTS,
   )
   const moving = new Set<string>(reroute.map((r) => r.intentId))
+  const surges = surgesAfter(state, view, state.height + 1n)
   return {
+    surges,
+    surging: surgingLevels(surges, view),
     view,
     offline,
     signedAt,

@@ -135,7 +135,7 @@ export function proposeBlock(
     plan.view,
     NO_PROFILES,
     plan.pools,
-    routeParamsOf(state),
+    routeParamsOf(state, plan.surging),
   )
   const assignments: BlockAssignment[] = []
   const intents: SignedIntent[] = []

@@ -73,6 +73,11 @@ interface MetaJson {
   unjailNonces: Record<string, string>
   /** Chain ids (decimal) of the pools whose concentration alarm is raised. */
   alarms?: string[]
+  /**
+   * Base-fee surge state by chain id (decimal): the calm samples (decimal wei) and the raising height or
+   * null. Absent in stores written before surges: read as no history (state/surge.ts).
+   */
+  surges?: Record<string, { samples: string[]; since: string | null }>
   /** Validator -> power, of the consensus set before `consensusSet`; and the first height the latter decides. */
   priorSet?: Record<string, string>
   setSince?: string
@@ -143,6 +148,14 @@ function metaJson(s: AppState): MetaJson {
     })),
     unjailNonces: sortedRecord(s.unjailNonces, String),
     alarms: s.alarms.map(String),
+    surges: Object.fromEntries(
+      [...s.surges]
+        .sort(([a], [b]) => cmp(a, b))
+        .map(([c, r]) => [
+          c.toString(),
+          { samples: r.samples.map(String), since: r.since?.toString() ?? null },
+        ]),
+    ),
     priorSet: sortedRecord(s.priorSet, String),
     setSince: s.setSince.toString(),
     slashes: s.slashes.map((r) => [r.height.toString(), r.validator, r.power.toString()]),
@@ -347,6 +360,12 @@ export async function loadAppState(store: Store, genesis: AppGenesis): Promise<A
       stake,
       rewards,
       alarms: (meta.alarms ?? []).map((c) => BigInt(c)),
+      surges: new Map(
+        Object.entries(meta.surges ?? {}).map(([c, r]) => [
+          BigInt(c),
+          { samples: r.samples.map((x) => BigInt(x)), since: r.since === null ? null : BigInt(r.since) },
+        ]),
+      ),
       priorSet: meta.priorSet === undefined ? base.priorSet : bigintMap(meta.priorSet),
       setSince: meta.setSince === undefined ? base.setSince : BigInt(meta.setSince),
       slashes: (meta.slashes ?? []).map(([h, v, p]) => ({

@@ -11,6 +11,7 @@ import type { RewardParams } from '../staking/rewards.ts'
 import type { StakeParams, StakeState } from '../staking/validators.ts'
 import type { AssetTable, GenesisAsset } from './assets.ts'
 import type { RewardsState } from './rewards-state.ts'
+import type { SurgeState } from './surge.ts'
 
 /** Network parameters the state machine reads (genesis `params`). */
 export interface AppParams {
@@ -76,6 +77,17 @@ export interface AppParams {
   readonly clearPoolStake?: bigint
   readonly alarmMinSelfStakeBps?: number
   readonly alarmMinSelfStakeFloor?: bigint
+  /**
+   * Base-fee surge detour (state/surge.ts): raise at this share of a rollup's baseline base fee (bps,
+   * default 30 000 = 3×), clear below surgeClearBps (default 15 000), hold at least surgeMinHoldBlocks
+   * (default 20), baseline the median of surgeWindowBlocks calm blocks (default 64), never a surge below
+   * surgeMinBaseFeeWei (default 0.1 gwei).
+   */
+  readonly surgeRaiseBps?: number
+  readonly surgeClearBps?: number
+  readonly surgeMinHoldBlocks?: number
+  readonly surgeWindowBlocks?: number
+  readonly surgeMinBaseFeeWei?: bigint
 }
 
 /** What the state machine needs of a genesis (`Genesis` of node/genesis.ts fits). */
@@ -213,6 +225,8 @@ export interface AppState {
   readonly rewardParams: RewardParams & PoolAlarmParams
   /** Pools (chain ids, ascending) whose concentration alarm is raised (staking/concentration.ts). */
   readonly alarms: readonly bigint[]
+  /** Base-fee surge state per rollup (state/surge.ts): the router detours new work around surging ones. */
+  readonly surges: SurgeState
   /**
    * Double-signing punishments within the correlation window (height, validator, its power in the set),
    * oldest first: what the correlation penalty adds up.

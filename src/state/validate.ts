@@ -326,7 +326,7 @@ export async function validateBlock(
     plan.view,
     NO_PROFILES,
     plan.pools,
-    routeParamsOf(state),
+    routeParamsOf(state, plan.surging),
   )
   const expectedNew: BlockAssignment[] = []
   const expectedMoved: BlockAssignment[] = []

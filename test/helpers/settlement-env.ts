@@ -45,7 +45,8 @@ export interface SettlementEnv {
   stop(): Promise<void>
 }
 
-async function rpc(url: string, method: string, params: unknown[] = []): Promise<unknown> {
+/** One JSON-RPC call; throws with the error message of an error answer. */
+export async function rpc(url: string, method: string, params: unknown[] = []): Promise<unknown> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
