@@ -174,6 +174,9 @@ async function host(
     key?: PrivateKey
     store?: { store: Store; dir: string }
     p2p?: Partial<Omit<P2POptions, 'limits'>> & { limits?: Partial<PeerLimits> }
+    /** Another probe validator, and the probe topic's queue bounds. */
+    probeHandler?: TopicHandler<Probe>
+    queue?: { maxLength: number; concurrency: number }
   } = {},
 ) {
   const st = opts.store ?? (await tempStore(name))
@@ -187,7 +190,7 @@ async function host(
       ...opts.p2p,
     },
     {
-      topics: { probe: PROBE_TOPIC },
+      topics: { probe: { ...PROBE_TOPIC, queue: opts.queue ?? PROBE_TOPIC.queue } },
       privateKey: opts.key ?? (await generateKeyPair('Ed25519')),
       store: st.store,
       log: log.child({ host: name }),
@@ -195,7 +198,7 @@ async function host(
       head: () => ({ height: 0, blockHash: `0x${'0'.repeat(64)}` }),
     },
   )
-  await h.start({ probe: probes })
+  await h.start({ probe: opts.probeHandler ?? probes })
   let stopped = false
   const stop = async (keepStore = false) => {
     if (stopped) return
@@ -307,5 +310,64 @@ describe('per-IP inbound cap, three hosts', () => {
     await waitFor('B to see A', () => b.h.libp2p.getPeers().map(String).includes(a.h.peerId))
     expect(await letIn(c.h, b.h)).toBe(false)
     expect(b.h.libp2p.getPeers().map(String)).not.toContain(c.h.peerId)
+  }, 30_000)
+})
+
+describe('per-peer bounds of queued work, two hosts', () => {
+  it('one peer holds at most its share of a topic validation queue; the rest is IGNOREd PEER_QUEUE_FULL', async () => {
+    // A validator that holds every message until the test lets go: the queue fills.
+    const held: Array<() => void> = []
+    const slow: TopicHandler<Probe> = {
+      validate: () =>
+        new Promise((resolve) => {
+          held.push(() => resolve(ACCEPT))
+        }),
+    }
+    const b = await host('queued', { probeHandler: slow, queue: { maxLength: 4, concurrency: 4 } })
+    const a = await host('pusher')
+    await a.h.libp2p.dial(addrOf(b.h))
+    let k = 0
+    const validated = () => metric(b.registry, 'murmur_p2p_gossip_validation_total')
+    await waitFor(
+      'B to refuse a probe of A for its queue share',
+      async () => {
+        await a.h.publish('probe', { seq: k++, origin: a.h.peerId, sentAtMs: 1, padding: new Uint8Array(1) })
+        return /code="PEER_QUEUE_FULL"[^\n]* [1-9]/.test(await validated())
+      },
+      { intervalMs: 50 },
+    )
+    expect(held.length).toBe(2) // half of maxLength 4, and never more
+    expect(await validated()).not.toMatch(/code="QUEUE_FULL"/)
+    for (const release of held.splice(0)) release()
+  }, 30_000)
+
+  it('a peer has at most maxInflightRequestsPerPeer requests served at once; one more is refused', async () => {
+    const gate: Array<() => void> = []
+    let open = false
+    const SLOW = { ...STATUS_PROTOCOL, name: 'slow' }
+    const b = await host('served', {
+      p2p: { limits: { maxInflightRequestsPerPeer: 2 }, peerManager: { exchangeIntervalMs: 3_600_000 } },
+    })
+    await b.h.handle(SLOW, async () => {
+      if (!open) await new Promise<void>((resolve) => gate.push(resolve))
+      return b.h.status()
+    })
+    const a = await host('asker', { p2p: { peerManager: { exchangeIntervalMs: 3_600_000 } } })
+    await a.h.libp2p.dial(addrOf(b.h))
+    // A's peer manager asks B for peers once on connecting: let that exchange finish first.
+    await waitFor('the peer exchange answered', async () =>
+      /protocol="status",direction="inbound",outcome="OK"[^\n]* [1-9]/.test(
+        await metric(b.registry, 'murmur_p2p_reqresp_total'),
+      ),
+    )
+    const ask = () => a.h.reqresp.request(b.h.libp2p.peerId, SLOW, { height: 0 })
+    const first = [ask(), ask()]
+    await waitFor('two requests held by the handler', () => gate.length === 2)
+    await expect(ask()).rejects.toThrow()
+    expect(await metric(b.registry, 'murmur_p2p_reqresp_total')).toMatch(/outcome="PEER_BUSY"[^\n]* 1$/m)
+    open = true
+    for (const release of gate.splice(0)) release()
+    for (const r of await Promise.all(first)) expect(r.peerId).toBe(b.h.peerId)
+    expect((await ask()).peerId).toBe(b.h.peerId) // served again once the others are done
   }, 30_000)
 })
