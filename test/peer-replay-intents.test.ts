@@ -114,5 +114,6 @@ describe('a peer replaying known intents to a real node', () => {
     const replays = (await node.registry.getSingleMetricAsString('murmur_p2p_gossip_replays_total')) ?? ''
     expect(replays).toMatch(/topic="intents",penalised="no"} 50$/m) // the allowance, free
     expect(replays).toMatch(/topic="intents",penalised="yes"} [1-9]/)
+    expect(made.every((m) => node.pool.has(m.id))).toBe(true) // replays changed nothing acknowledged
   }, 60_000)
 })
