@@ -8,42 +8,41 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import { multiaddr } from '@multiformats/multiaddr'
 import { pino } from 'pino'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { prepareNetwork } from '../devnet/network.ts'
 import type { SignedIntent } from '../src/codec/intent.ts'
-import { MurmurNode } from '../src/node/node.ts'
 import { TOPICS, type TopicPayloads } from '../src/node/topics.ts'
 import { P2PHost, type TopicHandlers } from '../src/p2p/host.ts'
 import { SCORE_THRESHOLDS } from '../src/p2p/limits.ts'
 import { topicString } from '../src/p2p/topics.ts'
 import { ignore } from '../src/p2p/validation.ts'
 import { Store } from '../src/state/store.ts'
+import { startApiNode } from './helpers/api-node.ts'
 import { makeIntent, wallet } from './helpers/intents.ts'
-import { waitFor } from './helpers/wait.ts'
+import { getJson, waitFor } from './helpers/wait.ts'
 
 const log = pino({ level: process.env['MURMUR_TEST_LOG'] ?? 'silent' })
 
 describe('a peer replaying known intents to a real node', () => {
-  let node: MurmurNode
+  let api: string
+  let status: { peerId: string; networkId: string; listen: string[] }
+  let stopNode: () => Promise<void>
   let attacker: P2PHost<TopicPayloads>
   let store: Store
   let dir: string
 
   beforeAll(async () => {
+    // The node's HTTP API tells what it banned; unlimited, since the test polls it.
+    ;({ api, stop: stopNode } = await startApiNode({ apiLimits: { rateLimit: undefined } }))
+    status = await getJson(`${api}/v1/status`)
     dir = await mkdtemp(join(tmpdir(), 'murmur-replay-'))
-    const net = await prepareNetwork({ dir, nodes: 1 })
-    node = new MurmurNode(
-      { dataDir: net.nodes[0]!.dataDir, genesisPath: net.genesisPath, api: undefined },
-      pino({ level: 'silent' }),
-    )
-    await node.start()
     store = new Store(join(dir, 'attacker-db'))
     await store.open()
     // The attacker speaks the real wire format; it validates nothing it receives.
     attacker = new P2PHost<TopicPayloads>(
-      { networkId: node.p2p.opts.networkId },
+      { networkId: status.networkId },
       {
         topics: TOPICS,
         privateKey: await generateKeyPair('Ed25519'),
@@ -64,23 +63,26 @@ describe('a peer replaying known intents to a real node', () => {
   afterAll(async () => {
     await attacker?.stop()
     await store?.close()
-    await node?.stop()
+    await stopNode?.()
     await rm(dir, { recursive: true, force: true })
   })
 
   it('is penalised past the allowance, graylisted, then banned and disconnected', async () => {
-    await attacker.libp2p.dial(node.p2p.libp2p.getMultiaddrs()[0]!)
+    await attacker.libp2p.dial(multiaddr(status.listen[0]!)) // ends in /p2p/<peerId>
     const idA = attacker.peerId
     const made = await Promise.all([0, 1, 2, 3].map(() => makeIntent(wallet())))
+    const allKnown = async () =>
+      (await Promise.all(made.map((m) => fetch(`${api}/v1/intents/${m.id}`)))).every((r) => r.status === 200)
+    const peers = () => getJson<Array<{ peerId: string; score: number }>>(`${api}/v1/peers`)
     const known: SignedIntent[] = made.map((m) => m.intent)
     // Publish only once the node's subscription has arrived: a republish of the same bytes is dropped.
-    const topic = topicString(node.p2p.opts.networkId, 'intents')
+    const topic = topicString(status.networkId, 'intents')
     await waitFor('the node subscribed, as the attacker sees it', () =>
-      attacker.libp2p.services.pubsub.getSubscribers(topic).some((p) => p.equals(node.p2p.libp2p.peerId)),
+      attacker.libp2p.services.pubsub.getSubscribers(topic).some((p) => p.toString() === status.peerId),
     )
     await waitFor('the node to accept the fresh batch', async () => {
       await attacker.publish('intents', known)
-      return made.every((m) => node.pool.has(m.id))
+      return await allKnown()
     })
 
     // Replays: batch n lists the known intents by the base-4 digits of n, so every batch has new bytes.
@@ -96,24 +98,25 @@ describe('a peer replaying known intents to a real node', () => {
       'the node to ban the replayer',
       async () => {
         for (let i = 0; i < 20; i++) await attacker.publish('intents', replay()).catch(() => 0)
-        const s = node.p2p.score(idA)
+        const s = (await peers()).find((p) => p.peerId === idA)?.score ?? 0
         if (penalisedAt === 0 && s < -1) penalisedAt = Date.now() - t0
         if (graylistedAt === 0 && s < SCORE_THRESHOLDS.graylistThreshold) graylistedAt = Date.now() - t0
-        return node.p2p.bans().some((b) => b.peerId === idA)
+        const bans = await getJson<Array<{ peerId: string; offences: number }>>(`${api}/v1/peers/bans`)
+        return bans.some((b) => b.peerId === idA && b.offences === 1)
       },
       { timeoutMs: 30_000, intervalMs: 20 },
     )
     const bannedAt = Date.now() - t0
-    await waitFor('the replayer disconnected', () => !node.p2p.libp2p.getPeers().map(String).includes(idA))
+    await waitFor('the replayer disconnected', async () => !(await peers()).some((p) => p.peerId === idA))
     console.info(
       `intent replayer: ${n} batches; penalised ${penalisedAt} ms, graylisted ${graylistedAt} ms, banned ${bannedAt} ms after the flood began`,
     )
     expect(penalisedAt).toBeGreaterThan(0)
     expect(graylistedAt).toBeGreaterThanOrEqual(penalisedAt)
     expect(bannedAt).toBeGreaterThan(graylistedAt)
-    const replays = (await node.registry.getSingleMetricAsString('murmur_p2p_gossip_replays_total')) ?? ''
+    const replays = await (await fetch(`${api}/metrics`)).text()
     expect(replays).toMatch(/topic="intents",penalised="no"} 50$/m) // the allowance, free
     expect(replays).toMatch(/topic="intents",penalised="yes"} [1-9]/)
-    expect(made.every((m) => node.pool.has(m.id))).toBe(true) // replays changed nothing acknowledged
+    expect(await allKnown()).toBe(true) // replays changed nothing acknowledged
   }, 60_000)
 })
