@@ -112,6 +112,7 @@ describe('BanBook', () => {
     const b2 = book()
     await b2.start()
     expect(gater.isBanned('bad')).toBe(true)
+    expect(hungUp).toEqual(['bad', 'bad']) // connected before the book was read: hung up on again
     expect(b2.list().map((r) => [r.peerId, r.offences, r.untilMs - r.sinceMs])).toEqual([['bad', 1, 60_000]])
 
     // Expiry lets it in again; a second offence bans for twice as long.

@@ -87,14 +87,17 @@ export class BanBook {
 
   /** Loads the persisted bans (so a restart keeps them) and starts the score watch. */
   async start(): Promise<void> {
-    for (const [, rec] of await this.#m.store.range<BanRecord>('bans', {
+    const stored = await this.#m.store.range<BanRecord>('bans', {
       gte: '',
       lt: '\uffff',
       limit: this.#opts.maxRecords,
-    })) {
+    })
+    // Oldest first: the map's order is the records' age (pruning drops the oldest expired ones).
+    for (const [, rec] of stored.sort(([, a], [, b]) => a.sinceMs - b.sinceMs))
       this.#records.set(rec.peerId, rec)
-    }
     this.#report()
+    // libp2p listens before the book is read: a banned peer that got in meanwhile is hung up on.
+    for (const peer of this.#m.libp2p.getPeers()) if (this.isBanned(peer)) this.#hangUp(peer)
     const active = this.#reported
     if (active > 0) this.#m.log.info({ banned: active }, 'bans restored')
     this.#timer = setInterval(() => this.check(), this.#opts.checkMs)
@@ -186,14 +189,18 @@ export class BanBook {
       'peer banned',
     )
     const peer = this.#m.libp2p.getPeers().find((p) => p.toString() === peerId)
-    if (peer !== undefined) {
-      this.#track(
-        this.#m.libp2p
-          .hangUp(peer)
-          .catch((err: Error) => this.#m.log.debug({ err: err.message, peer: peerId }, 'hang up failed')),
-      )
-    }
+    if (peer !== undefined) this.#hangUp(peer)
     return rec
+  }
+
+  #hangUp(peer: PeerId): void {
+    this.#track(
+      this.#m.libp2p
+        .hangUp(peer)
+        .catch((err: Error) =>
+          this.#m.log.debug({ err: err.message, peer: peer.toString() }, 'hang up failed'),
+        ),
+    )
   }
 
   #report(added?: BanRecord): void {
