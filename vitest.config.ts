@@ -2,8 +2,9 @@ import { defineConfig } from 'vitest/config'
 
 // The process-level files that each run a validator network with anvil rollups (4 or more node
 // processes plus 2 or 3 anvils). Two of them at once on 2 cores starve both: in CI the settlement file's
-// validators missed their jail deadline while the fifth-validator file ran beside it. They run one at a
-// time, beside the rest of the suite (also one file at a time), so at most one network runs at once.
+// validators missed their jail deadline while the fifth-validator file ran beside it. Vitest runs the
+// two projects as two groups, one after the other (sequence.groupOrder): first the suite, two files at
+// a time (unit tests and small process-level ones), then the networks, one file at a time, alone.
 const NETWORKS = [
   'test/e2e/settlement.test.ts',
   'test/e2e/scenario.test.ts',
@@ -30,8 +31,17 @@ const common = {
 export default defineConfig({
   test: {
     projects: [
-      { test: { ...common, name: 'suite', include: ['test/**/*.test.ts'], exclude: NETWORKS } },
-      { test: { ...common, name: 'networks', include: NETWORKS } },
+      {
+        test: {
+          ...common,
+          name: 'suite',
+          include: ['test/**/*.test.ts'],
+          exclude: NETWORKS,
+          maxWorkers: 2,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      { test: { ...common, name: 'networks', include: NETWORKS, sequence: { groupOrder: 1 } } },
     ],
   },
 })

@@ -17,7 +17,7 @@ export interface ApiNode {
   /** `GET /metrics`. */
   readonly registry: Pick<Registry, 'contentType' | 'metrics'>
   /** Peers, partitions and probes of the admin routes. */
-  readonly p2p: Pick<P2PHost<{ probe: Probe }>, 'peers' | 'partition' | 'peerId' | 'publish'>
+  readonly p2p: Pick<P2PHost<{ probe: Probe }>, 'peers' | 'bans' | 'partition' | 'peerId' | 'publish'>
   /** Probes sent (`POST /admin/v1/probe`) and received (`GET /admin/v1/probes`). */
   readonly probes: {
     next(origin: string, size: number): Probe
@@ -153,6 +153,8 @@ export class ApiServer {
 
     app.get('/v1/status', async () => node.status())
     app.get('/v1/peers', async () => node.p2p.peers())
+    // Peers banned now (p2p/bans.ts), soonest expiry first; a ban is public knowledge of our policy.
+    app.get('/v1/peers/bans', async () => node.p2p.bans())
     app.get('/metrics', async (_req, reply) => {
       reply.header('content-type', node.registry.contentType)
       return node.registry.metrics()

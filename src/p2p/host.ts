@@ -19,11 +19,14 @@ import type { Registry } from 'prom-client'
 import { P2PError } from '../errors.ts'
 import type { Store } from '../state/store.ts'
 import { VERSION } from '../version.ts'
+import { BanBook, type BanOptions, type BanRecord, DEFAULT_BAN_OPTIONS } from './bans.ts'
 import { DenyListGater } from './gater.ts'
 import { DEFAULT_GOSSIP_WATCH_OPTIONS, GossipWatch, type GossipWatchOptions } from './gossip-watch.ts'
+import { DEFAULT_PEER_LIMITS, type PeerLimits, SCORE_THRESHOLDS } from './limits.ts'
 import { createP2PMetrics, type P2PMetrics } from './metrics.ts'
 import { DEFAULT_PEER_MANAGER_OPTIONS, PeerManager, type PeerManagerOptions } from './peer-manager.ts'
 import { MAX_PEERS_IN_STATUS, STATUS_PROTOCOL, type StatusResponse } from './protocols.ts'
+import { DEFAULT_REPLAY_OPTIONS, REPLAY_CODES, ReplayMeter, type ReplayOptions } from './replays.ts'
 import { type ProtocolSpec, ReqResp, type RequestHandler } from './reqresp.ts'
 import { type TopicSpec, type TopicTable, topicString } from './topics.ts'
 import type { ValidationResult } from './validation.ts'
@@ -47,6 +50,12 @@ export interface P2POptions {
   badRequestPenalty: number
   /** The watch that reconnects a peer gossipsub lost its outbound stream to (gossip-watch.ts). */
   gossipWatch: GossipWatchOptions
+  /** Bans of peers that stay graylisted (bans.ts). */
+  bans: Partial<BanOptions>
+  /** Replays of known payloads beyond an allowance cost score (replays.ts). */
+  replays: ReplayOptions
+  /** Connection and stream limits (README, "Peers, bans and limits"). */
+  limits: PeerLimits
 }
 
 export const DEFAULT_P2P_OPTIONS: Omit<P2POptions, 'networkId'> = {
@@ -55,6 +64,9 @@ export const DEFAULT_P2P_OPTIONS: Omit<P2POptions, 'networkId'> = {
   peerManager: DEFAULT_PEER_MANAGER_OPTIONS,
   badRequestPenalty: 10,
   gossipWatch: DEFAULT_GOSSIP_WATCH_OPTIONS,
+  bans: DEFAULT_BAN_OPTIONS,
+  replays: DEFAULT_REPLAY_OPTIONS,
+  limits: DEFAULT_PEER_LIMITS,
 }
 
 export interface P2PModules<P> {
@@ -116,9 +128,14 @@ export class P2PHost<P> {
   #decayTimer: NodeJS.Timeout | undefined
   #gossipWatch: GossipWatch | undefined
   #peerGaugeTimer: NodeJS.Timeout | undefined
+  #bans: BanBook | undefined
+  #replays: ReplayMeter | undefined
 
-  constructor(options: Partial<P2POptions> & { networkId: string }, modules: P2PModules<P>) {
-    this.opts = { ...DEFAULT_P2P_OPTIONS, ...options }
+  constructor(
+    options: Partial<Omit<P2POptions, 'limits'>> & { networkId: string; limits?: Partial<PeerLimits> },
+    modules: P2PModules<P>,
+  ) {
+    this.opts = { ...DEFAULT_P2P_OPTIONS, ...options, limits: { ...DEFAULT_PEER_LIMITS, ...options.limits } }
     this.#m = modules
     this.metrics = createP2PMetrics(modules.registry)
   }
@@ -152,13 +169,20 @@ export class P2PHost<P> {
     const topicScores: Record<string, Partial<TopicScoreParams>> = {}
     for (const spec of this.#specs) topicScores[topicString(this.opts.networkId, spec.name)] = spec.score
     const d = this.opts.meshDegree
+    const lim = this.opts.limits
+    this.#replays = new ReplayMeter(this.opts.replays)
     this.#libp2p = await createLibp2p({
       privateKey: this.#m.privateKey,
       addresses: { listen: this.opts.listen },
       transports: [tcp()],
       connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
+      streamMuxers: [yamux({ maxInboundStreams: lim.maxInboundStreamsPerConnection })],
       connectionGater: this.gater.gater(),
+      connectionManager: {
+        maxConnections: lim.maxConnections,
+        maxIncomingPendingConnections: lim.maxIncomingPendingConnections,
+        inboundConnectionThreshold: lim.inboundConnectionThreshold,
+      },
       services: {
         identify: identify(),
         ping: ping(),
@@ -168,6 +192,7 @@ export class P2PHost<P> {
           globalSignaturePolicy: StrictNoSign,
           msgIdFn: messageId,
           allowPublishToZeroTopicPeers: true,
+          maxInboundStreams: lim.maxGossipStreams,
           ignoreDuplicatePublishError: true,
           emitSelf: false,
           D: d,
@@ -181,12 +206,26 @@ export class P2PHost<P> {
             // Devnets put every peer on 127.0.0.1: colocation is expected there.
             IPColocationFactorWhitelist: new Set(['127.0.0.1', '::1']),
           },
-          scoreThresholds: { gossipThreshold: -100, publishThreshold: -200, graylistThreshold: -400 },
+          scoreThresholds: SCORE_THRESHOLDS,
         }),
       },
     })
     const libp2p = this.#libp2p
     const pubsub = libp2p.services.pubsub
+    this.gater.setLimits(lim, () => libp2p.getConnections())
+    this.#bans = new BanBook(this.opts.bans, {
+      libp2p,
+      store: this.#m.store,
+      log: this.#m.log.child({ module: 'bans' }),
+      score: (p) => this.score(p),
+      graylistThreshold: SCORE_THRESHOLDS.graylistThreshold,
+      onChange: (banned, added) => {
+        this.gater.setBanned(banned)
+        this.metrics.banned.set(banned.length)
+        if (added !== undefined) this.metrics.bans.inc()
+      },
+    })
+    await this.#bans.start()
 
     const byName = handlers as Record<string, TopicHandler<unknown>>
     for (const spec of this.#specs) this.#registerTopic(spec, byName[spec.name]!)
@@ -195,6 +234,10 @@ export class P2PHost<P> {
       log: this.#m.log.child({ module: 'reqresp' }),
       metrics: this.metrics,
       onBadPeer: (peer, reason) => this.penalize(peer.toString(), reason),
+      // A shut-out peer gets no answers: banned ones are disconnected anyway, graylisted ones until then.
+      refuse: (peer) =>
+        this.gater.isBanned(peer) || this.score(peer.toString()) < SCORE_THRESHOLDS.graylistThreshold,
+      maxInflightPerPeer: lim.maxInflightRequestsPerPeer,
     })
     await this.#reqresp.handle(STATUS_PROTOCOL, () => this.status())
 
@@ -216,6 +259,7 @@ export class P2PHost<P> {
 
     // Application penalties decay so a peer that misbehaved once is forgiven over time.
     this.#decayTimer = setInterval(() => {
+      this.#replays?.prune(Date.now())
       for (const [p, v] of this.#penalties) {
         const next = v * 0.9
         if (next > -0.5) this.#penalties.delete(p)
@@ -233,10 +277,12 @@ export class P2PHost<P> {
     clearInterval(this.#decayTimer)
     clearInterval(this.#peerGaugeTimer)
     this.#gossipWatch?.stop()
+    await this.#bans?.stop()
     await this.#peerManager?.stop()
     await this.#reqresp?.stop()
     await this.#libp2p?.stop()
     this.#peerManager = undefined
+    this.#bans = undefined
     this.#reqresp = undefined
     this.#libp2p = undefined
   }
@@ -247,6 +293,9 @@ export class P2PHost<P> {
     const pubsub = this.libp2p.services.pubsub
     const sem = new Semaphore(spec.queue.concurrency)
     let waiting = 0
+    // The topic's queue is shared: without a per-peer share one peer could fill it for everyone.
+    const perPeer = new Map<string, number>()
+    const maxPerPeer = Math.max(1, Math.ceil(spec.queue.maxLength * this.opts.limits.maxQueuedShare))
     const count = (r: ValidationResult) =>
       this.metrics.validation.inc({
         topic: name,
@@ -259,6 +308,13 @@ export class P2PHost<P> {
         count({ result: 'IGNORE', code: 'QUEUE_FULL' })
         return TopicValidatorResult.Ignore
       }
+      const peer = from.toString()
+      const mine = perPeer.get(peer) ?? 0
+      if (mine >= maxPerPeer) {
+        count({ result: 'IGNORE', code: 'PEER_QUEUE_FULL' })
+        return TopicValidatorResult.Ignore
+      }
+      perPeer.set(peer, mine + 1)
       waiting++
       this.metrics.queueLength.set({ topic: name }, waiting)
       const end = this.metrics.validationSeconds.startTimer({ topic: name })
@@ -282,6 +338,7 @@ export class P2PHost<P> {
           sem.release()
         }
         count(r)
+        if (r.result === 'IGNORE' && REPLAY_CODES.has(r.code)) this.#replayed(name, peer)
         if (r.result === 'ACCEPT' && handler.onMessage !== undefined) {
           const onMessage = handler.onMessage.bind(handler)
           queueMicrotask(() => {
@@ -300,6 +357,9 @@ export class P2PHost<P> {
         return TopicValidatorResult.Ignore
       } finally {
         waiting--
+        const left = (perPeer.get(peer) ?? 1) - 1
+        if (left <= 0) perPeer.delete(peer)
+        else perPeer.set(peer, left)
         this.metrics.queueLength.set({ topic: name }, waiting)
         end()
       }
@@ -325,9 +385,27 @@ export class P2PHost<P> {
   }
 
   /** Lowers a peer's application score (undecodable requests, provably wrong answers). */
-  penalize(peerId: string, reason: string): void {
-    this.#penalties.set(peerId, (this.#penalties.get(peerId) ?? 0) - this.opts.badRequestPenalty)
+  penalize(peerId: string, reason: string, amount = this.opts.badRequestPenalty): void {
+    this.#penalties.set(peerId, (this.#penalties.get(peerId) ?? 0) - amount)
     this.#m.log.info({ peer: peerId, reason }, 'peer penalised')
+  }
+
+  /** One already-known payload from `peer`: past the allowance it costs score (replays.ts). */
+  #replayed(topic: string, peer: string): void {
+    const penalty = this.#replays?.record(peer, Date.now()) ?? 0
+    this.metrics.replays.inc({ topic, penalised: penalty > 0 ? 'yes' : 'no' })
+    if (penalty > 0) this.#penalties.set(peer, (this.#penalties.get(peer) ?? 0) - penalty)
+  }
+
+  /** Active bans, soonest expiry first (for `GET /v1/peers/bans`). */
+  bans(): BanRecord[] {
+    return this.#bans?.list() ?? []
+  }
+
+  /** The ban book (tests and the admin API ban through it). */
+  get banBook(): BanBook {
+    if (this.#bans === undefined) throw new Error('p2p host not started')
+    return this.#bans
   }
 
   /** Our answer to `status`, including a sample of connected peers for peer exchange. */

@@ -39,6 +39,18 @@ export function createP2PMetrics(registry: Registry) {
       help: 'Connections closed because gossipsub had lost its outbound stream to a connected peer',
       registers: [registry],
     }),
+    bans: new Counter({
+      name: 'murmur_p2p_bans_total',
+      help: 'Peers banned for a score below the graylist threshold (repeat offences counted again)',
+      registers: [registry],
+    }),
+    banned: new Gauge({ name: 'murmur_p2p_banned', help: 'Peers banned now', registers: [registry] }),
+    replays: new Counter({
+      name: 'murmur_p2p_gossip_replays_total',
+      help: 'Gossip messages IGNOREd as already known, by topic and whether they cost the sender score',
+      labelNames: ['topic', 'penalised'] as const,
+      registers: [registry],
+    }),
     validationSeconds: new Histogram({
       name: 'murmur_p2p_gossip_validation_seconds',
       help: 'Time spent validating one gossip message, by topic',

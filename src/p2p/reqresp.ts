@@ -37,13 +37,25 @@ export interface ReqRespModules {
   metrics: { reqresp: Counter<'protocol' | 'direction' | 'outcome'> }
   /** Called when a peer sends something that does not decode: lowers its score. */
   onBadPeer: (peer: PeerId, reason: string) => void
+  /**
+   * True for a peer whose streams we do not serve (banned, graylisted): its stream is reset before a
+   * byte is read, so a peer we shut out costs no decode and gets no answer.
+   */
+  refuse?: (peer: PeerId) => boolean
+  /** Inbound requests served at once per peer, over all protocols and connections (default 32). */
+  maxInflightPerPeer?: number
 }
+
+/** Default bound of inbound requests in flight per peer. */
+export const DEFAULT_MAX_INFLIGHT_PER_PEER = 32
 
 export class ReqResp {
   readonly #libp2p: Libp2p
   readonly #networkId: string
   readonly #mod: ReqRespModules
   readonly #registered: string[] = []
+  /** Inbound requests being served, per peer: the per-peer bound of work a peer can queue here. */
+  readonly #inflight = new Map<string, number>()
 
   constructor(libp2p: Libp2p, networkId: string, modules: ReqRespModules) {
     this.#libp2p = libp2p
@@ -60,11 +72,31 @@ export class ReqResp {
     await this.#libp2p.handle(
       id,
       (stream, connection) => {
+        const from = connection.remotePeer
+        if (this.#mod.refuse?.(from) === true) {
+          this.#count(spec, 'inbound', 'REFUSED')
+          stream.abort(new P2PError('DENIED', 'peer shut out'))
+          return
+        }
+        const id = from.toString()
+        const n = this.#inflight.get(id) ?? 0
+        if (n >= (this.#mod.maxInflightPerPeer ?? DEFAULT_MAX_INFLIGHT_PER_PEER)) {
+          this.#count(spec, 'inbound', 'PEER_BUSY')
+          stream.abort(new P2PError('DENIED', 'too many requests in flight'))
+          return
+        }
+        this.#inflight.set(id, n + 1)
         // Never let a remote's stream crash the node: every failure ends here.
-        this.#serve(spec, handler, stream, connection.remotePeer).catch((err: Error) => {
-          this.#mod.log.debug({ protocol: spec.name, err: err.message }, 'inbound request failed')
-          stream.abort(err)
-        })
+        this.#serve(spec, handler, stream, from)
+          .catch((err: Error) => {
+            this.#mod.log.debug({ protocol: spec.name, err: err.message }, 'inbound request failed')
+            stream.abort(err)
+          })
+          .finally(() => {
+            const left = (this.#inflight.get(id) ?? 1) - 1
+            if (left <= 0) this.#inflight.delete(id)
+            else this.#inflight.set(id, left)
+          })
       },
       { maxInboundStreams: spec.maxInboundStreams },
     )

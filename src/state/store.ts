@@ -12,6 +12,8 @@ export const SUBLEVELS = {
   meta: { keyEncoding: 'utf8', valueEncoding: 'json' },
   /** Peer book: peerId -> PeerRecord (see p2p/peer-book.ts). */
   peers: { keyEncoding: 'utf8', valueEncoding: 'json' },
+  /** Peer bans: peerId -> BanRecord (p2p/bans.ts); expired ones kept so a repeat offence doubles. */
+  bans: { keyEncoding: 'utf8', valueEncoding: 'json' },
   /** Intents: id (0x hex) -> IntentRecord (mempool). */
   intents: { keyEncoding: 'utf8', valueEncoding: 'view' },
   /** Secondary indexes of the intent pool, values empty: `<index>/<key>/<id>`. */
