@@ -372,6 +372,7 @@ function setupPartition() {
     if (a.length === 0 || b.length === 0) return toast('drag at least one node into each group')
     void control('partition', [a.join(','), b.join(',')])
   })
+  $('btn-spike').addEventListener('click', () => void control('spike', ['20', '15']))
   $('btn-heal').addEventListener('click', () => {
     for (const chip of document.querySelectorAll('.zone .chip')) $('chips').append(chip)
     void control('heal', [])

@@ -127,4 +127,24 @@ describe.skipIf('missing' in chromium)(`the devnet dashboard in chromium${skippe
     })
     expect(pageErrors).toEqual([])
   }, 90_000)
+
+  it('the spike button runs a load spike: the fault list shows it and more intents arrive', async () => {
+    const sent = async () =>
+      (await Promise.all(['pending', 'assigned', 'filled', 'settled'].map((s) => counter(s)))).reduce(
+        (a, b) => a + b,
+        0,
+      )
+    const total = await sent()
+    await page.click('[data-testid="btn-spike"]')
+    await waitFor(
+      'the spike on the fault list',
+      async () => /spike 20 15/.test((await page.locator('[data-testid="faults"]').textContent()) ?? ''),
+      { timeoutMs: 10_000 },
+    )
+    // 1 intent/s normally: 20 more within the spike's 15 s means it ran.
+    await waitFor('20 more intents seen on the page', async () => (await sent()) >= total + 20, {
+      timeoutMs: 30_000,
+    })
+    expect(pageErrors).toEqual([])
+  }, 60_000)
 })
