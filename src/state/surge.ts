@@ -11,18 +11,9 @@
  * added), or a long surge would become the new normal and clear itself while fees are still high.
  */
 import type { HealthView, RollupHealth } from '../rollups/router.ts'
-import type { AppParams, AppState } from './types.ts'
+import type { AppParams, AppState, RollupSurge, SurgeState } from './types.ts'
 
-/** One rollup's surge state. */
-export interface RollupSurge {
-  /** Base fees of the last calm blocks that saw the rollup not down, oldest first, at most the window. */
-  readonly samples: readonly bigint[]
-  /** Height that raised the surge; null while calm. */
-  readonly since: bigint | null
-}
-
-/** Surge state by chain id (every genesis rollup once it has been seen). */
-export type SurgeState = ReadonlyMap<bigint, RollupSurge>
+export type { RollupSurge, SurgeState } from './types.ts'
 
 /** The surge parameters, resolved. */
 export interface SurgeParams {

@@ -11,7 +11,6 @@ import type { RewardParams } from '../staking/rewards.ts'
 import type { StakeParams, StakeState } from '../staking/validators.ts'
 import type { AssetTable, GenesisAsset } from './assets.ts'
 import type { RewardsState } from './rewards-state.ts'
-import type { SurgeState } from './surge.ts'
 
 /** Network parameters the state machine reads (genesis `params`). */
 export interface AppParams {
@@ -282,3 +281,14 @@ export function sumPools(pools: ReadonlyMap<bigint, bigint>): bigint {
   for (const v of pools.values()) s += v
   return s
 }
+
+/** One rollup's base-fee surge state (state/surge.ts). */
+export interface RollupSurge {
+  /** Base fees of the last calm blocks that saw the rollup not down, oldest first, at most the window. */
+  readonly samples: readonly bigint[]
+  /** Height that raised the surge; null while calm. */
+  readonly since: bigint | null
+}
+
+/** Surge state by chain id (every genesis rollup once it has been seen). */
+export type SurgeState = ReadonlyMap<bigint, RollupSurge>
