@@ -101,14 +101,30 @@ async function expectNothingLeft(state: DevnetState): Promise<void> {
   if (state.netns) expect(await netnsLeftovers(state.netns.id)).toEqual({ namespaces: [], links: [] })
 }
 
+// CI time: each mode is stopped by one signal (Ctrl-C on loopback, SIGTERM in netns: both take the same
+// handler), and the Ctrl-C during the start runs where it found a bug (netns: a node still starting
+// outlived the devnet). `MURMUR_EXIT_ALL=1` runs every combination.
+const ALL = process.env['MURMUR_EXIT_ALL'] === '1'
 const modes = [
-  { name: 'loopback', flags: [] as string[], skip: undefined as string | undefined },
-  { name: 'netns', flags: ['--netns'], skip: NETNS_SKIP },
+  {
+    name: 'loopback',
+    flags: [] as string[],
+    skip: undefined as string | undefined,
+    signals: ALL ? (['SIGINT', 'SIGTERM'] as const) : (['SIGINT'] as const),
+    whileStarting: ALL,
+  },
+  {
+    name: 'netns',
+    flags: ['--netns'],
+    skip: NETNS_SKIP,
+    signals: ALL ? (['SIGINT', 'SIGTERM'] as const) : (['SIGTERM'] as const),
+    whileStarting: true,
+  },
 ]
 
 for (const mode of modes) {
   describe.skipIf(mode.skip !== undefined)(`devnet up exits clean, ${mode.name}`, () => {
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    for (const signal of mode.signals) {
       it(`${signal} stops every process, closes every port${mode.name === 'netns' ? ', removes every namespace' : ''}`, async () => {
         const dir = await mkdtemp(join(tmpdir(), 'murmur-exit-'))
         dirs.push(dir)
@@ -146,27 +162,31 @@ for (const mode of modes) {
       }, 150_000)
     }
 
-    it('Ctrl-C while the nodes start: up() starts nothing more, every child it had is gone', async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'murmur-exit-'))
-      dirs.push(dir)
-      const run = devnetUp(dir, mode.flags)
-      const children = watchChildren(run.child.pid!)
-      await waitFor('devnet: starting 2 nodes', () => run.out().includes('starting 2 nodes'), {
-        timeoutMs: 90_000,
-      })
-      run.child.kill('SIGINT')
-      const code = await Promise.race([
-        run.exited,
-        new Promise((r) => setTimeout(() => r('still running after 60 s'), 60_000)),
-      ])
-      const seen = await children.stop()
-      expect(code, run.out()).toBe(0)
-      expect(run.out()).not.toContain('devnet: up')
-      // The anvil at least had started; none of the children outlived the devnet.
-      expect(seen.length, run.out()).toBeGreaterThanOrEqual(1)
-      expect(seen.filter(alive)).toEqual([])
-      await expectNothingLeft(await readState(dir))
-    }, 150_000)
+    it.runIf(mode.whileStarting)(
+      'Ctrl-C while the nodes start: up() starts nothing more, every child it had is gone',
+      async () => {
+        const dir = await mkdtemp(join(tmpdir(), 'murmur-exit-'))
+        dirs.push(dir)
+        const run = devnetUp(dir, mode.flags)
+        const children = watchChildren(run.child.pid!)
+        await waitFor('devnet: starting 2 nodes', () => run.out().includes('starting 2 nodes'), {
+          timeoutMs: 90_000,
+        })
+        run.child.kill('SIGINT')
+        const code = await Promise.race([
+          run.exited,
+          new Promise((r) => setTimeout(() => r('still running after 60 s'), 60_000)),
+        ])
+        const seen = await children.stop()
+        expect(code, run.out()).toBe(0)
+        expect(run.out()).not.toContain('devnet: up')
+        // The anvil at least had started; none of the children outlived the devnet.
+        expect(seen.length, run.out()).toBeGreaterThanOrEqual(1)
+        expect(seen.filter(alive)).toEqual([])
+        await expectNothingLeft(await readState(dir))
+      },
+      150_000,
+    )
 
     it('a failed start (control port taken) exits 1 with one clear line and leaves nothing behind', async () => {
       const dir = await mkdtemp(join(tmpdir(), 'murmur-exit-'))

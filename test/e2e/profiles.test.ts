@@ -25,7 +25,12 @@ const flag = (args: string[], name: string) => args[args.indexOf(name) + 1]
 
 // A mixed devnet of five rollups (arbitrum-like, base-like, zksync-like, congested-like, scroll-like),
 // with the mixed traffic: what a node measures of each must differ as the profiles do.
-describe('devnet --profile mixed', () => {
+// Slow (a five-rollup devnet with 2 s chains and a congested one: about two minutes), so opt-in to keep
+// CI under 20 minutes: `npm run test:slow`. test/profiles.test.ts checks every profile's anvil arguments
+// and genesis fields in CI.
+const SLOW = process.env['MURMUR_SLOW_TESTS'] === '1'
+
+describe.runIf(SLOW)(`devnet --profile mixed${SLOW ? '' : ' (opt-in: npm run test:slow)'}`, () => {
   let dir: string
   let net: Devnet
   let state: DevnetState
