@@ -2,9 +2,10 @@ import { defineConfig } from 'vitest/config'
 
 // The process-level files that each run a validator network with anvil rollups (4 or more node
 // processes plus 2 or 3 anvils). Two of them at once on 2 cores starve both: in CI the settlement file's
-// validators missed their jail deadline while the fifth-validator file ran beside it. Vitest runs the
-// two projects as two groups, one after the other (sequence.groupOrder): first the suite, two files at
-// a time (unit tests and small process-level ones), then the networks, one file at a time, alone.
+// validators missed their jail deadline while the fifth-validator file ran beside it. `npm test`
+// (scripts/test.ts) runs the two projects as two vitest processes at once, each one file at a time, so
+// at most one network runs, beside at most one suite file; a plain `vitest run` runs them one after
+// the other.
 const NETWORKS = [
   'test/e2e/settlement.test.ts',
   'test/e2e/scenario.test.ts',
@@ -31,17 +32,8 @@ const common = {
 export default defineConfig({
   test: {
     projects: [
-      {
-        test: {
-          ...common,
-          name: 'suite',
-          include: ['test/**/*.test.ts'],
-          exclude: NETWORKS,
-          maxWorkers: 2,
-          sequence: { groupOrder: 0 },
-        },
-      },
-      { test: { ...common, name: 'networks', include: NETWORKS, sequence: { groupOrder: 1 } } },
+      { test: { ...common, name: 'suite', include: ['test/**/*.test.ts'], exclude: NETWORKS } },
+      { test: { ...common, name: 'networks', include: NETWORKS } },
     ],
   },
 })
