@@ -367,6 +367,35 @@ describe('ConsensusDriver: block pacing', () => {
   })
 })
 
+describe('ConsensusDriver: empty-block interval', () => {
+  const IDLE_MS = 300
+  const nodes: TestNode[] = []
+
+  beforeAll(async () => {
+    for (let i = 0; i < 4; i++) nodes.push(await startNode(i, undefined, { minBlockIntervalMs: IDLE_MS }))
+  })
+
+  afterAll(async () => {
+    for (const n of running()) await stopNode(n)
+    for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
+  })
+
+  it('makes an idle network commit an empty block once an interval, measured from the commit', async () => {
+    // A block's time is BFT time (the median of the precommits of the block before it), one height
+    // behind: an interval measured from it gave an empty block every half interval.
+    const at: number[] = []
+    const off = nodes[0]!.driver.onCommit(() => at.push(Date.now()))
+    try {
+      await waitFor('eight empty blocks committed at node 0', () => at.length >= 8, { timeoutMs: 20_000 })
+    } finally {
+      off()
+    }
+    const gaps = at.slice(2).map((t, i) => t - at[i + 1]!)
+    gaps.sort((a, b) => a - b)
+    expect(gaps[Math.floor(gaps.length / 2)]).toBeGreaterThanOrEqual(IDLE_MS * 0.9)
+  })
+})
+
 describe('WAL', () => {
   const temp = tempStore('murmur-wal-')
   let store: Store

@@ -244,6 +244,13 @@ export class ConsensusDriver {
   readonly #now: () => number
 
   #head: AppInfo | undefined
+  /**
+   * This node's clock when the head became the head (a commit or a synced block), for the empty-block
+   * interval; undefined before the first one. The head's own time is BFT time, the median of the
+   * precommits of the block BEFORE it, so it lags one height: measured from it, an idle network made a
+   * block every half interval.
+   */
+  #headSetAtMs: number | undefined
   #powers: Map<string, bigint> = new Map()
   #prevPowers: Map<string, bigint> = new Map()
   #core: ConsensusState
@@ -769,6 +776,7 @@ export class ConsensusDriver {
   #setHead(head: AppInfo): void {
     const powers = new Map(head.validators.map((v) => [v.id, v.power]))
     this.#prevPowers = this.#head === undefined ? powers : this.#powers
+    if (this.#head !== undefined) this.#headSetAtMs = this.#now()
     this.#head = head
     this.#powers = powers
     this.#metrics.height.set(Number(head.height))
@@ -1012,7 +1020,7 @@ export class ConsensusDriver {
       if (this.#stopped || this.#head !== head || this.#core.height !== height) return undefined
       bytes = prepared.bytes
       time = prepared.time
-      const idleUntil = head.lastBlockTime + this.options.minBlockIntervalMs
+      const idleUntil = (this.#headSetAtMs ?? head.lastBlockTime) + this.options.minBlockIntervalMs
       if (round > 0 || prepared.hasWork || this.#now() >= idleUntil) break
       await this.#waitForWork(idleUntil - this.#now())
     }
