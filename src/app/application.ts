@@ -42,6 +42,7 @@ import {
   activeValidators,
   extensionOf,
   fillSettles,
+  missesAnOnlineValidator,
   planMemo,
   settlementOrigins,
   skippedValidators,
@@ -282,7 +283,8 @@ export class MurmurApplication implements Application {
       opened,
       accountMessages,
     })
-    return { bytes: encodeBlock(block), hasWork: hasWork(block), time: block.time }
+    const work = hasWork(block) || missesAnOnlineValidator(this.state, lastCommit ?? null)
+    return { bytes: encodeBlock(block), hasWork: work, time: block.time }
   }
 
   /**

@@ -165,6 +165,23 @@ export function isOffline(
 }
 
 /**
+ * True when `lastCommit` (carried by block `state.height + 1`) lacks the precommit of a validator that is
+ * still counted online, a step towards taking its proposer turns and work away: such a block is worth
+ * proposing before the empty-block interval, so a dead validator is found after `offlineAfterBlocks`
+ * back-to-back blocks rather than after that many idle intervals.
+ */
+export function missesAnOnlineValidator(state: AppState, lastCommit: CommitCertificate | null): boolean {
+  if (lastCommit === null) return false
+  const signed = new Set<string>(lastCommit.precommits.map((p) => p.validator))
+  const jailed = new Set(state.validators.filter((v) => v.jailed).map((v) => v.address))
+  for (const address of state.consensusSet.keys()) {
+    if (signed.has(address) || jailed.has(address)) continue
+    if (!isOffline(state, address, state.height)) return true
+  }
+  return false
+}
+
+/**
  * Members of the consensus set, not jailed, offline after block `height`: none of the last
  * `offlineAfterBlocks` commits that blocks up to `height` carried (heights `height - 1` down to
  * `height - offlineAfterBlocks`) holds their precommit. At the start of the chain nobody is offline yet.
