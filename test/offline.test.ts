@@ -15,7 +15,7 @@ import { fastAccount } from '../src/crypto/sign.ts'
 import { parseGenesis } from '../src/node/genesis.ts'
 import { apply } from '../src/state/apply.ts'
 import { genesisState } from '../src/state/genesis.ts'
-import { missesAnOnlineValidator, offlineValidators, planBlock, poolView } from '../src/state/plan.ts'
+import { missesAValidator, offlineValidators, planBlock, poolView } from '../src/state/plan.ts'
 import type { PendingIntent } from '../src/state/propose.ts'
 import { appStateOps, loadAppState } from '../src/state/storage.ts'
 import type { AppState } from '../src/state/types.ts'
@@ -128,18 +128,22 @@ describe('offline validators', () => {
     for (const v of VALIDATORS.slice(0, 3)) expect(c.states[6]!.signedAt.get(signerAddress(v))).toBe(5n)
   })
 
-  it('makes a block missing it from its last commit worth proposing at once, until it is offline', async () => {
+  it('makes a block missing it from its last commit worth proposing at once, until it is jailed', async () => {
     // The proposer does not wait for the empty-block interval while a validator is on its way to
-    // offline: a dead one is found after offlineAfterBlocks back-to-back blocks (app/application.ts).
-    expect(missesAnOnlineValidator(c.states[3]!, await commitFor(c.states[3]!, VALIDATORS))).toBe(false)
+    // offline and to a downtime jail (app/application.ts).
+    expect(missesAValidator(c.states[3]!, await commitFor(c.states[3]!, VALIDATORS))).toBe(false)
     for (const h of [3, 4, 5]) {
       const lc = blockAt(c, h + 1).lastCommit
       expect(lc?.precommits.map((p) => p.validator)).not.toContain(V3)
-      expect(missesAnOnlineValidator(c.states[h]!, lc ?? null)).toBe(true)
+      expect(missesAValidator(c.states[h]!, lc ?? null)).toBe(true)
     }
-    // Offline after block 6: missing it is no news any more, an idle network idles again.
-    const without = await commitFor(c.states[6]!, VALIDATORS.slice(0, 3))
-    expect(missesAnOnlineValidator(c.states[6]!, without)).toBe(false)
+    // Jailed: missing it is no news any more, an idle network idles again.
+    const s6 = c.states[6]!
+    const jailed = {
+      ...s6,
+      validators: s6.validators.map((v) => (v.address === V3 ? { ...v, jailed: true } : v)),
+    }
+    expect(missesAValidator(jailed, await commitFor(s6, VALIDATORS.slice(0, 3)))).toBe(false)
   })
 
   it('leaves it out of the pool view: no new assignments', async () => {

@@ -42,7 +42,7 @@ import {
   activeValidators,
   extensionOf,
   fillSettles,
-  missesAnOnlineValidator,
+  missesAValidator,
   planMemo,
   settlementOrigins,
   skippedValidators,
@@ -283,7 +283,7 @@ export class MurmurApplication implements Application {
       opened,
       accountMessages,
     })
-    const work = hasWork(block) || missesAnOnlineValidator(this.state, lastCommit ?? null)
+    const work = hasWork(block) || missesAValidator(this.state, lastCommit ?? null)
     return { bytes: encodeBlock(block), hasWork: work, time: block.time }
   }
 

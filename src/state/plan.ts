@@ -165,19 +165,17 @@ export function isOffline(
 }
 
 /**
- * True when `lastCommit` (carried by block `state.height + 1`) lacks the precommit of a validator that is
- * still counted online, a step towards taking its proposer turns and work away: such a block is worth
- * proposing before the empty-block interval, so a dead validator is found after `offlineAfterBlocks`
- * back-to-back blocks rather than after that many idle intervals.
+ * True when `lastCommit` (carried by block `state.height + 1`) lacks the precommit of a member of the
+ * consensus set that is neither jailed nor tombstoned: a step towards finding it offline and jailing it
+ * for downtime. Such a block is worth proposing before the empty-block interval, so that a dead validator
+ * is found offline and jailed after back-to-back blocks, not after that many idle intervals; once it is
+ * jailed an idle network idles again.
  */
-export function missesAnOnlineValidator(state: AppState, lastCommit: CommitCertificate | null): boolean {
+export function missesAValidator(state: AppState, lastCommit: CommitCertificate | null): boolean {
   if (lastCommit === null) return false
   const signed = new Set<string>(lastCommit.precommits.map((p) => p.validator))
-  const jailed = new Set(state.validators.filter((v) => v.jailed).map((v) => v.address))
-  for (const address of state.consensusSet.keys()) {
-    if (signed.has(address) || jailed.has(address)) continue
-    if (!isOffline(state, address, state.height)) return true
-  }
+  const out = new Set(state.validators.filter((v) => v.jailed || v.tombstoned).map((v) => v.address))
+  for (const address of state.consensusSet.keys()) if (!signed.has(address) && !out.has(address)) return true
   return false
 }
 
