@@ -113,7 +113,7 @@ export function devnetPoolLevels(
 
 export class DevnetError extends MurmurError<'NO_DEVNET' | 'BAD_ARGS' | 'CONTROL_FAILED' | 'STOPPED'> {}
 
-/** The fault verbs that need `--netns` (tc netem on a node's veth). */
+/** The fault verbs that need `--netns` (tc on a node's veth: netem, or the dropper without it). */
 const LINK_VERBS = ['delay', 'loss', 'flaky', 'clear'] as const
 
 /** Bounds of `devnet spike RATE SECONDS`. */
@@ -602,10 +602,7 @@ export class Devnet {
   /** `delay MS [NODES]`, `loss PCT [NODES]`, `flaky [NODES]`, `clear [NODES]`; NODES e.g. 0,2 (default all). */
   async #linkFault(cmd: (typeof LINK_VERBS)[number], args: string[]): Promise<unknown> {
     if (this.netns === undefined)
-      throw new DevnetError(
-        'BAD_ARGS',
-        `${cmd} needs a devnet started with --netns (tc netem on each node's link)`,
-      )
+      throw new DevnetError('BAD_ARGS', `${cmd} needs a devnet started with --netns (tc on each node's link)`)
     const withValue = cmd === 'delay' || cmd === 'loss'
     const value = Number(args[0])
     if (withValue && (!Number.isInteger(value) || value < 0 || value > (cmd === 'loss' ? 100 : 60_000)))
@@ -630,7 +627,7 @@ export class Devnet {
     }
     const fault: LinkFault =
       cmd === 'delay' ? { delayMs: value } : cmd === 'loss' ? { lossPct: value } : FLAKY
-    return { nodes: await this.netns.link(targets, fault) }
+    return { nodes: await this.netns.link(targets, fault, { flaky: cmd === 'flaky' }) }
   }
 
   async #admin(i: number, deny: string[]): Promise<void> {

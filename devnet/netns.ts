@@ -12,8 +12,10 @@
  *   groups to a MAC no port owns, so the bridge floods those frames and no namespace takes them: a
  *   silent drop in both directions, with iproute2 alone. (A blackhole route would fail `connect()` at
  *   once, which no real partition does; tc drop needs act_gact, which not every kernel has.)
- * - delay, loss, flaky: tc netem on the node's own veth (egress: what the node sends). Needs
- *   sch_netem in the kernel; without it the verbs fail with NETEM_UNAVAILABLE, one line.
+ * - delay, loss, flaky: tc netem on the node's own veth (egress: what the node sends), where the
+ *   kernel has sch_netem. Without it, loss and flaky use a dropper (see DROPPER below: an htb qdisc
+ *   whose classic-BPF classifier sends a random share of the packets into a class that never drains),
+ *   and delay fails with NETEM_UNAVAILABLE, one line.
  */
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -55,7 +57,12 @@ export interface NetnsRecord {
   subnet: string
   namespaces: string[]
   netem: boolean
+  /** How link faults are made: tc netem, the htb + BPF dropper (loss only), or not at all. */
+  shaper: LinkShaper
 }
+
+/** How a node's link faults are made on this kernel (probed once at create). */
+export type LinkShaper = 'netem' | 'dropper' | 'none'
 
 /** Link faults of one node (tc netem); undefined fields are off. */
 export interface LinkFault {
@@ -63,10 +70,31 @@ export interface LinkFault {
   jitterMs?: number
   lossPct?: number
   reorderPct?: number
+  /** The dropper's `flaky`: loss redrawn every second from FLAKY_DROPS. */
+  flaky?: boolean
 }
 
 /** The `flaky` preset: a bad mobile link (jittery delay, some loss, some reordering). */
 export const FLAKY: LinkFault = { delayMs: 80, jitterMs: 40, lossPct: 2, reorderPct: 5 }
+
+/**
+ * `flaky` where there is no netem (loss only): every second the link's loss is drawn anew from these,
+ * so it is clean half the time, lossy at times, and now and then out for a second.
+ */
+export const FLAKY_DROPS: readonly number[] = [0, 0, 0, 0, 20, 20, 50, 100]
+
+/**
+ * The dropper, for kernels without netem (this machine's has htb, pfifo and the bpf classifier, but no
+ * netem, no act_gact and no nftables). Root htb: class 1:10 is the link (10 Gbit/s, the default), class
+ * 1:20 drains at 8 bit/s into a one-packet pfifo, so what enters it is lost (tail drop). A classic-BPF
+ * classifier reads the kernel's per-packet random number (ancillary load SKF_AD_RANDOM) and returns
+ * 1:20 when it is at or above a threshold: loss PCT sets the threshold to (1 - PCT/100) * 2^32.
+ */
+function dropperBytecode(lossPct: number): string {
+  const threshold = Math.min(2 ** 32 - 1, Math.round((1 - lossPct / 100) * 2 ** 32))
+  // ld [SKF_AD_OFF + SKF_AD_RANDOM]; jge #threshold (true: next, false: skip one); ret 1:20; ret 1:10
+  return `4,32 0 0 ${0xfffff038},53 0 1 ${threshold},6 0 0 ${0x10020},6 0 0 ${0x10010}`
+}
 
 /** Why `--netns` cannot run here, or undefined when it can. */
 export async function netnsUnavailable(): Promise<string | undefined> {
@@ -125,6 +153,13 @@ export class NetnsNet {
   readonly rollups: NetnsHost[]
   /** Whether the kernel has tc netem (probed once at create). */
   netem = false
+  /** How link faults are made here (probed once at create). */
+  shaper: LinkShaper = 'none'
+  /** Nodes whose `flaky` is redrawn every second (dropper only), and the timer that does it. */
+  #flaky = new Set<number>()
+  #flakyTimer: NodeJS.Timeout | undefined
+  /** tc commands of the dropper run one after another (the flaky timer and the verbs share links). */
+  #tcChain: Promise<unknown> = Promise.resolve()
   /** Partitioned peers per node index: node -> node indexes whose addresses it cannot reach. */
   #cut = new Map<number, Set<number>>()
   #faults = new Map<number, LinkFault>()
@@ -165,6 +200,7 @@ export class NetnsNet {
       await ip(['link', 'set', net.bridge, 'up'])
       for (const h of [...net.nodes, ...net.rollups]) await net.#addHost(h)
       net.netem = await net.#probeNetem()
+      net.shaper = net.netem ? 'netem' : (await net.#probeDropper()) ? 'dropper' : 'none'
     } catch (err) {
       await net.destroy()
       throw err
@@ -194,6 +230,81 @@ export class NetnsNet {
     }
   }
 
+  async #probeDropper(): Promise<boolean> {
+    const h = this.nodes[0]
+    if (h === undefined) return false
+    try {
+      await this.#dropper(h, 50)
+      await tc(h, ['qdisc', 'del', 'dev', h.dev, 'root'])
+      return true
+    } catch {
+      await tc(h, ['qdisc', 'del', 'dev', h.dev, 'root']).catch(() => {})
+      return false
+    }
+  }
+
+  /** Sets the dropper of `h` to lose `lossPct` % of what it sends (0: no filter, the link is clean). */
+  async #dropper(h: NetnsHost, lossPct: number): Promise<void> {
+    const d = h.dev
+    await tc(h, ['qdisc', 'replace', 'dev', d, 'root', 'handle', '1:', 'htb', 'default', '10'])
+    await tc(h, ['class', 'replace', 'dev', d, 'parent', '1:', 'classid', '1:10', 'htb', 'rate', '10gbit'])
+    await tc(h, [
+      'class',
+      'replace',
+      'dev',
+      d,
+      'parent',
+      '1:',
+      'classid',
+      '1:20',
+      'htb',
+      'rate',
+      '8bit',
+      'ceil',
+      '8bit',
+    ])
+    await tc(h, ['qdisc', 'replace', 'dev', d, 'parent', '1:20', 'handle', '20:', 'pfifo', 'limit', '1'])
+    await tc(h, ['filter', 'del', 'dev', d, 'parent', '1:']).catch(() => {})
+    if (lossPct > 0)
+      await tc(h, [
+        'filter',
+        'add',
+        'dev',
+        d,
+        'parent',
+        '1:',
+        'pref',
+        '1',
+        'bpf',
+        'bytecode',
+        dropperBytecode(lossPct),
+        'classid',
+        '1:10',
+      ])
+  }
+
+  /** Runs `fn` after every tc command of the dropper queued before it. */
+  #serial(fn: () => Promise<void>): Promise<void> {
+    const next = this.#tcChain.then(fn)
+    this.#tcChain = next.catch(() => {})
+    return next
+  }
+
+  /** Packets the dropper of node `i` dropped so far (its class 1:20), or 0 without a dropper. */
+  async dropped(i: number): Promise<number> {
+    const h = this.nodes[i]!
+    const { stdout } = await run('ip', ['netns', 'exec', h.ns, 'tc', '-s', 'class', 'show', 'dev', h.dev])
+    const m = /class htb 1:20 [\s\S]*?dropped (\d+)/.exec(stdout)
+    return m === null ? 0 : Number(m[1])
+  }
+
+  #redrawFlaky(): void {
+    for (const i of this.#flaky) {
+      const pct = FLAKY_DROPS[Math.floor(Math.random() * FLAKY_DROPS.length)]!
+      void this.#serial(() => this.#dropper(this.nodes[i]!, pct)).catch(() => {})
+    }
+  }
+
   /** The command prefix that runs a program in `h`'s namespace; `ip` execs it, so the pid is its own. */
   exec(h: NetnsHost): string[] {
     return ['ip', 'netns', 'exec', h.ns]
@@ -207,6 +318,7 @@ export class NetnsNet {
       subnet: `${this.subnet}.0/24`,
       namespaces: [...this.nodes, ...this.rollups].map((h) => h.ns),
       netem: this.netem,
+      shaper: this.shaper,
     }
   }
 
@@ -252,12 +364,21 @@ export class NetnsNet {
     this.#cut.clear()
   }
 
-  /** Adds `fault` to the link faults of each of `nodes` (delay and loss combine; flaky sets all). */
-  async link(nodes: number[], fault: LinkFault): Promise<Record<number, LinkFault>> {
+  /**
+   * Adds `fault` to the link faults of each of `nodes` (delay and loss combine; flaky sets all). With
+   * the dropper (no netem), loss works, `flaky` is FLAKY_DROPS redrawn every second, and a delay is
+   * refused with NETEM_UNAVAILABLE.
+   */
+  async link(
+    nodes: number[],
+    fault: LinkFault,
+    opts: { flaky?: boolean } = {},
+  ): Promise<Record<number, LinkFault>> {
+    if (this.shaper === 'dropper') return this.#dropLink(nodes, fault, opts.flaky === true)
     if (!this.netem)
       throw new NetnsError(
         'NETEM_UNAVAILABLE',
-        'this kernel has no tc netem (CONFIG_NET_SCH_NETEM): delay, loss and flaky cannot run here; partition works',
+        'this kernel has no tc netem (CONFIG_NET_SCH_NETEM) and no htb/bpf to drop with: delay, loss and flaky cannot run here; partition works',
       )
     const out: Record<number, LinkFault> = {}
     for (const i of nodes) {
@@ -273,12 +394,47 @@ export class NetnsNet {
     return out
   }
 
-  /** Removes the link faults (netem) of `nodes`. */
+  async #dropLink(nodes: number[], fault: LinkFault, flaky: boolean): Promise<Record<number, LinkFault>> {
+    if (!flaky && fault.delayMs !== undefined)
+      throw new NetnsError(
+        'NETEM_UNAVAILABLE',
+        'this kernel has no tc netem (CONFIG_NET_SCH_NETEM): delay cannot run here; loss and flaky drop packets with an htb + bpf dropper instead',
+      )
+    const out: Record<number, LinkFault> = {}
+    for (const i of nodes) {
+      if (flaky) {
+        this.#flaky.add(i)
+        out[i] = { flaky: true }
+        continue
+      }
+      this.#flaky.delete(i)
+      const lossPct = fault.lossPct ?? 0
+      await this.#serial(() => this.#dropper(this.nodes[i]!, lossPct))
+      this.#faults.set(i, { lossPct })
+      out[i] = { lossPct }
+    }
+    if (this.#flaky.size > 0 && this.#flakyTimer === undefined) {
+      this.#flakyTimer = setInterval(() => this.#redrawFlaky(), 1_000)
+      this.#flakyTimer.unref()
+    }
+    if (flaky) this.#redrawFlaky()
+    return out
+  }
+
+  /** Removes the link faults (netem, or the dropper and its flaky redraws) of `nodes`. */
   async clear(nodes: number[]): Promise<void> {
     for (const i of nodes) {
-      if (!this.#faults.has(i)) continue
-      await tc(this.nodes[i]!, ['qdisc', 'del', 'dev', this.nodes[i]!.dev, 'root']).catch(() => {})
+      const had = this.#faults.has(i) || this.#flaky.has(i)
+      this.#flaky.delete(i)
       this.#faults.delete(i)
+      if (!had) continue
+      await this.#serial(() => tc(this.nodes[i]!, ['qdisc', 'del', 'dev', this.nodes[i]!.dev, 'root'])).catch(
+        () => {},
+      )
+    }
+    if (this.#flaky.size === 0 && this.#flakyTimer !== undefined) {
+      clearInterval(this.#flakyTimer)
+      this.#flakyTimer = undefined
     }
   }
 
@@ -290,6 +446,9 @@ export class NetnsNet {
   async destroy(): Promise<void> {
     if (this.#destroyed) return
     this.#destroyed = true
+    if (this.#flakyTimer !== undefined) clearInterval(this.#flakyTimer)
+    this.#flaky.clear()
+    await this.#tcChain
     const left = await netnsLeftovers(this.id)
     for (const ns of left.namespaces) await ip(['netns', 'del', ns]).catch(() => {})
     const links = (await netnsLeftovers(this.id)).links
