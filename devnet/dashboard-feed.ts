@@ -5,7 +5,7 @@
  * an IntentTally). Pure HTTP against the node URLs it is handed, so it knows nothing of how the nodes run.
  * Bounded: the history is a ring of HISTORY_POINTS ticks, the fault list a ring of MAX_FAULTS.
  */
-import { IntentTally } from './intent-tally.ts'
+import { IntentTally } from '../src/api/intent-tally.ts'
 import { followEvents } from './sse.ts'
 
 /** Ticks of history kept by default (about 10 minutes at one a second). */
@@ -278,13 +278,7 @@ export class DashboardFeed {
       t: Date.now(),
       nodes: nodeTicks,
       rollups,
-      intents: {
-        ...t.counts(),
-        fillP50Ms: t.latencyMs('fill', 0.5) ?? null,
-        fillP90Ms: t.latencyMs('fill', 0.9) ?? null,
-        settleP50Ms: t.latencyMs('settle', 0.5) ?? null,
-        settleP90Ms: t.latencyMs('settle', 0.9) ?? null,
-      },
+      intents: t.figures(),
       staking,
       validators,
       extra: this.#src.extra?.() ?? {},

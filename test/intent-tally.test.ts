@@ -1,6 +1,6 @@
-/** The devnet status line's intent figures (devnet/intent-tally.ts), fed `/v1/events` data as a node sends it. */
+/** The devnet status line's intent figures (src/api/intent-tally.ts), fed `/v1/events` data as a node sends it. */
 import { describe, expect, it } from 'vitest'
-import { IntentTally, MAX_TRACKED } from '../devnet/intent-tally.ts'
+import { IntentTally, MAX_TRACKED } from '../src/api/intent-tally.ts'
 
 const ev = (id: string, state: string, atMs: number, previous: string | null = null) => ({
   id,

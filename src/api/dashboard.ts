@@ -3,6 +3,7 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
+import { IntentTally } from './intent-tally.ts'
 
 // The page is the devnet's (devnet/dashboard/, plain browser JavaScript); its URLs are relative, so the
 // same files work here under /dashboard/ against this node's own stream.
@@ -26,15 +27,29 @@ const TICK_MS = 1_000
 /** Pages streaming at once from one node. */
 const MAX_DASHBOARD_STREAMS = 8
 
+/** What the node's dashboard takes from the node beside its `/v1` routes. */
+export interface DashboardSources {
+  /**
+   * Subscribes to this node's `intent` events (the data `/v1/events` sends: pool transitions and
+   * settlement changes), for the intent counts and latencies; returns the unsubscribe.
+   */
+  readonly intentEvents?: (listener: (data: unknown) => void) => () => void
+  /** The height a connected peer is known to have committed (consensus/sync.ts), for the peer cards. */
+  readonly peerHeight?: (peerId: string) => bigint | undefined
+}
+
 /**
  * `GET /dashboard/` (`murmur node start --dashboard`): the devnet's dashboard page showing this one node's
  * view: itself and the peers it is connected to, its view of the rollups, staking and validators, with
  * no fault buttons. `GET /dashboard/api/state` says `{mode: "node"}`; `GET /dashboard/api/stream` is a
  * Server-Sent Events stream of `tick` messages (the devnet stream's format) built once a second from
- * this node's own `/v1` routes, asked in-process (no socket); `GET /dashboard/api/node/0` its status.
+ * this node's own `/v1` routes, asked in-process (no socket), with the intent counts of the intents this
+ * node saw since it started and its peers' heights; `GET /dashboard/api/node/0` its status.
  */
-export function dashboardRoutes() {
+export function dashboardRoutes(sources: DashboardSources = {}) {
   return (app: FastifyInstance): void => {
+    const tally = new IntentTally()
+    const unsubscribe = sources.intentEvents?.((data) => tally.onEvent(data))
     const local = async (url: string): Promise<unknown> => {
       const r = await app.inject({ method: 'GET', url })
       return r.statusCode === 200 ? r.json() : null
@@ -56,7 +71,7 @@ export function dashboardRoutes() {
       const others = (peers ?? []).map((p, k) => ({
         i: k + 1,
         status: 'up',
-        height: null,
+        height: ((h) => (h === undefined ? null : Number(h)))(sources.peerHeight?.(p.peerId)),
         peers: [0],
         peerId: p.peerId,
         validator: null,
@@ -76,7 +91,7 @@ export function dashboardRoutes() {
         t: Date.now(),
         nodes: [self, ...others],
         rollups: rollups ?? [],
-        intents: {},
+        intents: tally.figures(),
         staking,
         validators: validators ?? [],
         extra: {},
@@ -105,6 +120,7 @@ export function dashboardRoutes() {
 
     const streams = new Set<() => void>()
     app.addHook('onClose', async () => {
+      unsubscribe?.()
       for (const end of streams) end()
     })
     app.get('/dashboard/api/stream', (req, reply) => {

@@ -486,6 +486,11 @@ export class ConsensusDriver {
     if (this.#started && !this.#stopped) this.#sync.notePeerHeight(peer, height)
   }
 
+  /** The highest height a connected peer is known to have committed (status or signed messages). */
+  peerHeight(peer: string): bigint | undefined {
+    return this.#sync.peerHeight(peer)
+  }
+
   /** The peer disconnected: block sync stops counting on it. */
   removePeer(peer: string): void {
     this.#sync.removePeer(peer)

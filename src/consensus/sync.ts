@@ -110,6 +110,11 @@ export class SyncScheduler<B> {
     else if (height > p.height) p.height = height
   }
 
+  /** The highest height `peer` is known to have committed, or undefined when it never said. */
+  peerHeight(peer: string): bigint | undefined {
+    return this.#peers.get(peer)?.height
+  }
+
   /** The peer left: its requests are given up (answers arriving later are ignored). */
   removePeer(peer: string): void {
     this.#peers.delete(peer)
@@ -363,6 +368,11 @@ export class BlockSync<B> {
     if (this.#stopped) return
     this.#s.notePeerHeight(peer, height)
     this.#pump()
+  }
+
+  /** The highest height `peer` is known to have committed (its status or its messages). */
+  peerHeight(peer: string): bigint | undefined {
+    return this.#s.peerHeight(peer)
   }
 
   /** The peer disconnected. */

@@ -361,7 +361,23 @@ export class MurmurNode {
             consensus.routes(),
             settlementRoutes(consensus.settlementSource()),
             stakingRoutes(staking, () => consensus.app.state),
-            ...(o.dashboard ? [dashboardRoutes()] : []),
+            ...(o.dashboard
+              ? [
+                  dashboardRoutes({
+                    intentEvents: (listener) => {
+                      const offPool = pool.onChange((c) => listener(c))
+                      const offSettlement = settlementView.onChange((id, st) =>
+                        listener({ id, settlement: st }),
+                      )
+                      return () => {
+                        offPool()
+                        offSettlement()
+                      }
+                    },
+                    peerHeight: (peer) => consensus.driver.peerHeight(peer),
+                  }),
+                ]
+              : []),
           ],
         },
       )

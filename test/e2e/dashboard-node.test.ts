@@ -2,31 +2,37 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { followEvents } from '../../devnet/sse.ts'
 import { ensureChromium, launchChromium } from '../helpers/browser.ts'
 import { Cluster } from '../helpers/cluster.ts'
-import { waitFor } from '../helpers/wait.ts'
+import { makeIntent, wallet } from '../helpers/intents.ts'
+import { postJson, waitFor } from '../helpers/wait.ts'
 
 const chromium = await ensureChromium()
 
-/** The first `tick` message of the node's dashboard stream (the same SSE framing as `/v1/events`). */
-async function firstTick(
-  api: string,
-): Promise<{ nodes: Array<{ i: number; status: string; height: number }> }> {
+interface Tick {
+  nodes: Array<{ i: number; status: string; height: number | null }>
+  intents: Record<string, number | null>
+}
+
+/** The first `tick` of the node's dashboard stream (the SSE framing of `/v1/events`) that `ok` takes. */
+async function tickWhere(api: string, what: string, ok: (t: Tick) => boolean = () => true): Promise<Tick> {
   const ac = new AbortController()
-  let tick: unknown
+  let tick: Tick | undefined
   try {
     await followEvents(
       api,
       ac.signal,
       (type, data) => {
-        if (type === 'tick') tick ??= data
+        if (type === 'tick' && tick === undefined && ok(data as Tick)) tick = data as Tick
       },
       undefined,
       '/dashboard/api/stream',
     )
-    return (await waitFor('a tick', () => tick)) as never
+    return await waitFor(what, () => tick, { timeoutMs: 30_000 })
   } finally {
     ac.abort()
   }
 }
+
+const STATES = ['pending', 'assigned', 'filled', 'settled', 'refunded', 'expired']
 
 // Two node processes: node 0 with --dashboard, node 1 without.
 describe('murmur node start --dashboard', () => {
@@ -51,13 +57,30 @@ describe('murmur node start --dashboard', () => {
     expect(await vendor.text()).toContain('uPlot')
     expect((await fetch(`${api}/dashboard/vendor/uPlot.min.css`)).status).toBe(200)
     expect(await (await fetch(`${api}/dashboard/api/state`)).json()).toMatchObject({ mode: 'node' })
-    const tick = await firstTick(api)
+    const tick = await tickWhere(api, 'a tick')
     expect(tick.nodes[0]).toMatchObject({ i: 0 })
     expect(typeof tick.nodes[0]!.height).toBe('number')
 
     const other = c.node(1).api
     expect((await fetch(`${other}/dashboard/`)).status).toBe(404)
     expect((await fetch(`${other}/dashboard/vendor/uplot.iife.min.js`)).status).toBe(404)
+  })
+
+  it('counts the intents this node takes in, and shows its peer with a height', async () => {
+    const api = c.node(0).api
+    for (let k = 0; k < 2; k++) {
+      const { body } = await makeIntent(wallet())
+      expect((await postJson(`${api}/v1/intents`, body)).status).toBe(202)
+    }
+    // Both intents, in whatever state they reached by now (pending, or further).
+    const tick = await tickWhere(
+      api,
+      'a tick counting both intents, with the peer height known',
+      (t) =>
+        STATES.reduce((n, s) => n + (t.intents[s] ?? 0), 0) >= 2 && typeof t.nodes[1]?.height === 'number',
+    )
+    expect(tick.nodes[1]!.height).toBeGreaterThanOrEqual(0)
+    expect(Object.keys(tick.intents)).toEqual(expect.arrayContaining([...STATES, 'fillP50Ms', 'settleP90Ms']))
   })
 
   it.skipIf('missing' in chromium)(

@@ -1,5 +1,5 @@
 /**
- * What the devnet's status line says of intents: counts by state and the fill latency, from one node's
+ * What the devnet's status line and the dashboards (devnet and `node --dashboard`) say of intents: counts by state and the fill latency, from one node's
  * `/v1/events` stream (its `intent` events: pool transitions `{id, state, atMs}` and settlement changes
  * `{id, settlement: {state}}`). Pure: fed events, asked for figures. Bounded: the oldest intents are
  * forgotten past MAX_TRACKED.
@@ -91,6 +91,20 @@ export class IntentTally {
   /** The q-quantile (0..1) of accepted -> filled (`fill`) or accepted -> settled (`settle`), ms. */
   latencyMs(kind: 'fill' | 'settle', q: number): number | undefined {
     return quantile(kind === 'fill' ? this.#latencies : this.#settleLatencies, q)
+  }
+
+  /** The counts and latency percentiles as the dashboard's `tick.intents` carries them (null: none yet). */
+  figures(): Record<
+    keyof TallyCounts | 'fillP50Ms' | 'fillP90Ms' | 'settleP50Ms' | 'settleP90Ms',
+    number | null
+  > {
+    return {
+      ...this.counts(),
+      fillP50Ms: this.latencyMs('fill', 0.5) ?? null,
+      fillP90Ms: this.latencyMs('fill', 0.9) ?? null,
+      settleP50Ms: this.latencyMs('settle', 0.5) ?? null,
+      settleP90Ms: this.latencyMs('settle', 0.9) ?? null,
+    }
   }
 
   /** `pending 3, assigned 2, filled 10, settled 8, refunded 0, expired 0, fill p50 1.2 s`. */
