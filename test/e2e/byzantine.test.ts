@@ -77,6 +77,12 @@ describe('a Byzantine validator process (1/4 of the stake) among three honest on
     const now = Math.max(...(await Promise.all(idx.map(height))))
     await c.waitHeight(idx, now + more, timeoutMs)
   }
+  /** Proposals node `i` refused (`murmur_consensus_invalid_proposals_total`, every code). */
+  const refused = async (i: number) => {
+    const text = await (await fetch(`${c.node(i).api}/metrics`)).text()
+    const counts = [...text.matchAll(/^murmur_consensus_invalid_proposals_total\{[^}]*\} (\d+)/gm)]
+    return counts.reduce((t, m) => t + Number(m[1]), 0)
+  }
   /** Sends `n` intents through honest nodes and waits until node 0 sees every one filled. */
   const fillIntents = async (n: number, tag: bigint) => {
     const ids: Hex[] = []
@@ -106,8 +112,10 @@ describe('a Byzantine validator process (1/4 of the stake) among three honest on
     })
     rollupFlags = new Map(chains.rollups.map((r) => [r.chainId, r.rpcUrl]))
     const boot = await c.start(0, { rollups: rollupFlags })
-    await Promise.all([1, 2].map((i) => c.start(i, { rollups: rollupFlags, bootstrap: [boot.listen[0]!] })))
-    await startByz('bad-assign,bad-fill,lie-health')
+    await Promise.all([
+      ...[1, 2].map((i) => c.start(i, { rollups: rollupFlags, bootstrap: [boot.listen[0]!] })),
+      startByz('bad-assign,bad-fill,lie-health'),
+    ])
     await c.waitConnected([0, 1, 2, 3], 3)
     await c.waitHeight([0, 1, 2, 3], 1)
     const pools = (await validators(0)).find((v) => v.address === byzAddress)!.pools
@@ -121,13 +129,19 @@ describe('a Byzantine validator process (1/4 of the stake) among three honest on
 
   it('commits nothing invalid, slashes the double signer once, and keeps going', async () => {
     // A: invalid proposals and lying health; honest intents are filled meanwhile.
-    await fillIntents(6, 1n)
-    await advance(HONEST, 8)
+    // Intents until node 3 has proposed with work at least once (it proposes every fourth height; only a
+    // block with assignments or open ones can be tampered with) and node 0 refused it.
+    let round = 0n
+    while ((await refused(0)) === 0) {
+      expect(Date.now() - started, 'an invalid proposal of node 3 refused').toBeLessThan(120_000)
+      await fillIntents(2, ++round)
+    }
+    await advance(HONEST, 3)
 
     // B: withheld votes. Three honest nodes of four commit without them.
     await c.stop(BYZ)
     await startByz('withhold,lie-health')
-    await advance(HONEST, 5)
+    await advance(HONEST, 3)
     // One honest node down besides the silent one: the height stalls (two faults of four), and node 3
     // signs votes of it that nobody sees (with its own it has 3/4, and commits the height alone).
     await c.stop(2)
@@ -146,8 +160,10 @@ describe('a Byzantine validator process (1/4 of the stake) among three honest on
     // C: the signer loses its WAL and signs for another block at heights and rounds it already signed.
     await c.node(BYZ).kill9()
     c.procs[BYZ] = undefined
-    await startByz('fork-after-restart')
-    await c.start(2, { rollups: rollupFlags, bootstrap: [c.node(0).listen[0]!] })
+    await Promise.all([
+      startByz('fork-after-restart'),
+      c.start(2, { rollups: rollupFlags, bootstrap: [c.node(0).listen[0]!] }),
+    ])
     await waitFor(
       'node 3 tombstoned at every honest node',
       async () => {
@@ -159,13 +175,13 @@ describe('a Byzantine validator process (1/4 of the stake) among three honest on
       },
       { timeoutMs: 40_000 },
     )
-    await advance(HONEST, 5)
+    await advance(HONEST, 3)
 
     // D: equivocation on every vote and proposal, with the invalid proposals and lies of A.
     await c.stop(BYZ)
     await startByz('equivocate,bad-assign,bad-fill,lie-health')
-    await fillIntents(6, 2n)
-    await advance(HONEST, 10)
+    await fillIntents(4, 1_000n)
+    await advance(HONEST, 5)
 
     // Slashed once, tombstoned, at every honest node.
     for (const i of HONEST) {
@@ -214,12 +230,10 @@ describe('a Byzantine validator process (1/4 of the stake) among three honest on
       evidence += b.evidence.filter((e) => e.validator === byzAddress).length
     }
     expect(evidence).toBe(1)
-    // The honest nodes did refuse node 3's invalid proposals (murmur_consensus_invalid_proposals_total).
-    const metrics = await (await fetch(`${c.node(0).api}/metrics`)).text()
-    const refused = [...metrics.matchAll(/^murmur_consensus_invalid_proposals_total\{[^}]*\} (\d+)/gm)]
-    expect(refused.reduce((t, m) => t + Number(m[1]), 0)).toBeGreaterThanOrEqual(1)
-    expect(fills).toBeGreaterThanOrEqual(12)
-    expect(assignments).toBeGreaterThanOrEqual(12)
+    // The honest nodes did refuse node 3's invalid proposals.
+    expect(await refused(0)).toBeGreaterThanOrEqual(1)
+    expect(fills).toBeGreaterThanOrEqual(6)
+    expect(assignments).toBeGreaterThanOrEqual(6)
     console.log(
       `byzantine e2e: ${top} heights, ${assignments} assignments, ${fills} fills, ${Date.now() - started} ms`,
     )
