@@ -10,9 +10,13 @@
  *    node 2 stops: with two of four silent the network stalls (expected: two faults of four), and node 3
  *    has signed votes of the stalled height that nobody saw.
  * C. node 3 is killed (SIGKILL) and restarted with `fork-after-restart`: its WAL is deleted before the
- *    start (its last-signed state is lost) and it signs, for every vote that WAL held, one for another
- *    block, beside what it now votes afresh: a double sign at a height it already signed. Node 2 comes back.
+ *    start (its last-signed state is lost) and it signs, for every vote that WAL held (or its precommit
+ *    in its head block's certificate), votes for blocks that do not exist, ten times over: signatures for
+ *    different blocks at a height and round it had signed, while the honest nodes are still at that height
+ *    or the next (the stall of B). Node 2 comes back at the same time.
  * D. `equivocate,bad-assign,bad-fill,lie-health`: two votes on every vote, two proposals on every proposal.
+ *    Tombstoned by then, it proposed nothing in our runs, but it stays in the set until the epoch boundary and
+ *    its double votes are detected again: the tombstone keeps that evidence out of blocks.
  *
  * Checked over the honest nodes' HTTP API (and the rollups' RPC) only: heights advance in every phase but
  * the stall; honest nodes agree on every block hash; no committed block assigns to an executor outside the
