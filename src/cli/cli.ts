@@ -4,6 +4,7 @@ import { SCENARIO_NAMES, type ScenarioName } from '../../devnet/scenario-timelin
 import { DEFAULT_RATE_LIMIT, formatRateLimit, parseRateLimit, type RateLimit } from '../api/limits.ts'
 import { MurmurError } from '../errors.ts'
 import { loadKeys } from '../identity/keys.ts'
+import { BYZANTINE_ENV, BYZANTINE_MODES, type ByzantineMode, parseByzantineModes } from '../node/byzantine.ts'
 import { MurmurNode } from '../node/node.ts'
 import type { NodeOptions } from '../node/options.ts'
 import { VERSION } from '../version.ts'
@@ -32,6 +33,15 @@ function parseMultiaddr(value: string, previous: string[]): string[] {
 function rateLimitArg(value: string): { value: RateLimit | undefined } {
   try {
     return { value: parseRateLimit(value) }
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message)
+  }
+}
+
+/** `--byzantine` (TEST ONLY): refused without MURMUR_TEST_BYZANTINE=1, one line (node/byzantine.ts). */
+function byzantineArg(value: string): ReadonlySet<ByzantineMode> {
+  try {
+    return parseByzantineModes(value)
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message)
   }
@@ -86,6 +96,14 @@ export function buildCli(): Command {
     )
     .option('--dashboard', "serve the dashboard page at /dashboard/ of the API (this node's view)", false)
     .option('--no-auto-unjail', "never send this validator's Unjail by itself after a downtime jail")
+    .addOption(
+      new Option(
+        '--byzantine <modes>',
+        `TEST ONLY, refused unless ${BYZANTINE_ENV}=1: misbehave on purpose (${BYZANTINE_MODES.join(',')})`,
+      )
+        .argParser(byzantineArg)
+        .hideHelp(),
+    )
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .option('--log-file <path>', 'write logs to this file instead of stderr')
     .exitOverride()
@@ -102,6 +120,7 @@ export function buildCli(): Command {
         logFile: o.logFile,
       }
       if (o.listen.length > 0) opts.listen = o.listen
+      if (o.byzantine !== undefined) opts.byzantine = o.byzantine
       if (o.rateLimit !== undefined) opts.apiLimits = { rateLimit: o.rateLimit.value }
       if (o.api === false) opts.api = undefined
       else if (typeof o.api === 'object') opts.api = o.api

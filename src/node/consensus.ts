@@ -41,6 +41,7 @@ import { validatorsToJson } from '../state/storage.ts'
 import { heightKey, type Store } from '../state/store.ts'
 import { type AppState, expectedOutputOf } from '../state/types.ts'
 import type { RefundVerdict } from '../state/validate.ts'
+import type { Byzantine } from './byzantine.ts'
 import type { Genesis } from './genesis.ts'
 import type { TopicPayloads } from './topics.ts'
 
@@ -69,6 +70,8 @@ export interface ConsensusWiringModules {
   log: Logger
   registry: Registry
   onFatal: (err: unknown) => void
+  /** TEST ONLY (`--byzantine`, node/byzantine.ts): wraps the driver's application and broadcast. */
+  byzantine?: Byzantine
 }
 
 /**
@@ -97,6 +100,9 @@ export class ConsensusWiring {
   /** Refund verdicts by intent id (see #verifyRefund). */
   readonly #refundVerdicts = new Map<Hex, Promise<RefundVerdict>>()
   #status: StatusPoller | undefined
+  /** Publishes on the `consensus` topic (the honest path; fork-after-restart sends through it). */
+  readonly #broadcast: (msg: ConsensusMessage) => Promise<void>
+  #stopped = false
 
   constructor(options: Partial<ConsensusDriverOptions>, modules: ConsensusWiringModules) {
     this.#m = modules
@@ -146,16 +152,19 @@ export class ConsensusWiring {
         log: modules.log,
       },
     )
+    const broadcast = async (msg: ConsensusMessage) => {
+      await modules.p2p.publish('consensus', msg)
+    }
+    this.#broadcast = broadcast
+    const byz = modules.byzantine
     this.driver = new ConsensusDriver(
       { minBlockIntervalMs: g.params.blockIntervalMs, ...options },
       {
         store: modules.store,
-        app: this.app,
+        app: byz === undefined ? this.app : byz.wrapApp(this.app),
         networkId: g.networkId,
         account: modules.account,
-        broadcast: async (msg) => {
-          await modules.p2p.publish('consensus', msg)
-        },
+        broadcast: byz === undefined ? broadcast : byz.wrapBroadcast(broadcast),
         workSignal: (wake) =>
           modules.pool.onChange((c) => {
             if (c.state === 'pending') wake()
@@ -331,8 +340,21 @@ export class ConsensusWiring {
         this.#maybeUnjail(e.state, e.block.time)
       }),
     )
+    // fork-after-restart (TEST ONLY): the record of what this validator signed is gone before the start.
+    await this.#m.byzantine?.forgetWal(this.#m.store)
     await this.driver.start()
     this.#startStatusPoll()
+    const byz = this.#m.byzantine
+    if (byz?.modes.has('fork-after-restart') === true) {
+      const head = await this.driver.getBlock(this.driver.head().height)
+      void byz
+        .signForks(this.#broadcast, head?.certificate, {
+          times: 10,
+          everyMs: 1_000,
+          stopped: () => this.#stopped,
+        })
+        .catch((err) => this.#m.log.warn({ err }, 'byzantine forks failed'))
+    }
   }
 
   /** Peers' heights for block sync: `status` of every connected peer, periodically and on connect. */
@@ -390,6 +412,7 @@ export class ConsensusWiring {
   }
 
   async stop(): Promise<void> {
+    this.#stopped = true
     for (const u of this.#unsubscribe.splice(0)) u()
     await this.#status?.stop()
     await this.driver.stop()

@@ -24,6 +24,7 @@ import { StakingService } from '../staking/service.ts'
 import { AssetTable } from '../state/assets.ts'
 import { Store } from '../state/store.ts'
 import { surgingChains } from '../state/surge.ts'
+import { BYZANTINE_ENV, Byzantine } from './byzantine.ts'
 import { ConsensusWiring } from './consensus.ts'
 import { type Genesis, loadGenesis } from './genesis.ts'
 import { DataDirLock } from './lock.ts'
@@ -132,6 +133,8 @@ export class MurmurNode {
     if (o.admin && o.api !== undefined && !isLoopback(o.api.host)) {
       throw new ConfigError('BAD_OPTION', `--admin needs a loopback --api address, not ${o.api.host}`)
     }
+    if (o.byzantine.size > 0 && process.env[BYZANTINE_ENV] !== '1')
+      throw new ConfigError('BAD_OPTION', `byzantine modes are test-only: set ${BYZANTINE_ENV}=1`)
     await mkdir(o.dataDir, { recursive: true, mode: 0o700 })
     const lock = new DataDirLock(o.dataDir)
     await lock.acquire()
@@ -189,13 +192,23 @@ export class MurmurNode {
     })
     this.#mempool = mempool
 
+    // TEST ONLY (--byzantine): a validator that misbehaves on purpose, at a few seams (node/byzantine.ts).
+    const byzantine =
+      o.byzantine.size === 0
+        ? undefined
+        : new Byzantine(o.byzantine, {
+            account: this.#keys.validator,
+            networkId: this.#genesis.networkId,
+            targetChainId: BigInt(Math.min(...this.#genesis.rollups.map((r) => r.chainId))),
+            log: this.log,
+          })
     const rollups = new RollupsService(
       { rollups: o.rollups },
       {
         genesis: this.#genesis,
         store,
         pool,
-        p2p,
+        p2p: byzantine === undefined ? p2p : byzantine.wrapHealthHost(p2p),
         account: this.#keys.validator,
         log: this.log.child({ module: 'rollups' }),
         registry: this.registry,
@@ -233,6 +246,7 @@ export class MurmurNode {
       rpc: o.rollups,
       verifyOpened,
       autoUnjail: o.autoUnjail,
+      ...(byzantine === undefined ? {} : { byzantine }),
       log: this.log.child({ module: 'consensus' }),
       registry: this.registry,
       onFatal: (err) => {

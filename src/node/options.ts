@@ -4,6 +4,7 @@ import type { ConsensusDriverOptions } from '../consensus/driver.ts'
 import type { IntentPoolOptions } from '../mempool/pool.ts'
 import type { MempoolServiceOptions } from '../mempool/service.ts'
 import type { P2POptions } from '../p2p/host.ts'
+import type { ByzantineMode } from './byzantine.ts'
 
 /** Everything a node is configured with. Defaults live here; the CLI only maps flags onto this. */
 export interface NodeOptions {
@@ -37,6 +38,11 @@ export interface NodeOptions {
    * itself should not need one). `--no-auto-unjail` leaves it to the operator.
    */
   autoUnjail: boolean
+  /**
+   * TEST ONLY: misbehaviours of a Byzantine validator (node/byzantine.ts; `--byzantine`, taken only with
+   * `MURMUR_TEST_BYZANTINE=1`). Empty for an honest node.
+   */
+  byzantine: ReadonlySet<ByzantineMode>
 }
 
 export const DEFAULT_NODE_OPTIONS: Omit<NodeOptions, 'dataDir' | 'genesisPath'> = {
@@ -53,4 +59,5 @@ export const DEFAULT_NODE_OPTIONS: Omit<NodeOptions, 'dataDir' | 'genesisPath'> 
   mempool: { pool: {}, service: {} },
   consensus: {},
   autoUnjail: true,
+  byzantine: new Set(),
 }
