@@ -160,6 +160,8 @@ export class NetnsNet {
   #flakyTimer: NodeJS.Timeout | undefined
   /** tc commands of the dropper run one after another (the flaky timer and the verbs share links). */
   #tcChain: Promise<unknown> = Promise.resolve()
+  /** Veths that have the dropper's qdisc. */
+  #shaped = new Set<string>()
   /** Partitioned peers per node index: node -> node indexes whose addresses it cannot reach. */
   #cut = new Map<number, Set<number>>()
   #faults = new Map<number, LinkFault>()
@@ -235,35 +237,42 @@ export class NetnsNet {
     if (h === undefined) return false
     try {
       await this.#dropper(h, 50)
-      await tc(h, ['qdisc', 'del', 'dev', h.dev, 'root'])
       return true
     } catch {
-      await tc(h, ['qdisc', 'del', 'dev', h.dev, 'root']).catch(() => {})
       return false
+    } finally {
+      await this.#unshape(h).catch(() => {})
     }
   }
 
-  /** Sets the dropper of `h` to lose `lossPct` % of what it sends (0: no filter, the link is clean). */
+  /**
+   * Sets the dropper of `h` to lose `lossPct` % of what it sends (0: no filter, the link is clean). The
+   * qdisc and its classes are made once per link (an htb root cannot be replaced by another), then only
+   * the classifier changes.
+   */
   async #dropper(h: NetnsHost, lossPct: number): Promise<void> {
     const d = h.dev
-    await tc(h, ['qdisc', 'replace', 'dev', d, 'root', 'handle', '1:', 'htb', 'default', '10'])
-    await tc(h, ['class', 'replace', 'dev', d, 'parent', '1:', 'classid', '1:10', 'htb', 'rate', '10gbit'])
-    await tc(h, [
-      'class',
-      'replace',
-      'dev',
-      d,
-      'parent',
-      '1:',
-      'classid',
-      '1:20',
-      'htb',
-      'rate',
-      '8bit',
-      'ceil',
-      '8bit',
-    ])
-    await tc(h, ['qdisc', 'replace', 'dev', d, 'parent', '1:20', 'handle', '20:', 'pfifo', 'limit', '1'])
+    if (!this.#shaped.has(d)) {
+      await tc(h, ['qdisc', 'add', 'dev', d, 'root', 'handle', '1:', 'htb', 'default', '10'])
+      this.#shaped.add(d)
+      await tc(h, ['class', 'add', 'dev', d, 'parent', '1:', 'classid', '1:10', 'htb', 'rate', '10gbit'])
+      await tc(h, [
+        'class',
+        'add',
+        'dev',
+        d,
+        'parent',
+        '1:',
+        'classid',
+        '1:20',
+        'htb',
+        'rate',
+        '8bit',
+        'ceil',
+        '8bit',
+      ])
+      await tc(h, ['qdisc', 'add', 'dev', d, 'parent', '1:20', 'handle', '20:', 'pfifo', 'limit', '1'])
+    }
     await tc(h, ['filter', 'del', 'dev', d, 'parent', '1:']).catch(() => {})
     if (lossPct > 0)
       await tc(h, [
@@ -281,6 +290,12 @@ export class NetnsNet {
         'classid',
         '1:10',
       ])
+  }
+
+  /** Removes the dropper's qdisc from `h` (the link is as created again). */
+  async #unshape(h: NetnsHost): Promise<void> {
+    this.#shaped.delete(h.dev)
+    await tc(h, ['qdisc', 'del', 'dev', h.dev, 'root'])
   }
 
   /** Runs `fn` after every tc command of the dropper queued before it. */
@@ -428,9 +443,10 @@ export class NetnsNet {
       this.#flaky.delete(i)
       this.#faults.delete(i)
       if (!had) continue
-      await this.#serial(() => tc(this.nodes[i]!, ['qdisc', 'del', 'dev', this.nodes[i]!.dev, 'root'])).catch(
-        () => {},
-      )
+      const h = this.nodes[i]!
+      await this.#serial(() =>
+        this.shaper === 'dropper' ? this.#unshape(h) : tc(h, ['qdisc', 'del', 'dev', h.dev, 'root']),
+      ).catch(() => {})
     }
     if (this.#flaky.size === 0 && this.#flakyTimer !== undefined) {
       clearInterval(this.#flakyTimer)
