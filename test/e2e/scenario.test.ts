@@ -111,6 +111,23 @@ describe('devnet scenarios, loopback, short timelines', () => {
     expect(rows.map((r) => r.settlement)).toEqual(genesis.rollups.map((r) => r.settlement))
   }, 60_000)
 
+  it('validator-crash: one validator killed -9 and restarted, every invariant holds', async () => {
+    const { rep, ...r } = await scenario(dir, 'validator-crash', ['--seed', '3'])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(rep.invariants.map((i) => i.name)).toEqual(INVARIANTS)
+    expect(rep.passed).toBe(true)
+    expect(rep.timeline.map((e) => e.event.split(' ')[0])).toEqual(['kill', 'restart'])
+    expect(rep.figures['recoverMs']).toBeTypeOf('number')
+  }, 120_000)
+
+  it('rollup-outage: a rollup stops answering and returns, every invariant holds', async () => {
+    const { rep, ...r } = await scenario(dir, 'rollup-outage', ['--seed', '5'])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(rep.invariants.map((i) => i.name)).toEqual(INVARIANTS)
+    expect(rep.passed).toBe(true)
+    expect(rep.timeline.map((e) => e.event.split(' ')[0])).toEqual(['rollup-down', 'rollup-up'])
+  }, 120_000)
+
   it('churn: validators killed and restarted at random, every invariant holds', async () => {
     const { rep, ...r } = await scenario(dir, 'churn', ['--seed', '7'])
     expect(r.code, r.stdout + r.stderr).toBe(0)
