@@ -17,6 +17,7 @@ import { accepts, alive } from '../helpers/proc.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const SKIP = await netnsUnavailable()
+const SLOW = process.env['MURMUR_SLOW_TESTS'] === '1'
 if (SKIP !== undefined) console.warn(`netns tests skipped: ${SKIP}`)
 
 async function height(api: string): Promise<number> {
@@ -214,4 +215,24 @@ describe.skipIf(SKIP !== undefined)('devnet --netns: real packet faults', () => 
     expect(rep.passed).toBe(true)
     expect(rep.timeline.filter((e) => /^partition \d [\d,]+$/.test(e.event))).toHaveLength(2)
   }, 200_000)
+
+  // The other scenarios in netns mode: opt-in (`npm run test:slow`), for CI time; CI runs them all in
+  // loopback mode (scenario.test.ts) and partition-heal here.
+  for (const name of ['validator-crash', 'churn', 'rollup-outage', 'load-spike'] as const)
+    it.runIf(SLOW)(
+      `the ${name} scenario (short timeline) passes in netns mode`,
+      async () => {
+        const report = join(dir, `${name}.json`)
+        const r = await runCli(
+          ['devnet', 'scenario', name, '--dir', dir, '--short', '--report', report],
+          {},
+          240_000,
+        )
+        const rep = JSON.parse(await readFile(report, 'utf8')) as ScenarioReport
+        expect(r.code, r.stdout.slice(-3000) + r.stderr.slice(-2000)).toBe(0)
+        expect(rep.invariants.filter((i) => !i.passed)).toEqual([])
+        expect(rep.passed).toBe(true)
+      },
+      260_000,
+    )
 })
