@@ -126,6 +126,7 @@ describe('request/response handlers of a real node', () => {
         { numRuns: n, timeout: spec.timeoutMs + 2_000 },
       )
       record(`reqresp:${spec.name}`, n, performance.now() - t0)
+      if (process.env['FUZZ_VERBOSE'] === '1') console.log(spec.name, Object.fromEntries(outcomes))
       expect(metricValue(await metrics(), 'murmur_p2p_reqresp_total', { outcome: 'SERVER_ERROR' })).toBe(0)
       // The node still serves a valid request.
       const ok = await peer.reqresp.request(to, STATUS_PROTOCOL, { height: 0 })
