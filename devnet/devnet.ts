@@ -142,6 +142,8 @@ export class Devnet {
   #refused = 0
   #wallets: PrivateKeyAccount[] = []
   #settlement: DevnetSettlement | null = null
+  /** Every secp256k1 key this devnet generated or funds (validators, deployer, wallets). */
+  #keys: Hex[] = []
   /** The namespaces of a `--netns` devnet. */
   netns: NetnsNet | undefined
   #upRun: Promise<DevnetState> | undefined
@@ -224,6 +226,7 @@ export class Devnet {
     this.#wallets = walletKeys.map((k) => privateKeyToAccount(k))
     // A fresh deployer has nonce 0 on every chain: the contracts land at the same addresses everywhere.
     const deployerKey = generatePrivateKey()
+    this.#keys = [...this.net.nodes.map((n) => n.validatorPrivateKey as Hex), deployerKey, ...walletKeys]
     o.out(`devnet: starting ${o.rollups} anvil rollups...`)
     const ns = this.netns
     this.rollups = await startRollups({
@@ -643,9 +646,25 @@ export class Devnet {
       throw new DevnetError('CONTROL_FAILED', `node ${i} refused the partition: ${await res.text()}`)
   }
 
+  /**
+   * Every secp256k1 private key this devnet generated and funds on its rollups: the validators', the
+   * deployer's and the wallets'. For the key-leak check (test/helpers/key-leak.ts), which greps every
+   * output of the devnet for them; the nodes' libp2p keys are in their data dirs.
+   */
+  secretKeys(): readonly Hex[] {
+    return this.#keys
+  }
+
   async #serveControl(): Promise<void> {
     this.#dashboard = new DashboardServer({
-      state: () => this.state(),
+      // The wallets' keys stay in the state file (the scenario runner reads them there); the dashboard's
+      // answers, which any local page can read, carry their count only (found by the key-leak test).
+      state: () => {
+        const s = this.state()
+        return s.settlement === null
+          ? s
+          : { ...s, settlement: { ...s.settlement, wallets: s.settlement.wallets.length } }
+      },
       statuses: () => this.#statuses(),
       nodes: () =>
         (this.net?.nodes ?? []).map((n) => ({

@@ -20,7 +20,7 @@ export interface NodeProcessOptions {
   rateLimit?: string
   rollups?: Map<number, string>
   logLevel?: string
-  /** File for the node's logs (stderr); default discarded. */
+  /** File for the node's output (its stderr logs and its stdout); default discarded. */
   logFile?: string
   extraArgs?: string[]
   /** Command prefix the node runs under, e.g. `ip netns exec NS` (which execs: the pid is the node's). */
@@ -77,6 +77,8 @@ export async function spawnNode(
     logStream?.write(d)
     stderrTail = (stderrTail + d.toString()).slice(-4000)
   })
+  // Its stdout too (the `started` line, anything else it prints): every output of a node is in one file.
+  child.stdout!.on('data', (d: Buffer) => logStream?.write(d))
   child.once('exit', () => logStream?.end())
   const started = await new Promise<{ peerId: string; validator: string; listen: string[]; api: string }>(
     (resolve, reject) => {

@@ -4,67 +4,36 @@
  * bytes, so gossipsub's seen cache lets it through to the mempool, which IGNOREs it `DUPLICATE`). Past
  * the allowance it costs score; the node graylists, then bans and disconnects the peer.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
-import { pino } from 'pino'
-import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { SignedIntent } from '../src/codec/intent.ts'
-import { TOPICS, type TopicPayloads } from '../src/node/topics.ts'
-import { P2PHost, type TopicHandlers } from '../src/p2p/host.ts'
+import type { TopicPayloads } from '../src/node/topics.ts'
+import type { P2PHost } from '../src/p2p/host.ts'
 import { SCORE_THRESHOLDS } from '../src/p2p/limits.ts'
 import { topicString } from '../src/p2p/topics.ts'
-import { ignore } from '../src/p2p/validation.ts'
-import { Store } from '../src/state/store.ts'
 import { startApiNode } from './helpers/api-node.ts'
 import { makeIntent, wallet } from './helpers/intents.ts'
+import { startQuietPeer } from './helpers/quiet-peer.ts'
 import { getJson, waitFor } from './helpers/wait.ts'
-
-const log = pino({ level: process.env['MURMUR_TEST_LOG'] ?? 'silent' })
 
 describe('a peer replaying known intents to a real node', () => {
   let api: string
   let status: { peerId: string; networkId: string; listen: string[] }
   let stopNode: () => Promise<void>
   let attacker: P2PHost<TopicPayloads>
-  let store: Store
-  let dir: string
+  let stopAttacker: () => Promise<void>
 
   beforeAll(async () => {
     // The node's HTTP API tells what it banned; unlimited, since the test polls it.
     ;({ api, stop: stopNode } = await startApiNode({ apiLimits: { rateLimit: undefined } }))
     status = await getJson(`${api}/v1/status`)
-    dir = await mkdtemp(join(tmpdir(), 'murmur-replay-'))
-    store = new Store(join(dir, 'attacker-db'))
-    await store.open()
     // The attacker speaks the real wire format; it validates nothing it receives.
-    attacker = new P2PHost<TopicPayloads>(
-      { networkId: status.networkId },
-      {
-        topics: TOPICS,
-        privateKey: await generateKeyPair('Ed25519'),
-        store,
-        log,
-        registry: new Registry(),
-        head: () => ({ height: 0, blockHash: `0x${'0'.repeat(64)}` }),
-      },
-    )
-    const quiet = { validate: () => ignore('NOT_LISTENING') }
-    await attacker.start(
-      Object.fromEntries(
-        Object.keys(TOPICS).map((t) => [t, quiet]),
-      ) as unknown as TopicHandlers<TopicPayloads>,
-    )
+    ;({ host: attacker, stop: stopAttacker } = await startQuietPeer(status.networkId))
   }, 60_000)
 
   afterAll(async () => {
-    await attacker?.stop()
-    await store?.close()
+    await stopAttacker?.()
     await stopNode?.()
-    await rm(dir, { recursive: true, force: true })
   })
 
   it('is penalised past the allowance, graylisted, then banned and disconnected', async () => {

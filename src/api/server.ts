@@ -68,6 +68,11 @@ export class ApiServer {
     this.app = Fastify({
       logger: false,
       bodyLimit: limits.bodyLimit,
+      // A URL Fastify cannot route (a bad percent escape, found by test/fuzz/api.test.ts) is answered
+      // before any handler: in the API's error shape, not Fastify's own.
+      frameworkErrors: (err, _req, reply) => {
+        ;(reply as FastifyReply).code(400).send(errorBody('MALFORMED', err.message))
+      },
       forceCloseConnections: true,
       // Slow-loris: a client dribbling its head or body, or holding idle sockets, is cut off.
       requestTimeout: limits.requestTimeoutMs,

@@ -10,6 +10,7 @@ import { DEVNET_ASSET, DEVNET_MINT, DEVNET_REFUND_GRACE_SEC } from '../../devnet
 import { MAX_ALLOWANCE, MurmurClient, tokenAllowance, tokenBalance } from '../../src/client/index.ts'
 import { runCli } from '../helpers/cli.ts'
 import { diagnoseNodes } from '../helpers/diagnose.ts'
+import { findKeyLeaks } from '../helpers/key-leak.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const INVARIANTS = [
@@ -53,9 +54,10 @@ async function scenario(
 describe('devnet scenarios, loopback, short timelines', () => {
   let dir: string
   let net: Devnet
+  const printed: string[] = []
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'murmur-scenario-'))
-    net = new Devnet({ dir, rate: 0, statusEveryMs: 0, out: () => {} })
+    net = new Devnet({ dir, rate: 0, statusEveryMs: 0, out: (l) => printed.push(l) })
     await net.up()
     // The scenarios start from a network that commits; a first height slow on a loaded machine is not
     // what they test (the runner itself waits 60 s). If it never commits, say why.
@@ -218,5 +220,10 @@ describe('devnet scenarios, loopback, short timelines', () => {
     expect(hook.code).toBe(2)
     expect(none.code).toBe(1)
     expect(none.stderr).toMatch(/^murmur: NO_DEVNET: /)
+  }, 60_000)
+
+  // Last, so the logs hold the whole run: starts, churn kills and restarts, partitions, the spike.
+  it('no private key of the devnet in any node log, output, metrics or API answer (issue 13, item 7)', async () => {
+    expect(await findKeyLeaks(net, printed)).toEqual([])
   }, 60_000)
 })
