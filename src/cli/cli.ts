@@ -3,9 +3,12 @@ import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 
 import { SCENARIO_NAMES, type ScenarioName } from '../../devnet/scenario-timelines.ts'
 import { DEFAULT_RATE_LIMIT, formatRateLimit, parseRateLimit, type RateLimit } from '../api/limits.ts'
 import { MurmurError } from '../errors.ts'
-import { loadKeys } from '../identity/keys.ts'
-import { BYZANTINE_ENV, BYZANTINE_MODES, type ByzantineMode, parseByzantineModes } from '../node/byzantine.ts'
-import { MurmurNode } from '../node/node.ts'
+import {
+  BYZANTINE_ENV,
+  BYZANTINE_MODES,
+  type ByzantineMode,
+  parseByzantineModes,
+} from '../node/byzantine-modes.ts'
 import type { NodeOptions } from '../node/options.ts'
 import { VERSION } from '../version.ts'
 import { EXIT_USAGE, getJson, intArg, parseRollup, print, usage } from './args.ts'
@@ -63,6 +66,9 @@ export function buildCli(): Command {
     .requiredOption('--data-dir <dir>', 'node data directory')
     .exitOverride()
     .action(async (o: { dataDir: string }) => {
+      // The node's modules load only for the commands that use them: `--help` and the wallet commands
+      // start in a fraction of the time.
+      const { loadKeys } = await import('../identity/keys.ts')
       const k = await loadKeys(o.dataDir, { create: true })
       print({ peerId: k.peerId, address: k.validator.address.toLowerCase() })
     })
@@ -340,6 +346,7 @@ interface ScenarioFlags {
 async function runNode(
   opts: Partial<NodeOptions> & Pick<NodeOptions, 'dataDir' | 'genesisPath'>,
 ): Promise<void> {
+  const { MurmurNode } = await import('../node/node.ts')
   const node = new MurmurNode(opts)
   let signals = 0
   const onSignal = (sig: NodeJS.Signals) => {

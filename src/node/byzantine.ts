@@ -30,26 +30,15 @@ import {
 import type { ConsensusMessage } from '../consensus/messages.ts'
 import { signProposal, signVote, type VoteBody } from '../consensus/votes.ts'
 import { ConsensusWal, type WalEntry } from '../consensus/wal.ts'
-import { ConfigError } from '../errors.ts'
 import { signFill } from '../rollups/fill.ts'
 import { type SignedHealthReport, signHealthReport } from '../rollups/health-report.ts'
 import { decodeExtension, encodeExtension } from '../rollups/observation.ts'
 import type { BatchOp, Store } from '../state/store.ts'
+import type { ByzantineMode } from './byzantine-modes.ts'
+
+export { BYZANTINE_ENV, BYZANTINE_MODES, type ByzantineMode, parseByzantineModes } from './byzantine-modes.ts'
 
 /** The misbehaviours `--byzantine` takes. */
-export const BYZANTINE_MODES = [
-  'equivocate',
-  'bad-assign',
-  'bad-fill',
-  'withhold',
-  'lie-health',
-  'fork-after-restart',
-] as const
-export type ByzantineMode = (typeof BYZANTINE_MODES)[number]
-
-/** The environment variable that must be `1` for `--byzantine` to be taken. */
-export const BYZANTINE_ENV = 'MURMUR_TEST_BYZANTINE'
-
 /** The executor bad-assign routes to: no validator has this address. */
 export const NO_SUCH_EXECUTOR: Address = '0x00000000000000000000000000000000000b1a5e'
 /** The transaction hash of bad-fill's invented fills: no rollup holds it. */
@@ -57,31 +46,6 @@ export const INVENTED_FILL_TX: Hex = keccak256(toHex('murmur byzantine: a fill t
 /** Added to every head a lying health report names: heads no rollup has reached. */
 export const INVENTED_HEAD_OFFSET = 1_000_000n
 const STATUS_DOWN = 2 as const
-
-/**
- * `--byzantine`'s value: the modes of a comma list. ConfigError BAD_OPTION for an unknown mode, an empty
- * list, or when `MURMUR_TEST_BYZANTINE=1` is not set.
- */
-export function parseByzantineModes(
-  value: string,
-  env: Readonly<Record<string, string | undefined>> = process.env,
-): ReadonlySet<ByzantineMode> {
-  if (env[BYZANTINE_ENV] !== '1')
-    throw new ConfigError(
-      'BAD_OPTION',
-      `--byzantine is a test-only flag: refused unless the environment has ${BYZANTINE_ENV}=1`,
-    )
-  const modes = new Set<ByzantineMode>()
-  for (const part of value.split(',')) {
-    const m = part.trim()
-    if (m === '') continue
-    if (!(BYZANTINE_MODES as readonly string[]).includes(m))
-      throw new ConfigError('BAD_OPTION', `--byzantine: unknown mode ${m} (${BYZANTINE_MODES.join(', ')})`)
-    modes.add(m as ByzantineMode)
-  }
-  if (modes.size === 0) throw new ConfigError('BAD_OPTION', '--byzantine: no mode given')
-  return modes
-}
 
 export interface ByzantineModules {
   account: Pick<LocalAccount, 'address' | 'signTypedData'>
