@@ -26,6 +26,7 @@
 import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { Address, Hex, LocalAccount } from 'viem'
+import { crashPoint } from '../node/crash-hook.ts'
 import { ignore, type ValidationResult } from '../p2p/validation.ts'
 import { type BatchOp, heightKey, type Store } from '../state/store.ts'
 import type { AppInfo, Application, FinalizedBlock } from './abci.ts'
@@ -1129,6 +1130,7 @@ export class ConsensusDriver {
       ...(await this.#wal.pruneOps(height + 1n)),
     ]
     await this.#m.app.commit(f, ops)
+    crashPoint('committed')
     this.#setHead({
       height,
       lastBlockHash: hash,
