@@ -13,7 +13,7 @@
 import { setTimeout as delay } from 'node:timers/promises'
 import { type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts'
 import { ClientError, MurmurClient } from '../src/client/index.ts'
-import { CRASH_ENV, parseCrashSpec } from '../src/node/crash-hook.ts'
+import { CRASH_ENV, parseCrashSpec } from '../src/state/crash-hook.ts'
 import {
   BlockBook,
   type BlockJson,

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { prepareNetwork } from '../devnet/network.ts'
 import { type NodeProcess, spawnNode } from '../devnet/process.ts'
-import { CRASH_ENV, parseCrashSpec } from '../src/node/crash-hook.ts'
+import { CRASH_ENV, parseCrashSpec } from '../src/state/crash-hook.ts'
 import { waitFor } from './helpers/wait.ts'
 
 describe('MURMUR_TEST_CRASH_AT', () => {

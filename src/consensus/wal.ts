@@ -23,7 +23,7 @@ import { decode as cborDecode, encode as cborEncode } from 'cborg'
 import type { Hex } from 'viem'
 import { bytesToAddress, bytesToHex, bytesToUint, hexToRaw, uintToBytes } from '../codec/bytes.ts'
 import { StorageError } from '../errors.ts'
-import { crashPoint } from '../node/crash-hook.ts'
+import { crashPoint } from '../state/crash-hook.ts'
 import { type BatchOp, heightKey, type Store } from '../state/store.ts'
 import type { WalRecord } from './types.ts'
 

@@ -27,7 +27,7 @@ import {
   type PublicClient,
 } from 'viem'
 import { MurmurError } from '../errors.ts'
-import { crashPoint } from '../node/crash-hook.ts'
+import { crashPoint } from '../state/crash-hook.ts'
 import { prefixEnd, type Store } from '../state/store.ts'
 import { type ExpectedOutput, type Fill, fillCall, type SignedFill, signFill } from './fill.ts'
 import { type RpcTransport, rpcTransport } from './rpc.ts'

@@ -14,7 +14,13 @@ export type DataDirFaultCode = 'DISK_FULL' | 'READ_ONLY' | 'NO_ACCESS' | 'IO_FAI
 /** The node cannot write its data dir; the message is the one line the user sees. */
 export class DataDirError extends MurmurError<DataDirFaultCode> {}
 
-const KINDS: ReadonlyArray<{ code: DataDirFaultCode; errno: string[]; text: RegExp; cause: string; fix: string }> = [
+const KINDS: ReadonlyArray<{
+  code: DataDirFaultCode
+  errno: string[]
+  text: RegExp
+  cause: string
+  fix: string
+}> = [
   {
     code: 'DISK_FULL',
     errno: ['ENOSPC', 'EDQUOT'],
