@@ -20,6 +20,7 @@ const NETWORKS = [
   'test/e2e/devnet-exit.test.ts',
   'test/e2e/netns.test.ts',
   'test/e2e/profiles.test.ts',
+  'test/e2e/crash-soak.test.ts',
 ]
 
 const common = {
