@@ -197,6 +197,14 @@ class CrashSoak {
       delete process.env[CRASH_ENV]
       for (const i of this.#downUntil.keys()) this.#downUntil.set(i, 0)
       await this.#reviveDown()
+      // The ones still running were started armed: restarted (gracefully) so none dies during the checks
+      // (in the first 30-minute run one did, and its lookups counted as unreachable).
+      for (const [i, p] of this.net.procs.entries())
+        if (p !== undefined && this.o.crashAt !== '') {
+          await this.net.control('restart', [String(i)]).catch(() => undefined)
+          this.restarts++
+        }
+      await this.#reviveDown()
       let draining = true
       const reviver = (async () => {
         while (draining && !this.#stopped) {
@@ -364,7 +372,8 @@ class CrashSoak {
       this.o.signal?.throwIfAborted()
       const deadline = Math.min(
         from + this.o.drainMaxMs,
-        escrowWaitDeadline(orders, DEVNET_REFUND_GRACE_SEC, Date.now(), 30_000, 20_000),
+        // From the drain's start: a deadline from now would move with every poll once the refund times passed.
+        escrowWaitDeadline(orders, DEVNET_REFUND_GRACE_SEC, from, 30_000, 20_000),
       )
       if (escrowCounts(orders).open === 0 || Date.now() > deadline) break
       if (Date.now() - said >= this.o.progressEveryMs) {
