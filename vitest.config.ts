@@ -21,6 +21,7 @@ const NETWORKS = [
   'test/e2e/netns.test.ts',
   'test/e2e/profiles.test.ts',
   'test/e2e/byzantine.test.ts',
+  'test/e2e/crash-soak.test.ts',
 ]
 
 const common = {

@@ -34,6 +34,7 @@ import type { Validator } from '../consensus/types.ts'
 import { MAX_VOTE_EXTENSION_BYTES } from '../consensus/votes.ts'
 import type { IntentPool, TransitionRequest } from '../mempool/pool.ts'
 import { canTransition, type IntentState, isTerminal, MempoolError } from '../mempool/record.ts'
+import { crashPoint } from '../state/crash-hook.ts'
 import type { SignedFill } from '../rollups/fill.ts'
 import { type Balance, encodeExtension, MAX_BALANCES, type Observation } from '../rollups/observation.ts'
 import type { AccountMessage } from '../staking/validators.ts'
@@ -488,6 +489,7 @@ export class MurmurApplication implements Application {
       ...appStateOps(prev, next),
       ...settlementOps(prev, block, settlementLeaves(prev, block.fills, refundsOf(prev, block.refunds))),
     ]
+    crashPoint('commit')
     for (let attempt = 1; ; attempt++) {
       // The pool's own sweeper may move an intent between planning and writing: plan again, then give up
       // on the pool (never on the block: the application state is the authority).

@@ -27,6 +27,8 @@ import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { Address, Hex, LocalAccount } from 'viem'
 import { ignore, type ValidationResult } from '../p2p/validation.ts'
+import { crashPoint } from '../state/crash-hook.ts'
+import { dataDirFault } from '../state/data-dir-fault.ts'
 import { type BatchOp, heightKey, type Store } from '../state/store.ts'
 import type { AppInfo, Application, FinalizedBlock } from './abci.ts'
 import {
@@ -815,7 +817,13 @@ export class ConsensusDriver {
 
   #fatal(err: unknown): void {
     if (this.#stopped) return
-    this.#log.fatal({ err }, 'consensus driver failed; stopping')
+    // A data dir that cannot be written is the operator's to fix, not a bug: its cause, no stack (the
+    // node says it in one line).
+    const fault = dataDirFault(err, '', '')
+    this.#log.fatal(
+      fault === undefined ? { err } : { error: (err as Error).message },
+      'consensus driver failed; stopping',
+    )
     this.#stopped = true
     this.#clearAllTimers()
     this.#m.onFatal?.(err)
@@ -1142,6 +1150,7 @@ export class ConsensusDriver {
       ...(await this.#wal.pruneOps(height + 1n)),
     ]
     await this.#m.app.commit(f, ops)
+    crashPoint('committed')
     this.#setHead({
       height,
       lastBlockHash: hash,

@@ -23,6 +23,7 @@ import { decode as cborDecode, encode as cborEncode } from 'cborg'
 import type { Hex } from 'viem'
 import { bytesToAddress, bytesToHex, bytesToUint, hexToRaw, uintToBytes } from '../codec/bytes.ts'
 import { StorageError } from '../errors.ts'
+import { crashPoint } from '../state/crash-hook.ts'
 import { type BatchOp, heightKey, type Store } from '../state/store.ts'
 import type { WalRecord } from './types.ts'
 
@@ -191,6 +192,7 @@ export class ConsensusWal {
     tally.sizes.set(key, value.length)
     tally.bytes += value.length
     await this.#store.put('wal', key, value, { sync: true })
+    crashPoint('wal')
   }
 
   /**

@@ -22,6 +22,8 @@ import { settlementContracts } from '../rollups/settlement.ts'
 import { pickupThrough, SettlementWatch } from '../rollups/settlement-watch.ts'
 import { StakingService } from '../staking/service.ts'
 import { AssetTable } from '../state/assets.ts'
+import { CRASH_ENV, parseCrashSpec } from '../state/crash-hook.ts'
+import { type DataDirError, dataDirFault } from '../state/data-dir-fault.ts'
 import { Store } from '../state/store.ts'
 import { surgingChains } from '../state/surge.ts'
 import { BYZANTINE_ENV, Byzantine } from './byzantine.ts'
@@ -62,6 +64,8 @@ export class MurmurNode {
   #consensus: ConsensusWiring | undefined
   #staking: StakingService | undefined
   readonly probes = new ProbeService(this.registry)
+  /** Set by the first fatal error: the node is on its way out (exit 1). */
+  #fatal: unknown
 
   constructor(options: Partial<NodeOptions> & Pick<NodeOptions, 'dataDir' | 'genesisPath'>, log?: Logger) {
     this.opts = { ...DEFAULT_NODE_OPTIONS, ...options }
@@ -124,8 +128,28 @@ export class MurmurNode {
       await this.#startAll()
     } catch (err) {
       await this.stop()
-      throw err
+      // A data dir that cannot be written (full, read-only): one line naming it and the cause.
+      throw dataDirFault(err, this.opts.dataDir, 'at start') ?? err
     }
+  }
+
+  /**
+   * A failed durable write or a broken invariant: never carry on (STYLE.md). Stops the node and exits
+   * 1, once. A data dir that cannot be written is said in one line on stderr (which dir, why, what to
+   * do), without a stack: it is the operator's to fix, not a bug; the store is left as LevelDB left it
+   * (every acknowledged write in it).
+   */
+  #fail(err: unknown, what: string): void {
+    if (this.#fatal !== undefined) return
+    const fault: DataDirError | undefined = dataDirFault(err, this.opts.dataDir, 'while writing')
+    // Writes that fail because a normal stop closed the store are not faults.
+    if (this.#stopping !== undefined && fault === undefined) return
+    this.#fatal = fault ?? err
+    if (fault !== undefined) {
+      this.log.fatal({ code: fault.code, dataDir: this.opts.dataDir }, fault.message)
+      process.stderr.write(`murmur: ${fault.code}: ${fault.message}\n`)
+    } else this.log.fatal({ err }, what)
+    void this.stop().finally(() => process.exit(1))
   }
 
   async #startAll(): Promise<void> {
@@ -135,6 +159,12 @@ export class MurmurNode {
     }
     if (o.byzantine.size > 0 && process.env[BYZANTINE_ENV] !== '1')
       throw new ConfigError('BAD_OPTION', `byzantine modes are test-only: set ${BYZANTINE_ENV}=1`)
+    // Test-only crash points (crash-hook.ts): a bad MURMUR_TEST_CRASH_AT refuses to start.
+    try {
+      parseCrashSpec(process.env[CRASH_ENV] ?? '')
+    } catch (err) {
+      throw new ConfigError('BAD_OPTION', (err as Error).message)
+    }
     await mkdir(o.dataDir, { recursive: true, mode: 0o700 })
     const lock = new DataDirLock(o.dataDir)
     await lock.acquire()
@@ -145,6 +175,11 @@ export class MurmurNode {
 
     const store = new Store(join(o.dataDir, 'db'))
     await store.open()
+    store.onWriteFailure((err) => {
+      // Only a data dir that cannot be written stops the node from here; other failed writes are their
+      // caller's to handle (the consensus and pool ones stop it through onFatal).
+      if (dataDirFault(err, o.dataDir, '') !== undefined) this.#fail(err, 'store write failed')
+    })
     this.#store = store
     this.#started.push({ name: 'store', stop: () => store.close() })
 
@@ -167,6 +202,7 @@ export class MurmurNode {
     const pool = await IntentPool.open(store, o.mempool.pool, {
       log: this.log.child({ module: 'mempool' }),
       registry: this.registry,
+      onFatal: (err) => this.#fail(err, 'intent pool write failed; stopping the node'),
     })
     this.#pool = pool
     this.#started.push({ name: 'pool', stop: () => pool.stop() })
@@ -249,11 +285,7 @@ export class MurmurNode {
       ...(byzantine === undefined ? {} : { byzantine }),
       log: this.log.child({ module: 'consensus' }),
       registry: this.registry,
-      onFatal: (err) => {
-        // A failed durable write or a broken invariant: never carry on (STYLE.md).
-        this.log.fatal({ err }, 'consensus stopped; stopping the node')
-        void this.stop().then(() => process.exit(1))
-      },
+      onFatal: (err) => this.#fail(err, 'consensus stopped; stopping the node'),
     })
     this.#consensus = consensus
 
@@ -419,7 +451,10 @@ export class MurmurNode {
         try {
           await c.stop()
         } catch (err) {
-          this.log.error({ component: c.name, err }, 'stop failed')
+          // After a data dir fault every write fails: said once already, no stack for each component.
+          if (this.#fatal !== undefined && dataDirFault(err, this.opts.dataDir, '') !== undefined)
+            this.log.warn({ component: c.name, error: (err as Error).message }, 'stop could not write')
+          else this.log.error({ component: c.name, err }, 'stop failed')
         }
       }
       this.#started = []

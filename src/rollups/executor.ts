@@ -27,6 +27,7 @@ import {
   type PublicClient,
 } from 'viem'
 import { MurmurError } from '../errors.ts'
+import { crashPoint } from '../state/crash-hook.ts'
 import { prefixEnd, type Store } from '../state/store.ts'
 import { type ExpectedOutput, type Fill, fillCall, type SignedFill, signFill } from './fill.ts'
 import { type RpcTransport, rpcTransport } from './rpc.ts'
@@ -855,6 +856,7 @@ export class Executor {
    */
   async #send(chain: Chain, rec: FillRecord, kind: 'first' | 'resend' | 'replace'): Promise<void> {
     this.#fault('beforeSend', rec)
+    crashPoint(rec.kind ?? 'fill')
     const label = String(chain.chainId)
     try {
       await chain.client.sendRawTransaction({ serializedTransaction: rec.raw })
@@ -868,6 +870,7 @@ export class Executor {
     }
     this.#metrics.sends.inc({ chain_id: label, kind })
     this.#fault('afterSend', rec)
+    crashPoint(rec.kind ?? 'fill')
     // In memory only: the version sent is on record already, and a `sending` record is looked up on chain
     // before anything is sent again, exactly as a `sent` one. The next write (pending seen, confirmed)
     // carries the state.

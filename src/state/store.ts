@@ -71,6 +71,7 @@ export const MAX_RANGE_LIMIT = 100_000
 export class Store {
   readonly db: Level<string, unknown>
   readonly #subs = new Map<SublevelName, Sub>()
+  #onWriteFailure: ((err: StorageError) => void) | undefined
 
   constructor(location: string) {
     this.db = new Level<string, unknown>(location, { keyEncoding: 'utf8', valueEncoding: 'json' })
@@ -96,6 +97,15 @@ export class Store {
 
   async close(): Promise<void> {
     if (this.db.status === 'open' || this.db.status === 'opening') await this.db.close()
+  }
+
+  /**
+   * `listener` hears of every write that fails, whoever's write it was, before that write's caller sees
+   * the error: the node stops on the first one that says its data dir cannot be written (a full disk
+   * fails every later write too).
+   */
+  onWriteFailure(listener: (err: StorageError) => void): void {
+    this.#onWriteFailure = listener
   }
 
   sub(name: SublevelName): Sub {
@@ -136,9 +146,15 @@ export class Store {
     try {
       await chained.write({ sync: opts?.sync === true })
     } catch (err) {
-      throw new StorageError('WRITE_FAILED', `batch of ${ops.length} failed: ${(err as Error).message}`, {
-        cause: err,
-      })
+      const failed = new StorageError(
+        'WRITE_FAILED',
+        `batch of ${ops.length} failed: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      )
+      this.#onWriteFailure?.(failed)
+      throw failed
     }
   }
 
