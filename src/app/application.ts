@@ -34,11 +34,11 @@ import type { Validator } from '../consensus/types.ts'
 import { MAX_VOTE_EXTENSION_BYTES } from '../consensus/votes.ts'
 import type { IntentPool, TransitionRequest } from '../mempool/pool.ts'
 import { canTransition, type IntentState, isTerminal, MempoolError } from '../mempool/record.ts'
-import { crashPoint } from '../state/crash-hook.ts'
 import type { SignedFill } from '../rollups/fill.ts'
 import { type Balance, encodeExtension, MAX_BALANCES, type Observation } from '../rollups/observation.ts'
 import type { AccountMessage } from '../staking/validators.ts'
 import { apply } from '../state/apply.ts'
+import { crashPoint } from '../state/crash-hook.ts'
 import {
   activeValidators,
   extensionOf,

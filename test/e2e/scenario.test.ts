@@ -118,7 +118,9 @@ describe('devnet scenarios, loopback, short timelines', () => {
     expect(r.code, r.stdout + r.stderr).toBe(0)
     expect(rep.invariants.map((i) => i.name)).toEqual(INVARIANTS)
     expect(rep.passed).toBe(true)
-    expect(rep.timeline.map((e) => e.event.split(' ')[0])).toEqual(['kill', 'restart'])
+    expect(rep.timeline.map((e) => e.event.split(' ')[0])).toEqual(
+      expect.arrayContaining(['kill', 'restart']),
+    )
     expect(rep.figures['recoverMs']).toBeTypeOf('number')
   }, 120_000)
 
@@ -127,7 +129,9 @@ describe('devnet scenarios, loopback, short timelines', () => {
     expect(r.code, r.stdout + r.stderr).toBe(0)
     expect(rep.invariants.map((i) => i.name)).toEqual(INVARIANTS)
     expect(rep.passed).toBe(true)
-    expect(rep.timeline.map((e) => e.event.split(' ')[0])).toEqual(['rollup-down', 'rollup-up'])
+    expect(rep.timeline.map((e) => e.event.split(' ')[0])).toEqual(
+      expect.arrayContaining(['rollup-down', 'rollup-up']),
+    )
   }, 120_000)
 
   it('churn: validators killed and restarted at random, every invariant holds', async () => {
