@@ -127,6 +127,52 @@ describe('BanBook', () => {
     expect(b2.list().map((r) => [r.offences, r.untilMs - r.sinceMs])).toEqual([[2, 120_000]])
     await b2.stop()
   })
+
+  it('never bans a protected peer (a validator), and lifts a ban it kept from before', async () => {
+    const { store, dir } = await tempStore('book-protected')
+    cleanup.push(async () => {
+      await store.close()
+      await rm(dir, { recursive: true, force: true })
+    })
+    let now = 1_000_000
+    const validators = new Set<string>()
+    const { libp2p } = fakeLibp2p(['val', 'other'])
+    const gater = new DenyListGater()
+    const book = (): BanBook =>
+      new BanBook(
+        { graceMs: 3_000, baseMs: 60_000, maxMs: 1_000_000, checkMs: 60_000 },
+        {
+          libp2p,
+          store,
+          log,
+          score: () => -500,
+          graylistThreshold: SCORE_THRESHOLDS.graylistThreshold,
+          isProtected: (p) => validators.has(p),
+          onChange: (banned) => gater.setBanned(banned),
+          now: () => now,
+        },
+      )
+    // Not protected yet (its node had not loaded the validator set): both are banned.
+    const b1 = book()
+    await b1.start()
+    b1.check()
+    now += 3_000
+    expect(b1.check().sort()).toEqual(['other', 'val'])
+    await b1.stop()
+    // Restarted with the set known: the validator's kept ban is lifted, the other's stays, and the
+    // validator is never banned again however low its score.
+    validators.add('val')
+    const b2 = book()
+    await b2.start()
+    expect(gater.isBanned('val')).toBe(true)
+    b2.check()
+    expect(gater.isBanned('val')).toBe(false)
+    expect(gater.isBanned('other')).toBe(true)
+    now += 10_000
+    expect(b2.check()).not.toContain('val')
+    expect(b2.list().map((r) => r.peerId)).not.toContain('val')
+    await b2.stop()
+  })
 })
 
 describe('DenyListGater connection caps', () => {

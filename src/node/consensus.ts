@@ -293,6 +293,10 @@ export class ConsensusWiring {
 
   /** A fill that arrives is checked at once: proposers include fills whose check is done. */
   #prefetchFill(fill: SignedFill): void {
+    // Before the state is loaded (an executor's recovery announces its confirmed fills at once) there
+    // is nothing to check against; proposals check their fills anyway. Throwing here aborted the
+    // announcement, and the network filled the intent a second time elsewhere (the crash soak).
+    if (!this.app.ready) return
     const a = this.app.state.assignments.get(fill.fill.intentId)
     if (a === undefined || !fillSettles(this.app.state, a, fill.fill)) return
     void this.#verifyFill(fill, expectedOutputOf(a)).then((v) => {

@@ -197,6 +197,13 @@ export class MurmurNode {
         log: this.log.child({ module: 'p2p' }),
         registry: this.registry,
         head: () => this.head(),
+        // Validators of the current set (genesis until consensus has its state) are graylisted by a low
+        // score, never banned (bans.ts).
+        isProtected: (peer) => {
+          const app = this.#consensus?.app
+          const validators = app?.ready === true ? app.state.validators : (this.#genesis?.validators ?? [])
+          return validators.some((v) => v.peerId === peer)
+        },
       },
     )
     const pool = await IntentPool.open(store, o.mempool.pool, {

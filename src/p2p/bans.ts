@@ -62,6 +62,14 @@ export interface BanModules {
   score: (peerId: string) => number
   /** Scores below this are graylisted. */
   graylistThreshold: number
+  /**
+   * Peers that are never banned (the node passes the validators of its current set): their score still
+   * graylists them while it is low, and it decays, but no ban shuts them out for minutes. A validator's
+   * misbehaviour is the stake's to answer for (evidence, slashing), and a ban of an honest one, from a
+   * score that went wrong (the crash soak saw a restarted node ban two honest validators and so stall
+   * the chain), costs the network its liveness. A ban kept from before it was protected is lifted.
+   */
+  isProtected?: (peerId: string) => boolean
   /** Called when the set of banned peers changes (the gater and metrics follow it). */
   onChange: (banned: string[], added?: BanRecord) => void
   now?: () => number
@@ -136,8 +144,23 @@ export class BanBook {
     const connected = new Set(this.#m.libp2p.getPeers().map(String))
     for (const id of [...this.#belowSince.keys()]) if (!connected.has(id)) this.#belowSince.delete(id)
     const bannedNow: string[] = []
+    const protect = this.#m.isProtected
+    let lifted = false
+    if (protect !== undefined)
+      for (const r of this.list())
+        if (protect(r.peerId)) {
+          this.#m.log.warn(
+            { peer: r.peerId },
+            'ban of a validator lifted: validators are graylisted, not banned',
+          )
+          const rec = { ...r, untilMs: now }
+          this.#records.set(r.peerId, rec)
+          this.#track(this.#m.store.put('bans', r.peerId, rec).catch(() => {}))
+          lifted = true
+        }
+    if (lifted) this.#report()
     for (const id of connected) {
-      if (this.#m.score(id) >= this.#m.graylistThreshold) {
+      if (protect?.(id) === true || this.#m.score(id) >= this.#m.graylistThreshold) {
         this.#belowSince.delete(id)
         continue
       }

@@ -78,6 +78,8 @@ export interface P2PModules<P> {
   registry: Registry
   /** Current chain head for `status` answers (consensus fills this in later). */
   head: () => { height: number; blockHash: string }
+  /** Peers never banned, only graylisted while their score is low (bans.ts: the validators). */
+  isProtected?: (peerId: string) => boolean
 }
 
 /** Content-addressed message id (as Ethereum's consensus layer): SHA-256 of topic and data, 20 bytes. */
@@ -219,6 +221,7 @@ export class P2PHost<P> {
       log: this.#m.log.child({ module: 'bans' }),
       score: (p) => this.score(p),
       graylistThreshold: SCORE_THRESHOLDS.graylistThreshold,
+      ...(this.#m.isProtected === undefined ? {} : { isProtected: this.#m.isProtected }),
       onChange: (banned, added) => {
         this.gater.setBanned(banned)
         this.metrics.banned.set(banned.length)

@@ -166,7 +166,14 @@ export class RollupsService {
 
   #addPendingFill(fill: SignedFill): void {
     this.pendingFills.set(fill.fill.intentId, fill)
-    for (const l of this.#fillListeners) l(fill)
+    // A listener's failure must not stop the fill's announcement (the caller publishes it next).
+    for (const l of this.#fillListeners) {
+      try {
+        l(fill)
+      } catch (err) {
+        this.#m.log.warn({ err, intentId: fill.fill.intentId }, 'a pending-fill listener failed')
+      }
+    }
   }
 
   /** Open assignments per destination chain. */
