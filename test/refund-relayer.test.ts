@@ -29,6 +29,7 @@ import {
   ZERO,
 } from './helpers/settlement-env.ts'
 import { approve, makeOrder, mint, openFor } from './helpers/settlement-orders.ts'
+import { waitFor } from './helpers/wait.ts'
 
 const SET = makeValidatorSet(4, 'refund-relayer')
 const OTHER = makeValidatorSet(4, 'refund-relayer-other')
@@ -183,6 +184,57 @@ describe('refund relayer', () => {
       expect(await relayer.relay(6n)).toEqual({ sent: [], skipped: [], failed: [id] })
       expect(sent).toHaveLength(0)
       expect(await origins.get(A.chainId)!.orderStatus(id)).toBe(1)
+      await relayer.stop()
+    } finally {
+      await close()
+    }
+  }, 60_000)
+
+  it('refunds an expired order its block left without a leaf with refundExpired after the grace, once', async () => {
+    const order = await makeOrder(A)
+    const { id } = await openFor(A, order, privateKeyToAccount(env.rollups.accounts[1]!.privateKey))
+    const data = decodeOrderData(order.orderData)
+    const { source } = await committed(7n, [])
+    const { origins, close } = originsOfA()
+    const grace = 600 // startSettlementEnv's settler
+    const rpc = async (method: string, params: unknown[]) =>
+      fetch(A.rpcUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
+      })
+    try {
+      const sent: TxJob[] = []
+      // The relayer's clock says the grace is over; the chain's is moved past it too.
+      const relayer = new RefundRelayer(
+        {
+          blockIntervalMs: 100,
+          stepMs: 0,
+          refundGraceSec: grace,
+          now: () => (order.fillDeadline + grace + 5) * 1000,
+        },
+        { self: SET.validators[0]!, source, origins, transact: sender(sent), log },
+      )
+      await rpc('evm_increaseTime', [
+        order.fillDeadline - Number((await A.pub.getBlock()).timestamp) + grace + 10,
+      ])
+      await rpc('evm_mine', [])
+      const before = await balanceOf(A, data.inputToken, A.addresses.user)
+      relayer.onExpired({
+        id,
+        originChainId: A.chainId,
+        fillDeadlineSec: BigInt(order.fillDeadline),
+        consensusSet: new Map(SET.validators.map((v) => [v, 1n])),
+      })
+      await waitFor(
+        'the order refunded on A',
+        async () => (await origins.get(A.chainId)!.orderStatus(id)) === 3,
+      )
+      expect(sent.map((j) => [j.kind, j.id])).toEqual([['refund-expired', id]])
+      expect(await balanceOf(A, data.inputToken, A.addresses.user)).toBe(before + data.inputAmount)
+      // Another validator's turn: refunded already, nothing sent.
+      expect(await relayer.refundExpired(id, A.chainId)).toBe('skipped')
+      expect(sent).toHaveLength(1)
       await relayer.stop()
     } finally {
       await close()

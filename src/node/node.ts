@@ -365,7 +365,10 @@ export class MurmurNode {
     // Validators relay the refunds of committed blocks (rollups/refunds.ts) through the executor.
     const { origins, close } = refundOrigins(this.#genesis.rollups, o.rollups)
     const refunds = new RefundRelayer(
-      { blockIntervalMs: this.#genesis.params.blockIntervalMs },
+      {
+        blockIntervalMs: this.#genesis.params.blockIntervalMs,
+        refundGraceSec: this.#genesis.params.refundGraceSec,
+      },
       {
         self: this.#keys.validator.address,
         source: consensus.settlementSource(),
@@ -378,10 +381,24 @@ export class MurmurNode {
     const unsubscribeRefunds = consensus.app.onCommit((e) => {
       if (!consensus.driver.syncing) refunds.onCommit(e)
     })
+    // The backstop: an escrow its expiry block did not refund is refunded by refundExpired after grace.
+    const unsubscribeExpired = pool.onChange((c) => {
+      if (c.state !== 'expired' || !consensus.app.ready) return
+      void pool.get(c.id).then((rec) => {
+        if (rec === undefined) return
+        refunds.onExpired({
+          id: c.id,
+          originChainId: rec.intent.order.originChainId,
+          fillDeadlineSec: BigInt(rec.intent.order.fillDeadline),
+          consensusSet: consensus.app.state.consensusSet,
+        })
+      })
+    })
     this.#started.push({
       name: 'refunds',
       stop: async () => {
         unsubscribeRefunds()
+        unsubscribeExpired()
         await refunds.stop()
         await close()
       },

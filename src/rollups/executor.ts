@@ -70,7 +70,7 @@ export type FillState = 'sending' | 'sent' | 'confirmed' | 'failed'
  * settler pull an ERC-20 output, `open` escrows the user's input on origin (`openFor`), `claim` repays
  * the executor, `refund` pays a user back, `rotate` moves a light client to the next validator set.
  */
-export type TxKind = 'fill' | 'approve' | 'open' | 'claim' | 'refund' | 'rotate'
+export type TxKind = 'fill' | 'approve' | 'open' | 'claim' | 'refund' | 'refund-expired' | 'rotate'
 
 /** A settlement transaction to send exactly once (see {@link Executor.transact}). */
 export interface TxJob {

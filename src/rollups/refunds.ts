@@ -13,6 +13,13 @@
  * and a warning says so; the order stays refundable by this node's next attempt, by anyone through
  * `GET /v1/settlement/:height`, and by anyone without the network after `fillDeadline + refundGraceSec`
  * (`refundExpired`).
+ *
+ * That last path is also the validators' backstop ({@link RefundRelayer.onExpired}): an intent that
+ * expired without a REFUND leaf (its block's proposer could not confirm the order opened in time, or
+ * a crash lost the relay) leaves its escrow opened; at `fillDeadline + refundGraceSec`, plus its index
+ * in the set × `stepMs`, each validator reads `orderStatus` and, if the order is still opened, sends
+ * `refundExpired(orderId)` (anyone may; the user is paid). Nothing escrowed stays open. The schedule
+ * lives in memory: a validator restarted meanwhile leaves its turn to the others.
  */
 import type { Logger } from 'pino'
 import { type Address, createPublicClient, encodeFunctionData, type Hex, type PublicClient } from 'viem'
@@ -112,7 +119,24 @@ export interface RefundRelayerOptions {
   readonly blockIntervalMs: number
   /** A validator that is not the next proposer waits `2 × blockIntervalMs + index × this`. Default 1 000. */
   readonly stepMs?: number
+  /** Genesis `params.refundGraceSec`: after `fillDeadline +` it, the settler's `refundExpired` is open. */
+  readonly refundGraceSec?: number
+  /** Wall clock, ms (tests). */
+  readonly now?: () => number
 }
+
+/** An intent the network let expire, as {@link RefundRelayer.onExpired} takes it. */
+export interface ExpiredOrder {
+  readonly id: Hex
+  readonly originChainId: bigint
+  /** The order's fill deadline, unix seconds. */
+  readonly fillDeadlineSec: bigint
+  /** The consensus set now: a validator's index in it orders the turns. */
+  readonly consensusSet: ReadonlyMap<Address, bigint>
+}
+
+/** Seconds past `fillDeadline + refundGraceSec` before the first turn (block times run a little behind). */
+const EXPIRED_MARGIN_SEC = 2
 
 /** Collaborators of a {@link RefundRelayer}. */
 export interface RefundRelayerModules {
@@ -154,11 +178,64 @@ export class RefundRelayer {
   /** Heights with refunds not relayed yet by this node, with the fallback timer. */
   readonly #due = new Map<bigint, NodeJS.Timeout>()
   readonly #running = new Set<Promise<unknown>>()
+  /** Expired orders waiting for their refundExpired turn, by id. */
+  readonly #expired = new Map<Hex, NodeJS.Timeout>()
   #stopped = false
 
   constructor(options: RefundRelayerOptions, modules: RefundRelayerModules) {
-    this.#o = { stepMs: 1_000, ...options }
+    this.#o = { stepMs: 1_000, refundGraceSec: 3_600, now: Date.now, ...options }
     this.#m = modules
+  }
+
+  /**
+   * Call when an intent expires on an origin with settlement: schedules this validator's turn to
+   * `refundExpired` it if it is still opened then (see the module comment).
+   */
+  onExpired(e: ExpiredOrder): void {
+    if (this.#stopped || this.#expired.has(e.id) || !this.#m.origins.has(e.originChainId)) return
+    const self = this.#m.self.toLowerCase() as Address
+    const order = [...e.consensusSet.keys()].sort(cmp)
+    const index = order.indexOf(self)
+    const openAtMs = Number(e.fillDeadlineSec + BigInt(this.#o.refundGraceSec + EXPIRED_MARGIN_SEC)) * 1000
+    const turn = (index < 0 ? order.length : index) * this.#o.stepMs
+    const delay = Math.max(0, openAtMs - this.#o.now()) + turn
+    const timer = setTimeout(() => {
+      this.#expired.delete(e.id)
+      const p = this.refundExpired(e.id, e.originChainId).catch((err) =>
+        this.#m.log.warn({ err, intent: e.id }, 'refundExpired failed'),
+      )
+      this.#running.add(p)
+      void p.finally(() => this.#running.delete(p))
+    }, delay)
+    timer.unref()
+    this.#expired.set(e.id, timer)
+  }
+
+  /** Sends `refundExpired(id)` on its origin if the order is still opened there; what it did. */
+  async refundExpired(id: Hex, originChainId: bigint): Promise<keyof RelayOutcome> {
+    const origin = this.#m.origins.get(originChainId)
+    if (origin === undefined) return 'failed'
+    if ((await origin.orderStatus(id)) !== ORDER_STATUS.opened) return 'skipped'
+    const log = this.#m.log.child({ intent: id, chainId: originChainId.toString() })
+    const job = this.#m.transact({
+      kind: 'refund-expired',
+      id,
+      chainId: originChainId,
+      call: {
+        to: origin.contracts.settler,
+        value: 0n,
+        data: encodeFunctionData({ abi: murmurSettlerAbi, functionName: 'refundExpired', args: [id] }),
+      },
+    })
+    if (job === undefined) return 'failed'
+    try {
+      const tx = await job
+      log.info({ txHash: tx.txHash }, 'expired order refunded without the network (refundExpired)')
+      return 'sent'
+    } catch (err) {
+      if ((await origin.orderStatus(id).catch(() => undefined)) === ORDER_STATUS.refunded) return 'skipped'
+      throw err
+    }
   }
 
   /** Call after every commit: schedules the block's refunds, relays the parent's when we propose this one. */
@@ -297,6 +374,8 @@ export class RefundRelayer {
     this.#stopped = true
     for (const t of this.#due.values()) clearTimeout(t)
     this.#due.clear()
+    for (const t of this.#expired.values()) clearTimeout(t)
+    this.#expired.clear()
     await Promise.allSettled([...this.#running])
   }
 }

@@ -34,6 +34,7 @@ export const CRASH_POINTS = [
   'claim',
   'refund',
   'approve',
+  'refund-expired',
   'rotate',
 ] as const
 export type CrashPointName = (typeof CRASH_POINTS)[number]
