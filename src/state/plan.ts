@@ -140,6 +140,26 @@ export function routeOf(a: AssignmentState): RouteIntent {
   }
 }
 
+/**
+ * How an assignment the block must move is routed again. Taken from an executor that is offline, gone
+ * or late while its rollup is up, the first executor may still have its fill in flight: on a rollup
+ * with settlement the intent stays on that rollup, whose settler takes one fill of an order
+ * (`AlreadyFilled`), so the first fill to land is the only one, and `fillSettles` repays whoever made
+ * it. Routed to another rollup, both could land (the crash soak saw intents filled on two rollups when
+ * an executor was killed with its fill in flight). Only a rollup that is down lets the intent move to
+ * another one; so does a rollup without settlement (nothing on chain stops a second fill there anyway).
+ */
+export function rerouteOf(
+  state: Pick<AppState, 'rollups'>,
+  a: AssignmentState,
+  reason: string,
+  settled: ReadonlySet<bigint> = settlementOrigins(state),
+): RouteIntent {
+  const route = routeOf(a)
+  if (reason === 'ROLLUP_DOWN' || !settled.has(a.chainId)) return route
+  return { ...route, destinationChainIds: [a.chainId] }
+}
+
 const NO_ONE: ReadonlySet<string> = new Set()
 const NO_BALANCES: ReadonlyMap<Address, ReadonlyMap<string, bigint>> = new Map()
 

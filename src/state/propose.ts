@@ -34,8 +34,9 @@ import {
   fillSettles,
   NO_PROFILES,
   planBlock,
-  routeOf,
+  rerouteOf,
   routeParamsOf,
+  settlementOrigins,
   stakingBase,
   tombstonesEveryone,
 } from './plan.ts'
@@ -130,8 +131,12 @@ export function proposeBlock(
     if (r.ok) fresh.set(p.id, { intent: p.intent, route: r.route, fillDeadline: r.fillDeadline })
   }
   const moving = new Map(plan.reroute.map((c) => [c.intentId, state.assignments.get(c.intentId)!]))
+  const settled = settlementOrigins(state)
   const routed = routeIntents(
-    [...[...fresh.values()].map((f) => f.route), ...[...moving.values()].map(routeOf)],
+    [
+      ...[...fresh.values()].map((f) => f.route),
+      ...plan.reroute.map((c) => rerouteOf(state, moving.get(c.intentId)!, c.reason, settled)),
+    ],
     plan.view,
     NO_PROFILES,
     plan.pools,

@@ -40,8 +40,9 @@ import {
   NO_PROFILES,
   type Planner,
   planBlock,
-  routeOf,
+  rerouteOf,
   routeParamsOf,
+  settlementOrigins,
   stakingBase,
   tombstonesEveryone,
 } from './plan.ts'
@@ -320,9 +321,10 @@ export async function validateBlock(
   }
 
   const moving = plan.reroute.map((c) => state.assignments.get(c.intentId)!)
+  const settled = settlementOrigins(state)
   const movingIds = new Set<string>(moving.map((m) => m.intentId))
   const routed = routeIntents(
-    [...fresh, ...moving.map(routeOf)],
+    [...fresh, ...plan.reroute.map((c, i) => rerouteOf(state, moving[i]!, c.reason, settled))],
     plan.view,
     NO_PROFILES,
     plan.pools,
