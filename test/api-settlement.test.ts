@@ -35,7 +35,13 @@ describe('GET /v1/settlement/:height (one validator node)', () => {
     const net = await prepareNetwork({ dir, nodes: 1, stake: 900n })
     networkId = net.genesis.networkId
     node = new MurmurNode(
-      { dataDir: net.nodes[0]!.dataDir, genesisPath: net.genesisPath, api: { host: '127.0.0.1', port: 0 } },
+      {
+        dataDir: net.nodes[0]!.dataDir,
+        genesisPath: net.genesisPath,
+        api: { host: '127.0.0.1', port: 0 },
+        // The test polls for block 2 every 100 ms and then asks again at once: not a wallet's pace.
+        apiLimits: { rateLimit: undefined },
+      },
       pino({ level: 'silent' }),
     )
     await node.start()
