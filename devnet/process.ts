@@ -51,7 +51,8 @@ export function nodeArgs(o: NodeProcessOptions): string[] {
   for (const [id, url] of o.rollups ?? []) args.push('--rollup', `${id}=${url}`)
   if (o.admin ?? true) args.push('--admin')
   args.push('--rate-limit', o.rateLimit ?? 'off')
-  args.push('--log-level', o.logLevel ?? 'info')
+  // MURMUR_NODE_LOG_LEVEL (e.g. debug) for every node a devnet, a scenario or a test starts: for diagnosis.
+  args.push('--log-level', o.logLevel ?? process.env['MURMUR_NODE_LOG_LEVEL'] ?? 'info')
   args.push(...(o.extraArgs ?? []))
   return args
 }
