@@ -229,7 +229,9 @@ export class MurmurNode {
       knownChainIds: new Set(this.#genesis.rollups.map((r) => BigInt(r.chainId))),
       assets,
       settlers: new Map([...settlementContracts(this.#genesis.rollups)].map(([c, x]) => [c, x.settler])),
-      alarmedChainIds: () => alarmedSet(this.consensus.app.state),
+      // Before consensus has loaded its state (a restart) no pool is known to be alarmed.
+      alarmedChainIds: () =>
+        this.#consensus?.app.ready === true ? alarmedSet(this.#consensus.app.state) : new Set(),
       verifyOpened,
       maxClockSkewSec: this.#genesis.params.maxClockSkewSec,
     })

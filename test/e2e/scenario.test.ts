@@ -113,27 +113,6 @@ describe('devnet scenarios, loopback, short timelines', () => {
     expect(rows.map((r) => r.settlement)).toEqual(genesis.rollups.map((r) => r.settlement))
   }, 60_000)
 
-  it('validator-crash: one validator killed -9 and restarted, every invariant holds', async () => {
-    const { rep, ...r } = await scenario(dir, 'validator-crash', ['--seed', '3'])
-    expect(r.code, r.stdout + r.stderr).toBe(0)
-    expect(rep.invariants.map((i) => i.name)).toEqual(INVARIANTS)
-    expect(rep.passed).toBe(true)
-    expect(rep.timeline.map((e) => e.event.split(' ')[0])).toEqual(
-      expect.arrayContaining(['kill', 'restart']),
-    )
-    expect(rep.figures['recoverMs']).toBeTypeOf('number')
-  }, 120_000)
-
-  it('rollup-outage: a rollup stops answering and returns, every invariant holds', async () => {
-    const { rep, ...r } = await scenario(dir, 'rollup-outage', ['--seed', '5'])
-    expect(r.code, r.stdout + r.stderr).toBe(0)
-    expect(rep.invariants.map((i) => i.name)).toEqual(INVARIANTS)
-    expect(rep.passed).toBe(true)
-    expect(rep.timeline.map((e) => e.event.split(' ')[0])).toEqual(
-      expect.arrayContaining(['rollup-down', 'rollup-up']),
-    )
-  }, 120_000)
-
   it('churn: validators killed and restarted at random, every invariant holds', async () => {
     const { rep, ...r } = await scenario(dir, 'churn', ['--seed', '7'])
     expect(r.code, r.stdout + r.stderr).toBe(0)
@@ -193,6 +172,27 @@ describe('devnet scenarios, loopback, short timelines', () => {
     expect(r.stdout).toMatch(/^PASS escrows-closed: all \d+ escrows opened on the settlers are closed/m)
     expect(r.stdout).toMatch(/spike peak \d+\/s accepted; fill p50\/p90 before/)
   }, 180_000)
+
+  it('validator-crash: one validator killed -9 and restarted, every invariant holds', async () => {
+    const { rep, ...r } = await scenario(dir, 'validator-crash', ['--seed', '3'])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(rep.invariants.map((i) => i.name)).toEqual(INVARIANTS)
+    expect(rep.passed).toBe(true)
+    expect(rep.timeline.map((e) => e.event.split(' ')[0])).toEqual(
+      expect.arrayContaining(['kill', 'restart']),
+    )
+    expect(rep.figures['recoverMs']).toBeTypeOf('number')
+  }, 120_000)
+
+  it('rollup-outage: a rollup stops answering and returns, every invariant holds', async () => {
+    const { rep, ...r } = await scenario(dir, 'rollup-outage', ['--seed', '5'])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(rep.invariants.map((i) => i.name)).toEqual(INVARIANTS)
+    expect(rep.passed).toBe(true)
+    expect(rep.timeline.map((e) => e.event.split(' ')[0])).toEqual(
+      expect.arrayContaining(['rollup-down', 'rollup-up']),
+    )
+  }, 120_000)
 
   it('MURMUR_SCENARIO_BREAK=lost-intent: the checker sees an accepted intent no node knows and exits 1', async () => {
     const { rep, ...r } = await scenario(dir, 'partition-heal', ['--duration-ms', '4000'], {
