@@ -13,7 +13,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { pino } from 'pino'
 import { Registry } from 'prom-client'
 import { afterEach, describe, expect, it } from 'vitest'
-import { BanBook, banMs } from '../src/p2p/bans.ts'
+import { BanBook, type BanModules, banMs } from '../src/p2p/bans.ts'
 import { DenyListGater } from '../src/p2p/gater.ts'
 import { P2PHost, type P2POptions, type TopicHandler } from '../src/p2p/host.ts'
 import { type PeerLimits, SCORE_THRESHOLDS } from '../src/p2p/limits.ts'
@@ -65,6 +65,18 @@ describe('BanBook', () => {
     return { libp2p, hungUp }
   }
 
+  /** A book over `libp2p` and `store` with a 3 s grace and 60 s first bans; the rest from `m`. */
+  function bookOf(
+    libp2p: Libp2p,
+    store: BanModules['store'],
+    m: Pick<BanModules, 'score' | 'onChange' | 'now' | 'isProtected'>,
+  ): BanBook {
+    return new BanBook(
+      { graceMs: 3_000, baseMs: 60_000, maxMs: 1_000_000, checkMs: 60_000 },
+      { libp2p, store, log, graylistThreshold: SCORE_THRESHOLDS.graylistThreshold, ...m },
+    )
+  }
+
   it('bans after the grace below the graylist, persists, lifts on expiry and doubles on a repeat', async () => {
     const { store, dir } = await tempStore('book')
     cleanup.push(async () => {
@@ -79,18 +91,11 @@ describe('BanBook', () => {
     const { libp2p, hungUp } = fakeLibp2p(['bad', 'good'])
     const gater = new DenyListGater()
     const book = (): BanBook =>
-      new BanBook(
-        { graceMs: 3_000, baseMs: 60_000, maxMs: 1_000_000, checkMs: 60_000 },
-        {
-          libp2p,
-          store,
-          log,
-          score: (p) => scores.get(p) ?? 0,
-          graylistThreshold: SCORE_THRESHOLDS.graylistThreshold,
-          onChange: (banned) => gater.setBanned(banned),
-          now: () => now,
-        },
-      )
+      bookOf(libp2p, store, {
+        score: (p) => scores.get(p) ?? 0,
+        onChange: (banned) => gater.setBanned(banned),
+        now: () => now,
+      })
     const b1 = book()
     await b1.start()
     expect(b1.check()).toEqual([]) // first look: below since now
@@ -139,19 +144,12 @@ describe('BanBook', () => {
     const { libp2p } = fakeLibp2p(['val', 'other'])
     const gater = new DenyListGater()
     const book = (): BanBook =>
-      new BanBook(
-        { graceMs: 3_000, baseMs: 60_000, maxMs: 1_000_000, checkMs: 60_000 },
-        {
-          libp2p,
-          store,
-          log,
-          score: () => -500,
-          graylistThreshold: SCORE_THRESHOLDS.graylistThreshold,
-          isProtected: (p) => validators.has(p),
-          onChange: (banned) => gater.setBanned(banned),
-          now: () => now,
-        },
-      )
+      bookOf(libp2p, store, {
+        score: () => -500,
+        isProtected: (p) => validators.has(p),
+        onChange: (banned) => gater.setBanned(banned),
+        now: () => now,
+      })
     // Not protected yet (its node had not loaded the validator set): both are banned.
     const b1 = book()
     await b1.start()
