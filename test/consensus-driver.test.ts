@@ -396,6 +396,52 @@ describe('ConsensusDriver: empty-block interval', () => {
   })
 })
 
+describe('ConsensusDriver: back after the height was gossiped', () => {
+  const nodes: TestNode[] = []
+  // No stuck-round fetch and no prevote timeout within the test: a round the returning validator missed
+  // is silent afterwards (the others wait for votes), so only what it asks for itself can move it.
+  const options = {
+    stuckFetchMs: 600_000,
+    timeouts: { ...TIMEOUTS, timeoutPrevoteMs: 600_000 },
+  } satisfies Partial<ConsensusDriverOptions>
+
+  beforeAll(async () => {
+    for (let i = 0; i < 4; i++) nodes.push(await startNode(i, undefined, options))
+  })
+
+  afterAll(async () => {
+    for (const n of running()) await stopNode(n)
+    for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
+  })
+
+  it("a validator that syncs back fetches the new height's proposal and votes at once", async () => {
+    await waitFor('height 2 everywhere', () => minHeight(nodes) >= 2n, { timeoutMs: 20_000 })
+    const away = nodes[3]!
+    await stopNode(away)
+    const left = nodes.slice(0, 3)
+    const h = maxHeight(left) + 5n
+    await waitFor(`the other three at height ${h}`, () => minHeight(left) >= h, { timeoutMs: 20_000 })
+    // Two of four left: they vote at the next height once, and wait.
+    await stopNode(nodes[2]!)
+    const stalled = maxHeight(nodes.slice(0, 2))
+    await waitFor('nodes 0 and 1 prevoted at the stalled height, and wait', () =>
+      nodes.slice(0, 2).every((n) => n.driver.height === stalled && n.driver.step !== 'propose'),
+    )
+    const back = await startNode(3, away.dir, options)
+    bus.status(3)
+    await waitFor(`validator 3 synced to ${stalled}`, () => back.driver.height >= stalled, {
+      timeoutMs: 20_000,
+    })
+    // The stalled height's messages were gossiped before it came back; it needs them to vote at it.
+    await waitFor(
+      'nodes 0, 1 and 3 commit the stalled height + 1',
+      () => [nodes[0]!, nodes[1]!, back].every((n) => n.driver.height > stalled),
+      { timeoutMs: 10_000 },
+    )
+    await expectSameChain([nodes[0]!, nodes[1]!, back], stalled + 1n)
+  })
+})
+
 describe('WAL', () => {
   const temp = tempStore('murmur-wal-')
   let store: Store

@@ -220,6 +220,8 @@ const METRIC_NAMES = [
 
 /** Size of a vote message on the wire, about (a proposal adds its block): future-buffer accounting. */
 const VOTE_MESSAGE_BYTES = 200
+/** Quiet time after the last synced block before the new height's messages are fetched (ms). */
+const CATCH_UP_FETCH_MS = 200
 
 function recordKey(r: WalRecord): string {
   if (r.type === 'vote') return voteKey(r.vote)
@@ -266,6 +268,8 @@ export class ConsensusDriver {
   readonly #timers = new Set<NodeJS.Timeout>()
   #startTimer: NodeJS.Timeout | undefined
   #stuckTimer: NodeJS.Timeout | undefined
+  /** Fetches the height's messages once a sync ended (#fetchAfterSync). */
+  #catchUpTimer: NodeJS.Timeout | undefined
   #lastProgress = ''
   #fetching = false
   readonly #inflight = new Set<Promise<unknown>>()
@@ -761,6 +765,7 @@ export class ConsensusDriver {
         }
         const t2 = performance.now()
         await this.#startNext()
+        this.#fetchAfterSync()
         const t = this.#syncTimes
         t.verify += t1 - t0
         t.commit += t2 - t1
@@ -1364,6 +1369,20 @@ export class ConsensusDriver {
     }, this.options.stuckFetchMs)
   }
 
+  /**
+   * After a synced block: once no other synced block followed for CATCH_UP_FETCH_MS (the sync ended),
+   * fetch the new height's messages. Its proposal and votes were gossiped while this node was away or
+   * syncing, and gossip does not send them again.
+   */
+  #fetchAfterSync(): void {
+    if (this.#catchUpTimer !== undefined) clearTimeout(this.#catchUpTimer)
+    this.#catchUpTimer = setTimeout(() => {
+      this.#catchUpTimer = undefined
+      const c = this.#core
+      if (!this.#stopped && c.height > 0 && c.decision === null) this.#fetchMissing(BigInt(c.height))
+    }, CATCH_UP_FETCH_MS)
+  }
+
   #fetchMissing(height: bigint): void {
     const fetchMessages = this.#m.fetchMessages
     if (fetchMessages === undefined || this.#fetching || this.#stopped) return
@@ -1463,5 +1482,7 @@ export class ConsensusDriver {
     this.#startTimer = undefined
     if (this.#stuckTimer !== undefined) clearTimeout(this.#stuckTimer)
     this.#stuckTimer = undefined
+    if (this.#catchUpTimer !== undefined) clearTimeout(this.#catchUpTimer)
+    this.#catchUpTimer = undefined
   }
 }

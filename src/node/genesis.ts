@@ -77,7 +77,7 @@ const paramsSchema = z
     /** Consecutive commits a validator may miss before it is offline (skipped as proposer and executor). */
     offlineAfterBlocks: z.number().int().positive().max(1_000).default(3),
     /** Blocks of the missed-blocks window (Cosmos x/slashing `SignedBlocksWindow`). */
-    signedBlocksWindow: z.number().int().positive().max(100_000).default(100),
+    signedBlocksWindow: z.number().int().positive().max(100_000).default(1_000),
     /** A validator signing less than this share of its window (basis points) is jailed for downtime. */
     minSignedPerWindowBps: bps.default(5_000),
     /** Seconds a downtime jail lasts before an Unjail is accepted. */
@@ -147,7 +147,7 @@ const paramsSchema = z
     healthFreshnessMs: 5_000,
     fillTimeoutSec: 30,
     offlineAfterBlocks: 3,
-    signedBlocksWindow: 100,
+    signedBlocksWindow: 1_000,
     minSignedPerWindowBps: 5_000,
     downtimeJailSec: 60,
     slashDowntimeBps: 0,

@@ -186,16 +186,21 @@ export function isOffline(
 
 /**
  * True when `lastCommit` (carried by block `state.height + 1`) lacks the precommit of a member of the
- * consensus set that is neither jailed nor tombstoned: a step towards finding it offline and jailing it
- * for downtime. Such a block is worth proposing before the empty-block interval, so that a dead validator
- * is found offline and jailed after back-to-back blocks, not after that many idle intervals; once it is
- * jailed an idle network idles again.
+ * consensus set that is neither jailed nor tombstoned nor offline yet: a step towards finding it offline.
+ * Such a block is worth proposing before the empty-block interval, so that a dead validator's proposer
+ * turns and assignments move after `offlineAfterBlocks` back-to-back blocks, not after that many idle
+ * intervals. Once it is offline the network keeps its normal pace: racing on would fill its
+ * missed-blocks window in seconds and jail a validator that is only restarting (docs/decisions.md,
+ * "Offline is fast, jailing is slow").
  */
 export function missesAValidator(state: AppState, lastCommit: CommitCertificate | null): boolean {
   if (lastCommit === null) return false
   const signed = new Set<string>(lastCommit.precommits.map((p) => p.validator))
   const out = new Set(state.validators.filter((v) => v.jailed || v.tombstoned).map((v) => v.address))
-  for (const address of state.consensusSet.keys()) if (!signed.has(address) && !out.has(address)) return true
+  for (const address of state.consensusSet.keys()) {
+    if (signed.has(address) || out.has(address)) continue
+    if (!isOffline(state, address, state.height)) return true
+  }
   return false
 }
 

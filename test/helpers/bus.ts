@@ -73,6 +73,13 @@ export class TestBus<N extends BusNode> {
     return spec.response.decode(spec.response.encode(res))
   }
 
+  /** A `status` round: node `to` hears every other running node's committed height (as the poller). */
+  status(to: number): void {
+    const node = this.nodes.get(to)
+    for (const peer of this.nodes.values())
+      if (peer.index !== to) node?.driver.notePeerHeight(`node-${peer.index}`, peer.driver.height)
+  }
+
   /** consensus-messages from every other running node (a stuck round's fetch). */
   async messages(to: number, height: bigint): Promise<ConsensusMessage[]> {
     const spec = CONSENSUS_MESSAGES_PROTOCOL
