@@ -155,9 +155,22 @@ export function rerouteOf(
   reason: string,
   settled: ReadonlySet<bigint> = settlementOrigins(state),
 ): RouteIntent {
-  const route = routeOf(a)
+  const route = { ...routeOf(a), avoidExecutors: avoidAfter(a, reason) }
   if (reason === 'ROLLUP_DOWN' || !settled.has(a.chainId)) return route
   return { ...route, destinationChainIds: [a.chainId] }
+}
+
+/**
+ * The executors a moved assignment avoids: those it avoided, and the one it is taken from unless its
+ * rollup is down. Offline, gone or late, that executor may have filled all the same (its announcement
+ * lost, or made after a restart): the router does not give the intent back to it, and `fillSettles`
+ * lets its fill, relayed by the next assignee or announced by itself, settle the assignment. Before,
+ * only an offline executor was remembered, and a late one's fill that was never announced could settle
+ * nothing: the intent was re-assigned at every deadline, every new fill reverting `AlreadyFilled`.
+ */
+export function avoidAfter(a: AssignmentState, reason: string): readonly Address[] {
+  if (reason === 'ROLLUP_DOWN' || a.avoid.includes(a.executor)) return a.avoid
+  return [...a.avoid, a.executor]
 }
 
 const NO_ONE: ReadonlySet<string> = new Set()
