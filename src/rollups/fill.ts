@@ -109,10 +109,7 @@ export async function signFill(
   if (fill.executor !== account.address.toLowerCase()) {
     throw new Error(`fill.executor ${fill.executor} is not the signing account ${account.address}`)
   }
-  const bad = findBadFillField(fill)
-  if (bad !== undefined) throw new Error(`fill field ${bad} is out of range`)
-  const signature = (await account.signTypedData(fillTypedData(networkId, fill))).toLowerCase() as Hex
-  return { fill, signature }
+  return signRelayedFill(account, networkId, fill)
 }
 
 /**
