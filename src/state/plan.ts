@@ -625,8 +625,8 @@ export function congested(view: HealthView, chainId: bigint): boolean {
 
 /**
  * Whether a fill by `executor` on `chainId` settles assignment `a`: by its executor on its chain; or, on a
- * rollup with a settler among the intent's destinations, by an executor the intent was taken from for being
- * offline (`a.avoid`). The settler records at most one fill of an order per chain and names its filler, so
+ * rollup with a settler among the intent's destinations, by an executor the intent was taken from while its
+ * rollup was up (`a.avoid`: offline, late or gone, see {@link avoidAfter}). The settler records at most one fill of an order per chain and names its filler, so
  * the fill a restarted executor finished after its assignment moved is still the one that paid the
  * recipient, and it is that executor the FILL leaf repays (the new assignee's fill reverts `AlreadyFilled`).
  */
