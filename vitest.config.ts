@@ -22,6 +22,7 @@ const NETWORKS = [
   'test/e2e/profiles.test.ts',
   'test/e2e/byzantine.test.ts',
   'test/e2e/crash-soak.test.ts',
+  'test/e2e/fill-unannounced.test.ts',
 ]
 
 const common = {

@@ -50,7 +50,7 @@ import { apply } from '../src/state/apply.ts'
 import { genesisState } from '../src/state/genesis.ts'
 import { activeValidators, commitView, votingPowers } from '../src/state/plan.ts'
 import { type PendingIntent, proposeBlock } from '../src/state/propose.ts'
-import { LEAF_ENCODING } from '../src/state/settlement.ts'
+import { LEAF_ENCODING, settlementLeaves } from '../src/state/settlement.ts'
 import { appStateOps, loadAppState, validatorsToJson } from '../src/state/storage.ts'
 import type { Store } from '../src/state/store.ts'
 import { type AppState, expectedOutputOf } from '../src/state/types.ts'
@@ -569,6 +569,35 @@ describe('fills', () => {
     // No open assignment.
     const stray = { ...asBlockFill(good), intentId: `0x${'77'.repeat(32)}` as Hex }
     await expectInvalid(state2, { ...clean, fills: [stray] }, 'BAD_FILL')
+  })
+
+  it('takes the fill of an executor the intent was taken from, relayed (signed) by the assignee', async () => {
+    const a = block2.assignments[0]!
+    const [from, third] = VALIDATORS.filter((v) => addr(v) !== a.executor)
+    // The intent was taken from `from` (late, offline or gone); its fill through the destination's
+    // settler (which takes one fill of an order) landed and was never announced.
+    const settlement = { settler: `0x${'51'.repeat(20)}`, lightClient: `0x${'1c'.repeat(20)}` }
+    const moved: AppState = {
+      ...state2,
+      rollups: state2.rollups.map((r) => ({ ...r, settlement })) as AppState['rollups'],
+      assignments: new Map(state2.assignments).set(a.intentId, {
+        ...state2.assignments.get(a.intentId)!,
+        avoid: [addr(from!)],
+      }),
+    }
+    const relayed = await fillOf(a.intentId, account(a.executor), addr(from!))
+    const r2 = await commit(moved, t2())
+    const block3 = proposeBlock(moved, [], r2, [relayed], t2(), { proposer: addr(VALIDATORS[1]!), round: 0 })
+    expect(block3.fills).toEqual([{ ...relayed.fill, signature: relayed.signature }])
+    expect(await validateBlock(moved, block3, ctx({ nowMs: t2() }))).toEqual({ ok: true })
+    expect(settlementLeaves(moved, block3.fills)[0]!.executor).toBe(addr(from!))
+    // Relayed by anyone else (neither its executor nor the assignee): refused.
+    const byThird = await fillOf(a.intentId, third!, addr(from!))
+    await expectInvalid(
+      moved,
+      { ...block3, fills: [{ ...byThird.fill, signature: byThird.signature }] },
+      'BAD_FILL',
+    )
   })
 })
 

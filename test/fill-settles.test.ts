@@ -1,6 +1,6 @@
 /**
  * Which fill settles an assignment (state/plan.ts `fillSettles`): its executor on its chain; on a rollup
- * with a settler, also an executor the intent was taken from for being offline (its fill, finished after a
+ * with a settler, also an executor the intent was taken from (offline, late or gone; its fill, finished after a
  * restart, is the one the settler recorded), but never anyone else, and never on a chain without a settler.
  */
 import type { Address, Hex } from 'viem'

@@ -6,7 +6,7 @@
  */
 import type { Address } from 'viem'
 import { describe, expect, it } from 'vitest'
-import { rerouteOf } from '../src/state/plan.ts'
+import { avoidAfter, rerouteOf } from '../src/state/plan.ts'
 import type { AppState, AssignmentState } from '../src/state/types.ts'
 
 const settler = {
@@ -41,5 +41,18 @@ describe('rerouteOf', () => {
       902n,
       903n,
     ])
+  })
+
+  it('avoids the executor it is taken from unless its rollup is down (a late one may have filled)', () => {
+    const a = assignment(902n)
+    for (const reason of ['EXECUTOR_OFFLINE', 'EXECUTOR_GONE', 'DEADLINE_PASSED']) {
+      expect(rerouteOf(state, a, reason).avoidExecutors).toEqual([a.executor])
+      expect(avoidAfter(a, reason)).toEqual([a.executor])
+    }
+    expect(rerouteOf(state, a, 'ROLLUP_DOWN').avoidExecutors).toEqual([])
+    expect(avoidAfter(a, 'ROLLUP_DOWN')).toEqual([])
+    // Remembered once.
+    const again = { ...a, avoid: [a.executor] }
+    expect(avoidAfter(again, 'DEADLINE_PASSED')).toEqual([a.executor])
   })
 })

@@ -11,6 +11,7 @@ export const BYZANTINE_MODES = [
   'withhold',
   'lie-health',
   'fork-after-restart',
+  'withhold-fills',
 ] as const
 export type ByzantineMode = (typeof BYZANTINE_MODES)[number]
 

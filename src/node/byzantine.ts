@@ -11,6 +11,9 @@
  *   proposal of another block (equivocate);
  * - the host the rollups service publishes health reports through (`wrapHealthHost`): invented reports,
  *   re-signed (lie-health);
+ * - the path the executor announces its fills by (`wrapFillPublish`, withhold-fills): its own fills are
+ *   made on chain and never announced, nor made pending here (what a crash between the fill and its
+ *   announcement, or a lost gossip message, leaves); fills of others it relays go out;
  * - the WAL before consensus starts (`forgetWal`, fork-after-restart): the node's record of what it signed
  *   is deleted, as if the disk were lost, and once running it signs, for every vote it had recorded, a
  *   vote of the same height, round and kind for another block (the double sign a validator without its
@@ -30,7 +33,7 @@ import {
 import type { ConsensusMessage } from '../consensus/messages.ts'
 import { signProposal, signVote, type VoteBody } from '../consensus/votes.ts'
 import { ConsensusWal, type WalEntry } from '../consensus/wal.ts'
-import { signFill } from '../rollups/fill.ts'
+import { type SignedFill, signFill } from '../rollups/fill.ts'
 import { type SignedHealthReport, signHealthReport } from '../rollups/health-report.ts'
 import { decodeExtension, encodeExtension } from '../rollups/observation.ts'
 import type { BatchOp, Store } from '../state/store.ts'
@@ -145,6 +148,17 @@ export class Byzantine {
       blockHash: blockHashOfBytes(bytes),
     })
     return { type: 'proposal', proposal, block: bytes }
+  }
+
+  /** withhold-fills: the executor's own fills are dropped instead of announced (see the module comment). */
+  wrapFillPublish(
+    publish: (fill: SignedFill) => Promise<void>,
+  ): ((fill: SignedFill) => Promise<void>) | undefined {
+    if (!this.modes.has('withhold-fills')) return undefined
+    return async (fill) => {
+      if (fill.fill.executor !== this.#self) return publish(fill)
+      this.#count('withheld fill', { intentId: fill.fill.intentId, txHash: fill.fill.txHash })
+    }
   }
 
   /** The host the rollups service publishes through: health reports are invented and re-signed. */

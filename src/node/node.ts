@@ -260,6 +260,7 @@ export class MurmurNode {
         inventoryTokens: (chainId) => assets.inventoryTokens(chainId),
         // Gossip starts before consensus has loaded its state: until then, the genesis set.
         validators: () => (this.#consensus?.app.ready ? this.#consensus.app.state.consensusSet : undefined),
+        ...(byzantine === undefined ? {} : { wrapFillPublish: (p) => byzantine.wrapFillPublish(p) ?? p }),
       },
     )
     this.#rollups = rollups

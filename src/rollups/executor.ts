@@ -29,6 +29,7 @@ import {
 import { MurmurError } from '../errors.ts'
 import { crashPoint } from '../state/crash-hook.ts'
 import { prefixEnd, type Store } from '../state/store.ts'
+import { abortableDelay } from './delay.ts'
 import { type ExpectedOutput, type Fill, fillCall, type SignedFill, signFill } from './fill.ts'
 import { type RpcTransport, rpcTransport } from './rpc.ts'
 
@@ -549,6 +550,9 @@ export class Executor {
     }
     // The intent may come back to a rollup it was taken from: a fill started now is not superseded.
     if (rec === undefined) this.#superseded.delete(`${a.chainId}/${a.intentId}`)
+    // Assigned (again) a fill we confirmed already: our announcement may never have reached the network,
+    // so it goes out once more (receivers dedupe), or the intent would be re-assigned at every deadline.
+    if (rec?.state === 'confirmed' && (rec.kind ?? 'fill') === 'fill') rec.announced = false
     if (rec === undefined) {
       if (this.#now() / 1000 > a.deadline - this.options.deadlineMarginSec) {
         throw new ExecutorError('DEADLINE_PASSED', `deadline of ${a.intentId} is too close or passed`)
@@ -1277,16 +1281,6 @@ export class Executor {
   }
 
   #delay(ms: number): Promise<void> {
-    const signal = this.#abort.signal
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve()
-      const done = () => {
-        clearTimeout(timer)
-        signal.removeEventListener('abort', done)
-        resolve()
-      }
-      const timer = setTimeout(done, ms)
-      signal.addEventListener('abort', done, { once: true })
-    })
+    return abortableDelay(ms, this.#abort.signal)
   }
 }

@@ -109,6 +109,20 @@ export async function signFill(
   if (fill.executor !== account.address.toLowerCase()) {
     throw new Error(`fill.executor ${fill.executor} is not the signing account ${account.address}`)
   }
+  return signRelayedFill(account, networkId, fill)
+}
+
+/**
+ * Signs a fill made by someone else (`fill.executor`, the filler the destination settler recorded): the
+ * relay of a fill its executor never announced (rollups/fill-relay.ts). The signature only says who
+ * relayed it; the fill's transaction and its `OutputFilled` event are the proof, checked on chain by
+ * every validator as for any fill (docs/decisions.md, "Fills relayed by the assignee").
+ */
+export async function signRelayedFill(
+  account: Pick<LocalAccount, 'address' | 'signTypedData'>,
+  networkId: string,
+  fill: Fill,
+): Promise<SignedFill> {
   const bad = findBadFillField(fill)
   if (bad !== undefined) throw new Error(`fill field ${bad} is out of range`)
   const signature = (await account.signTypedData(fillTypedData(networkId, fill))).toLowerCase() as Hex
@@ -223,14 +237,23 @@ export interface FillValidationContext {
   assignment: (intentId: Hex) => FillAssignment | undefined
   /** True when this fill (or another fill of the intent) is already known: IGNORE as DUPLICATE. */
   isKnown?: (fill: Fill) => boolean
+  /**
+   * True for a validator of the set: one may announce its own fill of an intent that has moved to
+   * another executor since (a restart after its assignment moved). Absent: nobody may.
+   */
+  isValidator?: (address: Address) => boolean
 }
 
 /**
  * Gossip validation of a decoded fill:
  * - IGNORE `UNKNOWN_INTENT` (no assignment known: maybe not committed here yet), `DUPLICATE`;
- * - REJECT `WRONG_CHAIN` (not the assigned rollup), `NOT_ASSIGNED` (signed for another executor than the
- *   assigned one), `BAD_SIGNATURE` (does not recover to `fill.executor`): all provably wrong;
- * - ACCEPT otherwise. Whether the transaction really delivered is {@link verifyFillReceipt}'s job.
+ * - REJECT `WRONG_CHAIN` (not the assigned rollup), `BAD_SIGNATURE` (recovers to nobody allowed below),
+ *   `NOT_ASSIGNED` (signed by its executor, who is neither the assignee nor a validator): provably wrong;
+ * - ACCEPT a fill signed by its executor when that is the assignee, or a validator (the intent moved
+ *   away from it after it filled: whether the fill settles the assignment is `fillSettles`' to say, in
+ *   the proposer and every validator); and a fill of another executor relayed (signed) by the assignee
+ *   (its fill reverted `AlreadyFilled`: rollups/fill-relay.ts). The signer only vouches for the relay.
+ * Whether the transaction really delivered is {@link verifyFillReceipt}'s job.
  */
 export async function validateFill(msg: SignedFill, ctx: FillValidationContext): Promise<ValidationResult> {
   const f = msg.fill
@@ -239,15 +262,17 @@ export async function validateFill(msg: SignedFill, ctx: FillValidationContext):
   if (assignment === undefined) return ignore('UNKNOWN_INTENT')
   if (ctx.isKnown?.(f)) return ignore('DUPLICATE')
   if (assignment.chainId !== f.chainId) return reject('WRONG_CHAIN')
-  if (assignment.executor.toLowerCase() !== f.executor) return reject('NOT_ASSIGNED')
+  const assignee = assignment.executor.toLowerCase() as Address
   let signer: Address
   try {
     signer = await recoverFillSigner(ctx.networkId, msg)
   } catch {
     return reject('BAD_SIGNATURE')
   }
+  if (signer === assignee) return ACCEPT
   if (signer !== f.executor) return reject('BAD_SIGNATURE')
-  return ACCEPT
+  if (ctx.isValidator?.(f.executor) === true) return ACCEPT
+  return reject('NOT_ASSIGNED')
 }
 
 /**

@@ -8,6 +8,7 @@
 import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { createPublicClient, type LocalAccount, type PublicClient } from 'viem'
+import { abortableDelay } from './delay.ts'
 import {
   classifyHealth,
   DEFAULT_HEALTH_MONITOR_OPTIONS,
@@ -493,17 +494,4 @@ export class HealthMonitor {
       this.#log.warn({ err, chainId: s.chainId }, 'publishing a health report failed')
     }
   }
-}
-
-/** Resolves after `ms` or as soon as `signal` aborts; never rejects. */
-function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    signal.addEventListener('abort', done, { once: true })
-  })
 }

@@ -8,8 +8,9 @@ import type { P2PHost, TopicHandler } from '../p2p/host.ts'
 import type { SettlementSource } from '../state/settlement.ts'
 import type { Store } from '../state/store.ts'
 import { ClaimRelayer } from './claims.ts'
-import { Executor, type ExecutorOptions } from './executor.ts'
+import { Executor, ExecutorError, type ExecutorOptions } from './executor.ts'
 import { MAX_FILL_BATCH, type SignedFill, validateFillBatch } from './fill.ts'
+import { FillRelay } from './fill-relay.ts'
 import { HealthMonitor, type HealthMonitorOptions } from './health-monitor.ts'
 import { type SignedHealthReport, validateHealthReport } from './health-report.ts'
 import { type GenesisRollup, HealthAggregator, type RollupRow, rollupRows } from './health-view.ts'
@@ -60,6 +61,11 @@ export interface RollupsServiceModules {
    */
   validators?: () => ReadonlyMap<Address, bigint> | undefined
   now?: () => number
+  /**
+   * TEST ONLY (node/byzantine.ts `withhold-fills`): wraps the path this node's fills are announced by
+   * (made pending here, then gossiped), to lose announcements on purpose.
+   */
+  wrapFillPublish?: (publish: (fill: SignedFill) => Promise<void>) => (fill: SignedFill) => Promise<void>
 }
 
 /**
@@ -77,6 +83,7 @@ export class RollupsService {
   #inventory: InventoryMonitor | undefined
   #executor: Executor | undefined
   #settlement: SettlementFlow | undefined
+  #relay: FillRelay | undefined
   #claims: ClaimRelayer | undefined
   #unsubscribe: (() => void) | undefined
   /** Fills announced on gossip and not yet committed, by intent id (consensus takes them from here). */
@@ -147,6 +154,8 @@ export class RollupsService {
           networkId: this.#m.genesis.networkId,
           assignment: (id) => this.#assigned.get(id),
           isKnown: (f) => this.pendingFills.has(f.intentId),
+          // A validator may announce its own fill of an intent that moved away from it (a restart).
+          isValidator: (a) => this.#powers().has(a),
         },
         (fills) => this.#acceptedFills.set(msg, fills),
       ),
@@ -196,9 +205,15 @@ export class RollupsService {
       }
       const a = c.assignment
       this.#assigned.set(c.id, { chainId: a.chainId, executor: a.executor.toLowerCase() as Address })
-      if (a.executor.toLowerCase() === me) void this.#execute(c.id, a.chainId, a.deadline)
+      if (a.executor.toLowerCase() === me)
+        void this.#execute(c.id, a.chainId, a.deadline, c.reason !== undefined)
     })
     if (this.opts.rollups.size > 0) {
+      const announce = async (fill: SignedFill) => {
+        this.#addPendingFill(fill)
+        await this.#fillPublisher.add(fill)
+      }
+      const publishFill = m.wrapFillPublish?.(announce) ?? announce
       this.#executor = new Executor(
         {
           rollupConfirmations: new Map(m.genesis.rollups.map((r) => [Number(r.chainId), r.confirmations])),
@@ -211,10 +226,7 @@ export class RollupsService {
           log: m.log.child({ module: 'executor' }),
           registry: m.registry,
           networkId: m.genesis.networkId,
-          publishFill: async (fill) => {
-            this.#addPendingFill(fill)
-            await this.#fillPublisher.add(fill)
-          },
+          publishFill,
         },
       )
       // A restart finishes what a crash interrupted, checking the chain before any resend.
@@ -226,6 +238,20 @@ export class RollupsService {
         executor: this.#executor,
         log: m.log.child({ module: 'settlement' }),
       })
+      const finality = new Map(m.genesis.rollups.map((r) => [BigInt(r.chainId), BigInt(r.confirmations)]))
+      const flow = this.#settlement
+      this.#relay = new FillRelay(
+        {},
+        {
+          client: (c) => flow.reader(c),
+          settler: (c) => flow.settlerOf(c),
+          confirmations: (c) => finality.get(c) ?? 0n,
+          account: m.account,
+          networkId: m.genesis.networkId,
+          publish: publishFill,
+          log: m.log.child({ module: 'fill-relay' }),
+        },
+      )
       for (const r of m.genesis.rollups)
         if (r.settlement === undefined)
           m.log.warn(
@@ -261,7 +287,13 @@ export class RollupsService {
     this.#pruneTimer = setInterval(() => this.aggregator.prune(this.#now()), 5_000)
   }
 
-  async #execute(id: Hex, chainId: bigint, deadline: number): Promise<void> {
+  /**
+   * Fills an assignment of ours. On a rollup with a settler, an order its settler records as filled
+   * already (by an executor the intent moved away from, whose announcement was lost) is not filled again:
+   * that fill is relayed (rollups/fill-relay.ts). Looked at before anything is sent for a re-assignment,
+   * and after our fill failed (it reverts `AlreadyFilled`, or its gas estimate does) for any assignment.
+   */
+  async #execute(id: Hex, chainId: bigint, deadline: number, rerouted: boolean): Promise<void> {
     const ex = this.#executor
     if (ex === undefined) {
       this.#m.log.warn(
@@ -277,6 +309,11 @@ export class RollupsService {
       const data = decodeOrderData(order.orderData)
       const flow = this.#settlement
       const settler = flow?.settlerOf(chainId)
+      if (settler !== undefined && rerouted && (await ex.record(id))?.chainId !== chainId.toString()) {
+        // A failed look is no reason not to fill: the settler refuses a second fill anyway.
+        const relayed = await this.#relay!.relayIfFilled(id, chainId).catch(() => undefined)
+        if (relayed !== undefined) return
+      }
       // Escrow first: the output is paid only for an order whose input is held on its origin.
       await flow?.ensureOpened(id, rec.intent)
       if (settler !== undefined) await flow!.ensureAllowance(chainId, data.outputToken, data.outputAmount)
@@ -301,6 +338,13 @@ export class RollupsService {
         ...(settler === undefined ? {} : { settler, originData: originDataOf(order) }),
       })
     } catch (err) {
+      if (err instanceof ExecutorError && (err.code === 'REVERTED' || err.code === 'SEND_FAILED')) {
+        const relayed = await this.#relay?.relayIfFilled(id, chainId).catch((e: unknown) => {
+          this.#m.log.warn({ intent: id, err: (e as Error).message }, 'relaying an unannounced fill failed')
+          return undefined
+        })
+        if (relayed !== undefined) return
+      }
       this.#m.log.warn({ intent: id, err: (err as Error).message }, 'fill failed')
     }
   }
@@ -346,6 +390,7 @@ export class RollupsService {
     await this.#settlement?.stop()
     await this.#inventory?.stop()
     this.#unsubscribe?.()
+    this.#relay?.stop()
     // Fills confirmed but not yet published stay unannounced in the executor's records: recover() sends them.
     this.#fillPublisher.cancel(new Error('stopping'))
     await this.#monitor?.stop()

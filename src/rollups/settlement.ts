@@ -195,6 +195,11 @@ export class SettlementFlow {
     })
   }
 
+  /** The RPC client of a rollup with settlement contracts, undefined for others. */
+  reader(chainId: bigint): PublicClient | undefined {
+    return this.#clients.get(chainId)
+  }
+
   #client(chainId: bigint): PublicClient {
     const c = this.#clients.get(chainId)
     if (c === undefined) throw new SettlementError('NO_RPC', `no RPC for settlement chain ${chainId}`)

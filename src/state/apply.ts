@@ -9,7 +9,15 @@ import type { StakeLedger } from '../staking/ledger.ts'
 import { checkUnjail } from '../staking/unjail.ts'
 import { economyAfter, type SettledFill, slashesAfter } from './economy.ts'
 import { isEpochBoundary, nextConsensusSet } from './epoch.ts'
-import { congested, evidenceProblem, fillSettles, type Planner, planBlock, stakingBase } from './plan.ts'
+import {
+  avoidAfter,
+  congested,
+  evidenceProblem,
+  fillSettles,
+  type Planner,
+  planBlock,
+  stakingBase,
+} from './plan.ts'
 import { type AppState, type AssignmentState, cmp, sumPools, type ValidatorState } from './types.ts'
 
 export interface ApplyResult {
@@ -104,8 +112,7 @@ export function apply(state: AppState, block: Block, hash?: Hex, planner: Planne
       executor: r.executor,
       deadline: r.deadline,
       height,
-      avoid:
-        c.reason === 'EXECUTOR_OFFLINE' && !a.avoid.includes(a.executor) ? [...a.avoid, a.executor] : a.avoid,
+      avoid: avoidAfter(a, c.reason),
     }
     assignments.set(c.intentId, next)
     transitions.push({

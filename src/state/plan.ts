@@ -155,9 +155,22 @@ export function rerouteOf(
   reason: string,
   settled: ReadonlySet<bigint> = settlementOrigins(state),
 ): RouteIntent {
-  const route = routeOf(a)
+  const route = { ...routeOf(a), avoidExecutors: avoidAfter(a, reason) }
   if (reason === 'ROLLUP_DOWN' || !settled.has(a.chainId)) return route
   return { ...route, destinationChainIds: [a.chainId] }
+}
+
+/**
+ * The executors a moved assignment avoids: those it avoided, and the one it is taken from unless its
+ * rollup is down. Offline, gone or late, that executor may have filled all the same (its announcement
+ * lost, or made after a restart): the router does not give the intent back to it, and `fillSettles`
+ * lets its fill, relayed by the next assignee or announced by itself, settle the assignment. Before,
+ * only an offline executor was remembered, and a late one's fill that was never announced could settle
+ * nothing: the intent was re-assigned at every deadline, every new fill reverting `AlreadyFilled`.
+ */
+export function avoidAfter(a: AssignmentState, reason: string): readonly Address[] {
+  if (reason === 'ROLLUP_DOWN' || a.avoid.includes(a.executor)) return a.avoid
+  return [...a.avoid, a.executor]
 }
 
 const NO_ONE: ReadonlySet<string> = new Set()
@@ -617,8 +630,8 @@ export function congested(view: HealthView, chainId: bigint): boolean {
 
 /**
  * Whether a fill by `executor` on `chainId` settles assignment `a`: by its executor on its chain; or, on a
- * rollup with a settler among the intent's destinations, by an executor the intent was taken from for being
- * offline (`a.avoid`). The settler records at most one fill of an order per chain and names its filler, so
+ * rollup with a settler among the intent's destinations, by an executor the intent was taken from while its
+ * rollup was up (`a.avoid`: offline, late or gone, see {@link avoidAfter}). The settler records at most one fill of an order per chain and names its filler, so
  * the fill a restarted executor finished after its assignment moved is still the one that paid the
  * recipient, and it is that executor the FILL leaf repays (the new assignee's fill reverts `AlreadyFilled`).
  */
