@@ -113,20 +113,6 @@ describe('devnet scenarios, loopback, short timelines', () => {
     expect(rows.map((r) => r.settlement)).toEqual(genesis.rollups.map((r) => r.settlement))
   }, 60_000)
 
-  it('churn: validators killed and restarted at random, every invariant holds', async () => {
-    const { rep, ...r } = await scenario(dir, 'churn', ['--seed', '7'])
-    expect(r.code, r.stdout + r.stderr).toBe(0)
-    expect(rep.scenario).toBe('churn')
-    expect(rep.invariants.map((i) => i.name)).toEqual(INVARIANTS)
-    expect(rep.invariants.filter((i) => !i.passed)).toEqual([])
-    expect(rep.passed).toBe(true)
-    // Several random faults really ran, and the figures were measured.
-    expect(rep.timeline.filter((e) => /^restart \d$/.test(e.event)).length).toBeGreaterThanOrEqual(3)
-    expect(rep.figures['recoverMs']).toBeTypeOf('number')
-    expect(rep.figures['intentsAccepted']).toBeGreaterThan(10)
-    for (const name of INVARIANTS) expect(r.stdout).toMatch(new RegExp(`^PASS ${name}: `, 'm'))
-  }, 150_000)
-
   it('partition-heal: a node cut off and healed, twice, every invariant holds', async () => {
     const { rep, ...r } = await scenario(dir, 'partition-heal')
     expect(r.code, r.stdout + r.stderr).toBe(0)
@@ -193,6 +179,23 @@ describe('devnet scenarios, loopback, short timelines', () => {
       expect.arrayContaining(['rollup-down', 'rollup-up']),
     )
   }, 120_000)
+
+  // Churn runs last of the fault scenarios, on a network the others already shook (session 8 had moved it
+  // first: a validator jailed by a racing missed-blocks window made it fail there; docs/decisions.md,
+  // "Offline is fast, jailing is slow").
+  it('churn: validators killed and restarted at random, every invariant holds', async () => {
+    const { rep, ...r } = await scenario(dir, 'churn', ['--seed', '7'])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(rep.scenario).toBe('churn')
+    expect(rep.invariants.map((i) => i.name)).toEqual(INVARIANTS)
+    expect(rep.invariants.filter((i) => !i.passed)).toEqual([])
+    expect(rep.passed).toBe(true)
+    // Several random faults really ran, and the figures were measured.
+    expect(rep.timeline.filter((e) => /^restart \d$/.test(e.event)).length).toBeGreaterThanOrEqual(3)
+    expect(rep.figures['recoverMs']).toBeTypeOf('number')
+    expect(rep.figures['intentsAccepted']).toBeGreaterThan(10)
+    for (const name of INVARIANTS) expect(r.stdout).toMatch(new RegExp(`^PASS ${name}: `, 'm'))
+  }, 150_000)
 
   it('MURMUR_SCENARIO_BREAK=lost-intent: the checker sees an accepted intent no node knows and exits 1', async () => {
     const { rep, ...r } = await scenario(dir, 'partition-heal', ['--duration-ms', '4000'], {
