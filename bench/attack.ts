@@ -393,7 +393,7 @@ console.log(
   `attack benchmark (${NODES} validator processes, 1 anvil rollup, ${availableParallelism()} cores), median of ${RUNS} runs:`,
 )
 console.log(
-  `  honest throughput under attack / baseline: ${fmt(all((r) => (r.attackPerSec / r.baselinePerSec) * 100))} % (${fmt(
+  `  honest throughput under attack / baseline: ${fmt(all((r) => (r.attackPerSec / r.baselinePerSec) * 100))} % (runs: ${results.map((r) => `${fmt((r.attackPerSec / r.baselinePerSec) * 100)} %`).join(', ')}; ${fmt(
     all((r) => r.baselinePerSec),
     1,
   )}/s baseline); latency p50/p99 baseline ${fmt(all((r) => r.latency.baseline.p50))}/${fmt(all((r) => r.latency.baseline.p99))} ms, attack ${fmt(all((r) => r.latency.attack.p50))}/${fmt(all((r) => r.latency.attack.p99))} ms`,
