@@ -2,10 +2,10 @@
 // libp2p + gossipsub baseline in the same run. Prints figures; never fails on a time.
 //
 //   npm run bench -- gossip [--nodes 2,5,10] [--modes murmur,bare-nosign,bare-sign] [--seconds 5]
-import { type ChildProcess, fork } from 'node:child_process'
 import { availableParallelism, cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { forkWorker, type Worker } from './lib.ts'
 
 const WORKER = fileURLToPath(new URL('./gossip-worker.ts', import.meta.url))
 const { values } = parseArgs({
@@ -24,35 +24,7 @@ const RATES = values.rates.split(',').map(Number)
 const SECONDS = Number(values.seconds)
 const SIZE = Number(values.size)
 
-interface Worker {
-  child: ChildProcess
-  next<T>(type: string): Promise<T>
-}
-
-function spawnWorker(mode: string, index: number): Worker {
-  const execArgv = process.env['BENCH_PROFILE']
-    ? ['--cpu-prof', `--cpu-prof-dir=${process.env['BENCH_PROFILE']}`]
-    : []
-  const child = fork(WORKER, [mode, String(index)], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    execArgv,
-  })
-  const waiting = new Map<string, Array<(m: unknown) => void>>()
-  const queued = new Map<string, unknown[]>()
-  child.on('message', (m: { type: string }) => {
-    const w = waiting.get(m.type)?.shift()
-    if (w) w(m)
-    else queued.set(m.type, [...(queued.get(m.type) ?? []), m])
-  })
-  return {
-    child,
-    next<T>(type: string): Promise<T> {
-      const q = queued.get(type)
-      if (q && q.length > 0) return Promise.resolve(q.shift() as T)
-      return new Promise<T>((resolve) => waiting.set(type, [...(waiting.get(type) ?? []), resolve as never]))
-    },
-  }
-}
+const spawnWorker = (mode: string, index: number): Worker => forkWorker(WORKER, [mode, String(index)])
 
 function pct(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN

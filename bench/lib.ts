@@ -1,5 +1,6 @@
 // Shared helpers of the benchmarks: pre-signed intents (native secp256k1, so that signing does not
 // dominate the run), percentiles, metric scraping.
+import { type ChildProcess, fork } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { type Hex, hexToBytes, toHex } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
@@ -108,5 +109,35 @@ export async function spawnNodes(
         ...(opts.logDir === undefined ? {} : { logFile: `${opts.logDir}/node${i}.log` }),
       }),
     )
+  }
+}
+
+/** A forked helper process of a benchmark and its messages, taken in order by type. */
+export interface Worker {
+  child: ChildProcess
+  /** The next message of `type` from the worker (one already received, or the next to come). */
+  next<T>(type: string): Promise<T>
+}
+
+/** Forks `file` with `args` (IPC on, its output on ours); `BENCH_PROFILE=DIR` CPU-profiles it there. */
+export function forkWorker(file: string, args: string[] = []): Worker {
+  const execArgv = process.env['BENCH_PROFILE']
+    ? ['--cpu-prof', `--cpu-prof-dir=${process.env['BENCH_PROFILE']}`]
+    : []
+  const child = fork(file, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv })
+  const waiting = new Map<string, Array<(m: unknown) => void>>()
+  const queued = new Map<string, unknown[]>()
+  child.on('message', (m: { type: string }) => {
+    const w = waiting.get(m.type)?.shift()
+    if (w) w(m)
+    else queued.set(m.type, [...(queued.get(m.type) ?? []), m])
+  })
+  return {
+    child,
+    next<T>(type: string): Promise<T> {
+      const q = queued.get(type)
+      if (q && q.length > 0) return Promise.resolve(q.shift() as T)
+      return new Promise<T>((resolve) => waiting.set(type, [...(waiting.get(type) ?? []), resolve as never]))
+    },
   }
 }

@@ -21,6 +21,7 @@ const known = [
   'api-limits',
   'dashboard',
   'devnet-profiles',
+  'attack',
 ]
 if (name === undefined || !known.includes(name)) {
   console.error(`usage: npm run bench -- <${known.join('|')}> [flags]`)
