@@ -38,12 +38,14 @@ export interface BanOptions {
 }
 
 /**
- * 2 s under the graylist, checked every second (a flood is graylisted within 0.3 to 1.3 s, so it is
- * disconnected within about 4 s of its start); 10 min, doubling, at most a day.
+ * 1 s under the graylist, checked every 250 ms (a flood is graylisted within 0.3 to 1.3 s, so it is
+ * disconnected within about 2.5 s of its start; with 2 s checked every second, the attack bench measured
+ * 4.1 to 7.5 s on a loaded machine, over the issue's 5 s); 10 min, doubling, at most a day. Validators of
+ * the set are never banned (isProtected), so the short grace cannot cost the chain a voter.
  */
 export const DEFAULT_BAN_OPTIONS: BanOptions = {
-  checkMs: 1_000,
-  graceMs: 2_000,
+  checkMs: 250,
+  graceMs: 1_000,
   baseMs: 10 * 60_000,
   maxMs: 24 * 60 * 60_000,
   maxRecords: 10_000,
