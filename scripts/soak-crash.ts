@@ -17,18 +17,38 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { DEFAULT_CRASH_SOAK, runCrashSoak } from '../devnet/crash-soak.ts'
 
-const { values } = parseArgs({
-  options: {
-    minutes: { type: 'string', default: String(DEFAULT_CRASH_SOAK.durationMs / 60_000) },
-    'kill-every': { type: 'string', default: String(DEFAULT_CRASH_SOAK.killEveryMs / 1000) },
-    rate: { type: 'string', default: String(DEFAULT_CRASH_SOAK.rate) },
-    'crash-at': { type: 'string', default: DEFAULT_CRASH_SOAK.crashAt },
-    seed: { type: 'string', default: String(DEFAULT_CRASH_SOAK.seed) },
-    'drain-max': { type: 'string', default: String(DEFAULT_CRASH_SOAK.drainMaxMs / 1000) },
-    dir: { type: 'string' },
-    report: { type: 'string' },
-  },
-})
+const USAGE = `usage: npm run soak:crash -- [--minutes N] [--kill-every S] [--rate R] [--crash-at SPEC]
+         [--seed N] [--drain-max S] [--dir DIR] [--report FILE]
+defaults: --minutes ${DEFAULT_CRASH_SOAK.durationMs / 60_000} --kill-every ${DEFAULT_CRASH_SOAK.killEveryMs / 1000} --rate ${DEFAULT_CRASH_SOAK.rate} --crash-at '${DEFAULT_CRASH_SOAK.crashAt}'
+         --seed ${DEFAULT_CRASH_SOAK.seed} --drain-max ${DEFAULT_CRASH_SOAK.drainMaxMs / 1000}; exit 0 passed, 1 an invariant broke, 2 bad usage
+`
+let parsed: ReturnType<typeof parse>
+function parse() {
+  return parseArgs({
+    options: {
+      help: { type: 'boolean', short: 'h' },
+      minutes: { type: 'string', default: String(DEFAULT_CRASH_SOAK.durationMs / 60_000) },
+      'kill-every': { type: 'string', default: String(DEFAULT_CRASH_SOAK.killEveryMs / 1000) },
+      rate: { type: 'string', default: String(DEFAULT_CRASH_SOAK.rate) },
+      'crash-at': { type: 'string', default: DEFAULT_CRASH_SOAK.crashAt },
+      seed: { type: 'string', default: String(DEFAULT_CRASH_SOAK.seed) },
+      'drain-max': { type: 'string', default: String(DEFAULT_CRASH_SOAK.drainMaxMs / 1000) },
+      dir: { type: 'string' },
+      report: { type: 'string' },
+    },
+  })
+}
+try {
+  parsed = parse()
+} catch (err) {
+  process.stderr.write(`soak-crash: ${(err as Error).message}\n${USAGE}`)
+  process.exit(2)
+}
+const { values } = parsed
+if (values.help === true) {
+  process.stdout.write(USAGE)
+  process.exit(0)
+}
 
 function positive(name: string, raw: string | undefined): number {
   const n = Number(raw)
