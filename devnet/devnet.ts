@@ -12,6 +12,7 @@ import { FLAKY, type LinkFault, NetnsError, NetnsNet, type NetnsRecord, netnsUna
 import { type PreparedNetwork, prepareNetwork } from './network.ts'
 import { type NodeProcess, spawnNode } from './process.ts'
 import { planRollups, type RunningLoad, startProfileLoad } from './profiles.ts'
+import { DelayRelays, RELAYED_P2P_PORT, type RelayRecord } from './relays.ts'
 import {
   DEVNET_GAS_WEI,
   DEVNET_REFUND_GRACE_SEC,
@@ -83,6 +84,8 @@ export interface DevnetState {
   settlement: DevnetSettlement | null
   /** The namespaces and bridge of a `--netns` devnet (all named after its id); null on loopback. */
   netns?: NetnsRecord | null
+  /** The delay relays in front of the nodes (`--netns` without netem); empty otherwise. */
+  relays?: RelayRecord[]
 }
 
 /** The devnet's pool alarm levels (docs/rewards.md, section 5), for its default 4 nodes and 3 rollups. */
@@ -146,6 +149,8 @@ export class Devnet {
   #keys: Hex[] = []
   /** The namespaces of a `--netns` devnet. */
   netns: NetnsNet | undefined
+  /** Its delay relays, one per node namespace, where the kernel has no netem. */
+  relays: DelayRelays | undefined
   #upRun: Promise<DevnetState> | undefined
   #stopRun: Promise<void> | undefined
   /** Rollup kind by chain id (the profile's), and the congested profiles' running loads. */
@@ -200,6 +205,22 @@ export class Devnet {
       this.#live()
     }
     const runDir = join(o.dir, `run-${Date.now().toString(36)}`)
+    if (this.netns !== undefined && !this.netns.netem) {
+      // No netem: `delay` is made by a relay in front of each node's libp2p port (docs/netns.md).
+      const ns = this.netns
+      await mkdir(runDir, { recursive: true })
+      this.relays = new DelayRelays(ns.nodes)
+      try {
+        await this.relays.start(
+          (h) => ns.exec(h),
+          (i) => join(runDir, `relay-${i}.log`),
+        )
+      } finally {
+        await this.#saveState()
+      }
+      ns.useRelays(this.relays)
+      this.#live()
+    }
     o.out(`devnet: ${o.nodes} nodes, ${o.rollups} anvil rollups, state in ${o.dir}`)
     let plan: ReturnType<typeof planRollups>
     try {
@@ -315,6 +336,13 @@ export class Devnet {
       ...(h === undefined
         ? {}
         : { exec: this.netns!.exec(h), listen: `/ip4/${h.addr}/tcp/0`, api: `${h.addr}:0` }),
+      // Behind a relay: libp2p on the namespace's loopback, announced at the relay's address.
+      ...(h === undefined || this.relays === undefined
+        ? {}
+        : {
+            listen: `/ip4/127.0.0.1/tcp/${RELAYED_P2P_PORT}`,
+            announce: [`/ip4/${h.addr}/tcp/${RELAYED_P2P_PORT}`],
+          }),
     })
     // A stop() while this node started: nothing else stops it.
     if (this.#stopping) {
@@ -356,6 +384,7 @@ export class Devnet {
       })),
       settlement: this.#settlement,
       netns: this.netns?.record() ?? null,
+      relays: this.relays?.record() ?? [],
     }
   }
 
@@ -733,6 +762,7 @@ export class Devnet {
     // An up() in progress notices #stopping at its next step; what it started by then is stopped below.
     await this.#upRun?.catch(() => {})
     await Promise.allSettled(this.procs.map((p) => p?.stop()))
+    await this.relays?.stop()
     await this.rollups?.stop()
     await new Promise<void>((r) => (this.#server ? this.#server.close(() => r()) : r()))
     this.#server?.closeAllConnections()

@@ -15,12 +15,15 @@
  * - delay, loss, flaky: tc netem on the node's own veth (egress: what the node sends), where the
  *   kernel has sch_netem. Without it, loss and flaky use a dropper (see DROPPER below: an htb qdisc
  *   whose classic-BPF classifier sends a random share of the packets into a class that never drains),
- *   and delay fails with NETEM_UNAVAILABLE, one line.
+ *   and delay is made by the devnet's delay relays (relays.ts) when they run, else refused with
+ *   NETEM_UNAVAILABLE, one line.
  */
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
 import { MurmurError } from '../src/errors.ts'
+import type { ChunkDelay } from './delay-relay.ts'
+import type { DelayRelays } from './relays.ts'
 
 const run = promisify(execFile)
 
@@ -59,7 +62,12 @@ export interface NetnsRecord {
   netem: boolean
   /** How link faults are made: tc netem, the htb + BPF dropper (loss only), or not at all. */
   shaper: LinkShaper
+  /** How `delay` is made: tc netem, the delay relays in front of the nodes' libp2p ports, or not at all. */
+  delay: DelayMode
 }
+
+/** How a node's delay is made: tc netem, the delay relays (relays.ts), or not at all. */
+export type DelayMode = 'netem' | 'relay' | 'none'
 
 /** How a node's link faults are made on this kernel (probed once at create). */
 export type LinkShaper = 'netem' | 'dropper' | 'none'
@@ -165,6 +173,8 @@ export class NetnsNet {
   /** Partitioned peers per node index: node -> node indexes whose addresses it cannot reach. */
   #cut = new Map<number, Set<number>>()
   #faults = new Map<number, LinkFault>()
+  /** The delay relays, when the devnet runs them (no netem). */
+  #relays: DelayRelays | undefined
   #destroyed = false
 
   private constructor(id: string, subnet: string, nodes: number, rollups: number) {
@@ -320,6 +330,16 @@ export class NetnsNet {
     }
   }
 
+  /** Delays go through these relays from now on (the devnet started them in front of every node). */
+  useRelays(relays: DelayRelays): void {
+    this.#relays = relays
+  }
+
+  /** How `delay` is made here. */
+  get delay(): DelayMode {
+    return this.netem ? 'netem' : this.#relays !== undefined ? 'relay' : 'none'
+  }
+
   /** The command prefix that runs a program in `h`'s namespace; `ip` execs it, so the pid is its own. */
   exec(h: NetnsHost): string[] {
     return ['ip', 'netns', 'exec', h.ns]
@@ -334,6 +354,7 @@ export class NetnsNet {
       namespaces: [...this.nodes, ...this.rollups].map((h) => h.ns),
       netem: this.netem,
       shaper: this.shaper,
+      delay: this.delay,
     }
   }
 
@@ -381,20 +402,16 @@ export class NetnsNet {
 
   /**
    * Adds `fault` to the link faults of each of `nodes` (delay and loss combine; flaky sets all). With
-   * the dropper (no netem), loss works, `flaky` is FLAKY_DROPS redrawn every second, and a delay is
-   * refused with NETEM_UNAVAILABLE.
+   * the dropper (no netem), loss works, `flaky` is FLAKY_DROPS redrawn every second, and a delay goes
+   * to the delay relays (flaky adds FLAKY's jittery delay there), refused with NETEM_UNAVAILABLE
+   * when there are none.
    */
   async link(
     nodes: number[],
     fault: LinkFault,
     opts: { flaky?: boolean } = {},
   ): Promise<Record<number, LinkFault>> {
-    if (this.shaper === 'dropper') return this.#dropLink(nodes, fault, opts.flaky === true)
-    if (!this.netem)
-      throw new NetnsError(
-        'NETEM_UNAVAILABLE',
-        'this kernel has no tc netem (CONFIG_NET_SCH_NETEM) and no htb/bpf to drop with: delay, loss and flaky cannot run here; partition works',
-      )
+    if (!this.netem) return this.#dropLink(nodes, fault, opts.flaky === true)
     const out: Record<number, LinkFault> = {}
     for (const i of nodes) {
       const f = { ...this.#faults.get(i), ...fault }
@@ -409,25 +426,44 @@ export class NetnsNet {
     return out
   }
 
+  /** Link faults without netem: loss by the dropper, delay by the relays. */
   async #dropLink(nodes: number[], fault: LinkFault, flaky: boolean): Promise<Record<number, LinkFault>> {
-    if (!flaky && fault.delayMs !== undefined)
+    const relays = this.#relays
+    if ((flaky || fault.lossPct !== undefined) && this.shaper !== 'dropper')
+      throw new NetnsError(
+        'NETEM_UNAVAILABLE',
+        `this kernel has no tc netem (CONFIG_NET_SCH_NETEM) and no htb/bpf to drop with: loss and flaky cannot run here; partition${relays === undefined ? '' : ' and delay'} work`,
+      )
+    if (!flaky && fault.delayMs !== undefined && relays === undefined)
       throw new NetnsError(
         'NETEM_UNAVAILABLE',
         'this kernel has no tc netem (CONFIG_NET_SCH_NETEM): delay cannot run here; loss and flaky drop packets with an htb + bpf dropper instead',
       )
     const out: Record<number, LinkFault> = {}
+    const delays = new Map<number, ChunkDelay | undefined>()
     for (const i of nodes) {
-      if (flaky) {
-        this.#flaky.add(i)
-        out[i] = { flaky: true }
-        continue
+      const prev = this.#faults.get(i)
+      // Flaky is replaced whole by a delay or a loss; a delay and a loss combine.
+      const f: LinkFault = flaky
+        ? {
+            flaky: true,
+            ...(relays === undefined ? {} : { delayMs: FLAKY.delayMs, jitterMs: FLAKY.jitterMs }),
+          }
+        : { ...(prev?.flaky === true ? {} : prev), ...fault }
+      if (flaky) this.#flaky.add(i)
+      else {
+        this.#flaky.delete(i)
+        if (this.shaper === 'dropper' && (fault.lossPct !== undefined || prev?.flaky === true)) {
+          const lossPct = f.lossPct ?? 0
+          await this.#serial(() => this.#dropper(this.nodes[i]!, lossPct))
+        }
       }
-      this.#flaky.delete(i)
-      const lossPct = fault.lossPct ?? 0
-      await this.#serial(() => this.#dropper(this.nodes[i]!, lossPct))
-      this.#faults.set(i, { lossPct })
-      out[i] = { lossPct }
+      if (relays !== undefined && (f.delayMs !== undefined || prev?.delayMs !== undefined))
+        delays.set(i, f.delayMs === undefined ? undefined : { ms: f.delayMs, jitterMs: f.jitterMs ?? 0 })
+      this.#faults.set(i, f)
+      out[i] = f
     }
+    if (relays !== undefined && delays.size > 0) await relays.apply(delays)
     if (this.#flaky.size > 0 && this.#flakyTimer === undefined) {
       this.#flakyTimer = setInterval(() => this.#redrawFlaky(), 1_000)
       this.#flakyTimer.unref()
@@ -436,8 +472,9 @@ export class NetnsNet {
     return out
   }
 
-  /** Removes the link faults (netem, or the dropper and its flaky redraws) of `nodes`. */
+  /** Removes the link faults (netem, or the dropper and its flaky redraws, and the relays' delays) of `nodes`. */
   async clear(nodes: number[]): Promise<void> {
+    await this.#relays?.apply(new Map(nodes.map((i) => [i, undefined])))
     for (const i of nodes) {
       const had = this.#faults.has(i) || this.#flaky.has(i)
       this.#flaky.delete(i)

@@ -10,6 +10,8 @@ export interface NodeProcessOptions {
   bootstrap?: string[]
   /** Listen multiaddr; default an ephemeral TCP port on 127.0.0.1. */
   listen?: string
+  /** Multiaddrs announced to peers instead of the listen ones (`--announce`), e.g. a relay's. */
+  announce?: string[]
   /** API address; default 127.0.0.1:0. */
   api?: string
   admin?: boolean
@@ -46,6 +48,7 @@ export interface NodeProcess {
 export function nodeArgs(o: NodeProcessOptions): string[] {
   const args = ['node', 'start', '--data-dir', o.dataDir, '--genesis', o.genesisPath]
   args.push('--listen', o.listen ?? '/ip4/127.0.0.1/tcp/0')
+  for (const a of o.announce ?? []) args.push('--announce', a)
   args.push('--api', o.api ?? '127.0.0.1:0')
   for (const b of o.bootstrap ?? []) args.push('--bootstrap', b)
   for (const [id, url] of o.rollups ?? []) args.push('--rollup', `${id}=${url}`)

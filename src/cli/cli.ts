@@ -80,6 +80,12 @@ export function buildCli(): Command {
     .requiredOption('--data-dir <dir>', 'node data directory (keys, database); locked while the node runs')
     .requiredOption('--genesis <file>', 'genesis JSON file of the network')
     .option('--listen <multiaddr>', 'libp2p listen address (repeatable)', parseMultiaddr, [])
+    .option(
+      '--announce <multiaddr>',
+      'address peers are told to dial instead of the listen ones, e.g. behind NAT or a port mapping (repeatable)',
+      parseMultiaddr,
+      [],
+    )
     .option('--api <host:port>', 'HTTP API address', parseHostPort)
     .option('--no-api', 'do not serve the HTTP API')
     .option(
@@ -126,6 +132,7 @@ export function buildCli(): Command {
         logFile: o.logFile,
       }
       if (o.listen.length > 0) opts.listen = o.listen
+      if (o.announce.length > 0) opts.p2p = { announce: o.announce }
       if (o.byzantine !== undefined) opts.byzantine = o.byzantine
       if (o.rateLimit !== undefined) opts.apiLimits = { rateLimit: o.rateLimit.value }
       if (o.api === false) opts.api = undefined

@@ -43,6 +43,11 @@ export type TopicHandlers<P> = { [K in keyof P & string]: TopicHandler<P[K]> }
 export interface P2POptions {
   networkId: string
   listen: string[]
+  /**
+   * Multiaddrs told to peers instead of the listen ones (libp2p `addresses.announce`): the address a
+   * NAT, a container's port mapping or a relay makes this node reachable at. Empty: the listen ones.
+   */
+  announce: string[]
   /** Gossipsub mesh degree D (D_lo, D_hi follow gossipsub's ratios). */
   meshDegree: number
   peerManager: Partial<PeerManagerOptions>
@@ -60,6 +65,7 @@ export interface P2POptions {
 
 export const DEFAULT_P2P_OPTIONS: Omit<P2POptions, 'networkId'> = {
   listen: ['/ip4/127.0.0.1/tcp/0'],
+  announce: [],
   meshDegree: 6,
   peerManager: DEFAULT_PEER_MANAGER_OPTIONS,
   badRequestPenalty: 10,
@@ -175,7 +181,10 @@ export class P2PHost<P> {
     this.#replays = new ReplayMeter(this.opts.replays)
     this.#libp2p = await createLibp2p({
       privateKey: this.#m.privateKey,
-      addresses: { listen: this.opts.listen },
+      addresses: {
+        listen: this.opts.listen,
+        ...(this.opts.announce.length > 0 ? { announce: this.opts.announce } : {}),
+      },
       transports: [tcp()],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux({ maxInboundStreams: lim.maxInboundStreamsPerConnection })],

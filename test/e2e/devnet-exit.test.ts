@@ -3,12 +3,13 @@
  * Ctrl-C (SIGINT), SIGTERM, or a failed start (a control port taken on purpose). Loopback always;
  * the same in `--netns` mode where root on Linux is available.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { statSync } from 'node:fs'
 import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
+import { promisify } from 'node:util'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { DevnetState } from '../../devnet/devnet.ts'
 import { netnsLeftovers, netnsUnavailable } from '../../devnet/netns.ts'
@@ -16,6 +17,7 @@ import { CLI, runCli } from '../helpers/cli.ts'
 import { accepts, alive, watchChildren } from '../helpers/proc.ts'
 import { waitFor } from '../helpers/wait.ts'
 
+const execFileP = promisify(execFile)
 const NETNS_SKIP = await netnsUnavailable()
 if (NETNS_SKIP !== undefined) console.warn(`devnet-exit: netns variants skipped: ${NETNS_SKIP}`)
 
@@ -72,17 +74,21 @@ async function readState(dir: string): Promise<DevnetState> {
   return JSON.parse(await readFile(join(dir, 'devnet.json'), 'utf8')) as DevnetState
 }
 
-/** Every pid and every host:port the state file records. */
+/** Every pid and every host:port the state file records (the delay relays' too, in netns mode without netem). */
 function recorded(state: DevnetState): { pids: number[]; ports: Array<[string, number]> } {
-  const pids = [...state.nodes.map((n) => n.pid), ...state.rollups.map((r) => r.pid)].filter(
-    (p): p is number => p !== null,
-  )
+  const relays = state.relays ?? []
+  const pids = [
+    ...state.nodes.map((n) => n.pid),
+    ...state.rollups.map((r) => r.pid),
+    ...relays.map((r) => r.pid),
+  ].filter((p): p is number => p !== null)
   const urls = [
     ...state.nodes.flatMap((n) => (n.api === null ? [] : [n.api])),
     ...state.rollups.map((r) => r.rpcUrl),
     ...(state.control === '' ? [] : [state.control]),
   ].map((u) => new URL(u))
   const ports: Array<[string, number]> = urls.map((u) => [u.hostname, Number(u.port)])
+  for (const r of relays) ports.push([r.listen.split(':')[0]!, Number(r.listen.split(':')[1])])
   for (const n of state.nodes)
     for (const m of n.listen) {
       const x = /^\/ip4\/([\d.]+)\/tcp\/(\d+)/.exec(m)
@@ -91,15 +97,26 @@ function recorded(state: DevnetState): { pids: number[]; ports: Array<[string, n
   return { pids, ports }
 }
 
-/** Nothing the devnet recorded is left: no pid, no listening port, no namespace or link of its id. */
+/**
+ * Nothing the devnet recorded is left: no pid, no listening port, no namespace or link of its id. In
+ * netns mode, once no namespace and no host interface holds an address of the devnet's subnet, no port
+ * on one can accept, and those are not probed: a packet to them would leave the machine by the default
+ * route (where something may answer on a well-known port such as the relays' 4001).
+ */
 async function expectNothingLeft(state: DevnetState): Promise<void> {
   const { pids, ports } = recorded(state)
   expect(pids.filter(alive)).toEqual([])
+  const subnet = state.netns?.subnet.replace(/0\/24$/, '')
+  if (state.netns) {
+    expect(await netnsLeftovers(state.netns.id)).toEqual({ namespaces: [], links: [] })
+    const { stdout } = await execFileP('ip', ['-4', '-o', 'addr', 'show'])
+    expect(stdout.split('\n').filter((l) => l.includes(` ${subnet}`))).toEqual([])
+  }
+  const probed = ports.filter(([h]) => subnet === undefined || !h.startsWith(subnet))
   const open = (
-    await Promise.all(ports.map(async ([h, p]) => ((await accepts(h, p)) ? `${h}:${p}` : '')))
+    await Promise.all(probed.map(async ([h, p]) => ((await accepts(h, p)) ? `${h}:${p}` : '')))
   ).filter((x) => x !== '')
   expect(open).toEqual([])
-  if (state.netns) expect(await netnsLeftovers(state.netns.id)).toEqual({ namespaces: [], links: [] })
 }
 
 // CI time: each mode is stopped by one signal (Ctrl-C on loopback, SIGTERM in netns: both take the same
@@ -133,8 +150,11 @@ for (const mode of modes) {
         await waitFor('devnet: up', () => run.out().includes('devnet: up'), { timeoutMs: 90_000 })
         const state = await readState(dir)
         const { pids, ports } = recorded(state)
-        // 2 nodes + 1 anvil; ports: 2 APIs, 1 rpc, control, 2 listen addresses.
-        expect(pids).toHaveLength(3)
+        // 2 nodes + 1 anvil (+ 2 delay relays in netns mode without netem); ports: 2 APIs, 1 rpc,
+        // control, 2 listen addresses.
+        const relays = mode.name === 'netns' && state.netns?.netem === false ? 2 : 0
+        expect(state.relays ?? []).toHaveLength(relays)
+        expect(pids).toHaveLength(3 + relays)
         expect(ports.length).toBeGreaterThanOrEqual(6)
         expect(pids.every(alive)).toBe(true)
         expect(await accepts(...ports[0]!)).toBe(true)
@@ -211,7 +231,7 @@ for (const mode of modes) {
         ])
         // Everything else had started before the control server failed: the nodes, the anvil, the namespaces.
         const state = await readState(dir)
-        expect(recorded(state).pids).toHaveLength(3)
+        expect(recorded(state).pids).toHaveLength(3 + (state.relays?.length ?? 0))
         if (mode.name === 'netns') expect(state.netns?.namespaces).toHaveLength(3)
         await expectNothingLeft(state)
         // The taken port is still ours, untouched.
