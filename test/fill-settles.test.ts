@@ -1,7 +1,8 @@
 /**
  * Which fill settles an assignment (state/plan.ts `fillSettles`): its executor on its chain; on a rollup
- * with a settler, also an executor the intent was taken from (offline, late or gone; its fill, finished after a
- * restart, is the one the settler recorded), but never anyone else, and never on a chain without a settler.
+ * with a settler among its destinations, also any validator (the settler records one fill of an order and
+ * names its filler: an executor the intent was taken from, also for ROLLUP_DOWN, finished it after its
+ * assignment moved), but never someone outside the set, and never on a chain without a settler.
  */
 import type { Address, Hex } from 'viem'
 import { describe, expect, it } from 'vitest'
@@ -61,8 +62,16 @@ describe('fillSettles', () => {
     )
   })
 
-  it('refuses anyone else', () => {
-    expect(fillSettles(state, a(), { chainId: 901n, executor: V3 })).toBe(false)
+  it('takes any validator on a settler chain: the assignment moved for ROLLUP_DOWN keeps no avoid', () => {
+    // V3 held the assignment before a ROLLUP_DOWN move (avoid stays [V1]); its fill landed as the rollup
+    // came back, the settler names it, and it is the only fill that can land.
+    expect(fillSettles(state, a(), { chainId: 901n, executor: V3 })).toBe(true)
+  })
+
+  it('refuses anyone outside the set, and other validators where no settler records the filler', () => {
+    const stranger = '0x4000000000000000000000000000000000000004' as Address
+    expect(fillSettles(state, a(), { chainId: 901n, executor: stranger })).toBe(false)
     expect(fillSettles(state, a(), { chainId: 902n, executor: V2 })).toBe(false)
+    expect(fillSettles(state, a({ chainId: 902n }), { chainId: 902n, executor: V3 })).toBe(false)
   })
 })

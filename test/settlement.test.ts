@@ -222,7 +222,11 @@ describe('settlement leaves and root', () => {
       { chainId: 902, name: 'b', type: 'zk', securityBps: 9500, settlement: {} },
       { chainId: 903, name: 'c', type: 'zk', securityBps: 9500 },
     ] as unknown as AppState['rollups']
-    const leaves = settlementLeaves({ assignments, rollups }, [f, second, { ...f, intentId: hex(32, 999) }])
+    const leaves = settlementLeaves({ assignments, rollups, validators: [] }, [
+      f,
+      second,
+      { ...f, intentId: hex(32, 999) },
+    ])
     expect(leaves).toEqual([
       {
         kind: 1,
@@ -246,10 +250,12 @@ describe('settlement leaves and root', () => {
       },
     ])
     // A fill by another executor, or on another chain, is no committed fill: no leaf.
-    expect(settlementLeaves({ assignments, rollups }, [{ ...f, executor: hex(20, 77) as Address }])).toEqual(
-      [],
-    )
-    expect(settlementLeaves({ assignments, rollups }, [{ ...f, chainId: 901n }])).toEqual([])
+    expect(
+      settlementLeaves({ assignments, rollups, validators: [] }, [
+        { ...f, executor: hex(20, 77) as Address },
+      ]),
+    ).toEqual([])
+    expect(settlementLeaves({ assignments, rollups, validators: [] }, [{ ...f, chainId: 901n }])).toEqual([])
   })
 
   it('a fill by the executor an intent was taken from, on a settled destination, is the FILL leaf, naming that executor', () => {
@@ -280,7 +286,7 @@ describe('settlement leaves and root', () => {
     ] as unknown as AppState['rollups']
     // Its fill landed on 902 after the intent moved (the new assignee's fill reverts AlreadyFilled there):
     // apply commits it, and the leaf must repay the one who paid the recipient, or the escrow stays open.
-    expect(settlementLeaves({ assignments, rollups }, [{ ...f, executor: old }])).toEqual([
+    expect(settlementLeaves({ assignments, rollups, validators: [] }, [{ ...f, executor: old }])).toEqual([
       {
         kind: 1,
         orderId: f.intentId,
@@ -293,7 +299,9 @@ describe('settlement leaves and root', () => {
       },
     ])
     // On a destination without a settler nothing records who filled: no leaf, as apply commits none.
-    expect(settlementLeaves({ assignments, rollups }, [{ ...f, executor: old, chainId: 903n }])).toEqual([])
+    expect(
+      settlementLeaves({ assignments, rollups, validators: [] }, [{ ...f, executor: old, chainId: 903n }]),
+    ).toEqual([])
   })
 })
 

@@ -630,18 +630,22 @@ export function congested(view: HealthView, chainId: bigint): boolean {
 
 /**
  * Whether a fill by `executor` on `chainId` settles assignment `a`: by its executor on its chain; or, on a
- * rollup with a settler among the intent's destinations, by an executor the intent was taken from while its
- * rollup was up (`a.avoid`: offline, late or gone, see {@link avoidAfter}). The settler records at most one fill of an order per chain and names its filler, so
- * the fill a restarted executor finished after its assignment moved is still the one that paid the
- * recipient, and it is that executor the FILL leaf repays (the new assignee's fill reverts `AlreadyFilled`).
+ * rollup with a settler among the intent's destinations, by any validator (an executor the intent was
+ * taken from, `a.avoid`, included). The settler records at most one fill of an order per chain and names
+ * its filler, so the fill on chain is the one that paid the recipient whoever made it, and it is that
+ * executor the FILL leaf repays (a later assignee's fill reverts `AlreadyFilled`). Limiting it to `avoid`
+ * left a fill stranded when the assignment had moved for `ROLLUP_DOWN` (not remembered in `avoid`): the
+ * filler's transaction landed as the rollup came back, nobody could settle it, and the intent was
+ * re-assigned at every deadline (netns rollup-outage scenario, session 9; docs/decisions.md).
  */
 export function fillSettles(
-  state: Pick<AppState, 'rollups'>,
+  state: Pick<AppState, 'rollups' | 'validators'>,
   a: AssignmentState,
   fill: { readonly chainId: bigint; readonly executor: Address },
 ): boolean {
   if (a.chainId === fill.chainId && a.executor === fill.executor) return true
-  if (!a.avoid.includes(fill.executor)) return false
   if (a.destinationChainIds.length > 0 && !a.destinationChainIds.includes(fill.chainId)) return false
-  return state.rollups.some((r) => BigInt(r.chainId) === fill.chainId && r.settlement !== undefined)
+  if (!state.rollups.some((r) => BigInt(r.chainId) === fill.chainId && r.settlement !== undefined))
+    return false
+  return a.avoid.includes(fill.executor) || state.validators.some((v) => v.address === fill.executor)
 }

@@ -107,7 +107,7 @@ export const EMPTY_SETTLEMENT_ROOT: Hex = `0x${'00'.repeat(32)}`
  * an assignment lacks its origin chain (an assignment loaded from a store that does not keep it).
  */
 export function settlementLeaves(
-  state: Pick<AppState, 'assignments' | 'rollups'>,
+  state: Pick<AppState, 'assignments' | 'rollups' | 'validators'>,
   fills: readonly BlockFill[],
   refunds: readonly SettlementRefund[] = [],
 ): SettlementLeaf[] {
