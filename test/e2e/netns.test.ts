@@ -265,8 +265,10 @@ describe.skipIf(SKIP !== undefined)('devnet --netns: real packet faults', () => 
       `netns relay delay: node 3 commits after node 0 by ${before.toFixed(0)} ms before, ${during.toFixed(0)} ms with delay 300, ${after.toFixed(0)} ms after clear (medians)`,
     )
     // Every consensus message node 3 gets is held 300 ms by a relay (its own, or the sender's, which
-    // sees node 3's address), so it learns each decision 300 ms after the others.
-    expect(during - before).toBeGreaterThanOrEqual(280)
+    // sees node 3's address), so it learns each decision about 300 ms after the others. Not all of it
+    // shows: when node 0 needs node 3's vote for a quorum, node 0 waits too (a loaded CI run measured
+    // 268 ms more; a relay that delays nothing, -4 to 2 ms).
+    expect(during - before).toBeGreaterThanOrEqual(200)
     expect(after).toBeLessThan(before + 100)
   }, 300_000)
 
