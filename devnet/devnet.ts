@@ -156,6 +156,13 @@ export class Devnet {
   /** Rollup kind by chain id (the profile's), and the congested profiles' running loads. */
   #kinds = new Map<number, string>()
   #loads: RunningLoad[] = []
+  /**
+   * The p2p and API ports each node last bound: a restart binds them again, as a real validator restarts
+   * on its configured port. With a new port at every restart, peers kept dialling dead addresses (backing
+   * off up to 30 s) and a node restarted while the others restarted too stayed alone for minutes (the
+   * 30-minute crash soak: intents acknowledged there reached no one).
+   */
+  readonly #ports = new Map<number, { p2p?: number; api?: number }>()
   /** The wallets' schedule and when it started; a spike's schedule and when it ends. */
   #traffic: { schedule: TrafficSchedule; startMs: number } | undefined
   #spike: { schedule: TrafficSchedule; startMs: number; endMs: number } | undefined
@@ -326,24 +333,38 @@ export class Devnet {
     // In a namespace the node listens on its own address; partitions are packet drops there, so the
     // admin routes (loopback only) are not needed.
     const h = this.netns?.nodes[i]
-    const p = await spawnNode({
-      dataDir: n.dataDir,
-      genesisPath: this.net!.genesisPath,
-      bootstrap,
-      rollups: rollups ?? new Map(this.rollups!.rollups.map((r) => [r.chainId, r.rpcUrl])),
-      admin: h === undefined,
-      logFile: join(this.net!.dir, `node-${i}.log`),
-      ...(h === undefined
-        ? {}
-        : { exec: this.netns!.exec(h), listen: `/ip4/${h.addr}/tcp/0`, api: `${h.addr}:0` }),
-      // Behind a relay: libp2p on the namespace's loopback, announced at the relay's address.
-      ...(h === undefined || this.relays === undefined
-        ? {}
-        : {
-            listen: `/ip4/127.0.0.1/tcp/${RELAYED_P2P_PORT}`,
-            announce: [`/ip4/${h.addr}/tcp/${RELAYED_P2P_PORT}`],
-          }),
-    })
+    const host = h?.addr ?? '127.0.0.1'
+    const spawnOn = (ports: { p2p?: number; api?: number }) =>
+      spawnNode({
+        dataDir: n.dataDir,
+        genesisPath: this.net!.genesisPath,
+        bootstrap,
+        rollups: rollups ?? new Map(this.rollups!.rollups.map((r) => [r.chainId, r.rpcUrl])),
+        admin: h === undefined,
+        logFile: join(this.net!.dir, `node-${i}.log`),
+        listen: `/ip4/${host}/tcp/${ports.p2p ?? 0}`,
+        api: `${host}:${ports.api ?? 0}`,
+        ...(h === undefined ? {} : { exec: this.netns!.exec(h) }),
+        // Behind a relay: libp2p on the namespace's loopback, announced at the relay's address.
+        ...(h === undefined || this.relays === undefined
+          ? {}
+          : {
+              listen: `/ip4/127.0.0.1/tcp/${RELAYED_P2P_PORT}`,
+              announce: [`/ip4/${h.addr}/tcp/${RELAYED_P2P_PORT}`],
+            }),
+      })
+    const last = this.#ports.get(i) ?? {}
+    let p: NodeProcess
+    try {
+      p = await spawnOn(last)
+    } catch (err) {
+      // Its old ports taken meanwhile by another process: any free ones.
+      if (last.p2p === undefined && last.api === undefined) throw err
+      if (!/EADDRINUSE/.test(`${(err as Error).message} ${(err as { output?: string }).output}`)) throw err
+      this.opts.out(`devnet: node ${i}'s ports ${last.p2p}/${last.api} are taken; it restarts on new ones`)
+      p = await spawnOn({})
+    }
+    this.#ports.set(i, { p2p: tcpPort(p.listen[0]), api: tcpPort(p.api) })
     // A stop() while this node started: nothing else stops it.
     if (this.#stopping) {
       await p.stop()
@@ -567,8 +588,9 @@ export class Devnet {
         const old = this.procs[i]
         this.procs[i] = undefined
         if (old !== undefined) await old.stop()
-        const boot = this.procs.find((p) => p !== undefined)?.listen[0]
-        this.procs[i] = await this.#spawn(i, boot === undefined ? [] : [boot])
+        // Every live node as a bootstrap: the first alone may be the next to die.
+        const boot = this.procs.flatMap((p) => (p === undefined ? [] : p.listen.slice(0, 1)))
+        this.procs[i] = await this.#spawn(i, boot)
         await this.#saveState()
         return { index: i, pid: this.procs[i]!.pid, api: this.procs[i]!.api }
       }
@@ -803,3 +825,10 @@ export async function devnetCommand(dir: string, cmd: string, args: string[]): P
 
 /** Period of the traffic loop: a schedule's due arrivals are sent at most this late. */
 const TRAFFIC_TICK_MS = 20
+
+/** The TCP port of a multiaddr (`/ip4/A/tcp/P/...`) or a URL (`http://A:P`); undefined when it has none. */
+function tcpPort(addr: string | undefined): number | undefined {
+  const m = addr === undefined ? null : (/\/tcp\/(\d+)/.exec(addr) ?? /:(\d+)\/?$/.exec(addr))
+  const port = m === null ? 0 : Number(m[1])
+  return port > 0 ? port : undefined
+}

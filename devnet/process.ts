@@ -109,8 +109,11 @@ export async function spawnNode(
       exited.then((code) => {
         clearTimeout(timer)
         reject(
-          new Error(
-            `node exited (${code}) before start: ${stderrTail.trim().split('\n').slice(-3).join('\n')}`,
+          Object.assign(
+            new Error(
+              `node exited (${code}) before start: ${stderrTail.trim().split('\n').slice(-3).join('\n')}`,
+            ),
+            { output: stderrTail },
           ),
         )
       })

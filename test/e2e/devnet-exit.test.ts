@@ -170,6 +170,26 @@ for (const mode of modes) {
             expect(r.code).toBe(1)
             expect(r.stderr.trim().split('\n')).toHaveLength(1)
             expect(r.stderr).toMatch(/^murmur: CONTROL_FAILED: delay needs a devnet started with --netns/)
+            // A restarted node binds its old p2p and API ports again (peers hold that address) ...
+            const before = state.nodes[1]!
+            expect((await runCli(['devnet', 'restart', '1', '--dir', dir])).code).toBe(0)
+            const again = (await readState(dir)).nodes[1]!
+            expect(again.pid).not.toBe(before.pid)
+            expect([again.api, again.listen]).toEqual([before.api, before.listen])
+            // ... and new ones when another process took them meanwhile.
+            expect((await runCli(['devnet', 'kill', '1', '--dir', dir])).code).toBe(0)
+            const squatter = net.createServer()
+            await new Promise<void>((r) => squatter.listen(Number(new URL(before.api!).port), '127.0.0.1', r))
+            try {
+              const r2 = await runCli(['devnet', 'restart', '1', '--dir', dir])
+              expect(r2.code, r2.stderr).toBe(0)
+            } finally {
+              await new Promise((r) => squatter.close(r))
+            }
+            const moved = (await readState(dir)).nodes[1]!
+            expect(moved.api).not.toBe(before.api)
+            expect(run.out()).toContain("node 1's ports")
+            state.nodes.push({ ...moved, index: 2 })
           }
         }
         run.child.kill(signal)
