@@ -40,11 +40,17 @@ export interface MempoolServiceOptions {
   publishWindowMs: number
   /** Most intents in one gossip message. */
   maxPublishBatch: number
-  /** Reconcile with one random peer this often, milliseconds (and with every new peer). */
+  /**
+   * Reconcile with one peer this often, milliseconds, taking the connected peers in turn (and with every
+   * new peer, again after {@link CONNECT_RETRY_MS} when that first pull fails).
+   */
   reconcileIntervalMs: number
   /** Worker threads for signature recovery (0 = recover on the main thread). */
   recoverWorkers: number
 }
+
+/** A first pull from a new peer that failed is tried again after this, ms. */
+export const CONNECT_RETRY_MS = 2_000
 
 export const DEFAULT_MEMPOOL_SERVICE_OPTIONS: MempoolServiceOptions = {
   maxInFlight: 20_000,
@@ -122,8 +128,22 @@ export class MempoolService {
   #reconciling = new Set<string>()
   #stopped = false
   readonly #metrics
+  /** The connected peer pulled last by the periodic reconciliation (peers are taken in id order). */
+  #lastPulled = ''
+  readonly #retries = new Set<NodeJS.Timeout>()
   readonly #onConnect = (evt: CustomEvent<PeerId>) => {
-    void this.reconcileWith(evt.detail).catch(() => {})
+    // A peer that just started may not serve mempool-ids yet (it registers after its host starts): its
+    // pool, with what it acknowledged before a crash, is pulled again a moment later.
+    const peer = evt.detail
+    void this.reconcileWith(peer).catch(() => {
+      if (this.#stopped) return
+      const t = setTimeout(() => {
+        this.#retries.delete(t)
+        void this.reconcileWith(peer).catch(() => {})
+      }, CONNECT_RETRY_MS)
+      t.unref()
+      this.#retries.add(t)
+    })
   }
 
   constructor(options: Partial<MempoolServiceOptions>, modules: MempoolServiceModules) {
@@ -204,15 +224,20 @@ export class MempoolService {
     })
     p2p.libp2p.addEventListener('peer:connect', this.#onConnect)
     this.#reconcileTimer = setInterval(() => {
-      const peers = p2p.libp2p.getPeers()
-      const peer = peers[Math.floor(Math.random() * peers.length)]
-      if (peer !== undefined) void this.reconcileWith(peer).catch(() => {})
+      // In turn, not at random: every peer's pool is pulled within (peers × interval).
+      const peers = p2p.libp2p.getPeers().sort((a, b) => (a.toString() < b.toString() ? -1 : 1))
+      const peer = peers.find((p) => p.toString() > this.#lastPulled) ?? peers[0]
+      if (peer === undefined) return
+      this.#lastPulled = peer.toString()
+      void this.reconcileWith(peer).catch(() => {})
     }, this.opts.reconcileIntervalMs)
   }
 
   async stop(): Promise<void> {
     this.#stopped = true
     clearInterval(this.#reconcileTimer)
+    for (const t of this.#retries) clearTimeout(t)
+    this.#retries.clear()
     this.#publisher.cancel(new Error('stopped'))
     this.#m.p2p.libp2p.removeEventListener('peer:connect', this.#onConnect)
     await this.#recoverPool?.close()

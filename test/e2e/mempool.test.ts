@@ -67,6 +67,31 @@ describe('mempool across five node processes', () => {
     await c.waitConnected([1], 4)
   })
 
+  it('what a node acknowledged alone and then died with reaches every peer once it is back', async () => {
+    const ids = c.net.nodes.map((n) => n.peerId)
+    const others = [0, 2, 3, 4]
+    await c.partition(
+      1,
+      others.map((j) => ids[j]!),
+    )
+    await Promise.all(others.map((i) => c.partition(i, [ids[1]!])))
+    await waitFor('node 1 alone', async () => (await c.status(1)).peers === 0)
+    const { id, body } = await makeIntent(wallet())
+    expect((await postJson(`${c.node(1).api}/v1/intents`, body)).status).toBe(202)
+    await c.node(1).kill9()
+    c.procs[1] = undefined
+    await Promise.all(others.map((i) => c.partition(i, [])))
+    for (const i of others) expect(await state(i, id)).toBe(404)
+    // Gossip never re-sends it: the peers pull it from node 1's pool when it connects again, not in the
+    // periodic turn (15 s a peer).
+    await c.start(1, { bootstrap: [c.node(0).listen[0]!] })
+    for (const i of others)
+      await waitFor(`intent pending on node ${i}`, async () => (await state(i, id)) === 'pending', {
+        timeoutMs: 10_000,
+      })
+    await c.waitConnected([1], 4)
+  })
+
   it('a replay of (user, nonce) with different content is refused everywhere', async () => {
     const w = wallet()
     const first = await makeIntent(w, { nonce: 777n })
