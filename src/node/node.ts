@@ -19,6 +19,7 @@ import { OpenedOrders } from '../rollups/opened-orders.ts'
 import { RefundRelayer, refundOrigins } from '../rollups/refunds.ts'
 import { RollupsService } from '../rollups/service.ts'
 import { settlementContracts } from '../rollups/settlement.ts'
+import { SettlementSweep, sweepTurnMs } from '../rollups/settlement-sweep.ts'
 import { pickupThrough, SettlementWatch } from '../rollups/settlement-watch.ts'
 import { StakingService } from '../staking/service.ts'
 import { AssetTable } from '../state/assets.ts'
@@ -397,11 +398,28 @@ export class MurmurNode {
         })
       })
     })
+    // The backstop of both: escrows still opened after the fast paths are looked at again from the store.
+    const self = this.#keys.validator.address
+    const sweep = new SettlementSweep(
+      { refundGraceSec: this.#genesis.params.refundGraceSec },
+      {
+        openEscrows: (after, limit) => watch.openEscrows(after, limit),
+        intent: (id) => pool.get(id),
+        claim: (height) => rollups.claimAgain(height),
+        relayRefunds: (height) => refunds.relay(height),
+        refundExpired: (id, chainId) => refunds.refundExpired(id, chainId),
+        turnMs: () => sweepTurnMs(consensus.app.state.consensusSet.keys(), self),
+        busy: () => consensus.driver.syncing || !consensus.app.ready,
+        log: this.log.child({ module: 'sweep' }),
+      },
+    )
+    sweep.start()
     this.#started.push({
       name: 'refunds',
       stop: async () => {
         unsubscribeRefunds()
         unsubscribeExpired()
+        await sweep.stop()
         await refunds.stop()
         await close()
       },

@@ -101,6 +101,24 @@ export class ClaimRelayer {
     )
   }
 
+  /**
+   * Claims this executor's leaves of block `height` still opened on their origin, once, without retries
+   * (the settlement sweep's call: it comes back on its own). Resolves when the claims are done or failed.
+   */
+  async claimAgain(height: bigint): Promise<void> {
+    if (this.#stopped) return
+    const byOrigin = await this.#leavesOf(height)
+    await Promise.all(
+      [...byOrigin].map(([origin, leaves]) =>
+        this.#enqueue(
+          origin,
+          () => this.#claim(height, origin, leaves),
+          () => {},
+        ),
+      ),
+    )
+  }
+
   /** Looks at block `height` again later (its leaves still opened on their origin are claimed then). */
   #retry(height: bigint, attempt: number): void {
     const delay = CLAIM_RETRY_MS[attempt]
@@ -133,7 +151,7 @@ export class ClaimRelayer {
     return out
   }
 
-  #enqueue(origin: bigint, task: () => Promise<void>, onFailure: () => void): void {
+  #enqueue(origin: bigint, task: () => Promise<void>, onFailure: () => void): Promise<void> {
     const prev = this.#queues.get(origin) ?? Promise.resolve()
     const next = prev.then(task).catch((err: unknown) => {
       this.#m.log.warn(
@@ -143,6 +161,7 @@ export class ClaimRelayer {
       onFailure()
     })
     this.#queues.set(origin, next)
+    return next
   }
 
   async #claim(height: bigint, origin: bigint, leaves: readonly SettlementLeaf[]): Promise<void> {

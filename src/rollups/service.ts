@@ -374,6 +374,11 @@ export class RollupsService {
     this.#claims?.committed(height)
   }
 
+  /** Claims this executor's leaves of block `height` still opened, once (the settlement sweep). */
+  async claimAgain(height: bigint): Promise<void> {
+    await this.#claims?.claimAgain(height)
+  }
+
   /** This node's executor (its settlement jobs, e.g. relayed refunds); undefined before start or without RPCs. */
   get executor(): Executor | undefined {
     return this.#executor

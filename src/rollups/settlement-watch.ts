@@ -57,6 +57,14 @@ export interface SettlementWatchModules {
   readonly now?: () => number
 }
 
+/** An escrow still opened on its origin settler, as the open index keeps it. */
+export interface OpenEscrow {
+  readonly id: Hex
+  readonly chainId: string
+  /** When this node saw its `Open` event (its local clock, unix ms). */
+  readonly seenAtMs: number
+}
+
 /** Pickups tried per poll. */
 const MAX_PICKUPS_PER_POLL = 256
 
@@ -80,6 +88,13 @@ export function pickupThrough(
 }
 
 const ORDER_PREFIX = 'o/'
+/**
+ * Orders opened and neither settled nor refunded yet: `x/<id>` -> {@link OpenEscrow}. Written with the
+ * order's `o/` record; what the settlement sweep (rollups/settlement-sweep.ts) walks.
+ */
+const OPEN_PREFIX = 'x/'
+/** Set once every `o/` order still opened has its `x/` entry (stores written before the index). */
+const OPEN_INDEX_BUILT = 'm/open-index'
 const CURSOR_PREFIX = 'c/'
 /** Orders opened on chain waiting for the mempool: `p/<id>` -> originData. */
 const PICKUP_PREFIX = 'p/'
@@ -132,11 +147,57 @@ export class SettlementWatch {
     return this.#m.store.get<OrderSettlement>('orders', ORDER_PREFIX + id.toLowerCase())
   }
 
+  /**
+   * Up to `limit` escrows still opened, by id after `after` (the sweep pages with the last id it got).
+   */
+  async openEscrows(after: string, limit: number): Promise<OpenEscrow[]> {
+    await this.#indexed
+    const rows = await this.#m.store.range<Omit<OpenEscrow, 'id'>>('orders', {
+      gte: OPEN_PREFIX + (after === '' ? '' : `${after.toLowerCase()}\u0000`),
+      lt: prefixEnd(OPEN_PREFIX),
+      limit,
+    })
+    return rows.map(([k, v]) => ({ id: k.slice(OPEN_PREFIX.length) as Hex, ...v }))
+  }
+
+  #indexed: Promise<void> | undefined
+
+  /** Builds the open index of a store written before it existed (once). */
+  async #buildOpenIndex(): Promise<void> {
+    if ((await this.#m.store.get('orders', OPEN_INDEX_BUILT)) !== undefined) return
+    const now = (this.#m.now ?? Date.now)()
+    let gte = ORDER_PREFIX
+    let built = 0
+    for (;;) {
+      const rows = await this.#m.store.range<OrderSettlement>('orders', {
+        gte,
+        lt: prefixEnd(ORDER_PREFIX),
+        limit: 1_000,
+      })
+      const ops = rows
+        .filter(([, v]) => v.state === 'opened')
+        .map(([k, v]) => ({
+          type: 'put' as const,
+          sublevel: 'orders' as const,
+          key: OPEN_PREFIX + k.slice(ORDER_PREFIX.length),
+          value: { chainId: v.chainId, seenAtMs: now },
+        }))
+      if (ops.length > 0) await this.#m.store.batch(ops)
+      built += ops.length
+      if (rows.length < 1_000) break
+      gte = `${rows[rows.length - 1]![0]}\u0000`
+    }
+    await this.#m.store.put('orders', OPEN_INDEX_BUILT, { built })
+    if (built > 0) this.#m.log.info({ open: built }, 'indexed the escrows still opened')
+  }
+
   /** One pass over every settler (skipped while the previous one runs). */
   async poll(): Promise<void> {
     if (this.#polling) return
     this.#polling = true
     try {
+      this.#indexed ??= this.#buildOpenIndex()
+      await this.#indexed
       await Promise.all([...this.#clients].map(([c, client]) => this.#pollChain(c, client)))
       if (this.#m.onOpen !== undefined) await this.#pickUp(this.#m.onOpen)
     } finally {
@@ -228,7 +289,18 @@ export class SettlementWatch {
         : event === 'Settled'
           ? { ...base, state: 'settled', claimTx: tx }
           : { ...base, state: 'refunded', refundTx: tx }
-    await this.#m.store.put('orders', key, next)
+    const open = OPEN_PREFIX + id.toLowerCase()
+    await this.#m.store.batch([
+      { type: 'put', sublevel: 'orders', key, value: next },
+      next.state === 'opened'
+        ? {
+            type: 'put',
+            sublevel: 'orders',
+            key: open,
+            value: { chainId: next.chainId, seenAtMs: (this.#m.now ?? Date.now)() },
+          }
+        : { type: 'del', sublevel: 'orders', key: open },
+    ])
     for (const l of this.#listeners) l(id.toLowerCase() as Hex, next)
   }
 }
