@@ -49,7 +49,8 @@ describe.runIf(SLOW)('crash soak, slice', () => {
     ])
     expect(report.passed).toBe(true)
     // The faults really ran, under real load.
-    expect(report.kills, why).toBeGreaterThanOrEqual(3)
+    // (Kills from outside are skipped while a node is down, which the crash points' self-kills make common.)
+    expect(report.kills + report.selfKills, why).toBeGreaterThanOrEqual(3)
     expect(report.restarts).toBeGreaterThanOrEqual(report.kills)
     expect(report.intents.accepted, why).toBeGreaterThan(40)
     expect(report.intents.lost).toBe(0)
