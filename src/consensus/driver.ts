@@ -1379,6 +1379,8 @@ export class ConsensusDriver {
     this.#catchUpTimer = setTimeout(() => {
       this.#catchUpTimer = undefined
       const c = this.#core
+      // Still syncing (a slow disk spaced two synced blocks more than the wait): the next one re-arms it.
+      if (this.#sync.syncing) return
       if (!this.#stopped && c.height > 0 && c.decision === null) this.#fetchMissing(BigInt(c.height))
     }, CATCH_UP_FETCH_MS)
   }
