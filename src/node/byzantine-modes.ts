@@ -12,6 +12,7 @@ export const BYZANTINE_MODES = [
   'lie-health',
   'fork-after-restart',
   'withhold-fills',
+  'no-fast-settlement',
 ] as const
 export type ByzantineMode = (typeof BYZANTINE_MODES)[number]
 

@@ -14,6 +14,9 @@
  * - the path the executor announces its fills by (`wrapFillPublish`, withhold-fills): its own fills are
  *   made on chain and never announced, nor made pending here (what a crash between the fill and its
  *   announcement, or a lost gossip message, leaves); fills of others it relays go out;
+ * - the listeners that claim and relay refunds as blocks commit (`fastSettlement`, no-fast-settlement):
+ *   dropped, and the claim relayer's start rescan with them, so every escrow is left to the settlement
+ *   sweep (what a node whose fast paths all failed leaves; not misbehaviour, a fault);
  * - the WAL before consensus starts (`forgetWal`, fork-after-restart): the node's record of what it signed
  *   is deleted, as if the disk were lost, and once running it signs, for every vote it had recorded, a
  *   vote of the same height, round and kind for another block (the double sign a validator without its
@@ -159,6 +162,11 @@ export class Byzantine {
       if (fill.fill.executor !== this.#self) return publish(fill)
       this.#count('withheld fill', { intentId: fill.fill.intentId, txHash: fill.fill.txHash })
     }
+  }
+
+  /** Whether this node claims and relays refunds as blocks commit (false with no-fast-settlement). */
+  get fastSettlement(): boolean {
+    return !this.modes.has('no-fast-settlement')
   }
 
   /** The host the rollups service publishes through: health reports are invented and re-signed. */

@@ -358,13 +358,16 @@ export class MurmurNode {
           }),
         ),
     }
-    // Repayments of this executor's fills, claimed as their blocks commit.
+    // Repayments of this executor's fills, claimed as their blocks commit (TEST ONLY no-fast-settlement:
+    // not as they commit, nor at start; the sweep below does it).
+    const fast = byzantine?.fastSettlement ?? true
     rollups.startClaims(
       consensus.settlementSource(),
       this.#genesis.params.epochBlocks,
       () => consensus.app.state.height,
+      { rescan: fast },
     )
-    consensus.app.onCommit((e) => rollups.committed(e.height))
+    if (fast) consensus.app.onCommit((e) => rollups.committed(e.height))
 
     // Validators relay the refunds of committed blocks (rollups/refunds.ts) through the executor.
     const { origins, close } = refundOrigins(this.#genesis.rollups, o.rollups)
@@ -383,11 +386,11 @@ export class MurmurNode {
       },
     )
     const unsubscribeRefunds = consensus.app.onCommit((e) => {
-      if (!consensus.driver.syncing) refunds.onCommit(e)
+      if (!consensus.driver.syncing && fast) refunds.onCommit(e)
     })
     // The backstop: an escrow its expiry block did not refund is refunded by refundExpired after grace.
     const unsubscribeExpired = pool.onChange((c) => {
-      if (c.state !== 'expired' || !consensus.app.ready) return
+      if (c.state !== 'expired' || !consensus.app.ready || !fast) return
       void pool.get(c.id).then((rec) => {
         if (rec === undefined) return
         refunds.onExpired({
@@ -401,7 +404,7 @@ export class MurmurNode {
     // The backstop of both: escrows still opened after the fast paths are looked at again from the store.
     const self = this.#keys.validator.address
     const sweep = new SettlementSweep(
-      { refundGraceSec: this.#genesis.params.refundGraceSec },
+      { ...o.sweep, refundGraceSec: this.#genesis.params.refundGraceSec },
       {
         openEscrows: (after, limit) => watch.openEscrows(after, limit),
         intent: (id) => pool.get(id),

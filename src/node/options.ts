@@ -4,6 +4,7 @@ import type { ConsensusDriverOptions } from '../consensus/driver.ts'
 import type { IntentPoolOptions } from '../mempool/pool.ts'
 import type { MempoolServiceOptions } from '../mempool/service.ts'
 import type { P2POptions } from '../p2p/host.ts'
+import type { SettlementSweepOptions } from '../rollups/settlement-sweep.ts'
 import type { ByzantineMode } from './byzantine.ts'
 
 /** Everything a node is configured with. Defaults live here; the CLI only maps flags onto this. */
@@ -39,6 +40,11 @@ export interface NodeOptions {
    */
   autoUnjail: boolean
   /**
+   * The settlement sweep's pace (rollups/settlement-sweep.ts: every 10 s, escrows opened 30 s ago); not
+   * a CLI flag.
+   */
+  sweep: Partial<Omit<SettlementSweepOptions, 'refundGraceSec'>>
+  /**
    * TEST ONLY: misbehaviours of a Byzantine validator (node/byzantine.ts; `--byzantine`, taken only with
    * `MURMUR_TEST_BYZANTINE=1`). Empty for an honest node.
    */
@@ -58,6 +64,7 @@ export const DEFAULT_NODE_OPTIONS: Omit<NodeOptions, 'dataDir' | 'genesisPath'> 
   p2p: {},
   mempool: { pool: {}, service: {} },
   consensus: {},
+  sweep: {},
   autoUnjail: true,
   byzantine: new Set(),
 }

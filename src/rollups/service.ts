@@ -353,7 +353,12 @@ export class RollupsService {
    * Starts claiming this executor's repayments (rollups/claims.ts) from the node's committed blocks; call
    * {@link committed} for each new commit. Nothing happens on a node without RPCs or settlement contracts.
    */
-  startClaims(source: SettlementSource, epochBlocks: number, head: () => bigint): void {
+  startClaims(
+    source: SettlementSource,
+    epochBlocks: number,
+    head: () => bigint,
+    opts: { rescan?: boolean } = {},
+  ): void {
     const ex = this.#executor
     const contracts = settlementContracts(this.#m.genesis.rollups)
     if (ex === undefined || contracts.size === 0 || this.#claims !== undefined) return
@@ -366,7 +371,7 @@ export class RollupsService {
       head,
       log: this.#m.log.child({ module: 'claims' }),
     })
-    this.#claims.start()
+    if (opts.rescan ?? true) this.#claims.start()
   }
 
   /** Block `height` is committed (claims of this executor's fills in it). */
