@@ -5,7 +5,8 @@ import { defineConfig } from 'vitest/config'
 // validators missed their jail deadline while the fifth-validator file ran beside it. `npm test`
 // (scripts/test.ts) runs the two projects as two vitest processes at once, each one file at a time, so
 // at most one network runs, beside at most one suite file; a plain `vitest run` runs them one after
-// the other.
+// the other. (test/e2e/mempool-spam.test.ts and test/e2e/sweep.test.ts run one validator in process
+// beside one or two anvils: suite files.)
 const NETWORKS = [
   'test/e2e/settlement.test.ts',
   'test/e2e/scenario.test.ts',
@@ -15,7 +16,6 @@ const NETWORKS = [
   'test/e2e/catchup.test.ts',
   'test/e2e/offline.test.ts',
   'test/e2e/rollups.test.ts',
-  'test/e2e/mempool-spam.test.ts',
   'test/e2e/dashboard.test.ts',
   'test/e2e/devnet-exit.test.ts',
   'test/e2e/netns.test.ts',
