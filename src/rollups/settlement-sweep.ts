@@ -22,6 +22,7 @@
 import type { Logger } from 'pino'
 import type { Hex } from 'viem'
 import type { IntentRecord } from '../mempool/record.ts'
+import { cmp } from '../state/types.ts'
 import type { OpenEscrow } from './settlement-watch.ts'
 
 export interface SettlementSweepOptions {
@@ -150,14 +151,14 @@ export class SettlementSweep {
         expired.push({ id: e.id, chainId: BigInt(e.chainId) })
       }
     }
-    for (const h of [...claims].sort(cmpBig)) {
+    for (const h of [...claims].sort(cmp)) {
       if (this.#stopped || this.#m.busy()) return out
       await this.#m.claim(h).then(
         () => out.claimed.push(h),
         (err: unknown) => this.#warn('claim', { height: h.toString() }, err),
       )
     }
-    for (const h of [...refunds].sort(cmpBig)) {
+    for (const h of [...refunds].sort(cmp)) {
       if (this.#stopped || this.#m.busy()) return out
       await this.#m.relayRefunds(h).then(
         () => out.relayed.push(h),
@@ -196,8 +197,4 @@ function heightOf(rec: IntentRecord): bigint | undefined {
     if (h.state === rec.state && h.height !== undefined) return h.height
   }
   return undefined
-}
-
-function cmpBig(a: bigint, b: bigint): number {
-  return a < b ? -1 : a > b ? 1 : 0
 }
