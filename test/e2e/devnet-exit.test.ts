@@ -9,6 +9,7 @@ import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
+import { setTimeout as delay } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { DevnetState } from '../../devnet/devnet.ts'
@@ -28,11 +29,28 @@ interface Run {
 }
 
 const dirs: string[] = []
-const running: ChildProcess[] = []
+const running: Array<{ child: ChildProcess; dir: string }> = []
 
 afterEach(async () => {
-  // A failed assertion must not leave the devnet behind: stop it by its own pid.
-  for (const c of running.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+  // A failed assertion must not leave the devnet behind. SIGTERM first: the devnet stops its own nodes,
+  // anvils and namespaces. A SIGKILL of `devnet up` alone would orphan them (session 10 found three such
+  // devnets running hours later), so after it the pids its state file recorded are killed one by one.
+  for (const { child, dir } of running.splice(0)) {
+    if (child.exitCode !== null || child.signalCode !== null) continue
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+    child.kill('SIGTERM')
+    const stopped = await Promise.race([exited.then(() => true), delay(20_000).then(() => false)])
+    if (stopped) continue
+    child.kill('SIGKILL')
+    const state = await readState(dir).catch(() => undefined)
+    for (const pid of state === undefined ? [] : recorded(state).pids.filter(alive)) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
 })
 
@@ -56,7 +74,7 @@ function devnetUp(dir: string, extra: string[]): Run {
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   )
-  running.push(child)
+  running.push({ child, dir })
   let out = ''
   child.stdout!.on('data', (d: Buffer) => {
     out += d.toString()
@@ -297,7 +315,7 @@ describe('devnet up --netns where it cannot run', () => {
           stdio: ['ignore', 'ignore', 'pipe'],
           ...asNobody,
         })
-        running.push(child)
+        running.push({ child, dir: join(dir, 'd') })
         child.once('error', (err) => resolve({ code: null, stderr: String(err) }))
         let stderr = ''
         child.stderr!.on('data', (d: Buffer) => {
