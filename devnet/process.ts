@@ -9,13 +9,10 @@ const CLI = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url))
  * messages, V8's young generation stayed doubled (64 -> 128 MB: a semi-space grows to 64 MB on a 4 GB
  * heap limit and never shrinks) and glibc's main arena kept ~80 MB of freed 64 KB stream buffers
  * it could not trim. With a 32 MB semi-space cap and buffers of 32 KB and more mmapped, RSS a minute
- * after the flood was 103-104 % of its baseline (was 125-152 %). docs/reliability.md, docs/decisions.md.
+ * after the flood was 105-108 % of its baseline (was 125-152 %). docs/reliability.md, docs/decisions.md.
  */
-export const NODE_MEMORY_FLAGS = ['--max-semi-space-size=32']
-export const nodeMemoryEnv = (env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv => ({
-  ...env,
-  MALLOC_MMAP_THRESHOLD_: env['MALLOC_MMAP_THRESHOLD_'] ?? '32768',
-})
+const NODE_MEMORY_FLAGS = ['--max-semi-space-size=32']
+const NODE_MEMORY_ENV = { MALLOC_MMAP_THRESHOLD_: '32768' }
 
 export interface NodeProcessOptions {
   dataDir: string
@@ -84,7 +81,7 @@ export async function spawnNode(
   const [cmd, ...pre] = [...(o.exec ?? []), process.execPath]
   const child = spawn(cmd!, [...pre, ...NODE_MEMORY_FLAGS, ...flags, CLI, ...nodeArgs(o)], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: nodeMemoryEnv(),
+    env: { ...NODE_MEMORY_ENV, ...process.env },
   })
   const exited = new Promise<number | NodeJS.Signals>((resolve) =>
     child.once('exit', (code, signal) => resolve(signal ?? code ?? 0)),
