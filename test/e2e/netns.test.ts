@@ -95,7 +95,10 @@ describe.skipIf(SKIP !== undefined)('devnet --netns: real packet faults', () => 
       expect(await netnsLeftovers(id)).toEqual({ namespaces: [], links: [] })
       expect(pids.filter((p) => p !== null && alive(p))).toEqual([])
     }
-    if (dir !== undefined) await rm(dir, { recursive: true, force: true })
+    // MURMUR_KEEP_DIR=1 keeps the devnet's directory (node logs, scenario reports) for diagnosis.
+    if (dir !== undefined && process.env['MURMUR_KEEP_DIR'] === '1')
+      console.log(`netns devnet kept in ${dir}`)
+    else if (dir !== undefined) await rm(dir, { recursive: true, force: true })
   }, 60_000)
 
   it('each node runs in its own namespace, on its own address, with its own pid, and blocks are made', async () => {
