@@ -6,9 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { nodeArgs } from '../../devnet/process.ts'
 import { Cluster } from '../helpers/cluster.ts'
 
-// A node's memory settings (docs/reliability.md, "Memory after a flood"): without them RSS stays 25 to 50 %
-// above its baseline a minute after a near-1 MiB flood. They are read from the running process itself, as
-// the kernel sees it: its arguments and its environment.
+// A node's memory settings (docs/reliability.md, rows "Flood from several identities at once" and "Node
+// memory settings"; docs/decisions.md): without them RSS stays 25 to 50 % above its baseline a minute after
+// a near-1 MiB flood. They are read from the running process itself, as the kernel sees it: its arguments
+// and its environment.
 const BIN = fileURLToPath(new URL('../../bin/murmur', import.meta.url))
 const linux = existsSync('/proc/self/environ')
 
