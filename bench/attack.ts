@@ -17,6 +17,9 @@
 // fresh one (a Sybil with new keys, on standby so there is no gap), so the flood lasts the whole
 // phase. The attackers run in processes of their own (bench/attack-worker.ts, one per slot). When each was banned and
 // disconnected is read from the nodes' `/v1/peers/bans` and `/v1/peers`, polled every 100 ms.
+// Memory is read once at each phase's end and, for the baseline and the after phase, once a second over
+// their last 10 s: one reading can land just before a major GC (V8's old space is a sawtooth), so the
+// medians of those two windows are compared as well.
 import { mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -70,6 +73,12 @@ const SEC = {
   attack: Number(values.attack),
   after: Number(values.after),
 }
+if (!(SEC.baseline >= 10 && SEC.after >= 10)) {
+  process.stderr.write(
+    'attack: --baseline and --after must be at least 10 (s): memory is read over their last 10 s\n',
+  )
+  process.exit(2)
+}
 const log = (s: string) => process.stderr.write(`${s}\n`)
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const getJson = async <T>(url: string): Promise<T> =>
@@ -79,15 +88,23 @@ const getJson = async <T>(url: string): Promise<T> =>
 interface Memory {
   rssMb: number
   heapMb: number
+  /** V8's heap as committed (used or not) and the memory of buffers outside it (ArrayBuffers). */
+  heapTotalMb: number
+  externalMb: number
   cpuSec: number
   atMs: number
 }
 const memory = async (api: string): Promise<Memory> => ({
   rssMb: (await scrape(api, 'murmur_process_resident_memory_bytes')) / 2 ** 20,
   heapMb: (await scrape(api, 'murmur_nodejs_heap_size_used_bytes')) / 2 ** 20,
+  heapTotalMb: (await scrape(api, 'murmur_nodejs_heap_size_total_bytes')) / 2 ** 20,
+  externalMb: (await scrape(api, 'murmur_nodejs_external_memory_bytes')) / 2 ** 20,
   cpuSec: await scrape(api, 'murmur_process_cpu_seconds_total'),
   atMs: Date.now(),
 })
+/** Readings a second apart over the last seconds of the baseline and of the after phase. */
+const WINDOW_SEC = 10
+
 /** Cores a node used between samples `a` and `b`. */
 const cores = (m: Memory[], a: number, b: number) =>
   (m[b]!.cpuSec - m[a]!.cpuSec) / ((m[b]!.atMs - m[a]!.atMs) / 1000)
@@ -117,6 +134,8 @@ interface RunResult {
   streamsPerSec: number
   /** Per node: baseline start, baseline end, attack end, after. */
   mem: Memory[][]
+  /** Per node: the readings of the baseline's and the after phase's last {@link WINDOW_SEC} seconds. */
+  windows: { baseline: Memory[][]; after: Memory[][] }
   refused: number
   counts: FloodCounts
 }
@@ -240,12 +259,25 @@ async function run(k: number): Promise<RunResult> {
       const heights = await Promise.all(apis.map((a) => getJson<{ height: number }>(`${a}/v1/status`)))
       log(`  heights ${heights.map((h) => h.height).join(', ')}`)
     }
+    /** One reading a second per node for WINDOW_SEC seconds (ends about when the phase does). */
+    const sampleWindow = async (): Promise<Memory[][]> => {
+      const w: Memory[][] = procs.map(() => [])
+      const t0 = Date.now()
+      for (let s = 0; s < WINDOW_SEC; s++) {
+        await sleep(Math.max(0, t0 + s * 1000 - Date.now()))
+        const read = await Promise.all(apis.map((a) => memory(a)))
+        for (const [i, m] of read.entries()) w[i]!.push(m)
+      }
+      await sleep(Math.max(0, t0 + WINDOW_SEC * 1000 - Date.now()))
+      return w
+    }
     log(`run ${k}: warm-up ${SEC.warmup} s (load average ${loadavg()[0]!.toFixed(1)})`)
     await sleep(SEC.warmup * 1000)
     await sampleMem()
     const tBase = Date.now()
     log(`run ${k}: baseline ${SEC.baseline} s`)
-    await sleep(SEC.baseline * 1000)
+    await sleep(Math.max(0, tBase + (SEC.baseline - WINDOW_SEC) * 1000 - Date.now()))
+    const baselineWindow = await sampleWindow()
     await sampleMem()
 
     // The attack.
@@ -298,7 +330,8 @@ async function run(k: number): Promise<RunResult> {
     )
     const floodSent = counts.garbage + counts.badSig + counts.replay + counts.big
     log(`run ${k}: after ${SEC.after} s (load average ${loadavg()[0]!.toFixed(1)})`)
-    await sleep(Math.max(0, tAfter + SEC.after * 1000 - Date.now()))
+    await sleep(Math.max(0, tAfter + (SEC.after - WINDOW_SEC) * 1000 - Date.now()))
+    const afterWindow = await sampleWindow()
     await sampleMem()
     const tEnd = Date.now()
     loadOn = false
@@ -359,6 +392,7 @@ async function run(k: number): Promise<RunResult> {
       streamsPerSec: counts.streams / attackSecs,
       counts,
       mem,
+      windows: { baseline: baselineWindow, after: afterWindow },
       refused,
     }
   } finally {
@@ -372,6 +406,13 @@ async function run(k: number): Promise<RunResult> {
 }
 
 const fmt = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a')
+/** Per node: the median RSS of the after window over that of the baseline window, in %. */
+const windowRatios = (r: RunResult) =>
+  r.windows.after.map(
+    (a, i) => (median(a.map((m) => m.rssMb)) / median(r.windows.baseline[i]!.map((m) => m.rssMb))) * 100,
+  )
+const span = (ms: Memory[], f: (m: Memory) => number) =>
+  `${fmt(Math.min(...ms.map(f)))}-${fmt(Math.max(...ms.map(f)))}`
 const results: RunResult[] = []
 for (let k = 1; k <= RUNS; k++) {
   const r = await run(k)
@@ -387,6 +428,13 @@ for (let k = 1; k <= RUNS; k++) {
     console.log(
       `run ${k}: node ${i} RSS ${m.map((x) => fmt(x.rssMb)).join(' -> ')} MB, heap ${m.map((x) => fmt(x.heapMb)).join(' -> ')} MB (baseline start, baseline end, attack end, ${SEC.after} s after); after/baseline RSS ${fmt((m[3]!.rssMb / m[1]!.rssMb) * 100)} %; CPU ${fmt(cores(m, 0, 1), 2)} cores baseline, ${fmt(cores(m, 1, 2), 2)} attack, ${fmt(cores(m, 2, 3), 2)} after`,
     )
+  for (const [i, ratio] of windowRatios(r).entries()) {
+    const b = r.windows.baseline[i]!
+    const a = r.windows.after[i]!
+    console.log(
+      `run ${k}: node ${i} last ${WINDOW_SEC} s of baseline / of after: RSS median ${fmt(median(b.map((x) => x.rssMb)))} / ${fmt(median(a.map((x) => x.rssMb)))} MB (${fmt(ratio)} %), RSS ${span(b, (x) => x.rssMb)} / ${span(a, (x) => x.rssMb)} MB, heap used ${span(b, (x) => x.heapMb)} / ${span(a, (x) => x.heapMb)} MB, heap committed ${span(b, (x) => x.heapTotalMb)} / ${span(a, (x) => x.heapTotalMb)} MB, external ${span(b, (x) => x.externalMb)} / ${span(a, (x) => x.externalMb)} MB`,
+    )
+  }
 }
 const all = (f: (r: RunResult) => number) => median(results.map(f))
 console.log(
@@ -410,4 +458,13 @@ console.log(
     .join('; ')} (per run, per node); at the attack's end ${results
     .map((r) => r.mem.map((m) => `${fmt((m[2]!.rssMb / m[1]!.rssMb) * 100)} %`).join(' '))
     .join('; ')}`,
+)
+console.log(
+  `  RSS median of the last ${WINDOW_SEC} s of after / of baseline: ${fmt(median(results.flatMap(windowRatios)))} % (${results
+    .map((r) =>
+      windowRatios(r)
+        .map((x) => `${fmt(x)} %`)
+        .join(' '),
+    )
+    .join('; ')})`,
 )

@@ -9,9 +9,11 @@ const CLI = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url))
  * messages, V8's young generation stayed doubled (64 -> 128 MB: a semi-space grows to 64 MB on a 4 GB
  * heap limit and never shrinks) and glibc's main arena kept ~80 MB of freed 64 KB stream buffers
  * it could not trim. With a 32 MB semi-space cap and buffers of 32 KB and more mmapped, RSS a minute
- * after the flood was 105-108 % of its baseline (was 125-152 %). docs/reliability.md, docs/decisions.md.
+ * after the flood was 105-108 % of its baseline (was 125-152 %). `--expose-gc` lets the node compact its
+ * heap once after bans stop (src/node/reclaim.ts): V8 leaves the old-space limit a flood raised in place
+ * while honest traffic goes on. docs/reliability.md, docs/decisions.md.
  */
-const NODE_MEMORY_FLAGS = ['--max-semi-space-size=32']
+const NODE_MEMORY_FLAGS = ['--max-semi-space-size=32', '--expose-gc']
 const NODE_MEMORY_ENV = { MALLOC_MMAP_THRESHOLD_: '32768' }
 
 export interface NodeProcessOptions {

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { collectDefaultMetrics, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Registry } from 'prom-client'
 import type { Hex } from 'viem'
 import { dashboardRoutes } from '../api/dashboard.ts'
 import { intentRoutes, type SettlementView } from '../api/intents.ts'
@@ -34,6 +34,7 @@ import { DataDirLock } from './lock.ts'
 import { createLogger } from './logger.ts'
 import { DEFAULT_NODE_OPTIONS, type NodeOptions } from './options.ts'
 import { ProbeService } from './probe.ts'
+import { MemoryReclaim } from './reclaim.ts'
 import { alarmedSet, registerStakingMetrics } from './staking-metrics.ts'
 import { TOPICS, type TopicPayloads } from './topics.ts'
 
@@ -184,6 +185,16 @@ export class MurmurNode {
     this.#store = store
     this.#started.push({ name: 'store', stop: () => store.close() })
 
+    const compactions = new Counter({
+      name: 'murmur_memory_compactions_total',
+      help: 'Major GCs the node asked for once bans stopped (node/reclaim.ts; needs --expose-gc)',
+      registers: [this.registry],
+    })
+    const reclaim = new MemoryReclaim(
+      {},
+      { log: this.log.child({ module: 'memory' }), onReclaim: () => compactions.inc() },
+    )
+    this.#started.push({ name: 'memory reclaim', stop: async () => reclaim.stop() })
     const p2p = new P2PHost(
       {
         ...o.p2p,
@@ -205,6 +216,7 @@ export class MurmurNode {
           const validators = app?.ready === true ? app.state.validators : (this.#genesis?.validators ?? [])
           return validators.some((v) => v.peerId === peer)
         },
+        onBan: () => reclaim.banned(),
       },
     )
     const pool = await IntentPool.open(store, o.mempool.pool, {

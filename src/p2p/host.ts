@@ -86,6 +86,8 @@ export interface P2PModules<P> {
   head: () => { height: number; blockHash: string }
   /** Peers never banned, only graylisted while their score is low (bans.ts: the validators). */
   isProtected?: (peerId: string) => boolean
+  /** Called for each new ban (the node compacts its heap once bans stop: node/reclaim.ts). */
+  onBan?: (rec: BanRecord) => void
 }
 
 /** Content-addressed message id (as Ethereum's consensus layer): SHA-256 of topic and data, 20 bytes. */
@@ -234,7 +236,10 @@ export class P2PHost<P> {
       onChange: (banned, added) => {
         this.gater.setBanned(banned)
         this.metrics.banned.set(banned.length)
-        if (added !== undefined) this.metrics.bans.inc()
+        if (added !== undefined) {
+          this.metrics.bans.inc()
+          this.#m.onBan?.(added)
+        }
       },
     })
     await this.#bans.start()

@@ -91,4 +91,28 @@ describe('garbage from a peer', () => {
     expect(status.peerId).toBe(target)
     expect(c.node(0).child.exitCode).toBeNull()
   })
+
+  it('a ban is followed by one heap compaction, quietMs after the last ban (src/node/reclaim.ts)', async () => {
+    const api = c.node(0).api
+    const bans = () => getJson<Array<{ peerId: string; sinceMs: number }>>(`${api}/v1/peers/bans`)
+    const compactions = async () =>
+      Number(
+        /^murmur_memory_compactions_total (\d+)/m.exec(await (await fetch(`${api}/metrics`)).text())?.[1],
+      )
+    // The graylisted peers of the tests above are banned within about a second of their score's fall.
+    await waitFor('a hostile peer banned', async () => (await bans()).length > 0, { timeoutMs: 30_000 })
+    let seenAt = 0
+    await waitFor(
+      'the node to compact its heap after the bans',
+      async () => {
+        seenAt = Date.now()
+        return (await compactions()) >= 1
+      },
+      { timeoutMs: 45_000 },
+    )
+    // Not before 15 s (DEFAULT_RECLAIM_OPTIONS.quietMs) without a ban.
+    const before = (await bans()).filter((b) => b.sinceMs <= seenAt).map((b) => b.sinceMs)
+    expect(before.length).toBeGreaterThan(0)
+    expect(seenAt - Math.max(...before)).toBeGreaterThanOrEqual(15_000)
+  }, 90_000)
 })

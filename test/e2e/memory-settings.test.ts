@@ -36,12 +36,13 @@ describe.skipIf(!linux)('node memory settings', () => {
   }, 60_000)
   afterAll(async () => c?.close())
 
-  it('every node a devnet, bench or test starts caps the semi-space and mmaps large buffers', async () => {
+  it('every node a devnet, bench or test starts caps the semi-space, mmaps large buffers and exposes gc', async () => {
     const p = await c.start(0)
     const { argv, env } = await processSettings(p.child.pid!)
     // Node flags come before the script: after it they would be the CLI's arguments.
     const script = argv.findIndex((a) => a.endsWith('src/cli/main.ts'))
     expect(argv.slice(0, script)).toContain('--max-semi-space-size=32')
+    expect(argv.slice(0, script)).toContain('--expose-gc')
     expect(env.get('MALLOC_MMAP_THRESHOLD_')).toBe(process.env['MALLOC_MMAP_THRESHOLD_'] ?? '32768')
     await c.stop(0)
   })
@@ -72,6 +73,7 @@ describe.skipIf(!linux)('node memory settings', () => {
         const script = argv.findIndex((a) => a.endsWith('src/cli/main.ts'))
         expect(script).toBeGreaterThan(0)
         expect(argv.slice(0, script)).toContain('--max-semi-space-size=32')
+        expect(argv.slice(0, script)).toContain('--expose-gc')
         expect(seen.get('MALLOC_MMAP_THRESHOLD_')).toBe(want)
       } finally {
         child.kill('SIGTERM')
