@@ -9,10 +9,13 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import net from 'node:net'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
+import { gunzipSync } from 'node:zlib'
 import type { Address, Hex } from 'viem'
 import { keccak256, stringToHex } from 'viem'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
@@ -38,6 +41,8 @@ export const DEFAULT_READY_TIMEOUT_MS = 20_000
 export const DEFAULT_STOP_TIMEOUT_MS = 5_000
 const READY_POLL_MS = 50
 const RPC_TIMEOUT_MS = 5_000
+/** anvil_dumpState of a long chain: tens of MB of JSON, gzipped and hex-encoded. */
+const DUMP_TIMEOUT_MS = 60_000
 /** Bytes of stdout/stderr kept for error reports. */
 const OUTPUT_TAIL_BYTES = 16 * 1024
 
@@ -139,8 +144,8 @@ export interface Rollup {
   /**
    * Stop and start on the same rpcUrl and chain id. The chain starts from genesis again (block 0,
    * fresh state, accounts re-funded) unless `keepState` is set, in which case the state is dumped
-   * with anvil_dumpState before the stop and loaded with anvil_loadState after the start (balances,
-   * code, storage and the block number carry over).
+   * with anvil_dumpState before the stop and the new anvil starts from it (`--load-state`: balances,
+   * code, storage, blocks and the block number carry over).
    */
   restart(options?: { keepState?: boolean }): Promise<void>
   /** Make rpcUrl unreachable (or reachable again) without touching the chain. */
@@ -225,7 +230,9 @@ async function rpcBatch(
   const list = Array.isArray(json) ? json : [json]
   const out: unknown[] = new Array(calls.length)
   for (const r of list) {
-    if (r.error) throw new AnvilError('RPC_FAILED', `${url}: ${calls[r.id]?.[0]}: ${r.error.message}`)
+    // An answer to a request anvil could not read has id null: name every method asked.
+    const method = calls[r.id]?.[0] ?? calls.map((c) => c[0]).join(',')
+    if (r.error) throw new AnvilError('RPC_FAILED', `${url}: ${method}: ${r.error.message}`)
     out[r.id] = r.result
   }
   return out
@@ -458,8 +465,13 @@ class AnvilRollup implements Rollup {
   #child: ChildProcess | undefined
   #upstreamUrl: string | undefined
   #closed = false
-  /** anvil_dumpState taken by stop({keepState}), loaded by the next start(). */
-  #savedState: unknown
+  /**
+   * The file holding the state stop({keepState}) dumped (anvil_dumpState, un-gzipped), which the next
+   * start() passes to anvil as `--load-state`. Not anvil_loadState: anvil refuses a request body over
+   * about 2 MB (`Invalid request`), which a devnet's chain passes after some minutes (10,000 blocks
+   * dump to 3.3 MB of hex), and the rollup then never came back from an outage.
+   */
+  #savedState: string | undefined
 
   constructor(options: RollupOptions, binary: string) {
     this.#options = options
@@ -500,13 +512,22 @@ class AnvilRollup implements Rollup {
   async start(): Promise<void> {
     if (this.#closed) throw new AnvilError('CLOSED', `rollup ${this.chainId} is closed`)
     if (this.#child !== undefined) return
-    const port = await this.#spawn()
+    // A saved state is loaded by anvil as it starts, before the proxy forwards: no client ever sees the
+    // chain at block 0. Its balances are the chain's own (not funded again).
+    const saved = this.#savedState
+    const port = await this.#spawn(saved)
     this.#upstreamUrl = `http://${this.#host}:${port}`
-    await this.#fund(this.#upstreamUrl)
-    if (this.#savedState !== undefined) {
-      // Loaded before the proxy forwards, so no client ever sees the chain at block 0.
-      await rpc(this.#upstreamUrl, 'anvil_loadState', [this.#savedState])
+    try {
+      if (saved === undefined) await this.#fund(this.#upstreamUrl)
+    } catch (err) {
+      // Never half up: with its anvil running but the proxy not forwarding, every later start() would
+      // return at once and the rollup stay down for good.
+      await this.stop()
+      throw err
+    }
+    if (saved !== undefined) {
       this.#savedState = undefined
+      await rm(dirname(saved), { recursive: true, force: true })
     }
     this.#proxy.setUpstream(port)
   }
@@ -515,7 +536,10 @@ class AnvilRollup implements Rollup {
     const child = this.#child
     if (child === undefined) return
     if (options.keepState && this.#upstreamUrl !== undefined)
-      this.#savedState = await rpc(this.#upstreamUrl, 'anvil_dumpState')
+      this.#savedState = await saveState(
+        this.chainId,
+        (await rpcBatch(this.#upstreamUrl, [['anvil_dumpState', []]], DUMP_TIMEOUT_MS))[0] as Hex,
+      )
     this.#proxy.setUpstream(undefined)
     this.#upstreamUrl = undefined
     await killAndWait(child, this.#options.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS)
@@ -556,6 +580,8 @@ class AnvilRollup implements Rollup {
     await Promise.allSettled([...this.#loads].map((l) => l.stop()))
     this.#loads.clear()
     await this.stop()
+    if (this.#savedState !== undefined) await rm(dirname(this.#savedState), { recursive: true, force: true })
+    this.#savedState = undefined
     await this.#proxy.close()
     live.delete(this)
   }
@@ -593,12 +619,13 @@ class AnvilRollup implements Rollup {
     return args
   }
 
-  /** Spawns anvil and resolves with its port once eth_chainId answers with our chain id. */
-  async #spawn(): Promise<number> {
+  /** Spawns anvil (from a saved state file) and resolves with its port once eth_chainId answers with our chain id. */
+  async #spawn(loadState?: string): Promise<number> {
     const timeoutMs = this.#options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS
     const deadline = Date.now() + timeoutMs
     const [cmd, ...pre] = [...(this.#options.exec ?? []), this.#binary]
-    const child = spawn(cmd!, [...pre, ...this.#args()], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const args = [...this.#args(), ...(loadState === undefined ? [] : ['--load-state', loadState])]
+    const child = spawn(cmd!, [...pre, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
     const stdout = new OutputTail(OUTPUT_TAIL_BYTES)
     const stderr = new OutputTail(OUTPUT_TAIL_BYTES)
     child.stdout.setEncoding('utf8')
@@ -668,6 +695,19 @@ class AnvilRollup implements Rollup {
       this.accounts.map((a) => ['anvil_setBalance', [a.address, balance]] as const),
     )
   }
+}
+
+/**
+ * Writes an anvil_dumpState answer (hex of gzipped JSON) as the JSON file `--load-state` reads, in a
+ * directory of its own under the system's temporary directory; returns the file's path.
+ */
+async function saveState(chainId: number, hex: Hex): Promise<string> {
+  const raw = Buffer.from(hex.slice(2), 'hex')
+  const json = raw[0] === 0x1f && raw[1] === 0x8b ? gunzipSync(raw) : raw
+  const dir = await mkdtemp(join(tmpdir(), `murmur-anvil-${chainId}-`))
+  const file = join(dir, 'state.json')
+  await writeFile(file, json)
+  return file
 }
 
 /** SIGTERM by pid, SIGKILL after `graceMs`, and wait for the exit (the child is reaped then). */

@@ -1,3 +1,6 @@
+import { randomBytes } from 'node:crypto'
+import { readdir } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { AnvilError, type Rollup, type Rollups, startRollup, startRollups, stopAll } from '../devnet/anvil.ts'
 import { alive } from './helpers/proc.ts'
@@ -195,6 +198,33 @@ describe('anvil rollups', () => {
     const bal = BigInt((await call(url, 'eth_getBalance', [net.accounts[0]!.address, 'latest'])) as string)
     expect(bal).toBeGreaterThan(0n)
   })
+
+  it('keepState carries a chain whose dump is over anvil_loadState limit (a devnet after some minutes)', async () => {
+    // A long devnet's chain (10,000 blocks dump to about 3.3 MB of hex) made anvil answer anvil_loadState
+    // `Invalid request`, and the rollup never came back from `rollup-down`. Here 100 contracts of random
+    // (incompressible) code make a dump of about 4.8 MB of hex at once.
+    const probe = '0x00000000000000000000000000000000000000bb'
+    const codes: Array<[string, string]> = []
+    for (let i = 0; i < 100; i++) {
+      const addr = `0x${(0xc0de0000 + i).toString(16).padStart(40, '0')}`
+      codes.push([addr, `0x${randomBytes(24_000).toString('hex')}`])
+      await call(a.rpcUrl, 'anvil_setCode', codes[i]!)
+    }
+    await call(a.rpcUrl, 'anvil_setBalance', [probe, '0x4321'])
+    const dump = (await call(a.rpcUrl, 'anvil_dumpState', [], 30_000)) as string
+    expect(dump.length).toBeGreaterThan(4_000_000)
+    const height = (await block(a.rpcUrl)).number
+    const dirs = async () => (await readdir(tmpdir())).filter((d) => d.startsWith('murmur-anvil-901-'))
+    const before = await dirs()
+    await a.stop({ keepState: true })
+    await a.start()
+    expect(await chainId(a.rpcUrl)).toBe(901)
+    expect((await block(a.rpcUrl)).number).toBeGreaterThanOrEqual(height)
+    expect(await call(a.rpcUrl, 'eth_getBalance', [probe, 'latest'])).toBe('0x4321')
+    expect(await call(a.rpcUrl, 'eth_getCode', [codes[99]![0], 'latest'])).toBe(codes[99]![1])
+    // The state file is gone once the new anvil has loaded it.
+    expect(await dirs()).toEqual(before)
+  }, 60_000)
 })
 
 describe('anvil start failures and stopAll', () => {
