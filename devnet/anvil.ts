@@ -535,6 +535,10 @@ class AnvilRollup implements Rollup {
   async stop(options: { keepState?: boolean } = {}): Promise<void> {
     const child = this.#child
     if (child === undefined) return
+    // Mining stops before the dump, so that no block is mined after it and lost: the next anvil would
+    // mine another block at that number (a reorg that a chain with `confirmations` 0 reads as final).
+    if (options.keepState && this.#upstreamUrl !== undefined)
+      await rpc(this.#upstreamUrl, 'evm_setIntervalMining', [0])
     if (options.keepState && this.#upstreamUrl !== undefined)
       this.#savedState = await saveState(
         this.chainId,

@@ -134,6 +134,37 @@ describe('executor on an anvil rollup', () => {
   const published: SignedFill[] = []
   const token: Address = '0x00000000000000000000000000000000000c0ffe'
 
+  /** Sends, from otherKey, `value` to the assignment's recipient with its intent id as data (a fill's shape). */
+  const sendMarkedTransfer = async (a: Assignment, value: bigint): Promise<Hex> => {
+    const block = await client.getBlock()
+    const nonce = await client.getTransactionCount({ address: otherKey.address, blockTag: 'pending' })
+    const raw = await otherKey.signTransaction({
+      type: 'eip1559',
+      chainId: CHAIN,
+      nonce,
+      to: a.recipient,
+      value,
+      data: a.intentId,
+      gas: 30_000n,
+      maxFeePerGas: 2n * (block.baseFeePerGas ?? 0n) + 1_000_000_000n,
+      maxPriorityFeePerGas: 1_000_000_000n,
+    })
+    return client.sendRawTransaction({ serializedTransaction: raw })
+  }
+
+  /** The fill otherKey claims for its transfer of `receipt`. */
+  const otherKeyFill = (
+    a: Assignment,
+    receipt: { transactionHash: Hex; blockNumber: bigint; blockHash: Hex },
+  ): Fill => ({
+    intentId: a.intentId,
+    chainId: BigInt(CHAIN),
+    txHash: receipt.transactionHash,
+    blockNumber: receipt.blockNumber,
+    blockHash: receipt.blockHash.toLowerCase() as Hex,
+    executor: otherKey.address.toLowerCase() as Address,
+  })
+
   const rpc = async (method: string, params: unknown[]) => {
     const post = () =>
       fetch(rollup.rpcUrl, {
@@ -480,31 +511,11 @@ describe('executor on an anvil rollup', () => {
   it('verifies a wrong amount, a made-up transaction or block hash as invalid; an unreached block pending, an RPC down unknown', async () => {
     // A transfer carrying the intent's marker but one wei short.
     const a = assignment()
-    const block = await client.getBlock()
-    const nonce = await client.getTransactionCount({ address: otherKey.address, blockTag: 'pending' })
-    const raw = await otherKey.signTransaction({
-      type: 'eip1559',
-      chainId: CHAIN,
-      nonce,
-      to: a.recipient,
-      value: a.outputAmount - 1n,
-      data: a.intentId,
-      gas: 30_000n,
-      maxFeePerGas: 2n * (block.baseFeePerGas ?? 0n) + 1_000_000_000n,
-      maxPriorityFeePerGas: 1_000_000_000n,
-    })
-    const hash = await client.sendRawTransaction({ serializedTransaction: raw })
+    const hash = await sendMarkedTransfer(a, a.outputAmount - 1n)
     const receipt = await waitFor('the short transfer mined', () =>
       client.getTransactionReceipt({ hash }).catch(() => undefined),
     )
-    const fill: Fill = {
-      intentId: a.intentId,
-      chainId: BigInt(CHAIN),
-      txHash: hash,
-      blockNumber: receipt.blockNumber,
-      blockHash: receipt.blockHash.toLowerCase() as Hex,
-      executor: otherKey.address.toLowerCase() as Address,
-    }
+    const fill = otherKeyFill(a, receipt)
     const next = await waitFor('the block after it', () =>
       client.getBlock({ blockNumber: receipt.blockNumber + 1n }).catch(() => undefined),
     )
@@ -538,9 +549,10 @@ describe('executor on an anvil rollup', () => {
       // A block this RPC has not reached: pending, not evidence against the fill.
       expect(await verify({ ...fill, blockNumber: next.number + 1000n }, short)).toBe('pending')
     }
-    // Fills named in one block: the block's transactions and receipts were asked once.
-    expect(calls.get('getBlock')).toBe(2) // the fill's block and the block after it
-    expect(calls.get('getBlockReceipts')).toBe(2)
+    // Fills named in one block: the block's transactions and receipts were asked once, and once more for
+    // the made-up block hash (a kept block is read again before a fill is called invalid for its hash).
+    expect(calls.get('getBlock')).toBe(3) // the fill's block (twice) and the block after it
+    expect(calls.get('getBlockReceipts')).toBe(3)
     calls.clear()
     expect(await blocks.verify(fill, a)).toBe('invalid')
     expect(calls.size).toBe(0) // a final block and its head are not asked again
@@ -552,6 +564,33 @@ describe('executor on an anvil rollup', () => {
       expect(await new FillBlocks(client).verify(far, a)).toBe('unknown')
     } finally {
       rollup.setUnreachable(false)
+    }
+  })
+
+  it('a kept block re-mined at its number with another hash is read again, not held against a fill', async () => {
+    // A devnet's anvil restarted from a state dumped one block earlier re-mines that block: validators
+    // that kept the old one called every fill of the new one invalid, and those intents stayed assigned.
+    const transfer = async (a: Assignment): Promise<Fill> => {
+      const hash = await sendMarkedTransfer(a, a.outputAmount)
+      await rpc('evm_mine', [])
+      return otherKeyFill(a, await client.getTransactionReceipt({ hash }))
+    }
+    await rpc('evm_setIntervalMining', [0])
+    try {
+      const blocks = new FillBlocks(client)
+      const snap = await rpc('evm_snapshot', [])
+      const a1 = assignment()
+      const f1 = await transfer(a1)
+      expect(await blocks.verify(f1, a1)).toBe('valid') // its block is kept now
+      await rpc('evm_revert', [snap])
+      const a2 = assignment()
+      const f2 = await transfer(a2)
+      expect(f2.blockNumber).toBe(f1.blockNumber)
+      expect(f2.blockHash).not.toBe(f1.blockHash)
+      expect(await blocks.verify(f2, a2)).toBe('valid')
+      expect(await blocks.verify(f1, a1)).toBe('invalid') // its block is gone
+    } finally {
+      await rpc('evm_setIntervalMining', [1])
     }
   })
 

@@ -415,8 +415,17 @@ export class FillBlocks {
     const final = await this.#isFinal(fill.blockNumber)
     if (final === undefined) return 'unknown'
     if (!final) return 'pending'
-    const block = await this.#block(fill.blockNumber)
+    const cached = this.#blocks.has(fill.blockNumber)
+    let block = await this.#block(fill.blockNumber)
     if (block === undefined) return 'unknown'
+    if (block.hash !== fill.blockHash && cached) {
+      // A kept block can still be replaced on a rollup whose confirmations are too few for its reorgs (a
+      // devnet's anvil restarted from a state dumped a block earlier re-mines that block): before
+      // calling the fill invalid, read the block again.
+      this.#blocks.delete(fill.blockNumber)
+      block = await this.#block(fill.blockNumber)
+      if (block === undefined) return 'unknown'
+    }
     if (block.hash !== fill.blockHash) return 'invalid'
     const tx = block.txs.get(fill.txHash)
     // The final block the fill names does not hold its transaction: whatever happened, not there.
