@@ -195,6 +195,26 @@ export type ApplySyncedResult =
   | { readonly status: 'rejected'; readonly code: string; readonly message: string }
 
 /** A block of the current height: its canonical bytes (the application decodes them) and its time. */
+/** performance.now() marks of the height under way (lcWait, lcBlocked: ms, -1 when not measured). */
+interface Phase {
+  start: number
+  block: number
+  judged: number
+  decided: number
+  lcWait: number
+  lcBlocked: number
+}
+
+/** Where a height's time went, ms (the `ms` of the `block committed` log line). */
+interface PhaseTimes {
+  block: number
+  judge: number
+  votes: number
+  commit: number
+  lcWait?: number
+  lcBlocked?: number
+}
+
 interface HeldBlock {
   readonly bytes: Uint8Array
   /** Unix ms, once the application built or accepted it (a precommit's timestamp must be later). */
@@ -310,7 +330,7 @@ export class ConsensusDriver {
   #lastCommit: CommitCertificate | undefined
   #unsubscribeWork: (() => void) | undefined
   /** When the current height started, its block was built or received, judged, decided (performance.now). */
-  #phase = { start: 0, block: 0, judged: 0, decided: 0 }
+  #phase: Phase = { start: 0, block: 0, judged: 0, decided: 0, lcWait: -1, lcBlocked: -1 }
 
   readonly #metrics: {
     height: Gauge
@@ -1019,7 +1039,14 @@ export class ConsensusDriver {
     let bytes: Uint8Array
     let time: number
     // Late precommits of the head are waited for (round 0) while the application does its I/O.
-    const waited = round === 0 ? this.#waitForLastCommit(this.#state()) : Promise.resolve()
+    const phase = this.#phase
+    const t0 = performance.now()
+    const waited =
+      round === 0
+        ? this.#waitForLastCommit(this.#state()).then(() => {
+            phase.lcWait = performance.now() - t0
+          })
+        : Promise.resolve()
     for (;;) {
       const head = this.#state()
       if (BigInt(height) !== head.height + 1n) return undefined
@@ -1031,7 +1058,9 @@ export class ConsensusDriver {
         misbehavior: [...this.#evidence.values()],
         lastCommit: this.#collectLastCommit(head),
         awaitLastCommit: async () => {
+          const a = performance.now()
           await waited
+          if (round === 0) phase.lcBlocked = performance.now() - a
           return this.#collectLastCommit(head)
         },
       })
@@ -1214,7 +1243,7 @@ export class ConsensusDriver {
     if (this.#core.height >= height) return
     this.#clearRoundTimers()
     this.#resetHeightCaches(height)
-    this.#phase = { start: performance.now(), block: 0, judged: 0, decided: 0 }
+    this.#phase = { start: performance.now(), block: 0, judged: 0, decided: 0, lcWait: -1, lcBlocked: -1 }
     const result = step(this.#core, {
       type: 'startHeight',
       height,
@@ -1305,17 +1334,22 @@ export class ConsensusDriver {
    * Where the height's time went, in ms: waiting for a block (built here or received), judging it, the
    * votes until the decision, and the commit.
    */
-  #phaseTimes(): { block: number; judge: number; votes: number; commit: number } {
+  #phaseTimes(): PhaseTimes {
     const p = this.#phase
     const r = (x: number) => Math.round(x)
     const block = p.block || p.decided
     const judged = p.judged || block
-    return {
+    const times: PhaseTimes = {
       block: r(block - p.start),
       judge: r(judged - block),
       votes: r(p.decided - judged),
       commit: r(performance.now() - p.decided),
     }
+    // A proposer of round 0: how long it waited for late precommits, and how much of that its
+    // prepareProposal spent blocked on them (the rest overlapped the application's I/O).
+    if (p.lcWait >= 0) times.lcWait = r(p.lcWait)
+    if (p.lcBlocked >= 0) times.lcBlocked = r(p.lcBlocked)
+    return times
   }
 
   /** valid(v): the application's processProposal; only successes are cached. */
