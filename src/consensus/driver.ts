@@ -194,7 +194,6 @@ export type ApplySyncedResult =
   | { readonly status: 'known' }
   | { readonly status: 'rejected'; readonly code: string; readonly message: string }
 
-/** A block of the current height: its canonical bytes (the application decodes them) and its time. */
 /** performance.now() marks of the height under way (lcWait, lcBlocked: ms, -1 when not measured). */
 interface Phase {
   start: number
@@ -215,6 +214,7 @@ interface PhaseTimes {
   lcBlocked?: number
 }
 
+/** A block of the current height: its canonical bytes (the application decodes them) and its time. */
 interface HeldBlock {
   readonly bytes: Uint8Array
   /** Unix ms, once the application built or accepted it (a precommit's timestamp must be later). */
