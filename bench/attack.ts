@@ -35,9 +35,9 @@ import {
   followEvents,
   forkWorker,
   median,
+  metricIn,
   percentile,
   presignIntents,
-  scrape,
   spawnNodes,
   type Worker,
 } from './lib.ts'
@@ -94,14 +94,19 @@ interface Memory {
   cpuSec: number
   atMs: number
 }
-const memory = async (api: string): Promise<Memory> => ({
-  rssMb: (await scrape(api, 'murmur_process_resident_memory_bytes')) / 2 ** 20,
-  heapMb: (await scrape(api, 'murmur_nodejs_heap_size_used_bytes')) / 2 ** 20,
-  heapTotalMb: (await scrape(api, 'murmur_nodejs_heap_size_total_bytes')) / 2 ** 20,
-  externalMb: (await scrape(api, 'murmur_nodejs_external_memory_bytes')) / 2 ** 20,
-  cpuSec: await scrape(api, 'murmur_process_cpu_seconds_total'),
-  atMs: Date.now(),
-})
+const memory = async (api: string): Promise<Memory> => {
+  // One scrape per reading: its figures are of one moment.
+  const text = await (await fetch(`${api}/metrics`)).text()
+  const mb = (name: string) => metricIn(text, name) / 2 ** 20
+  return {
+    rssMb: mb('murmur_process_resident_memory_bytes'),
+    heapMb: mb('murmur_nodejs_heap_size_used_bytes'),
+    heapTotalMb: mb('murmur_nodejs_heap_size_total_bytes'),
+    externalMb: mb('murmur_nodejs_external_memory_bytes'),
+    cpuSec: metricIn(text, 'murmur_process_cpu_seconds_total'),
+    atMs: Date.now(),
+  }
+}
 /** Readings a second apart over the last seconds of the baseline and of the after phase. */
 const WINDOW_SEC = 10
 

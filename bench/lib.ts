@@ -63,7 +63,11 @@ export function median(xs: number[]): number {
 
 /** Sum of a Prometheus metric's samples whose labels contain every `match` pair. */
 export async function scrape(api: string, name: string, match: Record<string, string> = {}): Promise<number> {
-  const text = await (await fetch(`${api}/metrics`)).text()
+  return metricIn(await (await fetch(`${api}/metrics`)).text(), name, match)
+}
+
+/** The sum of metric `name`'s samples (labels matching `match`) in a Prometheus text answer. */
+export function metricIn(text: string, name: string, match: Record<string, string> = {}): number {
   let sum = 0
   for (const line of text.split('\n')) {
     if (!line.startsWith(name)) continue

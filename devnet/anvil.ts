@@ -537,13 +537,11 @@ class AnvilRollup implements Rollup {
     if (child === undefined) return
     // Mining stops before the dump, so that no block is mined after it and lost: the next anvil would
     // mine another block at that number (a reorg that a chain with `confirmations` 0 reads as final).
-    if (options.keepState && this.#upstreamUrl !== undefined)
+    if (options.keepState && this.#upstreamUrl !== undefined) {
       await rpc(this.#upstreamUrl, 'evm_setIntervalMining', [0])
-    if (options.keepState && this.#upstreamUrl !== undefined)
-      this.#savedState = await saveState(
-        this.chainId,
-        (await rpcBatch(this.#upstreamUrl, [['anvil_dumpState', []]], DUMP_TIMEOUT_MS))[0] as Hex,
-      )
+      const [dump] = await rpcBatch(this.#upstreamUrl, [['anvil_dumpState', []]], DUMP_TIMEOUT_MS)
+      this.#savedState = await saveState(this.chainId, dump as Hex)
+    }
     this.#proxy.setUpstream(undefined)
     this.#upstreamUrl = undefined
     await killAndWait(child, this.#options.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS)
