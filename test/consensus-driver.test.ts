@@ -26,7 +26,7 @@ import { loadAppState } from '../src/state/storage.ts'
 import { Store } from '../src/state/store.ts'
 import { TestBus } from './helpers/bus.ts'
 import { addressOf, TEST_TIMEOUTS, testLog, testNetwork } from './helpers/consensus-net.ts'
-import { createTestDriver } from './helpers/driver.ts'
+import { createTestDriver, type TestDriverModules } from './helpers/driver.ts'
 import { makeIntent, wallet } from './helpers/intents.ts'
 import { tempStore } from './helpers/store.ts'
 import { waitFor } from './helpers/wait.ts'
@@ -56,6 +56,7 @@ async function startNode(
   index: number,
   dir?: string,
   options: Partial<ConsensusDriverOptions> = {},
+  extra: Partial<Pick<TestDriverModules, 'walJournal' | 'onFatal' | 'broadcast'>> = {},
 ): Promise<TestNode> {
   const d = dir ?? (await mkdtemp(join(tmpdir(), `murmur-consensus-${index}-`)))
   if (dir === undefined) dirs.push(d)
@@ -78,6 +79,7 @@ async function startNode(
       fetchMessages: (height) => bus.messages(index, height),
       log: log.child({ node: index }),
       registry,
+      ...extra,
     },
   )
   const node = { index, dir: d, store, pool, driver, app }
@@ -317,6 +319,60 @@ describe('ConsensusDriver: four validators in one process', () => {
       throw new Error(`${err.message} (stuck at ${stuck}; ${where.join('; ')})`)
     })
     await expectSameChain(running(), minHeight(running()))
+  })
+})
+
+describe('ConsensusDriver: a height signed before a power cut', () => {
+  afterAll(async () => {
+    for (const n of running()) await stopNode(n)
+    for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
+  })
+
+  // A power cut took LevelDB's unsynced commits (the WAL's journal is what is synced) and the journal gave
+  // back a vote of a height past the store's: the node must resume that height from it, not sign again.
+  it('resumes a later height from the WAL entries it finds there, and re-sends what it signed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'murmur-consensus-cut-'))
+    dirs.push(dir)
+    const journal = join(dir, 'wal-journal')
+    const me = VALIDATORS[1]!
+    const s = new Store(join(dir, 'db'))
+    await s.open()
+    const signed = await signVote(me, NETWORK, { kind: 'prevote', height: 2n, round: 0, blockHash: null })
+    const wal = new ConsensusWal(s, { journal })
+    await wal.append({ record: { type: 'vote', vote: toCoreVote(signed) }, signature: signed.signature })
+    await wal.close()
+    await s.close()
+
+    const fatal: unknown[] = []
+    const sent: ConsensusMessage[] = []
+    const nodes = [await startNode(0)]
+    nodes.push(
+      await startNode(
+        1,
+        dir,
+        {},
+        {
+          walJournal: journal,
+          onFatal: (err) => fatal.push(err),
+          broadcast: (msg) => {
+            sent.push(msg)
+            return bus.consensus(1, msg)
+          },
+        },
+      ),
+    )
+    for (let i = 2; i < 4; i++) nodes.push(await startNode(i))
+    const node = nodes[1]!
+    expect(node.driver.height).toBe(0n)
+    await waitFor('node 1 past the height it had signed at', () => node.driver.height >= 4n)
+    expect(fatal).toEqual([])
+    // At height 2, round 0, it prevoted what it had signed before, and nothing else.
+    const prevotes = sent.filter(
+      (m) => m.type === 'vote' && m.vote.kind === 'prevote' && m.vote.height === 2n && m.vote.round === 0,
+    )
+    expect(prevotes.length).toBeGreaterThan(0)
+    for (const m of prevotes) expect(m.type === 'vote' && m.vote).toEqual(signed)
+    await expectSameChain(nodes, 4n)
   })
 })
 

@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { afterEach, describe, expect, it, vi } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { ConsensusWal, walKey } from '../src/consensus/wal.ts'
 import { StorageError } from '../src/errors.ts'
 import { Store } from '../src/state/store.ts'
@@ -112,6 +112,117 @@ describe('WAL durability and bounds', () => {
   })
 })
 
+describe('WAL journal (consensus/wal-journal.ts)', () => {
+  const temp = tempStore('murmur-wal-journal-')
+  let dir: string
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'murmur-wal-journal-file-'))
+  })
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true })
+  })
+  afterEach(() => {
+    vi.restoreAllMocks()
+  })
+  const writesOf = async (store: Store) => {
+    const probe = store.db.batch()
+    const proto = Object.getPrototypeOf(probe) as { _write(options: unknown): Promise<void> }
+    await probe.close()
+    return vi.spyOn(proto, '_write')
+  }
+  /** What a power cut takes: LevelDB's writes that were never synced (here, deleted by hand). */
+  const lose = async (store: Store, height: number) => {
+    const rows = await store.range<Uint8Array>('wal', {
+      gte: `${walKey(walTestVote(height, 0, 'prevote')).slice(0, 16)}/`,
+      lt: '\uffff',
+      limit: 1000,
+    })
+    await store.batch(
+      rows.map(([key]) => ({ type: 'del' as const, sublevel: 'wal' as const, key })),
+      { sync: true },
+    )
+    expect(await new ConsensusWal(store).load(height)).toEqual([])
+  }
+
+  it('an append is fdatasynced into the journal, not a synced LevelDB write; what LevelDB lost comes back', async () => {
+    const store = temp.store
+    const journal = join(dir, 'j1')
+    const writes = await writesOf(store)
+    const wal = new ConsensusWal(store, { journal })
+    const entries = [
+      { record: walTestProposal(40, 0), signature: sig, block: walTestBlock(1, 500) },
+      { record: walTestVote(40, 0, 'prevote'), signature: sig },
+      { record: walTestVote(40, 0, 'precommit'), signature: sig, block: walTestBlock(1, 500) },
+    ]
+    for (const e of entries) await wal.append(e)
+    await wal.close()
+    expect(writes.mock.calls.map((c) => (c[0] as { sync: boolean }).sync)).toEqual([false, false, false])
+    vi.restoreAllMocks()
+    await lose(store, 40)
+    // A new process: the journal gives back every entry, and LevelDB holds them again (synced).
+    const reopened = new ConsensusWal(store, { journal })
+    expect(await reopened.load(40)).toEqual(entries)
+    await reopened.close()
+    expect(await new ConsensusWal(store).load(40)).toEqual(entries)
+    // And the height is the WAL's own again: a conflicting vote is refused.
+    const again = new ConsensusWal(store, { journal })
+    await again.load(40)
+    expect(await codeOf(again.append({ record: walTestVote(40, 0, 'prevote'), signature: sig }))).toBe(
+      'WAL_CONFLICT',
+    )
+    await again.close()
+  })
+
+  it('a full journal takes one synced LevelDB write and starts over; nothing is lost across the wrap', async () => {
+    const store = temp.store
+    const journal = join(dir, 'j2')
+    const writes = await writesOf(store)
+    // Room for about three 1 KB entries.
+    const wal = new ConsensusWal(store, { journal, journalBytes: 3_500 })
+    const entries = Array.from({ length: 10 }, (_, r) => ({
+      record: walTestVote(50, r, 'precommit'),
+      signature: sig,
+      block: walTestBlock(r, 1_000),
+    }))
+    for (const e of entries) await wal.append(e)
+    await wal.close()
+    const synced = writes.mock.calls.filter((c) => (c[0] as { sync: boolean }).sync).length
+    expect(synced).toBeGreaterThanOrEqual(2)
+    expect(synced).toBeLessThan(entries.length)
+    vi.restoreAllMocks()
+    expect(await new ConsensusWal(store).load(50)).toEqual(entries)
+    // What the journal holds since its last wrap is the newest entries, in order.
+    await lose(store, 50)
+    const reopened = new ConsensusWal(store, { journal, journalBytes: 3_500 })
+    const back = await reopened.load(50)
+    await reopened.close()
+    expect(back.length).toBeGreaterThan(0)
+    expect(back).toEqual(entries.slice(entries.length - back.length))
+  })
+
+  it('a torn last record ends the chain: the records before it come back, it does not', async () => {
+    const store = temp.store
+    const journal = join(dir, 'j3')
+    const wal = new ConsensusWal(store, { journal })
+    const entries = [0, 1, 2].map((r) => ({ record: walTestVote(60, r, 'prevote'), signature: sig }))
+    for (const e of entries) await wal.append(e)
+    await wal.close()
+    // A power cut in the middle of the third record's write: its last byte never reached the disk.
+    const bytes = await readFile(journal)
+    let end = 0
+    for (let i = 0; i < 3; i++) end += 24 + bytes.readUInt32BE(end + 12) + bytes.readUInt32BE(end + 16)
+    bytes[end - 1] = bytes[end - 1]! ^ 0xff
+    await writeFile(journal, bytes)
+    await lose(store, 60)
+    const reopened = new ConsensusWal(store, { journal })
+    expect(await reopened.load(60)).toEqual(entries.slice(0, 2))
+    // The next process writes its own chain over it: the WAL takes appends again.
+    await reopened.append(entries[2]!)
+    await reopened.close()
+    expect(await new ConsensusWal(store).load(60)).toEqual(entries)
+  })
+})
+
 describe('WAL across a killed process', () => {
   let dir: string | undefined
   afterEach(async () => {
@@ -121,11 +232,18 @@ describe('WAL across a killed process', () => {
 
   // SIGKILL leaves the OS page cache alone, so this does not prove the fsync (the sync test above spies on
   // it); it proves the ordering: a record whose append resolved is in the WAL whatever happens after.
-  it('keeps every record whose append resolved before SIGKILL', async () => {
+  // With the journal, LevelDB's write of the last entries may not have run when the kill comes (it is on
+  // the thread pool): the journal gives them back.
+  it.each([
+    ['LevelDB synced', false],
+    ['the journal', true],
+  ])('keeps every record whose append resolved before SIGKILL (%s)', async (_, withJournal) => {
     dir = await mkdtemp(join(tmpdir(), 'murmur-wal-kill-'))
     const location = join(dir, 'db')
+    const journal = join(dir, 'wal-journal')
     const writer = fileURLToPath(new URL('./helpers/wal-writer.ts', import.meta.url))
-    const child = spawn(process.execPath, [writer, location], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const args = withJournal ? [writer, location, journal] : [writer, location]
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     let stderr = ''
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString()
@@ -152,7 +270,9 @@ describe('WAL across a killed process', () => {
     const store = new Store(location)
     await store.open()
     try {
-      const entries = await new ConsensusWal(store).load(1)
+      const wal = new ConsensusWal(store, withJournal ? { journal } : {})
+      const entries = await wal.load(1)
+      await wal.close()
       const held = new Map(entries.map((e) => [walKey(e.record), e]))
       for (const line of announced) {
         const [round, step] = line.split('/').map(Number) as [number, number]

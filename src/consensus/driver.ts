@@ -145,6 +145,8 @@ export const DEFAULT_CONSENSUS_DRIVER_OPTIONS: ConsensusDriverOptions = {
 /** Collaborators of a {@link ConsensusDriver}. */
 export interface ConsensusDriverModules {
   readonly store: Store
+  /** The WAL's journal file (wal-journal.ts): without it every vote waits for a synced LevelDB write. */
+  readonly walJournal?: string
   /** The application behind the engine (consensus/abci.ts). */
   readonly app: Application
   /** Signed consensus messages are bound to this network (EIP-712 domain). */
@@ -344,7 +346,10 @@ export class ConsensusDriver {
     this.options = { ...DEFAULT_CONSENSUS_DRIVER_OPTIONS, ...options }
     this.#m = modules
     this.#log = modules.log.child({ module: 'consensus' })
-    this.#wal = new ConsensusWal(modules.store)
+    this.#wal = new ConsensusWal(
+      modules.store,
+      modules.walJournal === undefined ? {} : { journal: modules.walJournal },
+    )
     this.#self = modules.account.address.toLowerCase() as Address
     this.#networkId = modules.networkId
     const clock = modules.clock
@@ -461,6 +466,7 @@ export class ConsensusDriver {
       await this.#sync.stop()
       await this.#chain
       while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight])
+      await this.#wal.close()
       this.#clearAllTimers()
       for (const name of METRIC_NAMES) this.#m.registry.removeSingleMetric(name)
       this.#listeners.clear()
@@ -1244,12 +1250,32 @@ export class ConsensusDriver {
     this.#clearRoundTimers()
     this.#resetHeightCaches(height)
     this.#phase = { start: performance.now(), block: 0, judged: 0, decided: 0, lcWait: -1, lcBlocked: -1 }
-    const result = step(this.#core, {
-      type: 'startHeight',
-      height,
-      validators: head.validators,
-      skip: head.offline,
-    })
+    // The WAL holds what this node signed at this height before a restart that found its store further
+    // back (a power cut took LevelDB's unsynced commits, the journal gave the votes back): resume from them,
+    // as start() does, rather than sign again.
+    const signed = this.#wal.holdsUnloaded(height) ? await this.#wal.load(height) : []
+    for (const e of signed) this.#remember(e)
+    if (signed.length > 0)
+      this.#log.warn(
+        { height, walRecords: signed.length },
+        'resuming a height from records signed before a restart',
+      )
+    const result =
+      signed.length > 0
+        ? restoreFromWal(
+            this.options.timeouts,
+            this.#self,
+            height,
+            head.validators,
+            signed.map((e) => e.record),
+            head.offline,
+          )
+        : step(this.#core, {
+            type: 'startHeight',
+            height,
+            validators: head.validators,
+            skip: head.offline,
+          })
     this.#core = result.state
     this.#metrics.round.set(0)
     await this.#perform(result.outputs)

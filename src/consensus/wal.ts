@@ -11,9 +11,10 @@
  * read: `load(height)` is one bounded range, `prune(below)` one range of keys. At most one entry exists per
  * key: the core never signs twice for one height/round/step.
  *
- * Durable and bounded (docs/decisions.md, "WAL"): an append is fsynced (`sync: true`) before it resolves,
- * since a vote lost in a power cut after it was sent lets the rebooted node sign a conflicting one, and
- * no peer can give it back. A height holds at most {@link MAX_WAL_ENTRIES_PER_HEIGHT} entries and
+ * Durable and bounded (docs/decisions.md, "WAL"): an append is durable before it resolves, since a vote
+ * lost in a power cut after it was sent lets the rebooted node sign a conflicting one, and no peer can
+ * give it back. With a journal (wal-journal.ts; every node has one) the entry is fdatasynced into the
+ * journal and written to LevelDB without a sync; without one, LevelDB fsyncs it (`sync: true`). A height holds at most {@link MAX_WAL_ENTRIES_PER_HEIGHT} entries and
  * {@link MAX_WAL_BYTES_PER_HEIGHT} bytes; past either bound an append is refused (StorageError
  * `WAL_FULL`, which stops the node), never made room for: dropping an older record of the height would
  * forget a vote or the lock. An append over a record of its height, or next to records of its height
@@ -26,6 +27,7 @@ import { StorageError } from '../errors.ts'
 import { crashPoint } from '../state/crash-hook.ts'
 import { type BatchOp, heightKey, type Store } from '../state/store.ts'
 import type { WalRecord } from './types.ts'
+import { WalJournal } from './wal-journal.ts'
 
 /** What the WAL keeps of one signed message. */
 export interface WalEntry {
@@ -60,6 +62,10 @@ export interface WalLimits {
   readonly maxEntriesPerHeight?: number
   /** Default {@link MAX_WAL_BYTES_PER_HEIGHT}. */
   readonly maxBytesPerHeight?: number
+  /** The journal file (wal-journal.ts); without one every append is a synced LevelDB write. */
+  readonly journal?: string
+  /** Size of a new journal file; default JOURNAL_BYTES. */
+  readonly journalBytes?: number
 }
 
 /** Rows per range read while loading a height (entries may carry whole blocks). */
@@ -137,32 +143,41 @@ function decodeEntry(key: string, bytes: Uint8Array): WalEntry {
 interface HeightTally {
   readonly sizes: Map<string, number>
   bytes: number
-  /** Read from disk at a first append, not loaded: the core does not know these entries. */
+  /** Found on disk when this process opened the WAL, not loaded: the core does not know these entries. */
   foreign: boolean
 }
 
-/** The WAL of one node. Every append is fsynced before it resolves, so the driver may speak. */
+/** The WAL of one node. Every append is durable before it resolves, so the driver may speak. */
 export class ConsensusWal {
   readonly #store: Store
   readonly #maxEntries: number
   readonly #maxBytes: number
+  readonly #journalPath: string | undefined
+  readonly #journalBytes: number | undefined
+  #journal: WalJournal | undefined
   /**
-   * By height key, what the WAL holds of that height: what this process wrote or loaded, or read at its
-   * first append. Every entry of an older height was deleted by the commit batch of that height, so these
-   * are all the WAL holds, and pruning needs no read of the WAL (whose entries carry whole blocks).
+   * By height key, what the WAL holds of that height: what was on disk when this process opened the WAL
+   * (one scan), then what it wrote or loaded. Every entry of an older height is deleted by the commit batch
+   * of that height, so these are all the WAL holds: an append needs no read, and pruning no read of the
+   * WAL (whose entries carry whole blocks).
    */
   readonly #tallies = new Map<string, HeightTally>()
-  /** Reads of a height under way for its first append (two appends of one height share one). */
-  readonly #reading = new Map<string, Promise<HeightTally>>()
+  #opened: Promise<void> | undefined
+  #isOpen = false
+  /** LevelDB writes of journaled entries not yet done (awaited before a prune or a synced write). */
+  readonly #writing = new Set<Promise<void>>()
+  #writeError: unknown
 
   constructor(store: Store, limits: WalLimits = {}) {
     this.#store = store
     this.#maxEntries = limits.maxEntriesPerHeight ?? MAX_WAL_ENTRIES_PER_HEIGHT
     this.#maxBytes = limits.maxBytesPerHeight ?? MAX_WAL_BYTES_PER_HEIGHT
+    this.#journalPath = limits.journal
+    this.#journalBytes = limits.journalBytes
   }
 
   /**
-   * Appends an entry; resolves once LevelDB has fsynced it. Refuses (StorageError `WAL_FULL`) past the
+   * Appends an entry; resolves once it is durable (fdatasynced into the journal, or fsynced by LevelDB). Refuses (StorageError `WAL_FULL`) past the
    * bounds of the height and (`WAL_CONFLICT`) over a record it holds or next to records of the height
    * that were never loaded. A failure is a StorageError: the node stops.
    */
@@ -170,7 +185,10 @@ export class ConsensusWal {
     const key = walKey(entry.record)
     const hk = key.slice(0, key.indexOf('/'))
     const value = encodeEntry(entry)
-    const tally = await this.#tallyOf(hk)
+    // Once open, no await before the journal write: the entry is durable in the caller's turn.
+    if (!this.#isOpen) await this.#open()
+    const tally = this.#tallyOf(hk)
+    if (this.#writeError !== undefined) throw this.#writeError
     if (tally.foreign) {
       throw new StorageError(
         'WAL_CONFLICT',
@@ -191,8 +209,83 @@ export class ConsensusWal {
     // is never written again (the node stops anyway).
     tally.sizes.set(key, value.length)
     tally.bytes += value.length
-    await this.#store.put('wal', key, value, { sync: true })
+    const journal = this.#journal
+    const size = WalJournal.sizeOf(key, value)
+    if (journal === undefined || size > journal.capacity) {
+      await this.#settle()
+      await this.#store.put('wal', key, value, { sync: true })
+    } else if (!journal.fits(size)) {
+      // The journal is full: one synced LevelDB write makes this entry and every earlier one durable
+      // there, and the journal starts over.
+      await this.#settle()
+      await this.#store.put('wal', key, value, { sync: true })
+      journal.rewind()
+    } else {
+      journal.write(key, value)
+      const w = this.#store.put('wal', key, value).then(
+        () => {
+          this.#writing.delete(w)
+        },
+        (err: unknown) => {
+          this.#writing.delete(w)
+          this.#writeError ??= err
+        },
+      )
+      this.#writing.add(w)
+    }
     crashPoint('wal')
+  }
+
+  /** Waits for the LevelDB writes of journaled entries; throws the first that failed. */
+  async #settle(): Promise<void> {
+    while (this.#writing.size > 0) await Promise.all([...this.#writing])
+    if (this.#writeError !== undefined) throw this.#writeError
+  }
+
+  /**
+   * Once per process: opens the journal and writes what it recovered back into LevelDB (synced) where
+   * LevelDB lost it (a power cut after the journal's fdatasync), then tallies every height the WAL holds.
+   */
+  #open(): Promise<void> {
+    this.#opened ??= (async () => {
+      if (this.#journalPath !== undefined) {
+        const journal = WalJournal.open(this.#journalPath, this.#journalBytes)
+        const recovered = new Map(journal.recovered.map((r) => [r.key, r.value] as const))
+        const keys = [...recovered.keys()]
+        const held = keys.length === 0 ? [] : await this.#store.getMany<Uint8Array>('wal', keys)
+        const lost: BatchOp[] = keys
+          .filter((_, i) => held[i] === undefined)
+          .map((key) => ({ type: 'put', sublevel: 'wal', key, value: recovered.get(key)! }))
+        // Synced before the journal is written over from its start.
+        if (lost.length > 0) await this.#store.batch(lost, { sync: true })
+        this.#journal = journal
+      }
+      let gte = ''
+      for (;;) {
+        const rows = await this.#store.range<Uint8Array>('wal', { gte, lt: '\uffff', limit: READ_PAGE })
+        for (const [k, v] of rows) {
+          const hk = k.slice(0, k.indexOf('/'))
+          let t = this.#tallies.get(hk)
+          if (t === undefined) {
+            t = { sizes: new Map(), bytes: 0, foreign: true }
+            this.#tallies.set(hk, t)
+          }
+          t.sizes.set(k, v.length)
+          t.bytes += v.length
+        }
+        if (rows.length < READ_PAGE) break
+        gte = `${rows[rows.length - 1]![0]}\u0000`
+      }
+      this.#isOpen = true
+    })()
+    return this.#opened
+  }
+
+  /** Closes the journal (the LevelDB writes under way are waited for). */
+  async close(): Promise<void> {
+    await this.#settle().catch(() => {})
+    this.#journal?.close()
+    this.#journal = undefined
   }
 
   /**
@@ -201,16 +294,19 @@ export class ConsensusWal {
    */
   async load(height: number | bigint): Promise<WalEntry[]> {
     const hk = heightKey(height)
+    await this.#open()
+    await this.#settle()
     const entries: WalEntry[] = []
     const tally = await this.#read(hk, (k, v) => entries.push(decodeEntry(k, v)))
-    const held = this.#tallies.get(hk)
-    if (held === undefined || held.foreign) this.#tallies.set(hk, tally)
+    this.#tallies.set(hk, tally)
     return entries
   }
 
   /** Batch ops deleting every entry below `height` (to join the commit batch of `height - 1`). */
   async pruneOps(belowHeight: number | bigint): Promise<BatchOp[]> {
     const below = heightKey(belowHeight)
+    // A delete must not overtake the put it deletes (LevelDB jobs run on several threads).
+    await this.#settle()
     const ops: BatchOp[] = []
     for (const [hk, tally] of this.#tallies) {
       if (hk >= below) continue
@@ -235,6 +331,7 @@ export class ConsensusWal {
 
   /** Deletes every entry below `height`; returns how many. */
   async prune(belowHeight: number | bigint): Promise<number> {
+    await this.#settle()
     const ops = await this.scanPruneOps(belowHeight)
     const below = heightKey(belowHeight)
     for (const hk of this.#tallies.keys()) if (hk < below) this.#tallies.delete(hk)
@@ -242,27 +339,22 @@ export class ConsensusWal {
     return ops.length
   }
 
-  /** What the WAL holds of a height, read from disk once if this process has not seen it yet. */
-  async #tallyOf(hk: string): Promise<HeightTally> {
-    const held = this.#tallies.get(hk)
-    if (held !== undefined) return held
-    let reading = this.#reading.get(hk)
-    if (reading === undefined) {
-      reading = this.#read(hk).then((t) => {
-        t.foreign = t.sizes.size > 0
-        return t
-      })
-      this.#reading.set(hk, reading)
-      void reading.then(
-        () => this.#reading.delete(hk),
-        () => this.#reading.delete(hk),
-      )
+  /**
+   * True when the WAL holds entries of `height` that this process found on disk and has not loaded (see
+   * the driver's #startNext). False before the WAL is open: start() loads its height first.
+   */
+  holdsUnloaded(height: number | bigint): boolean {
+    return this.#tallies.get(heightKey(height))?.foreign === true
+  }
+
+  /** What the WAL holds of a height (after #open: the scan found every height on disk). */
+  #tallyOf(hk: string): HeightTally {
+    let t = this.#tallies.get(hk)
+    if (t === undefined) {
+      t = { sizes: new Map(), bytes: 0, foreign: false }
+      this.#tallies.set(hk, t)
     }
-    const read = await reading
-    // A load that finished meanwhile knows better.
-    const now = this.#tallies.get(hk) ?? read
-    this.#tallies.set(hk, now)
-    return now
+    return t
   }
 
   /** Reads one height page by page, refusing it (CORRUPT) as soon as it passes a bound. */

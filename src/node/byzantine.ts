@@ -22,6 +22,7 @@
  *   vote of the same height, round and kind for another block (the double sign a validator without its
  *   last-signed state commits).
  */
+import { rm } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import { type Address, type Hex, keccak256, type LocalAccount, toHex } from 'viem'
 import type { MurmurApplication } from '../app/application.ts'
@@ -189,17 +190,26 @@ export class Byzantine {
   }
 
   /**
-   * fork-after-restart, before consensus starts: deletes the node's WAL (what it signed, as if the disk
-   * were lost) and keeps its votes for {@link signForks}.
+   * fork-after-restart, before consensus starts: deletes the node's WAL and its journal (what it signed,
+   * as if the disk were lost) and keeps its votes for {@link signForks}.
    */
-  async forgetWal(store: Store): Promise<void> {
+  async forgetWal(store: Store, journal?: string): Promise<void> {
     if (!this.modes.has('fork-after-restart')) return
+    if (journal !== undefined) {
+      // Opening the WAL with its journal writes back what only the journal held (a kill before LevelDB's
+      // write), so the rows below are all it signed.
+      const opened = new ConsensusWal(store, { journal })
+      await opened.load(0)
+      await opened.close()
+    }
     const rows = await store.range<Uint8Array>('wal', { gte: '', lt: '\uffff', limit: 100_000 })
     const heights = new Set(rows.map(([k]) => BigInt(`0x${k.slice(0, 16)}`)))
     const wal = new ConsensusWal(store)
     for (const h of heights) this.#forgotten.push(...(await wal.load(h)))
     const ops: BatchOp[] = rows.map(([key]) => ({ type: 'del', sublevel: 'wal', key }))
     await store.batch(ops, { sync: true })
+    // The journal holds copies of the latest entries: it goes too, or it would bring them back.
+    if (journal !== undefined) await rm(journal, { force: true })
     this.#log.warn(
       { entries: rows.length, votes: this.#forgotten.filter((e) => e.record.type === 'vote').length },
       'deleted the consensus WAL (fork-after-restart)',

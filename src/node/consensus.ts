@@ -55,6 +55,8 @@ const STATUS_POLL_MS = 2_000
 export interface ConsensusWiringModules {
   genesis: Genesis
   store: Store
+  /** The consensus WAL's journal file (consensus/wal-journal.ts), in the data dir. */
+  walJournal?: string
   pool: IntentPool
   p2p: P2PHost<TopicPayloads>
   rollups: RollupsService
@@ -161,6 +163,7 @@ export class ConsensusWiring {
       { minBlockIntervalMs: g.params.blockIntervalMs, ...options },
       {
         store: modules.store,
+        ...(modules.walJournal === undefined ? {} : { walJournal: modules.walJournal }),
         app: byz === undefined ? this.app : byz.wrapApp(this.app),
         networkId: g.networkId,
         account: modules.account,
@@ -345,7 +348,7 @@ export class ConsensusWiring {
       }),
     )
     // fork-after-restart (TEST ONLY): the record of what this validator signed is gone before the start.
-    await this.#m.byzantine?.forgetWal(this.#m.store)
+    await this.#m.byzantine?.forgetWal(this.#m.store, this.#m.walJournal)
     await this.driver.start()
     this.#startStatusPoll()
     const byz = this.#m.byzantine

@@ -297,6 +297,7 @@ export class MurmurNode {
     const consensus = new ConsensusWiring(o.consensus, {
       genesis: this.#genesis,
       store,
+      walJournal: join(o.dataDir, 'wal-journal'),
       pool,
       p2p,
       rollups,
