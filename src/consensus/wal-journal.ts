@@ -19,16 +19,7 @@
  * The journal never holds the only copy of an entry it is about to overwrite: before a wrap the WAL makes
  * LevelDB durable (a synced write), and at open it writes what it recovered back into LevelDB, synced.
  */
-import {
-  closeSync,
-  fdatasyncSync,
-  fstatSync,
-  fsyncSync,
-  ftruncateSync,
-  openSync,
-  readSync,
-  writeSync,
-} from 'node:fs'
+import { closeSync, fdatasyncSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs'
 import { crc32 } from 'node:zlib'
 import { StorageError } from '../errors.ts'
 
@@ -81,22 +72,22 @@ export class WalJournal {
     } catch (err) {
       fail(path, 'open', err)
     }
+    let size = 0
     try {
-      const size = fstatSync(fd).size
+      size = fstatSync(fd).size
       if (size < capacity) {
         // Allocated with real zeros (not a sparse hole), so an overwrite never needs a new block.
         const zeros = Buffer.alloc(Math.min(1024 * 1024, capacity))
         for (let at = size; at < capacity; at += zeros.length)
           writeSync(fd, zeros, 0, Math.min(zeros.length, capacity - at), at)
         fsyncSync(fd)
-      } else if (size > capacity) {
-        ftruncateSync(fd, capacity)
-        fsyncSync(fd)
       }
     } catch (err) {
       closeSync(fd)
       fail(path, 'allocate', err)
     }
+    // A file larger than asked for (made with a larger size) is used whole: its records stay readable.
+    capacity = Math.max(capacity, size)
     const { records, lastSeq } = readChain(fd, capacity)
     // With no chain (a new file, or a torn first record) the seq starts from the clock, so a record left
     // of an older chain cannot happen to follow the new one.
