@@ -14,11 +14,12 @@
  * Durable and bounded (docs/decisions.md, "WAL"): an append is durable before it resolves, since a vote
  * lost in a power cut after it was sent lets the rebooted node sign a conflicting one, and no peer can
  * give it back. With a journal (wal-journal.ts; every node has one) the entry is fdatasynced into the
- * journal and written to LevelDB without a sync; without one, LevelDB fsyncs it (`sync: true`). A height holds at most {@link MAX_WAL_ENTRIES_PER_HEIGHT} entries and
- * {@link MAX_WAL_BYTES_PER_HEIGHT} bytes; past either bound an append is refused (StorageError
- * `WAL_FULL`, which stops the node), never made room for: dropping an older record of the height would
- * forget a vote or the lock. An append over a record of its height, or next to records of its height
- * this process never loaded (the core would not know what they say), is refused as `WAL_CONFLICT`.
+ * journal and written to LevelDB without a sync; without one, LevelDB fsyncs it (`sync: true`). A height
+ * holds at most {@link MAX_WAL_ENTRIES_PER_HEIGHT} entries and {@link MAX_WAL_BYTES_PER_HEIGHT} bytes;
+ * past either bound an append is refused (StorageError `WAL_FULL`, which stops the node), never made
+ * room for: dropping an older record of the height would forget a vote or the lock. An append over a
+ * record of its height, or next to records of its height this process never loaded (the core would not
+ * know what they say), is refused as `WAL_CONFLICT`.
  */
 import { decode as cborDecode, encode as cborEncode } from 'cborg'
 import type { Hex } from 'viem'
@@ -177,9 +178,10 @@ export class ConsensusWal {
   }
 
   /**
-   * Appends an entry; resolves once it is durable (fdatasynced into the journal, or fsynced by LevelDB). Refuses (StorageError `WAL_FULL`) past the
-   * bounds of the height and (`WAL_CONFLICT`) over a record it holds or next to records of the height
-   * that were never loaded. A failure is a StorageError: the node stops.
+   * Appends an entry; resolves once it is durable (fdatasynced into the journal, or fsynced by LevelDB).
+   * Refuses (StorageError `WAL_FULL`) past the bounds of the height and (`WAL_CONFLICT`) over a record
+   * it holds or next to records of the height that were never loaded. A failure is a StorageError: the
+   * node stops.
    */
   async append(entry: WalEntry): Promise<void> {
     const key = walKey(entry.record)
