@@ -434,15 +434,7 @@ export class ConsensusDriver {
       const height = info.height + 1n
       const entries = await this.#wal.load(height)
       this.#resetHeightCaches(Number(height))
-      for (const e of entries) this.#remember(e)
-      const result = restoreFromWal(
-        this.options.timeouts,
-        this.#self,
-        Number(height),
-        info.validators,
-        entries.map((e) => e.record),
-        info.offline,
-      )
+      const result = this.#restore(Number(height), info, entries)
       this.#core = result.state
       this.#restoredRecords = entries.length
       this.#log.info({ height, walRecords: entries.length }, 'consensus started')
@@ -1242,6 +1234,19 @@ export class ConsensusDriver {
     }, delayMs)
   }
 
+  /** The core at `height` rebuilt from what this node signed there (its WAL entries), which it keeps. */
+  #restore(height: number, head: AppInfo, entries: readonly WalEntry[]): ReturnType<typeof restoreFromWal> {
+    for (const e of entries) this.#remember(e)
+    return restoreFromWal(
+      this.options.timeouts,
+      this.#self,
+      height,
+      head.validators,
+      entries.map((e) => e.record),
+      head.offline,
+    )
+  }
+
   /** startHeight(last committed + 1) with the validators the last block left (L52-54, L10). */
   async #startNext(): Promise<void> {
     const head = this.#state()
@@ -1254,7 +1259,6 @@ export class ConsensusDriver {
     // back (a power cut took LevelDB's unsynced commits, the journal gave the votes back): resume from them,
     // as start() does, rather than sign again.
     const signed = this.#wal.holdsUnloaded(height) ? await this.#wal.load(height) : []
-    for (const e of signed) this.#remember(e)
     if (signed.length > 0)
       this.#log.warn(
         { height, walRecords: signed.length },
@@ -1262,14 +1266,7 @@ export class ConsensusDriver {
       )
     const result =
       signed.length > 0
-        ? restoreFromWal(
-            this.options.timeouts,
-            this.#self,
-            height,
-            head.validators,
-            signed.map((e) => e.record),
-            head.offline,
-          )
+        ? this.#restore(height, head, signed)
         : step(this.#core, {
             type: 'startHeight',
             height,

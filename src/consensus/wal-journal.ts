@@ -19,7 +19,16 @@
  * The journal never holds the only copy of an entry it is about to overwrite: before a wrap the WAL makes
  * LevelDB durable (a synced write), and at open it writes what it recovered back into LevelDB, synced.
  */
-import { closeSync, fdatasyncSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs'
+import {
+  closeSync,
+  constants,
+  fdatasyncSync,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  readSync,
+  writeSync,
+} from 'node:fs'
 import { crc32 } from 'node:zlib'
 import { StorageError } from '../errors.ts'
 
@@ -66,9 +75,8 @@ export class WalJournal {
   static open(path: string, capacity = JOURNAL_BYTES): WalJournal {
     let fd: number
     try {
-      fd = openSync(path, 'a+')
-      closeSync(fd)
-      fd = openSync(path, 'r+')
+      // Read-write, created if missing; not 'a+', whose writes ignore the offset.
+      fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600)
     } catch (err) {
       fail(path, 'open', err)
     }

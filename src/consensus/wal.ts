@@ -188,7 +188,7 @@ export class ConsensusWal {
     const hk = key.slice(0, key.indexOf('/'))
     const value = encodeEntry(entry)
     // Once open, no await before the journal write: the entry is durable in the caller's turn.
-    if (!this.#isOpen) await this.#open()
+    if (!this.#isOpen) await this.open()
     const tally = this.#tallyOf(hk)
     if (this.#writeError !== undefined) throw this.#writeError
     if (tally.foreign) {
@@ -212,16 +212,12 @@ export class ConsensusWal {
     tally.sizes.set(key, value.length)
     tally.bytes += value.length
     const journal = this.#journal
-    const size = WalJournal.sizeOf(key, value)
-    if (journal === undefined || size > journal.capacity) {
+    if (journal === undefined || !journal.fits(WalJournal.sizeOf(key, value))) {
+      // No journal, or no room left in it: one synced LevelDB write makes this entry and every earlier
+      // one durable there, and the journal starts over.
       await this.#settle()
       await this.#store.put('wal', key, value, { sync: true })
-    } else if (!journal.fits(size)) {
-      // The journal is full: one synced LevelDB write makes this entry and every earlier one durable
-      // there, and the journal starts over.
-      await this.#settle()
-      await this.#store.put('wal', key, value, { sync: true })
-      journal.rewind()
+      journal?.rewind()
     } else {
       journal.write(key, value)
       const w = this.#store.put('wal', key, value).then(
@@ -245,10 +241,10 @@ export class ConsensusWal {
   }
 
   /**
-   * Once per process: opens the journal and writes what it recovered back into LevelDB (synced) where
+   * Once per process (append and load call it): opens the journal and writes what it recovered back into LevelDB (synced) where
    * LevelDB lost it (a power cut after the journal's fdatasync), then tallies every height the WAL holds.
    */
-  #open(): Promise<void> {
+  open(): Promise<void> {
     this.#opened ??= (async () => {
       if (this.#journalPath !== undefined) {
         const journal = WalJournal.open(this.#journalPath, this.#journalBytes)
@@ -296,7 +292,7 @@ export class ConsensusWal {
    */
   async load(height: number | bigint): Promise<WalEntry[]> {
     const hk = heightKey(height)
-    await this.#open()
+    await this.open()
     await this.#settle()
     const entries: WalEntry[] = []
     const tally = await this.#read(hk, (k, v) => entries.push(decodeEntry(k, v)))
@@ -349,7 +345,7 @@ export class ConsensusWal {
     return this.#tallies.get(heightKey(height))?.foreign === true
   }
 
-  /** What the WAL holds of a height (after #open: the scan found every height on disk). */
+  /** What the WAL holds of a height (after open(): the scan found every height on disk). */
   #tallyOf(hk: string): HeightTally {
     let t = this.#tallies.get(hk)
     if (t === undefined) {

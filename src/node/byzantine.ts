@@ -199,7 +199,7 @@ export class Byzantine {
       // Opening the WAL with its journal writes back what only the journal held (a kill before LevelDB's
       // write), so the rows below are all it signed.
       const opened = new ConsensusWal(store, { journal })
-      await opened.load(0)
+      await opened.open()
       await opened.close()
     }
     const rows = await store.range<Uint8Array>('wal', { gte: '', lt: '\uffff', limit: 100_000 })
